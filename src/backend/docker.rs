@@ -1,0 +1,328 @@
+//! The Docker engine: queries about images and containers (through the API socket when
+//! possible, the CLI otherwise) and the argv of `docker run` for a `RunPlan`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::engine_api;
+use crate::error::Error;
+
+/// What tapir needs to know about a local image.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub id: String,
+    pub repo_digests: Vec<String>,
+    pub user: String,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub working_dir: String,
+    pub env: Vec<String>,
+}
+
+impl ImageInfo {
+    fn from_inspect(v: &Value) -> Self {
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let config = &v["Config"];
+        Self {
+            id: v["Id"].as_str().unwrap_or_default().to_string(),
+            repo_digests: strings(&v["RepoDigests"]),
+            user: config["User"].as_str().unwrap_or_default().to_string(),
+            entrypoint: strings(&config["Entrypoint"]),
+            cmd: strings(&config["Cmd"]),
+            working_dir: config["WorkingDir"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            env: strings(&config["Env"]),
+        }
+    }
+}
+
+/// A container's state after it ended.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerState {
+    pub exit_code: i64,
+    pub oom_killed: bool,
+    pub running: bool,
+    pub started: bool,
+    pub error: String,
+}
+
+/// The local Docker engine.
+#[derive(Debug, Clone)]
+pub struct Docker {
+    /// The `docker` binary (`TAPIR_DOCKER` overrides PATH).
+    pub binary: PathBuf,
+    /// The API socket, when queries can go straight to it.
+    socket: Option<PathBuf>,
+}
+
+impl Docker {
+    /// Finds the engine. With `TAPIR_DOCKER` set, everything goes through that binary
+    /// (so a stand-in sees every call).
+    pub fn locate() -> Result<Self, Error> {
+        if let Some(path) = std::env::var_os("TAPIR_DOCKER") {
+            return Ok(Self {
+                binary: PathBuf::from(path),
+                socket: None,
+            });
+        }
+        let binary = which::which("docker").map_err(|_| {
+            Error::not_started("the `docker` command was not found on PATH\n  fix: install Docker, or set TAPIR_DOCKER to the docker binary")
+        })?;
+        Ok(Self {
+            binary,
+            socket: engine_api::local_socket(),
+        })
+    }
+
+    pub fn command(&self) -> Command {
+        Command::new(&self.binary)
+    }
+
+    /// Inspects a local image; `Ok(None)` when it is not present.
+    pub fn image(&self, reference: &str) -> Result<Option<ImageInfo>, Error> {
+        if let Some(socket) = &self.socket
+            && let Ok(response) = engine_api::request(
+                socket,
+                "GET",
+                &format!("/images/{}/json", engine_api::encode(reference)),
+            )
+        {
+            return match response.status {
+                200 => {
+                    let v: Value = serde_json::from_slice(&response.body).map_err(|e| {
+                        Error::not_started(format!(
+                            "the engine's answer about image {reference} is not JSON: {e}"
+                        ))
+                    })?;
+                    Ok(Some(ImageInfo::from_inspect(&v)))
+                }
+                404 => Ok(None),
+                status => Err(engine_error(
+                    &format!("inspecting image {reference}"),
+                    status,
+                    &response.body,
+                )),
+            };
+        }
+        let output = self
+            .command()
+            .args(["image", "inspect", "--format", "{{json .}}", reference])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| self.spawn_error(e))?;
+        if output.status.success() {
+            let v: Value = serde_json::from_slice(&output.stdout).map_err(|e| {
+                Error::not_started(format!(
+                    "`docker image inspect {reference}` did not print JSON: {e}"
+                ))
+            })?;
+            return Ok(Some(ImageInfo::from_inspect(&v)));
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("No such image") || stderr.contains("No such object") {
+            Ok(None)
+        } else {
+            Err(cli_error(
+                &format!("docker image inspect {reference}"),
+                &stderr,
+            ))
+        }
+    }
+
+    /// The state of a container (by name or id); `None` when it does not exist.
+    pub fn container(&self, name: &str) -> Option<ContainerState> {
+        let v: Value = match &self.socket {
+            Some(socket) => {
+                let response = engine_api::request(
+                    socket,
+                    "GET",
+                    &format!("/containers/{}/json", engine_api::encode(name)),
+                )
+                .ok()?;
+                if response.status != 200 {
+                    return None;
+                }
+                serde_json::from_slice(&response.body).ok()?
+            }
+            None => {
+                let output = self
+                    .command()
+                    .args(["container", "inspect", "--format", "{{json .}}", name])
+                    .stdin(Stdio::null())
+                    .output()
+                    .ok()?;
+                if !output.status.success() {
+                    return None;
+                }
+                serde_json::from_slice(&output.stdout).ok()?
+            }
+        };
+        let state = &v["State"];
+        Some(ContainerState {
+            exit_code: state["ExitCode"].as_i64().unwrap_or(-1),
+            oom_killed: state["OOMKilled"].as_bool().unwrap_or(false),
+            running: state["Running"].as_bool().unwrap_or(false),
+            started: state["StartedAt"]
+                .as_str()
+                .is_some_and(|s| !s.starts_with("0001-")),
+            error: state["Error"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+
+    /// Removes a container (forcibly, so a running one is killed first).
+    pub fn remove(&self, name: &str) -> Result<(), String> {
+        if let Some(socket) = &self.socket
+            && let Ok(response) = engine_api::request(
+                socket,
+                "DELETE",
+                &format!("/containers/{}?force=true", engine_api::encode(name)),
+            )
+        {
+            return match response.status {
+                204 | 404 => Ok(()),
+                status => Err(format!(
+                    "the engine answered {status}: {}",
+                    String::from_utf8_lossy(&response.body).trim()
+                )),
+            };
+        }
+        let output = self
+            .command()
+            .args(["rm", "--force", name])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if output.status.success() || stderr.contains("No such container") {
+            Ok(())
+        } else {
+            Err(stderr.trim().to_string())
+        }
+    }
+
+    /// Stops a container: SIGTERM (through `--init`), then SIGKILL after `grace_seconds`.
+    pub fn stop(&self, name: &str, grace_seconds: u32) {
+        let _ = self
+            .command()
+            .args(["stop", "--time", &grace_seconds.to_string(), name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Reads one file out of an image without running it: create a container (never
+    /// started), copy the file out as a tar stream, remove the container. Works for
+    /// images without a shell. `Ok(None)` when the file is not in the image.
+    pub fn read_file_from_image(&self, image: &str, path: &str) -> Result<Option<Vec<u8>>, Error> {
+        let created = self
+            .command()
+            .args([
+                "create",
+                "--label",
+                "tapir.helper=read-file",
+                image,
+                "tapir-never-started",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| self.spawn_error(e))?;
+        if !created.status.success() {
+            return Err(cli_error(
+                &format!("docker create {image}"),
+                &String::from_utf8_lossy(&created.stderr),
+            ));
+        }
+        let id = String::from_utf8_lossy(&created.stdout).trim().to_string();
+        let copied = self
+            .command()
+            .args(["cp", &format!("{id}:{path}"), "-"])
+            .stdin(Stdio::null())
+            .output();
+        let _ = self.remove(&id);
+        let copied = copied.map_err(|e| self.spawn_error(e))?;
+        if !copied.status.success() {
+            let stderr = String::from_utf8_lossy(&copied.stderr);
+            if stderr.contains("Could not find") || stderr.contains("No such") {
+                return Ok(None);
+            }
+            return Err(cli_error(
+                &format!("docker cp {path} from {image}"),
+                &stderr,
+            ));
+        }
+        first_tar_member(&copied.stdout).map(Some).ok_or_else(|| {
+            Error::not_started(format!(
+                "`docker cp` of {path} from {image} did not return a file"
+            ))
+        })
+    }
+
+    fn spawn_error(&self, e: std::io::Error) -> Error {
+        Error::not_started(format!(
+            "cannot run {}: {e}\n  fix: check that Docker is installed (or TAPIR_DOCKER points at it)",
+            self.binary.display()
+        ))
+    }
+
+    pub fn binary_path(&self) -> &Path {
+        &self.binary
+    }
+}
+
+fn engine_error(what: &str, status: u16, body: &[u8]) -> Error {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
+    Error::not_started(format!(
+        "the Docker engine failed while {what} ({status}): {message}"
+    ))
+}
+
+fn cli_error(what: &str, stderr: &str) -> Error {
+    let stderr = stderr.trim();
+    if stderr.contains("Cannot connect to the Docker daemon")
+        || stderr.contains("Is the docker daemon running")
+    {
+        return Error::not_started(format!(
+            "the Docker engine does not answer ({stderr})\n  fix: start Docker (`sudo systemctl start docker`), or check DOCKER_HOST"
+        ));
+    }
+    Error::not_started(format!("`{what}` failed: {stderr}"))
+}
+
+/// The content of the first regular file in a tar stream (what `docker cp … -` writes).
+fn first_tar_member(tar: &[u8]) -> Option<Vec<u8>> {
+    let mut offset = 0;
+    while offset + 512 <= tar.len() {
+        let header = &tar[offset..offset + 512];
+        if header.iter().all(|b| *b == 0) {
+            return None;
+        }
+        let size_field = std::str::from_utf8(&header[124..136]).ok()?;
+        let size =
+            usize::from_str_radix(size_field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+                .ok()?;
+        let type_flag = header[156];
+        let data = offset + 512;
+        if (type_flag == b'0' || type_flag == 0) && data + size <= tar.len() {
+            return Some(tar[data..data + size].to_vec());
+        }
+        offset = data + size.div_ceil(512) * 512;
+    }
+    None
+}

@@ -1,0 +1,600 @@
+//! Checks beyond the schema: what JSON Schema cannot say about a Task API file.
+//!
+//! They run after the schema check and tolerate values of the wrong type (the schema
+//! reports those), so a file with many problems gets them all in one pass.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::diagnostic::{Diagnostic, did_you_mean, pointer_join};
+use crate::model::{complexity, quantity};
+use crate::resolve::sizing;
+use crate::schema::Kind;
+use crate::source::Document;
+use crate::source::template::Template;
+
+/// Keys of a task `config` that only mean something when `type` is `k8s`.
+const K8S_ONLY_KEYS: &[&str] = &[
+    "namespace",
+    "registryUrl",
+    "registryUsername",
+    "registryPassword",
+    "imagePullSecrets",
+    "imagePullPolicy",
+    "env_vars",
+    "volumes",
+    "volume_mounts",
+    "annotations",
+];
+
+/// Resource names that ask for GPUs.
+pub const GPU_KEYS: &[&str] = &["nvidia.com/gpu", "gpu", "amd.com/gpu"];
+
+pub fn check(document: &Document, kind: Kind) -> Vec<Diagnostic> {
+    let mut checker = Checker {
+        document,
+        out: Vec::new(),
+    };
+    match kind {
+        Kind::ProcessingContainer => checker.processing_container(),
+        Kind::Task => checker.task(),
+    }
+    checker.out
+}
+
+struct Checker<'a> {
+    document: &'a Document,
+    out: Vec<Diagnostic>,
+}
+
+/// An item of an array of objects with its pointer.
+struct Item<'v> {
+    pointer: String,
+    value: &'v Value,
+}
+
+fn items<'v>(parent: &'v Value, key: &str, parent_pointer: &str) -> Vec<Item<'v>> {
+    let pointer = pointer_join(parent_pointer, key);
+    parent
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|array| {
+            array
+                .iter()
+                .enumerate()
+                .map(|(i, value)| Item {
+                    pointer: pointer_join(&pointer, i),
+                    value,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn str_field<'v>(value: &'v Value, key: &str) -> Option<&'v str> {
+    value.get(key).and_then(Value::as_str)
+}
+
+impl Checker<'_> {
+    fn error_at_value(&mut self, code: &'static str, pointer: &str, message: String, fix: String) {
+        self.out.push(
+            Diagnostic::error(code, message)
+                .at_pointer(pointer)
+                .at(self.document.value_position(pointer))
+                .with_fix(fix),
+        );
+    }
+
+    fn warning_at_value(
+        &mut self,
+        code: &'static str,
+        pointer: &str,
+        message: String,
+        fix: String,
+    ) {
+        self.out.push(
+            Diagnostic::warning(code, message)
+                .at_pointer(pointer)
+                .at(self.document.value_position(pointer))
+                .with_fix(fix),
+        );
+    }
+
+    /// Reports every repeated value of `key` among `items` (e.g. two templates with one
+    /// identifier), pointing at the repeat and at the first one.
+    fn duplicates(&mut self, code: &'static str, what: &str, items: &[Item<'_>], key: &str) {
+        let mut first: HashMap<&str, String> = HashMap::new();
+        for item in items {
+            let Some(name) = str_field(item.value, key) else {
+                continue;
+            };
+            let pointer = pointer_join(&item.pointer, key);
+            match first.get(name) {
+                Some(first_pointer) => {
+                    let related = self.document.value_position(first_pointer);
+                    self.out.push(
+                        Diagnostic::error(code, format!("{what} `{name}` is defined twice"))
+                            .at_pointer(pointer.clone())
+                            .at(self.document.value_position(&pointer))
+                            .with_related("first defined here", related)
+                            .with_fix(format!(
+                                "rename or remove one of the two; each {what} must be unique"
+                            )),
+                    );
+                }
+                None => {
+                    first.insert(name, pointer);
+                }
+            }
+        }
+    }
+
+    fn processing_container(&mut self) {
+        let root = &self.document.value;
+        let templates = items(root, "templates", "");
+        self.duplicates(
+            "duplicate-identifier",
+            "template identifier",
+            &templates,
+            "identifier",
+        );
+        for template in &templates {
+            self.template(template.value, &template.pointer);
+        }
+    }
+
+    fn task(&mut self) {
+        let root = &self.document.value;
+        self.templating(root, "");
+        let template = root.get("taskTemplate").filter(|t| t.is_object());
+        if let Some(template) = template {
+            self.template(template, "/taskTemplate");
+        }
+        for list in ["inputs", "outputs"] {
+            let channels = items(root, list, "");
+            self.duplicates("duplicate-channel", "channel", &channels, "name");
+            for channel in &channels {
+                if let Some(rule) = channel.value.get("scale_rule") {
+                    self.scale_rule(
+                        rule,
+                        &pointer_join(&channel.pointer, "scale_rule"),
+                        list == "outputs",
+                    );
+                }
+            }
+            if let Some(template) = template {
+                self.bindings(template, list, &channels);
+            }
+        }
+        let env = items(root, "env", "");
+        self.duplicates("duplicate-env", "variable", &env, "name");
+        if let Some(template) = template {
+            self.env_overrides(template, &env);
+        }
+        if let Some(resources) = root.get("resources") {
+            self.resources(resources, "/resources");
+        }
+        if let Some(config) = root.get("config").and_then(Value::as_object) {
+            let is_k8s = config.get("type").and_then(Value::as_str) == Some("k8s");
+            for key in config
+                .keys()
+                .filter(|k| K8S_ONLY_KEYS.contains(&k.as_str()))
+            {
+                if !is_k8s {
+                    let pointer = pointer_join("/config", key);
+                    self.out.push(
+                        Diagnostic::warning(
+                            "k8s-only",
+                            format!(
+                                "`config.{key}` applies only to k8s configs; it is ignored here"
+                            ),
+                        )
+                        .at_pointer(pointer.clone())
+                        .at(self.document.key_position(&pointer))
+                        .with_fix("add `\"type\": \"k8s\"` to the config, or remove the key"),
+                    );
+                }
+            }
+            if let Some(password) = config.get("registryPassword").and_then(Value::as_str)
+                && !password.is_empty()
+                && !password.contains("{{")
+            {
+                let pointer = "/config/registryPassword";
+                self.out.push(
+                        Diagnostic::warning("literal-secret", "`registryPassword` is written in the file; it will end up wherever the file goes")
+                            .at_pointer(pointer)
+                            .at(self.document.key_position(pointer))
+                            .with_fix("read it from the environment: \"{{ env.REGISTRY_PASSWORD }}\""),
+                    );
+            }
+        }
+    }
+
+    /// Checks one task template (in a processing-container.json or inline in a task).
+    fn template(&mut self, template: &Value, pointer: &str) {
+        let inputs = items(template, "inputs", pointer);
+        let outputs = items(template, "outputs", pointer);
+        self.duplicates("duplicate-channel", "input channel", &inputs, "name");
+        self.duplicates("duplicate-channel", "output channel", &outputs, "name");
+
+        let mut mounted: HashMap<String, String> = HashMap::new();
+        for (channel, is_output) in inputs
+            .iter()
+            .map(|c| (c, false))
+            .chain(outputs.iter().map(|c| (c, true)))
+        {
+            if let Some(rule) = channel.value.get("scale_rule") {
+                self.scale_rule(
+                    rule,
+                    &pointer_join(&channel.pointer, "scale_rule"),
+                    is_output,
+                );
+            }
+            let Some(path) = str_field(channel.value, "mounted_path") else {
+                continue;
+            };
+            let path_pointer = pointer_join(&channel.pointer, "mounted_path");
+            if path.is_empty() {
+                continue; // the schema reports it
+            }
+            if !path.starts_with('/') {
+                self.error_at_value(
+                    "relative-mount",
+                    &path_pointer,
+                    format!(
+                        "mounted_path `{path}` is not absolute: it is a path inside the container"
+                    ),
+                    format!(
+                        "write it from the container's root, e.g. `/{}`",
+                        path.trim_start_matches("./")
+                    ),
+                );
+                continue;
+            }
+            let normal = normalize_container_path(path);
+            if let Some(first) = mounted.get(&normal) {
+                let related = self.document.value_position(first);
+                self.out.push(
+                    Diagnostic::error(
+                        "same-mount",
+                        format!("two channels are mounted on `{normal}`"),
+                    )
+                    .at_pointer(path_pointer.clone())
+                    .at(self.document.value_position(&path_pointer))
+                    .with_related("the other channel's mounted_path", related)
+                    .with_fix("give each channel its own mounted_path"),
+                );
+            } else {
+                mounted.insert(normal, path_pointer);
+            }
+        }
+
+        let env = items(template, "env", pointer);
+        self.duplicates("duplicate-env", "variable", &env, "name");
+        for var in &env {
+            if let Some(value) = str_field(var.value, "value") {
+                self.env_value_fits(var.value, value, &pointer_join(&var.pointer, "value"), None);
+            }
+        }
+        if let Some(resources) = template.get("resources") {
+            self.resources(resources, &pointer_join(pointer, "resources"));
+        }
+    }
+
+    /// Does `value` respect the `type` and `choices` of the template variable `declared`?
+    /// `overridden_at` is the template's value pointer when `value` comes from a task.
+    fn env_value_fits(
+        &mut self,
+        declared: &Value,
+        value: &str,
+        pointer: &str,
+        overridden_at: Option<&str>,
+    ) {
+        let name = str_field(declared, "name").unwrap_or("?");
+        let related = |this: &Self| overridden_at.and_then(|p| this.document.value_position(p));
+        if let Some(kind) = str_field(declared, "type") {
+            let fits = match kind {
+                "int" => value.trim().parse::<i64>().is_ok(),
+                "boolean" => matches!(value.to_ascii_lowercase().as_str(), "true" | "false"),
+                _ => true,
+            };
+            if !fits && !value.contains("{{") {
+                let related = related(self);
+                self.out.push(
+                    Diagnostic::error(
+                        "env-type",
+                        format!("`{name}` is declared as {kind}, but its value is \"{value}\""),
+                    )
+                    .at_pointer(pointer)
+                    .at(self.document.value_position(pointer))
+                    .with_related("declared here", related)
+                    .with_fix(match kind {
+                        "int" => "use a whole number, e.g. \"5\"".to_string(),
+                        _ => "use \"true\" or \"false\"".to_string(),
+                    }),
+                );
+            }
+        }
+        if let Some(choices) = declared.get("choices").and_then(Value::as_array) {
+            let choices: Vec<&str> = choices.iter().filter_map(Value::as_str).collect();
+            if !choices.is_empty() && !choices.contains(&value) && !value.contains("{{") {
+                let list = choices
+                    .iter()
+                    .map(|c| format!("\"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let fix = match did_you_mean(value, choices.iter().copied()) {
+                    Some(s) => format!("did you mean \"{s}\"? allowed: {list}"),
+                    None => format!("use one of {list}"),
+                };
+                let related = related(self);
+                self.out.push(
+                    Diagnostic::error(
+                        "env-choice",
+                        format!("\"{value}\" is not one of the choices of `{name}`"),
+                    )
+                    .at_pointer(pointer)
+                    .at(self.document.value_position(pointer))
+                    .with_related("choices declared here", related)
+                    .with_fix(fix),
+                );
+            }
+        }
+    }
+
+    /// Task env against an inline template: `adjustable: false`, `type`, `choices`.
+    fn env_overrides(&mut self, template: &Value, task_env: &[Item<'_>]) {
+        let declared = items(template, "env", "/taskTemplate");
+        for var in task_env {
+            let (Some(name), Some(value)) =
+                (str_field(var.value, "name"), str_field(var.value, "value"))
+            else {
+                continue;
+            };
+            let Some(decl) = declared
+                .iter()
+                .find(|d| str_field(d.value, "name") == Some(name))
+            else {
+                continue;
+            };
+            let value_pointer = pointer_join(&var.pointer, "value");
+            if decl.value.get("adjustable") == Some(&Value::Bool(false)) {
+                let related = self.document.value_position(&decl.pointer);
+                self.out.push(
+                    Diagnostic::error(
+                        "not-adjustable",
+                        format!(
+                            "`{name}` is declared `adjustable: false`; a task cannot override it"
+                        ),
+                    )
+                    .at_pointer(value_pointer.clone())
+                    .at(self.document.value_position(&value_pointer))
+                    .with_related("declared here", related)
+                    .with_fix(
+                        "remove this override, or make the variable adjustable in the template",
+                    ),
+                );
+            }
+            self.env_value_fits(decl.value, value, &value_pointer, Some(&decl.pointer));
+        }
+    }
+
+    /// Task channels against an inline template: unknown names are errors (with a
+    /// "did you mean"), unbound template channels are warnings.
+    fn bindings(&mut self, template: &Value, list: &str, channels: &[Item<'_>]) {
+        let declared: Vec<&str> = template
+            .get(list)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|c| str_field(c, "name")).collect())
+            .unwrap_or_default();
+        let kind = if list == "inputs" { "input" } else { "output" };
+        for channel in channels {
+            let Some(name) = str_field(channel.value, "name") else {
+                continue;
+            };
+            if !declared.contains(&name) {
+                let pointer = pointer_join(&channel.pointer, "name");
+                let fix = match did_you_mean(name, declared.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None if declared.is_empty() => {
+                        format!("the template declares no {kind} channels")
+                    }
+                    None => format!(
+                        "the template's {kind} channels are: {}",
+                        declared.join(", ")
+                    ),
+                };
+                self.error_at_value(
+                    "unknown-channel",
+                    &pointer,
+                    format!("the template has no {kind} channel `{name}`"),
+                    fix,
+                );
+            }
+        }
+        for name in declared {
+            if !channels
+                .iter()
+                .any(|c| str_field(c.value, "name") == Some(name))
+            {
+                let pointer = format!("/{list}");
+                let position = self
+                    .document
+                    .key_position(&pointer)
+                    .or_else(|| self.document.value_position(""));
+                self.out.push(
+                    Diagnostic::warning("unbound-channel", format!("{kind} channel `{name}` of the template is not bound: it will not be mounted"))
+                        .at_pointer(pointer)
+                        .at(position)
+                        .with_fix(format!("add {{\"name\": \"{name}\", \"volume_source\": {{\"host_path\": \"…\"}}}} to `{list}`")),
+                );
+            }
+        }
+    }
+
+    fn scale_rule(&mut self, rule: &Value, pointer: &str, on_output: bool) {
+        if on_output {
+            self.warning_at_value(
+                "output-scale-rule",
+                pointer,
+                "scale rules are computed from input data; on an output channel this one is ignored".into(),
+                "move it to an input channel, or remove it".into(),
+            );
+        }
+        // A complexity that does not parse breaks the schema's pattern, which reports it.
+        if let Some(text) = str_field(rule, "complexity")
+            && complexity::parse(text).is_ok_and(|c| c.coefficient <= 0.0)
+        {
+            self.warning_at_value(
+                "scale-not-positive",
+                &pointer_join(pointer, "complexity"),
+                format!("complexity \"{text}\" never asks for any memory"),
+                "use a positive coefficient".into(),
+            );
+        }
+        if let Some(factor) = rule.get("scale_factor").and_then(Value::as_i64)
+            && factor <= 0
+        {
+            self.warning_at_value(
+                "scale-not-positive",
+                &pointer_join(pointer, "scale_factor"),
+                format!("scale_factor {factor} never asks for any memory"),
+                "use a positive whole number".into(),
+            );
+        }
+        let target = sizing::Target {
+            dir: "",
+            glob: str_field(rule, "target_glob").unwrap_or("*"),
+            regex: str_field(rule, "target_regex").unwrap_or(".*"),
+        };
+        if let Err(e) = sizing::validate_target(&target) {
+            let key = if e.message.starts_with("target_glob") {
+                "target_glob"
+            } else {
+                "target_regex"
+            };
+            self.error_at_value(
+                "scale-target",
+                &pointer_join(pointer, key),
+                e.message,
+                e.fix,
+            );
+        }
+        if let Some(dir) = str_field(rule, "target_dir")
+            && (dir.starts_with('/') || dir.split('/').any(|c| c == ".."))
+        {
+            self.error_at_value(
+                "scale-target",
+                &pointer_join(pointer, "target_dir"),
+                format!("target_dir `{dir}` leaves the channel folder"),
+                "give a folder inside the channel, relative to it, e.g. \"series\"".into(),
+            );
+        }
+    }
+
+    fn resources(&mut self, resources: &Value, pointer: &str) {
+        let mut memory = HashMap::new();
+        for section in ["limits", "requests"] {
+            let Some(list) = resources.get(section).and_then(Value::as_object) else {
+                continue;
+            };
+            for (name, value) in list {
+                let value_pointer = pointer_join(&pointer_join(pointer, section), name);
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => continue, // the schema reports it
+                };
+                if text.contains("{{") {
+                    continue;
+                }
+                let problem = match name.as_str() {
+                    "memory" | "ephemeral-storage" => match quantity::parse_bytes(&text) {
+                        Ok(bytes) => {
+                            if name == "memory" {
+                                memory.insert(section, bytes);
+                            }
+                            None
+                        }
+                        Err(e) => Some(e),
+                    },
+                    "cpu" => quantity::parse_cpu_millis(&text).err(),
+                    gpu if GPU_KEYS.contains(&gpu) => match text.parse::<u64>() {
+                        Ok(_) => None,
+                        Err(_) => Some(quantity::QuantityError {
+                            message: format!("`{text}` is not a number of GPUs"),
+                            fix: "use a whole number, e.g. \"1\"".into(),
+                        }),
+                    },
+                    _ => None, // other names pass through to Kubernetes
+                };
+                if let Some(e) = problem {
+                    self.error_at_value(
+                        "quantity",
+                        &value_pointer,
+                        format!("{name}: {}", e.message),
+                        e.fix,
+                    );
+                }
+            }
+        }
+        if let (Some(request), Some(limit)) = (memory.get("requests"), memory.get("limits"))
+            && request > limit
+        {
+            self.warning_at_value(
+                "request-over-limit",
+                &format!("{pointer}/requests/memory"),
+                format!(
+                    "the memory request ({}) is larger than the limit ({})",
+                    quantity::format_bytes(*request),
+                    quantity::format_bytes(*limit)
+                ),
+                "a request is what the task needs at least; make it at most the limit".into(),
+            );
+        }
+    }
+
+    /// Templating syntax in every string of a task file (DESIGN.md decision 4).
+    fn templating(&mut self, value: &Value, pointer: &str) {
+        match value {
+            Value::String(s) => {
+                if let Err(e) = Template::parse(s) {
+                    let position = self.document.string_position(pointer, e.span.clone());
+                    self.out.push(
+                        Diagnostic::error("template", format!("templating: {}", e.message))
+                            .at_pointer(pointer)
+                            .at(position)
+                            .with_fix(e.fix),
+                    );
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    self.templating(v, &pointer_join(pointer, i));
+                }
+            }
+            Value::Object(o) => {
+                for (k, v) in o {
+                    self.templating(v, &pointer_join(pointer, k));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `/home//data/` → `/home/data`, so two spellings of one folder are seen as one.
+pub fn normalize_container_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand. Each turns its raw clap arguments into validated values,
+//! calls the library, and hands the results to `output`.
+
+pub mod schema;
+pub mod validate;

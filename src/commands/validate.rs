@@ -1,0 +1,351 @@
+//! `tapir validate FILE|DIR...`: check Task API files and report every problem at once.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::cli::{ColorChoice, KindArg, ValidateArgs, ValidateFormat};
+use crate::diagnostic::Severity;
+use crate::error::{Error, Result, exit};
+use crate::output::{self, Printer};
+use crate::schema::Kind;
+use crate::validation::{FileReport, KindRule, check_file};
+
+/// Folders never searched: build output, VCS data, JavaScript dependencies.
+const SKIPPED_DIRS: &[&str] = &["target", ".git", "node_modules"];
+
+/// Version of the `--format json` output (README, "JSON output").
+pub const JSON_FORMAT_VERSION: u32 = 1;
+
+/// One input after folders are expanded.
+struct Input {
+    path: PathBuf,
+    /// Found by searching a folder (rather than named by the user): files that turn out
+    /// to be neither kind are skipped instead of reported.
+    found_in_folder: bool,
+}
+
+enum Outcome {
+    Checked(Box<FileReport>),
+    Unreadable(Error),
+    Skipped,
+}
+
+pub fn run(args: &ValidateArgs, color: ColorChoice) -> Result<u8> {
+    let rule = match args.schema {
+        Some(KindArg::Pc) => KindRule::Forced(Kind::ProcessingContainer),
+        Some(KindArg::Task) => KindRule::Forced(Kind::Task),
+        None => KindRule::Detect,
+    };
+    let (inputs, walk_errors) = expand(&args.paths, rule);
+    let mut outcomes = check_all(&inputs, rule);
+    for outcome in &mut outcomes {
+        if let (Outcome::Checked(report), true) = (outcome, args.strict) {
+            report.promote_warnings();
+        }
+    }
+    outcomes.extend(walk_errors.into_iter().map(Outcome::Unreadable));
+
+    let printer = Printer::for_stdout(color);
+    let text = match args.format {
+        ValidateFormat::Human => human(&outcomes, printer, args.quiet),
+        ValidateFormat::Json => json_report(&outcomes),
+        ValidateFormat::Github => github(&outcomes),
+    };
+    output::stdout(&text);
+    for outcome in &outcomes {
+        if let (Outcome::Unreadable(e), ValidateFormat::Human) = (outcome, args.format) {
+            let printer = Printer::for_stderr(color);
+            output::stderr(&format!("{}: cannot read {e}\n", printer.red("error")));
+        }
+    }
+    Ok(exit_code(&outcomes))
+}
+
+fn exit_code(outcomes: &[Outcome]) -> u8 {
+    if outcomes.iter().any(|o| matches!(o, Outcome::Unreadable(_))) {
+        exit::USAGE
+    } else if outcomes
+        .iter()
+        .any(|o| matches!(o, Outcome::Checked(r) if !r.is_valid()))
+    {
+        exit::INVALID
+    } else {
+        exit::OK
+    }
+}
+
+/// Files as given, and folders searched recursively for `*.json`.
+fn expand(paths: &[PathBuf], rule: KindRule) -> (Vec<Input>, Vec<Error>) {
+    let mut inputs = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            inputs.push(Input {
+                path: path.clone(),
+                found_in_folder: false,
+            });
+            continue;
+        }
+        let walker = walkdir::WalkDir::new(path)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                !(e.file_type().is_dir()
+                    && e.depth() > 0
+                    && SKIPPED_DIRS.iter().any(|s| e.file_name() == *s))
+            });
+        for entry in walker {
+            match entry {
+                Ok(entry) if entry.file_type().is_file() && is_json(entry.path()) => {
+                    // With `--schema`, every JSON file in the folder is of that kind.
+                    let found_in_folder = matches!(rule, KindRule::Detect);
+                    inputs.push(Input {
+                        path: entry.into_path(),
+                        found_in_folder,
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let at = e.path().unwrap_or(path).to_path_buf();
+                    errors.push(Error::io(
+                        at,
+                        e.into_io_error()
+                            .unwrap_or_else(|| std::io::Error::other("folder loop")),
+                    ));
+                }
+            }
+        }
+    }
+    (inputs, errors)
+}
+
+fn is_json(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+}
+
+/// Checks every input, on all cores when there are many, keeping their order.
+fn check_all(inputs: &[Input], rule: KindRule) -> Vec<Outcome> {
+    let check = |input: &Input| match check_file(&input.path, rule) {
+        Err(e) => Outcome::Unreadable(e),
+        Ok(report) if input.found_in_folder && report.kind.is_none() => Outcome::Skipped,
+        Ok(report) => Outcome::Checked(Box::new(report)),
+    };
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    if inputs.len() < 16 || workers == 1 {
+        return inputs.iter().map(check).collect();
+    }
+    let chunk = inputs.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = inputs
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(check).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+struct Totals {
+    checked: usize,
+    valid: usize,
+    errors: usize,
+    warnings: usize,
+    skipped: usize,
+    unreadable: usize,
+}
+
+fn totals(outcomes: &[Outcome]) -> Totals {
+    let mut t = Totals {
+        checked: 0,
+        valid: 0,
+        errors: 0,
+        warnings: 0,
+        skipped: 0,
+        unreadable: 0,
+    };
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Checked(r) => {
+                t.checked += 1;
+                t.valid += usize::from(r.is_valid());
+                t.errors += r.count(Severity::Error);
+                t.warnings += r.count(Severity::Warning);
+            }
+            Outcome::Skipped => t.skipped += 1,
+            Outcome::Unreadable(_) => t.unreadable += 1,
+        }
+    }
+    t
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn human(outcomes: &[Outcome], p: Printer, quiet: bool) -> String {
+    let mut out = String::new();
+    for outcome in outcomes {
+        let Outcome::Checked(report) = outcome else {
+            continue;
+        };
+        let file = display(&report.path);
+        for d in &report.diagnostics {
+            out.push_str(&p.diagnostic(&file, report.source(), d));
+            out.push('\n');
+        }
+        let kind = report.kind.map_or("unknown kind", Kind::label);
+        let (errors, warnings) = (
+            report.count(Severity::Error),
+            report.count(Severity::Warning),
+        );
+        if errors > 0 {
+            let counts = if warnings > 0 {
+                format!(
+                    "{}, {}",
+                    plural(errors, "error"),
+                    plural(warnings, "warning")
+                )
+            } else {
+                plural(errors, "error")
+            };
+            out.push_str(&format!("{} {file} ({kind}): {counts}\n", p.red("invalid")));
+        } else if !quiet || warnings > 0 {
+            let note = if warnings > 0 {
+                format!(", {}", plural(warnings, "warning"))
+            } else {
+                String::new()
+            };
+            out.push_str(&format!("{} {file} ({kind}{note})\n", p.green("valid")));
+        }
+    }
+    let t = totals(outcomes);
+    if t.checked + t.unreadable > 1 || t.skipped > 0 {
+        let mut line = format!(
+            "\nchecked {}: {} valid, {} invalid",
+            plural(t.checked, "file"),
+            t.valid,
+            t.checked - t.valid
+        );
+        if t.errors + t.warnings > 0 {
+            line.push_str(&format!(
+                " ({}, {})",
+                plural(t.errors, "error"),
+                plural(t.warnings, "warning")
+            ));
+        }
+        if t.unreadable > 0 {
+            line.push_str(&format!("; {} could not be read", t.unreadable));
+        }
+        if t.skipped > 0 {
+            line.push_str(&format!(
+                "; skipped {} that {} neither kind",
+                plural(t.skipped, "other JSON file"),
+                if t.skipped == 1 { "is" } else { "are" }
+            ));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if t.checked == 0 && t.unreadable == 0 {
+        out.push_str("no processing-container.json or task.json files found\n");
+    }
+    out
+}
+
+fn json_report(outcomes: &[Outcome]) -> String {
+    let mut files = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Checked(report) => {
+                let findings: Vec<_> = report
+                    .diagnostics
+                    .iter()
+                    .map(|d| {
+                        json!({
+                            "severity": d.severity,
+                            "code": d.code,
+                            "message": d.message,
+                            "line": d.position.as_ref().map(|p| p.line),
+                            "column": d.position.as_ref().map(|p| p.column),
+                            "pointer": d.pointer,
+                            "path": d.json_path(),
+                            "fix": d.fix,
+                            "related": d.related.as_ref().map(|(label, p)| json!({"message": label, "line": p.line, "column": p.column})),
+                        })
+                    })
+                    .collect();
+                files.push(json!({
+                    "file": display(&report.path),
+                    "kind": report.kind,
+                    "valid": report.is_valid(),
+                    "findings": findings,
+                }));
+            }
+            Outcome::Unreadable(e) => {
+                let file = match e {
+                    Error::Io { path, .. } => display(path),
+                    _ => String::new(),
+                };
+                files.push(json!({"file": file, "kind": null, "valid": false, "error": e.to_string(), "findings": []}));
+            }
+            Outcome::Skipped => {}
+        }
+    }
+    let t = totals(outcomes);
+    let report = json!({
+        "format_version": JSON_FORMAT_VERSION,
+        "files": files,
+        "summary": {
+            "files": t.checked,
+            "valid": t.valid,
+            "invalid": t.checked - t.valid,
+            "unreadable": t.unreadable,
+            "skipped": t.skipped,
+            "errors": t.errors,
+            "warnings": t.warnings,
+        },
+    });
+    let mut text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn github(outcomes: &[Outcome]) -> String {
+    let mut out = String::new();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Checked(report) => {
+                for d in &report.diagnostics {
+                    out.push_str(&output::github_annotation(&display(&report.path), d));
+                    out.push('\n');
+                }
+            }
+            Outcome::Unreadable(e) => {
+                let d = crate::diagnostic::Diagnostic::error("io", format!("cannot read {e}"));
+                let file = match e {
+                    Error::Io { path, .. } => display(path),
+                    _ => String::new(),
+                };
+                out.push_str(&output::github_annotation(&file, &d));
+                out.push('\n');
+            }
+            Outcome::Skipped => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,163 @@
+//! Findings about an input file: what is wrong, where, and how to fix it.
+//!
+//! Every check in tapir (parsing, the bundled schemas, the checks beyond the schema,
+//! templating) produces these; `output.rs` renders them for people, as JSON or as GitHub
+//! workflow annotations.
+
+use std::ops::Range;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// A place in a source text: the byte range and its 1-based line and column
+/// (the column counts characters, not bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub bytes: Range<usize>,
+    pub line: usize,
+    pub column: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// A short stable identifier of the check, e.g. `unknown-key` (documented in the README).
+    pub code: &'static str,
+    pub message: String,
+    /// JSON Pointer (RFC 6901) to the value concerned; empty for the whole document.
+    pub pointer: String,
+    pub position: Option<Position>,
+    /// A plain-words fix, when there is one.
+    pub fix: Option<String>,
+    /// Another place that matters (e.g. the first definition of a duplicate).
+    pub related: Option<(String, Position)>,
+}
+
+impl Diagnostic {
+    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            pointer: String::new(),
+            position: None,
+            fix: None,
+            related: None,
+        }
+    }
+
+    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(code, message)
+        }
+    }
+
+    pub fn at_pointer(mut self, pointer: impl Into<String>) -> Self {
+        self.pointer = pointer.into();
+        self
+    }
+
+    pub fn at(mut self, position: Option<Position>) -> Self {
+        self.position = position;
+        self
+    }
+
+    pub fn with_fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+
+    pub fn with_related(mut self, label: impl Into<String>, position: Option<Position>) -> Self {
+        if let Some(position) = position {
+            self.related = Some((label.into(), position));
+        }
+        self
+    }
+
+    /// The pointer written as a JSONPath-like string for people: `$.templates[0].env[1]`.
+    pub fn json_path(&self) -> String {
+        json_path(&self.pointer)
+    }
+}
+
+/// Turns a JSON Pointer into a JSONPath-like string: `/a/0/b c` → `$.a[0]["b c"]`.
+pub fn json_path(pointer: &str) -> String {
+    let mut out = String::from("$");
+    for segment in pointer_segments(pointer) {
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(&segment);
+            out.push(']');
+        } else if !segment.is_empty()
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+            && !segment.contains('.')
+        {
+            out.push('.');
+            out.push_str(&segment);
+        } else {
+            out.push_str(&format!("[{}]", serde_json::Value::from(segment)));
+        }
+    }
+    out
+}
+
+/// Splits a JSON Pointer into its unescaped segments (`~1` → `/`, `~0` → `~`).
+pub fn pointer_segments(pointer: &str) -> impl Iterator<Item = String> + '_ {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+}
+
+/// Appends one segment to a JSON Pointer, escaping it.
+pub fn pointer_join(pointer: &str, segment: impl std::fmt::Display) -> String {
+    let segment = segment.to_string().replace('~', "~0").replace('/', "~1");
+    format!("{pointer}/{segment}")
+}
+
+/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let lower = word.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&lower, &c.to_lowercase()), c))
+        .filter(|(score, _)| *score > 0.84)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_path_renders_indices_and_odd_keys() {
+        assert_eq!(json_path(""), "$");
+        assert_eq!(json_path("/templates/0/env/1"), "$.templates[0].env[1]");
+        assert_eq!(json_path("/labels/a~1b"), "$.labels[\"a/b\"]");
+        assert_eq!(
+            json_path("/limits/nvidia.com~1gpu"),
+            "$.limits[\"nvidia.com/gpu\"]"
+        );
+    }
+
+    #[test]
+    fn did_you_mean_finds_typos_only() {
+        let keys = ["taskTemplate", "inputs", "outputs", "name"];
+        assert_eq!(did_you_mean("taskTempalte", keys), Some("taskTemplate"));
+        assert_eq!(did_you_mean("input", keys), Some("inputs"));
+        assert_eq!(did_you_mean("zzz", keys), None);
+    }
+}

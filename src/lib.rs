@@ -1,0 +1,52 @@
+//! tapir — Task API Runner. See DESIGN.md for the flow of data:
+//! source → checks → model → resolve (RunPlan) → render (argv) → execute → record.
+
+pub mod backend;
+pub mod checks;
+pub mod cli;
+pub mod commands;
+pub mod diagnostic;
+pub mod error;
+pub mod model;
+pub mod output;
+pub mod resolve;
+pub mod schema;
+pub mod source;
+pub mod validation;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::output::Printer;
+
+/// Parses the arguments, runs the command and returns its documented exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are "errors" to clap but succeed (exit 0).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                error::exit::USAGE
+            } else {
+                error::exit::OK
+            });
+        }
+    };
+    let color = cli.color;
+    let result = match &cli.command {
+        Command::Validate(args) => commands::validate::run(args, color),
+        Command::Schema(args) => commands::schema::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let p = Printer::for_stderr(color);
+            output::stderr(&format!("{} {e}\n", p.red("error:")));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The Task API data model: typed values read from checked documents, with both dialects
+//! (DESIGN.md decision 2) normalised into one shape. Reading happens only after the
+//! schema check passed, so shapes are known; what remains is meaning.
+
+pub mod complexity;
+pub mod quantity;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::resolve::sizing::SizeMode;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessingContainer {
+    pub name: String,
+    pub description: String,
+    pub templates: Vec<Template>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Template {
+    pub identifier: String,
+    pub description: String,
+    pub inputs: Vec<Mount>,
+    pub outputs: Vec<Mount>,
+    pub env: Vec<TemplateEnv>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+}
+
+/// A channel as a template declares it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Mount {
+    pub name: String,
+    pub mounted_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_rule: Option<ScaleRule>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TemplateEnv {
+    pub name: String,
+    pub value: String,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub value_type: Option<EnvType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<String>>,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub adjustable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvType {
+    Boolean,
+    String,
+    Int,
+}
+
+impl EnvType {
+    pub fn accepts(self, value: &str) -> bool {
+        match self {
+            EnvType::Int => value.trim().parse::<i64>().is_ok(),
+            EnvType::Boolean => matches!(value.to_ascii_lowercase().as_str(), "true" | "false"),
+            EnvType::String => true,
+        }
+    }
+}
+
+/// A scale rule in either dialect: `complexity` (documented) or `scale_factor` (current).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScaleRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complexity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_factor: Option<i64>,
+    #[serde(rename = "type")]
+    pub kind: ScaleKind,
+    pub mode: ScaleMode,
+    #[serde(default)]
+    pub target_dir: String,
+    #[serde(default = "default_regex")]
+    pub target_regex: String,
+    #[serde(default = "default_glob")]
+    pub target_glob: String,
+}
+
+fn default_regex() -> String {
+    ".*".into()
+}
+
+fn default_glob() -> String {
+    "*".into()
+}
+
+impl ScaleRule {
+    /// The size → requirement function, whichever dialect gave it.
+    pub fn function(&self) -> complexity::Complexity {
+        match (&self.complexity, self.scale_factor) {
+            (Some(text), _) => complexity::parse(text).unwrap_or(complexity::Complexity {
+                coefficient: 0.0,
+                exponent: 1,
+            }),
+            (None, Some(factor)) => complexity::from_scale_factor(factor),
+            (None, None) => complexity::from_scale_factor(0),
+        }
+    }
+
+    /// The rule as people write it: `2 × n` or `1.5 × n^2`.
+    pub fn describe(&self) -> String {
+        match (&self.complexity, self.scale_factor) {
+            (Some(text), _) => format!("complexity {text}"),
+            (None, Some(f)) => format!("scale_factor {f}"),
+            (None, None) => "no factor".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleKind {
+    Limit,
+    Request,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleMode {
+    Sum,
+    MaxFileSize,
+    MaxItemSum,
+}
+
+impl From<ScaleMode> for SizeMode {
+    fn from(mode: ScaleMode) -> Self {
+        match mode {
+            ScaleMode::Sum => SizeMode::Sum,
+            ScaleMode::MaxFileSize => SizeMode::MaxFileSize,
+            ScaleMode::MaxItemSum => SizeMode::MaxItemSum,
+        }
+    }
+}
+
+/// Resource name → quantity text, as written (numbers become their text).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Resources {
+    #[serde(
+        default,
+        deserialize_with = "quantities",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limits: Option<BTreeMap<String, String>>,
+    #[serde(
+        default,
+        deserialize_with = "quantities",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub requests: Option<BTreeMap<String, String>>,
+}
+
+fn quantities<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    let raw: Option<BTreeMap<String, Value>> = Option::deserialize(d)?;
+    Ok(raw.map(|m| {
+        m.into_iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, text)
+            })
+            .collect()
+    }))
+}
+
+/// `task.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Task {
+    pub name: String,
+    pub image: String,
+    #[serde(rename = "taskTemplate")]
+    pub template: TemplateRef,
+    #[serde(default)]
+    pub inputs: Vec<Binding>,
+    #[serde(default)]
+    pub outputs: Vec<Binding>,
+    #[serde(default)]
+    pub env: Vec<EnvVar>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    #[serde(default)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TemplateRef {
+    Identifier(String),
+    Inline(Box<Template>),
+}
+
+/// A task's binding of a channel to a host folder; `input` (documented) and
+/// `volume_source` (current Kaapana) are the same field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Binding {
+    pub name: String,
+    #[serde(alias = "input")]
+    pub volume_source: HostPath,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_rule: Option<ScaleRule>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostPath {
+    pub host_path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+/// The parts of `config` a local run uses. The k8s-only keys (registry credentials among
+/// them) are deliberately not kept, so they cannot reach a record.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Config {
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Reads a checked document as `T`; a failure here means the schema and the model
+/// disagree, which is a tapir bug worth a clear report.
+pub fn from_value<T: serde::de::DeserializeOwned>(value: &Value, what: &str) -> Result<T, String> {
+    T::deserialize(value).map_err(|e| {
+        format!("internal: the checked {what} could not be read ({e}); please report this")
+    })
+}

@@ -1,0 +1,248 @@
+//! The one place that writes to the terminal. Everything else returns values; this module
+//! decides colour, renders findings (human, JSON, GitHub annotations) and masks secrets.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::sync::LazyLock;
+
+use crate::cli::ColorChoice;
+use crate::diagnostic::{Diagnostic, Position, Severity};
+use crate::source::Source;
+
+/// How to print: with or without colour.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    pub color: bool,
+}
+
+impl Printer {
+    /// `auto` means colour on a terminal unless `NO_COLOR` is set (https://no-color.org).
+    pub fn new(choice: ColorChoice, stream_is_terminal: bool) -> Self {
+        let color = match choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        };
+        Self { color }
+    }
+
+    pub fn for_stdout(choice: ColorChoice) -> Self {
+        Self::new(choice, std::io::stdout().is_terminal())
+    }
+
+    pub fn for_stderr(choice: ColorChoice) -> Self {
+        Self::new(choice, std::io::stderr().is_terminal())
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    pub fn bold(&self, text: &str) -> String {
+        self.paint("1", text)
+    }
+    pub fn red(&self, text: &str) -> String {
+        self.paint("1;31", text)
+    }
+    pub fn yellow(&self, text: &str) -> String {
+        self.paint("1;33", text)
+    }
+    pub fn green(&self, text: &str) -> String {
+        self.paint("32", text)
+    }
+    pub fn blue(&self, text: &str) -> String {
+        self.paint("1;34", text)
+    }
+    pub fn cyan(&self, text: &str) -> String {
+        self.paint("36", text)
+    }
+
+    /// A finding for people: headline, `file:line:col`, the source line with a caret under
+    /// the place, the JSON path, the fix and any related place.
+    pub fn diagnostic(&self, file: &str, source: Option<&Source>, d: &Diagnostic) -> String {
+        let mut out = String::new();
+        let label = match d.severity {
+            Severity::Error => self.red(&format!("error[{}]", d.code)),
+            Severity::Warning => self.yellow(&format!("warning[{}]", d.code)),
+        };
+        let _ = writeln!(out, "{label}{} {}", self.bold(":"), self.bold(&d.message));
+        let location = d.position.as_ref().map_or_else(
+            || file.to_string(),
+            |p| format!("{file}:{}:{}", p.line, p.column),
+        );
+        let gutter_width = d.position.as_ref().map_or(1, |p| p.line.to_string().len());
+        let pad = " ".repeat(gutter_width);
+        let _ = writeln!(out, "{pad}{} {location}", self.blue("-->"));
+        if let (Some(source), Some(position)) = (source, &d.position) {
+            let _ = writeln!(out, "{pad} {}", self.blue("|"));
+            self.snippet(&mut out, source, position, &pad, d.severity);
+            let _ = writeln!(out, "{pad} {}", self.blue("|"));
+        }
+        if !d.pointer.is_empty() {
+            let _ = writeln!(out, "{pad} {} path: {}", self.blue("="), d.json_path());
+        }
+        if let Some(fix) = &d.fix {
+            let _ = writeln!(
+                out,
+                "{pad} {} {} {}",
+                self.blue("="),
+                self.cyan("fix:"),
+                fix
+            );
+        }
+        if let Some((label, position)) = &d.related {
+            let _ = writeln!(
+                out,
+                "{pad} {} note: {label}: {file}:{}:{}",
+                self.blue("="),
+                position.line,
+                position.column
+            );
+        }
+        out
+    }
+
+    fn snippet(
+        &self,
+        out: &mut String,
+        source: &Source,
+        position: &Position,
+        pad: &str,
+        severity: Severity,
+    ) {
+        const WIDTH: usize = 120;
+        let line: Vec<char> = mask_secrets(source.line_text(position.line))
+            .chars()
+            .map(|c| if c == '\t' { ' ' } else { c })
+            .collect();
+        let start = (position.column - 1).min(line.len());
+        // Long lines (minified JSON) are shown as a window around the place.
+        let first = if start > WIDTH / 2 && line.len() > WIDTH {
+            start - WIDTH / 2
+        } else {
+            0
+        };
+        let shown: String = line.iter().skip(first).take(WIDTH).collect();
+        let prefix = if first > 0 { "…" } else { "" };
+        let number = position.line.to_string();
+        let _ = writeln!(
+            out,
+            "{} {} {prefix}{shown}",
+            self.blue(&format!("{number:>width$}", width = pad.len())),
+            self.blue("|")
+        );
+        let span_chars = source
+            .text
+            .get(position.bytes.clone())
+            .map_or(1, |t| t.chars().take_while(|c| *c != '\n').count());
+        let room = (first + WIDTH).min(line.len()).saturating_sub(start).max(1);
+        let carets = "^".repeat(span_chars.clamp(1, room));
+        let carets = match severity {
+            Severity::Error => self.red(&carets),
+            Severity::Warning => self.yellow(&carets),
+        };
+        let indent = " ".repeat(start - first + prefix.chars().count());
+        let _ = writeln!(out, "{pad} {} {indent}{carets}", self.blue("|"));
+    }
+}
+
+/// Hides the value of any key that looks like a secret (`registryPassword`, `…token…`,
+/// `…secret…`) in a line of source shown to the user.
+pub fn mask_secrets(line: &str) -> String {
+    static SECRET: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(?i)("[^"]*(?:password|passwd|secret|token)[^"]*"\s*:\s*")((?:[^"\\]|\\.)*)(")"#,
+        )
+        .expect("valid regex")
+    });
+    SECRET.replace_all(line, "${1}****${3}").into_owned()
+}
+
+/// A finding as a GitHub Actions workflow command (`::error file=…,line=…::message`).
+pub fn github_annotation(file: &str, d: &Diagnostic) -> String {
+    let command = match d.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let mut properties = format!("file={}", escape_property(file));
+    if let Some(p) = &d.position {
+        let _ = write!(properties, ",line={},col={}", p.line, p.column);
+    }
+    let _ = write!(
+        properties,
+        ",title={}",
+        escape_property(&format!("tapir {}", d.code))
+    );
+    let mut message = d.message.clone();
+    if !d.pointer.is_empty() {
+        let _ = write!(message, " (at {})", d.json_path());
+    }
+    if let Some(fix) = &d.fix {
+        let _ = write!(message, "\nfix: {fix}");
+    }
+    format!("::{command} {properties}::{}", escape_data(&message))
+}
+
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// Writes to stdout. A closed pipe (`tapir ps | head`) is not an error: stop quietly.
+pub fn stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        std::process::exit(0);
+    }
+}
+
+/// Writes to stderr, ignoring failures (there is nowhere left to report them).
+pub fn stderr(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_snippets() {
+        assert_eq!(
+            mask_secrets(r#"  "registryPassword": "hunter2\"x", "a": "b""#),
+            r#"  "registryPassword": "****", "a": "b""#
+        );
+        assert_eq!(
+            mask_secrets(r#""API_TOKEN": "abc""#),
+            r#""API_TOKEN": "****""#
+        );
+        assert_eq!(mask_secrets(r#""name": "x""#), r#""name": "x""#);
+    }
+
+    #[test]
+    fn github_annotations_escape_their_text() {
+        let d = Diagnostic::error("x", "a: b\nc 100%");
+        assert_eq!(
+            github_annotation("a,b.json", &d),
+            "::error file=a%2Cb.json,title=tapir x::a: b%0Ac 100%25"
+        );
+    }
+}

@@ -1,0 +1,799 @@
+//! The "target size" of a channel's host folder, which a ScaleRule multiplies into a
+//! memory requirement (reference §5.3, §5.4).
+//!
+//! Selection, as in the reference: below `base` = host path joined with `target_dir`,
+//! every entry at any depth that matches `target_glob` with Python `Path.rglob`
+//! semantics (the glob is matched as `**/<glob>`: against the file name, or, when it
+//! contains `/`, against the trailing components of the path), that is a regular file,
+//! and whose path relative to `base` (with `/` separators) fully matches `target_regex`
+//! (Python `re.fullmatch`, so `.*` crosses `/`).
+//!
+//! Fixed against the reference: `max_item_sum` with no item folders is 0 instead of a
+//! crash; the glob and regex are compiled once per call and reported in plain words;
+//! an unreadable folder is an error naming it (Python silently skipped it, which would
+//! lower the memory limit); symlinked directories are never followed, so links cannot
+//! loop, while a symlinked file counts with its target's size. A `target_dir` that is
+//! absolute or climbs out with `..` is refused, since it would measure some other folder.
+//!
+//! Differences that remain: the regex is Rust `regex` syntax (Python's minus look-around
+//! and backreferences), and the glob also understands `{a,b}` alternatives.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use globset::{GlobBuilder, GlobMatcher};
+use regex::Regex;
+use walkdir::WalkDir;
+
+/// How the selected files are reduced to one size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeMode {
+    /// Total size of the selected files.
+    Sum,
+    /// Size of the largest selected file.
+    MaxFileSize,
+    /// Largest `Sum` over the immediate subfolders ("items") of the host path.
+    MaxItemSum,
+}
+
+impl SizeMode {
+    /// The mode's spelling in a Task API file: `sum`, `max_file_size`, `max_item_sum`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SizeMode::Sum => "sum",
+            SizeMode::MaxFileSize => "max_file_size",
+            SizeMode::MaxItemSum => "max_item_sum",
+        }
+    }
+
+    /// The mode for its spelling in a Task API file, if it is one.
+    pub fn from_name(name: &str) -> Option<SizeMode> {
+        match name {
+            "sum" => Some(SizeMode::Sum),
+            "max_file_size" => Some(SizeMode::MaxFileSize),
+            "max_item_sum" => Some(SizeMode::MaxItemSum),
+            _ => None,
+        }
+    }
+}
+
+/// The ScaleRule's file selection: `target_dir`, `target_glob`, `target_regex`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub dir: &'a str,
+    pub glob: &'a str,
+    pub regex: &'a str,
+}
+
+impl Default for Target<'_> {
+    /// The Task API defaults: the whole folder, every file.
+    fn default() -> Self {
+        Target {
+            dir: "",
+            glob: "*",
+            regex: ".*",
+        }
+    }
+}
+
+/// A measured size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Measurement {
+    /// The size the mode asks for, in bytes.
+    pub bytes: u64,
+    /// How many files that size was taken from: all selected files for `Sum` and
+    /// `MaxFileSize`, the selected files of the winning item for `MaxItemSum`.
+    pub files: u64,
+}
+
+/// Why a target size could not be measured, with a fix in plain words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizingError {
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for SizingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SizingError {}
+
+/// Checks, without touching the file system, that `target_dir` stays inside the channel
+/// folder and that `target_glob` and `target_regex` compile.
+pub fn validate_target(target: &Target<'_>) -> Result<(), SizingError> {
+    Selection::compile(target).map(|_| ())
+}
+
+/// Measures the target size of `host_path` (reference §5.4, with its bugs fixed; see the
+/// module documentation). A missing folder measures 0 bytes, as does a host path that is
+/// a file rather than a folder.
+pub fn measure(
+    host_path: &Path,
+    mode: SizeMode,
+    target: &Target<'_>,
+) -> Result<Measurement, SizingError> {
+    let selection = Selection::compile(target)?;
+    match mode {
+        SizeMode::Sum => {
+            let tally = selection.tally(&selection.base(host_path))?;
+            Ok(Measurement {
+                bytes: tally.sum,
+                files: tally.files,
+            })
+        }
+        SizeMode::MaxFileSize => {
+            let tally = selection.tally(&selection.base(host_path))?;
+            Ok(Measurement {
+                bytes: tally.largest,
+                files: tally.files,
+            })
+        }
+        SizeMode::MaxItemSum => {
+            // The first item in name order wins a tie; no items at all measure 0.
+            let mut best: Option<Measurement> = None;
+            for item in item_folders(host_path)? {
+                let tally = selection.tally(&selection.base(&item))?;
+                if best.is_none_or(|best| tally.sum > best.bytes) {
+                    best = Some(Measurement {
+                        bytes: tally.sum,
+                        files: tally.files,
+                    });
+                }
+            }
+            Ok(best.unwrap_or_default())
+        }
+    }
+}
+
+/// The compiled selection of one scale rule.
+struct Selection<'a> {
+    dir: &'a str,
+    glob: GlobMatcher,
+    /// `target_regex` anchored at both ends (Python `re.fullmatch`).
+    regex: Regex,
+}
+
+/// Sizes of the selected files below one base folder.
+#[derive(Debug, Default)]
+struct Tally {
+    sum: u64,
+    largest: u64,
+    files: u64,
+}
+
+impl<'a> Selection<'a> {
+    fn compile(target: &Target<'a>) -> Result<Self, SizingError> {
+        check_target_dir(target.dir)?;
+        Ok(Selection {
+            dir: target.dir,
+            glob: compile_glob(target.glob)?,
+            regex: compile_regex(target.regex)?,
+        })
+    }
+
+    /// `folder` joined with `target_dir` (without the trailing `/` an empty join adds).
+    fn base(&self, folder: &Path) -> PathBuf {
+        if self.dir.is_empty() {
+            folder.to_path_buf()
+        } else {
+            folder.join(self.dir)
+        }
+    }
+
+    /// Walks `base` once and adds up the selected files.
+    fn tally(&self, base: &Path) -> Result<Tally, SizingError> {
+        let mut tally = Tally::default();
+        match fs::metadata(base) {
+            Ok(metadata) if metadata.is_dir() => {}
+            // Nothing to measure: a missing folder or a single file counts as empty.
+            Ok(_) => return Ok(tally),
+            // Also when a path component is a file (`file.dcm/target_dir`).
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(tally);
+            }
+            Err(error) => return Err(unreadable(base, &error)),
+        }
+        // follow_links(false): symlinked folders are not entered, so links cannot loop;
+        // a symlinked `base` itself is still followed (walkdir's root rule).
+        for entry in WalkDir::new(base).min_depth(1).follow_links(false) {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(error) => match error.io_error() {
+                    // Removed while walking: it no longer takes up space.
+                    Some(io_error) if io_error.kind() == io::ErrorKind::NotFound => continue,
+                    Some(io_error) => {
+                        return Err(unreadable(error.path().unwrap_or(base), io_error));
+                    }
+                    None => {
+                        let error = io::Error::other(error.to_string());
+                        return Err(unreadable(base, &error));
+                    }
+                },
+            };
+            let file_type = entry.file_type();
+            if file_type.is_dir() {
+                continue;
+            }
+            let Ok(relative) = entry.path().strip_prefix(base) else {
+                continue;
+            };
+            if !self.glob.is_match(relative) || !self.regex.is_match(&slash_separated(relative)) {
+                continue;
+            }
+            let size = if file_type.is_file() {
+                match entry.metadata() {
+                    Ok(metadata) => metadata.len(),
+                    Err(error) => match error.io_error() {
+                        Some(io_error) if io_error.kind() == io::ErrorKind::NotFound => continue,
+                        Some(io_error) => return Err(unreadable(entry.path(), io_error)),
+                        None => continue,
+                    },
+                }
+            } else if file_type.is_symlink() {
+                // Like Python's `is_file()`: a link counts when it leads to a regular
+                // file; dangling or looping links, and links to folders, do not.
+                match fs::metadata(entry.path()) {
+                    Ok(metadata) if metadata.is_file() => metadata.len(),
+                    _ => continue,
+                }
+            } else {
+                // Sockets, FIFOs and devices are not files with a size.
+                continue;
+            };
+            tally.sum = tally.sum.saturating_add(size);
+            tally.largest = tally.largest.max(size);
+            tally.files += 1;
+        }
+        Ok(tally)
+    }
+}
+
+/// The immediate subfolders of `host_path` in name order; symlinks to folders are not
+/// items (they are never followed). A missing host path has none.
+fn item_folders(host_path: &Path) -> Result<Vec<PathBuf>, SizingError> {
+    let entries = match fs::read_dir(host_path) {
+        Ok(entries) => entries,
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(Vec::new());
+        }
+        Err(error) => return Err(unreadable(host_path, &error)),
+    };
+    let mut items = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| unreadable(host_path, &error))?;
+        match entry.file_type() {
+            Ok(file_type) if file_type.is_dir() => items.push(entry.path()),
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(unreadable(&entry.path(), &error)),
+        }
+    }
+    items.sort();
+    Ok(items)
+}
+
+/// The relative path with `/` between components, whatever the platform; names that
+/// are not UTF-8 are matched with their invalid bytes replaced by U+FFFD.
+fn slash_separated(relative: &Path) -> String {
+    let mut text = String::new();
+    for component in relative.components() {
+        if !text.is_empty() {
+            text.push('/');
+        }
+        text.push_str(&component.as_os_str().to_string_lossy());
+    }
+    text
+}
+
+fn check_target_dir(dir: &str) -> Result<(), SizingError> {
+    let path = Path::new(dir);
+    if path.has_root() || path.components().any(|c| matches!(c, Component::Prefix(_))) {
+        return Err(SizingError {
+            message: format!(
+                "target_dir `{dir}` is an absolute path; it must be a folder inside the channel's folder"
+            ),
+            fix: format!(
+                "write it relative to the channel's folder, e.g. `{}`",
+                dir.trim_start_matches('/')
+            ),
+        });
+    }
+    if path.components().any(|c| c == Component::ParentDir) {
+        return Err(SizingError {
+            message: format!(
+                "target_dir `{dir}` points outside the channel's folder (it contains `..`)"
+            ),
+            fix:
+                "name a folder inside the channel's folder, e.g. `series`, or leave target_dir out"
+                    .to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn compile_glob(glob: &str) -> Result<GlobMatcher, SizingError> {
+    let fix = "write a glob such as `*`, `*.dcm` or `series/*.dcm` (`*` and `?` stay within \
+               one folder, `[abc]` picks a character, `**` spans folders)";
+    if glob.is_empty() {
+        return Err(SizingError {
+            message: "target_glob is empty".to_owned(),
+            fix: "write `*` to select every file, or leave target_glob out".to_owned(),
+        });
+    }
+    if glob.starts_with('/') {
+        return Err(SizingError {
+            message: format!(
+                "target_glob `{glob}` is absolute; it is matched below the target folder"
+            ),
+            fix: format!("drop the leading `/`: `{}`", glob.trim_start_matches('/')),
+        });
+    }
+    // Python's `rglob(g)` is `glob("**/" + g)`; fnmatch treats `\` as a plain character.
+    GlobBuilder::new(&format!("**/{glob}"))
+        .literal_separator(true)
+        .backslash_escape(false)
+        .build()
+        .map(|compiled| compiled.compile_matcher())
+        .map_err(|error| SizingError {
+            message: format!("target_glob `{glob}` is not a valid glob: {}", error.kind()),
+            fix: fix.to_owned(),
+        })
+}
+
+fn compile_regex(regex: &str) -> Result<Regex, SizingError> {
+    let invalid = |error: regex::Error| {
+        SizingError {
+        message: format!("target_regex `{regex}` is not a valid regular expression: {}", regex_reason(&error)),
+        fix: "write a Rust regex (like Python's `re`, without look-around or backreferences); it must \
+              match the whole path below the target folder, e.g. `.*\\.dcm`"
+            .to_owned(),
+    }
+    };
+    // Compiled alone first so that a regex such as `a)|(b` cannot escape the anchoring
+    // group below, and so that error positions refer to the text the user wrote.
+    Regex::new(regex).map_err(invalid)?;
+    Regex::new(&format!("^(?:{regex})$")).map_err(invalid)
+}
+
+/// The one-line reason of a regex error (its `Display` is a multi-line caret diagram).
+fn regex_reason(error: &regex::Error) -> String {
+    let text = error.to_string();
+    text.lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("error: "))
+        .map_or_else(|| text.trim().to_owned(), str::to_owned)
+}
+
+fn unreadable(path: &Path, error: &io::Error) -> SizingError {
+    SizingError {
+        message: format!(
+            "cannot read `{}` to measure its size: {error}",
+            path.display()
+        ),
+        fix: format!(
+            "check that it is a folder the user running tapir can read (e.g. `chmod -R u+rX {}`), \
+             or remove the scale rule",
+            path.display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::fs::File;
+    use std::io::Write;
+
+    use tempfile::TempDir;
+
+    fn write_file(root: &Path, relative: &str, size: usize) {
+        let path = root.join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("create parent folders");
+        }
+        let mut file = File::create(&path).expect("create file");
+        file.write_all(&vec![b'x'; size]).expect("write file");
+    }
+
+    /// The reference's worked example (§5.4).
+    fn example_tree() -> TempDir {
+        let root = tempfile::tempdir().expect("temporary folder");
+        write_file(root.path(), "item1/a.dcm", 100);
+        write_file(root.path(), "item1/sub/b.dcm", 300);
+        write_file(root.path(), "item1/c.txt", 50);
+        write_file(root.path(), "item2/d.dcm", 250);
+        write_file(root.path(), "top.dcm", 1000);
+        root
+    }
+
+    fn bytes(root: &Path, mode: SizeMode, dir: &str, glob: &str, regex: &str) -> u64 {
+        let target = Target { dir, glob, regex };
+        match measure(root, mode, &target) {
+            Ok(measurement) => measurement.bytes,
+            Err(error) => panic!("measure {mode:?} {target:?}: {error}"),
+        }
+    }
+
+    fn error(root: &Path, mode: SizeMode, target: Target<'_>) -> SizingError {
+        match measure(root, mode, &target) {
+            Ok(measurement) => panic!("{target:?} should fail, measured {measurement:?}"),
+            Err(error) => error,
+        }
+    }
+
+    #[test]
+    fn reference_worked_example() {
+        let tree = example_tree();
+        let root = tree.path();
+        assert_eq!(bytes(root, SizeMode::Sum, "", "*", ".*"), 1700);
+        assert_eq!(bytes(root, SizeMode::Sum, "", "*.dcm", ".*"), 1650);
+        assert_eq!(bytes(root, SizeMode::Sum, "", "*", r"[^/]*\.dcm"), 1000);
+        assert_eq!(bytes(root, SizeMode::Sum, "item1", "*", ".*"), 450);
+        assert_eq!(bytes(root, SizeMode::MaxFileSize, "", "*", ".*"), 1000);
+        assert_eq!(bytes(root, SizeMode::MaxItemSum, "", "*", ".*"), 450);
+        assert_eq!(bytes(root, SizeMode::MaxItemSum, "", "*.dcm", ".*"), 400);
+    }
+
+    #[test]
+    fn defaults_select_everything() {
+        let target = Target::default();
+        assert_eq!((target.dir, target.glob, target.regex), ("", "*", ".*"));
+        let tree = example_tree();
+        let measurement = measure(tree.path(), SizeMode::Sum, &target).expect("measure");
+        assert_eq!(
+            measurement,
+            Measurement {
+                bytes: 1700,
+                files: 5
+            }
+        );
+    }
+
+    #[test]
+    fn file_counts_follow_the_mode() {
+        let tree = example_tree();
+        let root = tree.path();
+        let dcm = Target {
+            glob: "*.dcm",
+            ..Target::default()
+        };
+        let sum = measure(root, SizeMode::Sum, &dcm).expect("sum");
+        assert_eq!(
+            sum,
+            Measurement {
+                bytes: 1650,
+                files: 4
+            }
+        );
+        let largest = measure(root, SizeMode::MaxFileSize, &dcm).expect("max_file_size");
+        assert_eq!(
+            largest,
+            Measurement {
+                bytes: 1000,
+                files: 4
+            }
+        );
+        let item = measure(root, SizeMode::MaxItemSum, &dcm).expect("max_item_sum");
+        assert_eq!(
+            item,
+            Measurement {
+                bytes: 400,
+                files: 2
+            }
+        );
+    }
+
+    #[test]
+    fn regex_must_match_the_whole_relative_path() {
+        let tree = example_tree();
+        let root = tree.path();
+        // Not a substring search: `dcm` alone matches no full path.
+        assert_eq!(bytes(root, SizeMode::Sum, "", "*", "dcm"), 0);
+        assert_eq!(bytes(root, SizeMode::Sum, "", "*", r".*\.dcm"), 1650);
+        assert_eq!(bytes(root, SizeMode::Sum, "", "*", "item1/.*"), 450);
+        assert_eq!(bytes(root, SizeMode::Sum, "", "*", "item1/sub/b.dcm"), 300);
+        // Alternatives stay inside the anchors.
+        assert_eq!(
+            bytes(root, SizeMode::Sum, "", "*", "top.dcm|item2/d.dcm"),
+            1250
+        );
+        // Relative to the target folder, not to the host path.
+        assert_eq!(bytes(root, SizeMode::Sum, "item1", "*", r"[^/]*\.dcm"), 100);
+    }
+
+    #[test]
+    fn glob_follows_python_rglob() {
+        let tree = example_tree();
+        let root = tree.path();
+        // `*` matches file names in every folder, never across `/`.
+        assert_eq!(bytes(root, SizeMode::Sum, "", "?.dcm", ".*"), 650);
+        assert_eq!(bytes(root, SizeMode::Sum, "", "*.txt", ".*"), 50);
+        // A glob with `/` matches the trailing components, at any depth.
+        assert_eq!(bytes(root, SizeMode::Sum, "", "sub/*.dcm", ".*"), 300);
+        assert_eq!(bytes(root, SizeMode::Sum, "", "item1/*.dcm", ".*"), 100);
+        assert_eq!(bytes(root, SizeMode::Sum, "", "item1/**/*.dcm", ".*"), 400);
+        assert_eq!(bytes(root, SizeMode::Sum, "", "**/*.dcm", ".*"), 1650);
+        assert_eq!(bytes(root, SizeMode::Sum, "", "[a-c].*", ".*"), 450);
+        assert_eq!(bytes(root, SizeMode::Sum, "", "[!a-c].*", ".*"), 250);
+        // Case-sensitive, as on POSIX.
+        assert_eq!(bytes(root, SizeMode::Sum, "", "*.DCM", ".*"), 0);
+    }
+
+    #[test]
+    fn hidden_files_are_selected_by_star() {
+        let root = tempfile::tempdir().expect("temporary folder");
+        write_file(root.path(), ".hidden", 7);
+        write_file(root.path(), ".cache/x.dcm", 3);
+        assert_eq!(bytes(root.path(), SizeMode::Sum, "", "*", ".*"), 10);
+    }
+
+    #[test]
+    fn missing_folders_measure_zero() {
+        let tree = example_tree();
+        let missing = tree.path().join("does-not-exist");
+        for mode in [SizeMode::Sum, SizeMode::MaxFileSize, SizeMode::MaxItemSum] {
+            let measurement = measure(&missing, mode, &Target::default()).expect("missing folder");
+            assert_eq!(measurement, Measurement::default(), "{mode:?}");
+        }
+        assert_eq!(bytes(tree.path(), SizeMode::Sum, "nope", "*", ".*"), 0);
+        // An item without the target folder contributes 0; the other item wins.
+        assert_eq!(
+            bytes(tree.path(), SizeMode::MaxItemSum, "sub", "*", ".*"),
+            300
+        );
+    }
+
+    #[test]
+    fn a_file_as_host_path_measures_zero() {
+        let tree = example_tree();
+        let file = tree.path().join("top.dcm");
+        for mode in [SizeMode::Sum, SizeMode::MaxFileSize, SizeMode::MaxItemSum] {
+            assert_eq!(bytes(&file, mode, "", "*", ".*"), 0, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn max_item_sum_without_items_is_zero() {
+        let root = tempfile::tempdir().expect("temporary folder");
+        assert_eq!(bytes(root.path(), SizeMode::MaxItemSum, "", "*", ".*"), 0);
+        write_file(root.path(), "loose.dcm", 500);
+        let measurement =
+            measure(root.path(), SizeMode::MaxItemSum, &Target::default()).expect("measure");
+        assert_eq!(measurement, Measurement::default());
+    }
+
+    #[test]
+    fn max_item_sum_counts_empty_items() {
+        let root = tempfile::tempdir().expect("temporary folder");
+        fs::create_dir(root.path().join("empty")).expect("create folder");
+        assert_eq!(bytes(root.path(), SizeMode::MaxItemSum, "", "*", ".*"), 0);
+    }
+
+    #[test]
+    fn max_file_size_respects_the_selection() {
+        let tree = example_tree();
+        let root = tree.path();
+        assert_eq!(bytes(root, SizeMode::MaxFileSize, "item1", "*", ".*"), 300);
+        assert_eq!(bytes(root, SizeMode::MaxFileSize, "", "*.txt", ".*"), 50);
+        assert_eq!(bytes(root, SizeMode::MaxFileSize, "", "*.nii", ".*"), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_files_count_and_symlinked_folders_are_not_followed() {
+        use std::os::unix::fs::symlink;
+
+        let tree = example_tree();
+        let root = tree.path();
+        let outside = tempfile::tempdir().expect("temporary folder");
+        write_file(outside.path(), "big.dcm", 4000);
+        write_file(outside.path(), "folder/inner.dcm", 8000);
+        symlink(outside.path().join("big.dcm"), root.join("item2/link.dcm")).expect("file link");
+        symlink(
+            outside.path().join("folder"),
+            root.join("item2/folder-link"),
+        )
+        .expect("folder link");
+        // A link back to the root would loop forever if followed.
+        symlink(root, root.join("item1/loop")).expect("loop link");
+        symlink(root.join("gone.dcm"), root.join("item1/dangling.dcm")).expect("dangling link");
+        // A symlinked item folder is not an item.
+        symlink(outside.path().join("folder"), root.join("item3")).expect("item link");
+
+        assert_eq!(bytes(root, SizeMode::Sum, "", "*", ".*"), 1700 + 4000);
+        assert_eq!(bytes(root, SizeMode::MaxFileSize, "", "*", ".*"), 4000);
+        assert_eq!(bytes(root, SizeMode::MaxItemSum, "", "*", ".*"), 4250);
+        // A symlinked host path (or target folder) itself is followed.
+        let linked_root = outside.path().join("root-link");
+        symlink(root, &linked_root).expect("root link");
+        assert_eq!(
+            bytes(&linked_root, SizeMode::Sum, "item1", "*.dcm", ".*"),
+            400
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unreadable_folder_is_an_error_naming_it() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let tree = example_tree();
+        let locked = tree.path().join("item1/sub");
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).expect("chmod");
+        // Root reads through permissions, so under root this checks only that the walk
+        // succeeds; `a_folder_that_cannot_be_opened_is_an_error_naming_it` covers the
+        // error path for every user.
+        let readable_anyway = fs::read_dir(&locked).is_ok();
+        let result = measure(tree.path(), SizeMode::Sum, &Target::default());
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).expect("chmod back");
+        if readable_anyway {
+            assert_eq!(result.map(|m| m.bytes), Ok(1700));
+            return;
+        }
+        let error = result.expect_err("unreadable folder");
+        assert!(
+            error.message.contains(&locked.display().to_string()),
+            "{error}"
+        );
+        assert!(error.fix.contains("chmod"), "{}", error.fix);
+    }
+
+    #[test]
+    fn a_file_in_place_of_a_folder_measures_zero() {
+        let tree = example_tree();
+        let file = tree.path().join("top.dcm");
+        assert_eq!(bytes(&file, SizeMode::Sum, "series", "*", ".*"), 0);
+        assert_eq!(
+            bytes(tree.path(), SizeMode::Sum, "top.dcm/series", "*", ".*"),
+            0
+        );
+    }
+
+    #[test]
+    fn a_folder_that_cannot_be_opened_is_an_error_naming_it() {
+        // A name longer than any file system allows fails even for root, unlike chmod.
+        let tree = example_tree();
+        let long_name = "x".repeat(300);
+        let target = Target {
+            dir: &long_name,
+            ..Target::default()
+        };
+        let error = error(tree.path(), SizeMode::Sum, target);
+        assert!(error.message.starts_with("cannot read `"), "{error}");
+        assert!(error.message.contains(&long_name), "{error}");
+        assert!(error.fix.contains("chmod"), "{}", error.fix);
+    }
+
+    #[test]
+    fn bad_glob_is_reported() {
+        let tree = example_tree();
+        let bad = Target {
+            glob: "[abc",
+            ..Target::default()
+        };
+        let error = error(tree.path(), SizeMode::Sum, bad);
+        assert!(
+            error
+                .message
+                .starts_with("target_glob `[abc` is not a valid glob: "),
+            "{error}"
+        );
+        assert!(
+            !error.message.contains("**/"),
+            "the internal prefix leaks: {error}"
+        );
+        assert_eq!(validate_target(&bad), Err(error));
+
+        let empty = Target {
+            glob: "",
+            ..Target::default()
+        };
+        assert!(validate_target(&empty).is_err());
+        let absolute = Target {
+            glob: "/data/*.dcm",
+            ..Target::default()
+        };
+        let error = validate_target(&absolute).expect_err("absolute glob");
+        assert!(error.fix.contains("`data/*.dcm`"), "{}", error.fix);
+    }
+
+    #[test]
+    fn bad_regex_is_reported_in_one_line() {
+        let tree = example_tree();
+        let bad = Target {
+            regex: "(abc",
+            ..Target::default()
+        };
+        let error = error(tree.path(), SizeMode::MaxItemSum, bad);
+        assert!(
+            error
+                .message
+                .starts_with("target_regex `(abc` is not a valid regular expression: "),
+            "{error}"
+        );
+        assert!(!error.message.contains('\n'), "{error}");
+        assert_eq!(validate_target(&bad), Err(error));
+        // Python look-around is not available; say so rather than crash.
+        let lookahead = Target {
+            regex: r"(?!x).*",
+            ..Target::default()
+        };
+        assert!(validate_target(&lookahead).is_err());
+    }
+
+    #[test]
+    fn regex_cannot_escape_the_anchors() {
+        let escape = Target {
+            regex: "a)|(b",
+            ..Target::default()
+        };
+        assert!(validate_target(&escape).is_err());
+    }
+
+    #[test]
+    fn target_dir_must_stay_inside_the_channel_folder() {
+        for dir in ["/etc", "..", "series/../../x"] {
+            let target = Target {
+                dir,
+                ..Target::default()
+            };
+            let error = validate_target(&target).expect_err(dir);
+            assert!(error.message.contains(&format!("`{dir}`")), "{error}");
+        }
+        let nested = Target {
+            dir: "./item1/sub/",
+            ..Target::default()
+        };
+        assert_eq!(validate_target(&nested), Ok(()));
+        let tree = example_tree();
+        assert_eq!(
+            bytes(tree.path(), SizeMode::Sum, "./item1/sub/", "*", ".*"),
+            300
+        );
+    }
+
+    #[test]
+    fn validate_accepts_good_targets() {
+        assert_eq!(validate_target(&Target::default()), Ok(()));
+        let target = Target {
+            dir: "series",
+            glob: "**/*.{dcm,DCM}",
+            regex: r"(?i).*\.dcm",
+        };
+        assert_eq!(validate_target(&target), Ok(()));
+    }
+
+    #[test]
+    fn mode_names_round_trip() {
+        for mode in [SizeMode::Sum, SizeMode::MaxFileSize, SizeMode::MaxItemSum] {
+            assert_eq!(SizeMode::from_name(mode.name()), Some(mode));
+        }
+        assert_eq!(SizeMode::from_name("max"), None);
+    }
+
+    #[test]
+    fn error_display_is_the_message() {
+        let error = validate_target(&Target {
+            regex: "(",
+            ..Target::default()
+        })
+        .expect_err("bad regex");
+        assert_eq!(error.to_string(), error.message);
+    }
+}

@@ -1,0 +1,540 @@
+//! The bundled JSON Schemas (`schemas/`, draft 2020-12) and the translation of schema
+//! errors into findings with positions and plain fixes.
+//!
+//! All jsonschema calls stay in this module: the crate is 0.x and changes its API often.
+
+use std::sync::LazyLock;
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::{ValidationError, Validator};
+use serde_json::Value;
+
+use crate::diagnostic::{Diagnostic, did_you_mean, pointer_join};
+use crate::source::Document;
+
+pub const PC_SCHEMA: &str = include_str!("../../schemas/processing-container.schema.json");
+pub const TASK_SCHEMA: &str = include_str!("../../schemas/task.schema.json");
+
+/// The two kinds of Task API file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Kind {
+    #[serde(rename = "processing-container")]
+    ProcessingContainer,
+    #[serde(rename = "task")]
+    Task,
+}
+
+impl Kind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::ProcessingContainer => "processing-container",
+            Kind::Task => "task",
+        }
+    }
+
+    pub fn schema_text(self) -> &'static str {
+        match self {
+            Kind::ProcessingContainer => PC_SCHEMA,
+            Kind::Task => TASK_SCHEMA,
+        }
+    }
+
+    fn bundle(self) -> &'static Bundle {
+        static PC: LazyLock<Bundle> = LazyLock::new(|| Bundle::new(PC_SCHEMA));
+        static TASK: LazyLock<Bundle> = LazyLock::new(|| Bundle::new(TASK_SCHEMA));
+        match self {
+            Kind::ProcessingContainer => &PC,
+            Kind::Task => &TASK,
+        }
+    }
+
+    /// The kind a file name says: `processing-container.json`, or a name ending in
+    /// `task.json` (`task.json`, `upstream-task.json`, `my.task.json`).
+    pub fn from_file_name(name: &str) -> Option<Kind> {
+        let name = name.to_ascii_lowercase();
+        if name.ends_with("processing-container.json") {
+            Some(Kind::ProcessingContainer)
+        } else if name.ends_with("task.json") {
+            Some(Kind::Task)
+        } else {
+            None
+        }
+    }
+
+    /// The kind the content says: `templates` → processing-container, `taskTemplate` →
+    /// task; a near miss of either key (a typo) counts too.
+    pub fn from_content(value: &Value) -> Option<Kind> {
+        let object = value.as_object()?;
+        let has = |key: &str| {
+            object.contains_key(key) || object.keys().any(|k| did_you_mean(k, [key]).is_some())
+        };
+        match (has("templates"), has("taskTemplate")) {
+            (true, false) => Some(Kind::ProcessingContainer),
+            (false, true) => Some(Kind::Task),
+            _ => None,
+        }
+    }
+}
+
+struct Bundle {
+    schema: Value,
+    validator: Validator,
+}
+
+impl Bundle {
+    fn new(text: &str) -> Self {
+        // The schemas are part of the binary and checked by unit tests, so a failure here
+        // is a build defect, not a user error.
+        let schema: Value = serde_json::from_str(text).expect("bundled schema is valid JSON");
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&schema)
+            .expect("bundled schema compiles");
+        Self { schema, validator }
+    }
+
+    /// The object schema at a `#/…` fragment of this bundle.
+    fn at(&self, fragment: &str) -> Option<&Value> {
+        self.schema.pointer(fragment)
+    }
+}
+
+/// Checks a document against the bundled schema of `kind`.
+pub fn check(document: &Document, kind: Kind) -> Vec<Diagnostic> {
+    let bundle = kind.bundle();
+    let mut errors: Vec<ValidationError<'_>> =
+        bundle.validator.iter_errors(&document.value).collect();
+    // Report in document order; errors at the same place keep the schema's order.
+    errors.sort_by_key(|e| {
+        document
+            .spans
+            .find(e.instance_path().as_str())
+            .map_or(usize::MAX, |n| n.value.start)
+    });
+    let mut translator = Translator {
+        document,
+        bundle,
+        out: Vec::new(),
+    };
+    translator.translate_all(&errors);
+    translator.out
+}
+
+struct Translator<'a> {
+    document: &'a Document,
+    bundle: &'a Bundle,
+    out: Vec<Diagnostic>,
+}
+
+impl Translator<'_> {
+    fn translate_all(&mut self, errors: &[ValidationError<'_>]) {
+        // A misspelt required key shows up twice: the key is missing, and an unknown key
+        // sits next to it. Report it once, as a misspelling, at the misspelt key.
+        let mut misspelt: Vec<(String, String)> = Vec::new();
+        for error in errors {
+            if let ValidationErrorKind::AdditionalProperties { unexpected } = error.kind() {
+                let parent = error.instance_path().as_str();
+                for missing in errors.iter().filter_map(|e| match e.kind() {
+                    ValidationErrorKind::Required { property }
+                        if e.instance_path().as_str() == parent =>
+                    {
+                        property.as_str()
+                    }
+                    _ => None,
+                }) {
+                    if let Some(typo) = unexpected
+                        .iter()
+                        .find(|u| did_you_mean(u, [missing]).is_some())
+                    {
+                        misspelt.push((pointer_join(parent, typo), missing.to_string()));
+                    }
+                }
+            }
+        }
+        for (pointer, intended) in &misspelt {
+            let typo = pointer.rsplit('/').next().unwrap_or_default();
+            self.out.push(
+                Diagnostic::error(
+                    "misspelt-key",
+                    format!("`{intended}` is required but missing; `{typo}` looks like a misspelling of it"),
+                )
+                .at_pointer(pointer.clone())
+                .at(self.document.key_position(pointer))
+                .with_fix(format!("rename `{typo}` to `{intended}`")),
+            );
+        }
+        for error in errors {
+            self.translate(error, &misspelt);
+        }
+    }
+
+    fn translate(&mut self, error: &ValidationError<'_>, misspelt: &[(String, String)]) {
+        let pointer = error.instance_path().as_str().to_string();
+        let here = self.document.value_position(&pointer);
+        let field = pointer.rsplit('/').next().filter(|_| !pointer.is_empty());
+        let push = |this: &mut Self, d: Diagnostic| this.out.push(d.at_pointer(pointer.clone()));
+        match error.kind() {
+            ValidationErrorKind::Required { property } => {
+                let property = property.as_str().unwrap_or_default();
+                if misspelt.iter().any(|(p, missing)| {
+                    missing == property
+                        && p.rsplit_once('/').map(|(parent, _)| parent) == Some(&pointer)
+                }) {
+                    return;
+                }
+                let what = describe_object(&pointer);
+                push(
+                    self,
+                    Diagnostic::error(
+                        "missing-key",
+                        format!("{what} is missing the required key `{property}`"),
+                    )
+                    .at(here)
+                    .with_fix(format!("add `\"{property}\": …` to this object")),
+                );
+            }
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                let known = self.known_properties(error);
+                for key in unexpected {
+                    let member = pointer_join(&pointer, key);
+                    if misspelt.iter().any(|(p, _)| *p == member) {
+                        continue;
+                    }
+                    let suggestion = did_you_mean(key, known.iter().map(String::as_str));
+                    let mut d = Diagnostic::warning(
+                        "unknown-key",
+                        match suggestion {
+                            Some(s) => format!("unknown key `{key}`: did you mean `{s}`?"),
+                            None => format!("unknown key `{key}`: the platform ignores it"),
+                        },
+                    )
+                    .at_pointer(member.clone())
+                    .at(self.document.key_position(&member));
+                    d = match suggestion {
+                        Some(s) => d.with_fix(format!("rename it to `{s}`")),
+                        None if known.is_empty() => d.with_fix("remove it"),
+                        None => d.with_fix(format!(
+                            "remove it; keys allowed here: {}",
+                            known.join(", ")
+                        )),
+                    };
+                    self.out.push(d);
+                }
+            }
+            ValidationErrorKind::Type { kind } => {
+                let expected = match kind {
+                    TypeKind::Single(t) => article(&t.to_string()),
+                    TypeKind::Multiple(ts) => {
+                        let names: Vec<String> =
+                            (*ts).into_iter().map(|t| article(&t.to_string())).collect();
+                        names.join(" or ")
+                    }
+                };
+                let found = value_kind(error.instance());
+                let mut d = Diagnostic::error(
+                    "type",
+                    format!("{} must be {expected}, not {found}", name_of(field)),
+                )
+                .at(here);
+                d = match (expected.as_str(), error.instance().as_ref()) {
+                    ("a string", Value::Number(n)) => {
+                        d.with_fix(format!("write it as a string: \"{n}\""))
+                    }
+                    ("a string", Value::Bool(b)) => {
+                        d.with_fix(format!("write it as a string: \"{b}\""))
+                    }
+                    ("an integer", Value::String(s)) if s.parse::<i64>().is_ok() => {
+                        d.with_fix(format!("write it without quotes: {s}"))
+                    }
+                    ("an array", Value::Null) => d.with_fix("use [] for none, or remove the key"),
+                    _ => d.with_fix(format!("replace it with {expected}")),
+                };
+                push(self, d);
+            }
+            ValidationErrorKind::Enum { options } => {
+                let options: Vec<&str> = options
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let got = error.instance();
+                let got_text = got
+                    .as_str()
+                    .map_or_else(|| got.to_string(), |s| format!("\"{s}\""));
+                let list = options
+                    .iter()
+                    .map(|o| format!("`{o}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut d = Diagnostic::error(
+                    "enum",
+                    format!(
+                        "{} is {got_text}, which is not one of {list}",
+                        name_of(field)
+                    ),
+                )
+                .at(here);
+                d = match got
+                    .as_str()
+                    .and_then(|s| did_you_mean(s, options.iter().copied()))
+                {
+                    Some(s) => d.with_fix(format!("did you mean `{s}`?")),
+                    None => d.with_fix(format!("use one of {list}")),
+                };
+                push(self, d);
+            }
+            ValidationErrorKind::Constant { expected_value } => {
+                let d = Diagnostic::error(
+                    "const",
+                    format!(
+                        "{} must be {expected_value}, not {}",
+                        name_of(field),
+                        error.instance()
+                    ),
+                )
+                .at(here)
+                .with_fix(match field {
+                    Some("api_version") => {
+                        "tapir knows Task API version 1 only: set `\"api_version\": 1`".to_string()
+                    }
+                    _ => format!("set it to {expected_value}"),
+                });
+                push(self, d);
+            }
+            ValidationErrorKind::Pattern { pattern } => {
+                let d = match field {
+                    Some("complexity") => Diagnostic::error(
+                        "complexity",
+                        format!("complexity {} is not an expression in n", error.instance()),
+                    )
+                    .with_fix(
+                        "write coefficient × n to a power, e.g. \"2*n\", \"0.5*n**1\" or \"n**2\"",
+                    ),
+                    Some("name") => Diagnostic::error(
+                        "env-name",
+                        format!(
+                            "variable name {} contains `=` or a NUL character",
+                            error.instance()
+                        ),
+                    )
+                    .with_fix("use letters, digits and `_`"),
+                    _ => Diagnostic::error(
+                        "pattern",
+                        format!("{} does not match `{pattern}`", name_of(field)),
+                    ),
+                };
+                push(self, d.at(here));
+            }
+            ValidationErrorKind::MinLength { .. } => {
+                push(
+                    self,
+                    Diagnostic::error(
+                        "empty-string",
+                        format!("{} must not be empty", name_of(field)),
+                    )
+                    .at(here)
+                    .with_fix("give it a value, or remove the key if it is optional"),
+                );
+            }
+            ValidationErrorKind::Not { schema } => {
+                // The schemas use `not: {required: [a, b]}` for the two spellings of one field.
+                let keys: Vec<&str> = schema["required"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let member = keys
+                    .get(1)
+                    .map(|k| pointer_join(&pointer, k))
+                    .unwrap_or_else(|| pointer.clone());
+                let (current, documented) = dialect_pair(&keys);
+                let mut d = Diagnostic::error(
+                    "both-dialects",
+                    format!(
+                        "{} uses both `{}` and `{}`, two spellings of the same field",
+                        describe_object(&pointer),
+                        keys.first().unwrap_or(&""),
+                        keys.get(1).unwrap_or(&"")
+                    ),
+                )
+                .at(self.document.key_position(&member))
+                .with_related(
+                    format!("`{}` is here", keys.first().unwrap_or(&"")),
+                    keys.first()
+                        .and_then(|k| self.document.key_position(&pointer_join(&pointer, k))),
+                );
+                d = d.with_fix(format!("keep one: `{current}` (current Kaapana) or `{documented}` (documented Task API)"));
+                self.out.push(d.at_pointer(member));
+            }
+            ValidationErrorKind::AnyOf { context } => {
+                // `anyOf: [{required: [a]}, {required: [b]}]`: one of two spellings is needed.
+                let keys: Vec<&str> = context
+                    .iter()
+                    .flatten()
+                    .filter_map(|e| match e.kind() {
+                        ValidationErrorKind::Required { property } => property.as_str(),
+                        _ => None,
+                    })
+                    .collect();
+                if keys.len() == context.len() && !keys.is_empty() {
+                    let (current, documented) = dialect_pair(&keys);
+                    push(
+                        self,
+                        Diagnostic::error(
+                            "missing-key",
+                            format!("{} needs `{current}` (current Kaapana) or `{documented}` (documented Task API)", describe_object(&pointer)),
+                        )
+                        .at(here)
+                        .with_fix(match current {
+                            "volume_source" => "add `\"volume_source\": {\"host_path\": \"…\"}`".to_string(),
+                            "scale_factor" => "add `\"scale_factor\": 1` (or `\"complexity\": \"1*n\"`)".to_string(),
+                            other => format!("add `{other}`"),
+                        }),
+                    );
+                } else {
+                    for branch in context.iter().flatten() {
+                        self.translate(branch, misspelt);
+                    }
+                }
+            }
+            _ => {
+                push(
+                    self,
+                    Diagnostic::error("schema", error.to_string()).at(here),
+                );
+            }
+        }
+    }
+
+    /// The property names the schema allows in the object an error is about.
+    fn known_properties(&self, error: &ValidationError<'_>) -> Vec<String> {
+        let Some(location) = error.absolute_keyword_location() else {
+            return Vec::new();
+        };
+        let fragment = location
+            .fragment()
+            .map(|f| f.as_str().to_string())
+            .unwrap_or_default();
+        let fragment = percent_decode(&fragment);
+        let parent = fragment
+            .strip_suffix("/additionalProperties")
+            .unwrap_or(&fragment);
+        self.bundle
+            .at(parent)
+            .and_then(|schema| schema["properties"].as_object())
+            .map(|props| {
+                props
+                    .keys()
+                    .filter(|k| !k.starts_with('$'))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 3 <= bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Orders a pair of spellings as (current Kaapana, documented Task API).
+fn dialect_pair<'k>(keys: &[&'k str]) -> (&'k str, &'k str) {
+    let a = keys.first().copied().unwrap_or_default();
+    let b = keys.get(1).copied().unwrap_or_default();
+    match a {
+        "input" | "complexity" => (b, a),
+        _ => (a, b),
+    }
+}
+
+fn name_of(field: Option<&str>) -> String {
+    match field {
+        Some(f) if f.parse::<usize>().is_ok() => format!("item {f}"),
+        Some(f) => format!("`{f}`"),
+        None => "the top-level value".to_string(),
+    }
+}
+
+/// A readable name for the object at a pointer: "inputs[0]", "the file".
+fn describe_object(pointer: &str) -> String {
+    if pointer.is_empty() {
+        "the file".to_string()
+    } else {
+        format!(
+            "`{}`",
+            crate::diagnostic::json_path(pointer).trim_start_matches("$.")
+        )
+    }
+}
+
+fn article(type_name: &str) -> String {
+    match type_name {
+        "array" | "integer" | "object" => format!("an {type_name}"),
+        "null" => "null".to_string(),
+        other => format!("a {other}"),
+    }
+}
+
+fn value_kind(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(_) => "a string".into(),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_schemas_are_valid_draft_2020_12() {
+        for text in [PC_SCHEMA, TASK_SCHEMA] {
+            let schema: Value = serde_json::from_str(text).unwrap();
+            assert!(jsonschema::meta::is_valid(&schema));
+        }
+    }
+
+    #[test]
+    fn shared_definitions_are_identical_in_both_schemas() {
+        let pc: Value = serde_json::from_str(PC_SCHEMA).unwrap();
+        let task: Value = serde_json::from_str(TASK_SCHEMA).unwrap();
+        for (name, def) in pc["$defs"].as_object().unwrap() {
+            assert_eq!(
+                &task["$defs"][name], def,
+                "$defs/{name} differs between the schemas"
+            );
+        }
+    }
+
+    #[test]
+    fn kind_detection() {
+        assert_eq!(
+            Kind::from_file_name("processing-container.json"),
+            Some(Kind::ProcessingContainer)
+        );
+        assert_eq!(Kind::from_file_name("upstream-task.json"), Some(Kind::Task));
+        assert_eq!(Kind::from_file_name("package.json"), None);
+        let v: Value = serde_json::json!({"taskTempalte": "x"});
+        assert_eq!(Kind::from_content(&v), Some(Kind::Task));
+        let v: Value = serde_json::json!({"templates": []});
+        assert_eq!(Kind::from_content(&v), Some(Kind::ProcessingContainer));
+        assert_eq!(Kind::from_content(&serde_json::json!({"a": 1})), None);
+    }
+}

@@ -1,0 +1,155 @@
+//! Checking one file end to end: read → parse → detect its kind → schema → checks
+//! beyond the schema. `tapir validate` runs it on every file it is given; `tapir run`
+//! runs it on the task file before anything else.
+
+use std::path::{Path, PathBuf};
+
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::error::Error;
+use crate::schema::{self, Kind};
+use crate::source::{self, Document, LoadFailure};
+
+/// What checking one file found.
+#[derive(Debug)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub kind: Option<Kind>,
+    pub document: Option<Document>,
+    /// The text, when it could be read but not parsed (for snippets of syntax errors).
+    pub unparsed: Option<source::Source>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl FileReport {
+    pub fn count(&self, severity: Severity) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == severity)
+            .count()
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.count(Severity::Error) == 0
+    }
+
+    /// `--strict`: every warning becomes an error.
+    pub fn promote_warnings(&mut self) {
+        for d in &mut self.diagnostics {
+            d.severity = Severity::Error;
+        }
+    }
+
+    /// The text of the file, when it could be read.
+    pub fn source(&self) -> Option<&source::Source> {
+        self.document
+            .as_ref()
+            .map(|d| &d.source)
+            .or(self.unparsed.as_ref())
+    }
+}
+
+/// How the kind of a file is decided.
+#[derive(Debug, Clone, Copy)]
+pub enum KindRule {
+    /// `--schema`: this kind, whatever the file says.
+    Forced(Kind),
+    /// From the file name, then from the content.
+    Detect,
+}
+
+/// Checks one file. `Err` only when the path cannot be read at all (exit 2).
+pub fn check_file(path: &Path, rule: KindRule) -> Result<FileReport, Error> {
+    let source = match source::read_text(path) {
+        Ok(source) => source,
+        Err(LoadFailure::Io(e)) => return Err(e),
+        Err(LoadFailure::Content(d)) => return Ok(failed(path, rule, None, *d)),
+    };
+    Ok(check_source(source, rule))
+}
+
+/// Checks a text already in memory (a file, or `/processing-container.json` of an image).
+pub fn check_source(source: source::Source, rule: KindRule) -> FileReport {
+    let path = source.path.clone();
+    let (document, mut diagnostics) = match source::parse(source) {
+        Ok(parsed) => parsed,
+        Err((source, d)) => return failed(&path, rule, Some(source), *d),
+    };
+    if !document.value.is_object() {
+        let found = match &document.value {
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::Bool(_) => "a boolean",
+            _ => "null",
+        };
+        let position = document.value_position("");
+        return failed(
+            &path,
+            rule,
+            Some(document.source),
+            Diagnostic::error("not-an-object", format!("the file holds {found}; a Task API file is a JSON object"))
+                .at(position)
+                .with_fix("wrap the content in `{ … }`; a processing-container.json has `templates`, a task.json has `taskTemplate`"),
+        );
+    }
+    let kind = match rule {
+        KindRule::Forced(kind) => kind,
+        KindRule::Detect => {
+            let by_name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(Kind::from_file_name);
+            match by_name.or_else(|| Kind::from_content(&document.value)) {
+                Some(kind) => kind,
+                None => {
+                    return FileReport {
+                        path,
+                        kind: None,
+                        document: Some(document),
+                        unparsed: None,
+                        diagnostics: vec![Diagnostic::error(
+                            "unknown-kind",
+                            "cannot tell whether this is a processing-container.json or a task.json (it has neither `templates` nor `taskTemplate`)",
+                        )
+                        .with_fix("name the file processing-container.json or *task.json, or pass `--schema pc` or `--schema task`")],
+                    };
+                }
+            }
+        }
+    };
+    diagnostics.extend(schema::check(&document, kind));
+    diagnostics.extend(crate::checks::check(&document, kind));
+    sort_by_position(&mut diagnostics);
+    FileReport {
+        path,
+        kind: Some(kind),
+        document: Some(document),
+        unparsed: None,
+        diagnostics,
+    }
+}
+
+fn failed(
+    path: &Path,
+    rule: KindRule,
+    unparsed: Option<source::Source>,
+    diagnostic: Diagnostic,
+) -> FileReport {
+    FileReport {
+        path: path.to_path_buf(),
+        kind: match rule {
+            KindRule::Forced(kind) => Some(kind),
+            KindRule::Detect => path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(Kind::from_file_name),
+        },
+        document: None,
+        unparsed,
+        diagnostics: vec![diagnostic],
+    }
+}
+
+fn sort_by_position(diagnostics: &mut [Diagnostic]) {
+    diagnostics.sort_by_key(|d| d.position.as_ref().map_or((0, 0), |p| (p.line, p.column)));
+}

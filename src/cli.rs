@@ -29,6 +29,87 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print a bundled JSON Schema (for editors and other tools).
     Schema(SchemaArgs),
+    /// Run a task.json in a container, stream its output and record the run.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The task file.
+    #[arg(value_name = "TASK.JSON")]
+    pub task: PathBuf,
+
+    /// The engine to run the container with.
+    #[arg(long, value_enum, default_value_t = Mode::Docker)]
+    pub mode: Mode,
+
+    /// Set a variable, above the task's and the template's values (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+
+    /// Read variables from a file of plain NAME=VALUE lines (no quotes, no shell
+    /// expansion; `#` starts a comment line). --env wins over it.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+
+    /// Use this processing-container.json instead of the one in the image (to iterate
+    /// without rebuilding it).
+    #[arg(long, value_name = "PATH")]
+    pub container_file: Option<PathBuf>,
+
+    /// Pull the image when it is not present locally (never pulled otherwise).
+    #[arg(long)]
+    pub pull: bool,
+
+    /// Print the plan and the exact command, and start nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output of --dry-run: human or json.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human, requires = "dry_run")]
+    pub format: PlanFormat,
+
+    /// Where run folders (task_run-<id>/) are written.
+    #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]
+    pub runs_dir: PathBuf,
+
+    /// Who runs the task: `invoker` (your uid:gid, so outputs are yours) or `image`
+    /// (the image's own USER).
+    #[arg(long, value_enum, default_value_t = UserChoice::Invoker)]
+    pub user: UserChoice,
+
+    /// Docker network (default: the engine's default, as on the platform).
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+
+    /// Replace the image's ENTRYPOINT.
+    #[arg(long, value_name = "PROGRAM")]
+    pub entrypoint: Option<String>,
+
+    /// Keep the container after it ends (it is removed once its logs are safe otherwise).
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Seconds a cancelled task gets to stop before it is killed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub grace: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Docker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UserChoice {
+    Invoker,
+    Image,
 }
 
 #[derive(Debug, Args)]

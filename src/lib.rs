@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod error;
 pub mod model;
 pub mod output;
+pub mod record;
 pub mod resolve;
 pub mod schema;
 pub mod source;
@@ -40,6 +41,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let result = match &cli.command {
         Command::Validate(args) => commands::validate::run(args, color),
         Command::Schema(args) => commands::schema::run(args),
+        Command::Run(args) => commands::run::run(args, color),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::engine_api;
 use crate::error::Error;
+use crate::resolve::plan::{PlannedUser, RunPlan};
 
 /// What tapir needs to know about a local image.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -281,6 +282,100 @@ impl Docker {
     pub fn binary_path(&self) -> &Path {
         &self.binary
     }
+}
+
+/// `docker run` for a plan: the arguments after the binary, and the secret variables,
+/// which are passed as `-e NAME` with their value in docker's own environment so that they
+/// never appear in an argv, a process list or a record.
+#[derive(Debug, Clone)]
+pub struct RenderedRun {
+    pub argv: Vec<String>,
+    pub secret_env: Vec<(String, String)>,
+}
+
+pub fn container_name(run_id: &str) -> String {
+    format!("tapir-{run_id}")
+}
+
+pub fn run_argv(plan: &RunPlan, run_id: &str) -> RenderedRun {
+    let mut argv: Vec<String> = vec!["run".into(), "--name".into(), container_name(run_id)];
+    // `--init` gives the task a PID 1 that forwards signals, so `docker stop` works even
+    // for shells and programs without signal handlers.
+    argv.extend(
+        [
+            "--init",
+            "--security-opt",
+            "no-new-privileges",
+            "--pull",
+            "never",
+        ]
+        .map(String::from),
+    );
+    argv.push("--label".into());
+    argv.push(format!("tapir.run-id={run_id}"));
+    for (key, value) in &plan.labels {
+        argv.push("--label".into());
+        argv.push(format!("{key}={value}"));
+    }
+    if let PlannedUser::Invoker { uid, gid } = plan.user {
+        argv.push("--user".into());
+        argv.push(format!("{uid}:{gid}"));
+    }
+    if let Some(network) = &plan.network {
+        argv.push("--network".into());
+        argv.push(network.clone());
+    }
+    if let Some(memory) = plan.limits.memory_bytes {
+        // Swap equal to the limit: the limit is the memory the task gets, no more.
+        argv.extend([
+            "--memory".into(),
+            memory.to_string(),
+            "--memory-swap".into(),
+            memory.to_string(),
+        ]);
+    }
+    if let Some(reservation) = plan.limits.memory_reservation_bytes {
+        argv.extend(["--memory-reservation".into(), reservation.to_string()]);
+    }
+    if let Some(millis) = plan.limits.cpu_millis {
+        argv.extend([
+            "--cpus".into(),
+            format!("{}.{:03}", millis / 1000, millis % 1000),
+        ]);
+    }
+    if let Some(gpus) = plan.limits.gpus {
+        argv.extend(["--gpus".into(), gpus.to_string()]);
+    }
+    for mount in &plan.mounts {
+        argv.push("--mount".into());
+        let mut spec = format!(
+            "type=bind,source={},target={}",
+            mount.host_path.display(),
+            mount.container_path
+        );
+        if mount.read_only {
+            spec.push_str(",readonly");
+        }
+        argv.push(spec);
+    }
+    let mut secret_env = Vec::new();
+    for var in &plan.env {
+        argv.push("-e".into());
+        if var.value.secret {
+            argv.push(var.name.clone());
+            secret_env.push((var.name.clone(), var.value.text.clone()));
+        } else {
+            argv.push(format!("{}={}", var.name, var.value.text));
+        }
+    }
+    if let Some(entrypoint) = &plan.entrypoint {
+        argv.extend(["--entrypoint".into(), entrypoint.clone()]);
+    }
+    argv.push(plan.image.clone());
+    if let Some(command) = &plan.command {
+        argv.extend(command.iter().cloned());
+    }
+    RenderedRun { argv, secret_env }
 }
 
 fn engine_error(what: &str, status: u16, body: &[u8]) -> Error {

@@ -1,5 +1,6 @@
 //! One module per subcommand. Each turns its raw clap arguments into validated values,
 //! calls the library, and hands the results to `output`.
 
+pub mod run;
 pub mod schema;
 pub mod validate;

@@ -74,6 +74,14 @@ pub enum EnvType {
 }
 
 impl EnvType {
+    pub fn label(self) -> &'static str {
+        match self {
+            EnvType::Boolean => "boolean",
+            EnvType::String => "string",
+            EnvType::Int => "int",
+        }
+    }
+
     pub fn accepts(self, value: &str) -> bool {
         match self {
             EnvType::Int => value.trim().parse::<i64>().is_ok(),

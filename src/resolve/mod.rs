@@ -1,3 +1,5 @@
 //! Resolve: model values → `RunPlan`, pure data that needs no engine.
 
+pub mod plan;
 pub mod sizing;
+pub mod task_file;

@@ -1,0 +1,871 @@
+//! `tapir run TASK.JSON`: resolve the task into a plan, run it on the engine with its
+//! output streamed and kept, and leave a record — also when something fails.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use crate::backend::docker::{self, Docker, ImageInfo, RenderedRun};
+use crate::cli::{ColorChoice, PlanFormat, RunArgs, UserChoice};
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::error::{Error, Result, exit};
+use crate::model::{self, ProcessingContainer, Template, TemplateRef};
+use crate::output::{self, Printer};
+use crate::record::logs::{LogSink, Stream};
+use crate::record::{self, ImageRecord, RunRecord, Status, TaskFile, store};
+use crate::resolve::plan::{self, Direction, Options, Override, PlannedUser, Problem, RunPlan};
+use crate::resolve::task_file::{self, LoadError, LoadedTask};
+use crate::schema::Kind;
+use crate::source::Source;
+use crate::validation::{FileReport, KindRule, check_file, check_source};
+
+/// Why a run could not start: what to show, and the one-line message for the record.
+enum Failure {
+    /// Findings in a file (the task, or a processing-container.json).
+    Report(Box<FileReport>, String),
+    /// Problems found while resolving, with the task document for positions.
+    Problems(Vec<Problem>, Box<LoadedTask>),
+    Message(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Message(e)
+    }
+}
+
+/// Everything needed to start the container.
+struct Prepared {
+    loaded: LoadedTask,
+    template: Template,
+    image: ImageInfo,
+    plan: RunPlan,
+}
+
+pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
+    let err = Printer::for_stderr(color);
+    let id = store::new_run_id();
+    let mut record = RunRecord {
+        format_version: record::FORMAT_VERSION,
+        id: id.clone(),
+        tapir_version: env!("CARGO_PKG_VERSION").to_string(),
+        mode: "docker".into(),
+        status: Status::Running,
+        message: None,
+        task_file: TaskFile {
+            path: absolute(&args.task).display().to_string(),
+            sha256: None,
+        },
+        task_name: None,
+        template: None,
+        plan: None,
+        argv: Vec::new(),
+        image: None,
+        container: None,
+        pid: Some(std::process::id()),
+        created_at: jiff::Timestamp::now(),
+        started_at: None,
+        ended_at: None,
+        exit_code: None,
+        outputs: Vec::new(),
+        warnings: Vec::new(),
+    };
+    // The run folder comes first, so that every failure after this point leaves a record.
+    let run_dir = if args.dry_run {
+        None
+    } else {
+        let dir = store::create_run_dir(&args.runs_dir, &id).map_err(|e| {
+            Error::io_with_hint(
+                &args.runs_dir,
+                e,
+                "choose a writable folder with --runs-dir or TAPIR_RUNS_DIR",
+            )
+        })?;
+        Some(dir)
+    };
+
+    let docker = match Docker::locate() {
+        Ok(docker) => docker,
+        Err(e) => {
+            return Ok(not_started(
+                Failure::Message(e),
+                &mut record,
+                run_dir.as_deref(),
+                err,
+            ));
+        }
+    };
+    let prepared = match prepare(args, &docker, &mut record) {
+        Ok(prepared) => prepared,
+        Err(failure) => return Ok(not_started(failure, &mut record, run_dir.as_deref(), err)),
+    };
+    for warning in prepared.loaded.warnings.iter() {
+        output::stderr(&err.diagnostic(
+            &args.task.display().to_string(),
+            Some(&prepared.loaded.document.source),
+            warning,
+        ));
+    }
+    for warning in &prepared.plan.warnings {
+        output::stderr(&format!("{} {warning}\n", err.yellow("warning:")));
+    }
+    let rendered = docker::run_argv(&prepared.plan, &id);
+    if args.dry_run {
+        let text = match args.format {
+            PlanFormat::Json => dry_run_json(&prepared, &docker, &rendered),
+            PlanFormat::Human => {
+                dry_run_human(&prepared, &docker, &rendered, Printer::for_stdout(color))
+            }
+        };
+        output::stdout(&text);
+        return Ok(exit::OK);
+    }
+    let Some(run_dir) = run_dir else {
+        return Ok(exit::OK);
+    };
+    execute(args, &docker, prepared, rendered, &run_dir, record, err)
+}
+
+/// The pre-start pipeline: task → image → template → plan.
+fn prepare(
+    args: &RunArgs,
+    docker: &Docker,
+    record: &mut RunRecord,
+) -> std::result::Result<Prepared, Failure> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let loaded = match task_file::load(&args.task, &lookup) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Unreadable(e)) => return Err(Failure::Message(e)),
+        Err(LoadError::Invalid(report)) => {
+            let message = format!("{} is not a valid task", args.task.display());
+            return Err(Failure::Report(report, message));
+        }
+    };
+    record.task_file.sha256 = Some(loaded.sha256.clone());
+    record.task_name = Some(loaded.task.name.clone());
+
+    let image = match docker.image(&loaded.task.image)? {
+        Some(image) => image,
+        None if args.pull => {
+            let status = docker
+                .command()
+                .args(["pull", &loaded.task.image])
+                .stdin(Stdio::null())
+                .status()
+                .map_err(|e| Error::not_started(format!("cannot run docker pull: {e}")))?;
+            match (status.success(), docker.image(&loaded.task.image)?) {
+                (true, Some(image)) => image,
+                _ => {
+                    return Err(Error::not_started(format!(
+                        "could not pull image {}",
+                        loaded.task.image
+                    ))
+                    .into());
+                }
+            }
+        }
+        None => {
+            return Err(Error::not_started(format!(
+                "image {} is not present locally (tapir never pulls unless asked)\n  fix: build it (`docker build -t {} .`), or pass --pull",
+                loaded.task.image, loaded.task.image
+            ))
+            .into());
+        }
+    };
+    record.image = Some(ImageRecord {
+        reference: loaded.task.image.clone(),
+        id: image.id.clone(),
+        repo_digests: image.repo_digests.clone(),
+    });
+
+    let (template, source) = template_for(args, docker, &loaded, &image)?;
+    record.template = serde_json::to_value(&template).ok();
+
+    let options = Options {
+        overrides: overrides(args)?,
+        user: match args.user {
+            UserChoice::Invoker => PlannedUser::Invoker {
+                uid: nix::unistd::getuid().as_raw(),
+                gid: nix::unistd::getgid().as_raw(),
+            },
+            UserChoice::Image => PlannedUser::Image,
+        },
+        network: args.network.clone(),
+        entrypoint: args.entrypoint.clone(),
+    };
+    let task_dir = absolute(&args.task)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    match plan::resolve(&loaded.task, &template, &source, &task_dir, &options) {
+        Ok(plan) => {
+            record.plan = serde_json::to_value(&plan).ok();
+            Ok(Prepared {
+                loaded,
+                template,
+                image,
+                plan,
+            })
+        }
+        Err(problems) => Err(Failure::Problems(problems, Box::new(loaded))),
+    }
+}
+
+/// The template: inline in the task, from `--container-file`, or from the image's
+/// `/processing-container.json` (read once per image id, then cached).
+fn template_for(
+    args: &RunArgs,
+    docker: &Docker,
+    loaded: &LoadedTask,
+    image: &ImageInfo,
+) -> std::result::Result<(Template, String), Failure> {
+    let identifier = match &loaded.task.template {
+        TemplateRef::Inline(template) => return Ok(((**template).clone(), "inline".to_string())),
+        TemplateRef::Identifier(identifier) => identifier,
+    };
+    let (container, source) = match &args.container_file {
+        Some(path) => {
+            let report = check_file(path, KindRule::Forced(Kind::ProcessingContainer))?;
+            (
+                read_container(report, &path.display().to_string())?,
+                format!("file:{}", path.display()),
+            )
+        }
+        None => (
+            container_from_image(docker, &loaded.task.image, image)?,
+            "image".to_string(),
+        ),
+    };
+    match container
+        .templates
+        .into_iter()
+        .find(|t| t.identifier == *identifier)
+    {
+        Some(template) => Ok((template, source)),
+        None => Err(Failure::Problems(
+            vec![Problem {
+                message: format!(
+                    "template `{identifier}` is not in {}",
+                    if source == "image" {
+                        format!(
+                            "the image's /processing-container.json ({})",
+                            loaded.task.image
+                        )
+                    } else {
+                        source.clone()
+                    }
+                ),
+                fix: match did_you_mean(
+                    identifier,
+                    container_identifiers(docker, args, loaded, image)
+                        .iter()
+                        .map(String::as_str),
+                ) {
+                    Some(s) => format!(
+                        "did you mean `{s}`? templates: {}",
+                        container_identifiers(docker, args, loaded, image).join(", ")
+                    ),
+                    None => format!(
+                        "templates there: {}",
+                        container_identifiers(docker, args, loaded, image).join(", ")
+                    ),
+                },
+                pointer: Some("/taskTemplate".into()),
+            }],
+            Box::new(LoadedTask {
+                task: loaded.task.clone(),
+                document: loaded.document.clone(),
+                sha256: loaded.sha256.clone(),
+                warnings: Vec::new(),
+            }),
+        )),
+    }
+}
+
+fn container_identifiers(
+    docker: &Docker,
+    args: &RunArgs,
+    loaded: &LoadedTask,
+    image: &ImageInfo,
+) -> Vec<String> {
+    let container = match &args.container_file {
+        Some(path) => check_file(path, KindRule::Forced(Kind::ProcessingContainer))
+            .ok()
+            .and_then(|r| read_container(r, "").ok()),
+        None => container_from_image(docker, &loaded.task.image, image).ok(),
+    };
+    container
+        .map(|c| c.templates.into_iter().map(|t| t.identifier).collect())
+        .unwrap_or_default()
+}
+
+fn read_container(
+    report: FileReport,
+    name: &str,
+) -> std::result::Result<ProcessingContainer, Failure> {
+    if !report.is_valid() {
+        return Err(Failure::Report(
+            Box::new(report),
+            format!("{name} is not a valid processing-container.json"),
+        ));
+    }
+    let value = report
+        .document
+        .as_ref()
+        .map(|d| d.value.clone())
+        .unwrap_or_default();
+    model::from_value(&value, "processing-container.json")
+        .map_err(|m| Failure::Message(Error::not_started(m)))
+}
+
+fn container_from_image(
+    docker: &Docker,
+    reference: &str,
+    image: &ImageInfo,
+) -> std::result::Result<ProcessingContainer, Failure> {
+    let cache = cache_dir().map(|d| {
+        d.join("processing-container")
+            .join(format!("{}.json", image.id.trim_start_matches("sha256:")))
+    });
+    let bytes = match cache.as_ref().and_then(|p| std::fs::read(p).ok()) {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = docker.read_file_from_image(reference, "/processing-container.json")?.ok_or_else(|| {
+                Error::not_started(format!(
+                    "image {reference} has no /processing-container.json, so template identifiers cannot be looked up in it\n  fix: give the template inline in the task (`\"taskTemplate\": {{…}}`), or pass --container-file PATH"
+                ))
+            })?;
+            if let Some(path) = &cache {
+                write_cache(path, &bytes);
+            }
+            bytes
+        }
+    };
+    let name = format!("{reference}:/processing-container.json");
+    let source = crate::source::decode(Path::new(&name), bytes)
+        .map_err(|_| Error::not_started(format!("{name} is not UTF-8 text")))?;
+    read_container(
+        check_source(
+            Source::new(&name, source.text),
+            KindRule::Forced(Kind::ProcessingContainer),
+        ),
+        &name,
+    )
+}
+
+/// `$XDG_CACHE_HOME/tapir` or `~/.cache/tapir`.
+fn cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+        .map(|d| d.join("tapir"))
+}
+
+/// Best effort: a cache that cannot be written only costs time on the next run.
+fn write_cache(path: &Path, bytes: &[u8]) {
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    if let Ok(mut file) = tempfile::NamedTempFile::new_in(dir)
+        && file.write_all(bytes).is_ok() {
+            let _ = file.persist(path);
+        }
+}
+
+/// `--env-file` values, then `--env` values (which win), as plan overrides.
+fn overrides(args: &RunArgs) -> std::result::Result<Vec<Override>, Failure> {
+    let mut out = Vec::new();
+    for file in &args.env_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::not_started(format!("--env-file {}: {e}", file.display())))?;
+        for (n, line) in text.lines().enumerate() {
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let Some((name, value)) = line.split_once('=') else {
+                return Err(Error::not_started(format!("{}:{}: `{line}` is not NAME=VALUE\n  fix: write one NAME=VALUE per line (values are taken literally: no quotes, no $expansion)", file.display(), n + 1)).into());
+            };
+            out.push(Override {
+                name: name.trim().to_string(),
+                value: value.to_string(),
+                source: format!("--env-file {}:{}", file.display(), n + 1),
+            });
+        }
+    }
+    for pair in &args.env {
+        let (name, value) = match pair.split_once('=') {
+            Some((name, value)) => (name.to_string(), value.to_string()),
+            // `--env NAME` takes the value from tapir's own environment (handy for secrets).
+            None => match std::env::var(pair) {
+                Ok(value) => (pair.clone(), value),
+                Err(_) => return Err(Error::not_started(format!("--env {pair}: no `=VALUE`, and {pair} is not set in the environment\n  fix: write --env {pair}=VALUE")).into()),
+            },
+        };
+        if name.is_empty() {
+            return Err(Error::not_started(format!("--env {pair}: the name is empty")).into());
+        }
+        out.push(Override {
+            name,
+            value,
+            source: "--env".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Reports a failure before the container ran, records it, and gives exit 125.
+fn not_started(failure: Failure, record: &mut RunRecord, run_dir: Option<&Path>, p: Printer) -> u8 {
+    let message = match failure {
+        Failure::Report(report, message) => {
+            let file = report.path.display().to_string();
+            for d in &report.diagnostics {
+                output::stderr(&p.diagnostic(&file, report.source(), d));
+            }
+            message
+        }
+        Failure::Problems(problems, loaded) => {
+            let file = loaded.document.source.path.display().to_string();
+            for problem in &problems {
+                let mut d = Diagnostic::error("cannot-run", problem.message.clone())
+                    .with_fix(problem.fix.clone());
+                if let Some(pointer) = &problem.pointer {
+                    d = d
+                        .at_pointer(pointer.clone())
+                        .at(loaded.document.value_position(pointer));
+                }
+                output::stderr(&p.diagnostic(&file, Some(&loaded.document.source), &d));
+            }
+            problems
+                .iter()
+                .map(|p| p.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+        Failure::Message(e) => {
+            output::stderr(&format!("{} {e}\n", p.red("error:")));
+            e.to_string()
+        }
+    };
+    record.status = Status::EngineError;
+    record.message = Some(message);
+    record.ended_at = Some(jiff::Timestamp::now());
+    if let Some(dir) = run_dir {
+        match store::write_record_atomic(dir, &record.to_value()) {
+            Ok(()) => output::stderr(&format!(
+                "tapir: the task did not start; record: {}\n",
+                dir.display()
+            )),
+            Err(e) => output::stderr(&format!(
+                "{} could not write the record: {e}\n",
+                p.red("error:")
+            )),
+        }
+    }
+    exit::NOT_STARTED
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Quotes a word for a POSIX shell when it needs it, so printed commands can be pasted.
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+fn command_line(docker: &Docker, rendered: &RenderedRun) -> String {
+    std::iter::once(docker.binary_path().display().to_string())
+        .chain(rendered.argv.iter().cloned())
+        .map(|w| shell_quote(&w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn dry_run_json(prepared: &Prepared, docker: &Docker, rendered: &RenderedRun) -> String {
+    let value = serde_json::json!({
+        "plan": prepared.plan,
+        "image": {"reference": prepared.plan.image, "id": prepared.image.id, "repo_digests": prepared.image.repo_digests},
+        "argv": std::iter::once(docker.binary_path().display().to_string()).chain(rendered.argv.iter().cloned()).collect::<Vec<_>>(),
+        "template": prepared.template,
+    });
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn dry_run_human(
+    prepared: &Prepared,
+    docker: &Docker,
+    rendered: &RenderedRun,
+    p: Printer,
+) -> String {
+    use crate::model::quantity::format_bytes;
+    let plan = &prepared.plan;
+    let mut out = String::new();
+    let row = |out: &mut String, label: &str, text: String| {
+        out.push_str(&format!("{} {text}\n", p.bold(&format!("{label:<10}"))))
+    };
+    row(
+        &mut out,
+        "task",
+        format!(
+            "{} (template `{}` from {})",
+            plan.task_name, plan.template, plan.template_source
+        ),
+    );
+    row(
+        &mut out,
+        "image",
+        format!("{} ({})", plan.image, prepared.image.id),
+    );
+    row(
+        &mut out,
+        "user",
+        match plan.user {
+            PlannedUser::Invoker { uid, gid } => {
+                format!("{uid}:{gid} (you; outputs belong to you)")
+            }
+            PlannedUser::Image => format!(
+                "the image's user ({})",
+                if prepared.image.user.is_empty() {
+                    "root"
+                } else {
+                    &prepared.image.user
+                }
+            ),
+        },
+    );
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let label = if i == 0 { "mounts" } else { "" };
+        let dir = match m.direction {
+            Direction::Input => "input, read-only",
+            Direction::Output => "output, read-write",
+        };
+        row(
+            &mut out,
+            label,
+            format!(
+                "{} → {}  ({}: {dir})",
+                m.host_path.display(),
+                m.container_path,
+                m.channel
+            ),
+        );
+    }
+    for (i, e) in plan.env.iter().enumerate() {
+        let label = if i == 0 { "env" } else { "" };
+        let value = if e.value.secret {
+            "****".to_string()
+        } else {
+            e.value.text.clone()
+        };
+        row(
+            &mut out,
+            label,
+            format!("{}={value}  ({})", e.name, e.source),
+        );
+    }
+    row(
+        &mut out,
+        "command",
+        match &plan.command {
+            Some(c) => format!(
+                "{}  (from the {})",
+                c.iter()
+                    .map(|w| shell_quote(w))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                plan.command_source
+            ),
+            None => format!("the image's CMD: {:?}", prepared.image.cmd),
+        },
+    );
+    let limits = &plan.limits;
+    let mut limit_text = Vec::new();
+    if let Some(m) = limits.memory_bytes {
+        limit_text.push(format!(
+            "memory {} ({})",
+            format_bytes(m),
+            limits.memory_reason.clone().unwrap_or_default()
+        ));
+    }
+    if let Some(r) = limits.memory_reservation_bytes {
+        limit_text.push(format!("memory reservation {}", format_bytes(r)));
+    }
+    if let Some(c) = limits.cpu_millis {
+        limit_text.push(format!("cpus {}.{:03}", c / 1000, c % 1000));
+    }
+    if let Some(g) = limits.gpus {
+        limit_text.push(format!("gpus {g}"));
+    }
+    row(
+        &mut out,
+        "limits",
+        if limit_text.is_empty() {
+            "none".into()
+        } else {
+            limit_text.join("; ")
+        },
+    );
+    row(&mut out, "argv", command_line(docker, rendered));
+    out
+}
+
+/// Runs the container attached, tees its output, handles signals, records the outcome.
+fn execute(
+    args: &RunArgs,
+    docker: &Docker,
+    prepared: Prepared,
+    rendered: RenderedRun,
+    run_dir: &Path,
+    mut record: RunRecord,
+    p: Printer,
+) -> Result<u8> {
+    let container = docker::container_name(&record.id);
+    // Outputs are created by tapir, owned by the invoking user, before the container runs
+    // (Docker would create missing bind sources as root).
+    for mount in prepared
+        .plan
+        .mounts
+        .iter()
+        .filter(|m| m.direction == Direction::Output)
+    {
+        if let Err(e) = std::fs::create_dir_all(&mount.host_path) {
+            let failure = Failure::Message(Error::not_started(format!(
+                "cannot create output folder {} for channel `{}`: {e}",
+                mount.host_path.display(),
+                mount.channel
+            )));
+            return Ok(not_started(failure, &mut record, Some(run_dir), p));
+        }
+    }
+    record.argv = std::iter::once(docker.binary_path().display().to_string())
+        .chain(rendered.argv.iter().cloned())
+        .collect();
+    record.container = Some(container.clone());
+    record.warnings = prepared.plan.warnings.clone();
+    record.started_at = Some(jiff::Timestamp::now());
+    write_record(run_dir, &record, p);
+
+    let sink = match LogSink::create(run_dir) {
+        Ok(sink) => Arc::new(sink),
+        Err(e) => {
+            return Ok(not_started(
+                Failure::Message(Error::io(run_dir, e)),
+                &mut record,
+                Some(run_dir),
+                p,
+            ));
+        }
+    };
+    // The docker client runs in its own process group: a Ctrl-C on the terminal reaches
+    // only tapir, which then stops the container itself (`docker stop`: SIGTERM through
+    // `--init`, SIGKILL after the grace period) instead of leaving it running.
+    let mut child = match Command::new(docker.binary_path())
+        .args(&rendered.argv)
+        .envs(rendered.secret_env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            return Ok(not_started(
+                Failure::Message(Error::not_started(format!(
+                    "cannot run {}: {e}",
+                    docker.binary_path().display()
+                ))),
+                &mut record,
+                Some(run_dir),
+                p,
+            ));
+        }
+    };
+
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let signals_seen = Arc::new(AtomicU32::new(0));
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(|e| Error::not_started(format!("cannot install signal handlers: {e}")))?;
+    let signal_handle = signals.handle();
+    let signal_thread = {
+        let (docker, container, cancelled, seen, grace) = (
+            docker.clone(),
+            container.clone(),
+            cancelled.clone(),
+            signals_seen.clone(),
+            args.grace,
+        );
+        std::thread::spawn(move || {
+            for _ in signals.forever() {
+                cancelled.store(true, Ordering::SeqCst);
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    output::stderr(&format!(
+                        "\ntapir: stopping the task (up to {grace}s; press Ctrl-C again to kill it now)\n"
+                    ));
+                    let docker = docker.clone();
+                    let container = container.clone();
+                    std::thread::spawn(move || docker.stop(&container, grace));
+                } else {
+                    let _ = docker.remove(&container);
+                }
+            }
+        })
+    };
+
+    let pumps: Vec<_> = [
+        (
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            Stream::Stdout,
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            Stream::Stderr,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(source, stream)| source.map(|s| (s, stream)))
+    .map(|(source, stream)| {
+        let sink = sink.clone();
+        std::thread::spawn(move || {
+            let captured = match stream {
+                Stream::Stdout => {
+                    crate::record::logs::pump(source, stream, &sink, Some(&mut std::io::stdout()))
+                }
+                Stream::Stderr => {
+                    crate::record::logs::pump(source, stream, &sink, Some(&mut std::io::stderr()))
+                }
+            };
+            captured.unwrap_or(0)
+        })
+    })
+    .collect();
+    let status = child.wait();
+    for pump in pumps {
+        let _ = pump.join();
+    }
+    let _ = sink.finish();
+
+    let state = docker.container(&container);
+    let client_code = status
+        .as_ref()
+        .ok()
+        .and_then(std::process::ExitStatus::code);
+    record.ended_at = Some(jiff::Timestamp::now());
+    let (status, code, message) = match (&state, client_code) {
+        _ if cancelled.load(Ordering::SeqCst) => (
+            Status::Cancelled,
+            exit::CANCELLED,
+            "cancelled by a signal; the container was stopped".to_string(),
+        ),
+        (Some(s), _) if s.oom_killed => (
+            Status::OomKilled,
+            u8::try_from(s.exit_code).unwrap_or(137),
+            format!(
+                "killed: out of memory (limit {})",
+                prepared
+                    .plan
+                    .limits
+                    .memory_bytes
+                    .map_or("none".to_string(), crate::model::quantity::format_bytes)
+            ),
+        ),
+        (Some(s), _) if s.started => match u8::try_from(s.exit_code) {
+            Ok(0) => (Status::Succeeded, 0, "succeeded".to_string()),
+            Ok(code) => (
+                Status::Failed,
+                code,
+                format!("the task exited with code {code}"),
+            ),
+            Err(_) => (
+                Status::Failed,
+                1,
+                format!("the task exited with code {}", s.exit_code),
+            ),
+        },
+        (state, code) => (
+            Status::EngineError,
+            exit::NOT_STARTED,
+            format!(
+                "the engine could not start the container{}",
+                state
+                    .as_ref()
+                    .filter(|s| !s.error.is_empty())
+                    .map(|s| format!(": {}", s.error))
+                    .or(code.map(|c| format!(" (docker exited with {c}; its message is above)")))
+                    .unwrap_or_default()
+            ),
+        ),
+    };
+    if !args.keep
+        && let Err(e) = docker.remove(&container) {
+            record
+                .warnings
+                .push(format!("could not remove container {container}: {e}"));
+        }
+    signal_handle.close();
+    let _ = signal_thread.join();
+
+    record.status = status;
+    record.exit_code = state.as_ref().filter(|s| s.started).map(|s| s.exit_code);
+    record.message = Some(message.clone());
+    record.outputs = prepared
+        .plan
+        .mounts
+        .iter()
+        .filter(|m| m.direction == Direction::Output)
+        .map(|m| record::list_output(&m.channel, &m.host_path))
+        .collect();
+    write_record(run_dir, &record, p);
+    let duration = record
+        .started_at
+        .zip(record.ended_at)
+        .map(|(a, b)| (b.as_millisecond() - a.as_millisecond()) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    let headline = match status {
+        Status::Succeeded => p.green(&format!("task `{}` {message}", prepared.plan.task_name)),
+        Status::Cancelled => p.yellow(&format!("task `{}` {message}", prepared.plan.task_name)),
+        _ => p.red(&format!("task `{}`: {message}", prepared.plan.task_name)),
+    };
+    output::stderr(&format!(
+        "tapir: {headline} after {duration:.1}s; record: {}\n",
+        run_dir.display()
+    ));
+    let _ = prepared.loaded;
+    Ok(code)
+}
+
+fn write_record(run_dir: &Path, record: &RunRecord, p: Printer) {
+    if let Err(e) = store::write_record_atomic(run_dir, &record.to_value()) {
+        output::stderr(&format!(
+            "{} could not write the record in {}: {e}\n",
+            p.red("error:"),
+            run_dir.display()
+        ));
+    }
+}

@@ -372,9 +372,10 @@ fn write_cache(path: &Path, bytes: &[u8]) {
         return;
     }
     if let Ok(mut file) = tempfile::NamedTempFile::new_in(dir)
-        && file.write_all(bytes).is_ok() {
-            let _ = file.persist(path);
-        }
+        && file.write_all(bytes).is_ok()
+    {
+        let _ = file.persist(path);
+    }
 }
 
 /// `--env-file` values, then `--env` values (which win), as plan overrides.
@@ -823,11 +824,12 @@ fn execute(
         ),
     };
     if !args.keep
-        && let Err(e) = docker.remove(&container) {
-            record
-                .warnings
-                .push(format!("could not remove container {container}: {e}"));
-        }
+        && let Err(e) = docker.remove(&container)
+    {
+        record
+            .warnings
+            .push(format!("could not remove container {container}: {e}"));
+    }
     signal_handle.close();
     let _ = signal_thread.join();
 

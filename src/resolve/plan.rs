@@ -620,12 +620,13 @@ fn limits(
     out.memory_reservation_bytes =
         reservation.filter(|r| *r > 0 && out.memory_bytes.is_none_or(|m| *r <= m));
     if let (Some(r), Some(m)) = (reservation, out.memory_bytes)
-        && r > m {
-            warnings.push(format!(
-                "the memory request {} is above the limit {}; no reservation is set",
-                format_bytes(r),
-                format_bytes(m)
-            ));
-        }
+        && r > m
+    {
+        warnings.push(format!(
+            "the memory request {} is above the limit {}; no reservation is set",
+            format_bytes(r),
+            format_bytes(m)
+        ));
+    }
     out
 }

@@ -53,9 +53,10 @@ pub struct TemplateError {
     pub fix: String,
 }
 
-/// Does this string use templating at all? (Cheap test before parsing.)
+/// Does this string use templating at all? (Cheap test before parsing.) `{%` and `{#`
+/// count only with their closer after them, so shell text such as `${#name}` stays text.
 pub fn is_templated(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%") || s.contains("{#")
+    s.contains("{{") || find_open(s, 0).is_some()
 }
 
 impl Template {
@@ -179,8 +180,8 @@ fn find_open(s: &str, from: usize) -> Option<(usize, char)> {
     let bytes = s.as_bytes();
     (from..bytes.len().saturating_sub(1)).find_map(|i| match (bytes[i], bytes[i + 1]) {
         (b'{', b'{') => Some((i, '{')),
-        (b'{', b'%') => Some((i, '%')),
-        (b'{', b'#') => Some((i, '#')),
+        (b'{', b'%') if s[i + 2..].contains("%}") => Some((i, '%')),
+        (b'{', b'#') if s[i + 2..].contains("#}") => Some((i, '#')),
         _ => None,
     })
 }
@@ -381,6 +382,8 @@ mod tests {
             "LOCALHOST:5000"
         );
         assert_eq!(render("no templating").unwrap(), "no templating");
+        // Shell syntax that only looks like the start of a statement or comment.
+        assert_eq!(render("echo ${#x} {%").unwrap(), "echo ${#x} {%");
     }
 
     #[test]

@@ -74,3 +74,60 @@ pub(crate) fn check_snapshot(path: &Path, actual: &str) -> Option<String> {
         )),
     }
 }
+
+/// Builds the example image once per test process (offline: scratch + static busybox).
+/// Engine tests fail — never skip — when the engine is missing.
+pub(crate) fn example_image() -> &'static str {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo_root().join("examples/build.sh"))
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "examples/build.sh failed (is the Docker engine running?): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    "tapir-example/dummy:latest"
+}
+
+/// Containers tapir left behind for a run id (must be none after every run).
+pub(crate) fn leftover_containers(run_label: &str) -> String {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label={run_label}"),
+            "--format",
+            "{{.Names}}",
+        ])
+        .output()
+        .expect("docker runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The one run folder in `runs`, and its record.
+pub(crate) fn only_record(runs: &Path) -> (PathBuf, serde_json::Value) {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(runs)
+        .expect("runs dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("task_run-"))
+        })
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "expected one run folder in {}: {dirs:?}",
+        runs.display()
+    );
+    let record = serde_json::from_str(
+        &std::fs::read_to_string(dirs[0].join("record.json")).expect("record.json"),
+    )
+    .expect("record is JSON");
+    (dirs[0].clone(), record)
+}

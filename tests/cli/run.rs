@@ -1,0 +1,416 @@
+//! `tapir run --mode docker` on the real engine.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::support::{example_image, leftover_containers, only_record, repo_root, run, tapir};
+
+/// A task with an inline template running `script` in the example image.
+fn inline_task(dir: &Path, script: &str, extra: serde_json::Value) -> std::path::PathBuf {
+    let mut task = json!({
+        "name": "test task",
+        "image": example_image(),
+        "taskTemplate": {
+            "identifier": "t",
+            "description": "test",
+            "inputs": [],
+            "outputs": [],
+            "env": [],
+            "command": ["sh", "-c", script]
+        }
+    });
+    if let (Some(task), Some(extra)) = (task.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            if k == "template" {
+                for (tk, tv) in v.as_object().unwrap() {
+                    task["taskTemplate"][tk] = tv.clone();
+                }
+            } else {
+                task.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let path = dir.join("task.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&task).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn the_example_pair_runs_end_to_end() {
+    example_image();
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["upstream-task.json", "downstream-task.json"] {
+        std::fs::copy(
+            repo_root().join("examples").join(file),
+            dir.path().join(file),
+        )
+        .unwrap();
+    }
+    let up = run(&mut tapir(dir.path(), ["run", "upstream-task.json"]));
+    assert_eq!(up.code, 0, "{}{}", up.stdout, up.stderr);
+    assert!(
+        up.stdout.contains("upstream: done"),
+        "output is streamed: {}",
+        up.stdout
+    );
+    let down = run(&mut tapir(dir.path(), ["run", "downstream-task.json"]));
+    assert_eq!(down.code, 0, "{}{}", down.stdout, down.stderr);
+    let summary =
+        std::fs::read_to_string(dir.path().join("data/dummy/results/item-1/summary.txt")).unwrap();
+    assert!(
+        summary.contains("channel2: hello from upstream"),
+        "{summary}"
+    );
+    // Two records; the downstream one has the 50Mi limit and the measured scale rule.
+    let mut records: Vec<serde_json::Value> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("record.json")).ok())
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .collect();
+    records.sort_by_key(|r| r["id"].as_str().unwrap().to_string());
+    assert_eq!(records.len(), 2);
+    let down = &records[1];
+    assert_eq!(down["status"], "succeeded");
+    assert_eq!(down["exit_code"], 0);
+    assert_eq!(down["plan"]["limits"]["memory_bytes"], 50 * 1024 * 1024);
+    let rule = &down["plan"]["limits"]["scale_rules"][0];
+    assert_eq!(
+        (
+            rule["measured_bytes"].as_u64(),
+            rule["requirement_bytes"].as_u64()
+        ),
+        (Some(20), Some(40)),
+        "2 × the 20 bytes of *.txt"
+    );
+    assert!(down["argv"].as_array().unwrap().iter().any(|a| {
+        a.as_str()
+            .unwrap()
+            .ends_with("target=/home/channel1,readonly")
+    }));
+    assert_eq!(down["outputs"][0]["files"][0]["path"], "item-1/summary.txt");
+    assert_eq!(
+        leftover_containers(&format!("tapir.run-id={}", down["id"].as_str().unwrap())),
+        ""
+    );
+}
+
+#[test]
+fn the_container_exit_code_is_passed_through_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "echo out; echo err >&2; exit 7", json!({}));
+    let out = run(&mut tapir(dir.path(), ["run", "task.json"]));
+    assert_eq!(out.code, 7, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("the task exited with code 7"),
+        "{}",
+        out.stderr
+    );
+    let (run_dir, record) = only_record(dir.path());
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["exit_code"], 7);
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("stdout.log")).unwrap(),
+        "out\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("stderr.log")).unwrap(),
+        "err\n"
+    );
+    assert_eq!(
+        leftover_containers(&format!("tapir.run-id={}", record["id"].as_str().unwrap())),
+        ""
+    );
+}
+
+#[test]
+fn env_precedence_is_seen_inside_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("vars.env"),
+        "FROM_FILE=file value with \"quotes\" $HOME\nBOTH=file\n",
+    )
+    .unwrap();
+    inline_task(
+        dir.path(),
+        "echo \"A=$A B=$B C=$C BOTH=$BOTH\"; echo \"FROM_FILE=$FROM_FILE\"; echo \"LEAK=${TAPIR_LEAK:-none}\"",
+        json!({
+            "template": {"env": [{"name": "A", "value": "template"}, {"name": "B", "value": "template"}, {"name": "C", "value": "template"}]},
+            "env": [{"name": "B", "value": "task"}, {"name": "C", "value": "task"}]
+        }),
+    );
+    let out = run(tapir(
+        dir.path(),
+        [
+            "run",
+            "task.json",
+            "--env",
+            "C=cli",
+            "--env-file",
+            "vars.env",
+            "--env",
+            "BOTH=cli",
+        ],
+    )
+    .env("TAPIR_LEAK", "host"));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("A=template B=task C=cli BOTH=cli"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("FROM_FILE=file value with \"quotes\" $HOME"),
+        "env files are literal: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("LEAK=none"),
+        "the host environment must not leak in: {}",
+        out.stdout
+    );
+    let (_, record) = only_record(dir.path());
+    let sources: Vec<(String, String)> = record["plan"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        sources.contains(&("A".into(), "template default".into())),
+        "{sources:?}"
+    );
+    assert!(
+        sources.contains(&("B".into(), "task".into())),
+        "{sources:?}"
+    );
+    assert!(
+        sources.contains(&("C".into(), "--env".into())),
+        "{sources:?}"
+    );
+}
+
+#[test]
+fn inputs_are_read_only_and_outputs_belong_to_the_invoking_user() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/a.txt"), "data").unwrap();
+    inline_task(
+        dir.path(),
+        "cat /in/a.txt > /out/copy.txt; if touch /in/new 2>/dev/null; then echo WROTE-INPUT; exit 3; fi; echo input-is-read-only",
+        json!({
+            "template": {"inputs": [{"name": "in", "mounted_path": "/in"}], "outputs": [{"name": "out", "mounted_path": "/out"}]},
+            "inputs": [{"name": "in", "volume_source": {"host_path": "in"}}],
+            "outputs": [{"name": "out", "volume_source": {"host_path": "out/nested"}}]
+        }),
+    );
+    let out = run(&mut tapir(dir.path(), ["run", "task.json"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("input-is-read-only"), "{}", out.stdout);
+    let copy = dir.path().join("out/nested/copy.txt");
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "data");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&copy).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (nix_uid(), nix_gid()),
+        "outputs belong to the invoking user"
+    );
+}
+
+fn nix_uid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap()
+}
+
+fn nix_gid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::gid(&m))
+        .unwrap()
+}
+
+#[test]
+fn a_missing_input_path_is_exit_125_with_a_message_and_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(
+        dir.path(),
+        "true",
+        json!({
+            "template": {"inputs": [{"name": "in", "mounted_path": "/in"}]},
+            "inputs": [{"name": "in", "volume_source": {"host_path": "no-such-folder"}}]
+        }),
+    );
+    let out = run(&mut tapir(dir.path(), ["run", "task.json"]));
+    assert_eq!(out.code, 125, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("input channel `in`:")
+            && out
+                .stderr
+                .contains("no-such-folder cannot be used: it does not exist"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("task.json:"),
+        "names the task file and position: {}",
+        out.stderr
+    );
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["status"], "engine-error");
+    assert!(
+        record["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist")
+    );
+    assert!(
+        !dir.path().join("no-such-folder").exists(),
+        "nothing is created for inputs"
+    );
+}
+
+#[test]
+fn an_unknown_template_identifier_names_the_ones_there() {
+    example_image();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("task.json"),
+        json!({"name": "x", "image": example_image(), "taskTemplate": "upstrem"}).to_string(),
+    )
+    .unwrap();
+    let out = run(&mut tapir(dir.path(), ["run", "task.json"]));
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("template `upstrem` is not in the image's /processing-container.json"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("did you mean `upstream`? templates: upstream, downstream"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_missing_image_is_not_pulled() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("task.json"),
+        json!({"name": "x", "image": "tapir-test/absent:none", "taskTemplate": "t"}).to_string(),
+    )
+    .unwrap();
+    let out = run(&mut tapir(dir.path(), ["run", "task.json"]));
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("image tapir-test/absent:none is not present locally"),
+        "{}",
+        out.stderr
+    );
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["status"], "engine-error");
+}
+
+#[test]
+fn an_oom_kill_is_reported_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(
+        dir.path(),
+        "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived ${#x}",
+        json!({"resources": {"limits": {"memory": "8Mi"}}}),
+    );
+    let out = run(&mut tapir(dir.path(), ["run", "task.json"]));
+    assert!(
+        out.stderr.contains("killed: out of memory (limit 8Mi)"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_ne!(out.code, 0);
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["status"], "oom-killed");
+}
+
+#[test]
+fn ctrl_c_stops_and_removes_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "echo started; sleep 300", json!({}));
+    let mut child = tapir(dir.path(), ["run", "task.json", "--grace", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the task prints, so the container is surely running.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 8];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    assert_eq!(&first, b"started\n");
+    let started = std::time::Instant::now();
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "stopping must not wait for the task"
+    );
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["status"], "cancelled");
+    assert_eq!(
+        leftover_containers(&format!("tapir.run-id={}", record["id"].as_str().unwrap())),
+        ""
+    );
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(
+        dir.path(),
+        "true",
+        json!({"env": [{"name": "REGISTRY_TOKEN", "value": "s3cret"}]}),
+    );
+    let out = run(&mut tapir(
+        dir.path(),
+        ["run", "--dry-run", "--format", "json", "task.json"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let argv: Vec<&str> = plan["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(argv.contains(&"--init") && argv.contains(&"no-new-privileges"));
+    assert!(
+        argv.contains(&"REGISTRY_TOKEN"),
+        "a secret is passed by name only: {argv:?}"
+    );
+    assert!(
+        !out.stdout.contains("s3cret"),
+        "secrets never appear: {}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no run folder for a dry run"
+    );
+}

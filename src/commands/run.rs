@@ -239,6 +239,11 @@ fn template_for(
             "image".to_string(),
         ),
     };
+    let identifiers: Vec<String> = container
+        .templates
+        .iter()
+        .map(|t| t.identifier.clone())
+        .collect();
     match container
         .templates
         .into_iter()
@@ -258,20 +263,9 @@ fn template_for(
                         source.clone()
                     }
                 ),
-                fix: match did_you_mean(
-                    identifier,
-                    container_identifiers(docker, args, loaded, image)
-                        .iter()
-                        .map(String::as_str),
-                ) {
-                    Some(s) => format!(
-                        "did you mean `{s}`? templates: {}",
-                        container_identifiers(docker, args, loaded, image).join(", ")
-                    ),
-                    None => format!(
-                        "templates there: {}",
-                        container_identifiers(docker, args, loaded, image).join(", ")
-                    ),
+                fix: match did_you_mean(identifier, identifiers.iter().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`? templates: {}", identifiers.join(", ")),
+                    None => format!("templates there: {}", identifiers.join(", ")),
                 },
                 pointer: Some("/taskTemplate".into()),
             }],
@@ -283,23 +277,6 @@ fn template_for(
             }),
         )),
     }
-}
-
-fn container_identifiers(
-    docker: &Docker,
-    args: &RunArgs,
-    loaded: &LoadedTask,
-    image: &ImageInfo,
-) -> Vec<String> {
-    let container = match &args.container_file {
-        Some(path) => check_file(path, KindRule::Forced(Kind::ProcessingContainer))
-            .ok()
-            .and_then(|r| read_container(r, "").ok()),
-        None => container_from_image(docker, &loaded.task.image, image).ok(),
-    };
-    container
-        .map(|c| c.templates.into_iter().map(|t| t.identifier).collect())
-        .unwrap_or_default()
 }
 
 fn read_container(
@@ -858,7 +835,6 @@ fn execute(
         "tapir: {headline} after {duration:.1}s; record: {}\n",
         run_dir.display()
     ));
-    let _ = prepared.loaded;
     Ok(code)
 }
 

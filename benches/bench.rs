@@ -5,7 +5,7 @@
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -97,6 +97,78 @@ fn bench_validate() {
     );
 }
 
+/// `tapir run` of the example's upstream task with no sleep (template read from the image, cache warm)
+/// against a bare `docker run --rm` of the same container, mounts and command, taken from
+/// `tapir run --dry-run --format json`. The two are interleaved so that drift in the
+/// engine's speed hits both alike.
+fn bench_run() {
+    println!("## run");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let built = Command::new("bash")
+        .arg(root.join("examples/build.sh"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("bash runs");
+    assert!(built.success(), "examples/build.sh failed");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        root.join("examples/upstream-task.json"),
+        dir.path().join("task.json"),
+    )
+    .expect("copy task");
+    let cache = dir.path().join("cache");
+    let runs = dir.path().join("runs");
+    let tapir_run = || {
+        let mut cmd = Command::new(tapir());
+        cmd.args(["run", "task.json", "--env", "TIME_SLEEP=0", "--runs-dir"])
+            .arg(&runs)
+            .env("XDG_CACHE_HOME", &cache)
+            .current_dir(dir.path());
+        cmd
+    };
+    // Warm-up: fills the template cache and the engine's own caches.
+    time(&mut tapir_run());
+
+    let plan = Command::new(tapir())
+        .args(["run", "--dry-run", "--format", "json", "task.json"])
+        .args(["--env", "TIME_SLEEP=0"])
+        .env("XDG_CACHE_HOME", &cache)
+        .current_dir(dir.path())
+        .output()
+        .expect("dry run");
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("dry-run JSON");
+    let argv: Vec<String> = plan["argv"]
+        .as_array()
+        .expect("argv")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    let bare = |round: usize| {
+        let mut words = argv.clone();
+        if let Some(i) = words.iter().position(|w| w == "--name") {
+            words[i + 1] = format!("tapir-bench-bare-{}-{round}", std::process::id());
+        }
+        words.insert(2, "--rm".into());
+        let mut cmd = Command::new(&words[0]);
+        cmd.args(&words[1..]);
+        cmd
+    };
+
+    let rounds = 15;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        theirs.push(time(&mut bare(round)));
+        ours.push(time(&mut tapir_run()));
+    }
+    let (ours, theirs) = (median(ours), median(theirs));
+    println!(
+        "tapir run      median {} over {rounds} runs\nbare docker run median {} over {rounds} runs\nratio {:.3}",
+        ms(ours),
+        ms(theirs),
+        ours.as_secs_f64() / theirs.as_secs_f64()
+    );
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -106,5 +178,7 @@ fn main() {
     if wants("validate") {
         bench_validate();
     }
-    let _ = Path::new(".");
+    if wants("run") {
+        bench_run();
+    }
 }

@@ -31,6 +31,20 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Run a task.json in a container, stream its output and record the run.
     Run(RunArgs),
+    /// Internal: the background process of `run --detach` (captures the logs and writes
+    /// the final record). Not for direct use.
+    #[command(hide = true)]
+    Supervise(SuperviseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    /// The run folder whose record.json (written by `tapir run --detach`) says what to run.
+    pub run_dir: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    pub grace: u32,
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +107,12 @@ pub struct RunArgs {
     /// Seconds a cancelled task gets to stop before it is killed.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub grace: u32,
+
+    /// Start the task in the background and return once it runs; the run id is printed
+    /// on stdout. A supervisor process keeps capturing the logs and writes the final
+    /// status (see `tapir logs --follow`, `tapir wait`).
+    #[arg(short, long, conflicts_with = "dry_run")]
+    pub detach: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

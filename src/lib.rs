@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod diagnostic;
 pub mod error;
+pub mod execute;
 pub mod model;
 pub mod output;
 pub mod record;
@@ -42,6 +43,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Validate(args) => commands::validate::run(args, color),
         Command::Schema(args) => commands::schema::run(args),
         Command::Run(args) => commands::run::run(args, color),
+        Command::Supervise(args) => commands::supervise::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

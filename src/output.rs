@@ -220,6 +220,40 @@ pub fn stderr(text: &str) {
     let _ = err.flush();
 }
 
+/// A one-line spinner on stderr while tapir or the engine prepares a run. It exists only
+/// when stderr is a terminal (never in pipes, logs or CI), and clearing it is idempotent,
+/// so every path that is about to print can simply clear it first.
+#[derive(Clone)]
+pub struct Spinner {
+    bar: indicatif::ProgressBar,
+}
+
+impl Spinner {
+    /// A spinner showing `message`, or `None` when stderr is not an interactive terminal.
+    pub fn start(message: &str) -> Option<Self> {
+        let interactive =
+            std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
+        if !interactive {
+            return None;
+        }
+        let bar = indicatif::ProgressBar::new_spinner().with_message(message.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        Some(Self { bar })
+    }
+
+    pub fn set_message(&self, message: &str) {
+        self.bar.set_message(message.to_string());
+    }
+
+    pub fn clear(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    pub fn is_cleared(&self) -> bool {
+        self.bar.is_finished()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

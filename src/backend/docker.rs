@@ -279,9 +279,112 @@ impl Docker {
         ))
     }
 
-    pub fn binary_path(&self) -> &Path {
-        &self.binary
+    /// The containers tapir started (label `tapir.run-id`), running or not.
+    pub fn tapir_containers(&self) -> Result<Vec<LabelledContainer>, Error> {
+        let filter = format!(r#"{{"label":["{RUN_ID_LABEL}"]}}"#);
+        let listed: Value = match &self.socket {
+            Some(socket) => {
+                let response = engine_api::request(
+                    socket,
+                    "GET",
+                    &format!(
+                        "/containers/json?all=1&filters={}",
+                        engine_api::encode(&filter)
+                    ),
+                )
+                .map_err(|e| {
+                    Error::not_started(format!("the Docker engine does not answer: {e}"))
+                })?;
+                if response.status != 200 {
+                    return Err(engine_error(
+                        "listing containers",
+                        response.status,
+                        &response.body,
+                    ));
+                }
+                serde_json::from_slice(&response.body).map_err(|e| {
+                    Error::not_started(format!("the engine's container list is not JSON: {e}"))
+                })?
+            }
+            None => {
+                let output = self
+                    .command()
+                    .args([
+                        "ps",
+                        "--all",
+                        "--no-trunc",
+                        "--filter",
+                        &format!("label={RUN_ID_LABEL}"),
+                        "--format",
+                        "{{json .}}",
+                    ])
+                    .stdin(Stdio::null())
+                    .output()
+                    .map_err(|e| self.spawn_error(e))?;
+                if !output.status.success() {
+                    return Err(cli_error(
+                        "docker ps",
+                        &String::from_utf8_lossy(&output.stderr),
+                    ));
+                }
+                // One JSON object per line, with `Names` and a `Labels` string `k=v,k=v`.
+                Value::Array(
+                    String::from_utf8_lossy(&output.stdout)
+                        .lines()
+                        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                        .map(|v| {
+                            let labels: serde_json::Map<String, Value> = v["Labels"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .split(',')
+                                .filter_map(|kv| kv.split_once('='))
+                                .map(|(k, v)| (k.to_string(), Value::from(v)))
+                                .collect();
+                            serde_json::json!({
+                                "Names": [format!("/{}", v["Names"].as_str().unwrap_or_default())],
+                                "Labels": labels,
+                                "State": v["State"],
+                            })
+                        })
+                        .collect(),
+                )
+            }
+        };
+        Ok(listed
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|c| LabelledContainer {
+                        name: c["Names"][0]
+                            .as_str()
+                            .unwrap_or_default()
+                            .trim_start_matches('/')
+                            .to_string(),
+                        run_id: c["Labels"][RUN_ID_LABEL]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                        run_dir: c["Labels"][RUN_DIR_LABEL].as_str().map(PathBuf::from),
+                        running: c["State"].as_str() == Some("running"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
     }
+}
+
+/// The label holding the run id on every container tapir starts.
+pub const RUN_ID_LABEL: &str = "tapir.run-id";
+/// The label holding the absolute run folder, so any later command can find the record.
+pub const RUN_DIR_LABEL: &str = "tapir.run-dir";
+
+/// A container started by tapir, as listed by the engine.
+#[derive(Debug, Clone)]
+pub struct LabelledContainer {
+    pub name: String,
+    pub run_id: String,
+    pub run_dir: Option<PathBuf>,
+    pub running: bool,
 }
 
 /// `docker run` for a plan: the arguments after the binary, and the secret variables,
@@ -297,7 +400,9 @@ pub fn container_name(run_id: &str) -> String {
     format!("tapir-{run_id}")
 }
 
-pub fn run_argv(plan: &RunPlan, run_id: &str) -> RenderedRun {
+/// `run_dir` goes into a label (with the id), so that a container whose tapir was killed
+/// can be traced back to its record by later commands.
+pub fn run_argv(plan: &RunPlan, run_id: &str, run_dir: &Path) -> RenderedRun {
     let mut argv: Vec<String> = vec!["run".into(), "--name".into(), container_name(run_id)];
     // `--init` gives the task a PID 1 that forwards signals, so `docker stop` works even
     // for shells and programs without signal handlers.
@@ -312,7 +417,9 @@ pub fn run_argv(plan: &RunPlan, run_id: &str) -> RenderedRun {
         .map(String::from),
     );
     argv.push("--label".into());
-    argv.push(format!("tapir.run-id={run_id}"));
+    argv.push(format!("{RUN_ID_LABEL}={run_id}"));
+    argv.push("--label".into());
+    argv.push(format!("{RUN_DIR_LABEL}={}", run_dir.display()));
     for (key, value) in &plan.labels {
         argv.push("--label".into());
         argv.push(format!("{key}={value}"));

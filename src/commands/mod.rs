@@ -3,4 +3,5 @@
 
 pub mod run;
 pub mod schema;
+pub mod supervise;
 pub mod validate;

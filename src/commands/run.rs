@@ -2,19 +2,16 @@
 //! output streamed and kept, and leave a record — also when something fails.
 
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::backend::docker::{self, Docker, ImageInfo, RenderedRun};
 use crate::cli::{ColorChoice, PlanFormat, RunArgs, UserChoice};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::error::{Error, Result, exit};
+use crate::execute::{self, Attachment, Job};
 use crate::model::{self, ProcessingContainer, Template, TemplateRef};
-use crate::output::{self, Printer};
-use crate::record::logs::{LogSink, Stream};
+use crate::output::{self, Printer, Spinner};
 use crate::record::{self, ImageRecord, RunRecord, Status, TaskFile, store};
 use crate::resolve::plan::{self, Direction, Options, Override, PlannedUser, Problem, RunPlan};
 use crate::resolve::task_file::{self, LoadError, LoadedTask};
@@ -87,9 +84,20 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
         Some(dir)
     };
 
+    // The folder the run has, or would have (dry run): its path is part of the argv.
+    let run_dir_path = run_dir
+        .clone()
+        .unwrap_or_else(|| absolute(&args.runs_dir).join(format!("{}{id}", store::RUN_DIR_PREFIX)));
+
+    let spinner = if args.dry_run {
+        None
+    } else {
+        Spinner::start("preparing the run")
+    };
     let docker = match Docker::locate() {
         Ok(docker) => docker,
         Err(e) => {
+            clear(spinner.as_ref());
             return Ok(not_started(
                 Failure::Message(e),
                 &mut record,
@@ -98,7 +106,9 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
             ));
         }
     };
-    let prepared = match prepare(args, &docker, &mut record) {
+    let prepared = prepare(args, &docker, &mut record, spinner.as_ref());
+    clear_if_printing(spinner.as_ref(), &prepared);
+    let prepared = match prepared {
         Ok(prepared) => prepared,
         Err(failure) => return Ok(not_started(failure, &mut record, run_dir.as_deref(), err)),
     };
@@ -112,7 +122,7 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
     for warning in &prepared.plan.warnings {
         output::stderr(&format!("{} {warning}\n", err.yellow("warning:")));
     }
-    let rendered = docker::run_argv(&prepared.plan, &id);
+    let rendered = docker::run_argv(&prepared.plan, &id, &absolute(&run_dir_path));
     if args.dry_run {
         let text = match args.format {
             PlanFormat::Json => dry_run_json(&prepared, &docker, &rendered),
@@ -126,7 +136,67 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
     let Some(run_dir) = run_dir else {
         return Ok(exit::OK);
     };
-    execute(args, &docker, prepared, rendered, &run_dir, record, err)
+    warn_about_orphans(&docker, err);
+    execute(
+        args,
+        &docker,
+        prepared,
+        rendered,
+        &run_dir,
+        record,
+        (err, spinner),
+    )
+}
+
+/// The spinner must be gone before anything is printed: failures and warnings.
+fn clear_if_printing(spinner: Option<&Spinner>, prepared: &std::result::Result<Prepared, Failure>) {
+    let prints = match prepared {
+        Ok(p) => !p.loaded.warnings.is_empty() || !p.plan.warnings.is_empty(),
+        Err(_) => true,
+    };
+    if prints {
+        clear(spinner);
+    }
+}
+
+/// Containers left behind by a tapir that was killed (its record says running, but the
+/// process that supervised it is gone): say so, and how to remove them.
+fn warn_about_orphans(docker: &Docker, p: Printer) {
+    let Ok(containers) = docker.tapir_containers() else {
+        return;
+    };
+    for orphan in containers.iter().filter(|c| is_orphan(c)) {
+        let fix = match &orphan.run_dir {
+            Some(dir) if dir.exists() => format!("tapir rm {}", dir.display()),
+            _ => format!("docker rm --force {}", orphan.name),
+        };
+        output::stderr(&format!(
+            "{} container {} was left behind by a tapir that was killed{}\n  fix: {fix}\n",
+            p.yellow("warning:"),
+            orphan.name,
+            if orphan.running {
+                " and is still running"
+            } else {
+                ""
+            },
+        ));
+    }
+}
+
+/// A labelled container whose run is not supervised by a live process.
+pub fn is_orphan(container: &docker::LabelledContainer) -> bool {
+    let Some(dir) = &container.run_dir else {
+        return false;
+    };
+    let record = store::read_record(dir)
+        .ok()
+        .and_then(|v| serde_json::from_value::<RunRecord>(v).ok());
+    match record {
+        // The run folder is gone: nobody will ever clean the container up.
+        None => !dir.exists(),
+        // A finished run may keep its container on purpose (`--keep`).
+        Some(r) => r.status == Status::Running && !r.pid.is_some_and(record::process_alive),
+    }
 }
 
 /// The pre-start pipeline: task → image → template → plan.
@@ -134,6 +204,7 @@ fn prepare(
     args: &RunArgs,
     docker: &Docker,
     record: &mut RunRecord,
+    spinner: Option<&Spinner>,
 ) -> std::result::Result<Prepared, Failure> {
     let lookup = |name: &str| std::env::var(name).ok();
     let loaded = match task_file::load(&args.task, &lookup) {
@@ -181,6 +252,9 @@ fn prepare(
         repo_digests: image.repo_digests.clone(),
     });
 
+    if let (Some(spinner), TemplateRef::Identifier(identifier)) = (spinner, &loaded.task.template) {
+        spinner.set_message(&format!("reading the template `{identifier}`"));
+    }
     let (template, source) = template_for(args, docker, &loaded, &image)?;
     record.template = serde_json::to_value(&template).ok();
 
@@ -466,7 +540,7 @@ pub fn shell_quote(word: &str) -> String {
 }
 
 fn command_line(docker: &Docker, rendered: &RenderedRun) -> String {
-    std::iter::once(docker.binary_path().display().to_string())
+    std::iter::once(docker.binary.display().to_string())
         .chain(rendered.argv.iter().cloned())
         .map(|w| shell_quote(&w))
         .collect::<Vec<_>>()
@@ -477,7 +551,7 @@ fn dry_run_json(prepared: &Prepared, docker: &Docker, rendered: &RenderedRun) ->
     let value = serde_json::json!({
         "plan": prepared.plan,
         "image": {"reference": prepared.plan.image, "id": prepared.image.id, "repo_digests": prepared.image.repo_digests},
-        "argv": std::iter::once(docker.binary_path().display().to_string()).chain(rendered.argv.iter().cloned()).collect::<Vec<_>>(),
+        "argv": std::iter::once(docker.binary.display().to_string()).chain(rendered.argv.iter().cloned()).collect::<Vec<_>>(),
         "template": prepared.template,
     });
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
@@ -603,7 +677,8 @@ fn dry_run_human(
     out
 }
 
-/// Runs the container attached, tees its output, handles signals, records the outcome.
+/// Creates the outputs, completes the record, and runs the container: attached (output
+/// echoed, Ctrl-C stops it) or, with `--detach`, under a background supervisor.
 fn execute(
     args: &RunArgs,
     docker: &Docker,
@@ -611,225 +686,71 @@ fn execute(
     rendered: RenderedRun,
     run_dir: &Path,
     mut record: RunRecord,
-    p: Printer,
+    (p, spinner): (Printer, Option<Spinner>),
 ) -> Result<u8> {
     let container = docker::container_name(&record.id);
     // Outputs are created by tapir, owned by the invoking user, before the container runs
     // (Docker would create missing bind sources as root).
-    for mount in prepared
+    let outputs: Vec<(String, PathBuf)> = prepared
         .plan
         .mounts
         .iter()
         .filter(|m| m.direction == Direction::Output)
-    {
-        if let Err(e) = std::fs::create_dir_all(&mount.host_path) {
+        .map(|m| (m.channel.clone(), m.host_path.clone()))
+        .collect();
+    for (channel, path) in &outputs {
+        if let Err(e) = std::fs::create_dir_all(path) {
+            clear(spinner.as_ref());
             let failure = Failure::Message(Error::not_started(format!(
-                "cannot create output folder {} for channel `{}`: {e}",
-                mount.host_path.display(),
-                mount.channel
+                "cannot create output folder {} for channel `{channel}`: {e}",
+                path.display(),
             )));
             return Ok(not_started(failure, &mut record, Some(run_dir), p));
         }
     }
-    record.argv = std::iter::once(docker.binary_path().display().to_string())
-        .chain(rendered.argv.iter().cloned())
-        .collect();
-    record.container = Some(container.clone());
+    let job = Job {
+        docker: docker.clone(),
+        argv: std::iter::once(docker.binary.display().to_string())
+            .chain(rendered.argv)
+            .collect(),
+        secret_env: rendered.secret_env,
+        container: container.clone(),
+        outputs,
+        memory_limit: prepared.plan.limits.memory_bytes,
+        grace_seconds: args.grace,
+        keep: args.keep,
+    };
+    record.argv = job.argv.clone();
+    record.container = Some(container);
     record.warnings = prepared.plan.warnings.clone();
     record.started_at = Some(jiff::Timestamp::now());
-    write_record(run_dir, &record, p);
+    execute::write_record(run_dir, &record);
 
-    let sink = match LogSink::create(run_dir) {
-        Ok(sink) => Arc::new(sink),
-        Err(e) => {
-            return Ok(not_started(
-                Failure::Message(Error::io(run_dir, e)),
-                &mut record,
-                Some(run_dir),
-                p,
-            ));
-        }
-    };
-    // The docker client runs in its own process group: a Ctrl-C on the terminal reaches
-    // only tapir, which then stops the container itself (`docker stop`: SIGTERM through
-    // `--init`, SIGKILL after the grace period) instead of leaving it running.
-    let mut child = match Command::new(docker.binary_path())
-        .args(&rendered.argv)
-        .envs(rendered.secret_env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => {
-            return Ok(not_started(
-                Failure::Message(Error::not_started(format!(
-                    "cannot run {}: {e}",
-                    docker.binary_path().display()
-                ))),
-                &mut record,
-                Some(run_dir),
-                p,
-            ));
-        }
-    };
-
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let signals_seen = Arc::new(AtomicU32::new(0));
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ])
-    .map_err(|e| Error::not_started(format!("cannot install signal handlers: {e}")))?;
-    let signal_handle = signals.handle();
-    let signal_thread = {
-        let (docker, container, cancelled, seen, grace) = (
-            docker.clone(),
-            container.clone(),
-            cancelled.clone(),
-            signals_seen.clone(),
-            args.grace,
-        );
-        std::thread::spawn(move || {
-            for _ in signals.forever() {
-                cancelled.store(true, Ordering::SeqCst);
-                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-                    output::stderr(&format!(
-                        "\ntapir: stopping the task (up to {grace}s; press Ctrl-C again to kill it now)\n"
-                    ));
-                    let docker = docker.clone();
-                    let container = container.clone();
-                    std::thread::spawn(move || docker.stop(&container, grace));
-                } else {
-                    let _ = docker.remove(&container);
-                }
-            }
-        })
-    };
-
-    let pumps: Vec<_> = [
-        (
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            Stream::Stdout,
-        ),
-        (
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            Stream::Stderr,
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(source, stream)| source.map(|s| (s, stream)))
-    .map(|(source, stream)| {
-        let sink = sink.clone();
-        std::thread::spawn(move || {
-            let captured = match stream {
-                Stream::Stdout => {
-                    crate::record::logs::pump(source, stream, &sink, Some(&mut std::io::stdout()))
-                }
-                Stream::Stderr => {
-                    crate::record::logs::pump(source, stream, &sink, Some(&mut std::io::stderr()))
-                }
-            };
-            captured.unwrap_or(0)
-        })
-    })
-    .collect();
-    let status = child.wait();
-    for pump in pumps {
-        let _ = pump.join();
+    if args.detach {
+        clear(spinner.as_ref());
+        return detach(&job, run_dir, &record, &prepared.plan.task_name, p);
     }
-    let _ = sink.finish();
-
-    let state = docker.container(&container);
-    let client_code = status
-        .as_ref()
-        .ok()
-        .and_then(std::process::ExitStatus::code);
-    record.ended_at = Some(jiff::Timestamp::now());
-    let (status, code, message) = match (&state, client_code) {
-        _ if cancelled.load(Ordering::SeqCst) => (
-            Status::Cancelled,
-            exit::CANCELLED,
-            "cancelled by a signal; the container was stopped".to_string(),
-        ),
-        (Some(s), _) if s.oom_killed => (
-            Status::OomKilled,
-            u8::try_from(s.exit_code).unwrap_or(137),
-            format!(
-                "killed: out of memory (limit {})",
-                prepared
-                    .plan
-                    .limits
-                    .memory_bytes
-                    .map_or("none".to_string(), crate::model::quantity::format_bytes)
-            ),
-        ),
-        (Some(s), _) if s.started => match u8::try_from(s.exit_code) {
-            Ok(0) => (Status::Succeeded, 0, "succeeded".to_string()),
-            Ok(code) => (
-                Status::Failed,
-                code,
-                format!("the task exited with code {code}"),
-            ),
-            Err(_) => (
-                Status::Failed,
-                1,
-                format!("the task exited with code {}", s.exit_code),
-            ),
+    let code = execute::run_to_end(
+        &job,
+        run_dir,
+        &mut record,
+        Attachment {
+            echo: true,
+            spinner,
+            hangup_cancels: true,
         },
-        (state, code) => (
-            Status::EngineError,
-            exit::NOT_STARTED,
-            format!(
-                "the engine could not start the container{}",
-                state
-                    .as_ref()
-                    .filter(|s| !s.error.is_empty())
-                    .map(|s| format!(": {}", s.error))
-                    .or(code.map(|c| format!(" (docker exited with {c}; its message is above)")))
-                    .unwrap_or_default()
-            ),
-        ),
-    };
-    if !args.keep
-        && let Err(e) = docker.remove(&container)
-    {
-        record
-            .warnings
-            .push(format!("could not remove container {container}: {e}"));
-    }
-    signal_handle.close();
-    let _ = signal_thread.join();
-
-    record.status = status;
-    record.exit_code = state.as_ref().filter(|s| s.started).map(|s| s.exit_code);
-    record.message = Some(message.clone());
-    record.outputs = prepared
-        .plan
-        .mounts
-        .iter()
-        .filter(|m| m.direction == Direction::Output)
-        .map(|m| record::list_output(&m.channel, &m.host_path))
-        .collect();
-    write_record(run_dir, &record, p);
+    );
     let duration = record
         .started_at
         .zip(record.ended_at)
         .map(|(a, b)| (b.as_millisecond() - a.as_millisecond()) as f64 / 1000.0)
         .unwrap_or(0.0);
-    let headline = match status {
-        Status::Succeeded => p.green(&format!("task `{}` {message}", prepared.plan.task_name)),
-        Status::Cancelled => p.yellow(&format!("task `{}` {message}", prepared.plan.task_name)),
-        _ => p.red(&format!("task `{}`: {message}", prepared.plan.task_name)),
+    let message = record.message.clone().unwrap_or_default();
+    let task = &prepared.plan.task_name;
+    let headline = match record.status {
+        Status::Succeeded => p.green(&format!("task `{task}` {message}")),
+        Status::Cancelled => p.yellow(&format!("task `{task}` {message}")),
+        _ => p.red(&format!("task `{task}`: {message}")),
     };
     output::stderr(&format!(
         "tapir: {headline} after {duration:.1}s; record: {}\n",
@@ -838,12 +759,112 @@ fn execute(
     Ok(code)
 }
 
-fn write_record(run_dir: &Path, record: &RunRecord, p: Printer) {
-    if let Err(e) = store::write_record_atomic(run_dir, &record.to_value()) {
-        output::stderr(&format!(
-            "{} could not write the record in {}: {e}\n",
-            p.red("error:"),
-            run_dir.display()
-        ));
+/// Hands the job to a background `tapir supervise` and returns once the container has
+/// started (like `docker run --detach`), or with 125 if it could not start.
+///
+/// The supervisor reads everything but the secrets from the record just written; secret
+/// values travel in its environment, which only the same user (and root) can read, and
+/// never touch the disk.
+fn detach(job: &Job, run_dir: &Path, record: &RunRecord, task: &str, p: Printer) -> Result<u8> {
+    let fail = |message: String| {
+        let mut record = record.clone();
+        let failure = Failure::Message(Error::not_started(message));
+        Ok(not_started(failure, &mut record, Some(run_dir), p))
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            return fail(format!(
+                "cannot find tapir's own executable for the supervisor: {e}"
+            ));
+        }
+    };
+    let log_path = run_dir.join(SUPERVISOR_LOG);
+    let log = match std::fs::File::create(&log_path) {
+        Ok(file) => file,
+        Err(e) => return fail(format!("cannot create {}: {e}", log_path.display())),
+    };
+    let mut command = Command::new(exe);
+    command
+        .arg("supervise")
+        .arg(run_dir)
+        .args(["--grace", &job.grace_seconds.to_string()])
+        .envs(job.secret_env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    if job.keep {
+        command.arg("--keep");
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => return fail(format!("cannot start the supervisor: {e}")),
+    };
+    // Wait until the container has started or the supervisor has ended (a task that
+    // fails to start, or one so short it is already over).
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            let ended = store::read_record(run_dir)
+                .ok()
+                .and_then(|v| serde_json::from_value::<RunRecord>(v).ok());
+            return Ok(match ended {
+                Some(r) if r.status == Status::EngineError => {
+                    output::stderr(&format!(
+                        "{} {}\ntapir: the task did not start; record: {}\n",
+                        p.red("error:"),
+                        r.message.unwrap_or_default(),
+                        run_dir.display()
+                    ));
+                    exit::NOT_STARTED
+                }
+                Some(r) => {
+                    announce_detached(
+                        record,
+                        run_dir,
+                        task,
+                        &format!(
+                            ", and it has already ended: {}",
+                            r.message.unwrap_or_default()
+                        ),
+                    );
+                    exit::OK
+                }
+                None => {
+                    output::stderr(&format!(
+                        "{} the supervisor ended without a final record; see {}\n",
+                        p.red("error:"),
+                        log_path.display()
+                    ));
+                    exit::NOT_STARTED
+                }
+            });
+        }
+        if job
+            .docker
+            .container(&job.container)
+            .is_some_and(|s| s.started)
+        {
+            announce_detached(record, run_dir, task, "");
+            return Ok(exit::OK);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The background supervisor's own diagnostics (its stderr), inside the run folder.
+pub const SUPERVISOR_LOG: &str = "supervisor.log";
+
+fn announce_detached(record: &RunRecord, run_dir: &Path, task: &str, ended: &str) {
+    output::stdout(&format!("{}\n", record.id));
+    output::stderr(&format!(
+        "tapir: task `{task}` started in the background{ended}\n  logs:   tapir logs --follow {}\n  record: {}\n",
+        record.id,
+        run_dir.display()
+    ));
+}
+
+fn clear(spinner: Option<&Spinner>) {
+    if let Some(spinner) = spinner {
+        spinner.clear();
     }
 }

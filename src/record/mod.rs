@@ -136,6 +136,18 @@ pub fn list_output(channel: &str, host_path: &std::path::Path) -> OutputChannel 
     }
 }
 
+/// Is the process with this id alive? (Signal 0 checks without sending anything; EPERM
+/// means it exists but belongs to someone else.)
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(e) => e == nix::errno::Errno::EPERM,
+    }
+}
+
 impl RunRecord {
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)

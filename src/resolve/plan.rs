@@ -53,6 +53,16 @@ pub enum Direction {
     Output,
 }
 
+impl Direction {
+    /// The serialised name (as in records).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Input => "input",
+            Direction::Output => "output",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedEnv {
     pub name: String,
@@ -69,9 +79,12 @@ pub struct EnvValue {
     pub secret: bool,
 }
 
+/// What a secret value looks like in records and prints.
+pub const MASK: &str = "****";
+
 fn masked<S: serde::Serializer>(value: &EnvValue, s: S) -> Result<S::Ok, S::Error> {
     if value.secret {
-        s.serialize_str("****")
+        s.serialize_str(MASK)
     } else {
         s.serialize_str(&value.text)
     }

@@ -414,3 +414,333 @@ fn dry_run_prints_the_plan_and_starts_nothing() {
         "no run folder for a dry run"
     );
 }
+
+/// Reads a record until its status is no longer `running` (the detached supervisor's
+/// final write), for at most a minute.
+fn wait_for_end(run_dir: &Path) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run_dir.join("record.json")).unwrap())
+                .unwrap();
+        if record["status"] != "running" {
+            return record;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not end: {record}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn detach_returns_while_the_task_runs_and_the_supervisor_records_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    // The task waits for a file that only this test creates, so it is surely still
+    // running when `tapir run --detach` returns.
+    std::fs::create_dir(dir.path().join("gate")).unwrap();
+    inline_task(
+        dir.path(),
+        "echo begin; echo \"token has ${#MY_TOKEN} characters\"; while [ ! -e /gate/open ]; do sleep 0.1; done; echo end >&2; exit 3",
+        json!({
+            "template": {"inputs": [{"name": "gate", "mounted_path": "/gate"}]},
+            "inputs": [{"name": "gate", "volume_source": {"host_path": "gate"}}]
+        }),
+    );
+    let out = run(&mut tapir(
+        dir.path(),
+        [
+            "run",
+            "--detach",
+            "task.json",
+            "--env",
+            "MY_TOKEN=s3cret-value",
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let (run_dir, record) = only_record(dir.path());
+    assert_eq!(
+        out.stdout.trim(),
+        record["id"].as_str().unwrap(),
+        "stdout is the run id"
+    );
+    assert!(out.stderr.contains("tapir logs --follow"), "{}", out.stderr);
+    assert_eq!(record["status"], "running");
+    let supervisor = record["pid"].as_u64().unwrap();
+    assert!(
+        Path::new(&format!("/proc/{supervisor}")).exists(),
+        "the supervisor runs on after tapir returned"
+    );
+
+    std::fs::write(dir.path().join("gate/open"), "").unwrap();
+    let record = wait_for_end(&run_dir);
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["exit_code"], 3);
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("stdout.log")).unwrap(),
+        "begin\ntoken has 12 characters\n",
+        "the secret reached the container through the supervisor"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("stderr.log")).unwrap(),
+        "end\n"
+    );
+    let everything = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(!everything.contains("s3cret-value"), "no secret on disk");
+    assert_eq!(
+        leftover_containers(&format!("tapir.run-id={}", record["id"].as_str().unwrap())),
+        ""
+    );
+}
+
+#[test]
+fn detach_gives_125_when_the_container_cannot_start() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "true", json!({}));
+    // The engine refuses to create a container on a network that does not exist.
+    let out = run(&mut tapir(
+        dir.path(),
+        [
+            "run",
+            "-d",
+            "task.json",
+            "--network",
+            "tapir-test-no-such-network",
+        ],
+    ));
+    assert_eq!(out.code, 125, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("did not start"), "{}", out.stderr);
+    assert_eq!(out.stdout, "", "no run id for a run that did not start");
+    let (run_dir, record) = only_record(dir.path());
+    assert_eq!(record["status"], "engine-error");
+    assert!(
+        std::fs::read_to_string(run_dir.join("stderr.log"))
+            .unwrap()
+            .contains("tapir-test-no-such-network"),
+        "the engine's own message is kept"
+    );
+}
+
+#[test]
+fn a_command_missing_from_the_image_is_exit_127_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = inline_task(dir.path(), "", json!({}));
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&task).unwrap()).unwrap();
+    value["taskTemplate"]["command"] = json!(["/no/such/program"]);
+    std::fs::write(&task, value.to_string()).unwrap();
+    let out = run(&mut tapir(dir.path(), ["run", "task.json"]));
+    assert_eq!(out.code, 127, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("not found in the image"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_container_left_by_a_killed_tapir_is_reported_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "echo started; sleep 300", json!({}));
+    let mut child = tapir(dir.path(), ["run", "task.json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 8];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    child.kill().unwrap(); // SIGKILL: tapir gets no chance to clean up.
+    child.wait().unwrap();
+    let (run_dir, record) = only_record(dir.path());
+    let container = record["container"].as_str().unwrap().to_string();
+
+    let other = tempfile::tempdir().unwrap();
+    inline_task(other.path(), "true", json!({}));
+    let out = run(&mut tapir(other.path(), ["run", "task.json"]));
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "--force", &container])
+        .output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "container {container} was left behind by a tapir that was killed and is still running"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("fix: tapir rm {}", run_dir.display())),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn container_file_replaces_the_image_template() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pc.json"),
+        json!({
+            "name": "local",
+            "description": "edited without rebuilding",
+            "templates": [{
+                "identifier": "local-edit",
+                "description": "prints a marker",
+                "inputs": [], "outputs": [],
+                "env": [{"name": "MARK", "value": "from-the-container-file"}],
+                "command": ["sh", "-c", "echo $MARK"]
+            }]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("task.json"),
+        json!({"name": "t", "image": example_image(), "taskTemplate": "local-edit"}).to_string(),
+    )
+    .unwrap();
+    let out = run(&mut tapir(
+        dir.path(),
+        ["run", "task.json", "--container-file", "pc.json"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "from-the-container-file\n");
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["plan"]["template_source"], "file:pc.json");
+}
+
+#[test]
+fn the_template_read_from_the_image_is_cached_per_image_id() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo_root().join("examples/upstream-task.json"),
+        dir.path().join("task.json"),
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let first = run(tapir(dir.path(), ["run", "task.json"]).env("XDG_CACHE_HOME", &cache));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let image_id = {
+        let out = std::process::Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}", example_image()])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let cached = cache.join(format!(
+        "tapir/processing-container/{}.json",
+        image_id.trim_start_matches("sha256:")
+    ));
+    let text = std::fs::read_to_string(&cached).expect("the template was cached");
+    // Change the cached copy: if the second run reads the cache, the task says so.
+    std::fs::write(
+        &cached,
+        text.replace("upstream: done", "upstream: from the cache"),
+    )
+    .unwrap();
+    let second = run(tapir(dir.path(), ["run", "task.json"]).env("XDG_CACHE_HOME", &cache));
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.stdout.contains("upstream: from the cache"),
+        "{}",
+        second.stdout
+    );
+}
+
+#[test]
+fn outputs_belong_to_a_non_root_invoker() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    inline_task(
+        dir.path(),
+        "id -u > /out/who; touch /out/made-here",
+        json!({
+            "template": {"outputs": [{"name": "out", "mounted_path": "/out"}]},
+            "outputs": [{"name": "out", "volume_source": {"host_path": "out"}}]
+        }),
+    );
+    let mut cmd = tapir(dir.path(), ["run", "task.json"]);
+    // As root, become an unprivileged user whose group may use the Docker socket; as a
+    // non-root user, the test already is that case.
+    let (uid, gid) = if nix_uid() == 0 {
+        let socket_gid = std::fs::metadata("/var/run/docker.sock").unwrap().gid();
+        cmd.uid(54321).gid(socket_gid);
+        (54321, socket_gid)
+    } else {
+        (nix_uid(), nix_gid())
+    };
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/who"))
+            .unwrap()
+            .trim(),
+        uid.to_string()
+    );
+    for name in ["", "who", "made-here"] {
+        let meta = std::fs::metadata(dir.path().join("out").join(name)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "out/{name}");
+    }
+    let (run_dir, _) = only_record(dir.path());
+    assert_eq!(
+        std::fs::metadata(run_dir.join("record.json"))
+            .unwrap()
+            .uid(),
+        uid
+    );
+}
+
+#[test]
+fn two_hundred_megabytes_of_output_reach_the_disk_with_small_memory() {
+    const BYTES: u64 = 200_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(
+        dir.path(),
+        &format!("head -c {BYTES} /dev/zero; echo finished >&2"),
+        json!({}),
+    );
+    let mut child = tapir(dir.path(), ["run", "task.json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // VmHWM is the peak resident memory so far; the last reading before exit is the peak.
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(status) = std::fs::read_to_string(&status_file)
+            && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            peak_kib = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(peak_kib);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{stderr}");
+    let (run_dir, _) = only_record(dir.path());
+    assert_eq!(
+        std::fs::metadata(run_dir.join("stdout.log")).unwrap().len(),
+        BYTES
+    );
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("stderr.log")).unwrap(),
+        "finished\n"
+    );
+    assert!(peak_kib > 0, "VmHWM was read");
+    assert!(
+        peak_kib < 32 * 1024,
+        "tapir's peak memory was {peak_kib} KiB for {BYTES} bytes of output"
+    );
+}

@@ -1,0 +1,101 @@
+//! `tapir supervise RUN_DIR` (hidden): the background half of `tapir run --detach`.
+//!
+//! The parent wrote the record (plan, argv, container name) and passed the secret values
+//! in this process's environment. The supervisor leaves the terminal's session, so closing
+//! the terminal does not end it, then runs the job exactly like an attached run, without
+//! echo, and writes the final record.
+
+use serde::Deserialize;
+
+use crate::backend::docker::Docker;
+use crate::cli::SuperviseArgs;
+use crate::error::{Error, Result};
+use crate::execute::{self, Attachment, Job};
+use crate::record::{RunRecord, store};
+use crate::resolve::plan::Direction;
+
+/// The parts of the recorded plan the supervisor needs.
+#[derive(Deserialize)]
+struct RecordedPlan {
+    #[serde(default)]
+    mounts: Vec<RecordedMount>,
+    #[serde(default)]
+    limits: RecordedLimits,
+    #[serde(default)]
+    env: Vec<RecordedEnv>,
+}
+
+#[derive(Deserialize)]
+struct RecordedMount {
+    channel: String,
+    direction: String,
+    host_path: std::path::PathBuf,
+}
+
+#[derive(Deserialize, Default)]
+struct RecordedLimits {
+    memory_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RecordedEnv {
+    name: String,
+    value: String,
+}
+
+pub fn run(args: &SuperviseArgs) -> Result<u8> {
+    // A new session: no controlling terminal, so its hang-up and Ctrl-C never reach us.
+    // (Fails only if we already lead a process group, which the parent avoids.)
+    let _ = nix::unistd::setsid();
+    let invalid = |why: String| Error::Record(format!("{}: {why}", args.run_dir.display()));
+    let value = store::read_record(&args.run_dir).map_err(|e| invalid(e.to_string()))?;
+    let mut record: RunRecord =
+        serde_json::from_value(value).map_err(|e| invalid(format!("unreadable record: {e}")))?;
+    let plan: RecordedPlan = record
+        .plan
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| invalid(format!("unreadable plan in the record: {e}")))?
+        .ok_or_else(|| invalid("the record has no plan".into()))?;
+    let container = record
+        .container
+        .clone()
+        .ok_or_else(|| invalid("the record names no container".into()))?;
+    // Secrets were masked in the record and handed over in our environment instead.
+    let secret_env = plan
+        .env
+        .iter()
+        .filter(|e| e.value == crate::resolve::plan::MASK)
+        .filter_map(|e| std::env::var(&e.name).ok().map(|v| (e.name.clone(), v)))
+        .collect();
+    let output = Direction::Output.as_str();
+    let job = Job {
+        docker: Docker::locate()?,
+        argv: record.argv.clone(),
+        secret_env,
+        container,
+        outputs: plan
+            .mounts
+            .into_iter()
+            .filter(|m| m.direction == output)
+            .map(|m| (m.channel, m.host_path))
+            .collect(),
+        memory_limit: plan.limits.memory_bytes,
+        grace_seconds: args.grace,
+        keep: args.keep,
+    };
+    record.pid = Some(std::process::id());
+    execute::write_record(&args.run_dir, &record);
+    let code = execute::run_to_end(
+        &job,
+        &args.run_dir,
+        &mut record,
+        Attachment {
+            echo: false,
+            spinner: None,
+            hangup_cancels: false,
+        },
+    );
+    Ok(code)
+}

@@ -169,6 +169,153 @@ fn bench_run() {
     );
 }
 
+/// A record like the ones `tapir run` writes (plan, template, argv): about 3 KB.
+fn sample_record(id: &str, i: usize) -> serde_json::Value {
+    let status = ["succeeded", "failed", "cancelled"][i % 3];
+    serde_json::json!({
+        "format_version": 1, "id": id, "tapir_version": "0.1.0", "mode": "docker",
+        "status": status, "message": status,
+        "task_file": {"path": "/data/tasks/task.json", "sha256": "ab".repeat(32)},
+        "task_name": format!("task {i}"),
+        "template": {"identifier": "downstream", "description": "x".repeat(200), "inputs": [], "outputs": [], "env": []},
+        "plan": {
+            "task_name": format!("task {i}"), "template": "downstream", "template_source": "image",
+            "image": "registry.example/dummy:1.0",
+            "mounts": [{"channel": "in", "direction": "input", "host_path": "/data/in", "container_path": "/in", "read_only": true},
+                       {"channel": "out", "direction": "output", "host_path": "/data/out", "container_path": "/out", "read_only": false}],
+            "env": (0..12).map(|n| serde_json::json!({"name": format!("VAR_{n}"), "value": "value", "source": "task"})).collect::<Vec<_>>(),
+            "command": ["sh", "-c", "y".repeat(300)], "command_source": "template", "entrypoint": null,
+            "limits": {"memory_bytes": 52428800, "memory_reason": "declared", "scale_rules": []},
+            "labels": {}, "user": {"kind": "invoker", "uid": 1000, "gid": 1000}, "network": null, "warnings": []
+        },
+        "argv": (0..40).map(|n| format!("--arg-{n}")).collect::<Vec<_>>(),
+        "image": {"reference": "registry.example/dummy:1.0", "id": format!("sha256:{}", "cd".repeat(32)), "repo_digests": []},
+        "container": format!("tapir-{id}"), "pid": 1,
+        "created_at": "2026-11-21T10:00:00Z", "started_at": "2026-11-21T10:00:01Z", "ended_at": "2026-11-21T10:00:05Z",
+        "exit_code": if status == "failed" { 1 } else { 0 },
+        "outputs": [{"channel": "out", "host_path": "/data/out", "files": [{"path": "item-1/result.txt", "bytes": 20}], "total_bytes": 20, "truncated": false}],
+        "warnings": []
+    })
+}
+
+/// `tapir ps` over 1,000 run folders (goal: under 100 ms), against spawning `true`.
+fn bench_ps() {
+    println!("## ps");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for i in 0..1000 {
+        let id = format!("00001m7z{i:05}aaaaaaaa");
+        let run = dir.path().join(format!("task_run-{id}"));
+        std::fs::create_dir(&run).expect("mkdir");
+        let text = serde_json::to_vec_pretty(&sample_record(&id, i)).expect("json");
+        std::fs::write(run.join("record.json"), text).expect("write record");
+    }
+    let rounds = 20;
+    let baseline = median(
+        (0..rounds)
+            .map(|_| time(&mut Command::new("true")))
+            .collect(),
+    );
+    let ps = median(
+        (0..rounds)
+            .map(|_| time(Command::new(tapir()).arg("ps").current_dir(dir.path())))
+            .collect(),
+    );
+    let json = median(
+        (0..rounds)
+            .map(|_| {
+                time(
+                    Command::new(tapir())
+                        .args(["ps", "--format", "json"])
+                        .current_dir(dir.path()),
+                )
+            })
+            .collect(),
+    );
+    println!(
+        "1,000 runs: ps median {}, ps --format json median {} over {rounds} calls (spawning `true`: {})",
+        ms(ps),
+        ms(json),
+        ms(baseline)
+    );
+}
+
+/// Wall time and peak resident memory (VmHWM, KiB) of a command whose stdout is discarded.
+fn time_and_peak(cmd: &mut Command) -> (Duration, u64) {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("command starts");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    while child.try_wait().expect("wait").is_none() {
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(line) = text.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            peak = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(peak);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (start.elapsed(), peak)
+}
+
+/// `tapir logs` of a run with 1 GB of output (interleaved index), against `cat` of the
+/// same bytes: time, and peak memory (goal: small and flat, not growing with the log).
+fn bench_logs() {
+    println!("## logs");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = dir.path().join("task_run-00001m7z00000aaaaaaaa");
+    std::fs::create_dir(&run).expect("mkdir");
+    std::fs::write(
+        run.join("record.json"),
+        serde_json::to_vec(&sample_record("00001m7z00000aaaaaaaa", 0)).expect("json"),
+    )
+    .expect("record");
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut out = std::fs::File::create(run.join("stdout.log")).expect("stdout.log");
+    let mut index = String::new();
+    let chunks = 1024 * 1024 * 1024 / chunk.len();
+    for i in 0..chunks {
+        std::io::Write::write_all(&mut out, &chunk).expect("write");
+        index.push_str(&format!(
+            "{} o {} {}\n",
+            1_732_190_000_000_000_000u64 + i as u64,
+            i * chunk.len(),
+            chunk.len()
+        ));
+    }
+    std::fs::write(run.join("stderr.log"), "").expect("stderr.log");
+    std::fs::write(run.join("output.idx"), index).expect("index");
+    let small = dir.path().join("task_run-00001m7z00001aaaaaaaa");
+    std::fs::create_dir(&small).expect("mkdir");
+    std::fs::copy(run.join("record.json"), small.join("record.json")).expect("copy");
+    std::fs::write(small.join("stdout.log"), "hello\n").expect("small log");
+
+    let (cat, _) = time_and_peak(Command::new("cat").arg(run.join("stdout.log")));
+    let (tiny, tiny_peak) = time_and_peak(Command::new(tapir()).arg("logs").arg(&small));
+    let (big, big_peak) = time_and_peak(Command::new(tapir()).arg("logs").arg(&run));
+    let (stamped, stamped_peak) = time_and_peak(
+        Command::new(tapir())
+            .args(["logs", "--timestamps"])
+            .arg(&run),
+    );
+    println!(
+        "1 GiB log: tapir logs {} (peak {} KiB), --timestamps {} (peak {} KiB); cat {}; a 6-byte log: {} (peak {} KiB)",
+        ms(big),
+        big_peak,
+        ms(stamped),
+        stamped_peak,
+        ms(cat),
+        ms(tiny),
+        tiny_peak
+    );
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -180,5 +327,11 @@ fn main() {
     }
     if wants("run") {
         bench_run();
+    }
+    if wants("ps") {
+        bench_ps();
+    }
+    if wants("logs") {
+        bench_logs();
     }
 }

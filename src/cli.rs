@@ -31,6 +31,24 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Run a task.json in a container, stream its output and record the run.
     Run(RunArgs),
+    /// Show what a run wrote (stdout and stderr interleaved as they arrived).
+    Logs(LogsArgs),
+    /// List runs, newest first.
+    #[command(visible_alias = "list")]
+    Ps(PsArgs),
+    /// Show a run's record: plan, argv, env and where each value came from, timings, exit.
+    Show(ShowArgs),
+    /// List a run's output files and check the Task API's data-structure convention.
+    Outputs(OutputsArgs),
+    /// Wait for runs to end; exit with the first failing run's exit code.
+    Wait(WaitArgs),
+    /// Remove run folders and their leftover containers (never the task's output data).
+    Rm(RmArgs),
+    /// Remove finished runs by age and status (never the task's output data).
+    Prune(PruneArgs),
+    /// Show an image's /processing-container.json (validated) and its metadata.
+    #[command(visible_alias = "processing-container")]
+    Inspect(InspectArgs),
     /// Internal: the background process of `run --detach` (captures the logs and writes
     /// the final record). Not for direct use.
     #[command(hide = true)]
@@ -113,6 +131,131 @@ pub struct RunArgs {
     /// status (see `tapir logs --follow`, `tapir wait`).
     #[arg(short, long, conflicts_with = "dry_run")]
     pub detach: bool,
+}
+
+/// Where run folders are; shared by every command that reads them.
+#[derive(Debug, Args)]
+pub struct RunsDirArg {
+    /// The folder holding the run folders (task_run-<id>/).
+    #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]
+    pub runs_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The run: its folder, its folder name task_run-<id>, or a unique id prefix.
+    pub run: String,
+    /// Keep printing while the run goes on; exit with its exit code when it ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// Prefix each line with the time it was captured (UTC, RFC 3339).
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Only the task's standard output.
+    #[arg(long, conflicts_with = "stderr")]
+    pub stdout: bool,
+    /// Only the task's standard error.
+    #[arg(long)]
+    pub stderr: bool,
+    #[command(flatten)]
+    pub runs: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// human (a table) or json.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+    pub format: PlanFormat,
+    /// Show at most N runs (the newest).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub last: Option<usize>,
+    #[command(flatten)]
+    pub runs: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The run: its folder, its folder name task_run-<id>, or a unique id prefix.
+    pub run: String,
+    /// human or json (the record itself).
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+    pub format: PlanFormat,
+    #[command(flatten)]
+    pub runs: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputsArgs {
+    /// The run: its folder, its folder name task_run-<id>, or a unique id prefix.
+    pub run: String,
+    /// human or json.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+    pub format: PlanFormat,
+    #[command(flatten)]
+    pub runs: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The runs to wait for.
+    #[arg(required = true)]
+    pub runs_to_wait: Vec<String>,
+    #[command(flatten)]
+    pub runs: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// The runs to remove.
+    #[arg(required = true)]
+    pub runs_to_remove: Vec<String>,
+    /// Also remove runs that are still running (they are cancelled first).
+    #[arg(short, long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub runs: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only runs that ended longer ago than this: 30m, 12h, 7d, 2w.
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
+    /// Only runs with these statuses (repeatable or comma-separated; default: every
+    /// finished run).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub status: Vec<StatusArg>,
+    /// List what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub runs: RunsDirArg,
+}
+
+/// A run status as `prune --status` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusArg {
+    Succeeded,
+    Failed,
+    OomKilled,
+    Cancelled,
+    EngineError,
+    /// Recorded as running, but nothing supervises it any more.
+    Lost,
+    /// The record cannot be read.
+    Unreadable,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A local image (never pulled).
+    pub image: String,
+    /// human or json.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+    pub format: PlanFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

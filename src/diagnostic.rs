@@ -40,6 +40,21 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// The stable JSON form of a finding (`validate --format json`, `inspect`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "line": self.position.as_ref().map(|p| p.line),
+            "column": self.position.as_ref().map(|p| p.column),
+            "pointer": self.pointer,
+            "path": self.json_path(),
+            "fix": self.fix,
+            "related": self.related.as_ref().map(|(label, p)| serde_json::json!({"message": label, "line": p.line, "column": p.column})),
+        })
+    }
+
     pub fn error(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Error,

@@ -43,6 +43,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Validate(args) => commands::validate::run(args, color),
         Command::Schema(args) => commands::schema::run(args),
         Command::Run(args) => commands::run::run(args, color),
+        Command::Logs(args) => commands::logs::run(args),
+        Command::Ps(args) => commands::ps::run(args, color),
+        Command::Show(args) => commands::show::run(args, color),
+        Command::Outputs(args) => commands::outputs::run(args, color),
+        Command::Wait(args) => commands::wait::run(args),
+        Command::Rm(args) => commands::rm::rm(args),
+        Command::Prune(args) => commands::rm::prune(args),
+        Command::Inspect(args) => commands::inspect::run(args, color),
         Command::Supervise(args) => commands::supervise::run(args),
     };
     match result {

@@ -21,6 +21,11 @@ pub struct ImageInfo {
     pub cmd: Vec<String>,
     pub working_dir: String,
     pub env: Vec<String>,
+    pub created: String,
+    pub size_bytes: u64,
+    pub os: String,
+    pub architecture: String,
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl ImageInfo {
@@ -46,6 +51,18 @@ impl ImageInfo {
                 .unwrap_or_default()
                 .to_string(),
             env: strings(&config["Env"]),
+            created: v["Created"].as_str().unwrap_or_default().to_string(),
+            size_bytes: v["Size"].as_u64().unwrap_or_default(),
+            os: v["Os"].as_str().unwrap_or_default().to_string(),
+            architecture: v["Architecture"].as_str().unwrap_or_default().to_string(),
+            labels: config["Labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }

@@ -377,24 +377,11 @@ fn container_from_image(
     reference: &str,
     image: &ImageInfo,
 ) -> std::result::Result<ProcessingContainer, Failure> {
-    let cache = cache_dir().map(|d| {
-        d.join("processing-container")
-            .join(format!("{}.json", image.id.trim_start_matches("sha256:")))
-    });
-    let bytes = match cache.as_ref().and_then(|p| std::fs::read(p).ok()) {
-        Some(bytes) => bytes,
-        None => {
-            let bytes = docker.read_file_from_image(reference, "/processing-container.json")?.ok_or_else(|| {
-                Error::not_started(format!(
-                    "image {reference} has no /processing-container.json, so template identifiers cannot be looked up in it\n  fix: give the template inline in the task (`\"taskTemplate\": {{…}}`), or pass --container-file PATH"
-                ))
-            })?;
-            if let Some(path) = &cache {
-                write_cache(path, &bytes);
-            }
-            bytes
-        }
-    };
+    let bytes = processing_container_bytes(docker, reference, image)?.ok_or_else(|| {
+        Error::not_started(format!(
+            "image {reference} has no /processing-container.json, so template identifiers cannot be looked up in it\n  fix: give the template inline in the task (`\"taskTemplate\": {{…}}`), or pass --container-file PATH"
+        ))
+    })?;
     let name = format!("{reference}:/processing-container.json");
     let source = crate::source::decode(Path::new(&name), bytes)
         .map_err(|_| Error::not_started(format!("{name} is not UTF-8 text")))?;
@@ -405,6 +392,28 @@ fn container_from_image(
         ),
         &name,
     )
+}
+
+/// The image's `/processing-container.json`, read without running the image and cached
+/// per image id (ids are content hashes, so a cached copy never goes stale). `Ok(None)`
+/// when the image has none.
+pub fn processing_container_bytes(
+    docker: &Docker,
+    reference: &str,
+    image: &ImageInfo,
+) -> Result<Option<Vec<u8>>> {
+    let cache = cache_dir().map(|d| {
+        d.join("processing-container")
+            .join(format!("{}.json", image.id.trim_start_matches("sha256:")))
+    });
+    if let Some(bytes) = cache.as_ref().and_then(|p| std::fs::read(p).ok()) {
+        return Ok(Some(bytes));
+    }
+    let bytes = docker.read_file_from_image(reference, "/processing-container.json")?;
+    if let (Some(path), Some(bytes)) = (&cache, &bytes) {
+        write_cache(path, bytes);
+    }
+    Ok(bytes)
 }
 
 /// `$XDG_CACHE_HOME/tapir` or `~/.cache/tapir`.

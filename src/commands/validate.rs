@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::cli::{ColorChoice, KindArg, ValidateArgs, ValidateFormat};
-use crate::diagnostic::Severity;
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::error::{Error, Result, exit};
 use crate::output::{self, Printer};
 use crate::schema::Kind;
@@ -272,23 +272,7 @@ fn json_report(outcomes: &[Outcome]) -> String {
     for outcome in outcomes {
         match outcome {
             Outcome::Checked(report) => {
-                let findings: Vec<_> = report
-                    .diagnostics
-                    .iter()
-                    .map(|d| {
-                        json!({
-                            "severity": d.severity,
-                            "code": d.code,
-                            "message": d.message,
-                            "line": d.position.as_ref().map(|p| p.line),
-                            "column": d.position.as_ref().map(|p| p.column),
-                            "pointer": d.pointer,
-                            "path": d.json_path(),
-                            "fix": d.fix,
-                            "related": d.related.as_ref().map(|(label, p)| json!({"message": label, "line": p.line, "column": p.column})),
-                        })
-                    })
-                    .collect();
+                let findings: Vec<_> = report.diagnostics.iter().map(Diagnostic::to_json).collect();
                 files.push(json!({
                     "file": display(&report.path),
                     "kind": report.kind,

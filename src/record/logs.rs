@@ -309,65 +309,91 @@ impl LogReader {
         filter: Option<Stream>,
         mut f: impl FnMut(Stream, u64, &[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
+        let mut cursor = Cursor::default();
+        self.replay_indexed(&mut cursor, filter, &mut f)?;
+        self.replay_rest(&mut cursor, filter, &mut f)
+    }
+
+    /// Replays the chunks whose index lines were completed since `cursor`, and moves the
+    /// cursor past them. Call it again later to get what was captured since (that is
+    /// how `logs --follow` works: the files are only ever appended to).
+    pub fn replay_indexed(
+        &self,
+        cursor: &mut Cursor,
+        filter: Option<Stream>,
+        f: &mut impl FnMut(Stream, u64, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let Some(index) = &self.index else {
+            return Ok(());
+        };
         let wanted = |stream: Stream| filter.is_none_or(|only| only == stream);
         let mut buffer = vec![0u8; CHUNK_SIZE];
-        // Per stream, how far the log file has been replayed.
-        let mut replayed = [0u64; 2];
-
-        if let Some(index) = &self.index {
-            let mut lines = BufReader::new(PositionalReader {
-                file: index,
-                position: 0,
-            });
-            let mut line = Vec::with_capacity(MAX_INDEX_LINE);
-            loop {
-                match read_index_line(&mut lines, &mut line)? {
-                    IndexLine::End => break,
-                    IndexLine::Unusable => continue,
-                    IndexLine::Complete => {}
-                }
-                let Some(entry) = parse_index_line(&line) else {
-                    continue;
-                };
-                if !wanted(entry.stream) {
+        let mut lines = BufReader::new(PositionalReader {
+            file: index,
+            position: cursor.index_position,
+        });
+        let mut line = Vec::with_capacity(MAX_INDEX_LINE);
+        loop {
+            let (kind, consumed) = read_index_line(&mut lines, &mut line)?;
+            match kind {
+                // An unfinished last line may still be being written: read it next time.
+                IndexLine::End | IndexLine::Unfinished => break,
+                IndexLine::Unusable => {
+                    cursor.index_position += consumed;
                     continue;
                 }
-                let slot = entry.stream.slot();
-                let end = entry.offset.saturating_add(entry.length);
-                if end <= replayed[slot] {
-                    continue;
-                }
-                // Starting at `replayed` rather than `entry.offset` also shows bytes
-                // whose own index line was lost, with the next chunk of their stream.
-                self.replay(
-                    entry.stream,
-                    entry.unix_nanos,
-                    replayed[slot],
-                    end,
-                    &mut buffer,
-                    &mut f,
-                )?;
-                replayed[slot] = end;
+                IndexLine::Complete => cursor.index_position += consumed,
             }
+            let Some(entry) = parse_index_line(&line) else {
+                continue;
+            };
+            if !wanted(entry.stream) {
+                continue;
+            }
+            let slot = entry.stream.slot();
+            let end = entry.offset.saturating_add(entry.length);
+            if end <= cursor.replayed[slot] {
+                continue;
+            }
+            // Starting at `replayed` rather than `entry.offset` also shows bytes whose own
+            // index line was lost, with the next chunk of their stream.
+            let start = cursor.replayed[slot];
+            let reached =
+                self.replay(entry.stream, entry.unix_nanos, start, end, &mut buffer, f)?;
+            cursor.replayed[slot] = reached;
         }
+        Ok(())
+    }
 
-        // Bytes after the last indexed chunk (or all of a file, without an index).
-        for stream in Stream::BOTH.into_iter().filter(|s| wanted(*s)) {
+    /// Replays the bytes after the last indexed chunk of each stream (all of a file,
+    /// without an index). Call it once the capture has ended.
+    pub fn replay_rest(
+        &self,
+        cursor: &mut Cursor,
+        filter: Option<Stream>,
+        f: &mut impl FnMut(Stream, u64, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut buffer = vec![0u8; CHUNK_SIZE];
+        for stream in Stream::BOTH
+            .into_iter()
+            .filter(|s| filter.is_none_or(|only| only == *s))
+        {
             let Some(file) = &self.logs[stream.slot()] else {
                 continue;
             };
             let metadata = file.metadata()?;
-            let start = replayed[stream.slot()];
+            let start = cursor.replayed[stream.slot()];
             if metadata.len() > start {
                 let time = metadata.modified().map_or(0, unix_nanos);
-                self.replay(stream, time, start, metadata.len(), &mut buffer, &mut f)?;
+                cursor.replayed[stream.slot()] =
+                    self.replay(stream, time, start, metadata.len(), &mut buffer, f)?;
             }
         }
         Ok(())
     }
 
     /// Passes bytes `start..end` of `stream`'s file to `f`, stopping early at the end of
-    /// the file.
+    /// the file. Returns how far it got.
     fn replay(
         &self,
         stream: Stream,
@@ -376,9 +402,9 @@ impl LogReader {
         end: u64,
         buffer: &mut [u8],
         f: &mut impl FnMut(Stream, u64, &[u8]) -> io::Result<()>,
-    ) -> io::Result<()> {
+    ) -> io::Result<u64> {
         let Some(file) = &self.logs[stream.slot()] else {
-            return Ok(());
+            return Ok(start);
         };
         let mut position = start;
         while position < end {
@@ -393,8 +419,16 @@ impl LogReader {
             f(stream, time, &buffer[..n])?;
             position += n as u64;
         }
-        Ok(())
+        Ok(position)
     }
+}
+
+/// How far a replay has got: the position in the index, and per stream how many bytes
+/// of its log file were passed on.
+#[derive(Debug, Default, Clone)]
+pub struct Cursor {
+    index_position: u64,
+    replayed: [u64; 2],
 }
 
 /// Reads a file from a given position without touching the file's shared cursor, so one
@@ -415,17 +449,18 @@ impl Read for PositionalReader<'_> {
 enum IndexLine {
     /// A whole line, ending in `\n`, is in the buffer.
     Complete,
-    /// A line too long to be valid, or an unfinished last line (a crash, or a run still
-    /// writing): skipped.
+    /// A line too long to be valid: skipped.
     Unusable,
+    /// The last line has no `\n` yet (a crash, or a run still writing).
+    Unfinished,
     End,
 }
 
 /// Reads one line into `line`, holding at most `MAX_INDEX_LINE` bytes whatever the file
-/// contains.
-fn read_index_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<IndexLine> {
+/// contains. Also returns how many bytes the line took in the file.
+fn read_index_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<(IndexLine, u64)> {
     line.clear();
-    let mut seen_any = false;
+    let mut consumed = 0u64;
     let mut too_long = false;
     loop {
         let available = match input.fill_buf() {
@@ -434,13 +469,13 @@ fn read_index_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<I
             Err(e) => return Err(e),
         };
         if available.is_empty() {
-            return Ok(if seen_any {
-                IndexLine::Unusable
+            let kind = if consumed > 0 {
+                IndexLine::Unfinished
             } else {
                 IndexLine::End
-            });
+            };
+            return Ok((kind, consumed));
         }
-        seen_any = true;
         let newline = available.iter().position(|&b| b == b'\n');
         let take = newline.map_or(available.len(), |at| at + 1);
         if !too_long {
@@ -452,12 +487,14 @@ fn read_index_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<I
             }
         }
         input.consume(take);
+        consumed += take as u64;
         if newline.is_some() {
-            return Ok(if too_long {
+            let kind = if too_long {
                 IndexLine::Unusable
             } else {
                 IndexLine::Complete
-            });
+            };
+            return Ok((kind, consumed));
         }
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 /// Version of `record.json`. Bump only for changes old readers cannot ignore.
 pub const FORMAT_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// Preparing or running.
@@ -22,18 +22,43 @@ pub enum Status {
     Cancelled,
     /// tapir or the engine failed before the container ran.
     EngineError,
+    /// A status this tapir does not know (written by a newer one), or none at all.
+    #[serde(other)]
+    #[default]
+    Unknown,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::OomKilled => "oom-killed",
+            Status::Cancelled => "cancelled",
+            Status::EngineError => "engine-error",
+            Status::Unknown => "unknown",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// 0 for a record without one.
+    #[serde(default)]
     pub format_version: u32,
+    #[serde(default)]
     pub id: String,
+    #[serde(default)]
     pub tapir_version: String,
+    #[serde(default)]
     pub mode: String,
+    #[serde(default)]
     pub status: Status,
     /// What went wrong, in words, when something did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    #[serde(default)]
     pub task_file: TaskFile,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_name: Option<String>,
@@ -52,6 +77,7 @@ pub struct RunRecord {
     /// The process supervising the run (tapir itself, or the `--detach` supervisor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    #[serde(default)]
     pub created_at: jiff::Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<jiff::Timestamp>,
@@ -65,7 +91,7 @@ pub struct RunRecord {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TaskFile {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,5 +177,176 @@ pub fn process_alive(pid: u32) -> bool {
 impl RunRecord {
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// Reads `run_dir/record.json`. Records of older versions read with defaults for what
+    /// they lack, newer ones with their unknown fields ignored; the error names the file.
+    pub fn load(run_dir: &std::path::Path) -> Result<Self, store::RecordError> {
+        let value = store::read_record(run_dir)?;
+        let mut record: RunRecord = serde_json::from_value(value).map_err(|e| {
+            store::RecordError::new(format!(
+                "{} is not a run record tapir can read: {e}",
+                run_dir.join(store::RECORD_FILE).display()
+            ))
+        })?;
+        if record.id.is_empty() {
+            record.id = run_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix(store::RUN_DIR_PREFIX))
+                .unwrap_or_default()
+                .to_string();
+        }
+        Ok(record)
+    }
+
+    /// The part of the record that says how the run stands.
+    pub fn summary(&self) -> RunSummary {
+        RunSummary {
+            id: self.id.clone(),
+            mode: self.mode.clone(),
+            status: self.status,
+            message: self.message.clone(),
+            task_name: self.task_name.clone(),
+            plan: PlanSummary {
+                template: self
+                    .plan
+                    .as_ref()
+                    .and_then(|p| p["template"].as_str())
+                    .map(str::to_string),
+            },
+            image: self.image.as_ref().map(|i| ImageSummary {
+                reference: i.reference.clone(),
+            }),
+            container: self.container.clone(),
+            pid: self.pid,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            exit_code: self.exit_code,
+        }
+    }
+}
+
+/// What `ps`, `wait` and `logs --follow` need of a record, read without building the plan
+/// and the template (most of a record's bytes): `ps` over 1,000 runs reads only this.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RunSummary {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub mode: String,
+    #[serde(default)]
+    pub status: Status,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub task_name: Option<String>,
+    #[serde(default)]
+    pub plan: PlanSummary,
+    #[serde(default)]
+    pub image: Option<ImageSummary>,
+    #[serde(default)]
+    pub container: Option<String>,
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub created_at: jiff::Timestamp,
+    #[serde(default)]
+    pub started_at: Option<jiff::Timestamp>,
+    #[serde(default)]
+    pub ended_at: Option<jiff::Timestamp>,
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PlanSummary {
+    #[serde(default)]
+    pub template: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ImageSummary {
+    #[serde(default)]
+    pub reference: String,
+}
+
+impl RunSummary {
+    /// Reads the summary of `run_dir/record.json`; the error names the file.
+    pub fn load(run_dir: &std::path::Path) -> Result<Self, store::RecordError> {
+        let path = run_dir.join(store::RECORD_FILE);
+        let bytes = std::fs::read(&path).map_err(|_| {
+            // Let the full reader explain (missing, unreadable…) in its words.
+            store::read_record(run_dir).err().unwrap_or_else(|| {
+                store::RecordError::new(format!("cannot read {}", path.display()))
+            })
+        })?;
+        let mut summary: RunSummary = match serde_json::from_slice(&bytes) {
+            Ok(summary) => summary,
+            // The full reader gives the precise reason (truncated, corrupt, not an object).
+            Err(_) => {
+                return Err(store::read_record(run_dir).err().unwrap_or_else(|| {
+                    store::RecordError::new(format!(
+                        "{} is not a run record tapir can read",
+                        path.display()
+                    ))
+                }));
+            }
+        };
+        if summary.id.is_empty() {
+            summary.id = run_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix(store::RUN_DIR_PREFIX))
+                .unwrap_or_default()
+                .to_string();
+        }
+        Ok(summary)
+    }
+
+    /// Recorded as running, but the process that supervised it is gone: nothing will
+    /// ever write its end.
+    pub fn is_lost(&self) -> bool {
+        self.status == Status::Running && !self.pid.is_some_and(process_alive)
+    }
+
+    /// The status to show: the recorded one, or `lost`.
+    pub fn status_label(&self) -> &'static str {
+        if self.is_lost() {
+            "lost"
+        } else {
+            self.status.as_str()
+        }
+    }
+
+    /// Has it ended (or can it never end, being lost)?
+    pub fn is_over(&self) -> bool {
+        self.status != Status::Running || self.is_lost()
+    }
+
+    /// The exit code `tapir run` gave (or would give) for this run: the task's own code,
+    /// 125 when it never ran, 130 when cancelled; 1 for a lost or unknown run.
+    pub fn exit_code_for_shell(&self) -> u8 {
+        use crate::error::exit;
+        match self.status {
+            _ if self.is_lost() => 1,
+            Status::Succeeded => 0,
+            Status::Failed | Status::OomKilled => self
+                .exit_code
+                .and_then(|c| u8::try_from(c).ok())
+                .filter(|c| *c != 0)
+                .unwrap_or(1),
+            Status::Cancelled => exit::CANCELLED,
+            Status::EngineError => exit::NOT_STARTED,
+            Status::Running | Status::Unknown => 1,
+        }
+    }
+
+    /// Seconds from start (or creation) to end, or to now while running.
+    pub fn duration_seconds(&self) -> f64 {
+        let start = self.started_at.unwrap_or(self.created_at);
+        let end = self.ended_at.unwrap_or_else(jiff::Timestamp::now);
+        (end.as_millisecond() - start.as_millisecond()).max(0) as f64 / 1000.0
     }
 }

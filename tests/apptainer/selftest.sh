@@ -24,8 +24,16 @@ done
 tmp=$(mktemp -d) || exit 2
 bg_pids=()
 cleanup() {
-  local p
+  local p f
   for p in "${bg_pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  # If the stand-in is broken, contained processes may outlive it: every process this
+  # script started has the unique $tmp in its command line (bwrap's pid-1 helper included,
+  # and killing that ends its whole PID namespace).
+  for f in /proc/[0-9]*/cmdline; do
+    p=${f#/proc/} p=${p%/cmdline}
+    [[ $p != "$BASHPID" ]] || continue
+    if tr '\0' ' ' 2>/dev/null <"$f" | grep -qF -- "$tmp"; then kill -KILL "$p" 2>/dev/null; fi
+  done
   rm -rf -- "$tmp"
 }
 trap cleanup EXIT

@@ -3,5 +3,6 @@
 
 mod support;
 
+mod inspect_runs;
 mod run;
 mod validate;

@@ -7,7 +7,11 @@ use serde_json::json;
 use crate::support::{example_image, leftover_containers, only_record, repo_root, run, tapir};
 
 /// A task with an inline template running `script` in the example image.
-fn inline_task(dir: &Path, script: &str, extra: serde_json::Value) -> std::path::PathBuf {
+pub(crate) fn inline_task(
+    dir: &Path,
+    script: &str,
+    extra: serde_json::Value,
+) -> std::path::PathBuf {
     let mut task = json!({
         "name": "test task",
         "image": example_image(),

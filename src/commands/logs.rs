@@ -1,0 +1,279 @@
+//! `tapir logs RUN`: replays what the task wrote, from the run folder only (the container
+//! is not needed, and is usually gone).
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::cli::LogsArgs;
+use crate::error::{Error, Result, exit};
+use crate::record::RunSummary;
+use crate::record::logs::{Cursor, LogReader, Stream};
+
+use super::locate_run;
+
+/// How often `--follow` looks for new output.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+/// With `--tail`, a line longer than this keeps only its first bytes (memory stays
+/// bounded whatever the task printed).
+const MAX_TAIL_LINE: usize = 64 * 1024;
+
+pub fn run(args: &LogsArgs) -> Result<u8> {
+    let run_dir = locate_run(&args.runs.runs_dir, &args.run)?;
+    let filter = match (args.stdout, args.stderr) {
+        (true, _) => Some(Stream::Stdout),
+        (_, true) => Some(Stream::Stderr),
+        _ => None,
+    };
+    let mut out = Output::new(args.timestamps);
+    let mut cursor = Cursor::default();
+    let reader = match open_reader(&run_dir, args.follow)? {
+        Some(reader) => reader,
+        // Followed a run that ended (or was lost) before capturing anything.
+        None => return finished_code(&run_dir, args.follow),
+    };
+
+    let result = (|| -> io::Result<()> {
+        match args.tail {
+            Some(n) => {
+                let mut tail = Tail::new(n);
+                reader.replay_indexed(&mut cursor, filter, &mut |s, t, b| {
+                    tail.push(s, t, b);
+                    Ok(())
+                })?;
+                if !args.follow {
+                    reader.replay_rest(&mut cursor, filter, &mut |s, t, b| {
+                        tail.push(s, t, b);
+                        Ok(())
+                    })?;
+                }
+                for (stream, time, line) in tail.finish() {
+                    out.write(stream, time, &line)?;
+                }
+            }
+            None => {
+                reader.replay_indexed(&mut cursor, filter, &mut |s, t, b| out.write(s, t, b))?;
+                if !args.follow {
+                    reader.replay_rest(&mut cursor, filter, &mut |s, t, b| out.write(s, t, b))?;
+                }
+            }
+        }
+        if !args.follow {
+            return Ok(());
+        }
+        loop {
+            // Read the record before the logs: once it says the run is over, everything
+            // was captured, so one more pass gets the rest.
+            let over = RunSummary::load(&run_dir).map_or(true, |r| r.is_over());
+            reader.replay_indexed(&mut cursor, filter, &mut |s, t, b| out.write(s, t, b))?;
+            if over {
+                return reader.replay_rest(&mut cursor, filter, &mut |s, t, b| out.write(s, t, b));
+            }
+            std::thread::sleep(FOLLOW_POLL);
+        }
+    })();
+    match result {
+        Ok(()) => {}
+        // `tapir logs … | head`: the reader went away; that is not a failure.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(exit::OK),
+        Err(e) => return Err(Error::io(&run_dir, e)),
+    }
+    finished_code(&run_dir, args.follow)
+}
+
+/// With `--follow`, the run's own exit code (like `tapir wait`); otherwise 0.
+fn finished_code(run_dir: &Path, follow: bool) -> Result<u8> {
+    if !follow {
+        return Ok(exit::OK);
+    }
+    let record = RunSummary::load(run_dir).map_err(|e| Error::Record(e.to_string()))?;
+    if record.is_lost() {
+        crate::output::stderr(&format!(
+            "tapir: run {} is lost: its record says running, but nothing supervises it any more\n",
+            record.id
+        ));
+    }
+    Ok(record.exit_code_for_shell())
+}
+
+/// Opens the logs; when following a run that has not started capturing yet, waits for
+/// them (or for the run to end without any).
+fn open_reader(run_dir: &Path, follow: bool) -> Result<Option<LogReader>> {
+    loop {
+        match LogReader::open(run_dir) {
+            Ok(reader) => return Ok(Some(reader)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let record = RunSummary::load(run_dir).ok();
+                let waiting = follow && record.as_ref().is_some_and(|r| !r.is_over());
+                if !waiting {
+                    if follow {
+                        return Ok(None);
+                    }
+                    let why = match record {
+                        Some(r) => format!(
+                            "run {} has no captured output (status: {}{})",
+                            r.id,
+                            r.status_label(),
+                            r.message.map(|m| format!(", {m}")).unwrap_or_default()
+                        ),
+                        None => e.to_string(),
+                    };
+                    return Err(Error::Record(why));
+                }
+                std::thread::sleep(FOLLOW_POLL);
+            }
+            Err(e) => return Err(Error::io(run_dir, e)),
+        }
+    }
+}
+
+/// Writes replayed chunks to our stdout or stderr (as the task wrote them), optionally
+/// with a timestamp at the start of every line.
+struct Output {
+    timestamps: bool,
+    /// Per stream: is the next byte the first of a line?
+    at_line_start: [bool; 2],
+}
+
+impl Output {
+    fn new(timestamps: bool) -> Self {
+        Self {
+            timestamps,
+            at_line_start: [true, true],
+        }
+    }
+
+    fn write(&mut self, stream: Stream, unix_nanos: u64, bytes: &[u8]) -> io::Result<()> {
+        let mut target: Box<dyn Write> = match stream {
+            Stream::Stdout => Box::new(io::stdout().lock()),
+            Stream::Stderr => Box::new(io::stderr().lock()),
+        };
+        if !self.timestamps {
+            target.write_all(bytes)?;
+            return target.flush();
+        }
+        let slot = usize::from(stream == Stream::Stderr);
+        let stamp = format_time(unix_nanos);
+        for piece in bytes.split_inclusive(|b| *b == b'\n') {
+            if self.at_line_start[slot] {
+                write!(target, "{stamp} ")?;
+            }
+            target.write_all(piece)?;
+            self.at_line_start[slot] = piece.ends_with(b"\n");
+        }
+        target.flush()
+    }
+}
+
+/// `2026-11-21T14:17:09.798Z`.
+fn format_time(unix_nanos: u64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(unix_nanos))
+        .ok()
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| "????-??-??T??:??:??.???Z".into())
+}
+
+/// The last N lines of the replayed output, in the order they were completed, each with
+/// the time its first byte was captured.
+struct Tail {
+    keep: usize,
+    lines: VecDeque<(Stream, u64, Vec<u8>)>,
+    /// Per stream, a line still waiting for its `\n`.
+    partial: [Option<(u64, Vec<u8>)>; 2],
+}
+
+impl Tail {
+    fn new(keep: usize) -> Self {
+        Self {
+            keep,
+            lines: VecDeque::new(),
+            partial: [None, None],
+        }
+    }
+
+    fn push(&mut self, stream: Stream, time: u64, bytes: &[u8]) {
+        let slot = usize::from(stream == Stream::Stderr);
+        for piece in bytes.split_inclusive(|b| *b == b'\n') {
+            let (_, line) = self.partial[slot].get_or_insert_with(|| (time, Vec::new()));
+            let room = MAX_TAIL_LINE.saturating_sub(line.len());
+            line.extend_from_slice(&piece[..piece.len().min(room)]);
+            if piece.ends_with(b"\n")
+                && let Some((time, mut line)) = self.partial[slot].take()
+            {
+                if !line.ends_with(b"\n") {
+                    line.push(b'\n'); // cut at MAX_TAIL_LINE
+                }
+                self.complete(stream, time, line);
+            }
+        }
+    }
+
+    fn complete(&mut self, stream: Stream, time: u64, line: Vec<u8>) {
+        if self.keep == 0 {
+            return;
+        }
+        if self.lines.len() == self.keep {
+            self.lines.pop_front();
+        }
+        self.lines.push_back((stream, time, line));
+    }
+
+    /// The kept lines, plus unfinished last lines (output that did not end in `\n`).
+    fn finish(mut self) -> VecDeque<(Stream, u64, Vec<u8>)> {
+        for (slot, stream) in [(0, Stream::Stdout), (1, Stream::Stderr)] {
+            if let Some((time, line)) = self.partial[slot].take() {
+                self.complete(stream, time, line);
+            }
+        }
+        self.lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(tail: Tail) -> Vec<(Stream, String)> {
+        tail.finish()
+            .into_iter()
+            .map(|(s, _, l)| (s, String::from_utf8_lossy(&l).into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines_across_chunks_and_streams() {
+        let mut tail = Tail::new(3);
+        tail.push(Stream::Stdout, 1, b"a\nb\nc");
+        tail.push(Stream::Stderr, 2, b"E1\n");
+        tail.push(Stream::Stdout, 3, b"c-continued\nd\n");
+        assert_eq!(
+            texts(tail),
+            vec![
+                (Stream::Stderr, "E1\n".into()),
+                (Stream::Stdout, "cc-continued\n".into()),
+                (Stream::Stdout, "d\n".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn tail_keeps_an_unfinished_last_line_and_bounds_long_lines() {
+        let mut tail = Tail::new(2);
+        tail.push(Stream::Stdout, 1, &vec![b'x'; MAX_TAIL_LINE * 2]);
+        tail.push(Stream::Stdout, 1, b"\nlast words");
+        let lines = texts(tail);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].1.len(), MAX_TAIL_LINE + 1, "cut, newline kept");
+        assert_eq!(lines[1].1, "last words");
+        assert!(texts(Tail::new(0)).is_empty());
+    }
+
+    #[test]
+    fn times_are_utc_with_milliseconds() {
+        assert_eq!(
+            format_time(1_732_190_000_123_456_789),
+            "2024-11-21T11:53:20.123Z"
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! `tapir outputs RUN`: each output channel's files and sizes as they are on disk now,
+//! and a check of the Task API's data-structure convention (seeds 001, "Input and output
+//! channel data structure convention"): a channel holds one folder per item, and a task
+//! that makes one result per input item names its output items like the input items.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::cli::{ColorChoice, OutputsArgs, PlanFormat};
+use crate::error::{Error, Result, exit};
+use crate::model::quantity::format_bytes;
+use crate::output::{self, Printer};
+use crate::record::{self, OutputChannel, RunRecord};
+
+use super::locate_run;
+
+#[derive(Serialize)]
+struct ChannelReport {
+    #[serde(flatten)]
+    listing: OutputChannel,
+    exists: bool,
+    items: Vec<String>,
+    warnings: Vec<String>,
+}
+
+pub fn run(args: &OutputsArgs, color: ColorChoice) -> Result<u8> {
+    let run_dir = locate_run(&args.runs.runs_dir, &args.run)?;
+    let record = RunRecord::load(&run_dir).map_err(|e| Error::Record(e.to_string()))?;
+    let mounts = |direction: &str| -> Vec<(String, PathBuf)> {
+        record
+            .plan
+            .as_ref()
+            .and_then(|p| p["mounts"].as_array())
+            .into_iter()
+            .flatten()
+            .filter(|m| m["direction"].as_str() == Some(direction))
+            .filter_map(|m| {
+                Some((
+                    m["channel"].as_str()?.to_string(),
+                    PathBuf::from(m["host_path"].as_str()?),
+                ))
+            })
+            .collect()
+    };
+    let inputs = mounts("input");
+    let outputs = mounts("output");
+    // The input items: folders at the top of every input channel that has any.
+    let input_items: BTreeSet<String> = inputs
+        .iter()
+        .flat_map(|(_, path)| item_folders(path))
+        .collect();
+    let reports: Vec<ChannelReport> = outputs
+        .iter()
+        .map(|(channel, path)| check_channel(channel, path, &input_items, &inputs))
+        .collect();
+
+    if args.format == PlanFormat::Json {
+        let value = serde_json::json!({"run": record.id, "outputs": reports});
+        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        text.push('\n');
+        output::stdout(&text);
+        return Ok(exit::OK);
+    }
+    let p = Printer::for_stdout(color);
+    let mut out = String::new();
+    if reports.is_empty() {
+        out.push_str(&format!("run {} has no output channels\n", record.id));
+    }
+    for report in &reports {
+        let l = &report.listing;
+        out.push_str(&format!(
+            "{} {} ({} files, {}{})\n",
+            p.bold(&l.channel),
+            l.host_path,
+            l.files.len(),
+            format_bytes(l.total_bytes),
+            if l.truncated { ", listing cut" } else { "" }
+        ));
+        for file in &l.files {
+            out.push_str(&format!(
+                "  {:>10}  {}\n",
+                format_bytes(file.bytes),
+                file.path
+            ));
+        }
+        for warning in &report.warnings {
+            out.push_str(&format!("  {} {warning}\n", p.yellow("warning:")));
+        }
+    }
+    output::stdout(&out);
+    Ok(exit::OK)
+}
+
+fn check_channel(
+    channel: &str,
+    path: &Path,
+    input_items: &BTreeSet<String>,
+    inputs: &[(String, PathBuf)],
+) -> ChannelReport {
+    let exists = path.is_dir();
+    let listing = record::list_output(channel, path);
+    let mut warnings = Vec::new();
+    if !exists {
+        warnings.push(format!(
+            "{} does not exist any more (removed after the run?)",
+            path.display()
+        ));
+        return ChannelReport {
+            listing,
+            exists,
+            items: Vec::new(),
+            warnings,
+        };
+    }
+    let items = item_folders(path);
+    let loose: Vec<String> = std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if items.is_empty() && loose.is_empty() {
+        warnings.push("the channel is empty: no items".into());
+    }
+    if !loose.is_empty() {
+        warnings.push(format!(
+            "{} at the top of the channel ({}): the convention is one folder per item, with the results inside",
+            plural(loose.len(), "file"),
+            preview(&loose)
+        ));
+    }
+    let empty: Vec<String> = items
+        .iter()
+        .filter(|item| std::fs::read_dir(path.join(item)).is_ok_and(|mut d| d.next().is_none()))
+        .cloned()
+        .collect();
+    if !empty.is_empty() {
+        warnings.push(format!(
+            "{} without results: {}",
+            plural(empty.len(), "empty item folder"),
+            preview(&empty)
+        ));
+    }
+    if !input_items.is_empty() && !items.is_empty() {
+        let names: Vec<&str> = inputs.iter().map(|(c, _)| c.as_str()).collect();
+        let unknown: Vec<String> = items
+            .iter()
+            .filter(|i| !input_items.contains(*i))
+            .cloned()
+            .collect();
+        let missing: Vec<String> = input_items
+            .iter()
+            .filter(|i| !items.contains(i))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            warnings.push(format!(
+                "{} not among the input items of {}: {} (a task with one result per input item should reuse the input item names)",
+                plural(unknown.len(), "item"),
+                names.join(", "),
+                preview(&unknown)
+            ));
+        }
+        if !missing.is_empty() && unknown.len() < items.len() {
+            warnings.push(format!(
+                "no result for {} of the input: {}",
+                plural(missing.len(), "item"),
+                preview(&missing)
+            ));
+        }
+    }
+    ChannelReport {
+        listing,
+        exists,
+        items,
+        warnings,
+    }
+}
+
+/// The folders directly inside `path`, sorted.
+fn item_folders(path: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// At most five names, then "and N more".
+fn preview(names: &[String]) -> String {
+    let mut text = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        text.push_str(&format!(" and {} more", names.len() - 5));
+    }
+    text
+}

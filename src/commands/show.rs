@@ -1,0 +1,208 @@
+//! `tapir show RUN`: a run's record for people (or as JSON).
+
+use serde_json::Value;
+
+use crate::cli::{ColorChoice, PlanFormat, ShowArgs};
+use crate::error::{Error, Result, exit};
+use crate::model::quantity::format_bytes;
+use crate::output::{self, Printer};
+use crate::record::{RunRecord, store};
+
+use super::locate_run;
+use super::ps::{format_duration, local_time};
+use super::run::shell_quote;
+
+pub fn run(args: &ShowArgs, color: ColorChoice) -> Result<u8> {
+    let run_dir = locate_run(&args.runs.runs_dir, &args.run)?;
+    let record = RunRecord::load(&run_dir).map_err(|e| Error::Record(e.to_string()))?;
+    if args.format == PlanFormat::Json {
+        // The record as written, plus what only a reader can know.
+        let mut value = store::read_record(&run_dir).map_err(|e| Error::Record(e.to_string()))?;
+        value["observed_status"] = Value::from(record.summary().status_label());
+        value["dir"] = Value::from(run_dir.display().to_string());
+        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        text.push('\n');
+        output::stdout(&text);
+        return Ok(exit::OK);
+    }
+    output::stdout(&render(&record, &run_dir, Printer::for_stdout(color)));
+    Ok(exit::OK)
+}
+
+fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
+    let mut out = String::new();
+    let mut row = |label: &str, text: String| {
+        out.push_str(&format!("{} {text}\n", p.bold(&format!("{label:<10}"))));
+    };
+    let plan = r.plan.clone().unwrap_or(Value::Null);
+    row("run", format!("{} ({})", r.id, run_dir.display()));
+    let summary = r.summary();
+    let status = summary.status_label();
+    let status_text = format!(
+        "{status}{}{}",
+        r.exit_code
+            .map(|c| format!(", exit code {c}"))
+            .unwrap_or_default(),
+        r.message
+            .as_ref()
+            .filter(|m| m.as_str() != status)
+            .map(|m| format!(" — {m}"))
+            .unwrap_or_default()
+    );
+    row(
+        "status",
+        match status {
+            "succeeded" => p.green(&status_text),
+            "running" => status_text,
+            _ => p.red(&status_text),
+        },
+    );
+    row(
+        "task",
+        format!(
+            "{} ({}{})",
+            r.task_name.as_deref().unwrap_or("-"),
+            r.task_file.path,
+            r.task_file
+                .sha256
+                .as_ref()
+                .map(|h| format!(", sha256 {}", &h[..h.len().min(12)]))
+                .unwrap_or_default()
+        ),
+    );
+    if let Some(template) = plan["template"].as_str() {
+        row(
+            "template",
+            format!(
+                "{template} (from {})",
+                plan["template_source"].as_str().unwrap_or("?")
+            ),
+        );
+    }
+    if let Some(image) = &r.image {
+        row("image", format!("{} ({})", image.reference, image.id));
+        for digest in &image.repo_digests {
+            row("", format!("digest {digest}"));
+        }
+    }
+    row(
+        "mode",
+        if r.mode.is_empty() {
+            "-".into()
+        } else {
+            r.mode.clone()
+        },
+    );
+    if let Some(user) = plan.get("user") {
+        row(
+            "user",
+            match (
+                user["kind"].as_str(),
+                user["uid"].as_u64(),
+                user["gid"].as_u64(),
+            ) {
+                (Some("invoker"), Some(uid), Some(gid)) => {
+                    format!("{uid}:{gid} (the invoking user)")
+                }
+                _ => "the image's user".into(),
+            },
+        );
+    }
+    for (i, m) in plan["mounts"].as_array().into_iter().flatten().enumerate() {
+        row(
+            if i == 0 { "mounts" } else { "" },
+            format!(
+                "{} → {}  ({}: {}{})",
+                m["host_path"].as_str().unwrap_or("?"),
+                m["container_path"].as_str().unwrap_or("?"),
+                m["channel"].as_str().unwrap_or("?"),
+                m["direction"].as_str().unwrap_or("?"),
+                if m["read_only"].as_bool() == Some(true) {
+                    ", read-only"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    for (i, e) in plan["env"].as_array().into_iter().flatten().enumerate() {
+        row(
+            if i == 0 { "env" } else { "" },
+            format!(
+                "{}={}  ({})",
+                e["name"].as_str().unwrap_or("?"),
+                e["value"].as_str().unwrap_or(""),
+                e["source"].as_str().unwrap_or("?")
+            ),
+        );
+    }
+    let limits = &plan["limits"];
+    let mut limit_text = Vec::new();
+    if let Some(m) = limits["memory_bytes"].as_u64() {
+        limit_text.push(format!(
+            "memory {} ({})",
+            format_bytes(m),
+            limits["memory_reason"].as_str().unwrap_or("")
+        ));
+    }
+    if let Some(m) = limits["memory_reservation_bytes"].as_u64() {
+        limit_text.push(format!("memory reservation {}", format_bytes(m)));
+    }
+    if let Some(c) = limits["cpu_millis"].as_u64() {
+        limit_text.push(format!("cpus {}.{:03}", c / 1000, c % 1000));
+    }
+    if let Some(g) = limits["gpus"].as_u64() {
+        limit_text.push(format!("gpus {g}"));
+    }
+    if !plan.is_null() {
+        row(
+            "limits",
+            if limit_text.is_empty() {
+                "none".into()
+            } else {
+                limit_text.join("; ")
+            },
+        );
+    }
+    if !r.argv.is_empty() {
+        row(
+            "argv",
+            r.argv
+                .iter()
+                .map(|w| shell_quote(w))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    row("created", local_time(r.created_at));
+    if let Some(t) = r.started_at {
+        row("started", local_time(t));
+    }
+    if let Some(t) = r.ended_at {
+        row(
+            "ended",
+            format!(
+                "{} (ran {})",
+                local_time(t),
+                format_duration(summary.duration_seconds())
+            ),
+        );
+    }
+    for (i, o) in r.outputs.iter().enumerate() {
+        row(
+            if i == 0 { "outputs" } else { "" },
+            format!(
+                "{}: {} file{}, {} in {}",
+                o.channel,
+                o.files.len(),
+                if o.files.len() == 1 { "" } else { "s" },
+                format_bytes(o.total_bytes),
+                o.host_path
+            ),
+        );
+    }
+    for (i, w) in r.warnings.iter().enumerate() {
+        row(if i == 0 { "warnings" } else { "" }, w.clone());
+    }
+    out
+}

@@ -212,7 +212,8 @@ pub struct RmArgs {
     /// The runs to remove.
     #[arg(required = true)]
     pub runs_to_remove: Vec<String>,
-    /// Also remove runs that are still running (they are cancelled first).
+    /// Also remove runs that are still running (they are cancelled first), and run
+    /// folders whose record is missing or damaged.
     #[arg(short, long)]
     pub force: bool,
     #[command(flatten)]
@@ -225,7 +226,7 @@ pub struct PruneArgs {
     #[arg(long, value_name = "DURATION")]
     pub older_than: Option<String>,
     /// Only runs with these statuses (repeatable or comma-separated; default: every
-    /// finished run).
+    /// finished run, but not `lost` or `unreadable` ones).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub status: Vec<StatusArg>,
     /// List what would be removed, remove nothing.

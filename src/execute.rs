@@ -24,17 +24,27 @@ use crate::record::{self, RunRecord, Status, store};
 /// Everything needed to start the container and judge its end.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub docker: Docker,
-    /// The full command: the docker binary first.
+    pub engine: Engine,
+    /// The full command: the engine's binary first.
     pub argv: Vec<String>,
-    /// Secret variables, passed to the docker client's environment (never in argv).
+    /// Secret variables, passed in the engine client's environment (never in argv).
     pub secret_env: Vec<(String, String)>,
-    pub container: String,
     /// Output channels: (name, host folder), listed into the record at the end.
     pub outputs: Vec<(String, PathBuf)>,
     pub memory_limit: Option<u64>,
     pub grace_seconds: u32,
     pub keep: bool,
+}
+
+/// How a run is stopped and judged.
+#[derive(Debug, Clone)]
+pub enum Engine {
+    /// A container on the Docker engine: stopped, inspected and removed through it.
+    Docker { docker: Docker, container: String },
+    /// `apptainer exec`: a process tree, stopped by signalling its process group and
+    /// judged by its exit status. `scratch` (its /tmp, /var/tmp and home) is removed
+    /// afterwards unless the run is kept.
+    Apptainer { scratch: PathBuf },
 }
 
 /// How the outcome is shown while and after the task runs.
@@ -57,24 +67,10 @@ pub fn run_to_end(job: &Job, run_dir: &Path, record: &mut RunRecord, attach: Att
     let Some((program, args)) = job.argv.split_first() else {
         return give_up(record, run_dir, "the rendered command is empty".into());
     };
-    // The docker client runs in its own process group: a Ctrl-C on the terminal reaches
-    // only tapir, which then stops the container itself (`docker stop`: SIGTERM through
-    // `--init`, SIGKILL after the grace period) instead of leaving it running.
-    let mut child = match Command::new(program)
-        .args(args)
-        .envs(job.secret_env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => return give_up(record, run_dir, format!("cannot run {program}: {e}")),
-    };
-
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let signal_thread = match CancelOnSignal::install(job, &cancelled, attach.hangup_cancels) {
+    // Signals are handled from before the spawn on: a Ctrl-C at any moment stops the
+    // run instead of killing tapir and leaving the container behind.
+    let cancel = Arc::new(CancelState::default());
+    let signal_thread = match CancelOnSignal::install(job, &cancel, attach.hangup_cancels) {
         Ok(thread) => Some(thread),
         Err(e) => {
             record
@@ -83,8 +79,42 @@ pub fn run_to_end(job: &Job, run_dir: &Path, record: &mut RunRecord, attach: Att
             None
         }
     };
-    if let Some(spinner) = &attach.spinner {
-        clear_when_running(spinner.clone(), job.docker.clone(), job.container.clone());
+    // The engine client runs in its own process group: a Ctrl-C on the terminal reaches
+    // only tapir, which then stops the run itself (`docker stop`: SIGTERM through
+    // `--init`, SIGKILL after the grace period; for apptainer the same, sent to the
+    // process group) instead of leaving it running.
+    let mut command = Command::new(program);
+    command.args(args);
+    if let Engine::Apptainer { .. } = job.engine {
+        // The host's apptainer settings would add binds and variables behind the plan's
+        // back; only the plan's own reach the container.
+        for (name, _) in std::env::vars_os() {
+            let text = name.to_string_lossy();
+            if text.starts_with("APPTAINER") || text.starts_with("SINGULARITY") {
+                command.env_remove(&name);
+            }
+        }
+    }
+    let spawned = command
+        .envs(job.secret_env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            cancel.client_done.store(true, Ordering::SeqCst);
+            if let Some(thread) = signal_thread {
+                thread.close();
+            }
+            return give_up(record, run_dir, format!("cannot run {program}: {e}"));
+        }
+    };
+    cancel.child_pid.store(child.id(), Ordering::SeqCst);
+    if let (Some(spinner), Engine::Docker { docker, container }) = (&attach.spinner, &job.engine) {
+        clear_when_running(spinner.clone(), docker.clone(), container.clone());
     }
 
     let pumps: Vec<_> = [
@@ -112,6 +142,7 @@ pub fn run_to_end(job: &Job, run_dir: &Path, record: &mut RunRecord, attach: Att
     })
     .collect();
     let client_status = child.wait();
+    cancel.client_done.store(true, Ordering::SeqCst);
     let mut capture_errors = Vec::new();
     for pump in pumps {
         if let Ok(Err(e)) = pump.join() {
@@ -124,78 +155,50 @@ pub fn run_to_end(job: &Job, run_dir: &Path, record: &mut RunRecord, attach: Att
     if let Some(spinner) = &attach.spinner {
         spinner.clear();
     }
-
-    let state = job.docker.container(&job.container);
-    let client_code = client_status
-        .as_ref()
-        .ok()
-        .and_then(std::process::ExitStatus::code);
     record.ended_at = Some(jiff::Timestamp::now());
-    let was_cancelled = cancelled.load(Ordering::SeqCst);
-    let (status, code, message) = match (&state, client_code) {
-        _ if was_cancelled => (
-            Status::Cancelled,
-            exit::CANCELLED,
-            "cancelled by a signal; the container was stopped".to_string(),
+    let was_cancelled = cancel.cancelled.load(Ordering::SeqCst);
+    let outcome = match &job.engine {
+        Engine::Docker { docker, container } => docker_outcome(
+            docker,
+            container,
+            &client_status,
+            was_cancelled,
+            job.memory_limit,
         ),
-        (Some(s), _) if s.oom_killed => (
-            Status::OomKilled,
-            u8::try_from(s.exit_code).unwrap_or(137),
-            format!(
-                "killed: out of memory (limit {})",
-                job.memory_limit.map_or("none".to_string(), format_bytes)
-            ),
-        ),
-        (Some(s), _) if s.started => match u8::try_from(s.exit_code) {
-            Ok(0) => (Status::Succeeded, 0, "succeeded".to_string()),
-            Ok(code) => (
-                Status::Failed,
-                code,
-                format!(
-                    "the task exited with code {code}{}",
-                    match code {
-                        // What shells and the init process use for exec failures.
-                        126 => " (the command is not executable in the image?)",
-                        127 => " (the command was not found in the image?)",
-                        _ => "",
-                    }
-                ),
-            ),
-            Err(_) => (
-                Status::Failed,
-                1,
-                format!("the task exited with code {}", s.exit_code),
-            ),
-        },
-        (state, code) => (
-            Status::EngineError,
-            exit::NOT_STARTED,
-            format!(
-                "the engine could not start the container{}",
-                state
-                    .as_ref()
-                    .filter(|s| !s.error.is_empty())
-                    .map(|s| format!(": {}", s.error))
-                    .or(code.map(|c| format!(
-                        " (docker exited with {c}; its message is in stderr.log)"
-                    )))
-                    .unwrap_or_default()
-            ),
-        ),
+        Engine::Apptainer { .. } => process_outcome(&client_status, was_cancelled),
     };
-    if !job.keep
-        && let Err(e) = job.docker.remove(&job.container)
-    {
-        record
-            .warnings
-            .push(format!("could not remove container {}: {e}", job.container));
+    if !job.keep {
+        match &job.engine {
+            Engine::Docker { docker, container } => {
+                if let Err(e) = docker.remove(container) {
+                    record
+                        .warnings
+                        .push(format!("could not remove container {container}: {e}"));
+                }
+            }
+            Engine::Apptainer { scratch } => {
+                if let Err(e) = std::fs::remove_dir_all(scratch)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    record.warnings.push(format!(
+                        "could not remove the scratch folder {}: {e}",
+                        scratch.display()
+                    ));
+                }
+            }
+        }
     }
     if let Some(thread) = signal_thread {
         thread.close();
     }
-
+    let Outcome {
+        status,
+        code,
+        message,
+        exit_code,
+    } = outcome;
+    record.exit_code = exit_code;
     record.status = status;
-    record.exit_code = state.as_ref().filter(|s| s.started).map(|s| s.exit_code);
     record.message = Some(message);
     record.warnings.extend(capture_errors);
     record.outputs = job
@@ -232,47 +235,173 @@ pub fn write_record(run_dir: &Path, record: &RunRecord) {
     }
 }
 
-/// The thread that turns SIGINT/SIGTERM (and SIGHUP when asked) into stopping the
-/// container: the first signal stops it with the grace period, a second one removes it
-/// at once.
+/// How a run ended: its status, the exit code tapir gives, the message, and the task's
+/// own exit code for the record (none when it never ran).
+struct Outcome {
+    status: Status,
+    code: u8,
+    message: String,
+    exit_code: Option<i64>,
+}
+
+fn docker_outcome(
+    docker: &Docker,
+    container: &str,
+    client_status: &std::io::Result<std::process::ExitStatus>,
+    cancelled: bool,
+    memory_limit: Option<u64>,
+) -> Outcome {
+    let state = docker.container(container);
+    let client_code = client_status
+        .as_ref()
+        .ok()
+        .and_then(std::process::ExitStatus::code);
+    let exit_code = state.as_ref().filter(|s| s.started).map(|s| s.exit_code);
+    let (status, code, message) = match (&state, client_code) {
+        _ if cancelled => (
+            Status::Cancelled,
+            exit::CANCELLED,
+            "cancelled by a signal; the container was stopped".to_string(),
+        ),
+        (Some(s), _) if s.oom_killed => (
+            Status::OomKilled,
+            // An OOM kill is a failure even if the main process still exited 0.
+            u8::try_from(s.exit_code)
+                .ok()
+                .filter(|c| *c != 0)
+                .unwrap_or(137),
+            format!(
+                "killed: out of memory (limit {})",
+                memory_limit.map_or("none".to_string(), format_bytes)
+            ),
+        ),
+        (Some(s), _) if s.started => exit_status(s.exit_code),
+        (state, code) => (
+            Status::EngineError,
+            exit::NOT_STARTED,
+            format!(
+                "the engine could not start the container{}",
+                state
+                    .as_ref()
+                    .filter(|s| !s.error.is_empty())
+                    .map(|s| format!(": {}", s.error))
+                    .or(code.map(|c| format!(
+                        " (docker exited with {c}; its message is in stderr.log)"
+                    )))
+                    .unwrap_or_default()
+            ),
+        ),
+    };
+    Outcome {
+        status,
+        code,
+        message,
+        exit_code,
+    }
+}
+
+/// A process run (apptainer): its exit status is the task's.
+fn process_outcome(
+    client_status: &std::io::Result<std::process::ExitStatus>,
+    cancelled: bool,
+) -> Outcome {
+    use std::os::unix::process::ExitStatusExt;
+    let code = match client_status {
+        Ok(s) => s.code().or_else(|| s.signal().map(|n| 128 + n)),
+        Err(_) => None,
+    };
+    let (status, exit, message) = match code {
+        _ if cancelled => (
+            Status::Cancelled,
+            exit::CANCELLED,
+            "cancelled by a signal; the task was stopped".to_string(),
+        ),
+        None => (
+            Status::EngineError,
+            exit::NOT_STARTED,
+            "the engine process could not be waited for".to_string(),
+        ),
+        Some(255) => (
+            Status::Failed,
+            255,
+            "the task exited with code 255 (apptainer's own failures also give 255: see stderr.log)".to_string(),
+        ),
+        Some(code) => exit_status(i64::from(code)),
+    };
+    Outcome {
+        status,
+        code: exit,
+        message,
+        exit_code: code.map(i64::from),
+    }
+}
+
+/// Status, exit code and words for a task that ran and exited with `code`.
+fn exit_status(code: i64) -> (Status, u8, String) {
+    match u8::try_from(code) {
+        Ok(0) => (Status::Succeeded, 0, "succeeded".to_string()),
+        Ok(code) => (
+            Status::Failed,
+            code,
+            format!(
+                "the task exited with code {code}{}",
+                match code {
+                    // What shells and init processes use for exec failures.
+                    126 => " (the command is not executable in the image?)",
+                    127 => " (the command was not found in the image?)",
+                    _ => "",
+                }
+            ),
+        ),
+        Err(_) => (
+            Status::Failed,
+            1,
+            format!("the task exited with code {code}"),
+        ),
+    }
+}
+
+/// Shared between the waiting thread and the signal thread.
+#[derive(Default)]
+struct CancelState {
+    cancelled: AtomicBool,
+    /// The engine client's pid (= its process group), 0 until spawned.
+    child_pid: AtomicU32,
+    /// The engine client has exited: nothing is left to stop.
+    client_done: AtomicBool,
+}
+
+/// The thread that turns SIGINT/SIGTERM (and SIGHUP when asked) into stopping the run:
+/// the first signal stops it with the grace period, a second one kills it at once.
 struct CancelOnSignal {
     handle: signal_hook::iterator::Handle,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl CancelOnSignal {
-    fn install(
-        job: &Job,
-        cancelled: &Arc<AtomicBool>,
-        hangup_cancels: bool,
-    ) -> std::io::Result<Self> {
+    fn install(job: &Job, state: &Arc<CancelState>, hangup_cancels: bool) -> std::io::Result<Self> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         // Registering SIGHUP without acting on it is how a detached supervisor ignores it
         // (its default action would end the process and lose the final record).
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         let handle = signals.handle();
-        let (docker, container, cancelled, grace) = (
-            job.docker.clone(),
-            job.container.clone(),
-            cancelled.clone(),
-            job.grace_seconds,
-        );
-        let seen = AtomicU32::new(0);
+        let (engine, state, grace) = (job.engine.clone(), state.clone(), job.grace_seconds);
         let thread = std::thread::spawn(move || {
+            let mut seen = 0;
             for signal in signals.forever() {
                 if signal == SIGHUP && !hangup_cancels {
                     continue;
                 }
-                cancelled.store(true, Ordering::SeqCst);
-                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                state.cancelled.store(true, Ordering::SeqCst);
+                seen += 1;
+                if seen == 1 {
                     output::stderr(&format!(
                         "\ntapir: stopping the task (up to {grace}s; press Ctrl-C again to kill it now)\n"
                     ));
-                    let docker = docker.clone();
-                    let container = container.clone();
-                    std::thread::spawn(move || docker.stop(&container, grace));
+                    let (engine, state) = (engine.clone(), state.clone());
+                    std::thread::spawn(move || stop(&engine, &state, grace));
                 } else {
-                    let _ = docker.remove(&container);
+                    kill_now(&engine, &state);
                 }
             }
         });
@@ -282,6 +411,72 @@ impl CancelOnSignal {
     fn close(self) {
         self.handle.close();
         let _ = self.thread.join();
+    }
+}
+
+/// Stops a run gracefully. The container (or process) may not exist yet when the signal
+/// comes early: wait for it, unless the client has already given up.
+fn stop(engine: &Engine, state: &CancelState, grace: u32) {
+    let tick = std::time::Duration::from_millis(50);
+    match engine {
+        Engine::Docker { docker, container } => loop {
+            if state.client_done.load(Ordering::SeqCst) {
+                return;
+            }
+            if docker.container(container).is_some() {
+                docker.stop(container, grace);
+                return;
+            }
+            std::thread::sleep(tick);
+        },
+        Engine::Apptainer { .. } => {
+            let Some(group) = wait_for_pid(state, tick) else {
+                return;
+            };
+            signal_group(group, nix::sys::signal::Signal::SIGTERM);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(grace.into());
+            while std::time::Instant::now() < deadline {
+                if state.client_done.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(tick);
+            }
+            signal_group(group, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+fn kill_now(engine: &Engine, state: &CancelState) {
+    match engine {
+        Engine::Docker { docker, container } => {
+            let _ = docker.remove(container);
+        }
+        Engine::Apptainer { .. } => {
+            let group = state.child_pid.load(Ordering::SeqCst);
+            if group != 0 {
+                signal_group(group, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+fn wait_for_pid(state: &CancelState, tick: std::time::Duration) -> Option<u32> {
+    loop {
+        let pid = state.child_pid.load(Ordering::SeqCst);
+        if pid != 0 {
+            return Some(pid);
+        }
+        if state.client_done.load(Ordering::SeqCst) {
+            return None;
+        }
+        std::thread::sleep(tick);
+    }
+}
+
+/// Signals a whole process group: apptainer and everything it started.
+fn signal_group(group: u32, signal: nix::sys::signal::Signal) {
+    if let Ok(raw) = i32::try_from(group) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(raw), signal);
     }
 }
 

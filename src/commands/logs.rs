@@ -65,7 +65,7 @@ pub fn run(args: &LogsArgs) -> Result<u8> {
         loop {
             // Read the record before the logs: once it says the run is over, everything
             // was captured, so one more pass gets the rest.
-            let over = RunSummary::load(&run_dir).map_or(true, |r| r.is_over());
+            let over = RunSummary::load_settled(&run_dir).map_or(true, |r| r.is_over());
             reader.replay_indexed(&mut cursor, filter, &mut |s, t, b| out.write(s, t, b))?;
             if over {
                 return reader.replay_rest(&mut cursor, filter, &mut |s, t, b| out.write(s, t, b));
@@ -87,7 +87,7 @@ fn finished_code(run_dir: &Path, follow: bool) -> Result<u8> {
     if !follow {
         return Ok(exit::OK);
     }
-    let record = RunSummary::load(run_dir).map_err(|e| Error::Record(e.to_string()))?;
+    let record = RunSummary::load_settled(run_dir).map_err(|e| Error::Record(e.to_string()))?;
     if record.is_lost() {
         crate::output::stderr(&format!(
             "tapir: run {} is lost: its record says running, but nothing supervises it any more\n",
@@ -101,10 +101,18 @@ fn finished_code(run_dir: &Path, follow: bool) -> Result<u8> {
 /// them (or for the run to end without any).
 fn open_reader(run_dir: &Path, follow: bool) -> Result<Option<LogReader>> {
     loop {
-        match LogReader::open(run_dir) {
+        // The index is created after both logs: once it exists, all three do (a reader
+        // opened in between would miss a stream for good).
+        let ready = !follow || run_dir.join(crate::record::logs::INDEX_FILE).exists();
+        let opened = if ready {
+            LogReader::open(run_dir)
+        } else {
+            Err(io::Error::from(io::ErrorKind::NotFound))
+        };
+        match opened {
             Ok(reader) => return Ok(Some(reader)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let record = RunSummary::load(run_dir).ok();
+                let record = RunSummary::load_settled(run_dir).ok();
                 let waiting = follow && record.as_ref().is_some_and(|r| !r.is_over());
                 if !waiting {
                     if follow {

@@ -23,7 +23,7 @@ pub fn list(runs_dir: &Path) -> Result<Vec<(PathBuf, Listed)>> {
     Ok(dirs
         .into_iter()
         .map(|dir| {
-            let listed = match RunSummary::load(&dir) {
+            let listed = match RunSummary::load_settled(&dir) {
                 Ok(record) => Listed::Run(Box::new(record)),
                 Err(e) => Listed::Unreadable {
                     id: dir
@@ -76,7 +76,7 @@ pub fn run(args: &PsArgs, color: ColorChoice) -> Result<u8> {
                         "started_at": r.started_at,
                         "ended_at": r.ended_at,
                         "duration_seconds": r.duration_seconds(),
-                        "container_left": containers.get(&r.id).map(|running| if *running { "running" } else { "stopped" }),
+                        "container_left": containers.get(&r.id).filter(|_| r.is_lost()).map(|running| if *running { "running" } else { "stopped" }),
                     }),
                     Listed::Unreadable { id, why } => json!({
                         "id": id, "dir": dir, "status": "unreadable", "error": why,
@@ -98,6 +98,7 @@ pub fn run(args: &PsArgs, color: ColorChoice) -> Result<u8> {
             }
             for (dir, listed) in &runs {
                 if let Listed::Run(r) = listed
+                    && r.is_lost()
                     && let Some(running) = containers.get(&r.id)
                 {
                     output::stderr(&format!(

@@ -9,7 +9,7 @@ use crate::backend::docker::Docker;
 use crate::cli::{PruneArgs, RmArgs, StatusArg};
 use crate::error::{Error, Result, exit};
 use crate::output;
-use crate::record::{RunRecord, RunSummary};
+use crate::record::{RunRecord, RunSummary, store};
 
 use super::locate_run;
 use super::ps::{Listed, list};
@@ -36,9 +36,30 @@ pub fn rm(args: &RmArgs) -> Result<u8> {
 
 /// Removes one run folder and its container. A running run is refused unless `force`,
 /// which cancels it first (through the process supervising it, so its record says
-/// `cancelled` before the folder goes).
+/// `cancelled` before the folder goes). Only tapir's own files are deleted: a folder that
+/// holds anything else is left with those, and reported.
 fn remove_run(dir: &Path, force: bool, docker: Option<&Docker>) -> Result<()> {
-    let record = RunRecord::load(dir).ok();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !name.starts_with(store::RUN_DIR_PREFIX) {
+        return Err(Error::Usage(format!(
+            "not removing {}: it is not a run folder (task_run-<id>)",
+            dir.display()
+        )));
+    }
+    let record = match RunRecord::load(dir) {
+        Ok(record) => Some(record),
+        // No record yet (a run still preparing) or a damaged one: only on request.
+        Err(e) if !force => {
+            return Err(Error::Usage(format!(
+                "not removing {}: {e}\n  fix: `tapir rm --force` removes it anyway",
+                dir.display()
+            )));
+        }
+        Err(_) => None,
+    };
     if let Some(r) = &record {
         if let Some(inside) = outputs_inside(r, dir) {
             return Err(Error::Usage(format!(
@@ -47,14 +68,15 @@ fn remove_run(dir: &Path, force: bool, docker: Option<&Docker>) -> Result<()> {
                 inside.display()
             )));
         }
-        if r.status == crate::record::Status::Running && !r.summary().is_lost() {
+        let summary = RunSummary::load_settled(dir).unwrap_or_else(|_| r.summary());
+        if summary.status == crate::record::Status::Running && !summary.is_lost() {
             if !force {
                 return Err(Error::Usage(format!(
                     "run {} is still running\n  fix: wait for it (`tapir wait {}`), or cancel and remove it with `tapir rm --force`",
                     r.id, r.id
                 )));
             }
-            cancel(r, dir);
+            cancel(dir)?;
         }
         if let (Some(container), Some(docker)) = (&r.container, docker) {
             docker.remove(container).map_err(|e| {
@@ -67,33 +89,82 @@ fn remove_run(dir: &Path, force: bool, docker: Option<&Docker>) -> Result<()> {
             ));
         }
     }
-    std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    output::stderr(&format!(
-        "removed {}\n",
-        dir.file_name().map_or(dir.display().to_string(), |n| n
-            .to_string_lossy()
-            .into_owned())
-    ));
+    remove_tapir_files(dir)?;
+    output::stderr(&format!("removed {name}\n"));
     Ok(())
 }
 
+/// Deletes the files and folders tapir writes into a run folder, then the folder. Anything
+/// else in it stays, and the error says what.
+fn remove_tapir_files(dir: &Path) -> Result<()> {
+    const FILES: [&str; 5] = [
+        store::RECORD_FILE,
+        crate::record::logs::STDOUT_FILE,
+        crate::record::logs::STDERR_FILE,
+        crate::record::logs::INDEX_FILE,
+        super::run::SUPERVISOR_LOG,
+    ];
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let ours_file = FILES.contains(&name.as_str())
+            || (name.starts_with(".record.json.") && name.ends_with(".tmp"));
+        if ours_file {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        } else if name == super::run::SCRATCH_DIR {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    std::fs::remove_dir(dir).map_err(|e| {
+        let left: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if left.is_empty() {
+            Error::io(dir, e)
+        } else {
+            Error::Usage(format!(
+                "removed tapir's files from {}, but left the folder: it also holds {} (not written by tapir)",
+                dir.display(),
+                left.join(", ")
+            ))
+        }
+    })
+}
+
 /// Asks the process supervising a run to cancel it (SIGTERM: it stops the container and
-/// writes `cancelled`), and waits for that.
-fn cancel(r: &RunRecord, dir: &Path) {
-    let Some(pid) = r.pid.and_then(|p| i32::try_from(p).ok()) else {
-        return;
-    };
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
-    );
+/// writes `cancelled`), and waits for that. The pid is read again on every poll: during
+/// the hand-over of `run --detach` it changes from the parent's to the supervisor's.
+fn cancel(dir: &Path) -> Result<()> {
     let deadline = std::time::Instant::now() + CANCEL_WAIT;
+    let mut signalled = None;
     while std::time::Instant::now() < deadline {
-        if RunSummary::load(dir).map_or(true, |r| r.is_over()) {
-            return;
+        let Ok(summary) = RunSummary::load_settled(dir) else {
+            return Ok(());
+        };
+        if summary.is_over() {
+            return Ok(());
+        }
+        if let Some(pid) = summary.pid
+            && signalled != Some(pid)
+            && let Ok(raw) = i32::try_from(pid)
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(raw),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            signalled = Some(pid);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    Err(Error::Usage(format!(
+        "run {} did not stop within {}s; nothing was removed",
+        dir.display(),
+        CANCEL_WAIT.as_secs()
+    )))
 }
 
 /// An output folder of the run that lies inside the run folder, if any.
@@ -136,9 +207,10 @@ pub fn prune(args: &PruneArgs) -> Result<u8> {
             }
         };
         let Some(status) = status else { continue };
-        // Unreadable folders may be runs still preparing; they go only when asked for.
+        // Unreadable folders may be runs still preparing, and a lost run may still have
+        // a working container: both go only when asked for.
         let selected = if args.status.is_empty() {
-            status != StatusArg::Unreadable
+            !matches!(status, StatusArg::Unreadable | StatusArg::Lost)
         } else {
             args.status.contains(&status)
         };
@@ -154,7 +226,8 @@ pub fn prune(args: &PruneArgs) -> Result<u8> {
             removed += 1;
             continue;
         }
-        match remove_run(&dir, false, docker.as_ref()) {
+        // Asked-for unreadable folders are removed like `rm --force` would.
+        match remove_run(&dir, status == StatusArg::Unreadable, docker.as_ref()) {
             Ok(()) => removed += 1,
             Err(e) => {
                 output::stderr(&format!("error: {e}\n"));

@@ -9,7 +9,7 @@ use crate::backend::docker::{self, Docker, ImageInfo, RenderedRun};
 use crate::cli::{ColorChoice, PlanFormat, RunArgs, UserChoice};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::error::{Error, Result, exit};
-use crate::execute::{self, Attachment, Job};
+use crate::execute::{self, Attachment, Engine, Job};
 use crate::model::{self, ProcessingContainer, Template, TemplateRef};
 use crate::output::{self, Printer, Spinner};
 use crate::record::{self, ImageRecord, RunRecord, Status, TaskFile, store};
@@ -63,6 +63,7 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
         image: None,
         container: None,
         pid: Some(std::process::id()),
+        host: Some(record::current_host()),
         created_at: jiff::Timestamp::now(),
         started_at: None,
         ended_at: None,
@@ -256,7 +257,9 @@ fn prepare(
         spinner.set_message(&format!("reading the template `{identifier}`"));
     }
     let (template, source) = template_for(args, docker, &loaded, &image)?;
-    record.template = serde_json::to_value(&template).ok();
+    record.template = serde_json::to_value(&template)
+        .ok()
+        .map(mask_template_secrets);
 
     let options = Options {
         overrides: overrides(args)?,
@@ -286,6 +289,20 @@ fn prepare(
         }
         Err(problems) => Err(Failure::Problems(problems, Box::new(loaded))),
     }
+}
+
+/// Template env defaults with secret-looking names are masked before they are recorded
+/// (an inline template may carry one rendered from `{{ env.X }}`).
+fn mask_template_secrets(mut template: serde_json::Value) -> serde_json::Value {
+    if let Some(env) = template.get_mut("env").and_then(|e| e.as_array_mut()) {
+        for var in env {
+            let secret = var["name"].as_str().is_some_and(plan::is_secret_name);
+            if secret && var.get("value").is_some() {
+                var["value"] = serde_json::Value::from(plan::MASK);
+            }
+        }
+    }
+    template
 }
 
 /// The template: inline in the task, from `--container-file`, or from the image's
@@ -718,12 +735,14 @@ fn execute(
         }
     }
     let job = Job {
-        docker: docker.clone(),
+        engine: Engine::Docker {
+            docker: docker.clone(),
+            container: container.clone(),
+        },
         argv: std::iter::once(docker.binary.display().to_string())
             .chain(rendered.argv)
             .collect(),
         secret_env: rendered.secret_env,
-        container: container.clone(),
         outputs,
         memory_limit: prepared.plan.limits.memory_bytes,
         grace_seconds: args.grace,
@@ -826,33 +845,34 @@ fn detach(job: &Job, run_dir: &Path, record: &RunRecord, task: &str, p: Printer)
                     ));
                     exit::NOT_STARTED
                 }
-                Some(r) => {
-                    announce_detached(
-                        record,
-                        run_dir,
-                        task,
-                        &format!(
-                            ", and it has already ended: {}",
-                            r.message.unwrap_or_default()
-                        ),
+                Some(r) if r.status != Status::Running => {
+                    let ended = format!(
+                        ", and it has already ended: {}",
+                        r.message.unwrap_or_default()
                     );
+                    announce_detached(record, run_dir, task, &ended);
                     exit::OK
                 }
-                None => {
-                    output::stderr(&format!(
-                        "{} the supervisor ended without a final record; see {}\n",
-                        p.red("error:"),
+                // The supervisor died before it could record anything (a crash, a kill,
+                // an engine it could not reach): this run will never start.
+                _ => {
+                    let mut record = record.clone();
+                    let failure = Failure::Message(Error::not_started(format!(
+                        "the background supervisor ended without running the task; its messages are in {}",
                         log_path.display()
-                    ));
-                    exit::NOT_STARTED
+                    )));
+                    not_started(failure, &mut record, Some(run_dir), p)
                 }
             });
         }
-        if job
-            .docker
-            .container(&job.container)
-            .is_some_and(|s| s.started)
-        {
+        let started = match &job.engine {
+            Engine::Docker { docker, container } => {
+                docker.container(container).is_some_and(|s| s.started)
+            }
+            // A process has started once the supervisor has recorded its pid.
+            Engine::Apptainer { .. } => RunRecord::load(run_dir).is_ok_and(|r| r.pid != record.pid),
+        };
+        if started {
             announce_detached(record, run_dir, task, "");
             return Ok(exit::OK);
         }
@@ -862,6 +882,9 @@ fn detach(job: &Job, run_dir: &Path, record: &RunRecord, task: &str, p: Printer)
 
 /// The background supervisor's own diagnostics (its stderr), inside the run folder.
 pub const SUPERVISOR_LOG: &str = "supervisor.log";
+
+/// A run's scratch space inside its run folder (apptainer's /tmp, /var/tmp and home).
+pub const SCRATCH_DIR: &str = "scratch";
 
 fn announce_detached(record: &RunRecord, run_dir: &Path, task: &str, ended: &str) {
     output::stdout(&format!("{}\n", record.id));

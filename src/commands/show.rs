@@ -66,7 +66,7 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
             r.task_file
                 .sha256
                 .as_ref()
-                .map(|h| format!(", sha256 {}", &h[..h.len().min(12)]))
+                .map(|h| format!(", sha256 {}", h.get(..12).unwrap_or(h)))
                 .unwrap_or_default()
         ),
     );

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::backend::docker::Docker;
 use crate::cli::SuperviseArgs;
 use crate::error::{Error, Result};
-use crate::execute::{self, Attachment, Job};
+use crate::execute::{self, Attachment, Engine, Job};
 use crate::record::{RunRecord, store};
 use crate::resolve::plan::Direction;
 
@@ -71,10 +71,12 @@ pub fn run(args: &SuperviseArgs) -> Result<u8> {
         .collect();
     let output = Direction::Output.as_str();
     let job = Job {
-        docker: Docker::locate()?,
+        engine: Engine::Docker {
+            docker: Docker::locate()?,
+            container,
+        },
         argv: record.argv.clone(),
         secret_env,
-        container,
         outputs: plan
             .mounts
             .into_iter()

@@ -25,7 +25,7 @@ pub fn run(args: &WaitArgs) -> Result<u8> {
             if slot.is_some() {
                 continue;
             }
-            let record = RunSummary::load(dir).map_err(|e| Error::Record(e.to_string()))?;
+            let record = RunSummary::load_settled(dir).map_err(|e| Error::Record(e.to_string()))?;
             if record.is_over() {
                 output::stderr(&format!(
                     "{}: {}{}\n",

@@ -77,6 +77,10 @@ pub struct RunRecord {
     /// The process supervising the run (tapir itself, or the `--detach` supervisor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// The machine `pid` lives on: on a runs folder shared between machines, only that
+    /// machine can tell whether the run is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     #[serde(default)]
     pub created_at: jiff::Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,6 +166,17 @@ pub fn list_output(channel: &str, host_path: &std::path::Path) -> OutputChannel 
     }
 }
 
+/// This machine's name (what `record.host` holds).
+pub fn current_host() -> String {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default()
+    })
+    .clone()
+}
+
 /// Is the process with this id alive? (Signal 0 checks without sending anything; EPERM
 /// means it exists but belongs to someone else.)
 pub fn process_alive(pid: u32) -> bool {
@@ -220,6 +235,7 @@ impl RunRecord {
             }),
             container: self.container.clone(),
             pid: self.pid,
+            host: self.host.clone(),
             created_at: self.created_at,
             started_at: self.started_at,
             ended_at: self.ended_at,
@@ -250,6 +266,8 @@ pub struct RunSummary {
     pub container: Option<String>,
     #[serde(default)]
     pub pid: Option<u32>,
+    #[serde(default)]
+    pub host: Option<String>,
     #[serde(default)]
     pub created_at: jiff::Timestamp,
     #[serde(default)]
@@ -308,7 +326,19 @@ impl RunSummary {
     /// Recorded as running, but the process that supervised it is gone: nothing will
     /// ever write its end.
     pub fn is_lost(&self) -> bool {
-        self.status == Status::Running && !self.pid.is_some_and(process_alive)
+        let here = self.host.as_deref().is_none_or(|h| h == current_host());
+        self.status == Status::Running && here && !self.pid.is_some_and(process_alive)
+    }
+
+    /// Like [`RunSummary::load`], but a run that looks lost is read once more: its
+    /// supervisor may have written the end and exited between the read and the pid check.
+    pub fn load_settled(run_dir: &std::path::Path) -> Result<Self, store::RecordError> {
+        let first = Self::load(run_dir)?;
+        if first.is_lost() {
+            Self::load(run_dir)
+        } else {
+            Ok(first)
+        }
     }
 
     /// The status to show: the recorded one, or `lost`.
@@ -332,11 +362,16 @@ impl RunSummary {
         match self.status {
             _ if self.is_lost() => 1,
             Status::Succeeded => 0,
-            Status::Failed | Status::OomKilled => self
+            Status::Failed => self
                 .exit_code
                 .and_then(|c| u8::try_from(c).ok())
                 .filter(|c| *c != 0)
                 .unwrap_or(1),
+            Status::OomKilled => self
+                .exit_code
+                .and_then(|c| u8::try_from(c).ok())
+                .filter(|c| *c != 0)
+                .unwrap_or(137),
             Status::Cancelled => exit::CANCELLED,
             Status::EngineError => exit::NOT_STARTED,
             Status::Running | Status::Unknown => 1,

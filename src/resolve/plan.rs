@@ -442,25 +442,36 @@ fn merge_env(
         .iter()
         .map(|o| (o.name.clone(), o.value.clone(), o.source.clone(), None));
     for (name, value, source, pointer) in task_overrides.chain(cli_overrides) {
+        // Messages may reach the terminal and the record: a secret's value never does.
+        let shown = if is_secret_name(&name) {
+            MASK.to_string()
+        } else {
+            value.clone()
+        };
         if let Some(declared) = template.env.iter().find(|d| d.name == name) {
             if !declared.adjustable {
                 problems.push(Problem::new(format!("`{name}` is declared `adjustable: false` by template `{}`; the {source} cannot override it", template.identifier), "remove the override", pointer.clone()));
             }
             if let Some(kind) = declared.value_type.filter(|k| !k.accepts(&value)) {
-                problems.push(Problem::new(format!("`{name}` is declared as {} by template `{}`, but the {source} sets \"{value}\"", kind.label(), template.identifier), "give a value of that type", pointer.clone()));
+                problems.push(Problem::new(format!("`{name}` is declared as {} by template `{}`, but the {source} sets \"{shown}\"", kind.label(), template.identifier), "give a value of that type", pointer.clone()));
             }
             if let Some(choices) = declared
                 .choices
                 .as_ref()
                 .filter(|c| !c.is_empty() && !c.contains(&value))
             {
-                let fix = match did_you_mean(&value, choices.iter().map(String::as_str)) {
+                let suggestion = if is_secret_name(&name) {
+                    None
+                } else {
+                    did_you_mean(&value, choices.iter().map(String::as_str))
+                };
+                let fix = match suggestion {
                     Some(s) => format!("did you mean \"{s}\"? allowed: {}", choices.join(", ")),
                     None => format!("allowed: {}", choices.join(", ")),
                 };
                 problems.push(Problem::new(
                     format!(
-                        "\"{value}\" is not one of the choices of `{name}` (set by the {source})"
+                        "\"{shown}\" is not one of the choices of `{name}` (set by the {source})"
                     ),
                     fix,
                     pointer.clone(),

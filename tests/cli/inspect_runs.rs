@@ -530,3 +530,50 @@ fn inspect_shows_the_embedded_file_and_the_image_metadata() {
         missing.stderr
     );
 }
+
+#[test]
+fn rm_only_removes_run_folders_and_only_tapirs_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // A folder that merely holds a record.json is not a run.
+    let build = dir.path().join("build");
+    std::fs::create_dir(&build).unwrap();
+    std::fs::write(build.join("record.json"), "{}").unwrap();
+    let out = run(&mut tapir(dir.path(), ["rm", "--force", "./build"]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("not a run folder"), "{}", out.stderr);
+    assert!(build.join("record.json").exists());
+
+    // A run folder without a record (a run still preparing) needs --force.
+    let preparing = dir.path().join("task_run-00000000000000000009");
+    std::fs::create_dir(&preparing).unwrap();
+    let out = run(&mut tapir(
+        dir.path(),
+        ["rm", "task_run-00000000000000000009"],
+    ));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("rm --force"), "{}", out.stderr);
+    assert!(preparing.exists());
+    let out = run(&mut tapir(
+        dir.path(),
+        ["rm", "--force", "task_run-00000000000000000009"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!preparing.exists());
+
+    // Files tapir did not write stay, and the user is told.
+    inline_task(dir.path(), "true", json!({}));
+    let run_dir = finished_run(dir.path());
+    std::fs::write(run_dir.join("notes.txt"), "mine").unwrap();
+    let out = run(&mut tapir(dir.path(), ["rm", &id_of(&run_dir)]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("also holds notes.txt"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert!(!run_dir.join("record.json").exists());
+}

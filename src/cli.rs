@@ -49,6 +49,8 @@ pub enum Command {
     /// Show an image's /processing-container.json (validated) and its metadata.
     #[command(visible_alias = "processing-container")]
     Inspect(InspectArgs),
+    /// Check which engines work here, and what will and will not work with them.
+    Doctor(DoctorArgs),
     /// Internal: the background process of `run --detach` (captures the logs and writes
     /// the final record). Not for direct use.
     #[command(hide = true)]
@@ -251,6 +253,16 @@ pub enum StatusArg {
 }
 
 #[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The mode to check: the exit code is 0 only when it can run tasks.
+    #[arg(long, value_enum, default_value_t = Mode::Docker)]
+    pub mode: Mode,
+    /// human or json.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+    pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
 pub struct InspectArgs {
     /// A local image (never pulled).
     pub image: String,
@@ -262,6 +274,7 @@ pub struct InspectArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     Docker,
+    Apptainer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

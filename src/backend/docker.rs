@@ -296,6 +296,39 @@ impl Docker {
         ))
     }
 
+    /// The engine's `/info` (daemon facts: security options, cgroup version, runtimes),
+    /// or `None` when the daemon does not answer.
+    pub fn info(&self) -> Option<Value> {
+        if let Some(socket) = &self.socket {
+            let response = engine_api::request(socket, "GET", "/info").ok()?;
+            return (response.status == 200)
+                .then(|| serde_json::from_slice(&response.body).ok())
+                .flatten();
+        }
+        let output = self
+            .command()
+            .args(["info", "--format", "{{json .}}"])
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        if !output.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&output.stdout).ok()
+    }
+
+    /// The client's version (`docker version --format {{.Client.Version}}`).
+    pub fn client_version(&self) -> Option<String> {
+        let output = self
+            .command()
+            .args(["version", "--format", "{{.Client.Version}}"])
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        (!text.is_empty()).then_some(text)
+    }
+
     /// The containers tapir started (label `tapir.run-id`), running or not.
     pub fn tapir_containers(&self) -> Result<Vec<LabelledContainer>, Error> {
         let filter = format!(r#"{{"label":["{RUN_ID_LABEL}"]}}"#);

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each turns its raw clap arguments into validated values,
 //! calls the library, and hands the results to `output`.
 
+pub mod doctor;
 pub mod inspect;
 pub mod logs;
 pub mod outputs;

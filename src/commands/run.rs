@@ -5,8 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::backend::apptainer::{self, Apptainer, Capabilities, ImageFacts, ImageRef};
 use crate::backend::docker::{self, Docker, ImageInfo, RenderedRun};
-use crate::cli::{ColorChoice, PlanFormat, RunArgs, UserChoice};
+use crate::cli::{ColorChoice, Mode, PlanFormat, RunArgs, UserChoice};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::error::{Error, Result, exit};
 use crate::execute::{self, Attachment, Engine, Job};
@@ -39,7 +40,52 @@ struct Prepared {
     loaded: LoadedTask,
     template: Template,
     image: ImageInfo,
+    /// How apptainer takes the image (apptainer mode only).
+    image_ref: Option<ImageRef>,
     plan: RunPlan,
+}
+
+/// The engine a run uses, located once.
+enum Backend {
+    Docker(Docker),
+    Apptainer {
+        apptainer: Apptainer,
+        /// The local Docker engine, when there is one: images it holds are run from it
+        /// (`docker-daemon:`), and their metadata comes from it.
+        docker: Option<Docker>,
+        caps: Capabilities,
+    },
+}
+
+impl Backend {
+    fn locate(mode: Mode) -> Result<Self> {
+        Ok(match mode {
+            Mode::Docker => Backend::Docker(Docker::locate()?),
+            Mode::Apptainer => {
+                let apptainer = Apptainer::locate()?;
+                let caps = apptainer.capabilities();
+                Backend::Apptainer {
+                    apptainer,
+                    docker: Docker::locate().ok(),
+                    caps,
+                }
+            }
+        })
+    }
+
+    fn program(&self) -> &Path {
+        match self {
+            Backend::Docker(docker) => &docker.binary,
+            Backend::Apptainer { apptainer, .. } => &apptainer.binary,
+        }
+    }
+
+    fn mode(&self) -> &'static str {
+        match self {
+            Backend::Docker(_) => "docker",
+            Backend::Apptainer { .. } => "apptainer",
+        }
+    }
 }
 
 pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
@@ -49,7 +95,10 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
         format_version: record::FORMAT_VERSION,
         id: id.clone(),
         tapir_version: env!("CARGO_PKG_VERSION").to_string(),
-        mode: "docker".into(),
+        mode: match args.mode {
+            Mode::Docker => "docker".into(),
+            Mode::Apptainer => "apptainer".into(),
+        },
         status: Status::Running,
         message: None,
         task_file: TaskFile {
@@ -95,8 +144,8 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
     } else {
         Spinner::start("preparing the run")
     };
-    let docker = match Docker::locate() {
-        Ok(docker) => docker,
+    let backend = match Backend::locate(args.mode) {
+        Ok(backend) => backend,
         Err(e) => {
             clear(spinner.as_ref());
             return Ok(not_started(
@@ -107,7 +156,7 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
             ));
         }
     };
-    let prepared = prepare(args, &docker, &mut record, spinner.as_ref());
+    let prepared = prepare(args, &backend, &mut record, spinner.as_ref());
     clear_if_printing(spinner.as_ref(), &prepared);
     let prepared = match prepared {
         Ok(prepared) => prepared,
@@ -120,16 +169,21 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
             warning,
         ));
     }
+    let (rendered, backend_warnings) = render(&backend, &prepared, &id, &absolute(&run_dir_path));
+    let mut prepared = prepared;
+    prepared.plan.warnings.extend(backend_warnings);
     for warning in &prepared.plan.warnings {
         output::stderr(&format!("{} {warning}\n", err.yellow("warning:")));
     }
-    let rendered = docker::run_argv(&prepared.plan, &id, &absolute(&run_dir_path));
     if args.dry_run {
         let text = match args.format {
-            PlanFormat::Json => dry_run_json(&prepared, &docker, &rendered),
-            PlanFormat::Human => {
-                dry_run_human(&prepared, &docker, &rendered, Printer::for_stdout(color))
-            }
+            PlanFormat::Json => dry_run_json(&prepared, backend.program(), &rendered),
+            PlanFormat::Human => dry_run_human(
+                &prepared,
+                backend.program(),
+                &rendered,
+                Printer::for_stdout(color),
+            ),
         };
         output::stdout(&text);
         return Ok(exit::OK);
@@ -137,16 +191,43 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
     let Some(run_dir) = run_dir else {
         return Ok(exit::OK);
     };
-    warn_about_orphans(&docker, err);
+    if let Backend::Docker(docker) = &backend {
+        warn_about_orphans(docker, err);
+    }
     execute(
         args,
-        &docker,
+        &backend,
         prepared,
         rendered,
         &run_dir,
         record,
         (err, spinner),
     )
+}
+
+/// The engine's command line for the plan, and the warnings of what the engine cannot do.
+fn render(
+    backend: &Backend,
+    prepared: &Prepared,
+    id: &str,
+    run_dir: &Path,
+) -> (RenderedRun, Vec<String>) {
+    match (backend, &prepared.image_ref) {
+        (Backend::Apptainer { caps, .. }, Some(image_ref)) => {
+            let facts = ImageFacts {
+                entrypoint: prepared.image.entrypoint.clone(),
+                working_dir: prepared.image.working_dir.clone(),
+            };
+            apptainer::exec_argv(
+                &prepared.plan,
+                image_ref,
+                &facts,
+                &run_dir.join(SCRATCH_DIR),
+                *caps,
+            )
+        }
+        _ => (docker::run_argv(&prepared.plan, id, run_dir), Vec::new()),
+    }
 }
 
 /// The spinner must be gone before anything is printed: failures and warnings.
@@ -203,7 +284,7 @@ pub fn is_orphan(container: &docker::LabelledContainer) -> bool {
 /// The pre-start pipeline: task → image → template → plan.
 fn prepare(
     args: &RunArgs,
-    docker: &Docker,
+    backend: &Backend,
     record: &mut RunRecord,
     spinner: Option<&Spinner>,
 ) -> std::result::Result<Prepared, Failure> {
@@ -219,32 +300,23 @@ fn prepare(
     record.task_file.sha256 = Some(loaded.sha256.clone());
     record.task_name = Some(loaded.task.name.clone());
 
-    let image = match docker.image(&loaded.task.image)? {
-        Some(image) => image,
-        None if args.pull => {
-            let status = docker
-                .command()
-                .args(["pull", &loaded.task.image])
-                .stdin(Stdio::null())
-                .status()
-                .map_err(|e| Error::not_started(format!("cannot run docker pull: {e}")))?;
-            match (status.success(), docker.image(&loaded.task.image)?) {
-                (true, Some(image)) => image,
-                _ => {
-                    return Err(Error::not_started(format!(
-                        "could not pull image {}",
-                        loaded.task.image
-                    ))
-                    .into());
-                }
-            }
-        }
-        None => {
-            return Err(Error::not_started(format!(
-                "image {} is not present locally (tapir never pulls unless asked)\n  fix: build it (`docker build -t {} .`), or pass --pull",
-                loaded.task.image, loaded.task.image
-            ))
-            .into());
+    let task_dir = absolute(&args.task)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let (image, image_ref) = match backend {
+        Backend::Docker(docker) => (docker_image(args, docker, &loaded.task.image)?, None),
+        Backend::Apptainer {
+            apptainer, docker, ..
+        } => {
+            let (image, image_ref) = apptainer_image(
+                args,
+                apptainer,
+                docker.as_ref(),
+                &loaded.task.image,
+                &task_dir,
+            )?;
+            (image, Some(image_ref))
         }
     };
     record.image = Some(ImageRecord {
@@ -256,7 +328,23 @@ fn prepare(
     if let (Some(spinner), TemplateRef::Identifier(identifier)) = (spinner, &loaded.task.template) {
         spinner.set_message(&format!("reading the template `{identifier}`"));
     }
-    let (template, source) = template_for(args, docker, &loaded, &image)?;
+    let read_image_file = || -> Result<Option<Vec<u8>>> {
+        match (backend, &image_ref) {
+            (Backend::Docker(docker), _)
+            | (
+                Backend::Apptainer {
+                    docker: Some(docker),
+                    ..
+                },
+                Some(ImageRef::DockerDaemon(_)),
+            ) => processing_container_bytes(docker, &loaded.task.image, &image),
+            (Backend::Apptainer { apptainer, .. }, Some(image_ref)) => {
+                apptainer.read_file(image_ref, "/processing-container.json")
+            }
+            (Backend::Apptainer { .. }, None) => Ok(None),
+        }
+    };
+    let (template, source) = template_for(args, &read_image_file, &loaded)?;
     record.template = serde_json::to_value(&template)
         .ok()
         .map(mask_template_secrets);
@@ -273,10 +361,6 @@ fn prepare(
         network: args.network.clone(),
         entrypoint: args.entrypoint.clone(),
     };
-    let task_dir = absolute(&args.task)
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
     match plan::resolve(&loaded.task, &template, &source, &task_dir, &options) {
         Ok(plan) => {
             record.plan = serde_json::to_value(&plan).ok();
@@ -284,11 +368,116 @@ fn prepare(
                 loaded,
                 template,
                 image,
+                image_ref,
                 plan,
             })
         }
         Err(problems) => Err(Failure::Problems(problems, Box::new(loaded))),
     }
+}
+
+/// The image in the local Docker engine (pulled only with `--pull`).
+fn docker_image(
+    args: &RunArgs,
+    docker: &Docker,
+    reference: &str,
+) -> std::result::Result<ImageInfo, Failure> {
+    Ok(match docker.image(reference)? {
+        Some(image) => image,
+        None if args.pull => {
+            let status = docker
+                .command()
+                .args(["pull", reference])
+                .stdin(Stdio::null())
+                .status()
+                .map_err(|e| Error::not_started(format!("cannot run docker pull: {e}")))?;
+            match (status.success(), docker.image(reference)?) {
+                (true, Some(image)) => image,
+                _ => {
+                    return Err(
+                        Error::not_started(format!("could not pull image {}", reference)).into(),
+                    );
+                }
+            }
+        }
+        None => {
+            return Err(Error::not_started(format!(
+                "image {} is not present locally (tapir never pulls unless asked)\n  fix: build it (`docker build -t {} .`), or pass --pull",
+                reference, reference
+            ))
+            .into());
+        }
+    })
+}
+
+/// The image as apptainer takes it, with what is known about it: a sandbox folder or a
+/// SIF file (hashed, for the record), an image of the local Docker engine (inspected
+/// there), or a registry reference (only with `--pull`: apptainer would download it).
+fn apptainer_image(
+    args: &RunArgs,
+    apptainer: &Apptainer,
+    docker: Option<&Docker>,
+    reference: &str,
+    task_dir: &Path,
+) -> std::result::Result<(ImageInfo, ImageRef), Failure> {
+    let in_docker = |r: &str| docker.and_then(|d| d.image(r).ok().flatten());
+    let image_ref = ImageRef::parse(reference, task_dir, |r| in_docker(r).is_some());
+    let info = match &image_ref {
+        ImageRef::DockerDaemon(r) => in_docker(r).ok_or_else(|| {
+            Error::not_started(format!(
+                "image {r} is not in the local Docker engine (docker-daemon: needs it there)"
+            ))
+        })?,
+        ImageRef::Sandbox(dir) => ImageInfo {
+            id: format!("sandbox:{}", dir.display()),
+            ..ImageInfo::default()
+        },
+        ImageRef::Sif(path) => {
+            let id = sha256_file(path).map_err(|e| {
+                Error::not_started(format!(
+                    "image {}: {e}\n  fix: give an existing .sif file or sandbox folder (relative paths are taken from the task file's folder)",
+                    path.display()
+                ))
+            })?;
+            ImageInfo {
+                id: format!("sha256:{id}"),
+                ..ImageInfo::default()
+            }
+        }
+        ImageRef::Docker(_) | ImageRef::Oras(_) if !args.pull => {
+            return Err(Error::not_started(format!(
+                "image {reference} is not local (not a sandbox folder, not a .sif file, not in the Docker engine); apptainer would download it\n  fix: pass --pull to allow that, or build the image locally"
+            ))
+            .into());
+        }
+        ImageRef::Docker(_) | ImageRef::Oras(_) => ImageInfo {
+            id: image_ref.argument(),
+            ..ImageInfo::default()
+        },
+    };
+    let _ = apptainer;
+    Ok((info, image_ref))
+}
+
+/// The sha256 of a file, read in 64 KiB pieces (SIF images are large).
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Template env defaults with secret-looking names are masked before they are recorded
@@ -309,9 +498,8 @@ fn mask_template_secrets(mut template: serde_json::Value) -> serde_json::Value {
 /// `/processing-container.json` (read once per image id, then cached).
 fn template_for(
     args: &RunArgs,
-    docker: &Docker,
+    read_image_file: &dyn Fn() -> Result<Option<Vec<u8>>>,
     loaded: &LoadedTask,
-    image: &ImageInfo,
 ) -> std::result::Result<(Template, String), Failure> {
     let identifier = match &loaded.task.template {
         TemplateRef::Inline(template) => return Ok(((**template).clone(), "inline".to_string())),
@@ -326,7 +514,7 @@ fn template_for(
             )
         }
         None => (
-            container_from_image(docker, &loaded.task.image, image)?,
+            container_from_image(read_image_file, &loaded.task.image)?,
             "image".to_string(),
         ),
     };
@@ -390,11 +578,10 @@ fn read_container(
 }
 
 fn container_from_image(
-    docker: &Docker,
+    read_image_file: &dyn Fn() -> Result<Option<Vec<u8>>>,
     reference: &str,
-    image: &ImageInfo,
 ) -> std::result::Result<ProcessingContainer, Failure> {
-    let bytes = processing_container_bytes(docker, reference, image)?.ok_or_else(|| {
+    let bytes = read_image_file()?.ok_or_else(|| {
         Error::not_started(format!(
             "image {reference} has no /processing-container.json, so template identifiers cannot be looked up in it\n  fix: give the template inline in the task (`\"taskTemplate\": {{…}}`), or pass --container-file PATH"
         ))
@@ -565,19 +752,20 @@ pub fn shell_quote(word: &str) -> String {
     }
 }
 
-fn command_line(docker: &Docker, rendered: &RenderedRun) -> String {
-    std::iter::once(docker.binary.display().to_string())
+fn command_line(program: &Path, rendered: &RenderedRun) -> String {
+    std::iter::once(program.display().to_string())
         .chain(rendered.argv.iter().cloned())
         .map(|w| shell_quote(&w))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-fn dry_run_json(prepared: &Prepared, docker: &Docker, rendered: &RenderedRun) -> String {
+fn dry_run_json(prepared: &Prepared, program: &Path, rendered: &RenderedRun) -> String {
     let value = serde_json::json!({
         "plan": prepared.plan,
         "image": {"reference": prepared.plan.image, "id": prepared.image.id, "repo_digests": prepared.image.repo_digests},
-        "argv": std::iter::once(docker.binary.display().to_string()).chain(rendered.argv.iter().cloned()).collect::<Vec<_>>(),
+        "argv": std::iter::once(program.display().to_string()).chain(rendered.argv.iter().cloned()).collect::<Vec<_>>(),
+        "environment": rendered.secret_env.iter().map(|(name, _)| name).collect::<Vec<_>>(),
         "template": prepared.template,
     });
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
@@ -587,7 +775,7 @@ fn dry_run_json(prepared: &Prepared, docker: &Docker, rendered: &RenderedRun) ->
 
 fn dry_run_human(
     prepared: &Prepared,
-    docker: &Docker,
+    program: &Path,
     rendered: &RenderedRun,
     p: Printer,
 ) -> String {
@@ -699,7 +887,22 @@ fn dry_run_human(
             limit_text.join("; ")
         },
     );
-    row(&mut out, "argv", command_line(docker, rendered));
+    row(&mut out, "argv", command_line(program, rendered));
+    if !rendered.secret_env.is_empty() {
+        let names: Vec<&str> = rendered
+            .secret_env
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        row(
+            &mut out,
+            "",
+            format!(
+                "plus in the engine's environment (values not shown): {}",
+                names.join(", ")
+            ),
+        );
+    }
     out
 }
 
@@ -707,14 +910,13 @@ fn dry_run_human(
 /// echoed, Ctrl-C stops it) or, with `--detach`, under a background supervisor.
 fn execute(
     args: &RunArgs,
-    docker: &Docker,
+    backend: &Backend,
     prepared: Prepared,
     rendered: RenderedRun,
     run_dir: &Path,
     mut record: RunRecord,
     (p, spinner): (Printer, Option<Spinner>),
 ) -> Result<u8> {
-    let container = docker::container_name(&record.id);
     // Outputs are created by tapir, owned by the invoking user, before the container runs
     // (Docker would create missing bind sources as root).
     let outputs: Vec<(String, PathBuf)> = prepared
@@ -734,12 +936,27 @@ fn execute(
             return Ok(not_started(failure, &mut record, Some(run_dir), p));
         }
     }
-    let job = Job {
-        engine: Engine::Docker {
+    let engine = match backend {
+        Backend::Docker(docker) => Engine::Docker {
             docker: docker.clone(),
-            container: container.clone(),
+            container: docker::container_name(&record.id),
         },
-        argv: std::iter::once(docker.binary.display().to_string())
+        Backend::Apptainer { .. } => {
+            let scratch = run_dir.join(SCRATCH_DIR);
+            if let Err(e) = std::fs::create_dir_all(&scratch) {
+                clear(spinner.as_ref());
+                let failure = Failure::Message(Error::not_started(format!(
+                    "cannot create the scratch folder {}: {e}",
+                    scratch.display()
+                )));
+                return Ok(not_started(failure, &mut record, Some(run_dir), p));
+            }
+            Engine::Apptainer { scratch }
+        }
+    };
+    let job = Job {
+        engine,
+        argv: std::iter::once(backend.program().display().to_string())
             .chain(rendered.argv)
             .collect(),
         secret_env: rendered.secret_env,
@@ -749,7 +966,10 @@ fn execute(
         keep: args.keep,
     };
     record.argv = job.argv.clone();
-    record.container = Some(container);
+    record.mode = backend.mode().into();
+    if let Engine::Docker { container, .. } = &job.engine {
+        record.container = Some(container.clone());
+    }
     record.warnings = prepared.plan.warnings.clone();
     record.started_at = Some(jiff::Timestamp::now());
     execute::write_record(run_dir, &record);

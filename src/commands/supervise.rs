@@ -58,23 +58,34 @@ pub fn run(args: &SuperviseArgs) -> Result<u8> {
         .transpose()
         .map_err(|e| invalid(format!("unreadable plan in the record: {e}")))?
         .ok_or_else(|| invalid("the record has no plan".into()))?;
-    let container = record
-        .container
-        .clone()
-        .ok_or_else(|| invalid("the record names no container".into()))?;
     // Secrets were masked in the record and handed over in our environment instead.
-    let secret_env = plan
-        .env
-        .iter()
-        .filter(|e| e.value == crate::resolve::plan::MASK)
-        .filter_map(|e| std::env::var(&e.name).ok().map(|v| (e.name.clone(), v)))
-        .collect();
+    let secret_env: Vec<(String, String)> = if record.mode == "apptainer" {
+        std::env::vars()
+            .filter(|(name, _)| name.starts_with("APPTAINERENV_"))
+            .collect()
+    } else {
+        plan.env
+            .iter()
+            .filter(|e| e.value == crate::resolve::plan::MASK)
+            .filter_map(|e| std::env::var(&e.name).ok().map(|v| (e.name.clone(), v)))
+            .collect()
+    };
+    let engine = if record.mode == "apptainer" {
+        Engine::Apptainer {
+            scratch: args.run_dir.join(crate::commands::run::SCRATCH_DIR),
+        }
+    } else {
+        Engine::Docker {
+            docker: Docker::locate()?,
+            container: record
+                .container
+                .clone()
+                .ok_or_else(|| invalid("the record names no container".into()))?,
+        }
+    };
     let output = Direction::Output.as_str();
     let job = Job {
-        engine: Engine::Docker {
-            docker: Docker::locate()?,
-            container,
-        },
+        engine,
         argv: record.argv.clone(),
         secret_env,
         outputs: plan

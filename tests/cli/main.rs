@@ -3,6 +3,7 @@
 
 mod support;
 
+mod backends;
 mod inspect_runs;
 mod run;
 mod validate;

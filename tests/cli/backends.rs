@@ -1,0 +1,409 @@
+//! One table of end-to-end cases, run on both backends: Docker (the real engine) and
+//! Apptainer (the stand-in `tests/apptainer/apptainer`, bwrap on a sandbox folder), so
+//! the two cannot drift apart. Each case is written once against `Backend`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+use crate::support::{Run, example_image, only_record, repo_root, run, tapir};
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Backend {
+    Docker,
+    Apptainer,
+}
+
+impl Backend {
+    /// The task's `image` for this backend: the example image, or a sandbox folder made
+    /// from the same busybox and processing-container.json.
+    fn image(self) -> String {
+        match self {
+            Backend::Docker => example_image().to_string(),
+            Backend::Apptainer => sandbox_image().display().to_string(),
+        }
+    }
+
+    /// `tapir ARGS --mode …`, with the stand-in first on PATH for apptainer.
+    fn tapir(self, dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = tapir(dir, args);
+        match self {
+            Backend::Docker => {
+                cmd.args(["--mode", "docker"]);
+            }
+            Backend::Apptainer => {
+                let path = format!(
+                    "{}:{}",
+                    repo_root().join("tests/apptainer").display(),
+                    std::env::var("PATH").unwrap_or_default()
+                );
+                cmd.args(["--mode", "apptainer"]).env("PATH", path);
+            }
+        }
+        cmd
+    }
+
+    fn run(self, dir: &Path, args: &[&str]) -> Run {
+        run(&mut self.tapir(dir, args))
+    }
+}
+
+/// The sandbox image, made once per test process.
+fn sandbox_image() -> PathBuf {
+    static MADE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    MADE.get_or_init(|| {
+        let dir = repo_root().join("target/tapir-test-sandbox");
+        let out = Command::new("bash")
+            .arg(repo_root().join("tests/apptainer/make-sandbox.sh"))
+            .arg(&dir)
+            .arg(repo_root().join("examples/dummy/processing-container.json"))
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "make-sandbox.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+    .clone()
+}
+
+/// A task with an inline template running `script` (only `run` subcommands take --mode,
+/// so tasks are always started through `Backend::run`).
+fn task(dir: &Path, backend: Backend, script: &str, extra: serde_json::Value) {
+    let mut task = json!({
+        "name": "case",
+        "image": backend.image(),
+        "taskTemplate": {
+            "identifier": "t", "description": "case", "inputs": [], "outputs": [], "env": [],
+            "command": ["sh", "-c", script]
+        }
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        if k == "template" {
+            for (tk, tv) in v.as_object().unwrap() {
+                task["taskTemplate"][tk] = tv.clone();
+            }
+        } else {
+            task[k] = v.clone();
+        }
+    }
+    std::fs::write(dir.join("task.json"), task.to_string()).unwrap();
+}
+
+fn env_precedence(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("vars.env"), "FROM_FILE=a,b \"q\" $HOME\n").unwrap();
+    task(
+        dir.path(),
+        backend,
+        "echo \"A=$A B=$B C=$C\"; echo \"FROM_FILE=$FROM_FILE\"; echo \"LEAK=${TAPIR_LEAK:-none}\"; echo \"SECRET=${#API_TOKEN}\"",
+        json!({
+            "template": {"env": [{"name": "A", "value": "template"}, {"name": "B", "value": "template"}, {"name": "C", "value": "template"}]},
+            "env": [{"name": "B", "value": "task"}, {"name": "C", "value": "task"}, {"name": "API_TOKEN", "value": "s3cret"}]
+        }),
+    );
+    let out = run(backend
+        .tapir(
+            dir.path(),
+            &[
+                "run",
+                "task.json",
+                "--env",
+                "C=cli",
+                "--env-file",
+                "vars.env",
+            ],
+        )
+        .env("TAPIR_LEAK", "host")
+        .env("APPTAINERENV_TAPIR_LEAK", "host"));
+    assert_eq!(out.code, 0, "{backend:?}: {}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout, "A=template B=task C=cli\nFROM_FILE=a,b \"q\" $HOME\nLEAK=none\nSECRET=6\n",
+        "{backend:?}"
+    );
+    let (run_dir, _) = only_record(dir.path());
+    let on_disk: String = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .collect();
+    assert!(
+        !on_disk.contains("s3cret"),
+        "{backend:?}: a secret reached the run folder"
+    );
+}
+
+fn read_only_input_and_owned_outputs(backend: Backend) {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/a.txt"), "data").unwrap();
+    task(
+        dir.path(),
+        backend,
+        "cat /in/a.txt > /out/copy.txt; if touch /in/new 2>/dev/null; then echo WROTE; exit 3; fi; echo read-only",
+        json!({
+            "template": {"inputs": [{"name": "in", "mounted_path": "/in"}], "outputs": [{"name": "out", "mounted_path": "/out"}]},
+            "inputs": [{"name": "in", "volume_source": {"host_path": "in"}}],
+            "outputs": [{"name": "out", "volume_source": {"host_path": "out"}}]
+        }),
+    );
+    let out = backend.run(dir.path(), &["run", "task.json"]);
+    assert_eq!(out.code, 0, "{backend:?}: {}{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout, "read-only\n", "{backend:?}");
+    let copy = dir.path().join("out/copy.txt");
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "data");
+    let me = std::fs::metadata("/proc/self").unwrap();
+    let meta = std::fs::metadata(&copy).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (me.uid(), me.gid()),
+        "{backend:?}"
+    );
+    let (_, record) = only_record(dir.path());
+    assert_eq!(
+        record["outputs"][0]["files"][0]["path"], "copy.txt",
+        "{backend:?}"
+    );
+}
+
+fn exit_code_and_logs(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    task(
+        dir.path(),
+        backend,
+        "echo out; echo err >&2; exit 7",
+        json!({}),
+    );
+    let out = backend.run(dir.path(), &["run", "task.json"]);
+    assert_eq!(out.code, 7, "{backend:?}: {}", out.stderr);
+    let (run_dir, record) = only_record(dir.path());
+    assert_eq!(record["status"], "failed", "{backend:?}");
+    assert_eq!(record["exit_code"], 7, "{backend:?}");
+    let logs = run(&mut tapir(
+        dir.path(),
+        ["logs", &run_dir.display().to_string()],
+    ));
+    assert_eq!(
+        (logs.stdout.as_str(), logs.stderr.as_str()),
+        ("out\n", "err\n"),
+        "{backend:?}"
+    );
+    let ps = run(&mut tapir(dir.path(), ["ps", "--format", "json"]));
+    let list: serde_json::Value = serde_json::from_str(&ps.stdout).unwrap();
+    assert_eq!(list[0]["mode"], format!("{backend:?}").to_lowercase());
+}
+
+fn template_from_the_image(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("task.json"),
+        json!({
+            "name": "from image", "image": backend.image(), "taskTemplate": "upstream",
+            "outputs": [{"name": "channel1", "volume_source": {"host_path": "c1"}}, {"name": "channel2", "volume_source": {"host_path": "c2"}}],
+            "env": [{"name": "TIME_SLEEP", "value": "0"}, {"name": "DUMMY", "value": "same on both"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = backend.run(dir.path(), &["run", "task.json"]);
+    assert_eq!(out.code, 0, "{backend:?}: {}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("c2/item-1/dummy.txt")).unwrap(),
+        "same on both\n",
+        "{backend:?}"
+    );
+}
+
+fn cancel_leaves_nothing_running(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    // A number no other test sleeps for, to find stray processes by.
+    let marker = match backend {
+        Backend::Docker => "3117",
+        Backend::Apptainer => "3118",
+    };
+    task(
+        dir.path(),
+        backend,
+        &format!("echo started; sleep {marker}"),
+        json!({}),
+    );
+    let mut child = backend
+        .tapir(dir.path(), &["run", "task.json", "--grace", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 8];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    assert_eq!(&first, b"started\n");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{backend:?}");
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["status"], "cancelled", "{backend:?}");
+    let stray: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&format!("sleep {marker}")))
+        .collect();
+    assert!(stray.is_empty(), "{backend:?}: still running: {stray:?}");
+    if let Backend::Docker = backend {
+        let id = record["id"].as_str().unwrap();
+        assert_eq!(
+            crate::support::leftover_containers(&format!("tapir.run-id={id}")),
+            ""
+        );
+    }
+}
+
+/// Every case, on both backends.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                #[test]
+                fn docker() {
+                    super::$case(super::Backend::Docker);
+                }
+                #[test]
+                fn apptainer() {
+                    super::$case(super::Backend::Apptainer);
+                }
+            }
+        )*
+    };
+}
+
+on_both_backends!(
+    env_precedence,
+    read_only_input_and_owned_outputs,
+    exit_code_and_logs,
+    template_from_the_image,
+    cancel_leaves_nothing_running,
+);
+
+#[test]
+fn doctor_says_what_works_for_each_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let docker = run(&mut tapir(dir.path(), ["doctor"]));
+    assert_eq!(docker.code, 0, "{}", docker.stdout);
+    assert!(
+        docker.stdout.contains("docker daemon      answers"),
+        "{}",
+        docker.stdout
+    );
+    assert!(
+        docker.stdout.contains("--mode docker can run tasks here"),
+        "{}",
+        docker.stdout
+    );
+
+    // PATH without the stand-in: apptainer is missing, which only matters for its mode.
+    let missing = run(&mut tapir(dir.path(), ["doctor", "--mode", "apptainer"]));
+    assert_eq!(missing.code, 1, "{}", missing.stdout);
+    assert!(
+        missing.stdout.contains("FAIL apptainer"),
+        "{}",
+        missing.stdout
+    );
+
+    let standin = run(&mut Backend::Apptainer.tapir(dir.path(), &["doctor", "--format", "json"]));
+    assert_eq!(standin.code, 0, "{}", standin.stdout);
+    let report: serde_json::Value = serde_json::from_str(&standin.stdout).unwrap();
+    assert_eq!(report["mode"], "apptainer");
+    let detail = |area: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["area"] == area)
+            .map(|c| {
+                (
+                    c["verdict"].as_str().unwrap().to_string(),
+                    c["detail"].as_str().unwrap().to_string(),
+                )
+            })
+            .unwrap()
+    };
+    assert!(detail("apptainer").1.contains("1.3.4-tapir-standin"));
+    assert_eq!(
+        detail("apptainer limits").0,
+        "note",
+        "the stand-in has no --memory"
+    );
+
+    // A docker binary that fails: the daemon check fails, and so does docker mode.
+    let broken = run(tapir(dir.path(), ["doctor"]).env("TAPIR_DOCKER", "/bin/false"));
+    assert_eq!(broken.code, 1, "{}", broken.stdout);
+    assert!(
+        broken.stdout.contains("FAIL docker daemon"),
+        "{}",
+        broken.stdout
+    );
+}
+
+#[test]
+fn apptainer_mode_says_when_limits_are_not_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    task(
+        dir.path(),
+        Backend::Apptainer,
+        "true",
+        json!({"resources": {"limits": {"memory": "64Mi", "cpu": "1"}}}),
+    );
+    let out = Backend::Apptainer.run(dir.path(), &["run", "task.json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("limits are NOT enforced"),
+        "{}",
+        out.stderr
+    );
+    let (_, record) = only_record(dir.path());
+    assert!(
+        record["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("NOT enforced")),
+        "{record}"
+    );
+    assert!(
+        record["argv"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("tests/apptainer/apptainer")
+    );
+}
+
+#[test]
+fn apptainer_detach_and_follow_work_like_docker() {
+    let dir = tempfile::tempdir().unwrap();
+    task(
+        dir.path(),
+        Backend::Apptainer,
+        "echo one; sleep 0.3; echo two; exit 6",
+        json!({"env": [{"name": "MY_SECRET", "value": "hidden"}]}),
+    );
+    let out = Backend::Apptainer.run(dir.path(), &["run", "--detach", "task.json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = out.stdout.trim().to_string();
+    let follow = run(&mut tapir(dir.path(), ["logs", "--follow", &id]));
+    assert_eq!(follow.code, 6, "{}", follow.stderr);
+    assert_eq!(follow.stdout, "one\ntwo\n");
+    let (run_dir, record) = only_record(dir.path());
+    assert_eq!(record["status"], "failed");
+    assert!(
+        !run_dir.join("scratch").exists(),
+        "the scratch folder is removed"
+    );
+}

@@ -213,6 +213,13 @@ pub fn stdout(text: &str) {
     }
 }
 
+/// Writes a value as pretty JSON (and a final newline) to stdout: every `--format json`.
+pub fn stdout_json(value: &impl serde::Serialize) {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    stdout(&text);
+}
+
 /// Writes to stderr, ignoring failures (there is nowhere left to report them).
 pub fn stderr(text: &str) {
     let mut err = std::io::stderr().lock();

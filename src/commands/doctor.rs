@@ -58,9 +58,7 @@ pub fn run(args: &DoctorArgs, color: ColorChoice) -> Result<u8> {
     match args.format {
         PlanFormat::Json => {
             let value = serde_json::json!({"mode": chosen, "can_run": can_run, "checks": checks});
-            let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
-            text.push('\n');
-            output::stdout(&text);
+            output::stdout_json(&value);
         }
         PlanFormat::Human => {
             let p = Printer::for_stdout(color);

@@ -89,9 +89,7 @@ pub fn run(args: &InspectArgs, color: ColorChoice) -> Result<u8> {
                 "findings": findings,
                 "valid": valid,
             });
-            let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
-            text.push('\n');
-            output::stdout(&text);
+            output::stdout_json(&value);
         }
         PlanFormat::Human => {
             let p = Printer::for_stdout(color);

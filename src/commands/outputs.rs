@@ -58,9 +58,7 @@ pub fn run(args: &OutputsArgs, color: ColorChoice) -> Result<u8> {
 
     if args.format == PlanFormat::Json {
         let value = serde_json::json!({"run": record.id, "outputs": reports});
-        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
-        text.push('\n');
-        output::stdout(&text);
+        output::stdout_json(&value);
         return Ok(exit::OK);
     }
     let p = Printer::for_stdout(color);

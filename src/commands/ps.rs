@@ -83,9 +83,7 @@ pub fn run(args: &PsArgs, color: ColorChoice) -> Result<u8> {
                     }),
                 })
                 .collect();
-            let mut text = serde_json::to_string_pretty(&list).unwrap_or_default();
-            text.push('\n');
-            output::stdout(&text);
+            output::stdout_json(&list);
         }
         PlanFormat::Human => {
             let p = Printer::for_stdout(color);

@@ -20,9 +20,7 @@ pub fn run(args: &ShowArgs, color: ColorChoice) -> Result<u8> {
         let mut value = store::read_record(&run_dir).map_err(|e| Error::Record(e.to_string()))?;
         value["observed_status"] = Value::from(record.summary().status_label());
         value["dir"] = Value::from(run_dir.display().to_string());
-        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
-        text.push('\n');
-        output::stdout(&text);
+        output::stdout_json(&value);
         return Ok(exit::OK);
     }
     output::stdout(&render(&record, &run_dir, Printer::for_stdout(color)));

@@ -37,9 +37,9 @@ pub enum Command {
     #[command(visible_alias = "list")]
     Ps(PsArgs),
     /// Show a run's record: plan, argv, env and where each value came from, timings, exit.
-    Show(ShowArgs),
+    Show(RunViewArgs),
     /// List a run's output files and check the Task API's data-structure convention.
-    Outputs(OutputsArgs),
+    Outputs(RunViewArgs),
     /// Wait for runs to end; exit with the first failing run's exit code.
     Wait(WaitArgs),
     /// Remove run folders and their leftover containers (never the task's output data).
@@ -178,19 +178,9 @@ pub struct PsArgs {
     pub runs: RunsDirArg,
 }
 
+/// One run, shown for people or as JSON (`show`, `outputs`).
 #[derive(Debug, Args)]
-pub struct ShowArgs {
-    /// The run: its folder, its folder name task_run-<id>, or a unique id prefix.
-    pub run: String,
-    /// human or json (the record itself).
-    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
-    pub format: PlanFormat,
-    #[command(flatten)]
-    pub runs: RunsDirArg,
-}
-
-#[derive(Debug, Args)]
-pub struct OutputsArgs {
+pub struct RunViewArgs {
     /// The run: its folder, its folder name task_run-<id>, or a unique id prefix.
     pub run: String,
     /// human or json.

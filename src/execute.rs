@@ -86,14 +86,8 @@ pub fn run_to_end(job: &Job, run_dir: &Path, record: &mut RunRecord, attach: Att
     let mut command = Command::new(program);
     command.args(args);
     if let Engine::Apptainer { .. } = job.engine {
-        // The host's apptainer settings would add binds and variables behind the plan's
-        // back; only the plan's own reach the container.
-        for (name, _) in std::env::vars_os() {
-            let text = name.to_string_lossy();
-            if text.starts_with("APPTAINER") || text.starts_with("SINGULARITY") {
-                command.env_remove(&name);
-            }
-        }
+        // Only the plan's own variables and binds reach the container.
+        crate::backend::apptainer::scrub_host_settings(&mut command);
     }
     let spawned = command
         .envs(job.secret_env.iter().map(|(k, v)| (k, v)))

@@ -56,12 +56,7 @@ impl Apptainer {
     /// (they would otherwise add binds or variables behind the plan's back).
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.binary);
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("APPTAINER") || name.starts_with("SINGULARITY") {
-                command.env_remove(name.as_ref());
-            }
-        }
+        scrub_host_settings(&mut command);
         command
     }
 
@@ -131,6 +126,17 @@ impl Apptainer {
     }
 }
 
+/// Removes the host's `APPTAINER*`/`SINGULARITY*` variables from a command's environment:
+/// they would add binds and variables behind the plan's back.
+pub fn scrub_host_settings(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if text.starts_with("APPTAINER") || text.starts_with("SINGULARITY") {
+            command.env_remove(&name);
+        }
+    }
+}
+
 /// cgroups v2 (the unified hierarchy), which apptainer needs to apply limits.
 pub fn cgroups_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
@@ -156,7 +162,7 @@ impl ImageRef {
     /// sandbox and an existing file (or `*.sif`) a SIF, relative to `base`; any other
     /// reference is taken from the local Docker engine when it has it (`local_in_docker`),
     /// else from a registry.
-    pub fn parse(reference: &str, base: &Path, local_in_docker: impl Fn(&str) -> bool) -> Self {
+    pub fn parse(reference: &str, base: &Path, local_in_docker: impl FnOnce(&str) -> bool) -> Self {
         if let Some(rest) = reference.strip_prefix("docker://") {
             return ImageRef::Docker(rest.to_string());
         }

@@ -120,10 +120,11 @@ fn open_reader(run_dir: &Path, follow: bool) -> Result<Option<LogReader>> {
                     }
                     let why = match record {
                         Some(r) => format!(
-                            "run {} has no captured output (status: {}{})",
+                            "run {} has no captured output (status: {}{})\n  fix: `tapir show {}` says why the task did not run",
                             r.id,
                             r.status_label(),
-                            r.message.map(|m| format!(", {m}")).unwrap_or_default()
+                            r.message.map(|m| format!(", {m}")).unwrap_or_default(),
+                            r.id
                         ),
                         None => e.to_string(),
                     };
@@ -161,7 +162,7 @@ impl Output {
             target.write_all(bytes)?;
             return target.flush();
         }
-        let slot = usize::from(stream == Stream::Stderr);
+        let slot = stream.slot();
         let stamp = format_time(unix_nanos);
         for piece in bytes.split_inclusive(|b| *b == b'\n') {
             if self.at_line_start[slot] {
@@ -201,7 +202,7 @@ impl Tail {
     }
 
     fn push(&mut self, stream: Stream, time: u64, bytes: &[u8]) {
-        let slot = usize::from(stream == Stream::Stderr);
+        let slot = stream.slot();
         for piece in bytes.split_inclusive(|b| *b == b'\n') {
             let (_, line) = self.partial[slot].get_or_insert_with(|| (time, Vec::new()));
             let room = MAX_TAIL_LINE.saturating_sub(line.len());
@@ -229,8 +230,8 @@ impl Tail {
 
     /// The kept lines, plus unfinished last lines (output that did not end in `\n`).
     fn finish(mut self) -> VecDeque<(Stream, u64, Vec<u8>)> {
-        for (slot, stream) in [(0, Stream::Stdout), (1, Stream::Stderr)] {
-            if let Some((time, line)) = self.partial[slot].take() {
+        for stream in Stream::BOTH {
+            if let Some((time, line)) = self.partial[stream.slot()].take() {
                 self.complete(stream, time, line);
             }
         }

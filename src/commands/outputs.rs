@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cli::{ColorChoice, OutputsArgs, PlanFormat};
+use crate::cli::{ColorChoice, PlanFormat, RunViewArgs};
 use crate::error::{Error, Result, exit};
 use crate::model::quantity::format_bytes;
 use crate::output::{self, Printer};
 use crate::record::{self, OutputChannel, RunRecord};
+use crate::resolve::plan::Direction;
 
 use super::locate_run;
 
@@ -25,27 +26,11 @@ struct ChannelReport {
     warnings: Vec<String>,
 }
 
-pub fn run(args: &OutputsArgs, color: ColorChoice) -> Result<u8> {
+pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<u8> {
     let run_dir = locate_run(&args.runs.runs_dir, &args.run)?;
     let record = RunRecord::load(&run_dir).map_err(|e| Error::Record(e.to_string()))?;
-    let mounts = |direction: &str| -> Vec<(String, PathBuf)> {
-        record
-            .plan
-            .as_ref()
-            .and_then(|p| p["mounts"].as_array())
-            .into_iter()
-            .flatten()
-            .filter(|m| m["direction"].as_str() == Some(direction))
-            .filter_map(|m| {
-                Some((
-                    m["channel"].as_str()?.to_string(),
-                    PathBuf::from(m["host_path"].as_str()?),
-                ))
-            })
-            .collect()
-    };
-    let inputs = mounts("input");
-    let outputs = mounts("output");
+    let inputs = record.planned_mounts(Direction::Input);
+    let outputs = record.planned_mounts(Direction::Output);
     // The input items: folders at the top of every input channel that has any.
     let input_items: BTreeSet<String> = inputs
         .iter()

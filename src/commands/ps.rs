@@ -26,12 +26,7 @@ pub fn list(runs_dir: &Path) -> Result<Vec<(PathBuf, Listed)>> {
             let listed = match RunSummary::load_settled(&dir) {
                 Ok(record) => Listed::Run(Box::new(record)),
                 Err(e) => Listed::Unreadable {
-                    id: dir
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .and_then(|n| n.strip_prefix(store::RUN_DIR_PREFIX))
-                        .unwrap_or_default()
-                        .to_string(),
+                    id: store::run_id_of(&dir).unwrap_or_default().to_string(),
                     why: e.to_string(),
                 },
             };

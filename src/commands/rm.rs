@@ -10,6 +10,7 @@ use crate::cli::{PruneArgs, RmArgs, StatusArg};
 use crate::error::{Error, Result, exit};
 use crate::output;
 use crate::record::{RunRecord, RunSummary, store};
+use crate::resolve::plan::Direction;
 
 use super::locate_run;
 use super::ps::{Listed, list};
@@ -170,13 +171,9 @@ fn cancel(dir: &Path) -> Result<()> {
 /// An output folder of the run that lies inside the run folder, if any.
 fn outputs_inside(r: &RunRecord, dir: &Path) -> Option<PathBuf> {
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    r.plan
-        .as_ref()?
-        .get("mounts")?
-        .as_array()?
-        .iter()
-        .filter(|m| m["direction"].as_str() == Some("output"))
-        .filter_map(|m| m["host_path"].as_str().map(PathBuf::from))
+    r.planned_mounts(Direction::Output)
+        .into_iter()
+        .map(|(_, path)| path)
         .find(|p| {
             std::fs::canonicalize(p)
                 .unwrap_or_else(|_| p.clone())

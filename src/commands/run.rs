@@ -13,7 +13,7 @@ use crate::error::{Error, Result, exit};
 use crate::execute::{self, Attachment, Engine, Job};
 use crate::model::{self, ProcessingContainer, Template, TemplateRef};
 use crate::output::{self, Printer, Spinner};
-use crate::record::{self, ImageRecord, RunRecord, Status, TaskFile, store};
+use crate::record::{self, ImageRecord, RunRecord, RunSummary, Status, TaskFile, store};
 use crate::resolve::plan::{self, Direction, Options, Override, PlannedUser, Problem, RunPlan};
 use crate::resolve::task_file::{self, LoadError, LoadedTask};
 use crate::schema::Kind;
@@ -266,18 +266,16 @@ fn warn_about_orphans(docker: &Docker, p: Printer) {
 }
 
 /// A labelled container whose run is not supervised by a live process.
-pub fn is_orphan(container: &docker::LabelledContainer) -> bool {
+fn is_orphan(container: &docker::LabelledContainer) -> bool {
     let Some(dir) = &container.run_dir else {
         return false;
     };
-    let record = store::read_record(dir)
-        .ok()
-        .and_then(|v| serde_json::from_value::<RunRecord>(v).ok());
-    match record {
+    match RunSummary::load_settled(dir) {
         // The run folder is gone: nobody will ever clean the container up.
-        None => !dir.exists(),
-        // A finished run may keep its container on purpose (`--keep`).
-        Some(r) => r.status == Status::Running && !r.pid.is_some_and(record::process_alive),
+        Err(_) => !dir.exists(),
+        // A finished run may keep its container on purpose (`--keep`): only a lost one
+        // is an orphan.
+        Ok(r) => r.is_lost(),
     }
 }
 
@@ -306,16 +304,9 @@ fn prepare(
         .unwrap_or_default();
     let (image, image_ref) = match backend {
         Backend::Docker(docker) => (docker_image(args, docker, &loaded.task.image)?, None),
-        Backend::Apptainer {
-            apptainer, docker, ..
-        } => {
-            let (image, image_ref) = apptainer_image(
-                args,
-                apptainer,
-                docker.as_ref(),
-                &loaded.task.image,
-                &task_dir,
-            )?;
+        Backend::Apptainer { docker, .. } => {
+            let (image, image_ref) =
+                apptainer_image(args, docker.as_ref(), &loaded.task.image, &task_dir)?;
             (image, Some(image_ref))
         }
     };
@@ -415,17 +406,21 @@ fn docker_image(
 /// there), or a registry reference (only with `--pull`: apptainer would download it).
 fn apptainer_image(
     args: &RunArgs,
-    apptainer: &Apptainer,
     docker: Option<&Docker>,
     reference: &str,
     task_dir: &Path,
 ) -> std::result::Result<(ImageInfo, ImageRef), Failure> {
     let in_docker = |r: &str| docker.and_then(|d| d.image(r).ok().flatten());
-    let image_ref = ImageRef::parse(reference, task_dir, |r| in_docker(r).is_some());
+    // A plain reference is looked up in Docker while classifying it; keep what was found.
+    let mut found = None;
+    let image_ref = ImageRef::parse(reference, task_dir, |r| {
+        found = in_docker(r);
+        found.is_some()
+    });
     let info = match &image_ref {
-        ImageRef::DockerDaemon(r) => in_docker(r).ok_or_else(|| {
+        ImageRef::DockerDaemon(r) => found.or_else(|| in_docker(r)).ok_or_else(|| {
             Error::not_started(format!(
-                "image {r} is not in the local Docker engine (docker-daemon: needs it there)"
+                "image {r} is not in the local Docker engine (docker-daemon: needs it there)\n  fix: build or load it into Docker, or give a sandbox folder or .sif file as the task's image"
             ))
         })?,
         ImageRef::Sandbox(dir) => ImageInfo {
@@ -455,7 +450,6 @@ fn apptainer_image(
             ..ImageInfo::default()
         },
     };
-    let _ = apptainer;
     Ok((info, image_ref))
 }
 
@@ -779,7 +773,6 @@ fn dry_run_human(
     rendered: &RenderedRun,
     p: Printer,
 ) -> String {
-    use crate::model::quantity::format_bytes;
     let plan = &prepared.plan;
     let mut out = String::new();
     let row = |out: &mut String, label: &str, text: String| {
@@ -815,35 +808,9 @@ fn dry_run_human(
             ),
         },
     );
-    for (i, m) in plan.mounts.iter().enumerate() {
-        let label = if i == 0 { "mounts" } else { "" };
-        let dir = match m.direction {
-            Direction::Input => "input, read-only",
-            Direction::Output => "output, read-write",
-        };
-        row(
-            &mut out,
-            label,
-            format!(
-                "{} → {}  ({}: {dir})",
-                m.host_path.display(),
-                m.container_path,
-                m.channel
-            ),
-        );
-    }
-    for (i, e) in plan.env.iter().enumerate() {
-        let label = if i == 0 { "env" } else { "" };
-        let value = if e.value.secret {
-            "****".to_string()
-        } else {
-            e.value.text.clone()
-        };
-        row(
-            &mut out,
-            label,
-            format!("{}={value}  ({})", e.name, e.source),
-        );
+    let plan_value = serde_json::to_value(plan).unwrap_or_default();
+    for (label, text) in super::show::plan_rows(&plan_value) {
+        row(&mut out, label, text);
     }
     row(
         &mut out,
@@ -858,33 +825,6 @@ fn dry_run_human(
                 plan.command_source
             ),
             None => format!("the image's CMD: {:?}", prepared.image.cmd),
-        },
-    );
-    let limits = &plan.limits;
-    let mut limit_text = Vec::new();
-    if let Some(m) = limits.memory_bytes {
-        limit_text.push(format!(
-            "memory {} ({})",
-            format_bytes(m),
-            limits.memory_reason.clone().unwrap_or_default()
-        ));
-    }
-    if let Some(r) = limits.memory_reservation_bytes {
-        limit_text.push(format!("memory reservation {}", format_bytes(r)));
-    }
-    if let Some(c) = limits.cpu_millis {
-        limit_text.push(format!("cpus {}.{:03}", c / 1000, c % 1000));
-    }
-    if let Some(g) = limits.gpus {
-        limit_text.push(format!("gpus {g}"));
-    }
-    row(
-        &mut out,
-        "limits",
-        if limit_text.is_empty() {
-            "none".into()
-        } else {
-            limit_text.join("; ")
         },
     );
     row(&mut out, "argv", command_line(program, rendered));
@@ -1052,9 +992,7 @@ fn detach(job: &Job, run_dir: &Path, record: &RunRecord, task: &str, p: Printer)
     // fails to start, or one so short it is already over).
     loop {
         if let Ok(Some(_)) = child.try_wait() {
-            let ended = store::read_record(run_dir)
-                .ok()
-                .and_then(|v| serde_json::from_value::<RunRecord>(v).ok());
+            let ended = RunRecord::load(run_dir).ok();
             return Ok(match ended {
                 Some(r) if r.status == Status::EngineError => {
                     output::stderr(&format!(
@@ -1090,7 +1028,9 @@ fn detach(job: &Job, run_dir: &Path, record: &RunRecord, task: &str, p: Printer)
                 docker.container(container).is_some_and(|s| s.started)
             }
             // A process has started once the supervisor has recorded its pid.
-            Engine::Apptainer { .. } => RunRecord::load(run_dir).is_ok_and(|r| r.pid != record.pid),
+            Engine::Apptainer { .. } => {
+                RunSummary::load(run_dir).is_ok_and(|r| r.pid != record.pid)
+            }
         };
         if started {
             announce_detached(record, run_dir, task, "");

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::cli::{ColorChoice, PlanFormat, ShowArgs};
+use crate::cli::{ColorChoice, PlanFormat, RunViewArgs};
 use crate::error::{Error, Result, exit};
 use crate::model::quantity::format_bytes;
 use crate::output::{self, Printer};
@@ -12,7 +12,7 @@ use super::locate_run;
 use super::ps::{format_duration, local_time};
 use super::run::shell_quote;
 
-pub fn run(args: &ShowArgs, color: ColorChoice) -> Result<u8> {
+pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<u8> {
     let run_dir = locate_run(&args.runs.runs_dir, &args.run)?;
     let record = RunRecord::load(&run_dir).map_err(|e| Error::Record(e.to_string()))?;
     if args.format == PlanFormat::Json {
@@ -106,61 +106,10 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
             },
         );
     }
-    for (i, m) in plan["mounts"].as_array().into_iter().flatten().enumerate() {
-        row(
-            if i == 0 { "mounts" } else { "" },
-            format!(
-                "{} → {}  ({}: {}{})",
-                m["host_path"].as_str().unwrap_or("?"),
-                m["container_path"].as_str().unwrap_or("?"),
-                m["channel"].as_str().unwrap_or("?"),
-                m["direction"].as_str().unwrap_or("?"),
-                if m["read_only"].as_bool() == Some(true) {
-                    ", read-only"
-                } else {
-                    ""
-                }
-            ),
-        );
-    }
-    for (i, e) in plan["env"].as_array().into_iter().flatten().enumerate() {
-        row(
-            if i == 0 { "env" } else { "" },
-            format!(
-                "{}={}  ({})",
-                e["name"].as_str().unwrap_or("?"),
-                e["value"].as_str().unwrap_or(""),
-                e["source"].as_str().unwrap_or("?")
-            ),
-        );
-    }
-    let limits = &plan["limits"];
-    let mut limit_text = Vec::new();
-    if let Some(m) = limits["memory_bytes"].as_u64() {
-        limit_text.push(format!(
-            "memory {} ({})",
-            format_bytes(m),
-            limits["memory_reason"].as_str().unwrap_or("")
-        ));
-    }
-    if let Some(m) = limits["memory_reservation_bytes"].as_u64() {
-        limit_text.push(format!("memory reservation {}", format_bytes(m)));
-    }
-    if let Some(c) = limits["cpu_millis"].as_u64() {
-        limit_text.push(format!("cpus {}.{:03}", c / 1000, c % 1000));
-    }
-    if let Some(g) = limits["gpus"].as_u64() {
-        limit_text.push(format!("gpus {g}"));
-    }
     if !plan.is_null() {
-        row(
-            "limits",
-            if limit_text.is_empty() {
-                "none".into()
-            } else {
-                limit_text.join("; ")
-            },
-        );
+        for (label, text) in plan_rows(&plan) {
+            row(label, text);
+        }
     }
     if !r.argv.is_empty() {
         row(
@@ -203,4 +152,65 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
         row(if i == 0 { "warnings" } else { "" }, w.clone());
     }
     out
+}
+
+/// The rows describing a plan's mounts, env (with the source of each value; secrets are
+/// already `****` in a serialised plan) and limits: shared by `show` and `run --dry-run`.
+pub fn plan_rows(plan: &Value) -> Vec<(&'static str, String)> {
+    let mut rows = Vec::new();
+    for (i, m) in plan["mounts"].as_array().into_iter().flatten().enumerate() {
+        rows.push((
+            if i == 0 { "mounts" } else { "" },
+            format!(
+                "{} → {}  ({}: {}{})",
+                m["host_path"].as_str().unwrap_or("?"),
+                m["container_path"].as_str().unwrap_or("?"),
+                m["channel"].as_str().unwrap_or("?"),
+                m["direction"].as_str().unwrap_or("?"),
+                if m["read_only"].as_bool() == Some(true) {
+                    ", read-only"
+                } else {
+                    ", read-write"
+                }
+            ),
+        ));
+    }
+    for (i, e) in plan["env"].as_array().into_iter().flatten().enumerate() {
+        rows.push((
+            if i == 0 { "env" } else { "" },
+            format!(
+                "{}={}  ({})",
+                e["name"].as_str().unwrap_or("?"),
+                e["value"].as_str().unwrap_or(""),
+                e["source"].as_str().unwrap_or("?")
+            ),
+        ));
+    }
+    let limits = &plan["limits"];
+    let mut limit_text = Vec::new();
+    if let Some(m) = limits["memory_bytes"].as_u64() {
+        limit_text.push(format!(
+            "memory {} ({})",
+            format_bytes(m),
+            limits["memory_reason"].as_str().unwrap_or("")
+        ));
+    }
+    if let Some(m) = limits["memory_reservation_bytes"].as_u64() {
+        limit_text.push(format!("memory reservation {}", format_bytes(m)));
+    }
+    if let Some(c) = limits["cpu_millis"].as_u64() {
+        limit_text.push(format!("cpus {}.{:03}", c / 1000, c % 1000));
+    }
+    if let Some(g) = limits["gpus"].as_u64() {
+        limit_text.push(format!("gpus {g}"));
+    }
+    rows.push((
+        "limits",
+        if limit_text.is_empty() {
+            "none".into()
+        } else {
+            limit_text.join("; ")
+        },
+    ));
+    rows
 }

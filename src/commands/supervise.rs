@@ -11,25 +11,16 @@ use crate::backend::docker::Docker;
 use crate::cli::SuperviseArgs;
 use crate::error::{Error, Result};
 use crate::execute::{self, Attachment, Engine, Job};
-use crate::record::{RunRecord, store};
+use crate::record::RunRecord;
 use crate::resolve::plan::Direction;
 
-/// The parts of the recorded plan the supervisor needs.
+/// The parts of the recorded plan the supervisor needs besides its mounts.
 #[derive(Deserialize)]
 struct RecordedPlan {
-    #[serde(default)]
-    mounts: Vec<RecordedMount>,
     #[serde(default)]
     limits: RecordedLimits,
     #[serde(default)]
     env: Vec<RecordedEnv>,
-}
-
-#[derive(Deserialize)]
-struct RecordedMount {
-    channel: String,
-    direction: String,
-    host_path: std::path::PathBuf,
 }
 
 #[derive(Deserialize, Default)]
@@ -48,9 +39,7 @@ pub fn run(args: &SuperviseArgs) -> Result<u8> {
     // (Fails only if we already lead a process group, which the parent avoids.)
     let _ = nix::unistd::setsid();
     let invalid = |why: String| Error::Record(format!("{}: {why}", args.run_dir.display()));
-    let value = store::read_record(&args.run_dir).map_err(|e| invalid(e.to_string()))?;
-    let mut record: RunRecord =
-        serde_json::from_value(value).map_err(|e| invalid(format!("unreadable record: {e}")))?;
+    let mut record = RunRecord::load(&args.run_dir).map_err(|e| invalid(e.to_string()))?;
     let plan: RecordedPlan = record
         .plan
         .clone()
@@ -83,17 +72,11 @@ pub fn run(args: &SuperviseArgs) -> Result<u8> {
                 .ok_or_else(|| invalid("the record names no container".into()))?,
         }
     };
-    let output = Direction::Output.as_str();
     let job = Job {
         engine,
         argv: record.argv.clone(),
         secret_env,
-        outputs: plan
-            .mounts
-            .into_iter()
-            .filter(|m| m.direction == output)
-            .map(|m| (m.channel, m.host_path))
-            .collect(),
+        outputs: record.planned_mounts(Direction::Output),
         memory_limit: plan.limits.memory_bytes,
         grace_seconds: args.grace,
         keep: args.keep,

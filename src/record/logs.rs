@@ -90,15 +90,15 @@ impl Stream {
         }
     }
 
-    /// Position in the per-stream arrays below.
-    fn slot(self) -> usize {
+    /// Position in per-stream arrays (`[stdout, stderr]`).
+    pub fn slot(self) -> usize {
         match self {
             Stream::Stdout => 0,
             Stream::Stderr => 1,
         }
     }
 
-    const BOTH: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
+    pub const BOTH: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
 }
 
 /// The capture side: the three files of one run, shared by the stdout and stderr reader

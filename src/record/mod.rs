@@ -205,14 +205,29 @@ impl RunRecord {
             ))
         })?;
         if record.id.is_empty() {
-            record.id = run_dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix(store::RUN_DIR_PREFIX))
-                .unwrap_or_default()
-                .to_string();
+            record.id = store::run_id_of(run_dir).unwrap_or_default().to_string();
         }
         Ok(record)
+    }
+
+    /// The recorded plan's mounts in one direction, as (channel, host folder).
+    pub fn planned_mounts(
+        &self,
+        direction: crate::resolve::plan::Direction,
+    ) -> Vec<(String, std::path::PathBuf)> {
+        self.plan
+            .as_ref()
+            .and_then(|p| p["mounts"].as_array())
+            .into_iter()
+            .flatten()
+            .filter(|m| m["direction"].as_str() == Some(direction.as_str()))
+            .filter_map(|m| {
+                Some((
+                    m["channel"].as_str()?.to_string(),
+                    std::path::PathBuf::from(m["host_path"].as_str()?),
+                ))
+            })
+            .collect()
     }
 
     /// The part of the record that says how the run stands.
@@ -313,12 +328,7 @@ impl RunSummary {
             }
         };
         if summary.id.is_empty() {
-            summary.id = run_dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix(store::RUN_DIR_PREFIX))
-                .unwrap_or_default()
-                .to_string();
+            summary.id = store::run_id_of(run_dir).unwrap_or_default().to_string();
         }
         Ok(summary)
     }

@@ -408,7 +408,7 @@ pub fn find_run(runs_dir: &Path, query: &str) -> Result<PathBuf, RecordError> {
 }
 
 /// The id part of a run folder's name, if the name is `task_run-<id>`.
-fn run_id_of(run_dir: &Path) -> Option<&str> {
+pub fn run_id_of(run_dir: &Path) -> Option<&str> {
     run_dir
         .file_name()?
         .to_str()?

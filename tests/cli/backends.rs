@@ -3,11 +3,13 @@
 //! the two cannot drift apart. Each case is written once against `Backend`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::json;
 
-use crate::support::{Run, example_image, only_record, repo_root, run, tapir};
+use crate::support::{
+    Run, example_image, interrupt, only_record, repo_root, run, start_until_started, tapir,
+};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Backend {
@@ -230,23 +232,9 @@ fn cancel_leaves_nothing_running(backend: Backend) {
         &format!("echo started; sleep {marker}"),
         json!({}),
     );
-    let mut child = backend
-        .tapir(dir.path(), &["run", "task.json", "--grace", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = [0u8; 8];
-    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
-    assert_eq!(&first, b"started\n");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let mut child =
+        start_until_started(&mut backend.tapir(dir.path(), &["run", "task.json", "--grace", "2"]));
+    interrupt(&child);
     assert_eq!(child.wait().unwrap().code(), Some(130), "{backend:?}");
     let (_, record) = only_record(dir.path());
     assert_eq!(record["status"], "cancelled", "{backend:?}");

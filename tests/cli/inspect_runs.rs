@@ -7,7 +7,9 @@ use std::process::Stdio;
 use serde_json::json;
 
 use crate::run::inline_task;
-use crate::support::{example_image, leftover_containers, only_record, repo_root, run, tapir};
+use crate::support::{
+    example_image, leftover_containers, only_record, repo_root, run, start_until_started, tapir,
+};
 
 /// Runs `task.json` in `dir` attached and returns its run folder.
 fn finished_run(dir: &Path) -> PathBuf {
@@ -381,13 +383,7 @@ fn rm_removes_the_run_but_never_the_outputs_and_cancels_only_with_force() {
 fn rm_removes_the_container_of_a_lost_run() {
     let dir = tempfile::tempdir().unwrap();
     inline_task(dir.path(), "echo started; sleep 300", json!({}));
-    let mut child = tapir(dir.path(), ["run", "task.json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = [0u8; 8];
-    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    let mut child = start_until_started(&mut tapir(dir.path(), ["run", "task.json"]));
     child.kill().unwrap();
     child.wait().unwrap();
     let (run_dir, record) = only_record(dir.path());

@@ -4,7 +4,10 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::support::{example_image, leftover_containers, only_record, repo_root, run, tapir};
+use crate::support::{
+    example_image, interrupt, leftover_containers, only_record, repo_root, run,
+    start_until_started, tapir,
+};
 
 /// A task with an inline template running `script` in the example image.
 pub(crate) fn inline_task(
@@ -349,25 +352,10 @@ fn an_oom_kill_is_reported_in_words() {
 fn ctrl_c_stops_and_removes_the_container() {
     let dir = tempfile::tempdir().unwrap();
     inline_task(dir.path(), "echo started; sleep 300", json!({}));
-    let mut child = tapir(dir.path(), ["run", "task.json", "--grace", "2"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the task prints, so the container is surely running.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 8];
-    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
-    assert_eq!(&first, b"started\n");
+    let mut child =
+        start_until_started(&mut tapir(dir.path(), ["run", "task.json", "--grace", "2"]));
     let started = std::time::Instant::now();
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    interrupt(&child);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     assert!(
@@ -550,13 +538,7 @@ fn a_command_missing_from_the_image_is_exit_127_with_a_hint() {
 fn a_container_left_by_a_killed_tapir_is_reported_by_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
     inline_task(dir.path(), "echo started; sleep 300", json!({}));
-    let mut child = tapir(dir.path(), ["run", "task.json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = [0u8; 8];
-    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    let mut child = start_until_started(&mut tapir(dir.path(), ["run", "task.json"]));
     child.kill().unwrap(); // SIGKILL: tapir gets no chance to clean up.
     child.wait().unwrap();
     let (run_dir, record) = only_record(dir.path());

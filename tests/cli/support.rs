@@ -131,3 +131,27 @@ pub(crate) fn only_record(runs: &Path) -> (PathBuf, serde_json::Value) {
     .expect("record is JSON");
     (dirs[0].clone(), record)
 }
+
+/// Starts `cmd`, a `tapir run` of a task whose first output is `started\n`, and returns
+/// once that line has arrived: the task is then surely running.
+pub(crate) fn start_until_started(cmd: &mut Command) -> std::process::Child {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tapir starts");
+    let mut first = [0u8; 8];
+    std::io::Read::read_exact(child.stdout.as_mut().expect("piped"), &mut first)
+        .expect("the task prints");
+    assert_eq!(&first, b"started\n");
+    child
+}
+
+/// Sends SIGINT, as Ctrl-C on a terminal would.
+pub(crate) fn interrupt(child: &std::process::Child) {
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+}

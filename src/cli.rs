@@ -214,9 +214,9 @@ pub struct RmArgs {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Only runs that ended longer ago than this: 30m, 12h, 7d, 2w.
-    #[arg(long, value_name = "DURATION")]
-    pub older_than: Option<String>,
+    /// Only runs that ended longer ago than this: 30m, 12h, 7d, 2w, "1d 12h".
+    #[arg(long, value_name = "DURATION", value_parser = crate::commands::rm::parse_age)]
+    pub older_than: Option<std::time::Duration>,
     /// Only runs with these statuses (repeatable or comma-separated; default: every
     /// finished run, but not `lost` or `unreadable` ones).
     #[arg(long, value_enum, value_delimiter = ',')]

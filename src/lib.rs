@@ -1,4 +1,4 @@
-//! tapir — Task API Runner. See DESIGN.md for the flow of data:
+//! tapir — Task API Runner. See docs/DESIGN.md for the flow of data:
 //! source → checks → model → resolve (RunPlan) → render (argv) → execute → record.
 
 pub mod backend;

@@ -267,7 +267,9 @@ impl Docker {
         let id = String::from_utf8_lossy(&created.stdout).trim().to_string();
         let copied = self
             .command()
-            .args(["cp", &format!("{id}:{path}"), "-"])
+            // -L: an image may link /processing-container.json to its real place;
+            // without it docker sends the link, not the file.
+            .args(["cp", "-L", &format!("{id}:{path}"), "-"])
             .stdin(Stdio::null())
             .output();
         let _ = self.remove(&id);
@@ -559,22 +561,66 @@ fn cli_error(what: &str, stderr: &str) -> Error {
 
 /// The content of the first regular file in a tar stream (what `docker cp … -` writes).
 fn first_tar_member(tar: &[u8]) -> Option<Vec<u8>> {
-    let mut offset = 0;
-    while offset + 512 <= tar.len() {
-        let header = &tar[offset..offset + 512];
-        if header.iter().all(|b| *b == 0) {
-            return None;
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries().ok()? {
+        let mut entry = entry.ok()?;
+        if entry.header().entry_type().is_file() {
+            let size = entry.size();
+            let mut content = Vec::with_capacity(size.try_into().unwrap_or(0));
+            std::io::Read::read_to_end(&mut entry, &mut content).ok()?;
+            // A cut stream reads short without an error: never take half a file.
+            return (content.len() as u64 == size).then_some(content);
         }
-        let size_field = std::str::from_utf8(&header[124..136]).ok()?;
-        let size =
-            usize::from_str_radix(size_field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
-                .ok()?;
-        let type_flag = header[156];
-        let data = offset + 512;
-        if (type_flag == b'0' || type_flag == 0) && data + size <= tar.len() {
-            return Some(tar[data..data + size].to_vec());
-        }
-        offset = data + size.div_ceil(512) * 512;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_tar_member;
+
+    fn archive(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, kind, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            if kind.is_symlink() {
+                header.set_link_name("opt/real.json").unwrap();
+            }
+            builder.append_data(&mut header, path, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn the_first_regular_file_is_returned() {
+        let tar = archive(&[("processing-container.json", tar::EntryType::Regular, b"{}")]);
+        assert_eq!(first_tar_member(&tar).as_deref(), Some(&b"{}"[..]));
+    }
+
+    #[test]
+    fn long_names_and_links_before_the_file_are_skipped() {
+        // A name over 100 bytes makes GNU tar write a `L` long-name entry first.
+        let long = format!("{}/processing-container.json", "d".repeat(120));
+        let tar = archive(&[
+            ("link.json", tar::EntryType::Symlink, b""),
+            (&long, tar::EntryType::Regular, b"{\"name\": \"x\"}"),
+        ]);
+        assert_eq!(
+            first_tar_member(&tar).as_deref(),
+            Some(&b"{\"name\": \"x\"}"[..])
+        );
+    }
+
+    #[test]
+    fn a_stream_without_a_file_or_a_truncated_one_gives_none() {
+        let link = archive(&[("link.json", tar::EntryType::Symlink, b"")]);
+        assert_eq!(first_tar_member(&link), None);
+        let mut cut = archive(&[("a.json", tar::EntryType::Regular, &[b'x'; 2000])]);
+        cut.truncate(1024);
+        assert_eq!(first_tar_member(&cut), None);
+        assert_eq!(first_tar_member(b"not a tar stream at all"), None);
+    }
 }

@@ -182,12 +182,7 @@ fn outputs_inside(r: &RunRecord, dir: &Path) -> Option<PathBuf> {
 }
 
 pub fn prune(args: &PruneArgs) -> Result<u8> {
-    let older_than = args
-        .older_than
-        .as_deref()
-        .map(parse_age)
-        .transpose()
-        .map_err(Error::Usage)?;
+    let older_than = args.older_than;
     let now = jiff::Timestamp::now();
     let docker = Docker::locate().ok();
     let mut removed = 0;
@@ -264,27 +259,28 @@ fn modified(dir: &Path) -> Option<jiff::Timestamp> {
     jiff::Timestamp::try_from(time).ok()
 }
 
-/// `90s`, `30m`, `12h`, `7d`, `2w` (a number and one unit).
-fn parse_age(text: &str) -> std::result::Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let seconds = match unit.trim() {
-        "s" => 1,
-        "m" | "min" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => 0,
-    };
-    match number.parse::<u64>() {
-        Ok(n) if seconds > 0 => Ok(Duration::from_secs(n.saturating_mul(seconds))),
-        _ => Err(format!(
-            "--older-than {text:?} is not a duration\n  fix: write a number and a unit: 90s, 30m, 12h, 7d or 2w"
-        )),
+/// `--older-than`: any duration jiff's friendly format reads (`90s`, `30m`, `12h`, `7d`,
+/// `2w`, `1d 12h`, `7 days`) or ISO 8601 (`P7D`), with days as 24 hours. Months and years
+/// are refused: their length depends on the calendar, and a prune must be predictable.
+pub fn parse_age(text: &str) -> std::result::Result<Duration, String> {
+    let fix = "write a duration such as 90s, 30m, 12h, 7d, 2w or \"1d 12h\"";
+    let span: jiff::Span = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration ({e})\n  fix: {fix}"))?;
+    if span.get_years() != 0 || span.get_months() != 0 {
+        return Err(format!(
+            "{text:?} uses months or years, whose length varies\n  fix: {fix}"
+        ));
     }
+    if span.is_negative() {
+        return Err(format!("{text:?} is negative\n  fix: {fix}"));
+    }
+    let relative = jiff::SpanRelativeTo::days_are_24_hours();
+    let duration = span
+        .to_duration(relative)
+        .map_err(|e| format!("{text:?} is out of range ({e})\n  fix: {fix}"))?;
+    Duration::try_from(duration).map_err(|e| format!("{text:?}: {e}\n  fix: {fix}"))
 }
 
 #[cfg(test)]
@@ -297,7 +293,10 @@ mod tests {
         assert_eq!(parse_age("30m"), Ok(Duration::from_secs(1800)));
         assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse_age("2w"), Ok(Duration::from_secs(14 * 86_400)));
-        for bad in ["", "7", "d", "7 days", "-1d", "1.5h"] {
+        assert_eq!(parse_age("1d 12h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(parse_age("7 days"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_age("P2D"), Ok(Duration::from_secs(2 * 86_400)));
+        for bad in ["", "7", "d", "-1d", "1mo", "2y", "1.5x"] {
             let err = parse_age(bad).err().unwrap_or_default();
             assert!(err.contains("fix:"), "{bad:?}: {err}");
         }

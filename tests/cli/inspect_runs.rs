@@ -573,3 +573,42 @@ fn rm_only_removes_run_folders_and_only_tapirs_files() {
     );
     assert!(!run_dir.join("record.json").exists());
 }
+
+#[test]
+fn a_processing_container_json_that_is_a_symlink_in_the_image_is_followed() {
+    let base = example_image();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM {base}\nRUN [\"sh\", \"-c\", \"mkdir -p /opt && mv /processing-container.json /opt/pc.json && ln -s /opt/pc.json /processing-container.json\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut build = std::process::Command::new("docker");
+    build
+        .args(["build", "-q", "-t", "tapir-test/linked-pc:latest"])
+        .arg(ctx.path())
+        .stdout(Stdio::null());
+    // Without the buildx plugin, DOCKER_BUILDKIT=1 is an error: use the legacy builder.
+    let buildx = std::process::Command::new("docker")
+        .args(["buildx", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !buildx {
+        build.env("DOCKER_BUILDKIT", "0");
+    }
+    assert!(build.status().unwrap().success());
+
+    let out = run(&mut tapir(
+        ctx.path(),
+        ["inspect", "--format", "json", "tapir-test/linked-pc:latest"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true, "{}", out.stdout);
+    assert_eq!(
+        v["processing_container"]["templates"][0]["identifier"],
+        "upstream"
+    );
+}

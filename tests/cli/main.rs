@@ -4,6 +4,7 @@
 mod support;
 
 mod backends;
+mod docs;
 mod inspect_runs;
 mod run;
 mod validate;

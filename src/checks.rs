@@ -34,6 +34,7 @@ pub const GPU_KEYS: &[&str] = &["nvidia.com/gpu", "gpu", "amd.com/gpu"];
 pub fn check(document: &Document, kind: Kind) -> Vec<Diagnostic> {
     let mut checker = Checker {
         document,
+        template_document: document,
         out: Vec::new(),
     };
     match kind {
@@ -43,8 +44,35 @@ pub fn check(document: &Document, kind: Kind) -> Vec<Diagnostic> {
     checker.out
 }
 
+/// A task that names its template by identifier, against that template in another
+/// document (the processing-container.json beside it): the same binding and env checks
+/// as for an inline template, with the template's places reported in its own file.
+pub fn check_task_against_template(
+    task: &Document,
+    container: &Document,
+    template_pointer: &str,
+) -> Vec<Diagnostic> {
+    let mut checker = Checker {
+        document: task,
+        template_document: container,
+        out: Vec::new(),
+    };
+    let Some(template) = container.value.pointer(template_pointer) else {
+        return Vec::new();
+    };
+    for list in ["inputs", "outputs"] {
+        let channels = items(&task.value, list, "");
+        checker.bindings(template, template_pointer, list, &channels);
+    }
+    let env = items(&task.value, "env", "");
+    checker.env_overrides(template, template_pointer, &env);
+    checker.out
+}
+
 struct Checker<'a> {
     document: &'a Document,
+    /// Where the task's template is: `document` itself (inline) or a sibling file.
+    template_document: &'a Document,
     out: Vec<Diagnostic>,
 }
 
@@ -77,6 +105,23 @@ fn str_field<'v>(value: &'v Value, key: &str) -> Option<&'v str> {
 }
 
 impl Checker<'_> {
+    /// The template's file, when it is not the checked file.
+    fn template_file(&self) -> Option<&std::path::Path> {
+        (!std::ptr::eq(self.template_document, self.document))
+            .then_some(self.template_document.source.path.as_path())
+    }
+
+    /// Points a finding at a place in the template (`related`), in whichever file.
+    fn related_in_template(
+        &self,
+        d: Diagnostic,
+        label: &str,
+        template_pointer: Option<&str>,
+    ) -> Diagnostic {
+        let position = template_pointer.and_then(|p| self.template_document.value_position(p));
+        d.with_related_in(label, self.template_file(), position)
+    }
+
     fn error_at_value(&mut self, code: &'static str, pointer: &str, message: String, fix: String) {
         self.out.push(
             Diagnostic::error(code, message)
@@ -155,7 +200,7 @@ impl Checker<'_> {
             let channels = items(root, list, "");
             self.duplicates("duplicate-channel", "channel", &channels, "name");
             for channel in &channels {
-                if let Some(rule) = channel.value.get("scale_rule") {
+                if let Some(rule) = channel.value.get("scale_rule").filter(|r| !r.is_null()) {
                     self.scale_rule(
                         rule,
                         &pointer_join(&channel.pointer, "scale_rule"),
@@ -164,13 +209,13 @@ impl Checker<'_> {
                 }
             }
             if let Some(template) = template {
-                self.bindings(template, list, &channels);
+                self.bindings(template, "/taskTemplate", list, &channels);
             }
         }
         let env = items(root, "env", "");
         self.duplicates("duplicate-env", "variable", &env, "name");
         if let Some(template) = template {
-            self.env_overrides(template, &env);
+            self.env_overrides(template, "/taskTemplate", &env);
         }
         if let Some(resources) = root.get("resources") {
             self.resources(resources, "/resources");
@@ -224,7 +269,7 @@ impl Checker<'_> {
             .map(|c| (c, false))
             .chain(outputs.iter().map(|c| (c, true)))
         {
-            if let Some(rule) = channel.value.get("scale_rule") {
+            if let Some(rule) = channel.value.get("scale_rule").filter(|r| !r.is_null()) {
                 self.scale_rule(
                     rule,
                     &pointer_join(&channel.pointer, "scale_rule"),
@@ -292,7 +337,6 @@ impl Checker<'_> {
         overridden_at: Option<&str>,
     ) {
         let name = str_field(declared, "name").unwrap_or("?");
-        let related = |this: &Self| overridden_at.and_then(|p| this.document.value_position(p));
         if let Some(kind) = str_field(declared, "type") {
             let fits = match kind {
                 "int" => value.trim().parse::<i64>().is_ok(),
@@ -300,20 +344,18 @@ impl Checker<'_> {
                 _ => true,
             };
             if !fits && !value.contains("{{") {
-                let related = related(self);
-                self.out.push(
-                    Diagnostic::error(
-                        "env-type",
-                        format!("`{name}` is declared as {kind}, but its value is \"{value}\""),
-                    )
-                    .at_pointer(pointer)
-                    .at(self.document.value_position(pointer))
-                    .with_related("declared here", related)
-                    .with_fix(match kind {
-                        "int" => "use a whole number, e.g. \"5\"".to_string(),
-                        _ => "use \"true\" or \"false\"".to_string(),
-                    }),
-                );
+                let d = Diagnostic::error(
+                    "env-type",
+                    format!("`{name}` is declared as {kind}, but its value is \"{value}\""),
+                )
+                .at_pointer(pointer)
+                .at(self.document.value_position(pointer))
+                .with_fix(match kind {
+                    "int" => "use a whole number, e.g. \"5\"".to_string(),
+                    _ => "use \"true\" or \"false\"".to_string(),
+                });
+                let d = self.related_in_template(d, "declared here", overridden_at);
+                self.out.push(d);
             }
         }
         if let Some(choices) = declared.get("choices").and_then(Value::as_array) {
@@ -328,24 +370,27 @@ impl Checker<'_> {
                     Some(s) => format!("did you mean \"{s}\"? allowed: {list}"),
                     None => format!("use one of {list}"),
                 };
-                let related = related(self);
-                self.out.push(
-                    Diagnostic::error(
-                        "env-choice",
-                        format!("\"{value}\" is not one of the choices of `{name}`"),
-                    )
-                    .at_pointer(pointer)
-                    .at(self.document.value_position(pointer))
-                    .with_related("choices declared here", related)
-                    .with_fix(fix),
-                );
+                let d = Diagnostic::error(
+                    "env-choice",
+                    format!("\"{value}\" is not one of the choices of `{name}`"),
+                )
+                .at_pointer(pointer)
+                .at(self.document.value_position(pointer))
+                .with_fix(fix);
+                let d = self.related_in_template(d, "choices declared here", overridden_at);
+                self.out.push(d);
             }
         }
     }
 
-    /// Task env against an inline template: `adjustable: false`, `type`, `choices`.
-    fn env_overrides(&mut self, template: &Value, task_env: &[Item<'_>]) {
-        let declared = items(template, "env", "/taskTemplate");
+    /// Task env against its template: names the template does not declare (when it
+    /// declares any), `adjustable: false`, `type`, `choices`.
+    fn env_overrides(&mut self, template: &Value, template_pointer: &str, task_env: &[Item<'_>]) {
+        let declared = items(template, "env", template_pointer);
+        let declared_names: Vec<&str> = declared
+            .iter()
+            .filter_map(|d| str_field(d.value, "name"))
+            .collect();
         for var in task_env {
             let (Some(name), Some(value)) =
                 (str_field(var.value, "name"), str_field(var.value, "value"))
@@ -356,33 +401,67 @@ impl Checker<'_> {
                 .iter()
                 .find(|d| str_field(d.value, "name") == Some(name))
             else {
+                if !declared_names.is_empty() {
+                    self.undeclared_env(name, &var.pointer, template_pointer, &declared_names);
+                }
                 continue;
             };
             let value_pointer = pointer_join(&var.pointer, "value");
             if decl.value.get("adjustable") == Some(&Value::Bool(false)) {
-                let related = self.document.value_position(&decl.pointer);
-                self.out.push(
-                    Diagnostic::error(
-                        "not-adjustable",
-                        format!(
-                            "`{name}` is declared `adjustable: false`; a task cannot override it"
-                        ),
-                    )
-                    .at_pointer(value_pointer.clone())
-                    .at(self.document.value_position(&value_pointer))
-                    .with_related("declared here", related)
-                    .with_fix(
-                        "remove this override, or make the variable adjustable in the template",
-                    ),
-                );
+                let d = Diagnostic::error(
+                    "not-adjustable",
+                    format!("`{name}` is declared `adjustable: false`; a task cannot override it"),
+                )
+                .at_pointer(value_pointer.clone())
+                .at(self.document.value_position(&value_pointer))
+                .with_fix("remove this override, or make the variable adjustable in the template");
+                let d = self.related_in_template(d, "declared here", Some(&decl.pointer));
+                self.out.push(d);
             }
             self.env_value_fits(decl.value, value, &value_pointer, Some(&decl.pointer));
         }
     }
 
-    /// Task channels against an inline template: unknown names are errors (with a
-    /// "did you mean"), unbound template channels are warnings.
-    fn bindings(&mut self, template: &Value, list: &str, channels: &[Item<'_>]) {
+    /// A task variable its template does not declare: passed on as is, which is fine
+    /// for extra settings but usually a misspelling when a declared name is close.
+    fn undeclared_env(
+        &mut self,
+        name: &str,
+        var_pointer: &str,
+        template_pointer: &str,
+        declared: &[&str],
+    ) {
+        let pointer = pointer_join(var_pointer, "name");
+        let fix = match did_you_mean(name, declared.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!(
+                "the template declares: {}; remove the variable if it is not used",
+                declared.join(", ")
+            ),
+        };
+        let d = Diagnostic::warning(
+            "unknown-env",
+            format!(
+                "the template declares no variable `{name}`; it is passed to the container as is"
+            ),
+        )
+        .at_pointer(pointer.clone())
+        .at(self.document.value_position(&pointer))
+        .with_fix(fix);
+        let env_pointer = pointer_join(template_pointer, "env");
+        let d = self.related_in_template(d, "the template's env", Some(&env_pointer));
+        self.out.push(d);
+    }
+
+    /// Task channels against the template: unknown names are errors (with a "did you
+    /// mean"), unbound template channels are warnings.
+    fn bindings(
+        &mut self,
+        template: &Value,
+        template_pointer: &str,
+        list: &str,
+        channels: &[Item<'_>],
+    ) {
         let declared: Vec<&str> = template
             .get(list)
             .and_then(Value::as_array)
@@ -405,12 +484,20 @@ impl Checker<'_> {
                         declared.join(", ")
                     ),
                 };
-                self.error_at_value(
+                let d = Diagnostic::error(
                     "unknown-channel",
-                    &pointer,
                     format!("the template has no {kind} channel `{name}`"),
-                    fix,
+                )
+                .at_pointer(pointer.clone())
+                .at(self.document.value_position(&pointer))
+                .with_fix(fix);
+                let declared_at = pointer_join(template_pointer, list);
+                let d = self.related_in_template(
+                    d,
+                    &format!("the template's {kind} channels"),
+                    Some(&declared_at),
                 );
+                self.out.push(d);
             }
         }
         for name in declared {
@@ -453,7 +540,9 @@ impl Checker<'_> {
                 "use a positive coefficient".into(),
             );
         }
-        if let Some(factor) = rule.get("scale_factor").and_then(Value::as_i64)
+        if let Some(factor) = rule
+            .get("scale_factor")
+            .and_then(crate::model::as_whole_number)
             && factor <= 0
         {
             self.warning_at_value(

@@ -302,6 +302,11 @@ pub struct ValidateArgs {
     /// Print only problems, not the line per valid file.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Skip files named on the command line that are neither kind (e.g. the
+    /// .vscode/settings.json a pre-commit hook passes) instead of reporting them.
+    #[arg(long)]
+    pub skip_unknown: bool,
 }
 
 #[derive(Debug, Args)]

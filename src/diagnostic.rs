@@ -37,6 +37,9 @@ pub struct Diagnostic {
     pub fix: Option<String>,
     /// Another place that matters (e.g. the first definition of a duplicate).
     pub related: Option<(String, Position)>,
+    /// The file of `related` when it is not the finding's own file (a task's template
+    /// in the sibling processing-container.json).
+    pub related_file: Option<std::path::PathBuf>,
 }
 
 impl Diagnostic {
@@ -51,7 +54,13 @@ impl Diagnostic {
             "pointer": self.pointer,
             "path": self.json_path(),
             "fix": self.fix,
-            "related": self.related.as_ref().map(|(label, p)| serde_json::json!({"message": label, "line": p.line, "column": p.column})),
+            "related": self.related.as_ref().map(|(label, p)| {
+                let mut related = serde_json::json!({"message": label, "line": p.line, "column": p.column});
+                if let Some(file) = &self.related_file {
+                    related["file"] = file.display().to_string().into();
+                }
+                related
+            }),
         })
     }
 
@@ -64,6 +73,7 @@ impl Diagnostic {
             position: None,
             fix: None,
             related: None,
+            related_file: None,
         }
     }
 
@@ -94,6 +104,19 @@ impl Diagnostic {
             self.related = Some((label.into(), position));
         }
         self
+    }
+
+    /// `with_related`, for a place in another file.
+    pub fn with_related_in(
+        mut self,
+        label: impl Into<String>,
+        file: Option<&std::path::Path>,
+        position: Option<Position>,
+    ) -> Self {
+        if position.is_some() {
+            self.related_file = file.map(std::path::Path::to_path_buf);
+        }
+        self.with_related(label, position)
     }
 
     /// The pointer written as a JSONPath-like string for people: `$.templates[0].env[1]`.

@@ -99,9 +99,13 @@ impl Printer {
             );
         }
         if let Some((label, position)) = &d.related {
+            let related_file = d
+                .related_file
+                .as_ref()
+                .map_or_else(|| file.to_string(), |f| f.display().to_string());
             let _ = writeln!(
                 out,
-                "{pad} {} note: {label}: {file}:{}:{}",
+                "{pad} {} note: {label}: {related_file}:{}:{}",
                 self.blue("="),
                 position.line,
                 position.column

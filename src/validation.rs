@@ -70,10 +70,19 @@ pub fn check_file(path: &Path, rule: KindRule) -> Result<FileReport, Error> {
 /// Checks a text already in memory (a file, or `/processing-container.json` of an image).
 pub fn check_source(source: source::Source, rule: KindRule) -> FileReport {
     let path = source.path.clone();
+    let bom = source.had_bom.then(|| {
+        Diagnostic::warning(
+            "bom",
+            "the file starts with a UTF-8 byte-order mark; JSON parsers such as Python's `json.load` refuse it",
+        )
+        .at(Some(source.position(0..1)))
+        .with_fix("save the file as UTF-8 without BOM")
+    });
     let (document, mut diagnostics) = match source::parse(source) {
         Ok(parsed) => parsed,
         Err((source, d)) => return failed(&path, rule, Some(source), *d),
     };
+    diagnostics.extend(bom);
     if !document.value.is_object() {
         let found = match &document.value {
             serde_json::Value::Array(_) => "an array",
@@ -152,4 +161,96 @@ fn failed(
 
 fn sort_by_position(diagnostics: &mut [Diagnostic]) {
     diagnostics.sort_by_key(|d| d.position.as_ref().map_or((0, 0), |p| (p.line, p.column)));
+}
+
+/// The processing-container.json a task file sits beside: in the task's own folder, or,
+/// for a task in a `tasks/` folder (a container repository such as Kaapana's
+/// `container_templates/dummy`), in the folder above it.
+pub fn sibling_container(task_path: &Path) -> Option<PathBuf> {
+    let folder = task_path.parent()?;
+    let mut candidates = vec![folder.join("processing-container.json")];
+    if folder.file_name().is_some_and(|n| n == "tasks") {
+        candidates.push(
+            folder
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join("processing-container.json"),
+        );
+    }
+    candidates.into_iter().find(|c| c.is_file())
+}
+
+/// `tapir validate`: a task that names its template by identifier is also checked
+/// against that template in the sibling processing-container.json (no image needed).
+/// Without a sibling nothing changes: the template is only known to the image.
+pub fn check_against_sibling(report: &mut FileReport) {
+    let Some(task) = report.document.as_ref() else {
+        return;
+    };
+    if report.kind != Some(Kind::Task) {
+        return;
+    }
+    let Some(identifier) = task.value.get("taskTemplate").and_then(|t| t.as_str()) else {
+        return;
+    };
+    if crate::source::template::is_templated(identifier) {
+        return; // known only once rendered
+    }
+    let Some(container_path) = sibling_container(&report.path) else {
+        return;
+    };
+    // An unreadable or broken container file is reported when it is validated itself.
+    let Ok(container) = source::read_text(&container_path) else {
+        return;
+    };
+    let Ok((container, _)) = source::parse(container) else {
+        return;
+    };
+    let templates = container
+        .value
+        .get("templates")
+        .and_then(|t| t.as_array())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    // Like the reference, the first template with the identifier is the one used.
+    let found = templates
+        .iter()
+        .position(|t| t.get("identifier").and_then(|i| i.as_str()) == Some(identifier));
+    let new = match found {
+        Some(index) => crate::checks::check_task_against_template(
+            task,
+            &container,
+            &format!("/templates/{index}"),
+        ),
+        None => {
+            let names: Vec<&str> = templates
+                .iter()
+                .filter_map(|t| t.get("identifier").and_then(|i| i.as_str()))
+                .collect();
+            let fix = match crate::diagnostic::did_you_mean(identifier, names.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if names.is_empty() => "the processing-container.json has no templates; add one, or give the template inline".to_string(),
+                None => format!("use one of: {}", names.join(", ")),
+            };
+            vec![
+                Diagnostic::error(
+                    "unknown-template",
+                    format!(
+                        "the sibling {} has no template `{identifier}`",
+                        container_path.display()
+                    ),
+                )
+                .at_pointer("/taskTemplate")
+                .at(task.value_position("/taskTemplate"))
+                .with_fix(fix)
+                .with_related_in(
+                    "its templates",
+                    Some(&container_path),
+                    container.key_position("/templates"),
+                ),
+            ]
+        }
+    };
+    report.diagnostics.extend(new);
+    sort_by_position(&mut report.diagnostics);
 }

@@ -29,6 +29,9 @@ enum Outcome {
     Checked(Box<FileReport>),
     Unreadable(Error),
     Skipped,
+    /// A folder given on the command line that holds no Task API file (exit 2): a
+    /// wrong path must not pass as "nothing to complain about".
+    NothingFound(PathBuf),
 }
 
 pub fn run(args: &ValidateArgs, color: ColorChoice) -> Result<u8> {
@@ -38,13 +41,18 @@ pub fn run(args: &ValidateArgs, color: ColorChoice) -> Result<u8> {
         None => KindRule::Detect,
     };
     let (inputs, walk_errors) = expand(&args.paths, rule);
-    let mut outcomes = check_all(&inputs, rule);
+    let mut outcomes = check_all(&inputs, rule, args.skip_unknown);
     for outcome in &mut outcomes {
-        if let (Outcome::Checked(report), true) = (outcome, args.strict) {
-            report.promote_warnings();
+        if let Outcome::Checked(report) = outcome {
+            crate::validation::check_against_sibling(report);
+            if args.strict {
+                report.promote_warnings();
+            }
         }
     }
+    let empty_folders = folders_without_task_api_files(&args.paths, &inputs, &outcomes);
     outcomes.extend(walk_errors.into_iter().map(Outcome::Unreadable));
+    outcomes.extend(empty_folders.into_iter().map(Outcome::NothingFound));
 
     let printer = Printer::for_stdout(color);
     let text = match args.format {
@@ -54,16 +62,54 @@ pub fn run(args: &ValidateArgs, color: ColorChoice) -> Result<u8> {
     };
     output::stdout(&text);
     for outcome in &outcomes {
-        if let (Outcome::Unreadable(e), ValidateFormat::Human) = (outcome, args.format) {
-            let printer = Printer::for_stderr(color);
-            output::stderr(&format!("{}: cannot read {e}\n", printer.red("error")));
+        let printer = Printer::for_stderr(color);
+        match (outcome, args.format) {
+            (Outcome::Unreadable(e), ValidateFormat::Human) => {
+                output::stderr(&format!("{}: cannot read {e}\n", printer.red("error")));
+            }
+            (Outcome::NothingFound(folder), ValidateFormat::Human) => {
+                output::stderr(&format!(
+                    "{}: {}\n  fix: check the path; Task API files are named processing-container.json or *task.json, or hold `templates` / `taskTemplate`\n",
+                    printer.red("error"),
+                    nothing_found(folder)
+                ));
+            }
+            _ => {}
         }
     }
     Ok(exit_code(&outcomes))
 }
 
+fn nothing_found(folder: &Path) -> String {
+    format!(
+        "no processing-container.json or task.json files found under {}",
+        display(folder)
+    )
+}
+
+/// The folders among `paths` none of whose files turned out to be a Task API file.
+fn folders_without_task_api_files(
+    paths: &[PathBuf],
+    inputs: &[Input],
+    outcomes: &[Outcome],
+) -> Vec<PathBuf> {
+    paths
+        .iter()
+        .filter(|folder| folder.is_dir())
+        .filter(|folder| {
+            !inputs.iter().zip(outcomes).any(|(input, outcome)| {
+                input.path.starts_with(folder) && !matches!(outcome, Outcome::Skipped)
+            })
+        })
+        .cloned()
+        .collect()
+}
+
 fn exit_code(outcomes: &[Outcome]) -> u8 {
-    if outcomes.iter().any(|o| matches!(o, Outcome::Unreadable(_))) {
+    if outcomes
+        .iter()
+        .any(|o| matches!(o, Outcome::Unreadable(_) | Outcome::NothingFound(_)))
+    {
         exit::USAGE
     } else if outcomes
         .iter()
@@ -126,10 +172,13 @@ fn is_json(path: &Path) -> bool {
 }
 
 /// Checks every input, on all cores when there are many, keeping their order.
-fn check_all(inputs: &[Input], rule: KindRule) -> Vec<Outcome> {
+/// `skip_unknown`: files named on the command line that are neither kind are skipped too.
+fn check_all(inputs: &[Input], rule: KindRule, skip_unknown: bool) -> Vec<Outcome> {
     let check = |input: &Input| match check_file(&input.path, rule) {
         Err(e) => Outcome::Unreadable(e),
-        Ok(report) if input.found_in_folder && report.kind.is_none() => Outcome::Skipped,
+        Ok(report) if (input.found_in_folder || skip_unknown) && report.kind.is_none() => {
+            Outcome::Skipped
+        }
         Ok(report) => Outcome::Checked(Box::new(report)),
     };
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
@@ -184,6 +233,7 @@ fn totals(outcomes: &[Outcome]) -> Totals {
             }
             Outcome::Skipped => t.skipped += 1,
             Outcome::Unreadable(_) => t.unreadable += 1,
+            Outcome::NothingFound(_) => {}
         }
     }
     t
@@ -261,7 +311,12 @@ fn human(outcomes: &[Outcome], p: Printer, quiet: bool) -> String {
         out.push_str(&line);
         out.push('\n');
     }
-    if t.checked == 0 && t.unreadable == 0 {
+    if t.checked == 0
+        && t.unreadable == 0
+        && !outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::NothingFound(_)))
+    {
         out.push_str("no processing-container.json or task.json files found\n");
     }
     out
@@ -286,6 +341,9 @@ fn json_report(outcomes: &[Outcome]) -> String {
                     _ => String::new(),
                 };
                 files.push(json!({"file": file, "kind": null, "valid": false, "error": e.to_string(), "findings": []}));
+            }
+            Outcome::NothingFound(folder) => {
+                files.push(json!({"file": display(folder), "kind": null, "valid": false, "error": nothing_found(folder), "findings": []}));
             }
             Outcome::Skipped => {}
         }
@@ -326,6 +384,11 @@ fn github(outcomes: &[Outcome]) -> String {
                     _ => String::new(),
                 };
                 out.push_str(&output::github_annotation(&file, &d));
+                out.push('\n');
+            }
+            Outcome::NothingFound(folder) => {
+                let d = Diagnostic::error("nothing-found", nothing_found(folder));
+                out.push_str(&output::github_annotation(&display(folder), &d));
                 out.push('\n');
             }
             Outcome::Skipped => {}

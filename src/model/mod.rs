@@ -96,7 +96,11 @@ impl EnvType {
 pub struct ScaleRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub complexity: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scale_factor: Option<i64>,
     #[serde(rename = "type")]
     pub kind: ScaleKind,
@@ -107,6 +111,29 @@ pub struct ScaleRule {
     pub target_regex: String,
     #[serde(default = "default_glob")]
     pub target_glob: String,
+}
+
+/// `scale_factor` as the reference reads a pydantic `int`: `2`, and also `2.0` or `1e1`
+/// (JSON Schema's `integer` accepts those too); `1.5` is refused by the schema first.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let raw: Option<Value> = Option::deserialize(d)?;
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => as_whole_number(&value).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!("scale_factor {value} is not a whole number"))
+        }),
+    }
+}
+
+/// A JSON number that is a whole number in `i64` range, however it is written (`2`,
+/// `2.0`, `1e1`).
+pub fn as_whole_number(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+            .map(|f| f as i64)
+    })
 }
 
 fn default_regex() -> String {
@@ -261,8 +288,138 @@ pub struct Config {
 
 /// Reads a checked document as `T`; a failure here means the schema and the model
 /// disagree, which is a tapir bug worth a clear report.
+///
+/// Members whose value is `null` are dropped first: the schema admits `null` only where
+/// the reference's model is `Optional` (and its own dumps write `null` there), and
+/// `null` there means the same as an absent key.
 pub fn from_value<T: serde::de::DeserializeOwned>(value: &Value, what: &str) -> Result<T, String> {
-    T::deserialize(value).map_err(|e| {
+    let mut value = value.clone();
+    drop_null_members(&mut value);
+    T::deserialize(&value).map_err(|e| {
         format!("internal: the checked {what} could not be read ({e}); please report this")
     })
+}
+
+fn drop_null_members(value: &mut Value) {
+    match value {
+        Value::Object(members) => {
+            members.retain(|_, v| !v.is_null());
+            members.values_mut().for_each(drop_null_members);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_null_members),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::schema::Kind;
+    use crate::validation::{KindRule, check_source};
+
+    /// What `tapir run` does with a task file: the checks must pass, then the model
+    /// must read the checked value.
+    fn checked_then_read<T: serde::de::DeserializeOwned>(kind: Kind, text: &str) -> T {
+        let report = check_source(
+            crate::source::Source::new("t.json", text.to_owned()),
+            KindRule::Forced(kind),
+        );
+        assert!(
+            report.is_valid(),
+            "validate refused it: {:?}",
+            report.diagnostics
+        );
+        let value = &report.document.as_ref().expect("parsed").value;
+        match from_value(value, "file") {
+            Ok(model) => model,
+            Err(message) => panic!("validate accepted it but the model did not: {message}"),
+        }
+    }
+
+    fn task_with_scale_factor(factor: &str) -> String {
+        format!(
+            r#"{{"name": "t", "image": "i:1", "taskTemplate": {{"identifier": "x", "description": "",
+            "inputs": [{{"name": "in", "mounted_path": "/in",
+                "scale_rule": {{"scale_factor": {factor}, "type": "limit", "mode": "sum"}}}}],
+            "outputs": [], "env": []}},
+            "inputs": [{{"name": "in", "volume_source": {{"host_path": "/data"}}}}]}}"#
+        )
+    }
+
+    fn inline_scale_factor(task: &Task) -> Option<i64> {
+        match &task.template {
+            TemplateRef::Inline(t) => t.inputs[0].scale_rule.as_ref().and_then(|r| r.scale_factor),
+            TemplateRef::Identifier(_) => None,
+        }
+    }
+
+    #[test]
+    fn whole_number_floats_are_scale_factors() {
+        for (written, factor) in [("2", 2), ("2.0", 2), ("1e1", 10), ("-3.0", -3)] {
+            let task: Task = checked_then_read(Kind::Task, &task_with_scale_factor(written));
+            assert_eq!(inline_scale_factor(&task), Some(factor), "{written}");
+        }
+    }
+
+    #[test]
+    fn fractional_scale_factor_is_refused_by_validate() {
+        let report = check_source(
+            crate::source::Source::new("t.json", task_with_scale_factor("1.5")),
+            KindRule::Forced(Kind::Task),
+        );
+        assert!(
+            report.diagnostics.iter().any(|d| d.code == "type"),
+            "{:?}",
+            report.diagnostics
+        );
+    }
+
+    /// The shape of the reference's `processing-container IMAGE` dump: every Optional
+    /// field written as `null`.
+    #[test]
+    fn null_optional_fields_read_as_absent() {
+        let task: Task = checked_then_read(
+            Kind::Task,
+            r#"{"name": "t", "image": "i:1", "command": null, "resources": null, "config": null,
+            "env": null,
+            "taskTemplate": {"identifier": "x", "description": "d", "command": null,
+                "resources": {"limits": {"memory": null}, "requests": null},
+                "inputs": [{"name": "in", "mounted_path": "/in", "description": null,
+                    "scale_rule": {"scale_factor": 2, "type": "limit", "mode": "sum",
+                        "complexity": null, "target_dir": null, "target_regex": null,
+                        "target_glob": null}}],
+                "outputs": [{"name": "out", "mounted_path": "/out", "scale_rule": null}],
+                "env": [{"name": "MODE", "value": "a", "choices": null, "description": null,
+                    "type": null, "adjustable": null}]},
+            "inputs": [{"name": "in", "volume_source": {"host_path": "/data"}, "scale_rule": null}],
+            "outputs": [{"name": "out", "input": null, "volume_source": {"host_path": "/o"}}]}"#,
+        );
+        assert!(task.command.is_none() && task.resources.is_none() && task.env.is_empty());
+        assert!(task.config.labels.is_empty());
+        let TemplateRef::Inline(template) = &task.template else {
+            panic!("inline template expected");
+        };
+        let rule = template.inputs[0].scale_rule.as_ref().expect("scale rule");
+        assert_eq!(
+            (
+                rule.target_dir.as_str(),
+                rule.target_regex.as_str(),
+                rule.target_glob.as_str()
+            ),
+            ("", ".*", "*")
+        );
+        assert!(template.outputs[0].scale_rule.is_none());
+        assert!(template.env[0].adjustable && template.env[0].choices.is_none());
+        let limits = template.resources.as_ref().and_then(|r| r.limits.as_ref());
+        assert_eq!(limits.map(BTreeMap::len), Some(0));
+
+        let container: ProcessingContainer = checked_then_read(
+            Kind::ProcessingContainer,
+            r#"{"name": "c", "description": "d", "templates": [{"identifier": "x",
+                "description": "d", "command": null, "resources": null, "inputs": [],
+                "outputs": [], "env": []}]}"#,
+        );
+        assert!(container.templates[0].command.is_none());
+    }
 }

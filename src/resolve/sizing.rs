@@ -15,16 +15,18 @@
 //! loop, while a symlinked file counts with its target's size. A `target_dir` that is
 //! absolute or climbs out with `..` is refused, since it would measure some other folder.
 //!
-//! Differences that remain: the regex is Rust `regex` syntax (Python's minus look-around
-//! and backreferences), and the glob also understands `{a,b}` alternatives.
+//! Differences that remain: the regex is `fancy-regex` syntax, which has Python's
+//! look-around (`(?=…)`, `(?!…)`, `(?<=…)`, `(?<!…)`) and backreferences; the glob also
+//! understands `{a,b}` alternatives. The one compiler below serves both `tapir validate`
+//! (through `validate_target`) and the measurement, so they always agree.
 
 use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use fancy_regex::Regex;
 use globset::{GlobBuilder, GlobMatcher};
-use regex::Regex;
 use walkdir::WalkDir;
 
 /// How the selected files are reduced to one size.
@@ -176,6 +178,17 @@ impl<'a> Selection<'a> {
         })
     }
 
+    /// Does the path fully match `target_regex`? A backtracking regex can give up on a
+    /// pathological path; that is an error, not a silent "no match" that would shrink
+    /// the memory limit.
+    fn regex_matches(&self, relative: &str) -> Result<bool, SizingError> {
+        self.regex.is_match(relative).map_err(|error| SizingError {
+            message: format!("target_regex could not be matched against `{relative}`: {error}"),
+            fix: "simplify the regular expression (avoid nested repetition such as `(a+)+`)"
+                .to_owned(),
+        })
+    }
+
     /// `folder` joined with `target_dir` (without the trailing `/` an empty join adds).
     fn base(&self, folder: &Path) -> PathBuf {
         if self.dir.is_empty() {
@@ -227,7 +240,7 @@ impl<'a> Selection<'a> {
             let Ok(relative) = entry.path().strip_prefix(base) else {
                 continue;
             };
-            if !self.glob.is_match(relative) || !self.regex.is_match(&slash_separated(relative)) {
+            if !self.glob.is_match(relative) || !self.regex_matches(&slash_separated(relative))? {
                 continue;
             }
             let size = if file_type.is_file() {
@@ -356,13 +369,14 @@ fn compile_glob(glob: &str) -> Result<GlobMatcher, SizingError> {
 }
 
 fn compile_regex(regex: &str) -> Result<Regex, SizingError> {
-    let invalid = |error: regex::Error| {
-        SizingError {
-        message: format!("target_regex `{regex}` is not a valid regular expression: {}", regex_reason(&error)),
-        fix: "write a Rust regex (like Python's `re`, without look-around or backreferences); it must \
+    let invalid = |error: fancy_regex::Error| SizingError {
+        message: format!(
+            "target_regex `{regex}` is not a valid regular expression: {}",
+            regex_reason(&error)
+        ),
+        fix: "write a regex as for Python's `re` (look-around and backreferences work); it must \
               match the whole path below the target folder, e.g. `.*\\.dcm`"
             .to_owned(),
-    }
     };
     // Compiled alone first so that a regex such as `a)|(b` cannot escape the anchoring
     // group below, and so that error positions refer to the text the user wrote.
@@ -371,7 +385,7 @@ fn compile_regex(regex: &str) -> Result<Regex, SizingError> {
 }
 
 /// The one-line reason of a regex error (its `Display` is a multi-line caret diagram).
-fn regex_reason(error: &regex::Error) -> String {
+fn regex_reason(error: &fancy_regex::Error) -> String {
     let text = error.to_string();
     text.lines()
         .rev()
@@ -729,12 +743,29 @@ mod tests {
         );
         assert!(!error.message.contains('\n'), "{error}");
         assert_eq!(validate_target(&bad), Err(error));
-        // Python look-around is not available; say so rather than crash.
-        let lookahead = Target {
-            regex: r"(?!x).*",
-            ..Target::default()
-        };
-        assert!(validate_target(&lookahead).is_err());
+    }
+
+    #[test]
+    fn look_around_works_as_in_python_re() {
+        let tree = example_tree();
+        let root = tree.path();
+        // Negative look-ahead: every file but the one named `b…` (300 of 1700 bytes).
+        assert_eq!(
+            bytes(root, SizeMode::Sum, "", "*", r"(?!(.*/)?b[^/]*$).*"),
+            1400
+        );
+        // Look-behind: paths ending in `.dcm` (all but c.txt's 50 bytes).
+        assert_eq!(bytes(root, SizeMode::Sum, "", "*", r".*(?<=\.dcm)"), 1650);
+        // Positive look-ahead: inside item1 only.
+        assert_eq!(bytes(root, SizeMode::Sum, "", "*", r"(?=item1/).*"), 450);
+        // validate compiles with the same engine, so it accepts what sizing accepts.
+        for regex in [r"(?!x).*", r".*(?<=\.dcm)", r"(?<!a)b"] {
+            let target = Target {
+                regex,
+                ..Target::default()
+            };
+            assert_eq!(validate_target(&target), Ok(()), "{regex}");
+        }
     }
 
     #[test]

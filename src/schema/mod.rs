@@ -224,9 +224,15 @@ impl Translator<'_> {
             ValidationErrorKind::Type { kind } => {
                 let expected = match kind {
                     TypeKind::Single(t) => article(&t.to_string()),
+                    // `null` is allowed in optional fields as "absent" (the reference
+                    // writes it); naming it in the message would only distract.
                     TypeKind::Multiple(ts) => {
-                        let names: Vec<String> =
-                            (*ts).into_iter().map(|t| article(&t.to_string())).collect();
+                        let names: Vec<String> = (*ts)
+                            .into_iter()
+                            .map(|t| t.to_string())
+                            .filter(|t| t != "null")
+                            .map(|t| article(&t))
+                            .collect();
                         names.join(" or ")
                     }
                 };
@@ -309,14 +315,19 @@ impl Translator<'_> {
                     .with_fix(
                         "write coefficient × n to a power, e.g. \"2*n\", \"0.5*n**1\" or \"n**2\"",
                     ),
-                    Some("name") => Diagnostic::error(
-                        "env-name",
-                        format!(
-                            "variable name {} contains `=` or a NUL character",
-                            error.instance()
-                        ),
-                    )
-                    .with_fix("use letters, digits and `_`"),
+                    Some("name") => {
+                        let name = error.instance().as_str().unwrap_or_default();
+                        Diagnostic::error(
+                            "env-name",
+                            format!(
+                                "variable name \"{name}\" is not a valid environment variable name"
+                            ),
+                        )
+                        .with_fix(format!(
+                            "use letters, digits and `_`, not starting with a digit, e.g. `{}`",
+                            env_name_like(name)
+                        ))
+                    }
                     _ => Diagnostic::error(
                         "pattern",
                         format!("{} does not match `{pattern}`", name_of(field)),
@@ -366,14 +377,25 @@ impl Translator<'_> {
             }
             ValidationErrorKind::AnyOf { context } => {
                 // `anyOf: [{required: [a]}, {required: [b]}]`: one of two spellings is needed.
-                let keys: Vec<&str> = context
+                // A spelling given as `null` counts as absent (the branch's `not null`).
+                let keys: Vec<String> = context
                     .iter()
-                    .flatten()
-                    .filter_map(|e| match e.kind() {
-                        ValidationErrorKind::Required { property } => property.as_str(),
-                        _ => None,
+                    .filter_map(|branch| {
+                        branch.iter().find_map(|e| match e.kind() {
+                            ValidationErrorKind::Required { property } => {
+                                property.as_str().map(str::to_owned)
+                            }
+                            ValidationErrorKind::Not { .. } if e.instance().is_null() => e
+                                .instance_path()
+                                .as_str()
+                                .rsplit('/')
+                                .next()
+                                .map(str::to_owned),
+                            _ => None,
+                        })
                     })
                     .collect();
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                 if keys.len() == context.len() && !keys.is_empty() {
                     let (current, documented) = dialect_pair(&keys);
                     push(
@@ -448,6 +470,18 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A valid variable name close to `name`: `MY VAR` → `MY_VAR`, `1X` → `_1X`.
+fn env_name_like(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if !out.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        out.insert(0, '_');
+    }
+    out
 }
 
 /// Orders a pair of spellings as (current Kaapana, documented Task API).

@@ -27,6 +27,8 @@ pub struct Source {
     /// The path as the user gave it (or as found while walking a folder).
     pub path: PathBuf,
     pub text: String,
+    /// The file began with a UTF-8 byte-order mark (stripped from `text`).
+    pub had_bom: bool,
     line_starts: Vec<usize>,
 }
 
@@ -38,6 +40,7 @@ impl Source {
         Self {
             path: path.into(),
             text,
+            had_bom: false,
             line_starts,
         }
     }
@@ -126,10 +129,12 @@ fn too_large(len: u64) -> LoadFailure {
     ))
 }
 
-/// Bytes → text: strips a UTF-8 byte-order mark, refuses binary data and invalid UTF-8
+/// Bytes → text: strips a UTF-8 byte-order mark (remembered in `had_bom`, so that
+/// validation can warn about it), refuses binary data and invalid UTF-8
 /// with the position of the first bad byte.
 pub fn decode(path: &Path, mut bytes: Vec<u8>) -> Result<Source, LoadFailure> {
-    if bytes.starts_with(b"\xEF\xBB\xBF") {
+    let had_bom = bytes.starts_with(b"\xEF\xBB\xBF");
+    if had_bom {
         bytes.drain(..3);
     }
     let content = |d: Diagnostic| LoadFailure::Content(Box::new(d));
@@ -147,7 +152,10 @@ pub fn decode(path: &Path, mut bytes: Vec<u8>) -> Result<Source, LoadFailure> {
                     .with_fix("check that this is the right file"),
                 ));
             }
-            Ok(Source::new(path, text))
+            Ok(Source {
+                had_bom,
+                ..Source::new(path, text)
+            })
         }
         Err(e) => {
             let valid_up_to = e.utf8_error().valid_up_to();

@@ -34,10 +34,19 @@ fn fixture_reports_match_their_snapshots() {
     let root = fixtures();
     let mut failures = Vec::new();
     let mut count = 0;
-    for (folder, expected_code) in [("valid", 0), ("invalid", 1)] {
+    for (folder, folder_code) in [("valid", 0), ("invalid", 1)] {
         for file in fixture_files(&root.join(folder)) {
             count += 1;
             let relative = file.strip_prefix(&root).unwrap().to_path_buf();
+            // A container-repository fixture (`invalid/<repo>/processing-container.json`
+            // with `tasks/*.json`) holds a valid template that its invalid tasks break.
+            let expected_code = if relative.components().count() == 3
+                && file.ends_with("processing-container.json")
+            {
+                0
+            } else {
+                folder_code
+            };
             let strict = relative.starts_with("invalid/strict");
             let mut args = vec!["validate".to_string()];
             if strict {
@@ -371,4 +380,231 @@ fn schema_command_prints_the_bundled_schemas() {
             "https://json-schema.org/draft/2020-12/schema"
         );
     }
+}
+
+/// A task in a container repository (`tasks/*.json` beside `processing-container.json`)
+/// is checked against the template it names, without any image; positions are in the
+/// task file and the note points at the template in the sibling file.
+#[test]
+fn container_repo_tasks_are_checked_against_the_sibling_template() {
+    let out = run(&mut tapir(
+        &fixtures(),
+        ["validate", "--format", "json", "invalid/container-repo"],
+    ));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let findings: Vec<&serde_json::Value> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["file"].as_str().unwrap().ends_with("typos-task.json"))
+        .flat_map(|f| f["findings"].as_array().unwrap())
+        .collect();
+    let codes: Vec<&str> = findings
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "unbound-channel",
+            "unknown-channel",
+            "unknown-env",
+            "env-type",
+            "not-adjustable",
+            "env-choice"
+        ],
+        "{findings:#?}"
+    );
+    let env = findings
+        .iter()
+        .find(|f| f["code"] == "unknown-env")
+        .unwrap();
+    assert_eq!(
+        (env["line"].as_u64(), env["column"].as_u64()),
+        (Some(8), Some(14))
+    );
+    assert_eq!(env["severity"], "warning");
+    assert_eq!(env["fix"], "did you mean `MODE`?");
+    let not_adjustable = findings
+        .iter()
+        .find(|f| f["code"] == "not-adjustable")
+        .unwrap();
+    assert_eq!(
+        not_adjustable["related"]["file"],
+        "invalid/container-repo/processing-container.json"
+    );
+    assert_eq!(not_adjustable["related"]["line"], 13);
+
+    let human = run(&mut tapir(
+        &fixtures(),
+        [
+            "validate",
+            "invalid/container-repo/tasks/unknown-template-task.json",
+        ],
+    ));
+    assert_eq!(human.code, 1, "{}", human.stdout);
+    assert!(
+        human.stdout.contains("error[unknown-template]")
+            && human.stdout.contains("fix: did you mean `process`?")
+            && human.stdout.contains(
+                "note: its templates: invalid/container-repo/processing-container.json:4:3"
+            ),
+        "{}",
+        human.stdout
+    );
+}
+
+/// Without a processing-container.json beside it, a template identifier is only known
+/// to the image: no finding. One in the task's own folder counts as a sibling too.
+#[test]
+fn a_template_identifier_without_a_sibling_is_not_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let task =
+        std::fs::read_to_string(fixtures().join("invalid/container-repo/tasks/typos-task.json"))
+            .unwrap();
+    std::fs::write(dir.path().join("task.json"), &task).unwrap();
+    let out = run(&mut tapir(dir.path(), ["validate", "task.json"]));
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    std::fs::copy(
+        fixtures().join("invalid/container-repo/processing-container.json"),
+        dir.path().join("processing-container.json"),
+    )
+    .unwrap();
+    let out = run(&mut tapir(dir.path(), ["validate", "task.json"]));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("error[not-adjustable]")
+            && out
+                .stdout
+                .contains("note: declared here: processing-container.json:13:9"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_folder_without_task_api_files_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    std::fs::write(dir.path().join("conf/package.json"), "{\"name\": \"x\"}").unwrap();
+    let out = run(&mut tapir(dir.path(), ["validate", "conf"]));
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("no processing-container.json or task.json files found under conf"),
+        "{}",
+        out.stderr
+    );
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    let out = run(&mut tapir(
+        dir.path(),
+        ["validate", "--format", "json", "empty"],
+    ));
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("files found under empty"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// Pre-commit hooks pass every staged JSON file by name; `--skip-unknown` skips the
+/// ones that are neither kind, as a folder search does.
+#[test]
+fn skip_unknown_skips_named_files_of_neither_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(".vscode")).unwrap();
+    std::fs::write(
+        dir.path().join(".vscode/settings.json"),
+        "{\"editor.tabSize\": 2}",
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures().join("valid/docs-task.json"),
+        dir.path().join("task.json"),
+    )
+    .unwrap();
+    let args = ["validate", ".vscode/settings.json", "task.json"];
+    let out = run(&mut tapir(dir.path(), args));
+    assert_eq!(
+        out.code, 1,
+        "without the flag it is reported: {}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("error[unknown-kind]"), "{}", out.stdout);
+    let out = run(&mut tapir(
+        dir.path(),
+        [
+            "validate",
+            "--skip-unknown",
+            ".vscode/settings.json",
+            "task.json",
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "checked 1 file: 1 valid, 0 invalid; skipped 1 other JSON file that is neither kind"
+        ),
+        "{}",
+        out.stdout
+    );
+}
+
+/// A dry run of a task with an inline template, which needs the image only as a name.
+fn dry_run(dir: &std::path::Path, extra: serde_json::Value) -> crate::support::Run {
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    std::fs::write(dir.join("in/a.txt"), vec![b'x'; 1000]).unwrap();
+    crate::run::inline_task(dir, "true", extra);
+    run(&mut tapir(
+        dir,
+        ["run", "--dry-run", "--format", "json", "task.json"],
+    ))
+}
+
+/// What validate accepts, run accepts: `"scale_factor": 2.0` (pydantic's int takes it).
+#[test]
+fn run_dry_run_accepts_a_whole_number_float_scale_factor() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dry_run(
+        dir.path(),
+        serde_json::json!({
+            "template": {
+                "inputs": [{"name": "in", "mounted_path": "/in",
+                    "scale_rule": {"scale_factor": 2.0, "type": "limit", "mode": "sum"}}],
+            },
+            "inputs": [{"name": "in", "volume_source": {"host_path": "./in"}}],
+        }),
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(!out.stderr.contains("internal"), "{}", out.stderr);
+}
+
+/// `null` optional fields (as the reference's own dumps write them), a `B` memory
+/// suffix and a look-ahead in target_regex reach a dry-run plan.
+#[test]
+fn run_dry_run_accepts_nulls_bytes_suffix_and_look_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dry_run(
+        dir.path(),
+        serde_json::json!({
+            "template": {
+                "inputs": [{"name": "in", "mounted_path": "/in", "description": null,
+                    "scale_rule": {"scale_factor": 2, "type": "limit", "mode": "sum",
+                        "target_dir": null, "target_regex": "(?!b).*", "target_glob": null}}],
+                "resources": {"limits": {"memory": "100000000B"}, "requests": null},
+            },
+            "inputs": [{"name": "in", "volume_source": {"host_path": "./in"}, "scale_rule": null}],
+            "env": null,
+            "command": null,
+            "config": null,
+        }),
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        plan.to_string().contains("100000000"),
+        "memory limit in the plan: {plan:#}"
+    );
 }

@@ -18,6 +18,45 @@ pub mod exit {
     pub const CANCELLED: u8 = 130;
 }
 
+/// How a command ended. Every command returns one; only `lib.rs` turns it into the
+/// process exit status, through [`ExitStatus::code`] (README, "Exit codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: everything went fine.
+    Success,
+    /// 1: `validate` found an invalid file, `inspect` an invalid embedded file, `doctor` a
+    /// mode that cannot run tasks, `rm`/`prune` a run it could not remove, `wait` a lost run.
+    Failed,
+    /// 2: a usage error, or an input that cannot be read.
+    Usage,
+    /// The task's own exit code, passed through like `docker run` does (`run`, `wait`,
+    /// `logs --follow`).
+    Task(u8),
+    /// 125: tapir or the engine failed before the container ran.
+    NotStarted,
+    /// 130: cancelled with Ctrl-C or SIGTERM.
+    Cancelled,
+}
+
+impl ExitStatus {
+    /// The process exit code documented for this status.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Success => exit::OK,
+            Self::Failed => exit::INVALID,
+            Self::Usage => exit::USAGE,
+            Self::Task(code) => code,
+            Self::NotStarted => exit::NOT_STARTED,
+            Self::Cancelled => exit::CANCELLED,
+        }
+    }
+
+    /// A finished command whose code means "all is well" (a task that exited 0 too).
+    pub fn is_success(self) -> bool {
+        self.code() == exit::OK
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A bad combination of flags or arguments that clap cannot catch.
@@ -32,17 +71,9 @@ pub enum Error {
         hint: Option<String>,
     },
 
-    /// The input files are invalid; the findings were already printed.
-    #[error("{0}")]
-    Invalid(String),
-
     /// `run`: something failed before the container started (exit 125).
     #[error("{message}")]
     NotStarted { message: String },
-
-    /// `run`: the run was cancelled by a signal (exit 130).
-    #[error("cancelled")]
-    Cancelled,
 
     /// A run record or run folder could not be found or read.
     #[error("{0}")]
@@ -76,13 +107,11 @@ impl Error {
         }
     }
 
-    /// The process exit code documented for this error.
-    pub fn exit_code(&self) -> u8 {
+    /// How a command that failed with this error ends.
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::Usage(_) | Self::Io { .. } | Self::Record(_) => exit::USAGE,
-            Self::Invalid(_) => exit::INVALID,
-            Self::NotStarted { .. } => exit::NOT_STARTED,
-            Self::Cancelled => exit::CANCELLED,
+            Self::Usage(_) | Self::Io { .. } | Self::Record(_) => ExitStatus::Usage,
+            Self::NotStarted { .. } => ExitStatus::NotStarted,
         }
     }
 }

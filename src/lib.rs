@@ -31,18 +31,20 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Err(e) => {
             // --help and --version are "errors" to clap but succeed (exit 0).
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                error::exit::USAGE
+            let status = if e.use_stderr() {
+                error::ExitStatus::Usage
             } else {
-                error::exit::OK
-            });
+                error::ExitStatus::Success
+            };
+            return ExitCode::from(status.code());
         }
     };
     let color = cli.color;
     let result = match &cli.command {
         Command::Validate(args) => commands::validate::run(args, color),
         Command::Schema(args) => commands::schema::run(args),
-        Command::Run(args) => commands::run::run(args, color),
+        // `run` and `supervise` still count in the engine's codes (u8) internally.
+        Command::Run(args) => commands::run::run(args, color).map(error::ExitStatus::Task),
         Command::Logs(args) => commands::logs::run(args),
         Command::Ps(args) => commands::ps::run(args, color),
         Command::Show(args) => commands::show::run(args, color),
@@ -52,14 +54,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Prune(args) => commands::rm::prune(args),
         Command::Inspect(args) => commands::inspect::run(args, color),
         Command::Doctor(args) => commands::doctor::run(args, color),
-        Command::Supervise(args) => commands::supervise::run(args),
+        Command::Supervise(args) => commands::supervise::run(args).map(error::ExitStatus::Task),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(status) => ExitCode::from(status.code()),
         Err(e) => {
             let p = Printer::for_stderr(color);
             output::stderr(&format!("{} {e}\n", p.red("error:")));
-            ExitCode::from(e.exit_code())
+            ExitCode::from(e.exit_status().code())
         }
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::backend::apptainer::{self, Apptainer};
 use crate::backend::docker::Docker;
 use crate::cli::{ColorChoice, DoctorArgs, Mode, PlanFormat};
-use crate::error::{Result, exit};
+use crate::error::{ExitStatus, Result};
 use crate::output::{self, Printer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,7 +37,7 @@ fn check(area: &'static str, verdict: Verdict, detail: impl Into<String>) -> Che
     }
 }
 
-pub fn run(args: &DoctorArgs, color: ColorChoice) -> Result<u8> {
+pub fn run(args: &DoctorArgs, color: ColorChoice) -> Result<ExitStatus> {
     let mut checks = vec![host_checks()];
     checks.extend(docker_checks());
     checks.extend(apptainer_checks());
@@ -81,7 +81,11 @@ pub fn run(args: &DoctorArgs, color: ColorChoice) -> Result<u8> {
             output::stdout(&out);
         }
     }
-    Ok(if can_run { exit::OK } else { exit::INVALID })
+    Ok(if can_run {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    })
 }
 
 fn host_checks() -> Check {

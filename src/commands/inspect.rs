@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::backend::docker::Docker;
 use crate::cli::{ColorChoice, InspectArgs, PlanFormat};
 use crate::diagnostic::Severity;
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, ExitStatus, Result};
 use crate::model::quantity::format_bytes;
 use crate::output::{self, Printer};
 use crate::schema::Kind;
@@ -22,7 +22,7 @@ use super::run::processing_container_bytes;
 /// The OCI annotation keys (image-spec, annotations.md), in the order they are shown.
 const OCI_PREFIX: &str = "org.opencontainers.image.";
 
-pub fn run(args: &InspectArgs, color: ColorChoice) -> Result<u8> {
+pub fn run(args: &InspectArgs, color: ColorChoice) -> Result<ExitStatus> {
     let docker = Docker::locate().map_err(|e| Error::Usage(e.to_string()))?;
     let image = docker
         .image(&args.image)
@@ -172,7 +172,7 @@ pub fn run(args: &InspectArgs, color: ColorChoice) -> Result<u8> {
     }
     // Like `validate`: 1 when the embedded file is invalid (an image without one is fine).
     Ok(match report {
-        Some(_) if !valid => exit::INVALID,
-        _ => exit::OK,
+        Some(_) if !valid => ExitStatus::Failed,
+        _ => ExitStatus::Success,
     })
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::LogsArgs;
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, ExitStatus, Result};
 use crate::record::RunSummary;
 use crate::record::logs::{Cursor, LogReader, Stream};
 
@@ -19,7 +19,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(100);
 /// bounded whatever the task printed).
 const MAX_TAIL_LINE: usize = 64 * 1024;
 
-pub fn run(args: &LogsArgs) -> Result<u8> {
+pub fn run(args: &LogsArgs) -> Result<ExitStatus> {
     let run_dir = locate_run(&args.runs.runs_dir, &args.run)?;
     let filter = match (args.stdout, args.stderr) {
         (true, _) => Some(Stream::Stdout),
@@ -76,16 +76,16 @@ pub fn run(args: &LogsArgs) -> Result<u8> {
     match result {
         Ok(()) => {}
         // `tapir logs … | head`: the reader went away; that is not a failure.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(exit::OK),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitStatus::Success),
         Err(e) => return Err(Error::io(&run_dir, e)),
     }
     finished_code(&run_dir, args.follow)
 }
 
 /// With `--follow`, the run's own exit code (like `tapir wait`); otherwise 0.
-fn finished_code(run_dir: &Path, follow: bool) -> Result<u8> {
+fn finished_code(run_dir: &Path, follow: bool) -> Result<ExitStatus> {
     if !follow {
-        return Ok(exit::OK);
+        return Ok(ExitStatus::Success);
     }
     let record = RunSummary::load_settled(run_dir).map_err(|e| Error::Record(e.to_string()))?;
     if record.is_lost() {
@@ -94,7 +94,7 @@ fn finished_code(run_dir: &Path, follow: bool) -> Result<u8> {
             record.id
         ));
     }
-    Ok(record.exit_code_for_shell())
+    Ok(record.exit_status())
 }
 
 /// Opens the logs; when following a run that has not started capturing yet, waits for

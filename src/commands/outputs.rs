@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::cli::{ColorChoice, PlanFormat, RunViewArgs};
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, ExitStatus, Result};
 use crate::model::quantity::format_bytes;
 use crate::output::{self, Printer};
 use crate::record::{self, OutputChannel, RunRecord};
@@ -26,7 +26,7 @@ struct ChannelReport {
     warnings: Vec<String>,
 }
 
-pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<u8> {
+pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> {
     let run_dir = locate_run(&args.runs.runs_dir, &args.run)?;
     let record = RunRecord::load(&run_dir).map_err(|e| Error::Record(e.to_string()))?;
     let inputs = record.planned_mounts(Direction::Input);
@@ -44,7 +44,7 @@ pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<u8> {
     if args.format == PlanFormat::Json {
         let value = serde_json::json!({"run": record.id, "outputs": reports});
         output::stdout_json(&value);
-        return Ok(exit::OK);
+        return Ok(ExitStatus::Success);
     }
     let p = Printer::for_stdout(color);
     let mut out = String::new();
@@ -73,7 +73,7 @@ pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<u8> {
         }
     }
     output::stdout(&out);
-    Ok(exit::OK)
+    Ok(ExitStatus::Success)
 }
 
 fn check_channel(

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::backend::docker::Docker;
 use crate::cli::{ColorChoice, PlanFormat, PsArgs};
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, ExitStatus, Result};
 use crate::output::{self, Printer};
 use crate::record::{RunSummary, store};
 
@@ -35,7 +35,7 @@ pub fn list(runs_dir: &Path) -> Result<Vec<(PathBuf, Listed)>> {
         .collect())
 }
 
-pub fn run(args: &PsArgs, color: ColorChoice) -> Result<u8> {
+pub fn run(args: &PsArgs, color: ColorChoice) -> Result<ExitStatus> {
     let mut runs = list(&args.runs.runs_dir)?;
     if let Some(n) = args.last {
         runs.truncate(n);
@@ -105,7 +105,7 @@ pub fn run(args: &PsArgs, color: ColorChoice) -> Result<u8> {
             }
         }
     }
-    Ok(exit::OK)
+    Ok(ExitStatus::Success)
 }
 
 fn table(runs: &[(PathBuf, Listed)], containers: &HashMap<String, bool>, p: Printer) -> String {

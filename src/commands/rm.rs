@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::backend::docker::Docker;
 use crate::cli::{PruneArgs, RmArgs, StatusArg};
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, ExitStatus, Result};
 use crate::output;
 use crate::record::{RunRecord, RunSummary, store};
 use crate::resolve::plan::Direction;
@@ -18,21 +18,21 @@ use super::ps::{Listed, list};
 /// How long `rm --force` waits for a cancelled run to write its end.
 const CANCEL_WAIT: Duration = Duration::from_secs(60);
 
-pub fn rm(args: &RmArgs) -> Result<u8> {
+pub fn rm(args: &RmArgs) -> Result<ExitStatus> {
     let dirs = args
         .runs_to_remove
         .iter()
         .map(|query| locate_run(&args.runs.runs_dir, query))
         .collect::<Result<Vec<_>>>()?;
     let docker = Docker::locate().ok();
-    let mut code = exit::OK;
+    let mut status = ExitStatus::Success;
     for dir in dirs {
         if let Err(e) = remove_run(&dir, args.force, docker.as_ref()) {
             output::stderr(&format!("error: {e}\n"));
-            code = exit::INVALID;
+            status = ExitStatus::Failed;
         }
     }
-    Ok(code)
+    Ok(status)
 }
 
 /// Removes one run folder and its container. A running run is refused unless `force`,
@@ -181,12 +181,12 @@ fn outputs_inside(r: &RunRecord, dir: &Path) -> Option<PathBuf> {
         })
 }
 
-pub fn prune(args: &PruneArgs) -> Result<u8> {
+pub fn prune(args: &PruneArgs) -> Result<ExitStatus> {
     let older_than = args.older_than;
     let now = jiff::Timestamp::now();
     let docker = Docker::locate().ok();
     let mut removed = 0;
-    let mut code = exit::OK;
+    let mut outcome = ExitStatus::Success;
     for (dir, listed) in list(&args.runs.runs_dir)? {
         let (status, ended) = match &listed {
             Listed::Run(r) if !r.is_over() => continue,
@@ -223,7 +223,7 @@ pub fn prune(args: &PruneArgs) -> Result<u8> {
             Ok(()) => removed += 1,
             Err(e) => {
                 output::stderr(&format!("error: {e}\n"));
-                code = exit::INVALID;
+                outcome = ExitStatus::Failed;
             }
         }
     }
@@ -236,7 +236,7 @@ pub fn prune(args: &PruneArgs) -> Result<u8> {
         },
         if removed == 1 { "" } else { "s" }
     ));
-    Ok(code)
+    Ok(outcome)
 }
 
 fn status_arg(r: &RunSummary) -> Option<StatusArg> {

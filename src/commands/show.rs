@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::cli::{ColorChoice, PlanFormat, RunViewArgs};
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, ExitStatus, Result};
 use crate::model::quantity::format_bytes;
 use crate::output::{self, Printer};
 use crate::record::{RunRecord, store};
@@ -12,7 +12,7 @@ use super::locate_run;
 use super::ps::{format_duration, local_time};
 use super::run::shell_quote;
 
-pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<u8> {
+pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> {
     let run_dir = locate_run(&args.runs.runs_dir, &args.run)?;
     let record = RunRecord::load(&run_dir).map_err(|e| Error::Record(e.to_string()))?;
     if args.format == PlanFormat::Json {
@@ -21,10 +21,10 @@ pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<u8> {
         value["observed_status"] = Value::from(record.summary().status_label());
         value["dir"] = Value::from(run_dir.display().to_string());
         output::stdout_json(&value);
-        return Ok(exit::OK);
+        return Ok(ExitStatus::Success);
     }
     output::stdout(&render(&record, &run_dir, Printer::for_stdout(color)));
-    Ok(exit::OK)
+    Ok(ExitStatus::Success)
 }
 
 fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::cli::{ColorChoice, KindArg, ValidateArgs, ValidateFormat};
 use crate::diagnostic::{Diagnostic, Severity};
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, ExitStatus, Result};
 use crate::output::{self, Printer};
 use crate::schema::Kind;
 use crate::validation::{FileReport, KindRule, check_file};
@@ -34,7 +34,7 @@ enum Outcome {
     NothingFound(PathBuf),
 }
 
-pub fn run(args: &ValidateArgs, color: ColorChoice) -> Result<u8> {
+pub fn run(args: &ValidateArgs, color: ColorChoice) -> Result<ExitStatus> {
     let rule = match args.schema {
         Some(KindArg::Pc) => KindRule::Forced(Kind::ProcessingContainer),
         Some(KindArg::Task) => KindRule::Forced(Kind::Task),
@@ -77,7 +77,7 @@ pub fn run(args: &ValidateArgs, color: ColorChoice) -> Result<u8> {
             _ => {}
         }
     }
-    Ok(exit_code(&outcomes))
+    Ok(exit_status(&outcomes))
 }
 
 fn nothing_found(folder: &Path) -> String {
@@ -105,19 +105,19 @@ fn folders_without_task_api_files(
         .collect()
 }
 
-fn exit_code(outcomes: &[Outcome]) -> u8 {
+fn exit_status(outcomes: &[Outcome]) -> ExitStatus {
     if outcomes
         .iter()
         .any(|o| matches!(o, Outcome::Unreadable(_) | Outcome::NothingFound(_)))
     {
-        exit::USAGE
+        ExitStatus::Usage
     } else if outcomes
         .iter()
         .any(|o| matches!(o, Outcome::Checked(r) if !r.is_valid()))
     {
-        exit::INVALID
+        ExitStatus::Failed
     } else {
-        exit::OK
+        ExitStatus::Success
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::cli::WaitArgs;
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, ExitStatus, Result};
 use crate::output;
 use crate::record::RunSummary;
 
@@ -12,7 +12,7 @@ use super::locate_run;
 
 const POLL: Duration = Duration::from_millis(100);
 
-pub fn run(args: &WaitArgs) -> Result<u8> {
+pub fn run(args: &WaitArgs) -> Result<ExitStatus> {
     // Every name is checked before waiting starts: a typo should not wait for the others.
     let dirs = args
         .runs_to_wait
@@ -47,7 +47,7 @@ pub fn run(args: &WaitArgs) -> Result<u8> {
     Ok(ended
         .iter()
         .flatten()
-        .map(RunSummary::exit_code_for_shell)
-        .find(|code| *code != exit::OK)
-        .unwrap_or(exit::OK))
+        .map(RunSummary::exit_status)
+        .find(|status| !status.is_success())
+        .unwrap_or(ExitStatus::Success))
 }

@@ -5,6 +5,7 @@
 pub mod logs;
 pub mod store;
 
+use crate::error::ExitStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -365,26 +366,21 @@ impl RunSummary {
         self.status != Status::Running || self.is_lost()
     }
 
-    /// The exit code `tapir run` gave (or would give) for this run: the task's own code,
-    /// 125 when it never ran, 130 when cancelled; 1 for a lost or unknown run.
-    pub fn exit_code_for_shell(&self) -> u8 {
-        use crate::error::exit;
+    /// How `tapir run` ended (or would end) for this run: the task's own code, 125 when
+    /// it never ran, 130 when cancelled; 1 for a lost or unknown run.
+    pub fn exit_status(&self) -> ExitStatus {
+        let own_code = |fallback: u8| {
+            let code = self.exit_code.and_then(|c| u8::try_from(c).ok());
+            ExitStatus::Task(code.filter(|c| *c != 0).unwrap_or(fallback))
+        };
         match self.status {
-            _ if self.is_lost() => 1,
-            Status::Succeeded => 0,
-            Status::Failed => self
-                .exit_code
-                .and_then(|c| u8::try_from(c).ok())
-                .filter(|c| *c != 0)
-                .unwrap_or(1),
-            Status::OomKilled => self
-                .exit_code
-                .and_then(|c| u8::try_from(c).ok())
-                .filter(|c| *c != 0)
-                .unwrap_or(137),
-            Status::Cancelled => exit::CANCELLED,
-            Status::EngineError => exit::NOT_STARTED,
-            Status::Running | Status::Unknown => 1,
+            _ if self.is_lost() => ExitStatus::Failed,
+            Status::Succeeded => ExitStatus::Success,
+            Status::Failed => own_code(1),
+            Status::OomKilled => own_code(137),
+            Status::Cancelled => ExitStatus::Cancelled,
+            Status::EngineError => ExitStatus::NotStarted,
+            Status::Running | Status::Unknown => ExitStatus::Failed,
         }
     }
 

@@ -116,3 +116,43 @@ fn exported_tapir_variables(script: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+#[test]
+fn the_pre_commit_hook_validates_the_task_api_files() {
+    let hooks = std::fs::read_to_string(repo_root().join(".pre-commit-hooks.yaml"))
+        .expect(".pre-commit-hooks.yaml at the repo root");
+    let field = |key: &str| {
+        hooks
+            .lines()
+            .find_map(|l| l.trim().trim_start_matches("- ").strip_prefix(key))
+            .unwrap_or_else(|| panic!(".pre-commit-hooks.yaml has no `{key}`"))
+            .trim()
+            .trim_matches('\'')
+            .to_string()
+    };
+    assert_eq!(field("id:"), "tapir-validate");
+    assert_eq!(field("entry:"), "tapir validate");
+    assert_eq!(field("language:"), "rust");
+    // pre-commit matches `files` (a Python regex; this one is also valid for the regex
+    // crate) with re.search against paths relative to the repository root.
+    let files = regex::Regex::new(&field("files:")).expect("`files` is a regex");
+    for path in [
+        "processing-container.json",
+        "containers/seg/processing-container.json",
+        "task.json",
+        "examples/upstream-task.json",
+        "tasks/nightly.json",
+        "pipeline/tasks/nightly.json",
+    ] {
+        assert!(files.is_match(path), "the hook skips {path}");
+    }
+    for path in [
+        "package.json",
+        "tasks/notes.md",
+        "tasks/old/nightly.json",
+        "processing-container.json.bak",
+        "my-processing-container.json",
+    ] {
+        assert!(!files.is_match(path), "the hook checks {path}");
+    }
+}

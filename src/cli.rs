@@ -51,6 +51,17 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Check which engines work here, and what will and will not work with them.
     Doctor(DoctorArgs),
+    /// Print a shell completion script.
+    ///
+    /// For example `tapir completions bash > ~/.local/share/bash-completion/completions/tapir`,
+    /// `tapir completions zsh > ~/.zfunc/_tapir`,
+    /// `tapir completions fish > ~/.config/fish/completions/tapir.fish`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): tapir(1), or tapir-COMMAND(1) for one command.
+    ///
+    /// For example `tapir man > ~/.local/share/man/man1/tapir.1` (then `man tapir`), or
+    /// `tapir man validate | man -l -`.
+    Man(ManArgs),
     /// Internal: the background process of `run --detach` (captures the logs and writes
     /// the final record). Not for direct use.
     #[command(hide = true)]
@@ -250,6 +261,20 @@ pub struct DoctorArgs {
     /// human or json.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print (default: tapir's own page, which lists them).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 mod support;
 
 mod backends;
+mod help;
 mod inspect_runs;
 mod readme;
 mod run;

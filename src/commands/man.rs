@@ -3,7 +3,7 @@
 
 use clap::CommandFactory;
 
-use crate::cli::{Cli, ManArgs};
+use crate::cli::{Cli, EXIT_CODES, ManArgs};
 use crate::error::{Error, Result, exit};
 use crate::output;
 
@@ -28,11 +28,37 @@ pub fn run(args: &ManArgs) -> Result<u8> {
             command.clone()
         }
     };
+    // The exit codes get a proper EXIT STATUS section instead of clap_mangen's EXTRA text.
+    let top_level = page.get_after_help().is_some();
     let mut roff = Vec::new();
-    clap_mangen::Man::new(page)
+    clap_mangen::Man::new(page.after_help(None::<&str>))
         .source(format!("tapir {}", env!("CARGO_PKG_VERSION")))
         .render(&mut roff)
         .map_err(|e| Error::io("<stdout>", e))?;
-    output::stdout(&String::from_utf8_lossy(&roff));
+    let mut text = String::from_utf8_lossy(&roff).into_owned();
+    if top_level {
+        let at = text.find("\n.SH VERSION").map_or(text.len(), |i| i + 1);
+        text.insert_str(at, &exit_status_section());
+    }
+    output::stdout(&text);
     Ok(exit::OK)
+}
+
+/// `cli::EXIT_CODES` as a man page section.
+fn exit_status_section() -> String {
+    let mut section = String::from(".SH \"EXIT STATUS\"\n");
+    for (code, lines) in EXIT_CODES {
+        section.push_str(&format!(
+            ".TP\n\\fB{code}\\fR\n{}\n",
+            roff_text(&lines.join(" "))
+        ));
+    }
+    section
+}
+
+/// Plain text as roff text (no line of ours starts with `.` or `'`).
+fn roff_text(text: &str) -> String {
+    text.replace('\\', "\\e")
+        .replace('-', "\\-")
+        .replace('\'', "\\*(Aq")
 }

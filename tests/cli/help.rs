@@ -82,6 +82,18 @@ fn man_prints_a_roff_page_naming_every_subcommand() {
         "lists the internal command"
     );
 
+    let exit_status = out
+        .stdout
+        .split(".SH \"EXIT STATUS\"\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no EXIT STATUS section:\n{}", out.stdout));
+    for code in readme_exit_codes() {
+        assert!(
+            exit_status.contains(&format!(".TP\n\\fB{code}\\fR\n")),
+            "the man page does not explain exit code {code}"
+        );
+    }
+
     // One page per subcommand too.
     let out = run(&mut tapir(&repo_root(), ["man", "validate"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -100,4 +112,70 @@ fn man_prints_a_roff_page_naming_every_subcommand() {
         "names the pages there are: {}",
         out.stderr
     );
+}
+
+/// The codes of the README's "Exit codes" table (`0`, `N`, `125`, … once each).
+fn readme_exit_codes() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let section = readme
+        .split("\n## Exit codes\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README.md has an `Exit codes` section");
+    let mut codes: Vec<String> = section
+        .lines()
+        .filter(|l| l.starts_with('|') && !l.starts_with("|---") && !l.contains("| code |"))
+        .filter_map(|l| l.split('|').nth(2))
+        .flat_map(|cell| cell.split('/').map(|c| c.trim().to_string()))
+        .collect();
+    codes.sort();
+    codes.dedup();
+    assert!(codes.len() >= 5, "{section}");
+    codes
+}
+
+#[test]
+fn help_lists_the_exit_codes_of_the_readme() {
+    let out = run(&mut tapir(&repo_root(), ["--help"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let section = out
+        .stdout
+        .split("Exit codes:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("--help has no exit codes:\n{}", out.stdout));
+    for code in readme_exit_codes() {
+        assert!(
+            section
+                .lines()
+                .any(|l| l.starts_with(&format!("  {code} "))),
+            "--help does not explain exit code {code}:\n{section}"
+        );
+    }
+}
+
+#[test]
+fn value_names_are_words_not_field_names() {
+    // clap derives `<RUNS_TO_WAIT>` from a field name unless told a value name.
+    let field_name = regex::Regex::new(r"[<\[][A-Z0-9]*_[A-Z0-9_]*[>\]]").expect("regex");
+    let mut commands: Vec<Vec<String>> = vec![vec![]];
+    commands.extend(subcommands().into_iter().map(|c| vec![c]));
+    // The internal command has a --help too.
+    commands.push(vec!["supervise".to_string()]);
+    for command in commands {
+        let out = run(&mut tapir(
+            &repo_root(),
+            command.iter().map(String::as_str).chain(["--help"]),
+        ));
+        assert_eq!(out.code, 0, "{command:?}: {}", out.stderr);
+        let bad: Vec<&str> = field_name
+            .find_iter(&out.stdout)
+            .map(|m| m.as_str())
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "`tapir {} --help` shows {bad:?}:\n{}",
+            command.join(" "),
+            out.stdout
+        );
+    }
 }

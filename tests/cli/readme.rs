@@ -35,9 +35,15 @@ fn ci_script() -> String {
 fn ci_runs_exactly_the_readme_test_command() {
     let test_command = readme_command(2);
     let ci = ci_script();
-    assert!(
-        ci.lines().any(|l| l.trim() == test_command),
-        ".ci/run does not run the README's test command `{test_command}`:\n{ci}"
+    // Last, so that its exit status is CI's (`set -e` ignores a failure in `a && b`).
+    let last_command = ci
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.starts_with('#'));
+    assert_eq!(
+        last_command,
+        Some(test_command.as_str()),
+        ".ci/run does not end with the README's test command:\n{ci}"
     );
     // The packages are installed by the prepare script the README command runs, not
     // by a second copy of that logic in CI.

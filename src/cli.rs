@@ -5,6 +5,47 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The README's "Exit codes" table, short: each code and its meaning, in lines as `--help`
+/// shows them (`tapir man` joins them). tests/cli/help.rs checks every code is here.
+pub const EXIT_CODES: &[(&str, &[&str])] = &[
+    (
+        "0",
+        &["success (validate: every file is valid; run --detach: the task started)"],
+    ),
+    (
+        "1",
+        &[
+            "validate, inspect: a file is invalid; wait, logs --follow: the run is lost;",
+            "rm, prune: a run could not be removed; doctor: the mode cannot run tasks",
+        ],
+    ),
+    (
+        "2",
+        &["usage error, a path that cannot be read, no such run or an unreadable record"],
+    ),
+    (
+        "N",
+        &["run: the task's own exit code; wait, logs --follow: the code run gave"],
+    ),
+    (
+        "125",
+        &["run: failed before the task ran (invalid task, image missing, engine down)"],
+    ),
+    ("130", &["run: cancelled by Ctrl-C or SIGTERM"]),
+];
+
+/// `EXIT_CODES` for the end of `tapir --help`.
+fn exit_codes_help() -> String {
+    let mut text = String::from("Exit codes:");
+    for (code, lines) in EXIT_CODES {
+        for (i, line) in lines.iter().enumerate() {
+            let code = if i == 0 { code } else { "" };
+            text.push_str(&format!("\n  {code:<5}{line}"));
+        }
+    }
+    text
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tapir",
@@ -12,11 +53,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Validate and run Task API processing containers locally (Docker or Apptainer)",
     long_about = None,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = exit_codes_help()
 )]
 pub struct Cli {
     /// When to use colour: auto (on a terminal, unless NO_COLOR is set), always, never.
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 
     #[command(subcommand)]
@@ -51,6 +93,17 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Check which engines work here, and what will and will not work with them.
     Doctor(DoctorArgs),
+    /// Print a shell completion script.
+    ///
+    /// For example `tapir completions bash > ~/.local/share/bash-completion/completions/tapir`,
+    /// `tapir completions zsh > ~/.zfunc/_tapir`,
+    /// `tapir completions fish > ~/.config/fish/completions/tapir.fish`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): tapir(1), or tapir-COMMAND(1) for one command.
+    ///
+    /// For example `tapir man > ~/.local/share/man/man1/tapir.1` (then `man tapir`), or
+    /// `tapir man validate | man -l -`.
+    Man(ManArgs),
     /// Internal: the background process of `run --detach` (captures the logs and writes
     /// the final record). Not for direct use.
     #[command(hide = true)]
@@ -60,9 +113,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct SuperviseArgs {
     /// The run folder whose record.json (written by `tapir run --detach`) says what to run.
+    #[arg(value_name = "DIR")]
     pub run_dir: PathBuf,
-    #[arg(long, default_value_t = 10)]
+    /// Seconds a cancelled task gets to stop before it is killed (from `run --grace`).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub grace: u32,
+    /// Keep the container after it ends (from `run --keep`).
     #[arg(long)]
     pub keep: bool,
 }
@@ -192,8 +248,8 @@ pub struct RunViewArgs {
 
 #[derive(Debug, Args)]
 pub struct WaitArgs {
-    /// The runs to wait for.
-    #[arg(required = true)]
+    /// The runs to wait for (folder, folder name or unique id prefix each).
+    #[arg(required = true, value_name = "RUN")]
     pub runs_to_wait: Vec<String>,
     #[command(flatten)]
     pub runs: RunsDirArg,
@@ -201,8 +257,8 @@ pub struct WaitArgs {
 
 #[derive(Debug, Args)]
 pub struct RmArgs {
-    /// The runs to remove.
-    #[arg(required = true)]
+    /// The runs to remove (folder, folder name or unique id prefix each).
+    #[arg(required = true, value_name = "RUN")]
     pub runs_to_remove: Vec<String>,
     /// Also remove runs that are still running (they are cancelled first), and run
     /// folders whose record is missing or damaged.
@@ -250,6 +306,20 @@ pub struct DoctorArgs {
     /// human or json.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print (default: tapir's own page, which lists them).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Args)]

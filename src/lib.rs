@@ -54,6 +54,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Prune(args) => commands::rm::prune(args),
         Command::Inspect(args) => commands::inspect::run(args, color),
         Command::Doctor(args) => commands::doctor::run(args, color),
+        Command::Completions(args) => commands::completions::run(args),
+        Command::Man(args) => commands::man::run(args),
         Command::Supervise(args) => commands::supervise::run(args).map(error::ExitStatus::Task),
     };
     match result {

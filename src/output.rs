@@ -170,6 +170,27 @@ pub fn mask_secrets(line: &str) -> String {
     SECRET.replace_all(line, "${1}****${3}").into_owned()
 }
 
+/// `n` and the word, singular for 1 ("1 file", "2 files"; words with a regular plural).
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// A run's status, `details` right after it, then ` — message` — unless the message only
+/// repeats the status: equal to it (`succeeded`) it is left out, starting with it
+/// (`cancelled by a signal; …`) it is said instead of the status.
+pub fn status_with_message(status: &str, details: &str, message: Option<&str>) -> String {
+    match message {
+        None => format!("{status}{details}"),
+        Some(m) if m == status => format!("{status}{details}"),
+        Some(m) if m.starts_with(status) => format!("{m}{details}"),
+        Some(m) => format!("{status}{details} — {m}"),
+    }
+}
+
 /// A finding as a GitHub Actions workflow command (`::error file=…,line=…::message`).
 pub fn github_annotation(file: &str, d: &Diagnostic) -> String {
     let command = match d.severity {
@@ -268,6 +289,38 @@ impl Spinner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_singular_for_one() {
+        assert_eq!(plural(0, "file"), "0 files");
+        assert_eq!(plural(1, "file"), "1 file");
+        assert_eq!(plural(2, "warning"), "2 warnings");
+    }
+
+    #[test]
+    fn a_status_is_not_repeated_by_its_message() {
+        assert_eq!(
+            status_with_message("succeeded", ", exit code 0", Some("succeeded")),
+            "succeeded, exit code 0"
+        );
+        assert_eq!(
+            status_with_message(
+                "cancelled",
+                "",
+                Some("cancelled by a signal; the task was stopped")
+            ),
+            "cancelled by a signal; the task was stopped"
+        );
+        assert_eq!(
+            status_with_message(
+                "failed",
+                ", exit code 3",
+                Some("the task exited with code 3")
+            ),
+            "failed, exit code 3 — the task exited with code 3"
+        );
+        assert_eq!(status_with_message("running", "", None), "running");
+    }
 
     #[test]
     fn secrets_are_masked_in_snippets() {

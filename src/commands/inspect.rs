@@ -154,9 +154,13 @@ pub fn run(args: &InspectArgs, color: ColorChoice) -> Result<ExitStatus> {
                         if errors == 0 && warnings == 0 {
                             p.green("valid")
                         } else if errors == 0 {
-                            format!("valid, {warnings} warning(s)")
+                            format!("valid, {}", output::plural(warnings, "warning"))
                         } else {
-                            p.red(&format!("INVALID: {errors} error(s), {warnings} warning(s)"))
+                            p.red(&format!(
+                                "INVALID: {}, {}",
+                                output::plural(errors, "error"),
+                                output::plural(warnings, "warning")
+                            ))
                         },
                     );
                 }

@@ -1,9 +1,11 @@
 //! One module per subcommand. Each turns its raw clap arguments into validated values,
 //! calls the library, and hands the results to `output`.
 
+pub mod completions;
 pub mod doctor;
 pub mod inspect;
 pub mod logs;
+pub mod man;
 pub mod outputs;
 pub mod ps;
 pub mod rm;

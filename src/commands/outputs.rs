@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::cli::{ColorChoice, PlanFormat, RunViewArgs};
 use crate::error::{Error, ExitStatus, Result};
 use crate::model::quantity::format_bytes;
-use crate::output::{self, Printer};
+use crate::output::{self, Printer, plural};
 use crate::record::{self, OutputChannel, RunRecord};
 use crate::resolve::plan::Direction;
 
@@ -54,10 +54,10 @@ pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> {
     for report in &reports {
         let l = &report.listing;
         out.push_str(&format!(
-            "{} {} ({} files, {}{})\n",
+            "{} {} ({}, {}{})\n",
             p.bold(&l.channel),
             l.host_path,
-            l.files.len(),
+            plural(l.files.len(), "file"),
             format_bytes(l.total_bytes),
             if l.truncated { ", listing cut" } else { "" }
         ));
@@ -174,14 +174,6 @@ fn item_folders(path: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
 }
 
 /// At most five names, then "and N more".

@@ -36,16 +36,12 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
     row("run", format!("{} ({})", r.id, run_dir.display()));
     let summary = r.summary();
     let status = summary.status_label();
-    let status_text = format!(
-        "{status}{}{}",
-        r.exit_code
+    let status_text = output::status_with_message(
+        status,
+        &r.exit_code
             .map(|c| format!(", exit code {c}"))
             .unwrap_or_default(),
-        r.message
-            .as_ref()
-            .filter(|m| m.as_str() != status)
-            .map(|m| format!(" — {m}"))
-            .unwrap_or_default()
+        r.message.as_deref(),
     );
     row(
         "status",
@@ -139,10 +135,9 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
         row(
             if i == 0 { "outputs" } else { "" },
             format!(
-                "{}: {} file{}, {} in {}",
+                "{}: {}, {} in {}",
                 o.channel,
-                o.files.len(),
-                if o.files.len() == 1 { "" } else { "s" },
+                output::plural(o.files.len(), "file"),
                 format_bytes(o.total_bytes),
                 o.host_path
             ),

@@ -28,14 +28,13 @@ pub fn run(args: &WaitArgs) -> Result<ExitStatus> {
             let record = RunSummary::load_settled(dir).map_err(|e| Error::Record(e.to_string()))?;
             if record.is_over() {
                 output::stderr(&format!(
-                    "{}: {}{}\n",
+                    "{}: {}\n",
                     record.id,
-                    record.status_label(),
-                    record
-                        .message
-                        .as_ref()
-                        .map(|m| format!(" — {m}"))
-                        .unwrap_or_default()
+                    output::status_with_message(
+                        record.status_label(),
+                        "",
+                        record.message.as_deref()
+                    )
                 ));
                 *slot = Some(record);
             }

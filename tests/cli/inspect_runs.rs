@@ -612,3 +612,35 @@ fn a_processing_container_json_that_is_a_symlink_in_the_image_is_followed() {
         "upstream"
     );
 }
+
+#[test]
+fn one_file_is_singular_and_the_status_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(
+        dir.path(),
+        "mkdir -p /out/item-1; echo r > /out/item-1/result.txt",
+        json!({
+            "template": {"outputs": [{"name": "out", "mounted_path": "/out"}]},
+            "outputs": [{"name": "out", "volume_source": {"host_path": "out"}}]
+        }),
+    );
+    let run_dir = finished_run(dir.path());
+    let id = id_of(&run_dir);
+
+    let out = run(&mut tapir(dir.path(), ["outputs", &id]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("(1 file, "), "{}", out.stdout);
+
+    let out = run(&mut tapir(dir.path(), ["show", &id]));
+    let status = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("status"))
+        .unwrap_or_else(|| panic!("no status row:\n{}", out.stdout));
+    assert_eq!(status.matches("succeeded").count(), 1, "{status}");
+    assert!(out.stdout.contains(": 1 file, "), "{}", out.stdout);
+
+    let out = run(&mut tapir(dir.path(), ["wait", &id]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stderr, format!("{id}: succeeded\n"));
+}

@@ -5,6 +5,8 @@ mod support;
 
 mod backends;
 mod docs;
+mod help;
 mod inspect_runs;
+mod readme;
 mod run;
 mod validate;

@@ -318,6 +318,88 @@ fn github_format_gives_workflow_annotations() {
     );
 }
 
+/// The file of every annotation printed by `--format github`.
+fn annotated_files(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once(" file=")?.1.split([',', ':']).next())
+        .collect()
+}
+
+#[test]
+fn github_paths_are_relative_to_the_workspace_without_a_leading_dot() {
+    // GitHub only attaches an annotation to a file named relative to the checkout.
+    let out = run(tapir(
+        &fixtures(),
+        [
+            "validate",
+            "--format",
+            "github",
+            "./invalid/misspelt-key.task.json",
+        ],
+    )
+    .env("GITHUB_WORKSPACE", repo_root()));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let files = annotated_files(&out.stdout);
+    assert!(!files.is_empty(), "{}", out.stdout);
+    assert!(
+        files
+            .iter()
+            .all(|f| *f == "tests/fixtures/invalid/misspelt-key.task.json"),
+        "{}",
+        out.stdout
+    );
+
+    // An absolute path, and a folder searched from `.`, the same way.
+    let absolute = fixtures().join("invalid/misspelt-key.task.json");
+    let out = run(tapir(&repo_root(), ["validate", "--format", "github"])
+        .arg(&absolute)
+        .env("GITHUB_WORKSPACE", repo_root()));
+    assert!(
+        annotated_files(&out.stdout)
+            .iter()
+            .all(|f| *f == "tests/fixtures/invalid/misspelt-key.task.json"),
+        "{}",
+        out.stdout
+    );
+    let out = run(tapir(
+        &fixtures().join("invalid"),
+        ["validate", "--format", "github", "."],
+    )
+    .env("GITHUB_WORKSPACE", fixtures()));
+    let files = annotated_files(&out.stdout);
+    assert!(
+        files.contains(&"invalid/misspelt-key.task.json"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        files.iter().all(|f| f.starts_with("invalid/")),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn github_paths_without_a_workspace_are_relative_to_the_current_folder() {
+    let out = run(&mut tapir(
+        &fixtures(),
+        [
+            "validate",
+            "--format",
+            "github",
+            "./invalid/misspelt-key.task.json",
+        ],
+    ));
+    let files = annotated_files(&out.stdout);
+    assert!(!files.is_empty(), "{}", out.stdout);
+    assert!(
+        files.iter().all(|f| *f == "invalid/misspelt-key.task.json"),
+        "{}",
+        out.stdout
+    );
+}
+
 #[test]
 fn colour_only_when_asked_or_on_a_terminal() {
     let out = run(&mut tapir(

@@ -1,0 +1,64 @@
+//! `tapir man [COMMAND]`: print the roff man page tapir(1), or tapir-COMMAND(1), generated
+//! from the clap definition (the same text as `--help`).
+
+use clap::CommandFactory;
+
+use crate::cli::{Cli, EXIT_CODES, ManArgs};
+use crate::error::{Error, ExitStatus, Result};
+use crate::output;
+
+pub fn run(args: &ManArgs) -> Result<ExitStatus> {
+    // As clap_mangen::generate_to does: no `help` subcommand, and built, so subcommands
+    // carry their full names (tapir-validate) and usage (tapir validate).
+    let mut tapir = Cli::command().disable_help_subcommand(true);
+    tapir.build();
+    let page = match &args.command {
+        None => tapir,
+        Some(name) => {
+            let visible = || tapir.get_subcommands().filter(|c| !c.is_hide_set());
+            let Some(command) =
+                visible().find(|c| c.get_name() == name || c.get_all_aliases().any(|a| a == name))
+            else {
+                let names: Vec<&str> = visible().map(|c| c.get_name()).collect();
+                return Err(Error::Usage(format!(
+                    "no man page for `{name}`; there is one for each of: {}",
+                    names.join(", ")
+                )));
+            };
+            command.clone()
+        }
+    };
+    // The exit codes get a proper EXIT STATUS section instead of clap_mangen's EXTRA text.
+    let top_level = page.get_after_help().is_some();
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(page.after_help(None::<&str>))
+        .source(format!("tapir {}", env!("CARGO_PKG_VERSION")))
+        .render(&mut roff)
+        .map_err(|e| Error::io("<stdout>", e))?;
+    let mut text = String::from_utf8_lossy(&roff).into_owned();
+    if top_level {
+        let at = text.find("\n.SH VERSION").map_or(text.len(), |i| i + 1);
+        text.insert_str(at, &exit_status_section());
+    }
+    output::stdout(&text);
+    Ok(ExitStatus::Success)
+}
+
+/// `cli::EXIT_CODES` as a man page section.
+fn exit_status_section() -> String {
+    let mut section = String::from(".SH \"EXIT STATUS\"\n");
+    for (code, lines) in EXIT_CODES {
+        section.push_str(&format!(
+            ".TP\n\\fB{code}\\fR\n{}\n",
+            roff_text(&lines.join(" "))
+        ));
+    }
+    section
+}
+
+/// Plain text as roff text (no line of ours starts with `.` or `'`).
+fn roff_text(text: &str) -> String {
+    text.replace('\\', "\\e")
+        .replace('-', "\\-")
+        .replace('\'', "\\*(Aq")
+}

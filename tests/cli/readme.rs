@@ -1,0 +1,164 @@
+//! The README's two commands are what a newcomer runs first: they must work on a fresh
+//! machine (Rust, Docker, apt-get; maybe no sudo), and CI must run the same test command.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::repo_root;
+
+/// The command under the README comment that starts with `# {number}.`, in the first
+/// `sh` block.
+fn readme_command(number: u32) -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let block = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README.md starts with a ```sh block of commands");
+    let marker = format!("# {number}.");
+    let mut lines = block.lines().skip_while(|l| !l.starts_with(&marker));
+    assert!(
+        lines.next().is_some(),
+        "README.md's first sh block has no `{marker}` comment"
+    );
+    lines
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .unwrap_or_else(|| panic!("README.md: no command under `{marker}`"))
+        .trim()
+        .to_string()
+}
+
+fn ci_script() -> String {
+    std::fs::read_to_string(repo_root().join(".ci/run")).expect(".ci/run")
+}
+
+#[test]
+fn ci_runs_exactly_the_readme_test_command() {
+    let test_command = readme_command(2);
+    let ci = ci_script();
+    // Last, so that its exit status is CI's (`set -e` ignores a failure in `a && b`).
+    let last_command = ci
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.starts_with('#'));
+    assert_eq!(
+        last_command,
+        Some(test_command.as_str()),
+        ".ci/run does not end with the README's test command:\n{ci}"
+    );
+    // The packages are installed by the prepare script the README command runs, not
+    // by a second copy of that logic in CI.
+    assert!(
+        !ci.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .any(|l| l.contains("apt-get")),
+        ".ci/run installs packages itself instead of through the README's command:\n{ci}"
+    );
+}
+
+#[test]
+fn the_readme_commands_prepare_the_machine_without_sudo() {
+    for number in [1, 2] {
+        let command = readme_command(number);
+        assert!(
+            command.starts_with("tests/prepare.sh && "),
+            "README command {number} does not start with tests/prepare.sh: {command}"
+        );
+        assert!(
+            !command.split_whitespace().any(|w| w == "sudo"),
+            "README command {number} uses sudo (a fresh machine may have none): {command}"
+        );
+    }
+    let prepare = repo_root().join("tests/prepare.sh");
+    let mode = std::fs::metadata(&prepare)
+        .expect("tests/prepare.sh exists")
+        .permissions()
+        .mode();
+    assert!(
+        mode & 0o111 != 0,
+        "tests/prepare.sh is not executable (mode {mode:o})"
+    );
+}
+
+#[test]
+fn the_example_command_writes_its_runs_under_target() {
+    let command = readme_command(1);
+    let runs: Vec<&str> = command
+        .split("&&")
+        .map(str::trim)
+        .filter(|step| step.contains(" -- run "))
+        .collect();
+    assert!(!runs.is_empty(), "README command 1 runs no task: {command}");
+    for step in runs {
+        assert!(
+            step.contains(" --runs-dir target/"),
+            "README command 1 leaves its run folder in the repo root: `{step}`"
+        );
+    }
+}
+
+#[test]
+fn every_tapir_variable_ci_sets_is_read_somewhere() {
+    let ci = ci_script();
+    let names = exported_tapir_variables(&ci);
+    for name in names {
+        let used = walkdir::WalkDir::new(repo_root().join("src"))
+            .into_iter()
+            .chain(walkdir::WalkDir::new(repo_root().join("tests")))
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .filter(|e| !e.path().ends_with("readme.rs"))
+            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|text| text.contains(&name)));
+        assert!(used, ".ci/run sets {name}, which nothing reads");
+    }
+}
+
+/// The `TAPIR_*` names .ci/run exports.
+fn exported_tapir_variables(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|assignment| assignment.split('=').next())
+        .filter(|name| name.starts_with("TAPIR_"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_pre_commit_hook_validates_the_task_api_files() {
+    let hooks = std::fs::read_to_string(repo_root().join(".pre-commit-hooks.yaml"))
+        .expect(".pre-commit-hooks.yaml at the repo root");
+    let field = |key: &str| {
+        hooks
+            .lines()
+            .find_map(|l| l.trim().trim_start_matches("- ").strip_prefix(key))
+            .unwrap_or_else(|| panic!(".pre-commit-hooks.yaml has no `{key}`"))
+            .trim()
+            .trim_matches('\'')
+            .to_string()
+    };
+    assert_eq!(field("id:"), "tapir-validate");
+    assert_eq!(field("entry:"), "tapir validate");
+    assert_eq!(field("language:"), "rust");
+    // pre-commit matches `files` (a Python regex; this one is also valid for the regex
+    // crate) with re.search against paths relative to the repository root.
+    let files = regex::Regex::new(&field("files:")).expect("`files` is a regex");
+    for path in [
+        "processing-container.json",
+        "containers/seg/processing-container.json",
+        "task.json",
+        "examples/upstream-task.json",
+        "tasks/nightly.json",
+        "pipeline/tasks/nightly.json",
+    ] {
+        assert!(files.is_match(path), "the hook skips {path}");
+    }
+    for path in [
+        "package.json",
+        "tasks/notes.md",
+        "tasks/old/nightly.json",
+        "processing-container.json.bak",
+        "my-processing-container.json",
+    ] {
+        assert!(!files.is_match(path), "the hook checks {path}");
+    }
+}

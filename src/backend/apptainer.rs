@@ -35,6 +35,17 @@ pub struct Capabilities {
     pub no_eval: bool,
 }
 
+impl Capabilities {
+    /// What the newest apptainer can do: every flag tapir knows (for a dry run where no
+    /// apptainer is installed).
+    pub fn newest() -> Self {
+        Self {
+            limits: true,
+            no_eval: true,
+        }
+    }
+}
+
 impl Apptainer {
     /// `TAPIR_APPTAINER`, else `apptainer` on PATH.
     pub fn locate() -> Result<Self, Error> {

@@ -54,20 +54,39 @@ enum Backend {
         /// (`docker-daemon:`), and their metadata comes from it.
         docker: Option<Docker>,
         caps: Capabilities,
+        /// Not installed (a dry run only): the command is shown for the newest apptainer.
+        assumed: bool,
     },
 }
 
+/// The warning of a dry run without apptainer.
+const APPTAINER_ASSUMED: &str = "apptainer not found; showing the command for the newest apptainer (every flag tapir knows, e.g. --no-eval and the memory/CPU limits)";
+
 impl Backend {
-    fn locate(mode: Mode) -> Result<Self> {
+    /// A dry run needs no apptainer: it shows the command for the newest one.
+    fn locate(mode: Mode, dry_run: bool) -> Result<Self> {
         Ok(match mode {
             Mode::Docker => Backend::Docker(Docker::locate()?),
             Mode::Apptainer => {
-                let apptainer = Apptainer::locate()?;
-                let caps = apptainer.capabilities();
+                let (apptainer, caps, assumed) = match Apptainer::locate() {
+                    Ok(apptainer) => {
+                        let caps = apptainer.capabilities();
+                        (apptainer, caps, false)
+                    }
+                    Err(_) if dry_run => (
+                        Apptainer {
+                            binary: PathBuf::from("apptainer"),
+                        },
+                        Capabilities::newest(),
+                        true,
+                    ),
+                    Err(e) => return Err(e),
+                };
                 Backend::Apptainer {
                     apptainer,
                     docker: Docker::locate().ok(),
                     caps,
+                    assumed,
                 }
             }
         })
@@ -144,7 +163,7 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
     } else {
         Spinner::start("preparing the run")
     };
-    let backend = match Backend::locate(args.mode) {
+    let backend = match Backend::locate(args.mode, args.dry_run) {
         Ok(backend) => backend,
         Err(e) => {
             clear(spinner.as_ref());
@@ -213,18 +232,22 @@ fn render(
     run_dir: &Path,
 ) -> (RenderedRun, Vec<String>) {
     match (backend, &prepared.image_ref) {
-        (Backend::Apptainer { caps, .. }, Some(image_ref)) => {
+        (Backend::Apptainer { caps, assumed, .. }, Some(image_ref)) => {
             let facts = ImageFacts {
                 entrypoint: prepared.image.entrypoint.clone(),
                 working_dir: prepared.image.working_dir.clone(),
             };
-            apptainer::exec_argv(
+            let (rendered, mut warnings) = apptainer::exec_argv(
                 &prepared.plan,
                 image_ref,
                 &facts,
                 &run_dir.join(SCRATCH_DIR),
                 *caps,
-            )
+            );
+            if *assumed {
+                warnings.insert(0, APPTAINER_ASSUMED.to_string());
+            }
+            (rendered, warnings)
         }
         _ => (docker::run_argv(&prepared.plan, id, run_dir), Vec::new()),
     }
@@ -341,7 +364,7 @@ fn prepare(
         .map(mask_template_secrets);
 
     let options = Options {
-        overrides: overrides(args)?,
+        overrides: overrides(args),
         user: match args.user {
             UserChoice::Invoker => PlannedUser::Invoker {
                 uid: nix::unistd::getuid().as_raw(),
@@ -351,6 +374,9 @@ fn prepare(
         },
         network: args.network.clone(),
         entrypoint: args.entrypoint.clone(),
+        home: std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from),
     };
     match plan::resolve(&loaded.task, &template, &source, &task_dir, &options) {
         Ok(plan) => {
@@ -636,46 +662,22 @@ fn write_cache(path: &Path, bytes: &[u8]) {
     }
 }
 
-/// `--env-file` values, then `--env` values (which win), as plan overrides.
-fn overrides(args: &RunArgs) -> std::result::Result<Vec<Override>, Failure> {
-    let mut out = Vec::new();
-    for file in &args.env_file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| Error::not_started(format!("--env-file {}: {e}", file.display())))?;
-        for (n, line) in text.lines().enumerate() {
-            let trimmed = line.trim_start();
-            if trimmed.is_empty() || trimmed.starts_with('#') {
-                continue;
-            }
-            let Some((name, value)) = line.split_once('=') else {
-                return Err(Error::not_started(format!("{}:{}: `{line}` is not NAME=VALUE\n  fix: write one NAME=VALUE per line (values are taken literally: no quotes, no $expansion)", file.display(), n + 1)).into());
-            };
-            out.push(Override {
-                name: name.trim().to_string(),
-                value: value.to_string(),
-                source: format!("--env-file {}:{}", file.display(), n + 1),
-            });
-        }
-    }
-    for pair in &args.env {
-        let (name, value) = match pair.split_once('=') {
-            Some((name, value)) => (name.to_string(), value.to_string()),
-            // `--env NAME` takes the value from tapir's own environment (handy for secrets).
-            None => match std::env::var(pair) {
-                Ok(value) => (pair.clone(), value),
-                Err(_) => return Err(Error::not_started(format!("--env {pair}: no `=VALUE`, and {pair} is not set in the environment\n  fix: write --env {pair}=VALUE")).into()),
-            },
-        };
-        if name.is_empty() {
-            return Err(Error::not_started(format!("--env {pair}: the name is empty")).into());
-        }
-        out.push(Override {
-            name,
-            value,
-            source: "--env".into(),
-        });
-    }
-    Ok(out)
+/// `--env-file` values, then `--env` values (which win), as plan overrides (both were
+/// checked while the arguments were parsed).
+fn overrides(args: &RunArgs) -> Vec<Override> {
+    let from_files = args.env_file.iter().flat_map(|file| {
+        file.entries.iter().map(|entry| Override {
+            name: entry.var.name.clone(),
+            value: entry.var.value.clone(),
+            source: format!("--env-file {}:{}", file.path.display(), entry.line),
+        })
+    });
+    let from_flags = args.env.iter().map(|var| Override {
+        name: var.name.clone(),
+        value: var.value.clone(),
+        source: "--env".into(),
+    });
+    from_files.chain(from_flags).collect()
 }
 
 /// Reports a failure before the container ran, records it, and gives exit 125.
@@ -754,8 +756,13 @@ fn command_line(program: &Path, rendered: &RenderedRun) -> String {
         .join(" ")
 }
 
+/// The version of the `run --dry-run --format json` document: fields may be added, and
+/// existing ones keep their meaning while it stays 1.
+pub const DRY_RUN_FORMAT_VERSION: u32 = 1;
+
 fn dry_run_json(prepared: &Prepared, program: &Path, rendered: &RenderedRun) -> String {
     let value = serde_json::json!({
+        "format_version": DRY_RUN_FORMAT_VERSION,
         "plan": prepared.plan,
         "image": {"reference": prepared.plan.image, "id": prepared.image.id, "repo_digests": prepared.image.repo_digests},
         "argv": std::iter::once(program.display().to_string()).chain(rendered.argv.iter().cloned()).collect::<Vec<_>>(),

@@ -1,5 +1,6 @@
 //! Resolve: model values → `RunPlan`, pure data that needs no engine.
 
+pub mod env_input;
 pub mod plan;
 pub mod sizing;
 pub mod task_file;

@@ -152,6 +152,8 @@ pub struct Options {
     pub user: PlannedUser,
     pub network: Option<String>,
     pub entrypoint: Option<String>,
+    /// The invoker's $HOME: a host path `~/…` starts there.
+    pub home: Option<PathBuf>,
 }
 
 /// A reason the task cannot run, with the task-file place it concerns.
@@ -202,6 +204,7 @@ pub fn resolve(
             bound,
             list,
             task_dir,
+            options.home.as_deref(),
             &mut mounts,
             &mut scale_inputs,
             &mut problems,
@@ -210,7 +213,7 @@ pub fn resolve(
     }
     check_overlaps(&mounts, &mut problems);
 
-    let env = merge_env(task, template, options, &mut problems);
+    let env = merge_env(task, template, options, &mut problems, &mut warnings);
     let limits = limits(task, template, &scale_inputs, &mut problems, &mut warnings);
 
     let (command, command_source) = match (&task.command, &template.command) {
@@ -251,6 +254,7 @@ fn channels(
     bound: &[Binding],
     list: &str,
     task_dir: &Path,
+    home: Option<&Path>,
     mounts: &mut Vec<PlannedMount>,
     scale_inputs: &mut Vec<(String, PathBuf, ScaleRule)>,
     problems: &mut Vec<Problem>,
@@ -288,7 +292,18 @@ fn channels(
             continue;
         };
         let pointer = format!("/{list}/{index}/volume_source/host_path");
-        let raw = Path::new(&binding.volume_source.host_path);
+        let raw = match expand_home(&binding.volume_source.host_path, home) {
+            Ok(raw) => raw,
+            Err((message, fix)) => {
+                problems.push(Problem::new(
+                    format!("{kind} channel `{}`: {message}", mount.name),
+                    fix,
+                    Some(pointer),
+                ));
+                continue;
+            }
+        };
+        let raw = raw.as_path();
         let host = if raw.is_absolute() {
             raw.to_path_buf()
         } else {
@@ -342,6 +357,30 @@ fn channels(
             container_path: normalize_container_path(&mount.mounted_path),
             read_only: direction == Direction::Input,
         });
+    }
+}
+
+/// `~` and `~/…` start at the invoker's home, as in a shell (without this a folder named
+/// `~` would be created). `~user/…` is refused: tapir does not look up other users.
+fn expand_home(host_path: &str, home: Option<&Path>) -> Result<PathBuf, (String, String)> {
+    let Some(rest) = host_path.strip_prefix('~') else {
+        return Ok(PathBuf::from(host_path));
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return Err((
+            format!(
+                "the host path `{host_path}`: only `~/` (your own home) is expanded, not `~user/`"
+            ),
+            "write the full path (e.g. /home/user/…), or a path relative to the task file's folder"
+                .into(),
+        ));
+    }
+    match home {
+        Some(home) => Ok(home.join(rest.trim_start_matches('/'))),
+        None => Err((
+            format!("the host path `{host_path}` starts with `~`, but HOME is not set"),
+            "set HOME, or write the full path".into(),
+        )),
     }
 }
 
@@ -416,6 +455,7 @@ fn merge_env(
     template: &Template,
     options: &Options,
     problems: &mut Vec<Problem>,
+    warnings: &mut Vec<String>,
 ) -> Vec<PlannedEnv> {
     let mut env: Vec<PlannedEnv> = template
         .env
@@ -441,7 +481,24 @@ fn merge_env(
         .overrides
         .iter()
         .map(|o| (o.name.clone(), o.value.clone(), o.source.clone(), None));
+    let declared: Vec<&str> = template.env.iter().map(|v| v.name.as_str()).collect();
     for (name, value, source, pointer) in task_overrides.chain(cli_overrides) {
+        // A name the template does not declare may be a typo; images may also read
+        // variables nobody declared, so the value is passed all the same.
+        if !declared.is_empty()
+            && !declared.contains(&name.as_str())
+            && let Some(near) = did_you_mean(&name, declared.iter().copied())
+        {
+            let by = if source == "task" {
+                "the task".to_string()
+            } else {
+                source.clone()
+            };
+            warnings.push(format!(
+                "`{name}` (set by {by}) is not declared by template `{}`; did you mean `{near}`? (the value is still passed: images may read variables the template does not declare)",
+                template.identifier
+            ));
+        }
         // Messages may reach the terminal and the record: a secret's value never does.
         let shown = if is_secret_name(&name) {
             MASK.to_string()

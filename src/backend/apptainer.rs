@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 
 use crate::backend::docker::RenderedRun;
 use crate::error::Error;
-use crate::resolve::plan::{Direction, PlannedUser, RunPlan};
+use crate::resolve::plan::{Direction, EnvSource, PlannedUser, RunPlan};
 
 /// The apptainer installation.
 #[derive(Debug, Clone)]
@@ -269,7 +269,7 @@ pub fn exec_argv(
         if var.name == "HOME" {
             // Apptainer refuses to set HOME through the environment; with --containall
             // the run gets its own empty home anyway.
-            if var.source.starts_with("tapir") {
+            if let EnvSource::Tapir(_) = var.source {
                 continue;
             }
             warnings.push(format!(

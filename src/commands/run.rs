@@ -14,7 +14,10 @@ use crate::execute::{self, Attachment, Engine, Job};
 use crate::model::{self, ProcessingContainer, Template, TemplateRef};
 use crate::output::{self, Printer, Spinner};
 use crate::record::{self, ImageRecord, RunRecord, RunSummary, Status, TaskFile, store};
-use crate::resolve::plan::{self, Direction, Options, Override, PlannedUser, Problem, RunPlan};
+use crate::resolve::host::HostFacts;
+use crate::resolve::plan::{
+    self, Direction, EnvSource, Options, Override, PlannedUser, Problem, RunPlan,
+};
 use crate::resolve::task_file::{self, LoadError, LoadedTask};
 use crate::schema::Kind;
 use crate::source::Source;
@@ -188,9 +191,12 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
             warning,
         ));
     }
-    let (rendered, backend_warnings) = render(&backend, &prepared, &id, &absolute(&run_dir_path));
     let mut prepared = prepared;
+    let (rendered, backend_warnings) =
+        render(&backend, &mut prepared, &id, &absolute(&run_dir_path));
     prepared.plan.warnings.extend(backend_warnings);
+    // The plan as the engine got it (with the backend's own rules applied).
+    record.plan = serde_json::to_value(&prepared.plan).ok();
     for warning in &prepared.plan.warnings {
         output::stderr(&format!("{} {warning}\n", err.yellow("warning:")));
     }
@@ -227,7 +233,7 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
 /// The engine's command line for the plan, and the warnings of what the engine cannot do.
 fn render(
     backend: &Backend,
-    prepared: &Prepared,
+    prepared: &mut Prepared,
     id: &str,
     run_dir: &Path,
 ) -> (RenderedRun, Vec<String>) {
@@ -249,7 +255,10 @@ fn render(
             }
             (rendered, warnings)
         }
-        _ => (docker::run_argv(&prepared.plan, id, run_dir), Vec::new()),
+        _ => {
+            let warnings = docker::adapt_plan(&mut prepared.plan);
+            (docker::run_argv(&prepared.plan, id, run_dir), warnings)
+        }
     }
 }
 
@@ -374,21 +383,16 @@ fn prepare(
         },
         network: args.network.clone(),
         entrypoint: args.entrypoint.clone(),
-        home: std::env::var_os("HOME")
-            .filter(|h| !h.is_empty())
-            .map(PathBuf::from),
     };
-    match plan::resolve(&loaded.task, &template, &source, &task_dir, &options) {
-        Ok(plan) => {
-            record.plan = serde_json::to_value(&plan).ok();
-            Ok(Prepared {
-                loaded,
-                template,
-                image,
-                image_ref,
-                plan,
-            })
-        }
+    let host = HostFacts::gather(&loaded.task, &template, &task_dir);
+    match plan::resolve(&loaded.task, &template, &source, &task_dir, &options, &host) {
+        Ok(plan) => Ok(Prepared {
+            loaded,
+            template,
+            image,
+            image_ref,
+            plan,
+        }),
         Err(problems) => Err(Failure::Problems(problems, Box::new(loaded))),
     }
 }
@@ -669,13 +673,16 @@ fn overrides(args: &RunArgs) -> Vec<Override> {
         file.entries.iter().map(|entry| Override {
             name: entry.var.name.clone(),
             value: entry.var.value.clone(),
-            source: format!("--env-file {}:{}", file.path.display(), entry.line),
+            source: EnvSource::EnvFile {
+                path: file.path.display().to_string(),
+                line: entry.line,
+            },
         })
     });
     let from_flags = args.env.iter().map(|var| Override {
         name: var.name.clone(),
         value: var.value.clone(),
-        source: "--env".into(),
+        source: EnvSource::CommandLine,
     });
     from_files.chain(from_flags).collect()
 }

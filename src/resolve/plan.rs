@@ -1,6 +1,8 @@
-//! Resolve: a task, its template and the command line → a `RunPlan`, pure data from which
-//! each backend renders its argv. No engine is needed and nothing is written; the
-//! filesystem is only read (input folders must exist; scale rules measure them).
+//! Resolve: a task, its template, the command line and the host facts → a `RunPlan`, pure
+//! data from which each backend renders its argv. A pure function: no engine, no
+//! filesystem, no environment (what it needs of the host is gathered before, in
+//! `resolve::host`), and nothing engine-specific (Docker's rules are applied by the Docker
+//! backend).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,10 +13,8 @@ use crate::checks::{GPU_KEYS, normalize_container_path};
 use crate::diagnostic::did_you_mean;
 use crate::model::quantity::{self, format_bytes};
 use crate::model::{Binding, Mount, ScaleKind, ScaleRule, Task, Template};
-use crate::resolve::sizing::{self, Target};
-
-/// Docker refuses memory limits below 6 MB; a computed limit under it is raised.
-pub const DOCKER_MIN_MEMORY: u64 = 6 * 1024 * 1024;
+use crate::resolve::host::{HostFacts, PathFact};
+use crate::resolve::sizing::SizingError;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunPlan {
@@ -68,7 +68,79 @@ pub struct PlannedEnv {
     pub name: String,
     #[serde(serialize_with = "masked")]
     pub value: EnvValue,
-    pub source: String,
+    pub source: EnvSource,
+}
+
+/// Where an env value came from. Records keep it as the words people read
+/// (`--env`, `--env-file vars.env:3`, `task`, `template default`, `tapir (…)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvSource {
+    /// `--env NAME=VALUE` or `--env NAME`.
+    CommandLine,
+    /// A line of an `--env-file` (the path as given).
+    EnvFile { path: String, line: usize },
+    /// The task's `env`.
+    Task,
+    /// The template's default value.
+    Template,
+    /// Set by tapir itself, for the reason given (e.g. HOME for a run as the invoker).
+    Tapir(&'static str),
+    /// A source this tapir does not know (a record written by another version).
+    Other(String),
+}
+
+/// Why tapir sets HOME when a task runs as the invoking user.
+pub const HOME_FOR_INVOKER: &str = "runs as the invoking user";
+
+impl std::fmt::Display for EnvSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvSource::CommandLine => f.write_str("--env"),
+            EnvSource::EnvFile { path, line } => write!(f, "--env-file {path}:{line}"),
+            EnvSource::Task => f.write_str("task"),
+            EnvSource::Template => f.write_str("template default"),
+            EnvSource::Tapir(why) => write!(f, "tapir ({why})"),
+            EnvSource::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+impl EnvSource {
+    /// The source for its words in a record (the inverse of `Display`).
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "--env" => EnvSource::CommandLine,
+            "task" => EnvSource::Task,
+            "template default" => EnvSource::Template,
+            _ if text == EnvSource::Tapir(HOME_FOR_INVOKER).to_string() => {
+                EnvSource::Tapir(HOME_FOR_INVOKER)
+            }
+            _ => text
+                .strip_prefix("--env-file ")
+                .and_then(|rest| rest.rsplit_once(':'))
+                .and_then(|(path, line)| {
+                    Some(EnvSource::EnvFile {
+                        path: path.to_string(),
+                        line: line.parse().ok()?,
+                    })
+                })
+                .unwrap_or_else(|| EnvSource::Other(text.to_string())),
+        }
+    }
+
+    /// How messages say who set a value: "the task", "--env".
+    fn who(&self) -> String {
+        match self {
+            EnvSource::Task => "the task".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl Serialize for EnvSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// An env value that knows whether it is a secret: secrets serialise as `****`, so they
@@ -142,7 +214,7 @@ pub enum PlannedUser {
 pub struct Override {
     pub name: String,
     pub value: String,
-    pub source: String,
+    pub source: EnvSource,
 }
 
 /// What the command line adds to a task.
@@ -152,8 +224,6 @@ pub struct Options {
     pub user: PlannedUser,
     pub network: Option<String>,
     pub entrypoint: Option<String>,
-    /// The invoker's $HOME: a host path `~/…` starts there.
-    pub home: Option<PathBuf>,
 }
 
 /// A reason the task cannot run, with the task-file place it concerns.
@@ -176,19 +246,21 @@ impl Problem {
 }
 
 /// Builds the plan. `task_dir` is the task file's folder (relative host paths resolve
-/// against it). All problems are returned together.
+/// against it); `host` is what was found on the host for this task
+/// (`HostFacts::gather`). All problems are returned together.
 pub fn resolve(
     task: &Task,
     template: &Template,
     template_source: &str,
     task_dir: &Path,
     options: &Options,
+    host: &HostFacts,
 ) -> Result<RunPlan, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
 
     let mut mounts = Vec::new();
-    let mut scale_inputs: Vec<(String, PathBuf, ScaleRule)> = Vec::new();
+    let mut scale_inputs: Vec<(String, ScaleRule)> = Vec::new();
     for (direction, declared, bound, list) in [
         (Direction::Input, &template.inputs, &task.inputs, "inputs"),
         (
@@ -204,7 +276,7 @@ pub fn resolve(
             bound,
             list,
             task_dir,
-            options.home.as_deref(),
+            host,
             &mut mounts,
             &mut scale_inputs,
             &mut problems,
@@ -214,7 +286,14 @@ pub fn resolve(
     check_overlaps(&mounts, &mut problems);
 
     let env = merge_env(task, template, options, &mut problems, &mut warnings);
-    let limits = limits(task, template, &scale_inputs, &mut problems, &mut warnings);
+    let limits = limits(
+        task,
+        template,
+        &scale_inputs,
+        host,
+        &mut problems,
+        &mut warnings,
+    );
 
     let (command, command_source) = match (&task.command, &template.command) {
         (Some(c), _) => (Some(c.clone()), "task"),
@@ -254,9 +333,9 @@ fn channels(
     bound: &[Binding],
     list: &str,
     task_dir: &Path,
-    home: Option<&Path>,
+    host: &HostFacts,
     mounts: &mut Vec<PlannedMount>,
-    scale_inputs: &mut Vec<(String, PathBuf, ScaleRule)>,
+    scale_inputs: &mut Vec<(String, ScaleRule)>,
     problems: &mut Vec<Problem>,
     warnings: &mut Vec<String>,
 ) {
@@ -292,8 +371,9 @@ fn channels(
             continue;
         };
         let pointer = format!("/{list}/{index}/volume_source/host_path");
-        let raw = match expand_home(&binding.volume_source.host_path, home) {
-            Ok(raw) => raw,
+        let raw = &binding.volume_source.host_path;
+        let host_path = match host_path(raw, task_dir, host.home.as_deref()) {
+            Ok(path) => path,
             Err((message, fix)) => {
                 problems.push(Problem::new(
                     format!("{kind} channel `{}`: {message}", mount.name),
@@ -303,13 +383,10 @@ fn channels(
                 continue;
             }
         };
-        let raw = raw.as_path();
-        let host = if raw.is_absolute() {
-            raw.to_path_buf()
-        } else {
-            task_dir.join(raw)
-        };
-        let host = lexical_normalize(&host);
+        let fact = host.paths.get(&host_path).cloned().unwrap_or_else(|| {
+            PathFact::Unusable("it was not looked at (internal: missing host fact)".into())
+        });
+        let host = host_path;
         for (what, text) in [
             ("host path", host.to_string_lossy().into_owned()),
             ("mounted_path", mount.mounted_path.clone()),
@@ -323,23 +400,19 @@ fn channels(
             }
         }
         if direction == Direction::Input {
-            match std::fs::metadata(&host) {
-                Ok(meta) if meta.is_dir() || meta.is_file() => {}
-                Ok(_) => problems.push(Problem::new(format!("input channel `{}`: {} is neither a folder nor a file", mount.name, host.display()), "point host_path at a folder", Some(pointer.clone()))),
-                Err(e) => problems.push(Problem::new(
-                    format!("input channel `{}`: {} cannot be used: {}", mount.name, host.display(), io_reason(&e)),
-                    if raw.is_relative() { format!("create it, or fix host_path (relative paths are relative to the task file's folder, {})", task_dir.display()) } else { "create it, or fix host_path".to_string() },
+            match &fact {
+                PathFact::Folder | PathFact::File => {}
+                PathFact::Other => problems.push(Problem::new(format!("input channel `{}`: {} is neither a folder nor a file", mount.name, host.display()), "point host_path at a folder", Some(pointer.clone()))),
+                PathFact::Unusable(reason) => problems.push(Problem::new(
+                    format!("input channel `{}`: {} cannot be used: {reason}", mount.name, host.display()),
+                    if Path::new(raw).is_relative() && !raw.starts_with('~') { format!("create it, or fix host_path (relative paths are relative to the task file's folder, {})", task_dir.display()) } else { "create it, or fix host_path".to_string() },
                     Some(pointer.clone()),
                 )),
             }
-            if let Some(rule) = binding
-                .scale_rule
-                .clone()
-                .or_else(|| mount.scale_rule.clone())
-            {
-                scale_inputs.push((mount.name.clone(), host.clone(), rule));
+            if let Some(rule) = scale_rule(binding, mount) {
+                scale_inputs.push((mount.name.clone(), rule.clone()));
             }
-        } else if host.is_file() {
+        } else if fact == PathFact::File {
             problems.push(Problem::new(
                 format!(
                     "output channel `{}`: {} is a file, not a folder",
@@ -358,6 +431,26 @@ fn channels(
             read_only: direction == Direction::Input,
         });
     }
+}
+
+/// The host folder a task binds: `~/…` from `home`, relative paths from `task_dir`,
+/// `.`/`..` resolved without touching the filesystem. The error is (message, fix).
+pub fn host_path(
+    raw: &str,
+    task_dir: &Path,
+    home: Option<&Path>,
+) -> Result<PathBuf, (String, String)> {
+    let expanded = expand_home(raw, home)?;
+    Ok(lexical_normalize(&if expanded.is_absolute() {
+        expanded
+    } else {
+        task_dir.join(expanded)
+    }))
+}
+
+/// The scale rule of an input: the task's binding's, else the template's.
+pub fn scale_rule<'a>(binding: &'a Binding, mount: &'a Mount) -> Option<&'a ScaleRule> {
+    binding.scale_rule.as_ref().or(mount.scale_rule.as_ref())
 }
 
 /// `~` and `~/…` start at the invoker's home, as in a shell (without this a folder named
@@ -381,14 +474,6 @@ fn expand_home(host_path: &str, home: Option<&Path>) -> Result<PathBuf, (String,
             format!("the host path `{host_path}` starts with `~`, but HOME is not set"),
             "set HOME, or write the full path".into(),
         )),
-    }
-}
-
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "it does not exist".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => e.to_string(),
     }
 }
 
@@ -466,14 +551,14 @@ fn merge_env(
                 text: v.value.clone(),
                 secret: is_secret_name(&v.name),
             },
-            source: "template default".into(),
+            source: EnvSource::Template,
         })
         .collect();
     let task_overrides = task.env.iter().enumerate().map(|(i, v)| {
         (
             v.name.clone(),
             v.value.clone(),
-            "task".to_string(),
+            EnvSource::Task,
             Some(format!("/env/{i}/value")),
         )
     });
@@ -489,13 +574,9 @@ fn merge_env(
             && !declared.contains(&name.as_str())
             && let Some(near) = did_you_mean(&name, declared.iter().copied())
         {
-            let by = if source == "task" {
-                "the task".to_string()
-            } else {
-                source.clone()
-            };
             warnings.push(format!(
-                "`{name}` (set by {by}) is not declared by template `{}`; did you mean `{near}`? (the value is still passed: images may read variables the template does not declare)",
+                "`{name}` (set by {}) is not declared by template `{}`; did you mean `{near}`? (the value is still passed: images may read variables the template does not declare)",
+                source.who(),
                 template.identifier
             ));
         }
@@ -548,26 +629,14 @@ fn merge_env(
             None => env.push(planned),
         }
     }
-    if let PlannedUser::Invoker { .. } = options.user {
-        // Not the image's user: its HOME may not exist or not be writable.
-        if !env.iter().any(|e| e.name == "HOME") {
-            env.push(PlannedEnv {
-                name: "HOME".into(),
-                value: EnvValue {
-                    text: "/tmp".into(),
-                    secret: false,
-                },
-                source: "tapir (runs as the invoking user)".into(),
-            });
-        }
-    }
     env
 }
 
 fn limits(
     task: &Task,
     template: &Template,
-    scale_inputs: &[(String, PathBuf, ScaleRule)],
+    scale_inputs: &[(String, ScaleRule)],
+    host: &HostFacts,
     problems: &mut Vec<Problem>,
     warnings: &mut Vec<String>,
 ) -> Limits {
@@ -624,13 +693,14 @@ fn limits(
 
     let mut rule_limit = None::<(u64, String)>;
     let mut rule_request = None::<u64>;
-    for (channel, host, rule) in scale_inputs {
-        let target = Target {
-            dir: &rule.target_dir,
-            glob: &rule.target_glob,
-            regex: &rule.target_regex,
-        };
-        match sizing::measure(host, rule.mode.into(), &target) {
+    for (channel, rule) in scale_inputs {
+        let measured = host.measurements.get(channel).cloned().unwrap_or_else(|| {
+            Err(SizingError {
+                message: "the input was not measured (internal: missing host fact)".into(),
+                fix: "please report this".into(),
+            })
+        });
+        match measured {
             Ok(m) => {
                 let requirement = rule.function().apply(m.bytes);
                 let kind = match rule.kind {
@@ -686,17 +756,6 @@ fn limits(
     };
     out.memory_bytes = memory.filter(|m| *m > 0);
     out.memory_reason = reason;
-    if let Some(m) = out.memory_bytes.filter(|m| *m < DOCKER_MIN_MEMORY) {
-        warnings.push(format!(
-            "the memory limit {} is below Docker's minimum of 6 MiB; raised to 6 MiB",
-            format_bytes(m)
-        ));
-        out.memory_bytes = Some(DOCKER_MIN_MEMORY);
-        out.memory_reason = Some(format!(
-            "{} (raised to Docker's minimum)",
-            out.memory_reason.unwrap_or_default()
-        ));
-    }
     let reservation = explicit_request.into_iter().chain(rule_request).max();
     out.memory_reservation_bytes =
         reservation.filter(|r| *r > 0 && out.memory_bytes.is_none_or(|m| *r <= m));
@@ -710,4 +769,426 @@ fn limits(
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    //! One table: task + template + command line + host facts → the plan's env (with
+    //! sources), mounts, limits, problems and warnings. No filesystem is touched.
+
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::resolve::host::{HostFacts, PathFact};
+    use crate::resolve::sizing::{Measurement, SizingError};
+
+    const MI: u64 = 1024 * 1024;
+
+    /// `base` with the keys of `extra` replaced.
+    fn merged(mut base: Value, extra: Value) -> Value {
+        for (k, v) in extra.as_object().expect("an object") {
+            base[k] = v.clone();
+        }
+        base
+    }
+
+    struct Case {
+        name: &'static str,
+        template: Value,
+        task: Value,
+        overrides: Vec<(&'static str, &'static str, EnvSource)>,
+        host: HostFacts,
+        /// (name, value as recorded, source as recorded)
+        env: Vec<(&'static str, &'static str, &'static str)>,
+        /// (channel, host path, container path, read-only)
+        mounts: Vec<(&'static str, &'static str, &'static str, bool)>,
+        /// (memory, reservation, cpu millis)
+        limits: (Option<u64>, Option<u64>, Option<u64>),
+        /// Each expected problem's words; empty: the plan resolves.
+        problems: Vec<&'static str>,
+        warnings: Vec<&'static str>,
+    }
+
+    impl Default for Case {
+        fn default() -> Self {
+            Case {
+                name: "",
+                template: json!({}),
+                task: json!({}),
+                overrides: Vec::new(),
+                host: HostFacts::default(),
+                env: Vec::new(),
+                mounts: Vec::new(),
+                limits: (None, None, None),
+                problems: Vec::new(),
+                warnings: Vec::new(),
+            }
+        }
+    }
+
+    fn facts(paths: &[(&str, PathFact)], home: Option<&str>) -> HostFacts {
+        HostFacts {
+            home: home.map(PathBuf::from),
+            paths: paths
+                .iter()
+                .map(|(p, f)| (PathBuf::from(p), f.clone()))
+                .collect(),
+            measurements: BTreeMap::new(),
+        }
+    }
+
+    fn env_file(line: usize) -> EnvSource {
+        EnvSource::EnvFile {
+            path: "vars.env".into(),
+            line,
+        }
+    }
+
+    fn cases() -> Vec<Case> {
+        let channel = |name: &str, path: &str| json!([{"name": name, "mounted_path": path}]);
+        let bind =
+            |name: &str, host: &str| json!([{"name": name, "volume_source": {"host_path": host}}]);
+        let mut measured = facts(&[("/tasks/data", PathFact::Folder)], None);
+        measured.measurements.insert(
+            "in".into(),
+            Ok(Measurement {
+                bytes: 200 * MI,
+                files: 3,
+            }),
+        );
+        let mut unmeasurable = facts(&[("/tasks/data", PathFact::Folder)], None);
+        unmeasurable.measurements.insert(
+            "in".into(),
+            Err(SizingError {
+                message: "cannot read /tasks/data/x".into(),
+                fix: "fix its permissions".into(),
+            }),
+        );
+        let scaled_input = json!([{"name": "in", "mounted_path": "/in",
+            "scale_rule": {"type": "limit", "mode": "sum", "scale_factor": 2}}]);
+        vec![
+            Case {
+                name: "env precedence: command line > env file > task > template",
+                template: json!({"env": [
+                    {"name": "A", "value": "template"}, {"name": "B", "value": "template"},
+                    {"name": "C", "value": "template"}, {"name": "D", "value": "template"}]}),
+                task: json!({"env": [{"name": "B", "value": "task"}, {"name": "C", "value": "task"}, {"name": "D", "value": "task"}]}),
+                overrides: vec![
+                    ("D", "file", env_file(1)),
+                    ("C", "file", env_file(2)),
+                    ("C", "cli", EnvSource::CommandLine),
+                ],
+                env: vec![
+                    ("A", "template", "template default"),
+                    ("B", "task", "task"),
+                    ("C", "cli", "--env"),
+                    ("D", "file", "--env-file vars.env:1"),
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "secrets are masked in the plan and in messages",
+                template: json!({"env": [{"name": "API_TOKEN", "value": "", "type": "int"}]}),
+                task: json!({"env": [{"name": "API_TOKEN", "value": "s3cret"}]}),
+                problems: vec![
+                    "`API_TOKEN` is declared as int by template `t`, but the task sets \"****\"",
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "adjustable: false is enforced for the command line",
+                template: json!({"env": [{"name": "FIXED", "value": "a", "adjustable": false}]}),
+                overrides: vec![("FIXED", "b", EnvSource::CommandLine)],
+                problems: vec![
+                    "`FIXED` is declared `adjustable: false` by template `t`; the --env cannot override it",
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "choices with did-you-mean",
+                template: json!({"env": [{"name": "MODE", "value": "fast", "choices": ["fast", "slow"]}]}),
+                overrides: vec![("MODE", "fsat", env_file(4))],
+                problems: vec![
+                    "\"fsat\" is not one of the choices of `MODE` (set by the --env-file vars.env:4)",
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "a misspelt name is passed, with a warning",
+                template: json!({"env": [{"name": "MODE", "value": "fast"}]}),
+                task: json!({"env": [{"name": "MDOE", "value": "slow"}]}),
+                env: vec![
+                    ("MODE", "fast", "template default"),
+                    ("MDOE", "slow", "task"),
+                ],
+                warnings: vec![
+                    "`MDOE` (set by the task) is not declared by template `t`; did you mean `MODE`?",
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "no HOME is added: that is the Docker backend's rule",
+                task: json!({"env": []}),
+                ..Case::default()
+            },
+            Case {
+                name: "relative and ~/ host paths",
+                template: json!({"inputs": channel("in", "/in"), "outputs": channel("out", "/out/")}),
+                task: json!({"inputs": bind("in", "./data/../data"), "outputs": bind("out", "~/results")}),
+                host: facts(
+                    &[
+                        ("/tasks/data", PathFact::Folder),
+                        (
+                            "/home/me/results",
+                            PathFact::Unusable("it does not exist".into()),
+                        ),
+                    ],
+                    Some("/home/me"),
+                ),
+                mounts: vec![
+                    ("in", "/tasks/data", "/in", true),
+                    ("out", "/home/me/results", "/out", false),
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "a missing input",
+                template: json!({"inputs": channel("in", "/in")}),
+                task: json!({"inputs": bind("in", "data")}),
+                host: facts(
+                    &[(
+                        "/tasks/data",
+                        PathFact::Unusable("it does not exist".into()),
+                    )],
+                    None,
+                ),
+                problems: vec!["input channel `in`: /tasks/data cannot be used: it does not exist"],
+                ..Case::default()
+            },
+            Case {
+                name: "an output that is a file",
+                template: json!({"outputs": channel("out", "/out")}),
+                task: json!({"outputs": bind("out", "/data/out")}),
+                host: facts(&[("/data/out", PathFact::File)], None),
+                problems: vec!["output channel `out`: /data/out is a file, not a folder"],
+                ..Case::default()
+            },
+            Case {
+                name: "~user/ is refused, ~ without HOME too",
+                template: json!({"outputs": [{"name": "a", "mounted_path": "/a"}, {"name": "b", "mounted_path": "/b"}]}),
+                task: json!({"outputs": [
+                    {"name": "a", "volume_source": {"host_path": "~alice/x"}},
+                    {"name": "b", "volume_source": {"host_path": "~/x"}}]}),
+                problems: vec![
+                    "output channel `a`: the host path `~alice/x`: only `~/` (your own home) is expanded",
+                    "output channel `b`: the host path `~/x` starts with `~`, but HOME is not set",
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "unknown and unbound channels",
+                template: json!({"inputs": channel("images", "/in"), "outputs": channel("out", "/out")}),
+                task: json!({"inputs": bind("imgaes", "data")}),
+                problems: vec!["the template has no input channel `imgaes`"],
+                warnings: vec!["output channel `out` (/out) is not bound in the task"],
+                ..Case::default()
+            },
+            Case {
+                name: "overlapping channels",
+                template: json!({"outputs": [{"name": "a", "mounted_path": "/out"}, {"name": "b", "mounted_path": "/out/b"}]}),
+                task: json!({"outputs": [
+                    {"name": "a", "volume_source": {"host_path": "/x/a"}},
+                    {"name": "b", "volume_source": {"host_path": "/x/b"}}]}),
+                host: facts(
+                    &[("/x/a", PathFact::Folder), ("/x/b", PathFact::Folder)],
+                    None,
+                ),
+                problems: vec!["channels `a` (/out) and `b` (/out/b) overlap inside the container"],
+                ..Case::default()
+            },
+            Case {
+                name: "task resources override the template's key by key",
+                template: json!({"resources": {"limits": {"memory": "100Mi", "cpu": "2"}}}),
+                task: json!({"resources": {"limits": {"cpu": "500m"}, "requests": {"memory": "50Mi"}}}),
+                limits: (Some(100 * MI), Some(50 * MI), Some(500)),
+                ..Case::default()
+            },
+            Case {
+                name: "a scale rule raises the declared limit",
+                template: json!({"inputs": scaled_input.clone(), "resources": {"limits": {"memory": "100Mi"}}}),
+                task: json!({"inputs": bind("in", "data")}),
+                host: measured,
+                mounts: vec![("in", "/tasks/data", "/in", true)],
+                limits: (Some(400 * MI), None, None),
+                ..Case::default()
+            },
+            Case {
+                name: "a scale rule that cannot measure",
+                template: json!({"inputs": scaled_input}),
+                task: json!({"inputs": bind("in", "data")}),
+                host: unmeasurable,
+                problems: vec!["scale rule of input `in`: cannot read /tasks/data/x"],
+                ..Case::default()
+            },
+            Case {
+                name: "a tiny limit is kept: raising it is the Docker backend's rule",
+                template: json!({"resources": {"limits": {"memory": "1Mi"}}}),
+                limits: (Some(MI), None, None),
+                ..Case::default()
+            },
+            Case {
+                name: "a request above the limit sets no reservation",
+                template: json!({"resources": {"limits": {"memory": "10Mi"}, "requests": {"memory": "20Mi"}}}),
+                limits: (Some(10 * MI), None, None),
+                warnings: vec![
+                    "the memory request 20Mi is above the limit 10Mi; no reservation is set",
+                ],
+                ..Case::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn resolve_cases() {
+        for case in cases() {
+            let template: Template = serde_json::from_value(merged(
+                json!({"identifier": "t", "description": "d", "inputs": [], "outputs": [], "env": [], "command": ["true"]}),
+                case.template,
+            ))
+            .unwrap_or_else(|e| panic!("{}: template: {e}", case.name));
+            let task: Task = serde_json::from_value(merged(
+                json!({"name": "n", "image": "img", "taskTemplate": "t"}),
+                case.task,
+            ))
+            .unwrap_or_else(|e| panic!("{}: task: {e}", case.name));
+            let options = Options {
+                overrides: case
+                    .overrides
+                    .iter()
+                    .map(|(name, value, source)| Override {
+                        name: name.to_string(),
+                        value: value.to_string(),
+                        source: source.clone(),
+                    })
+                    .collect(),
+                user: PlannedUser::Invoker { uid: 1, gid: 1 },
+                network: None,
+                entrypoint: None,
+            };
+            let result = resolve(
+                &task,
+                &template,
+                "inline",
+                Path::new("/tasks"),
+                &options,
+                &case.host,
+            );
+            let plan = match result {
+                Err(problems) => {
+                    let got: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+                    assert_eq!(got.len(), case.problems.len(), "{}: {got:#?}", case.name);
+                    for (got, want) in got.iter().zip(&case.problems) {
+                        assert!(got.contains(want), "{}: {got:?} lacks {want:?}", case.name);
+                        assert!(
+                            !got.contains("s3cret"),
+                            "{}: a secret in {got:?}",
+                            case.name
+                        );
+                    }
+                    continue;
+                }
+                Ok(plan) => plan,
+            };
+            assert!(
+                case.problems.is_empty(),
+                "{}: expected problems {:?}",
+                case.name,
+                case.problems
+            );
+            let recorded = serde_json::to_value(&plan).expect("serialises");
+            let env: Vec<(String, String, String)> = recorded["env"]
+                .as_array()
+                .expect("env")
+                .iter()
+                .map(|e| {
+                    (
+                        e["name"].to_string(),
+                        e["value"].to_string(),
+                        e["source"].to_string(),
+                    )
+                })
+                .collect();
+            let want: Vec<(String, String, String)> = case
+                .env
+                .iter()
+                .map(|(n, v, s)| {
+                    (
+                        json!(n).to_string(),
+                        json!(v).to_string(),
+                        json!(s).to_string(),
+                    )
+                })
+                .collect();
+            assert_eq!(env, want, "{}", case.name);
+            let mounts: Vec<(&str, String, &str, bool)> = plan
+                .mounts
+                .iter()
+                .map(|m| {
+                    (
+                        m.channel.as_str(),
+                        m.host_path.display().to_string(),
+                        m.container_path.as_str(),
+                        m.read_only,
+                    )
+                })
+                .collect();
+            let want: Vec<(&str, String, &str, bool)> = case
+                .mounts
+                .iter()
+                .map(|(c, h, p, ro)| (*c, h.to_string(), *p, *ro))
+                .collect();
+            assert_eq!(mounts, want, "{}", case.name);
+            assert_eq!(
+                (
+                    plan.limits.memory_bytes,
+                    plan.limits.memory_reservation_bytes,
+                    plan.limits.cpu_millis
+                ),
+                case.limits,
+                "{}",
+                case.name
+            );
+            assert_eq!(
+                plan.warnings.len(),
+                case.warnings.len(),
+                "{}: {:#?}",
+                case.name,
+                plan.warnings
+            );
+            for (got, want) in plan.warnings.iter().zip(&case.warnings) {
+                assert!(got.contains(want), "{}: {got:?} lacks {want:?}", case.name);
+            }
+        }
+    }
+
+    #[test]
+    fn env_sources_read_back_from_their_recorded_words() {
+        for source in [
+            EnvSource::CommandLine,
+            env_file(12),
+            EnvSource::EnvFile {
+                path: "a:b/c d.env".into(),
+                line: 3,
+            },
+            EnvSource::Task,
+            EnvSource::Template,
+            EnvSource::Tapir(HOME_FOR_INVOKER),
+            EnvSource::Other("the image".into()),
+        ] {
+            assert_eq!(EnvSource::parse(&source.to_string()), source);
+        }
+    }
 }

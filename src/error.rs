@@ -40,6 +40,15 @@ pub enum Error {
     #[error("{message}")]
     NotStarted { message: String },
 
+    /// `run`: findings in a file (the task, a processing-container.json) stop it before the
+    /// container starts (exit 125). They are shown with the file's text; `message` is the
+    /// one line for the record.
+    #[error("{message}")]
+    NotStartedFindings {
+        message: String,
+        findings: Box<Findings>,
+    },
+
     /// `run`: the run was cancelled by a signal (exit 130).
     #[error("cancelled")]
     Cancelled,
@@ -81,10 +90,19 @@ impl Error {
         match self {
             Self::Usage(_) | Self::Io { .. } | Self::Record(_) => exit::USAGE,
             Self::Invalid(_) => exit::INVALID,
-            Self::NotStarted { .. } => exit::NOT_STARTED,
+            Self::NotStarted { .. } | Self::NotStartedFindings { .. } => exit::NOT_STARTED,
             Self::Cancelled => exit::CANCELLED,
         }
     }
+}
+
+/// Findings in one file, with its text for snippets.
+#[derive(Debug, Clone)]
+pub struct Findings {
+    /// The file as messages name it.
+    pub file: String,
+    pub source: Option<crate::source::Source>,
+    pub diagnostics: Vec<crate::diagnostic::Diagnostic>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

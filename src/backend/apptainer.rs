@@ -20,6 +20,10 @@ use crate::backend::docker::RenderedRun;
 use crate::error::Error;
 use crate::resolve::plan::{Direction, EnvSource, PlannedUser, RunPlan};
 
+/// A run's scratch space inside its run folder (apptainer's `--workdir`: its /tmp,
+/// /var/tmp and home).
+pub const SCRATCH_DIR: &str = "scratch";
+
 /// The apptainer installation.
 #[derive(Debug, Clone)]
 pub struct Apptainer {

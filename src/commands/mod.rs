@@ -5,6 +5,7 @@ pub mod doctor;
 pub mod inspect;
 pub mod logs;
 pub mod outputs;
+pub mod plan_view;
 pub mod ps;
 pub mod rm;
 pub mod run;

@@ -9,8 +9,8 @@ use crate::output::{self, Printer};
 use crate::record::{RunRecord, store};
 
 use super::locate_run;
+use super::plan_view::{command_line, plan_rows};
 use super::ps::{format_duration, local_time};
-use super::run::shell_quote;
 
 pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<u8> {
     let run_dir = locate_run(&args.runs.runs_dir, &args.run)?;
@@ -112,14 +112,7 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
         }
     }
     if !r.argv.is_empty() {
-        row(
-            "argv",
-            r.argv
-                .iter()
-                .map(|w| shell_quote(w))
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
+        row("argv", command_line(&r.argv));
     }
     row("created", local_time(r.created_at));
     if let Some(t) = r.started_at {
@@ -152,65 +145,4 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
         row(if i == 0 { "warnings" } else { "" }, w.clone());
     }
     out
-}
-
-/// The rows describing a plan's mounts, env (with the source of each value; secrets are
-/// already `****` in a serialised plan) and limits: shared by `show` and `run --dry-run`.
-pub fn plan_rows(plan: &Value) -> Vec<(&'static str, String)> {
-    let mut rows = Vec::new();
-    for (i, m) in plan["mounts"].as_array().into_iter().flatten().enumerate() {
-        rows.push((
-            if i == 0 { "mounts" } else { "" },
-            format!(
-                "{} → {}  ({}: {}{})",
-                m["host_path"].as_str().unwrap_or("?"),
-                m["container_path"].as_str().unwrap_or("?"),
-                m["channel"].as_str().unwrap_or("?"),
-                m["direction"].as_str().unwrap_or("?"),
-                if m["read_only"].as_bool() == Some(true) {
-                    ", read-only"
-                } else {
-                    ", read-write"
-                }
-            ),
-        ));
-    }
-    for (i, e) in plan["env"].as_array().into_iter().flatten().enumerate() {
-        rows.push((
-            if i == 0 { "env" } else { "" },
-            format!(
-                "{}={}  ({})",
-                e["name"].as_str().unwrap_or("?"),
-                e["value"].as_str().unwrap_or(""),
-                e["source"].as_str().unwrap_or("?")
-            ),
-        ));
-    }
-    let limits = &plan["limits"];
-    let mut limit_text = Vec::new();
-    if let Some(m) = limits["memory_bytes"].as_u64() {
-        limit_text.push(format!(
-            "memory {} ({})",
-            format_bytes(m),
-            limits["memory_reason"].as_str().unwrap_or("")
-        ));
-    }
-    if let Some(m) = limits["memory_reservation_bytes"].as_u64() {
-        limit_text.push(format!("memory reservation {}", format_bytes(m)));
-    }
-    if let Some(c) = limits["cpu_millis"].as_u64() {
-        limit_text.push(format!("cpus {}.{:03}", c / 1000, c % 1000));
-    }
-    if let Some(g) = limits["gpus"].as_u64() {
-        limit_text.push(format!("gpus {g}"));
-    }
-    rows.push((
-        "limits",
-        if limit_text.is_empty() {
-            "none".into()
-        } else {
-            limit_text.join("; ")
-        },
-    ));
-    rows
 }

@@ -61,7 +61,7 @@ pub fn run(args: &SuperviseArgs) -> Result<u8> {
     };
     let engine = if record.mode == "apptainer" {
         Engine::Apptainer {
-            scratch: args.run_dir.join(crate::commands::run::SCRATCH_DIR),
+            scratch: args.run_dir.join(crate::backend::apptainer::SCRATCH_DIR),
         }
     } else {
         Engine::Docker {

@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::model::target::{SizingError, Target};
 use crate::model::{Task, Template};
 use crate::resolve::plan::{self, Direction};
-use crate::resolve::sizing::{self, Measurement, SizingError, Target};
+use crate::resolve::sizing::{self, Measurement};
 
 /// Everything `plan::resolve` may know about the host.
 #[derive(Debug, Clone, Default)]

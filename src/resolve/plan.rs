@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::checks::{GPU_KEYS, normalize_container_path};
 use crate::diagnostic::did_you_mean;
 use crate::model::quantity::{self, format_bytes};
-use crate::model::{Binding, Mount, ScaleKind, ScaleRule, Task, Template};
+use crate::model::target::SizingError;
+use crate::model::{
+    Binding, GPU_KEYS, Mount, ScaleKind, ScaleRule, Task, Template, normalize_container_path,
+};
 use crate::resolve::host::{HostFacts, PathFact};
-use crate::resolve::sizing::SizingError;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunPlan {
@@ -782,8 +783,9 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::model::target::SizingError;
     use crate::resolve::host::{HostFacts, PathFact};
-    use crate::resolve::sizing::{Measurement, SizingError};
+    use crate::resolve::sizing::Measurement;
 
     const MI: u64 = 1024 * 1024;
 

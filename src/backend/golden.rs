@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use super::apptainer::{self, Capabilities, ImageFacts, ImageRef};
 use super::docker;
 use crate::resolve::plan::{
-    Direction, EnvSource, EnvValue, HOME_FOR_INVOKER, Limits, PlannedEnv, PlannedMount,
-    PlannedUser, RunPlan,
+    CommandSource, Direction, EnvSource, EnvValue, HOME_FOR_INVOKER, Limits, PlannedEnv,
+    PlannedMount, PlannedUser, RunPlan,
 };
 
 fn env(name: &str, value: &str, source: EnvSource) -> PlannedEnv {
@@ -46,7 +46,7 @@ fn base() -> RunPlan {
             env("HOME", "/tmp", EnvSource::Tapir(HOME_FOR_INVOKER)),
         ],
         command: Some(vec!["sh".into(), "-c".into(), "echo hi".into()]),
-        command_source: "template",
+        command_source: CommandSource::Template,
         entrypoint: None,
         limits: Limits::default(),
         labels: BTreeMap::from([("tapir.task".into(), "golden".into())]),

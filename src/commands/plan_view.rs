@@ -1,9 +1,8 @@
 //! How a plan is shown to people, by `show` (from a record) and `run --dry-run` (before
 //! anything runs): rows for mounts, env and limits, and commands quoted for a shell.
 
-use serde_json::Value;
-
 use crate::model::quantity::format_bytes;
+use crate::resolve::plan::RunPlan;
 
 /// Quotes a word for a POSIX shell when it needs it, so printed commands can be pasted.
 pub fn shell_quote(word: &str) -> String {
@@ -27,20 +26,20 @@ pub fn command_line<S: AsRef<str>>(words: impl IntoIterator<Item = S>) -> String
         .join(" ")
 }
 
-/// The rows describing a plan's mounts, env (with the source of each value; secrets are
-/// already `****` in a serialised plan) and limits: shared by `show` and `run --dry-run`.
-pub fn plan_rows(plan: &Value) -> Vec<(&'static str, String)> {
+/// The rows describing a plan's mounts, env (with the source of each value; secrets as
+/// `****`) and limits: shared by `show` and `run --dry-run`.
+pub fn plan_rows(plan: &RunPlan) -> Vec<(&'static str, String)> {
     let mut rows = Vec::new();
-    for (i, m) in plan["mounts"].as_array().into_iter().flatten().enumerate() {
+    for (i, m) in plan.mounts.iter().enumerate() {
         rows.push((
             if i == 0 { "mounts" } else { "" },
             format!(
                 "{} → {}  ({}: {}{})",
-                m["host_path"].as_str().unwrap_or("?"),
-                m["container_path"].as_str().unwrap_or("?"),
-                m["channel"].as_str().unwrap_or("?"),
-                m["direction"].as_str().unwrap_or("?"),
-                if m["read_only"].as_bool() == Some(true) {
+                m.host_path.display(),
+                m.container_path,
+                m.channel,
+                m.direction.as_str(),
+                if m.read_only {
                     ", read-only"
                 } else {
                     ", read-write"
@@ -48,33 +47,28 @@ pub fn plan_rows(plan: &Value) -> Vec<(&'static str, String)> {
             ),
         ));
     }
-    for (i, e) in plan["env"].as_array().into_iter().flatten().enumerate() {
+    for (i, e) in plan.env.iter().enumerate() {
         rows.push((
             if i == 0 { "env" } else { "" },
-            format!(
-                "{}={}  ({})",
-                e["name"].as_str().unwrap_or("?"),
-                e["value"].as_str().unwrap_or(""),
-                e["source"].as_str().unwrap_or("?")
-            ),
+            format!("{}={}  ({})", e.name, e.value.shown(), e.source),
         ));
     }
-    let limits = &plan["limits"];
+    let limits = &plan.limits;
     let mut limit_text = Vec::new();
-    if let Some(m) = limits["memory_bytes"].as_u64() {
+    if let Some(m) = limits.memory_bytes {
         limit_text.push(format!(
             "memory {} ({})",
             format_bytes(m),
-            limits["memory_reason"].as_str().unwrap_or("")
+            limits.memory_reason.as_deref().unwrap_or("")
         ));
     }
-    if let Some(m) = limits["memory_reservation_bytes"].as_u64() {
+    if let Some(m) = limits.memory_reservation_bytes {
         limit_text.push(format!("memory reservation {}", format_bytes(m)));
     }
-    if let Some(c) = limits["cpu_millis"].as_u64() {
+    if let Some(c) = limits.cpu_millis {
         limit_text.push(format!("cpus {}.{:03}", c / 1000, c % 1000));
     }
-    if let Some(g) = limits["gpus"].as_u64() {
+    if let Some(g) = limits.gpus {
         limit_text.push(format!("gpus {g}"));
     }
     rows.push((

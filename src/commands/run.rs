@@ -110,7 +110,7 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
     );
     prepared.plan.warnings.extend(backend_warnings);
     // The plan as the engine got it (with the backend's own rules applied).
-    record.plan = serde_json::to_value(&prepared.plan).ok();
+    record.plan = Some(prepared.plan.clone());
     for warning in &prepared.plan.warnings {
         output::stderr(&format!("{} {warning}\n", err.yellow("warning:")));
     }
@@ -384,8 +384,7 @@ fn dry_run_human(
             ),
         },
     );
-    let plan_value = serde_json::to_value(plan).unwrap_or_default();
-    for (label, text) in plan_rows(&plan_value) {
+    for (label, text) in plan_rows(plan) {
         row(&mut out, label, text);
     }
     row(

@@ -7,6 +7,7 @@ use crate::error::{Error, Result, exit};
 use crate::model::quantity::format_bytes;
 use crate::output::{self, Printer};
 use crate::record::{RunRecord, store};
+use crate::resolve::plan::PlannedUser;
 
 use super::locate_run;
 use super::plan_view::{command_line, plan_rows};
@@ -32,7 +33,6 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
     let mut row = |label: &str, text: String| {
         out.push_str(&format!("{} {text}\n", p.bold(&format!("{label:<10}"))));
     };
-    let plan = r.plan.clone().unwrap_or(Value::Null);
     row("run", format!("{} ({})", r.id, run_dir.display()));
     let summary = r.summary();
     let status = summary.status_label();
@@ -68,13 +68,10 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
                 .unwrap_or_default()
         ),
     );
-    if let Some(template) = plan["template"].as_str() {
+    if let Some(plan) = &r.plan {
         row(
             "template",
-            format!(
-                "{template} (from {})",
-                plan["template_source"].as_str().unwrap_or("?")
-            ),
+            format!("{} (from {})", plan.template, plan.template_source),
         );
     }
     if let Some(image) = &r.image {
@@ -91,23 +88,15 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
             r.mode.clone()
         },
     );
-    if let Some(user) = plan.get("user") {
+    if let Some(plan) = &r.plan {
         row(
             "user",
-            match (
-                user["kind"].as_str(),
-                user["uid"].as_u64(),
-                user["gid"].as_u64(),
-            ) {
-                (Some("invoker"), Some(uid), Some(gid)) => {
-                    format!("{uid}:{gid} (the invoking user)")
-                }
-                _ => "the image's user".into(),
+            match plan.user {
+                PlannedUser::Invoker { uid, gid } => format!("{uid}:{gid} (the invoking user)"),
+                PlannedUser::Image => "the image's user".into(),
             },
         );
-    }
-    if !plan.is_null() {
-        for (label, text) in plan_rows(&plan) {
+        for (label, text) in plan_rows(plan) {
             row(label, text);
         }
     }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::did_you_mean;
 use crate::model::quantity::{self, format_bytes};
@@ -17,37 +17,76 @@ use crate::model::{
 };
 use crate::resolve::host::{HostFacts, PathFact};
 
-#[derive(Debug, Clone, Serialize)]
+/// The plan of a run. It is recorded (`record.json`'s `plan`) and read back typed by the
+/// commands that look at runs; every field has a default, so records of older versions,
+/// which lack some, stay readable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunPlan {
+    #[serde(default)]
     pub task_name: String,
+    #[serde(default)]
     pub template: String,
     /// Where the template came from: `inline`, `image` or `file:<path>`.
+    #[serde(default)]
     pub template_source: String,
+    #[serde(default)]
     pub image: String,
+    #[serde(default)]
     pub mounts: Vec<PlannedMount>,
+    #[serde(default)]
     pub env: Vec<PlannedEnv>,
     /// `None`: the image's own CMD.
+    #[serde(default)]
     pub command: Option<Vec<String>>,
-    pub command_source: &'static str,
+    #[serde(default)]
+    pub command_source: CommandSource,
+    #[serde(default)]
     pub entrypoint: Option<String>,
+    #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
     pub user: PlannedUser,
+    #[serde(default)]
     pub network: Option<String>,
     /// Things the user should know before the run starts (unbound channels, raised limits).
+    #[serde(default)]
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Where the command comes from (the task's `command` wins over the template's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandSource {
+    Task,
+    Template,
+    /// No command: the image's own CMD runs.
+    #[default]
+    Image,
+}
+
+impl std::fmt::Display for CommandSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CommandSource::Task => "task",
+            CommandSource::Template => "template",
+            CommandSource::Image => "image",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedMount {
     pub channel: String,
     pub direction: Direction,
     pub host_path: PathBuf,
     pub container_path: String,
+    #[serde(default)]
     pub read_only: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Input,
@@ -64,12 +103,17 @@ impl Direction {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedEnv {
     pub name: String,
-    #[serde(serialize_with = "masked")]
+    #[serde(serialize_with = "masked", deserialize_with = "recorded_value")]
     pub value: EnvValue,
+    #[serde(default = "unknown_source")]
     pub source: EnvSource,
+}
+
+fn unknown_source() -> EnvSource {
+    EnvSource::Other(String::new())
 }
 
 /// Where an env value came from. Records keep it as the words people read
@@ -144,6 +188,12 @@ impl Serialize for EnvSource {
     }
 }
 
+impl<'de> Deserialize<'de> for EnvSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|text| EnvSource::parse(&text))
+    }
+}
+
 /// An env value that knows whether it is a secret: secrets serialise as `****`, so they
 /// cannot reach a record, a dry-run print or a log.
 #[derive(Debug, Clone)]
@@ -156,10 +206,22 @@ pub struct EnvValue {
 pub const MASK: &str = "****";
 
 fn masked<S: serde::Serializer>(value: &EnvValue, s: S) -> Result<S::Ok, S::Error> {
-    if value.secret {
-        s.serialize_str(MASK)
-    } else {
-        s.serialize_str(&value.text)
+    s.serialize_str(value.shown())
+}
+
+/// A value read back from a record: a secret's is the mask, and stays marked secret.
+fn recorded_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<EnvValue, D::Error> {
+    let text = String::deserialize(d)?;
+    Ok(EnvValue {
+        secret: text == MASK,
+        text,
+    })
+}
+
+impl EnvValue {
+    /// The value as records and prints show it: `****` for a secret.
+    pub fn shown(&self) -> &str {
+        if self.secret { MASK } else { &self.text }
     }
 }
 
@@ -180,7 +242,8 @@ pub fn is_secret_name(name: &str) -> bool {
     .any(|s| upper.contains(s))
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Limits {
     pub memory_bytes: Option<u64>,
     /// Why the memory limit is what it is, in words.
@@ -191,22 +254,23 @@ pub struct Limits {
     pub scale_rules: Vec<ScaleOutcome>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScaleOutcome {
     pub channel: String,
     pub rule: String,
-    pub kind: &'static str,
+    pub kind: ScaleKind,
     pub measured_bytes: u64,
     pub files: u64,
     pub requirement_bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum PlannedUser {
     /// Run as the invoking user, so outputs belong to them.
     Invoker { uid: u32, gid: u32 },
-    /// Keep the image's own `USER`.
+    /// Keep the image's own `USER` (also what a record without a user is read as).
+    #[default]
     Image,
 }
 
@@ -297,9 +361,9 @@ pub fn resolve(
     );
 
     let (command, command_source) = match (&task.command, &template.command) {
-        (Some(c), _) => (Some(c.clone()), "task"),
-        (None, Some(c)) => (Some(c.clone()), "template"),
-        (None, None) => (None, "image"),
+        (Some(c), _) => (Some(c.clone()), CommandSource::Task),
+        (None, Some(c)) => (Some(c.clone()), CommandSource::Template),
+        (None, None) => (None, CommandSource::Image),
     };
 
     let mut labels = task.config.labels.clone();
@@ -704,14 +768,10 @@ fn limits(
         match measured {
             Ok(m) => {
                 let requirement = rule.function().apply(m.bytes);
-                let kind = match rule.kind {
-                    ScaleKind::Limit => "limit",
-                    ScaleKind::Request => "request",
-                };
                 out.scale_rules.push(ScaleOutcome {
                     channel: channel.clone(),
                     rule: rule.describe(),
-                    kind,
+                    kind: rule.kind,
                     measured_bytes: m.bytes,
                     files: m.files,
                     requirement_bytes: requirement,

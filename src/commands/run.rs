@@ -88,20 +88,13 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
             return Ok(not_started(e, &mut record, run_dir.as_deref(), err));
         }
     };
-    let prepared = prepare(args, &backend, &mut record, spinner.as_ref());
-    clear_if_printing(spinner.as_ref(), &prepared);
-    let prepared = match prepared {
+    let mut prepared = match prepare(args, &backend, &mut record, spinner.as_ref()) {
         Ok(prepared) => prepared,
-        Err(failure) => return Ok(not_started(failure, &mut record, run_dir.as_deref(), err)),
+        Err(e) => {
+            clear(spinner.as_ref());
+            return Ok(not_started(e, &mut record, run_dir.as_deref(), err));
+        }
     };
-    for warning in prepared.loaded.warnings.iter() {
-        output::stderr(&err.diagnostic(
-            &args.task.display().to_string(),
-            Some(&prepared.loaded.document.source),
-            warning,
-        ));
-    }
-    let mut prepared = prepared;
     let (rendered, backend_warnings) = backend.render(
         &mut prepared.plan,
         &prepared.image,
@@ -111,6 +104,17 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
     prepared.plan.warnings.extend(backend_warnings);
     // The plan as the engine got it (with the backend's own rules applied).
     record.plan = Some(prepared.plan.clone());
+    // The spinner must be gone before anything is printed.
+    if !prepared.loaded.warnings.is_empty() || !prepared.plan.warnings.is_empty() {
+        clear(spinner.as_ref());
+    }
+    for warning in prepared.loaded.warnings.iter() {
+        output::stderr(&err.diagnostic(
+            &args.task.display().to_string(),
+            Some(&prepared.loaded.document.source),
+            warning,
+        ));
+    }
     for warning in &prepared.plan.warnings {
         output::stderr(&format!("{} {warning}\n", err.yellow("warning:")));
     }
@@ -142,17 +146,6 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
         record,
         (err, spinner),
     )
-}
-
-/// The spinner must be gone before anything is printed: failures and warnings.
-fn clear_if_printing(spinner: Option<&Spinner>, prepared: &Result<Prepared>) {
-    let prints = match prepared {
-        Ok(p) => !p.loaded.warnings.is_empty() || !p.plan.warnings.is_empty(),
-        Err(_) => true,
-    };
-    if prints {
-        clear(spinner);
-    }
 }
 
 /// Containers left behind by a tapir that was killed (its record says running, but the

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, did_you_mean, pointer_join};
-use crate::model::{complexity, quantity};
-use crate::resolve::sizing;
+use crate::model::target as sizing;
+use crate::model::{GPU_KEYS, complexity, normalize_container_path, quantity};
 use crate::schema::Kind;
 use crate::source::Document;
 use crate::source::template::Template;
@@ -27,9 +27,6 @@ const K8S_ONLY_KEYS: &[&str] = &[
     "volume_mounts",
     "annotations",
 ];
-
-/// Resource names that ask for GPUs.
-pub const GPU_KEYS: &[&str] = &["nvidia.com/gpu", "gpu", "amd.com/gpu"];
 
 pub fn check(document: &Document, kind: Kind) -> Vec<Diagnostic> {
     let mut checker = Checker {
@@ -671,19 +668,4 @@ impl Checker<'_> {
             _ => {}
         }
     }
-}
-
-/// `/home//data/` → `/home/data`, so two spellings of one folder are seen as one.
-pub fn normalize_container_path(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::resolve::env_input::{self, EnvFile, EnvOverride};
+
 /// The README's "Exit codes" table, short: each code and its meaning, in lines as `--help`
 /// shows them (`tapir man` joins them). tests/cli/help.rs checks every code is here.
 pub const EXIT_CODES: &[(&str, &[&str])] = &[
@@ -133,14 +135,16 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = Mode::Docker)]
     pub mode: Mode,
 
-    /// Set a variable, above the task's and the template's values (repeatable).
-    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
-    pub env: Vec<String>,
+    /// Set a variable, above the task's and the template's values (repeatable). `--env
+    /// NAME` takes the value from tapir's own environment.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
+    pub env: Vec<EnvOverride>,
 
-    /// Read variables from a file of plain NAME=VALUE lines (no quotes, no shell
-    /// expansion; `#` starts a comment line). --env wins over it.
-    #[arg(long, value_name = "FILE")]
-    pub env_file: Vec<PathBuf>,
+    /// Read variables from a file: one NAME=VALUE or `export NAME=VALUE` per line, no
+    /// spaces around `=`, the value taken literally (no quotes, no shell expansion); `#`
+    /// starts a comment line. --env wins over it.
+    #[arg(long, value_name = "FILE", value_parser = EnvFileParser)]
+    pub env_file: Vec<EnvFile>,
 
     /// Use this processing-container.json instead of the one in the image (to iterate
     /// without rebuilding it).
@@ -408,4 +412,51 @@ pub enum ColorChoice {
     Auto,
     Always,
     Never,
+}
+
+/// `--env`: a validated `EnvOverride`, or a usage error that never shows the value.
+#[derive(Debug, Clone, Copy)]
+struct EnvOverrideParser;
+
+impl clap::builder::TypedValueParser for EnvOverrideParser {
+    type Value = EnvOverride;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<EnvOverride, clap::Error> {
+        let text = value
+            .to_str()
+            .ok_or_else(|| usage_error(cmd, "--env: the argument is not UTF-8 text".into()))?;
+        env_input::parse_env_arg(text, |name| std::env::var(name).ok())
+            .map_err(|message| usage_error(cmd, message))
+    }
+}
+
+/// `--env-file`: the file read and checked (errors name its line and column).
+#[derive(Debug, Clone, Copy)]
+struct EnvFileParser;
+
+impl clap::builder::TypedValueParser for EnvFileParser {
+    type Value = EnvFile;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<EnvFile, clap::Error> {
+        env_input::read_env_file(std::path::Path::new(value))
+            .map_err(|message| usage_error(cmd, message))
+    }
+}
+
+fn usage_error(cmd: &clap::Command, message: String) -> clap::Error {
+    clap::Error::raw(
+        clap::error::ErrorKind::ValueValidation,
+        format!("{message}\n"),
+    )
+    .with_cmd(cmd)
 }

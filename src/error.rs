@@ -75,6 +75,15 @@ pub enum Error {
     #[error("{message}")]
     NotStarted { message: String },
 
+    /// `run`: findings in a file (the task, a processing-container.json) stop it before the
+    /// container starts (exit 125). They are shown with the file's text; `message` is the
+    /// one line for the record.
+    #[error("{message}")]
+    NotStartedFindings {
+        message: String,
+        findings: Box<Findings>,
+    },
+
     /// A run record or run folder could not be found or read.
     #[error("{0}")]
     Record(String),
@@ -111,9 +120,18 @@ impl Error {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             Self::Usage(_) | Self::Io { .. } | Self::Record(_) => ExitStatus::Usage,
-            Self::NotStarted { .. } => ExitStatus::NotStarted,
+            Self::NotStarted { .. } | Self::NotStartedFindings { .. } => ExitStatus::NotStarted,
         }
     }
+}
+
+/// Findings in one file, with its text for snippets.
+#[derive(Debug, Clone)]
+pub struct Findings {
+    /// The file as messages name it.
+    pub file: String,
+    pub source: Option<crate::source::Source>,
+    pub diagnostics: Vec<crate::diagnostic::Diagnostic>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

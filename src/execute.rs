@@ -7,6 +7,8 @@
 //! environment. Keeping one code path is what makes an attached and a detached run of the
 //! same task leave identical records.
 
+pub mod detach;
+
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

@@ -18,7 +18,11 @@ use std::process::{Command, Stdio};
 
 use crate::backend::docker::RenderedRun;
 use crate::error::Error;
-use crate::resolve::plan::{Direction, PlannedUser, RunPlan};
+use crate::resolve::plan::{Direction, EnvSource, PlannedUser, RunPlan};
+
+/// A run's scratch space inside its run folder (apptainer's `--workdir`: its /tmp,
+/// /var/tmp and home).
+pub const SCRATCH_DIR: &str = "scratch";
 
 /// The apptainer installation.
 #[derive(Debug, Clone)]
@@ -33,6 +37,17 @@ pub struct Capabilities {
     pub limits: bool,
     /// `--no-eval` exists (apptainer ≥ 1.1).
     pub no_eval: bool,
+}
+
+impl Capabilities {
+    /// What the newest apptainer can do: every flag tapir knows (for a dry run where no
+    /// apptainer is installed).
+    pub fn newest() -> Self {
+        Self {
+            limits: true,
+            no_eval: true,
+        }
+    }
 }
 
 impl Apptainer {
@@ -258,7 +273,7 @@ pub fn exec_argv(
         if var.name == "HOME" {
             // Apptainer refuses to set HOME through the environment; with --containall
             // the run gets its own empty home anyway.
-            if var.source.starts_with("tapir") {
+            if let EnvSource::Tapir(_) = var.source {
                 continue;
             }
             warnings.push(format!(

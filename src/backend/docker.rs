@@ -9,7 +9,10 @@ use serde_json::Value;
 
 use super::engine_api;
 use crate::error::Error;
-use crate::resolve::plan::{PlannedUser, RunPlan};
+use crate::model::quantity::format_bytes;
+use crate::resolve::plan::{
+    EnvSource, EnvValue, HOME_FOR_INVOKER, PlannedEnv, PlannedUser, RunPlan,
+};
 
 /// What tapir needs to know about a local image.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -454,6 +457,45 @@ pub fn container_name(run_id: &str) -> String {
 
 /// `run_dir` goes into a label (with the id), so that a container whose tapir was killed
 /// can be traced back to its record by later commands.
+/// Docker refuses memory limits below 6 MB; a computed limit under it is raised.
+pub const DOCKER_MIN_MEMORY: u64 = 6 * 1024 * 1024;
+
+/// The rules only Docker needs, applied to a resolved plan before it is rendered and
+/// recorded (so records and `show` say what Docker was given); returns the warnings.
+/// - A task run as the invoking user gets `HOME=/tmp` unless something set HOME: that
+///   user's HOME in the image may not exist or not be writable. (Apptainer gives each run
+///   its own home instead.)
+/// - A memory limit under Docker's minimum is raised to it.
+pub fn adapt_plan(plan: &mut RunPlan) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let PlannedUser::Invoker { .. } = plan.user
+        && !plan.env.iter().any(|e| e.name == "HOME")
+    {
+        plan.env.push(PlannedEnv {
+            name: "HOME".into(),
+            value: EnvValue {
+                text: "/tmp".into(),
+                secret: false,
+            },
+            source: EnvSource::Tapir(HOME_FOR_INVOKER),
+        });
+    }
+    let limits = &mut plan.limits;
+    if let Some(m) = limits.memory_bytes.filter(|m| *m < DOCKER_MIN_MEMORY) {
+        warnings.push(format!(
+            "the memory limit {} is below Docker's minimum of 6 MiB; raised to 6 MiB",
+            format_bytes(m)
+        ));
+        limits.memory_bytes = Some(DOCKER_MIN_MEMORY);
+        limits.memory_reason = Some(format!(
+            "{} (raised to Docker's minimum)",
+            limits.memory_reason.clone().unwrap_or_default()
+        ));
+    }
+    warnings
+}
+
+/// The arguments of `docker run` for a plan (after `adapt_plan`).
 pub fn run_argv(plan: &RunPlan, run_id: &str, run_dir: &Path) -> RenderedRun {
     let mut argv: Vec<String> = vec!["run".into(), "--name".into(), container_name(run_id)];
     // `--init` gives the task a PID 1 that forwards signals, so `docker stop` works even

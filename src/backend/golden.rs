@@ -9,17 +9,18 @@ use std::path::{Path, PathBuf};
 use super::apptainer::{self, Capabilities, ImageFacts, ImageRef};
 use super::docker;
 use crate::resolve::plan::{
-    Direction, EnvValue, Limits, PlannedEnv, PlannedMount, PlannedUser, RunPlan,
+    CommandSource, Direction, EnvSource, EnvValue, HOME_FOR_INVOKER, Limits, PlannedEnv,
+    PlannedMount, PlannedUser, RunPlan,
 };
 
-fn env(name: &str, value: &str, source: &str) -> PlannedEnv {
+fn env(name: &str, value: &str, source: EnvSource) -> PlannedEnv {
     PlannedEnv {
         name: name.into(),
         value: EnvValue {
             text: value.into(),
             secret: crate::resolve::plan::is_secret_name(name),
         },
-        source: source.into(),
+        source,
     }
 }
 
@@ -41,11 +42,11 @@ fn base() -> RunPlan {
         image: "registry.example/tool:1.0".into(),
         mounts: Vec::new(),
         env: vec![
-            env("MODE", "fast", "task"),
-            env("HOME", "/tmp", "tapir (runs as the invoking user)"),
+            env("MODE", "fast", EnvSource::Task),
+            env("HOME", "/tmp", EnvSource::Tapir(HOME_FOR_INVOKER)),
         ],
         command: Some(vec!["sh".into(), "-c".into(), "echo hi".into()]),
-        command_source: "template",
+        command_source: CommandSource::Template,
         entrypoint: None,
         limits: Limits::default(),
         labels: BTreeMap::from([("tapir.task".into(), "golden".into())]),
@@ -79,10 +80,10 @@ fn plans() -> Vec<(&'static str, RunPlan)> {
 
     let mut secrets_and_awkward_values = base();
     secrets_and_awkward_values.env.extend([
-        env("API_TOKEN", "s3cret", "--env"),
-        env("LIST", "a,b", "task"),
-        env("QUOTED", "say \"hi\"", "task"),
-        env("EQUATION", "x=1", "template default"),
+        env("API_TOKEN", "s3cret", EnvSource::CommandLine),
+        env("LIST", "a,b", EnvSource::Task),
+        env("QUOTED", "say \"hi\"", EnvSource::Task),
+        env("EQUATION", "x=1", EnvSource::Template),
     ]);
 
     let mut image_defaults = base();
@@ -236,4 +237,38 @@ fn image_references_are_classified() {
         ImageRef::parse(".", tmp.path(), none),
         ImageRef::Sandbox(tmp.path().join("."))
     );
+}
+
+#[test]
+fn docker_gives_the_invoker_home_tmp_and_at_least_six_mib() {
+    let mut plan = base();
+    plan.env.retain(|e| e.name != "HOME");
+    plan.limits.memory_bytes = Some(1024 * 1024);
+    plan.limits.memory_reason = Some("declared in resources.limits.memory".into());
+    let warnings = docker::adapt_plan(&mut plan);
+    let home = plan.env.iter().find(|e| e.name == "HOME").expect("HOME");
+    assert_eq!(home.value.text, "/tmp");
+    assert_eq!(home.source.to_string(), "tapir (runs as the invoking user)");
+    assert_eq!(plan.limits.memory_bytes, Some(docker::DOCKER_MIN_MEMORY));
+    assert_eq!(
+        plan.limits.memory_reason.as_deref(),
+        Some("declared in resources.limits.memory (raised to Docker's minimum)")
+    );
+    assert_eq!(
+        warnings,
+        ["the memory limit 1Mi is below Docker's minimum of 6 MiB; raised to 6 MiB"]
+    );
+
+    // HOME set by the task, the image's own user, and a limit above the minimum: no change.
+    let mut plan = base();
+    plan.env = vec![env("HOME", "/home/task", EnvSource::Task)];
+    plan.limits.memory_bytes = Some(64 * 1024 * 1024);
+    assert!(docker::adapt_plan(&mut plan).is_empty());
+    assert_eq!(plan.env.len(), 1);
+    assert_eq!(plan.limits.memory_bytes, Some(64 * 1024 * 1024));
+    let mut plan = base();
+    plan.env.truncate(1);
+    plan.user = PlannedUser::Image;
+    docker::adapt_plan(&mut plan);
+    assert!(!plan.env.iter().any(|e| e.name == "HOME"));
 }

@@ -17,7 +17,7 @@ use crate::schema::Kind;
 use crate::source::Source;
 use crate::validation::{KindRule, check_source};
 
-use super::run::processing_container_bytes;
+use crate::backend::lookup::processing_container_bytes;
 
 /// The OCI annotation keys (image-spec, annotations.md), in the order they are shown.
 const OCI_PREFIX: &str = "org.opencontainers.image.";

@@ -35,6 +35,10 @@ pub fn list(runs_dir: &Path) -> Result<Vec<(PathBuf, Listed)>> {
         .collect())
 }
 
+/// The version of the `ps --format json` document: fields may be added, and existing ones
+/// keep their meaning while it stays 1.
+pub const PS_FORMAT_VERSION: u32 = 1;
+
 pub fn run(args: &PsArgs, color: ColorChoice) -> Result<ExitStatus> {
     let mut runs = list(&args.runs.runs_dir)?;
     if let Some(n) = args.last {
@@ -78,7 +82,7 @@ pub fn run(args: &PsArgs, color: ColorChoice) -> Result<ExitStatus> {
                     }),
                 })
                 .collect();
-            output::stdout_json(&list);
+            output::stdout_json(&json!({"format_version": PS_FORMAT_VERSION, "runs": list}));
         }
         PlanFormat::Human => {
             let p = Printer::for_stdout(color);

@@ -103,7 +103,7 @@ fn remove_tapir_files(dir: &Path) -> Result<()> {
         crate::record::logs::STDOUT_FILE,
         crate::record::logs::STDERR_FILE,
         crate::record::logs::INDEX_FILE,
-        super::run::SUPERVISOR_LOG,
+        crate::execute::detach::SUPERVISOR_LOG,
     ];
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries.flatten() {
@@ -113,7 +113,7 @@ fn remove_tapir_files(dir: &Path) -> Result<()> {
             || (name.starts_with(".record.json.") && name.ends_with(".tmp"));
         if ours_file {
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-        } else if name == super::run::SCRATCH_DIR {
+        } else if name == crate::backend::apptainer::SCRATCH_DIR {
             std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         }
     }

@@ -1,91 +1,28 @@
 //! `tapir run TASK.JSON`: resolve the task into a plan, run it on the engine with its
 //! output streamed and kept, and leave a record — also when something fails.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use crate::backend::apptainer::{self, Apptainer, Capabilities, ImageFacts, ImageRef};
-use crate::backend::docker::{self, Docker, ImageInfo, RenderedRun};
+use super::plan_view::{command_line, plan_rows};
+use crate::backend::docker::{self, Docker, RenderedRun};
+use crate::backend::{Backend, FoundImage, apptainer, lookup};
 use crate::cli::{ColorChoice, Mode, PlanFormat, RunArgs, UserChoice};
-use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::error::{Error, Result, exit};
+use crate::execute::detach::{self, Detached};
 use crate::execute::{self, Attachment, Engine, Job};
-use crate::model::{self, ProcessingContainer, Template, TemplateRef};
+use crate::model::{Template, TemplateRef};
 use crate::output::{self, Printer, Spinner};
 use crate::record::{self, ImageRecord, RunRecord, RunSummary, Status, TaskFile, store};
-use crate::resolve::plan::{self, Direction, Options, Override, PlannedUser, Problem, RunPlan};
+use crate::resolve::host::HostFacts;
+use crate::resolve::plan::{self, Direction, EnvSource, Options, Override, PlannedUser, RunPlan};
 use crate::resolve::task_file::{self, LoadError, LoadedTask};
-use crate::schema::Kind;
-use crate::source::Source;
-use crate::validation::{FileReport, KindRule, check_file, check_source};
-
-/// Why a run could not start: what to show, and the one-line message for the record.
-enum Failure {
-    /// Findings in a file (the task, or a processing-container.json).
-    Report(Box<FileReport>, String),
-    /// Problems found while resolving, with the task document for positions.
-    Problems(Vec<Problem>, Box<LoadedTask>),
-    Message(Error),
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure::Message(e)
-    }
-}
 
 /// Everything needed to start the container.
 struct Prepared {
     loaded: LoadedTask,
     template: Template,
-    image: ImageInfo,
-    /// How apptainer takes the image (apptainer mode only).
-    image_ref: Option<ImageRef>,
+    image: FoundImage,
     plan: RunPlan,
-}
-
-/// The engine a run uses, located once.
-enum Backend {
-    Docker(Docker),
-    Apptainer {
-        apptainer: Apptainer,
-        /// The local Docker engine, when there is one: images it holds are run from it
-        /// (`docker-daemon:`), and their metadata comes from it.
-        docker: Option<Docker>,
-        caps: Capabilities,
-    },
-}
-
-impl Backend {
-    fn locate(mode: Mode) -> Result<Self> {
-        Ok(match mode {
-            Mode::Docker => Backend::Docker(Docker::locate()?),
-            Mode::Apptainer => {
-                let apptainer = Apptainer::locate()?;
-                let caps = apptainer.capabilities();
-                Backend::Apptainer {
-                    apptainer,
-                    docker: Docker::locate().ok(),
-                    caps,
-                }
-            }
-        })
-    }
-
-    fn program(&self) -> &Path {
-        match self {
-            Backend::Docker(docker) => &docker.binary,
-            Backend::Apptainer { apptainer, .. } => &apptainer.binary,
-        }
-    }
-
-    fn mode(&self) -> &'static str {
-        match self {
-            Backend::Docker(_) => "docker",
-            Backend::Apptainer { .. } => "apptainer",
-        }
-    }
 }
 
 pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
@@ -144,24 +81,33 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
     } else {
         Spinner::start("preparing the run")
     };
-    let backend = match Backend::locate(args.mode) {
+    let backend = match Backend::locate(args.mode, args.dry_run) {
         Ok(backend) => backend,
         Err(e) => {
             clear(spinner.as_ref());
-            return Ok(not_started(
-                Failure::Message(e),
-                &mut record,
-                run_dir.as_deref(),
-                err,
-            ));
+            return Ok(not_started(e, &mut record, run_dir.as_deref(), err));
         }
     };
-    let prepared = prepare(args, &backend, &mut record, spinner.as_ref());
-    clear_if_printing(spinner.as_ref(), &prepared);
-    let prepared = match prepared {
+    let mut prepared = match prepare(args, &backend, &mut record, spinner.as_ref()) {
         Ok(prepared) => prepared,
-        Err(failure) => return Ok(not_started(failure, &mut record, run_dir.as_deref(), err)),
+        Err(e) => {
+            clear(spinner.as_ref());
+            return Ok(not_started(e, &mut record, run_dir.as_deref(), err));
+        }
     };
+    let (rendered, backend_warnings) = backend.render(
+        &mut prepared.plan,
+        &prepared.image,
+        &id,
+        &absolute(&run_dir_path),
+    );
+    prepared.plan.warnings.extend(backend_warnings);
+    // The plan as the engine got it (with the backend's own rules applied).
+    record.plan = Some(prepared.plan.clone());
+    // The spinner must be gone before anything is printed.
+    if !prepared.loaded.warnings.is_empty() || !prepared.plan.warnings.is_empty() {
+        clear(spinner.as_ref());
+    }
     for warning in prepared.loaded.warnings.iter() {
         output::stderr(&err.diagnostic(
             &args.task.display().to_string(),
@@ -169,9 +115,6 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
             warning,
         ));
     }
-    let (rendered, backend_warnings) = render(&backend, &prepared, &id, &absolute(&run_dir_path));
-    let mut prepared = prepared;
-    prepared.plan.warnings.extend(backend_warnings);
     for warning in &prepared.plan.warnings {
         output::stderr(&format!("{} {warning}\n", err.yellow("warning:")));
     }
@@ -203,42 +146,6 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
         record,
         (err, spinner),
     )
-}
-
-/// The engine's command line for the plan, and the warnings of what the engine cannot do.
-fn render(
-    backend: &Backend,
-    prepared: &Prepared,
-    id: &str,
-    run_dir: &Path,
-) -> (RenderedRun, Vec<String>) {
-    match (backend, &prepared.image_ref) {
-        (Backend::Apptainer { caps, .. }, Some(image_ref)) => {
-            let facts = ImageFacts {
-                entrypoint: prepared.image.entrypoint.clone(),
-                working_dir: prepared.image.working_dir.clone(),
-            };
-            apptainer::exec_argv(
-                &prepared.plan,
-                image_ref,
-                &facts,
-                &run_dir.join(SCRATCH_DIR),
-                *caps,
-            )
-        }
-        _ => (docker::run_argv(&prepared.plan, id, run_dir), Vec::new()),
-    }
-}
-
-/// The spinner must be gone before anything is printed: failures and warnings.
-fn clear_if_printing(spinner: Option<&Spinner>, prepared: &std::result::Result<Prepared, Failure>) {
-    let prints = match prepared {
-        Ok(p) => !p.loaded.warnings.is_empty() || !p.plan.warnings.is_empty(),
-        Err(_) => true,
-    };
-    if prints {
-        clear(spinner);
-    }
 }
 
 /// Containers left behind by a tapir that was killed (its record says running, but the
@@ -285,14 +192,14 @@ fn prepare(
     backend: &Backend,
     record: &mut RunRecord,
     spinner: Option<&Spinner>,
-) -> std::result::Result<Prepared, Failure> {
+) -> Result<Prepared> {
     let lookup = |name: &str| std::env::var(name).ok();
     let loaded = match task_file::load(&args.task, &lookup) {
         Ok(loaded) => loaded,
-        Err(LoadError::Unreadable(e)) => return Err(Failure::Message(e)),
+        Err(LoadError::Unreadable(e)) => return Err(e),
         Err(LoadError::Invalid(report)) => {
             let message = format!("{} is not a valid task", args.task.display());
-            return Err(Failure::Report(report, message));
+            return Err(task_file::report_error(&report, message));
         }
     };
     record.task_file.sha256 = Some(loaded.sha256.clone());
@@ -302,46 +209,25 @@ fn prepare(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let (image, image_ref) = match backend {
-        Backend::Docker(docker) => (docker_image(args, docker, &loaded.task.image)?, None),
-        Backend::Apptainer { docker, .. } => {
-            let (image, image_ref) =
-                apptainer_image(args, docker.as_ref(), &loaded.task.image, &task_dir)?;
-            (image, Some(image_ref))
-        }
-    };
+    let image = backend.find_image(&loaded.task.image, args.pull, &task_dir)?;
     record.image = Some(ImageRecord {
         reference: loaded.task.image.clone(),
-        id: image.id.clone(),
-        repo_digests: image.repo_digests.clone(),
+        id: image.info.id.clone(),
+        repo_digests: image.info.repo_digests.clone(),
     });
 
     if let (Some(spinner), TemplateRef::Identifier(identifier)) = (spinner, &loaded.task.template) {
         spinner.set_message(&format!("reading the template `{identifier}`"));
     }
-    let read_image_file = || -> Result<Option<Vec<u8>>> {
-        match (backend, &image_ref) {
-            (Backend::Docker(docker), _)
-            | (
-                Backend::Apptainer {
-                    docker: Some(docker),
-                    ..
-                },
-                Some(ImageRef::DockerDaemon(_)),
-            ) => processing_container_bytes(docker, &loaded.task.image, &image),
-            (Backend::Apptainer { apptainer, .. }, Some(image_ref)) => {
-                apptainer.read_file(image_ref, "/processing-container.json")
-            }
-            (Backend::Apptainer { .. }, None) => Ok(None),
-        }
-    };
-    let (template, source) = template_for(args, &read_image_file, &loaded)?;
+    let read_image_file = || backend.processing_container(&loaded.task.image, &image);
+    let (template, source) =
+        lookup::template_for(&loaded, args.container_file.as_deref(), &read_image_file)?;
     record.template = serde_json::to_value(&template)
         .ok()
         .map(mask_template_secrets);
 
     let options = Options {
-        overrides: overrides(args)?,
+        overrides: overrides(args),
         user: match args.user {
             UserChoice::Invoker => PlannedUser::Invoker {
                 uid: nix::unistd::getuid().as_raw(),
@@ -352,126 +238,16 @@ fn prepare(
         network: args.network.clone(),
         entrypoint: args.entrypoint.clone(),
     };
-    match plan::resolve(&loaded.task, &template, &source, &task_dir, &options) {
-        Ok(plan) => {
-            record.plan = serde_json::to_value(&plan).ok();
-            Ok(Prepared {
-                loaded,
-                template,
-                image,
-                image_ref,
-                plan,
-            })
-        }
-        Err(problems) => Err(Failure::Problems(problems, Box::new(loaded))),
+    let host = HostFacts::gather(&loaded.task, &template, &task_dir);
+    match plan::resolve(&loaded.task, &template, &source, &task_dir, &options, &host) {
+        Ok(plan) => Ok(Prepared {
+            loaded,
+            template,
+            image,
+            plan,
+        }),
+        Err(problems) => Err(task_file::problems_error(&problems, &loaded)),
     }
-}
-
-/// The image in the local Docker engine (pulled only with `--pull`).
-fn docker_image(
-    args: &RunArgs,
-    docker: &Docker,
-    reference: &str,
-) -> std::result::Result<ImageInfo, Failure> {
-    Ok(match docker.image(reference)? {
-        Some(image) => image,
-        None if args.pull => {
-            let status = docker
-                .command()
-                .args(["pull", reference])
-                .stdin(Stdio::null())
-                .status()
-                .map_err(|e| Error::not_started(format!("cannot run docker pull: {e}")))?;
-            match (status.success(), docker.image(reference)?) {
-                (true, Some(image)) => image,
-                _ => {
-                    return Err(
-                        Error::not_started(format!("could not pull image {}", reference)).into(),
-                    );
-                }
-            }
-        }
-        None => {
-            return Err(Error::not_started(format!(
-                "image {} is not present locally (tapir never pulls unless asked)\n  fix: build it (`docker build -t {} .`), or pass --pull",
-                reference, reference
-            ))
-            .into());
-        }
-    })
-}
-
-/// The image as apptainer takes it, with what is known about it: a sandbox folder or a
-/// SIF file (hashed, for the record), an image of the local Docker engine (inspected
-/// there), or a registry reference (only with `--pull`: apptainer would download it).
-fn apptainer_image(
-    args: &RunArgs,
-    docker: Option<&Docker>,
-    reference: &str,
-    task_dir: &Path,
-) -> std::result::Result<(ImageInfo, ImageRef), Failure> {
-    let in_docker = |r: &str| docker.and_then(|d| d.image(r).ok().flatten());
-    // A plain reference is looked up in Docker while classifying it; keep what was found.
-    let mut found = None;
-    let image_ref = ImageRef::parse(reference, task_dir, |r| {
-        found = in_docker(r);
-        found.is_some()
-    });
-    let info = match &image_ref {
-        ImageRef::DockerDaemon(r) => found.or_else(|| in_docker(r)).ok_or_else(|| {
-            Error::not_started(format!(
-                "image {r} is not in the local Docker engine (docker-daemon: needs it there)\n  fix: build or load it into Docker, or give a sandbox folder or .sif file as the task's image"
-            ))
-        })?,
-        ImageRef::Sandbox(dir) => ImageInfo {
-            id: format!("sandbox:{}", dir.display()),
-            ..ImageInfo::default()
-        },
-        ImageRef::Sif(path) => {
-            let id = sha256_file(path).map_err(|e| {
-                Error::not_started(format!(
-                    "image {}: {e}\n  fix: give an existing .sif file or sandbox folder (relative paths are taken from the task file's folder)",
-                    path.display()
-                ))
-            })?;
-            ImageInfo {
-                id: format!("sha256:{id}"),
-                ..ImageInfo::default()
-            }
-        }
-        ImageRef::Docker(_) | ImageRef::Oras(_) if !args.pull => {
-            return Err(Error::not_started(format!(
-                "image {reference} is not local (not a sandbox folder, not a .sif file, not in the Docker engine); apptainer would download it\n  fix: pass --pull to allow that, or build the image locally"
-            ))
-            .into());
-        }
-        ImageRef::Docker(_) | ImageRef::Oras(_) => ImageInfo {
-            id: image_ref.argument(),
-            ..ImageInfo::default()
-        },
-    };
-    Ok((info, image_ref))
-}
-
-/// The sha256 of a file, read in 64 KiB pieces (SIF images are large).
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// Template env defaults with secret-looking names are masked before they are recorded
@@ -488,231 +264,40 @@ fn mask_template_secrets(mut template: serde_json::Value) -> serde_json::Value {
     template
 }
 
-/// The template: inline in the task, from `--container-file`, or from the image's
-/// `/processing-container.json` (read once per image id, then cached).
-fn template_for(
-    args: &RunArgs,
-    read_image_file: &dyn Fn() -> Result<Option<Vec<u8>>>,
-    loaded: &LoadedTask,
-) -> std::result::Result<(Template, String), Failure> {
-    let identifier = match &loaded.task.template {
-        TemplateRef::Inline(template) => return Ok(((**template).clone(), "inline".to_string())),
-        TemplateRef::Identifier(identifier) => identifier,
-    };
-    let (container, source) = match &args.container_file {
-        Some(path) => {
-            let report = check_file(path, KindRule::Forced(Kind::ProcessingContainer))?;
-            (
-                read_container(report, &path.display().to_string())?,
-                format!("file:{}", path.display()),
-            )
-        }
-        None => (
-            container_from_image(read_image_file, &loaded.task.image)?,
-            "image".to_string(),
-        ),
-    };
-    let identifiers: Vec<String> = container
-        .templates
-        .iter()
-        .map(|t| t.identifier.clone())
-        .collect();
-    match container
-        .templates
-        .into_iter()
-        .find(|t| t.identifier == *identifier)
-    {
-        Some(template) => Ok((template, source)),
-        None => Err(Failure::Problems(
-            vec![Problem {
-                message: format!(
-                    "template `{identifier}` is not in {}",
-                    if source == "image" {
-                        format!(
-                            "the image's /processing-container.json ({})",
-                            loaded.task.image
-                        )
-                    } else {
-                        source.clone()
-                    }
-                ),
-                fix: match did_you_mean(identifier, identifiers.iter().map(String::as_str)) {
-                    Some(s) => format!("did you mean `{s}`? templates: {}", identifiers.join(", ")),
-                    None => format!("templates there: {}", identifiers.join(", ")),
-                },
-                pointer: Some("/taskTemplate".into()),
-            }],
-            Box::new(LoadedTask {
-                task: loaded.task.clone(),
-                document: loaded.document.clone(),
-                sha256: loaded.sha256.clone(),
-                warnings: Vec::new(),
-            }),
-        )),
-    }
-}
-
-fn read_container(
-    report: FileReport,
-    name: &str,
-) -> std::result::Result<ProcessingContainer, Failure> {
-    if !report.is_valid() {
-        return Err(Failure::Report(
-            Box::new(report),
-            format!("{name} is not a valid processing-container.json"),
-        ));
-    }
-    let value = report
-        .document
-        .as_ref()
-        .map(|d| d.value.clone())
-        .unwrap_or_default();
-    model::from_value(&value, "processing-container.json")
-        .map_err(|m| Failure::Message(Error::not_started(m)))
-}
-
-fn container_from_image(
-    read_image_file: &dyn Fn() -> Result<Option<Vec<u8>>>,
-    reference: &str,
-) -> std::result::Result<ProcessingContainer, Failure> {
-    let bytes = read_image_file()?.ok_or_else(|| {
-        Error::not_started(format!(
-            "image {reference} has no /processing-container.json, so template identifiers cannot be looked up in it\n  fix: give the template inline in the task (`\"taskTemplate\": {{…}}`), or pass --container-file PATH"
-        ))
-    })?;
-    let name = format!("{reference}:/processing-container.json");
-    let source = crate::source::decode(Path::new(&name), bytes)
-        .map_err(|_| Error::not_started(format!("{name} is not UTF-8 text")))?;
-    read_container(
-        check_source(
-            Source::new(&name, source.text),
-            KindRule::Forced(Kind::ProcessingContainer),
-        ),
-        &name,
-    )
-}
-
-/// The image's `/processing-container.json`, read without running the image and cached
-/// per image id (ids are content hashes, so a cached copy never goes stale). `Ok(None)`
-/// when the image has none.
-pub fn processing_container_bytes(
-    docker: &Docker,
-    reference: &str,
-    image: &ImageInfo,
-) -> Result<Option<Vec<u8>>> {
-    let cache = cache_dir().map(|d| {
-        d.join("processing-container")
-            .join(format!("{}.json", image.id.trim_start_matches("sha256:")))
-    });
-    if let Some(bytes) = cache.as_ref().and_then(|p| std::fs::read(p).ok()) {
-        return Ok(Some(bytes));
-    }
-    let bytes = docker.read_file_from_image(reference, "/processing-container.json")?;
-    if let (Some(path), Some(bytes)) = (&cache, &bytes) {
-        write_cache(path, bytes);
-    }
-    Ok(bytes)
-}
-
-/// `$XDG_CACHE_HOME/tapir` or `~/.cache/tapir`.
-fn cache_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-        .map(|d| d.join("tapir"))
-}
-
-/// Best effort: a cache that cannot be written only costs time on the next run.
-fn write_cache(path: &Path, bytes: &[u8]) {
-    let Some(dir) = path.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    if let Ok(mut file) = tempfile::NamedTempFile::new_in(dir)
-        && file.write_all(bytes).is_ok()
-    {
-        let _ = file.persist(path);
-    }
-}
-
-/// `--env-file` values, then `--env` values (which win), as plan overrides.
-fn overrides(args: &RunArgs) -> std::result::Result<Vec<Override>, Failure> {
-    let mut out = Vec::new();
-    for file in &args.env_file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| Error::not_started(format!("--env-file {}: {e}", file.display())))?;
-        for (n, line) in text.lines().enumerate() {
-            let trimmed = line.trim_start();
-            if trimmed.is_empty() || trimmed.starts_with('#') {
-                continue;
-            }
-            let Some((name, value)) = line.split_once('=') else {
-                return Err(Error::not_started(format!("{}:{}: `{line}` is not NAME=VALUE\n  fix: write one NAME=VALUE per line (values are taken literally: no quotes, no $expansion)", file.display(), n + 1)).into());
-            };
-            out.push(Override {
-                name: name.trim().to_string(),
-                value: value.to_string(),
-                source: format!("--env-file {}:{}", file.display(), n + 1),
-            });
-        }
-    }
-    for pair in &args.env {
-        let (name, value) = match pair.split_once('=') {
-            Some((name, value)) => (name.to_string(), value.to_string()),
-            // `--env NAME` takes the value from tapir's own environment (handy for secrets).
-            None => match std::env::var(pair) {
-                Ok(value) => (pair.clone(), value),
-                Err(_) => return Err(Error::not_started(format!("--env {pair}: no `=VALUE`, and {pair} is not set in the environment\n  fix: write --env {pair}=VALUE")).into()),
+/// `--env-file` values, then `--env` values (which win), as plan overrides (both were
+/// checked while the arguments were parsed).
+fn overrides(args: &RunArgs) -> Vec<Override> {
+    let from_files = args.env_file.iter().flat_map(|file| {
+        file.entries.iter().map(|entry| Override {
+            name: entry.var.name.clone(),
+            value: entry.var.value.clone(),
+            source: EnvSource::EnvFile {
+                path: file.path.display().to_string(),
+                line: entry.line,
             },
-        };
-        if name.is_empty() {
-            return Err(Error::not_started(format!("--env {pair}: the name is empty")).into());
-        }
-        out.push(Override {
-            name,
-            value,
-            source: "--env".into(),
-        });
-    }
-    Ok(out)
+        })
+    });
+    let from_flags = args.env.iter().map(|var| Override {
+        name: var.name.clone(),
+        value: var.value.clone(),
+        source: EnvSource::CommandLine,
+    });
+    from_files.chain(from_flags).collect()
 }
 
-/// Reports a failure before the container ran, records it, and gives exit 125.
-fn not_started(failure: Failure, record: &mut RunRecord, run_dir: Option<&Path>, p: Printer) -> u8 {
-    let message = match failure {
-        Failure::Report(report, message) => {
-            let file = report.path.display().to_string();
-            for d in &report.diagnostics {
-                output::stderr(&p.diagnostic(&file, report.source(), d));
+/// Reports a failure before the container ran (with the findings it has, shown at their
+/// places in their file), records it, and gives exit 125.
+fn not_started(error: Error, record: &mut RunRecord, run_dir: Option<&Path>, p: Printer) -> u8 {
+    match &error {
+        Error::NotStartedFindings { findings, .. } => {
+            for d in &findings.diagnostics {
+                output::stderr(&p.diagnostic(&findings.file, findings.source.as_ref(), d));
             }
-            message
         }
-        Failure::Problems(problems, loaded) => {
-            let file = loaded.document.source.path.display().to_string();
-            for problem in &problems {
-                let mut d = Diagnostic::error("cannot-run", problem.message.clone())
-                    .with_fix(problem.fix.clone());
-                if let Some(pointer) = &problem.pointer {
-                    d = d
-                        .at_pointer(pointer.clone())
-                        .at(loaded.document.value_position(pointer));
-                }
-                output::stderr(&p.diagnostic(&file, Some(&loaded.document.source), &d));
-            }
-            problems
-                .iter()
-                .map(|p| p.message.clone())
-                .collect::<Vec<_>>()
-                .join("; ")
-        }
-        Failure::Message(e) => {
-            output::stderr(&format!("{} {e}\n", p.red("error:")));
-            e.to_string()
-        }
-    };
+        e => output::stderr(&format!("{} {e}\n", p.red("error:"))),
+    }
     record.status = Status::EngineError;
-    record.message = Some(message);
+    record.message = Some(error.to_string());
     record.ended_at = Some(jiff::Timestamp::now());
     if let Some(dir) = run_dir {
         match store::write_record_atomic(dir, &record.to_value()) {
@@ -733,31 +318,15 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Quotes a word for a POSIX shell when it needs it, so printed commands can be pasted.
-pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
-    {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
-
-fn command_line(program: &Path, rendered: &RenderedRun) -> String {
-    std::iter::once(program.display().to_string())
-        .chain(rendered.argv.iter().cloned())
-        .map(|w| shell_quote(&w))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+/// The version of the `run --dry-run --format json` document: fields may be added, and
+/// existing ones keep their meaning while it stays 1.
+pub const DRY_RUN_FORMAT_VERSION: u32 = 1;
 
 fn dry_run_json(prepared: &Prepared, program: &Path, rendered: &RenderedRun) -> String {
     let value = serde_json::json!({
+        "format_version": DRY_RUN_FORMAT_VERSION,
         "plan": prepared.plan,
-        "image": {"reference": prepared.plan.image, "id": prepared.image.id, "repo_digests": prepared.image.repo_digests},
+        "image": {"reference": prepared.plan.image, "id": prepared.image.info.id, "repo_digests": prepared.image.info.repo_digests},
         "argv": std::iter::once(program.display().to_string()).chain(rendered.argv.iter().cloned()).collect::<Vec<_>>(),
         "environment": rendered.secret_env.iter().map(|(name, _)| name).collect::<Vec<_>>(),
         "template": prepared.template,
@@ -789,7 +358,7 @@ fn dry_run_human(
     row(
         &mut out,
         "image",
-        format!("{} ({})", plan.image, prepared.image.id),
+        format!("{} ({})", plan.image, prepared.image.info.id),
     );
     row(
         &mut out,
@@ -800,34 +369,27 @@ fn dry_run_human(
             }
             PlannedUser::Image => format!(
                 "the image's user ({})",
-                if prepared.image.user.is_empty() {
+                if prepared.image.info.user.is_empty() {
                     "root"
                 } else {
-                    &prepared.image.user
+                    &prepared.image.info.user
                 }
             ),
         },
     );
-    let plan_value = serde_json::to_value(plan).unwrap_or_default();
-    for (label, text) in super::show::plan_rows(&plan_value) {
+    for (label, text) in plan_rows(plan) {
         row(&mut out, label, text);
     }
     row(
         &mut out,
         "command",
         match &plan.command {
-            Some(c) => format!(
-                "{}  (from the {})",
-                c.iter()
-                    .map(|w| shell_quote(w))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                plan.command_source
-            ),
-            None => format!("the image's CMD: {:?}", prepared.image.cmd),
+            Some(c) => format!("{}  (from the {})", command_line(c), plan.command_source),
+            None => format!("the image's CMD: {:?}", prepared.image.info.cmd),
         },
     );
-    row(&mut out, "argv", command_line(program, rendered));
+    let argv = std::iter::once(program.display().to_string()).chain(rendered.argv.iter().cloned());
+    row(&mut out, "argv", command_line(argv));
     if !rendered.secret_env.is_empty() {
         let names: Vec<&str> = rendered
             .secret_env
@@ -869,10 +431,10 @@ fn execute(
     for (channel, path) in &outputs {
         if let Err(e) = std::fs::create_dir_all(path) {
             clear(spinner.as_ref());
-            let failure = Failure::Message(Error::not_started(format!(
+            let failure = Error::not_started(format!(
                 "cannot create output folder {} for channel `{channel}`: {e}",
                 path.display(),
-            )));
+            ));
             return Ok(not_started(failure, &mut record, Some(run_dir), p));
         }
     }
@@ -882,13 +444,13 @@ fn execute(
             container: docker::container_name(&record.id),
         },
         Backend::Apptainer { .. } => {
-            let scratch = run_dir.join(SCRATCH_DIR);
+            let scratch = run_dir.join(apptainer::SCRATCH_DIR);
             if let Err(e) = std::fs::create_dir_all(&scratch) {
                 clear(spinner.as_ref());
-                let failure = Failure::Message(Error::not_started(format!(
+                let failure = Error::not_started(format!(
                     "cannot create the scratch folder {}: {e}",
                     scratch.display()
-                )));
+                ));
                 return Ok(not_started(failure, &mut record, Some(run_dir), p));
             }
             Engine::Apptainer { scratch }
@@ -916,7 +478,7 @@ fn execute(
 
     if args.detach {
         clear(spinner.as_ref());
-        return detach(&job, run_dir, &record, &prepared.plan.task_name, p);
+        return Ok(detach(&job, run_dir, &record, &prepared.plan.task_name, p));
     }
     let code = execute::run_to_end(
         &job,
@@ -947,104 +509,30 @@ fn execute(
     Ok(code)
 }
 
-/// Hands the job to a background `tapir supervise` and returns once the container has
-/// started (like `docker run --detach`), or with 125 if it could not start.
-///
-/// The supervisor reads everything but the secrets from the record just written; secret
-/// values travel in its environment, which only the same user (and root) can read, and
-/// never touch the disk.
-fn detach(job: &Job, run_dir: &Path, record: &RunRecord, task: &str, p: Printer) -> Result<u8> {
-    let fail = |message: String| {
-        let mut record = record.clone();
-        let failure = Failure::Message(Error::not_started(message));
-        Ok(not_started(failure, &mut record, Some(run_dir), p))
-    };
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => {
-            return fail(format!(
-                "cannot find tapir's own executable for the supervisor: {e}"
-            ));
-        }
-    };
-    let log_path = run_dir.join(SUPERVISOR_LOG);
-    let log = match std::fs::File::create(&log_path) {
-        Ok(file) => file,
-        Err(e) => return fail(format!("cannot create {}: {e}", log_path.display())),
-    };
-    let mut command = Command::new(exe);
-    command
-        .arg("supervise")
-        .arg(run_dir)
-        .args(["--grace", &job.grace_seconds.to_string()])
-        .envs(job.secret_env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    if job.keep {
-        command.arg("--keep");
-    }
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => return fail(format!("cannot start the supervisor: {e}")),
-    };
-    // Wait until the container has started or the supervisor has ended (a task that
-    // fails to start, or one so short it is already over).
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            let ended = RunRecord::load(run_dir).ok();
-            return Ok(match ended {
-                Some(r) if r.status == Status::EngineError => {
-                    output::stderr(&format!(
-                        "{} {}\ntapir: the task did not start; record: {}\n",
-                        p.red("error:"),
-                        r.message.unwrap_or_default(),
-                        run_dir.display()
-                    ));
-                    exit::NOT_STARTED
-                }
-                Some(r) if r.status != Status::Running => {
-                    let ended = format!(
-                        ", and it has already ended: {}",
-                        r.message.unwrap_or_default()
-                    );
-                    announce_detached(record, run_dir, task, &ended);
-                    exit::OK
-                }
-                // The supervisor died before it could record anything (a crash, a kill,
-                // an engine it could not reach): this run will never start.
-                _ => {
-                    let mut record = record.clone();
-                    let failure = Failure::Message(Error::not_started(format!(
-                        "the background supervisor ended without running the task; its messages are in {}",
-                        log_path.display()
-                    )));
-                    not_started(failure, &mut record, Some(run_dir), p)
-                }
-            });
-        }
-        let started = match &job.engine {
-            Engine::Docker { docker, container } => {
-                docker.container(container).is_some_and(|s| s.started)
-            }
-            // A process has started once the supervisor has recorded its pid.
-            Engine::Apptainer { .. } => {
-                RunSummary::load(run_dir).is_ok_and(|r| r.pid != record.pid)
-            }
-        };
-        if started {
+/// Hands the job to a background supervisor (`execute::detach`) and says how it went:
+/// exit 0 once the container has started, 125 if it could not start.
+fn detach(job: &Job, run_dir: &Path, record: &RunRecord, task: &str, p: Printer) -> u8 {
+    match detach::start(job, run_dir, record) {
+        Detached::Started => {
             announce_detached(record, run_dir, task, "");
-            return Ok(exit::OK);
+            exit::OK
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        Detached::Ended(message) => {
+            let ended = format!(", and it has already ended: {message}");
+            announce_detached(record, run_dir, task, &ended);
+            exit::OK
+        }
+        Detached::RecordedNotStarted(message) => {
+            output::stderr(&format!(
+                "{} {message}\ntapir: the task did not start; record: {}\n",
+                p.red("error:"),
+                run_dir.display()
+            ));
+            exit::NOT_STARTED
+        }
+        Detached::Failed(e) => not_started(e, &mut record.clone(), Some(run_dir), p),
     }
 }
-
-/// The background supervisor's own diagnostics (its stderr), inside the run folder.
-pub const SUPERVISOR_LOG: &str = "supervisor.log";
-
-/// A run's scratch space inside its run folder (apptainer's /tmp, /var/tmp and home).
-pub const SCRATCH_DIR: &str = "scratch";
 
 fn announce_detached(record: &RunRecord, run_dir: &Path, task: &str, ended: &str) {
     output::stdout(&format!("{}\n", record.id));

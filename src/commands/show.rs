@@ -7,10 +7,11 @@ use crate::error::{Error, ExitStatus, Result};
 use crate::model::quantity::format_bytes;
 use crate::output::{self, Printer};
 use crate::record::{RunRecord, store};
+use crate::resolve::plan::PlannedUser;
 
 use super::locate_run;
+use super::plan_view::{command_line, plan_rows};
 use super::ps::{format_duration, local_time};
-use super::run::shell_quote;
 
 pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> {
     let run_dir = locate_run(&args.runs.runs_dir, &args.run)?;
@@ -32,7 +33,6 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
     let mut row = |label: &str, text: String| {
         out.push_str(&format!("{} {text}\n", p.bold(&format!("{label:<10}"))));
     };
-    let plan = r.plan.clone().unwrap_or(Value::Null);
     row("run", format!("{} ({})", r.id, run_dir.display()));
     let summary = r.summary();
     let status = summary.status_label();
@@ -64,13 +64,10 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
                 .unwrap_or_default()
         ),
     );
-    if let Some(template) = plan["template"].as_str() {
+    if let Some(plan) = &r.plan {
         row(
             "template",
-            format!(
-                "{template} (from {})",
-                plan["template_source"].as_str().unwrap_or("?")
-            ),
+            format!("{} (from {})", plan.template, plan.template_source),
         );
     }
     if let Some(image) = &r.image {
@@ -87,35 +84,20 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
             r.mode.clone()
         },
     );
-    if let Some(user) = plan.get("user") {
+    if let Some(plan) = &r.plan {
         row(
             "user",
-            match (
-                user["kind"].as_str(),
-                user["uid"].as_u64(),
-                user["gid"].as_u64(),
-            ) {
-                (Some("invoker"), Some(uid), Some(gid)) => {
-                    format!("{uid}:{gid} (the invoking user)")
-                }
-                _ => "the image's user".into(),
+            match plan.user {
+                PlannedUser::Invoker { uid, gid } => format!("{uid}:{gid} (the invoking user)"),
+                PlannedUser::Image => "the image's user".into(),
             },
         );
-    }
-    if !plan.is_null() {
-        for (label, text) in plan_rows(&plan) {
+        for (label, text) in plan_rows(plan) {
             row(label, text);
         }
     }
     if !r.argv.is_empty() {
-        row(
-            "argv",
-            r.argv
-                .iter()
-                .map(|w| shell_quote(w))
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
+        row("argv", command_line(&r.argv));
     }
     row("created", local_time(r.created_at));
     if let Some(t) = r.started_at {
@@ -147,65 +129,4 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
         row(if i == 0 { "warnings" } else { "" }, w.clone());
     }
     out
-}
-
-/// The rows describing a plan's mounts, env (with the source of each value; secrets are
-/// already `****` in a serialised plan) and limits: shared by `show` and `run --dry-run`.
-pub fn plan_rows(plan: &Value) -> Vec<(&'static str, String)> {
-    let mut rows = Vec::new();
-    for (i, m) in plan["mounts"].as_array().into_iter().flatten().enumerate() {
-        rows.push((
-            if i == 0 { "mounts" } else { "" },
-            format!(
-                "{} → {}  ({}: {}{})",
-                m["host_path"].as_str().unwrap_or("?"),
-                m["container_path"].as_str().unwrap_or("?"),
-                m["channel"].as_str().unwrap_or("?"),
-                m["direction"].as_str().unwrap_or("?"),
-                if m["read_only"].as_bool() == Some(true) {
-                    ", read-only"
-                } else {
-                    ", read-write"
-                }
-            ),
-        ));
-    }
-    for (i, e) in plan["env"].as_array().into_iter().flatten().enumerate() {
-        rows.push((
-            if i == 0 { "env" } else { "" },
-            format!(
-                "{}={}  ({})",
-                e["name"].as_str().unwrap_or("?"),
-                e["value"].as_str().unwrap_or(""),
-                e["source"].as_str().unwrap_or("?")
-            ),
-        ));
-    }
-    let limits = &plan["limits"];
-    let mut limit_text = Vec::new();
-    if let Some(m) = limits["memory_bytes"].as_u64() {
-        limit_text.push(format!(
-            "memory {} ({})",
-            format_bytes(m),
-            limits["memory_reason"].as_str().unwrap_or("")
-        ));
-    }
-    if let Some(m) = limits["memory_reservation_bytes"].as_u64() {
-        limit_text.push(format!("memory reservation {}", format_bytes(m)));
-    }
-    if let Some(c) = limits["cpu_millis"].as_u64() {
-        limit_text.push(format!("cpus {}.{:03}", c / 1000, c % 1000));
-    }
-    if let Some(g) = limits["gpus"].as_u64() {
-        limit_text.push(format!("gpus {g}"));
-    }
-    rows.push((
-        "limits",
-        if limit_text.is_empty() {
-            "none".into()
-        } else {
-            limit_text.join("; ")
-        },
-    ));
-    rows
 }

@@ -5,8 +5,6 @@
 //! the terminal does not end it, then runs the job exactly like an attached run, without
 //! echo, and writes the final record.
 
-use serde::Deserialize;
-
 use crate::backend::docker::Docker;
 use crate::cli::SuperviseArgs;
 use crate::error::{Error, Result};
@@ -14,39 +12,16 @@ use crate::execute::{self, Attachment, Engine, Job};
 use crate::record::RunRecord;
 use crate::resolve::plan::Direction;
 
-/// The parts of the recorded plan the supervisor needs besides its mounts.
-#[derive(Deserialize)]
-struct RecordedPlan {
-    #[serde(default)]
-    limits: RecordedLimits,
-    #[serde(default)]
-    env: Vec<RecordedEnv>,
-}
-
-#[derive(Deserialize, Default)]
-struct RecordedLimits {
-    memory_bytes: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct RecordedEnv {
-    name: String,
-    value: String,
-}
-
 pub fn run(args: &SuperviseArgs) -> Result<u8> {
     // A new session: no controlling terminal, so its hang-up and Ctrl-C never reach us.
     // (Fails only if we already lead a process group, which the parent avoids.)
     let _ = nix::unistd::setsid();
     let invalid = |why: String| Error::Record(format!("{}: {why}", args.run_dir.display()));
     let mut record = RunRecord::load(&args.run_dir).map_err(|e| invalid(e.to_string()))?;
-    let plan: RecordedPlan = record
+    let plan = record
         .plan
         .clone()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| invalid(format!("unreadable plan in the record: {e}")))?
-        .ok_or_else(|| invalid("the record has no plan".into()))?;
+        .ok_or_else(|| invalid("the record has no plan tapir can read".into()))?;
     // Secrets were masked in the record and handed over in our environment instead.
     let secret_env: Vec<(String, String)> = if record.mode == "apptainer" {
         std::env::vars()
@@ -55,13 +30,13 @@ pub fn run(args: &SuperviseArgs) -> Result<u8> {
     } else {
         plan.env
             .iter()
-            .filter(|e| e.value == crate::resolve::plan::MASK)
+            .filter(|e| e.value.secret)
             .filter_map(|e| std::env::var(&e.name).ok().map(|v| (e.name.clone(), v)))
             .collect()
     };
     let engine = if record.mode == "apptainer" {
         Engine::Apptainer {
-            scratch: args.run_dir.join(crate::commands::run::SCRATCH_DIR),
+            scratch: args.run_dir.join(crate::backend::apptainer::SCRATCH_DIR),
         }
     } else {
         Engine::Docker {

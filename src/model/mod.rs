@@ -4,13 +4,14 @@
 
 pub mod complexity;
 pub mod quantity;
+pub mod target;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::resolve::sizing::SizeMode;
+use target::SizeMode;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessingContainer {
@@ -284,6 +285,24 @@ pub struct Config {
     pub kind: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+/// Resource names that ask for GPUs.
+pub const GPU_KEYS: &[&str] = &["nvidia.com/gpu", "gpu", "amd.com/gpu"];
+
+/// `/home//data/` → `/home/data`, so two spellings of one folder are seen as one.
+pub fn normalize_container_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 /// Reads a checked document as `T`; a failure here means the schema and the model

@@ -9,6 +9,8 @@ use crate::error::ExitStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::resolve::plan::{Direction, RunPlan};
+
 /// Version of `record.json`. Bump only for changes old readers cannot ignore.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -66,8 +68,14 @@ pub struct RunRecord {
     /// The template as resolved (inline, from the image, or from `--container-file`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan: Option<Value>,
+    /// The plan as the engine got it, read back typed. A plan this tapir cannot read (from
+    /// a much newer one) is left out rather than making the whole record unreadable.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "readable_plan"
+    )]
+    pub plan: Option<RunPlan>,
     /// The exact command, secrets passed by name only.
     #[serde(default)]
     pub argv: Vec<String>,
@@ -94,6 +102,11 @@ pub struct RunRecord {
     pub outputs: Vec<OutputChannel>,
     #[serde(default)]
     pub warnings: Vec<String>,
+}
+
+fn readable_plan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<RunPlan>, D::Error> {
+    let value = Option::<Value>::deserialize(d)?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -212,22 +225,12 @@ impl RunRecord {
     }
 
     /// The recorded plan's mounts in one direction, as (channel, host folder).
-    pub fn planned_mounts(
-        &self,
-        direction: crate::resolve::plan::Direction,
-    ) -> Vec<(String, std::path::PathBuf)> {
+    pub fn planned_mounts(&self, direction: Direction) -> Vec<(String, std::path::PathBuf)> {
         self.plan
-            .as_ref()
-            .and_then(|p| p["mounts"].as_array())
-            .into_iter()
-            .flatten()
-            .filter(|m| m["direction"].as_str() == Some(direction.as_str()))
-            .filter_map(|m| {
-                Some((
-                    m["channel"].as_str()?.to_string(),
-                    std::path::PathBuf::from(m["host_path"].as_str()?),
-                ))
-            })
+            .iter()
+            .flat_map(|p| &p.mounts)
+            .filter(|m| m.direction == direction)
+            .map(|m| (m.channel.clone(), m.host_path.clone()))
             .collect()
     }
 
@@ -240,11 +243,7 @@ impl RunRecord {
             message: self.message.clone(),
             task_name: self.task_name.clone(),
             plan: PlanSummary {
-                template: self
-                    .plan
-                    .as_ref()
-                    .and_then(|p| p["template"].as_str())
-                    .map(str::to_string),
+                template: self.plan.as_ref().map(|p| p.template.clone()),
             },
             image: self.image.as_ref().map(|i| ImageSummary {
                 reference: i.reference.clone(),
@@ -389,5 +388,105 @@ impl RunSummary {
         let start = self.started_at.unwrap_or(self.created_at);
         let end = self.ended_at.unwrap_or_else(jiff::Timestamp::now);
         (end.as_millisecond() - start.as_millisecond()).max(0) as f64 / 1000.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::ScaleKind;
+    use crate::resolve::plan::{CommandSource, EnvSource, PlannedUser};
+
+    fn load(record: serde_json::Value) -> RunRecord {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join(store::RECORD_FILE), record.to_string()).expect("write");
+        RunRecord::load(dir.path()).expect("readable")
+    }
+
+    /// A plan as tapir 0.1 wrote it, before the plan was read back typed.
+    fn recorded_plan() -> serde_json::Value {
+        json!({
+            "task_name": "n", "template": "t", "template_source": "image", "image": "img:1",
+            "mounts": [
+                {"channel": "in", "direction": "input", "host_path": "/data/in", "container_path": "/in", "read_only": true},
+                {"channel": "out", "direction": "output", "host_path": "/data/out", "container_path": "/out", "read_only": false}
+            ],
+            "env": [
+                {"name": "MODE", "value": "fast", "source": "--env-file vars.env:3"},
+                {"name": "API_TOKEN", "value": "****", "source": "task"},
+                {"name": "HOME", "value": "/tmp", "source": "tapir (runs as the invoking user)"},
+                {"name": "X", "value": "1", "source": "from a newer tapir"}
+            ],
+            "command": ["sh", "-c", "true"], "command_source": "template", "entrypoint": null,
+            "limits": {"memory_bytes": 1048576, "memory_reason": "declared", "memory_reservation_bytes": null,
+                       "cpu_millis": 500, "gpus": null,
+                       "scale_rules": [{"channel": "in", "rule": "scale_factor 2", "kind": "limit",
+                                        "measured_bytes": 10, "files": 1, "requirement_bytes": 20}]},
+            "labels": {"tapir.task": "n"}, "user": {"kind": "invoker", "uid": 1000, "gid": 100},
+            "network": null, "warnings": ["w"],
+            "a_field_from_a_newer_tapir": 1
+        })
+    }
+
+    #[test]
+    fn a_recorded_plan_reads_back_typed() {
+        let record = load(json!({"format_version": 1, "id": "x", "plan": recorded_plan()}));
+        let plan = record.plan.as_ref().expect("a plan");
+        assert_eq!(plan.template_source, "image");
+        assert_eq!(plan.command_source, CommandSource::Template);
+        assert_eq!(
+            plan.user,
+            PlannedUser::Invoker {
+                uid: 1000,
+                gid: 100
+            }
+        );
+        assert_eq!(plan.limits.cpu_millis, Some(500));
+        assert_eq!(plan.limits.scale_rules[0].kind, ScaleKind::Limit);
+        let sources: Vec<&EnvSource> = plan.env.iter().map(|e| &e.source).collect();
+        assert_eq!(
+            sources,
+            [
+                &EnvSource::EnvFile {
+                    path: "vars.env".into(),
+                    line: 3
+                },
+                &EnvSource::Task,
+                &EnvSource::Tapir(crate::resolve::plan::HOME_FOR_INVOKER),
+                &EnvSource::Other("from a newer tapir".into()),
+            ]
+        );
+        assert!(plan.env[1].value.secret, "a masked value stays a secret");
+        assert_eq!(
+            record.planned_mounts(Direction::Output),
+            [("out".to_string(), std::path::PathBuf::from("/data/out"))]
+        );
+        assert_eq!(record.summary().plan.template.as_deref(), Some("t"));
+        // Written again, it says the same (plus nothing new).
+        let mut again = recorded_plan();
+        again
+            .as_object_mut()
+            .expect("object")
+            .remove("a_field_from_a_newer_tapir");
+        assert_eq!(serde_json::to_value(plan).expect("serialises"), again);
+    }
+
+    #[test]
+    fn old_or_partial_plans_read_with_defaults_and_unreadable_ones_are_left_out() {
+        let partial = load(json!({"id": "x", "plan": {"template": "t", "mounts": [
+            {"channel": "out", "direction": "output", "host_path": "/o", "container_path": "/o"}]}}));
+        let plan = partial.plan.expect("a plan");
+        assert_eq!(plan.template, "t");
+        assert_eq!(plan.user, PlannedUser::Image);
+        assert!(plan.env.is_empty() && plan.limits.memory_bytes.is_none());
+        assert!(!plan.mounts[0].read_only);
+
+        let damaged =
+            load(json!({"id": "x", "status": "failed", "plan": {"mounts": "not a list"}}));
+        assert!(damaged.plan.is_none());
+        assert_eq!(damaged.status, Status::Failed);
+        assert!(damaged.planned_mounts(Direction::Output).is_empty());
     }
 }

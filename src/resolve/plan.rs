@@ -1,52 +1,92 @@
-//! Resolve: a task, its template and the command line → a `RunPlan`, pure data from which
-//! each backend renders its argv. No engine is needed and nothing is written; the
-//! filesystem is only read (input folders must exist; scale rules measure them).
+//! Resolve: a task, its template, the command line and the host facts → a `RunPlan`, pure
+//! data from which each backend renders its argv. A pure function: no engine, no
+//! filesystem, no environment (what it needs of the host is gathered before, in
+//! `resolve::host`), and nothing engine-specific (Docker's rules are applied by the Docker
+//! backend).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::checks::{GPU_KEYS, normalize_container_path};
 use crate::diagnostic::did_you_mean;
 use crate::model::quantity::{self, format_bytes};
-use crate::model::{Binding, Mount, ScaleKind, ScaleRule, Task, Template};
-use crate::resolve::sizing::{self, Target};
+use crate::model::target::SizingError;
+use crate::model::{
+    Binding, GPU_KEYS, Mount, ScaleKind, ScaleRule, Task, Template, normalize_container_path,
+};
+use crate::resolve::host::{HostFacts, PathFact};
 
-/// Docker refuses memory limits below 6 MB; a computed limit under it is raised.
-pub const DOCKER_MIN_MEMORY: u64 = 6 * 1024 * 1024;
-
-#[derive(Debug, Clone, Serialize)]
+/// The plan of a run. It is recorded (`record.json`'s `plan`) and read back typed by the
+/// commands that look at runs; every field has a default, so records of older versions,
+/// which lack some, stay readable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunPlan {
+    #[serde(default)]
     pub task_name: String,
+    #[serde(default)]
     pub template: String,
     /// Where the template came from: `inline`, `image` or `file:<path>`.
+    #[serde(default)]
     pub template_source: String,
+    #[serde(default)]
     pub image: String,
+    #[serde(default)]
     pub mounts: Vec<PlannedMount>,
+    #[serde(default)]
     pub env: Vec<PlannedEnv>,
     /// `None`: the image's own CMD.
+    #[serde(default)]
     pub command: Option<Vec<String>>,
-    pub command_source: &'static str,
+    #[serde(default)]
+    pub command_source: CommandSource,
+    #[serde(default)]
     pub entrypoint: Option<String>,
+    #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
     pub user: PlannedUser,
+    #[serde(default)]
     pub network: Option<String>,
     /// Things the user should know before the run starts (unbound channels, raised limits).
+    #[serde(default)]
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Where the command comes from (the task's `command` wins over the template's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandSource {
+    Task,
+    Template,
+    /// No command: the image's own CMD runs.
+    #[default]
+    Image,
+}
+
+impl std::fmt::Display for CommandSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CommandSource::Task => "task",
+            CommandSource::Template => "template",
+            CommandSource::Image => "image",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedMount {
     pub channel: String,
     pub direction: Direction,
     pub host_path: PathBuf,
     pub container_path: String,
+    #[serde(default)]
     pub read_only: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Input,
@@ -63,12 +103,95 @@ impl Direction {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedEnv {
     pub name: String,
-    #[serde(serialize_with = "masked")]
+    #[serde(serialize_with = "masked", deserialize_with = "recorded_value")]
     pub value: EnvValue,
-    pub source: String,
+    #[serde(default = "unknown_source")]
+    pub source: EnvSource,
+}
+
+fn unknown_source() -> EnvSource {
+    EnvSource::Other(String::new())
+}
+
+/// Where an env value came from. Records keep it as the words people read
+/// (`--env`, `--env-file vars.env:3`, `task`, `template default`, `tapir (…)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvSource {
+    /// `--env NAME=VALUE` or `--env NAME`.
+    CommandLine,
+    /// A line of an `--env-file` (the path as given).
+    EnvFile { path: String, line: usize },
+    /// The task's `env`.
+    Task,
+    /// The template's default value.
+    Template,
+    /// Set by tapir itself, for the reason given (e.g. HOME for a run as the invoker).
+    Tapir(&'static str),
+    /// A source this tapir does not know (a record written by another version).
+    Other(String),
+}
+
+/// Why tapir sets HOME when a task runs as the invoking user.
+pub const HOME_FOR_INVOKER: &str = "runs as the invoking user";
+
+impl std::fmt::Display for EnvSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvSource::CommandLine => f.write_str("--env"),
+            EnvSource::EnvFile { path, line } => write!(f, "--env-file {path}:{line}"),
+            EnvSource::Task => f.write_str("task"),
+            EnvSource::Template => f.write_str("template default"),
+            EnvSource::Tapir(why) => write!(f, "tapir ({why})"),
+            EnvSource::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+impl EnvSource {
+    /// The source for its words in a record (the inverse of `Display`).
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "--env" => EnvSource::CommandLine,
+            "task" => EnvSource::Task,
+            "template default" => EnvSource::Template,
+            _ if text == EnvSource::Tapir(HOME_FOR_INVOKER).to_string() => {
+                EnvSource::Tapir(HOME_FOR_INVOKER)
+            }
+            _ => text
+                .strip_prefix("--env-file ")
+                .and_then(|rest| rest.rsplit_once(':'))
+                .and_then(|(path, line)| {
+                    Some(EnvSource::EnvFile {
+                        path: path.to_string(),
+                        line: line.parse().ok()?,
+                    })
+                })
+                .unwrap_or_else(|| EnvSource::Other(text.to_string())),
+        }
+    }
+
+    /// How messages say who set a value: "the task", "--env".
+    fn who(&self) -> String {
+        match self {
+            EnvSource::Task => "the task".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl Serialize for EnvSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|text| EnvSource::parse(&text))
+    }
 }
 
 /// An env value that knows whether it is a secret: secrets serialise as `****`, so they
@@ -83,10 +206,22 @@ pub struct EnvValue {
 pub const MASK: &str = "****";
 
 fn masked<S: serde::Serializer>(value: &EnvValue, s: S) -> Result<S::Ok, S::Error> {
-    if value.secret {
-        s.serialize_str(MASK)
-    } else {
-        s.serialize_str(&value.text)
+    s.serialize_str(value.shown())
+}
+
+/// A value read back from a record: a secret's is the mask, and stays marked secret.
+fn recorded_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<EnvValue, D::Error> {
+    let text = String::deserialize(d)?;
+    Ok(EnvValue {
+        secret: text == MASK,
+        text,
+    })
+}
+
+impl EnvValue {
+    /// The value as records and prints show it: `****` for a secret.
+    pub fn shown(&self) -> &str {
+        if self.secret { MASK } else { &self.text }
     }
 }
 
@@ -107,7 +242,8 @@ pub fn is_secret_name(name: &str) -> bool {
     .any(|s| upper.contains(s))
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Limits {
     pub memory_bytes: Option<u64>,
     /// Why the memory limit is what it is, in words.
@@ -118,22 +254,23 @@ pub struct Limits {
     pub scale_rules: Vec<ScaleOutcome>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScaleOutcome {
     pub channel: String,
     pub rule: String,
-    pub kind: &'static str,
+    pub kind: ScaleKind,
     pub measured_bytes: u64,
     pub files: u64,
     pub requirement_bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum PlannedUser {
     /// Run as the invoking user, so outputs belong to them.
     Invoker { uid: u32, gid: u32 },
-    /// Keep the image's own `USER`.
+    /// Keep the image's own `USER` (also what a record without a user is read as).
+    #[default]
     Image,
 }
 
@@ -142,7 +279,7 @@ pub enum PlannedUser {
 pub struct Override {
     pub name: String,
     pub value: String,
-    pub source: String,
+    pub source: EnvSource,
 }
 
 /// What the command line adds to a task.
@@ -174,19 +311,21 @@ impl Problem {
 }
 
 /// Builds the plan. `task_dir` is the task file's folder (relative host paths resolve
-/// against it). All problems are returned together.
+/// against it); `host` is what was found on the host for this task
+/// (`HostFacts::gather`). All problems are returned together.
 pub fn resolve(
     task: &Task,
     template: &Template,
     template_source: &str,
     task_dir: &Path,
     options: &Options,
+    host: &HostFacts,
 ) -> Result<RunPlan, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
 
     let mut mounts = Vec::new();
-    let mut scale_inputs: Vec<(String, PathBuf, ScaleRule)> = Vec::new();
+    let mut scale_inputs: Vec<(String, ScaleRule)> = Vec::new();
     for (direction, declared, bound, list) in [
         (Direction::Input, &template.inputs, &task.inputs, "inputs"),
         (
@@ -202,6 +341,7 @@ pub fn resolve(
             bound,
             list,
             task_dir,
+            host,
             &mut mounts,
             &mut scale_inputs,
             &mut problems,
@@ -210,13 +350,20 @@ pub fn resolve(
     }
     check_overlaps(&mounts, &mut problems);
 
-    let env = merge_env(task, template, options, &mut problems);
-    let limits = limits(task, template, &scale_inputs, &mut problems, &mut warnings);
+    let env = merge_env(task, template, options, &mut problems, &mut warnings);
+    let limits = limits(
+        task,
+        template,
+        &scale_inputs,
+        host,
+        &mut problems,
+        &mut warnings,
+    );
 
     let (command, command_source) = match (&task.command, &template.command) {
-        (Some(c), _) => (Some(c.clone()), "task"),
-        (None, Some(c)) => (Some(c.clone()), "template"),
-        (None, None) => (None, "image"),
+        (Some(c), _) => (Some(c.clone()), CommandSource::Task),
+        (None, Some(c)) => (Some(c.clone()), CommandSource::Template),
+        (None, None) => (None, CommandSource::Image),
     };
 
     let mut labels = task.config.labels.clone();
@@ -251,8 +398,9 @@ fn channels(
     bound: &[Binding],
     list: &str,
     task_dir: &Path,
+    host: &HostFacts,
     mounts: &mut Vec<PlannedMount>,
-    scale_inputs: &mut Vec<(String, PathBuf, ScaleRule)>,
+    scale_inputs: &mut Vec<(String, ScaleRule)>,
     problems: &mut Vec<Problem>,
     warnings: &mut Vec<String>,
 ) {
@@ -288,13 +436,22 @@ fn channels(
             continue;
         };
         let pointer = format!("/{list}/{index}/volume_source/host_path");
-        let raw = Path::new(&binding.volume_source.host_path);
-        let host = if raw.is_absolute() {
-            raw.to_path_buf()
-        } else {
-            task_dir.join(raw)
+        let raw = &binding.volume_source.host_path;
+        let host_path = match host_path(raw, task_dir, host.home.as_deref()) {
+            Ok(path) => path,
+            Err((message, fix)) => {
+                problems.push(Problem::new(
+                    format!("{kind} channel `{}`: {message}", mount.name),
+                    fix,
+                    Some(pointer),
+                ));
+                continue;
+            }
         };
-        let host = lexical_normalize(&host);
+        let fact = host.paths.get(&host_path).cloned().unwrap_or_else(|| {
+            PathFact::Unusable("it was not looked at (internal: missing host fact)".into())
+        });
+        let host = host_path;
         for (what, text) in [
             ("host path", host.to_string_lossy().into_owned()),
             ("mounted_path", mount.mounted_path.clone()),
@@ -308,23 +465,19 @@ fn channels(
             }
         }
         if direction == Direction::Input {
-            match std::fs::metadata(&host) {
-                Ok(meta) if meta.is_dir() || meta.is_file() => {}
-                Ok(_) => problems.push(Problem::new(format!("input channel `{}`: {} is neither a folder nor a file", mount.name, host.display()), "point host_path at a folder", Some(pointer.clone()))),
-                Err(e) => problems.push(Problem::new(
-                    format!("input channel `{}`: {} cannot be used: {}", mount.name, host.display(), io_reason(&e)),
-                    if raw.is_relative() { format!("create it, or fix host_path (relative paths are relative to the task file's folder, {})", task_dir.display()) } else { "create it, or fix host_path".to_string() },
+            match &fact {
+                PathFact::Folder | PathFact::File => {}
+                PathFact::Other => problems.push(Problem::new(format!("input channel `{}`: {} is neither a folder nor a file", mount.name, host.display()), "point host_path at a folder", Some(pointer.clone()))),
+                PathFact::Unusable(reason) => problems.push(Problem::new(
+                    format!("input channel `{}`: {} cannot be used: {reason}", mount.name, host.display()),
+                    if Path::new(raw).is_relative() && !raw.starts_with('~') { format!("create it, or fix host_path (relative paths are relative to the task file's folder, {})", task_dir.display()) } else { "create it, or fix host_path".to_string() },
                     Some(pointer.clone()),
                 )),
             }
-            if let Some(rule) = binding
-                .scale_rule
-                .clone()
-                .or_else(|| mount.scale_rule.clone())
-            {
-                scale_inputs.push((mount.name.clone(), host.clone(), rule));
+            if let Some(rule) = scale_rule(binding, mount) {
+                scale_inputs.push((mount.name.clone(), rule.clone()));
             }
-        } else if host.is_file() {
+        } else if fact == PathFact::File {
             problems.push(Problem::new(
                 format!(
                     "output channel `{}`: {} is a file, not a folder",
@@ -345,11 +498,47 @@ fn channels(
     }
 }
 
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "it does not exist".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => e.to_string(),
+/// The host folder a task binds: `~/…` from `home`, relative paths from `task_dir`,
+/// `.`/`..` resolved without touching the filesystem. The error is (message, fix).
+pub fn host_path(
+    raw: &str,
+    task_dir: &Path,
+    home: Option<&Path>,
+) -> Result<PathBuf, (String, String)> {
+    let expanded = expand_home(raw, home)?;
+    Ok(lexical_normalize(&if expanded.is_absolute() {
+        expanded
+    } else {
+        task_dir.join(expanded)
+    }))
+}
+
+/// The scale rule of an input: the task's binding's, else the template's.
+pub fn scale_rule<'a>(binding: &'a Binding, mount: &'a Mount) -> Option<&'a ScaleRule> {
+    binding.scale_rule.as_ref().or(mount.scale_rule.as_ref())
+}
+
+/// `~` and `~/…` start at the invoker's home, as in a shell (without this a folder named
+/// `~` would be created). `~user/…` is refused: tapir does not look up other users.
+fn expand_home(host_path: &str, home: Option<&Path>) -> Result<PathBuf, (String, String)> {
+    let Some(rest) = host_path.strip_prefix('~') else {
+        return Ok(PathBuf::from(host_path));
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return Err((
+            format!(
+                "the host path `{host_path}`: only `~/` (your own home) is expanded, not `~user/`"
+            ),
+            "write the full path (e.g. /home/user/…), or a path relative to the task file's folder"
+                .into(),
+        ));
+    }
+    match home {
+        Some(home) => Ok(home.join(rest.trim_start_matches('/'))),
+        None => Err((
+            format!("the host path `{host_path}` starts with `~`, but HOME is not set"),
+            "set HOME, or write the full path".into(),
+        )),
     }
 }
 
@@ -416,6 +605,7 @@ fn merge_env(
     template: &Template,
     options: &Options,
     problems: &mut Vec<Problem>,
+    warnings: &mut Vec<String>,
 ) -> Vec<PlannedEnv> {
     let mut env: Vec<PlannedEnv> = template
         .env
@@ -426,14 +616,14 @@ fn merge_env(
                 text: v.value.clone(),
                 secret: is_secret_name(&v.name),
             },
-            source: "template default".into(),
+            source: EnvSource::Template,
         })
         .collect();
     let task_overrides = task.env.iter().enumerate().map(|(i, v)| {
         (
             v.name.clone(),
             v.value.clone(),
-            "task".to_string(),
+            EnvSource::Task,
             Some(format!("/env/{i}/value")),
         )
     });
@@ -441,7 +631,20 @@ fn merge_env(
         .overrides
         .iter()
         .map(|o| (o.name.clone(), o.value.clone(), o.source.clone(), None));
+    let declared: Vec<&str> = template.env.iter().map(|v| v.name.as_str()).collect();
     for (name, value, source, pointer) in task_overrides.chain(cli_overrides) {
+        // A name the template does not declare may be a typo; images may also read
+        // variables nobody declared, so the value is passed all the same.
+        if !declared.is_empty()
+            && !declared.contains(&name.as_str())
+            && let Some(near) = did_you_mean(&name, declared.iter().copied())
+        {
+            warnings.push(format!(
+                "`{name}` (set by {}) is not declared by template `{}`; did you mean `{near}`? (the value is still passed: images may read variables the template does not declare)",
+                source.who(),
+                template.identifier
+            ));
+        }
         // Messages may reach the terminal and the record: a secret's value never does.
         let shown = if is_secret_name(&name) {
             MASK.to_string()
@@ -491,26 +694,14 @@ fn merge_env(
             None => env.push(planned),
         }
     }
-    if let PlannedUser::Invoker { .. } = options.user {
-        // Not the image's user: its HOME may not exist or not be writable.
-        if !env.iter().any(|e| e.name == "HOME") {
-            env.push(PlannedEnv {
-                name: "HOME".into(),
-                value: EnvValue {
-                    text: "/tmp".into(),
-                    secret: false,
-                },
-                source: "tapir (runs as the invoking user)".into(),
-            });
-        }
-    }
     env
 }
 
 fn limits(
     task: &Task,
     template: &Template,
-    scale_inputs: &[(String, PathBuf, ScaleRule)],
+    scale_inputs: &[(String, ScaleRule)],
+    host: &HostFacts,
     problems: &mut Vec<Problem>,
     warnings: &mut Vec<String>,
 ) -> Limits {
@@ -567,23 +758,20 @@ fn limits(
 
     let mut rule_limit = None::<(u64, String)>;
     let mut rule_request = None::<u64>;
-    for (channel, host, rule) in scale_inputs {
-        let target = Target {
-            dir: &rule.target_dir,
-            glob: &rule.target_glob,
-            regex: &rule.target_regex,
-        };
-        match sizing::measure(host, rule.mode.into(), &target) {
+    for (channel, rule) in scale_inputs {
+        let measured = host.measurements.get(channel).cloned().unwrap_or_else(|| {
+            Err(SizingError {
+                message: "the input was not measured (internal: missing host fact)".into(),
+                fix: "please report this".into(),
+            })
+        });
+        match measured {
             Ok(m) => {
                 let requirement = rule.function().apply(m.bytes);
-                let kind = match rule.kind {
-                    ScaleKind::Limit => "limit",
-                    ScaleKind::Request => "request",
-                };
                 out.scale_rules.push(ScaleOutcome {
                     channel: channel.clone(),
                     rule: rule.describe(),
-                    kind,
+                    kind: rule.kind,
                     measured_bytes: m.bytes,
                     files: m.files,
                     requirement_bytes: requirement,
@@ -629,17 +817,6 @@ fn limits(
     };
     out.memory_bytes = memory.filter(|m| *m > 0);
     out.memory_reason = reason;
-    if let Some(m) = out.memory_bytes.filter(|m| *m < DOCKER_MIN_MEMORY) {
-        warnings.push(format!(
-            "the memory limit {} is below Docker's minimum of 6 MiB; raised to 6 MiB",
-            format_bytes(m)
-        ));
-        out.memory_bytes = Some(DOCKER_MIN_MEMORY);
-        out.memory_reason = Some(format!(
-            "{} (raised to Docker's minimum)",
-            out.memory_reason.unwrap_or_default()
-        ));
-    }
     let reservation = explicit_request.into_iter().chain(rule_request).max();
     out.memory_reservation_bytes =
         reservation.filter(|r| *r > 0 && out.memory_bytes.is_none_or(|m| *r <= m));
@@ -653,4 +830,427 @@ fn limits(
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    //! One table: task + template + command line + host facts → the plan's env (with
+    //! sources), mounts, limits, problems and warnings. No filesystem is touched.
+
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::model::target::SizingError;
+    use crate::resolve::host::{HostFacts, PathFact};
+    use crate::resolve::sizing::Measurement;
+
+    const MI: u64 = 1024 * 1024;
+
+    /// `base` with the keys of `extra` replaced.
+    fn merged(mut base: Value, extra: Value) -> Value {
+        for (k, v) in extra.as_object().expect("an object") {
+            base[k] = v.clone();
+        }
+        base
+    }
+
+    struct Case {
+        name: &'static str,
+        template: Value,
+        task: Value,
+        overrides: Vec<(&'static str, &'static str, EnvSource)>,
+        host: HostFacts,
+        /// (name, value as recorded, source as recorded)
+        env: Vec<(&'static str, &'static str, &'static str)>,
+        /// (channel, host path, container path, read-only)
+        mounts: Vec<(&'static str, &'static str, &'static str, bool)>,
+        /// (memory, reservation, cpu millis)
+        limits: (Option<u64>, Option<u64>, Option<u64>),
+        /// Each expected problem's words; empty: the plan resolves.
+        problems: Vec<&'static str>,
+        warnings: Vec<&'static str>,
+    }
+
+    impl Default for Case {
+        fn default() -> Self {
+            Case {
+                name: "",
+                template: json!({}),
+                task: json!({}),
+                overrides: Vec::new(),
+                host: HostFacts::default(),
+                env: Vec::new(),
+                mounts: Vec::new(),
+                limits: (None, None, None),
+                problems: Vec::new(),
+                warnings: Vec::new(),
+            }
+        }
+    }
+
+    fn facts(paths: &[(&str, PathFact)], home: Option<&str>) -> HostFacts {
+        HostFacts {
+            home: home.map(PathBuf::from),
+            paths: paths
+                .iter()
+                .map(|(p, f)| (PathBuf::from(p), f.clone()))
+                .collect(),
+            measurements: BTreeMap::new(),
+        }
+    }
+
+    fn env_file(line: usize) -> EnvSource {
+        EnvSource::EnvFile {
+            path: "vars.env".into(),
+            line,
+        }
+    }
+
+    fn cases() -> Vec<Case> {
+        let channel = |name: &str, path: &str| json!([{"name": name, "mounted_path": path}]);
+        let bind =
+            |name: &str, host: &str| json!([{"name": name, "volume_source": {"host_path": host}}]);
+        let mut measured = facts(&[("/tasks/data", PathFact::Folder)], None);
+        measured.measurements.insert(
+            "in".into(),
+            Ok(Measurement {
+                bytes: 200 * MI,
+                files: 3,
+            }),
+        );
+        let mut unmeasurable = facts(&[("/tasks/data", PathFact::Folder)], None);
+        unmeasurable.measurements.insert(
+            "in".into(),
+            Err(SizingError {
+                message: "cannot read /tasks/data/x".into(),
+                fix: "fix its permissions".into(),
+            }),
+        );
+        let scaled_input = json!([{"name": "in", "mounted_path": "/in",
+            "scale_rule": {"type": "limit", "mode": "sum", "scale_factor": 2}}]);
+        vec![
+            Case {
+                name: "env precedence: command line > env file > task > template",
+                template: json!({"env": [
+                    {"name": "A", "value": "template"}, {"name": "B", "value": "template"},
+                    {"name": "C", "value": "template"}, {"name": "D", "value": "template"}]}),
+                task: json!({"env": [{"name": "B", "value": "task"}, {"name": "C", "value": "task"}, {"name": "D", "value": "task"}]}),
+                overrides: vec![
+                    ("D", "file", env_file(1)),
+                    ("C", "file", env_file(2)),
+                    ("C", "cli", EnvSource::CommandLine),
+                ],
+                env: vec![
+                    ("A", "template", "template default"),
+                    ("B", "task", "task"),
+                    ("C", "cli", "--env"),
+                    ("D", "file", "--env-file vars.env:1"),
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "secrets are masked in the plan and in messages",
+                template: json!({"env": [{"name": "API_TOKEN", "value": "", "type": "int"}]}),
+                task: json!({"env": [{"name": "API_TOKEN", "value": "s3cret"}]}),
+                problems: vec![
+                    "`API_TOKEN` is declared as int by template `t`, but the task sets \"****\"",
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "adjustable: false is enforced for the command line",
+                template: json!({"env": [{"name": "FIXED", "value": "a", "adjustable": false}]}),
+                overrides: vec![("FIXED", "b", EnvSource::CommandLine)],
+                problems: vec![
+                    "`FIXED` is declared `adjustable: false` by template `t`; the --env cannot override it",
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "choices with did-you-mean",
+                template: json!({"env": [{"name": "MODE", "value": "fast", "choices": ["fast", "slow"]}]}),
+                overrides: vec![("MODE", "fsat", env_file(4))],
+                problems: vec![
+                    "\"fsat\" is not one of the choices of `MODE` (set by the --env-file vars.env:4)",
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "a misspelt name is passed, with a warning",
+                template: json!({"env": [{"name": "MODE", "value": "fast"}]}),
+                task: json!({"env": [{"name": "MDOE", "value": "slow"}]}),
+                env: vec![
+                    ("MODE", "fast", "template default"),
+                    ("MDOE", "slow", "task"),
+                ],
+                warnings: vec![
+                    "`MDOE` (set by the task) is not declared by template `t`; did you mean `MODE`?",
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "no HOME is added: that is the Docker backend's rule",
+                task: json!({"env": []}),
+                ..Case::default()
+            },
+            Case {
+                name: "relative and ~/ host paths",
+                template: json!({"inputs": channel("in", "/in"), "outputs": channel("out", "/out/")}),
+                task: json!({"inputs": bind("in", "./data/../data"), "outputs": bind("out", "~/results")}),
+                host: facts(
+                    &[
+                        ("/tasks/data", PathFact::Folder),
+                        (
+                            "/home/me/results",
+                            PathFact::Unusable("it does not exist".into()),
+                        ),
+                    ],
+                    Some("/home/me"),
+                ),
+                mounts: vec![
+                    ("in", "/tasks/data", "/in", true),
+                    ("out", "/home/me/results", "/out", false),
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "a missing input",
+                template: json!({"inputs": channel("in", "/in")}),
+                task: json!({"inputs": bind("in", "data")}),
+                host: facts(
+                    &[(
+                        "/tasks/data",
+                        PathFact::Unusable("it does not exist".into()),
+                    )],
+                    None,
+                ),
+                problems: vec!["input channel `in`: /tasks/data cannot be used: it does not exist"],
+                ..Case::default()
+            },
+            Case {
+                name: "an output that is a file",
+                template: json!({"outputs": channel("out", "/out")}),
+                task: json!({"outputs": bind("out", "/data/out")}),
+                host: facts(&[("/data/out", PathFact::File)], None),
+                problems: vec!["output channel `out`: /data/out is a file, not a folder"],
+                ..Case::default()
+            },
+            Case {
+                name: "~user/ is refused, ~ without HOME too",
+                template: json!({"outputs": [{"name": "a", "mounted_path": "/a"}, {"name": "b", "mounted_path": "/b"}]}),
+                task: json!({"outputs": [
+                    {"name": "a", "volume_source": {"host_path": "~alice/x"}},
+                    {"name": "b", "volume_source": {"host_path": "~/x"}}]}),
+                problems: vec![
+                    "output channel `a`: the host path `~alice/x`: only `~/` (your own home) is expanded",
+                    "output channel `b`: the host path `~/x` starts with `~`, but HOME is not set",
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "unknown and unbound channels",
+                template: json!({"inputs": channel("images", "/in"), "outputs": channel("out", "/out")}),
+                task: json!({"inputs": bind("imgaes", "data")}),
+                problems: vec!["the template has no input channel `imgaes`"],
+                warnings: vec!["output channel `out` (/out) is not bound in the task"],
+                ..Case::default()
+            },
+            Case {
+                name: "overlapping channels",
+                template: json!({"outputs": [{"name": "a", "mounted_path": "/out"}, {"name": "b", "mounted_path": "/out/b"}]}),
+                task: json!({"outputs": [
+                    {"name": "a", "volume_source": {"host_path": "/x/a"}},
+                    {"name": "b", "volume_source": {"host_path": "/x/b"}}]}),
+                host: facts(
+                    &[("/x/a", PathFact::Folder), ("/x/b", PathFact::Folder)],
+                    None,
+                ),
+                problems: vec!["channels `a` (/out) and `b` (/out/b) overlap inside the container"],
+                ..Case::default()
+            },
+            Case {
+                name: "task resources override the template's key by key",
+                template: json!({"resources": {"limits": {"memory": "100Mi", "cpu": "2"}}}),
+                task: json!({"resources": {"limits": {"cpu": "500m"}, "requests": {"memory": "50Mi"}}}),
+                limits: (Some(100 * MI), Some(50 * MI), Some(500)),
+                ..Case::default()
+            },
+            Case {
+                name: "a scale rule raises the declared limit",
+                template: json!({"inputs": scaled_input.clone(), "resources": {"limits": {"memory": "100Mi"}}}),
+                task: json!({"inputs": bind("in", "data")}),
+                host: measured,
+                mounts: vec![("in", "/tasks/data", "/in", true)],
+                limits: (Some(400 * MI), None, None),
+                ..Case::default()
+            },
+            Case {
+                name: "a scale rule that cannot measure",
+                template: json!({"inputs": scaled_input}),
+                task: json!({"inputs": bind("in", "data")}),
+                host: unmeasurable,
+                problems: vec!["scale rule of input `in`: cannot read /tasks/data/x"],
+                ..Case::default()
+            },
+            Case {
+                name: "a tiny limit is kept: raising it is the Docker backend's rule",
+                template: json!({"resources": {"limits": {"memory": "1Mi"}}}),
+                limits: (Some(MI), None, None),
+                ..Case::default()
+            },
+            Case {
+                name: "a request above the limit sets no reservation",
+                template: json!({"resources": {"limits": {"memory": "10Mi"}, "requests": {"memory": "20Mi"}}}),
+                limits: (Some(10 * MI), None, None),
+                warnings: vec![
+                    "the memory request 20Mi is above the limit 10Mi; no reservation is set",
+                ],
+                ..Case::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn resolve_cases() {
+        for case in cases() {
+            let template: Template = serde_json::from_value(merged(
+                json!({"identifier": "t", "description": "d", "inputs": [], "outputs": [], "env": [], "command": ["true"]}),
+                case.template,
+            ))
+            .unwrap_or_else(|e| panic!("{}: template: {e}", case.name));
+            let task: Task = serde_json::from_value(merged(
+                json!({"name": "n", "image": "img", "taskTemplate": "t"}),
+                case.task,
+            ))
+            .unwrap_or_else(|e| panic!("{}: task: {e}", case.name));
+            let options = Options {
+                overrides: case
+                    .overrides
+                    .iter()
+                    .map(|(name, value, source)| Override {
+                        name: name.to_string(),
+                        value: value.to_string(),
+                        source: source.clone(),
+                    })
+                    .collect(),
+                user: PlannedUser::Invoker { uid: 1, gid: 1 },
+                network: None,
+                entrypoint: None,
+            };
+            let result = resolve(
+                &task,
+                &template,
+                "inline",
+                Path::new("/tasks"),
+                &options,
+                &case.host,
+            );
+            let plan = match result {
+                Err(problems) => {
+                    let got: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+                    assert_eq!(got.len(), case.problems.len(), "{}: {got:#?}", case.name);
+                    for (got, want) in got.iter().zip(&case.problems) {
+                        assert!(got.contains(want), "{}: {got:?} lacks {want:?}", case.name);
+                        assert!(
+                            !got.contains("s3cret"),
+                            "{}: a secret in {got:?}",
+                            case.name
+                        );
+                    }
+                    continue;
+                }
+                Ok(plan) => plan,
+            };
+            assert!(
+                case.problems.is_empty(),
+                "{}: expected problems {:?}",
+                case.name,
+                case.problems
+            );
+            let recorded = serde_json::to_value(&plan).expect("serialises");
+            let env: Vec<(String, String, String)> = recorded["env"]
+                .as_array()
+                .expect("env")
+                .iter()
+                .map(|e| {
+                    (
+                        e["name"].to_string(),
+                        e["value"].to_string(),
+                        e["source"].to_string(),
+                    )
+                })
+                .collect();
+            let want: Vec<(String, String, String)> = case
+                .env
+                .iter()
+                .map(|(n, v, s)| {
+                    (
+                        json!(n).to_string(),
+                        json!(v).to_string(),
+                        json!(s).to_string(),
+                    )
+                })
+                .collect();
+            assert_eq!(env, want, "{}", case.name);
+            let mounts: Vec<(&str, String, &str, bool)> = plan
+                .mounts
+                .iter()
+                .map(|m| {
+                    (
+                        m.channel.as_str(),
+                        m.host_path.display().to_string(),
+                        m.container_path.as_str(),
+                        m.read_only,
+                    )
+                })
+                .collect();
+            let want: Vec<(&str, String, &str, bool)> = case
+                .mounts
+                .iter()
+                .map(|(c, h, p, ro)| (*c, h.to_string(), *p, *ro))
+                .collect();
+            assert_eq!(mounts, want, "{}", case.name);
+            assert_eq!(
+                (
+                    plan.limits.memory_bytes,
+                    plan.limits.memory_reservation_bytes,
+                    plan.limits.cpu_millis
+                ),
+                case.limits,
+                "{}",
+                case.name
+            );
+            assert_eq!(
+                plan.warnings.len(),
+                case.warnings.len(),
+                "{}: {:#?}",
+                case.name,
+                plan.warnings
+            );
+            for (got, want) in plan.warnings.iter().zip(&case.warnings) {
+                assert!(got.contains(want), "{}: {got:?} lacks {want:?}", case.name);
+            }
+        }
+    }
+
+    #[test]
+    fn env_sources_read_back_from_their_recorded_words() {
+        for source in [
+            EnvSource::CommandLine,
+            env_file(12),
+            EnvSource::EnvFile {
+                path: "a:b/c d.env".into(),
+                line: 3,
+            },
+            EnvSource::Task,
+            EnvSource::Template,
+            EnvSource::Tapir(HOME_FOR_INVOKER),
+            EnvSource::Other("the image".into()),
+        ] {
+            assert_eq!(EnvSource::parse(&source.to_string()), source);
+        }
+    }
 }

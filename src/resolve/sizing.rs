@@ -1,12 +1,8 @@
 //! The "target size" of a channel's host folder, which a ScaleRule multiplies into a
 //! memory requirement (reference §5.3, §5.4).
 //!
-//! Selection, as in the reference: below `base` = host path joined with `target_dir`,
-//! every entry at any depth that matches `target_glob` with Python `Path.rglob`
-//! semantics (the glob is matched as `**/<glob>`: against the file name, or, when it
-//! contains `/`, against the trailing components of the path), that is a regular file,
-//! and whose path relative to `base` (with `/` separators) fully matches `target_regex`
-//! (Python `re.fullmatch`, so `.*` crosses `/`).
+//! Measuring walks the folder (a host fact, gathered before resolving); what a rule
+//! selects and how it is compiled is in `model::target`.
 //!
 //! Fixed against the reference: `max_item_sum` with no item folders is 0 instead of a
 //! crash; the glob and regex are compiled once per call and reported in plain words;
@@ -15,70 +11,15 @@
 //! loop, while a symlinked file counts with its target's size. A `target_dir` that is
 //! absolute or climbs out with `..` is refused, since it would measure some other folder.
 //!
-//! Differences that remain: the regex is `fancy-regex` syntax, which has Python's
-//! look-around (`(?=…)`, `(?!…)`, `(?<=…)`, `(?<!…)`) and backreferences; the glob also
-//! understands `{a,b}` alternatives. The one compiler below serves both `tapir validate`
-//! (through `validate_target`) and the measurement, so they always agree.
+//! Differences that remain: see `model::target` (fancy-regex syntax, `{a,b}` globs).
 
-use std::fmt;
 use std::fs;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use fancy_regex::Regex;
-use globset::{GlobBuilder, GlobMatcher};
 use walkdir::WalkDir;
 
-/// How the selected files are reduced to one size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SizeMode {
-    /// Total size of the selected files.
-    Sum,
-    /// Size of the largest selected file.
-    MaxFileSize,
-    /// Largest `Sum` over the immediate subfolders ("items") of the host path.
-    MaxItemSum,
-}
-
-impl SizeMode {
-    /// The mode's spelling in a Task API file: `sum`, `max_file_size`, `max_item_sum`.
-    pub fn name(self) -> &'static str {
-        match self {
-            SizeMode::Sum => "sum",
-            SizeMode::MaxFileSize => "max_file_size",
-            SizeMode::MaxItemSum => "max_item_sum",
-        }
-    }
-
-    /// The mode for its spelling in a Task API file, if it is one.
-    pub fn from_name(name: &str) -> Option<SizeMode> {
-        match name {
-            "sum" => Some(SizeMode::Sum),
-            "max_file_size" => Some(SizeMode::MaxFileSize),
-            "max_item_sum" => Some(SizeMode::MaxItemSum),
-            _ => None,
-        }
-    }
-}
-
-/// The ScaleRule's file selection: `target_dir`, `target_glob`, `target_regex`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target<'a> {
-    pub dir: &'a str,
-    pub glob: &'a str,
-    pub regex: &'a str,
-}
-
-impl Default for Target<'_> {
-    /// The Task API defaults: the whole folder, every file.
-    fn default() -> Self {
-        Target {
-            dir: "",
-            glob: "*",
-            regex: ".*",
-        }
-    }
-}
+use crate::model::target::{Selection, SizeMode, SizingError, Target};
 
 /// A measured size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,27 +29,6 @@ pub struct Measurement {
     /// How many files that size was taken from: all selected files for `Sum` and
     /// `MaxFileSize`, the selected files of the winning item for `MaxItemSum`.
     pub files: u64,
-}
-
-/// Why a target size could not be measured, with a fix in plain words.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SizingError {
-    pub message: String,
-    pub fix: String,
-}
-
-impl fmt::Display for SizingError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for SizingError {}
-
-/// Checks, without touching the file system, that `target_dir` stays inside the channel
-/// folder and that `target_glob` and `target_regex` compile.
-pub fn validate_target(target: &Target<'_>) -> Result<(), SizingError> {
-    Selection::compile(target).map(|_| ())
 }
 
 /// Measures the target size of `host_path` (reference §5.4, with its bugs fixed; see the
@@ -122,14 +42,14 @@ pub fn measure(
     let selection = Selection::compile(target)?;
     match mode {
         SizeMode::Sum => {
-            let tally = selection.tally(&selection.base(host_path))?;
+            let tally = tally(&selection, &selection.base(host_path))?;
             Ok(Measurement {
                 bytes: tally.sum,
                 files: tally.files,
             })
         }
         SizeMode::MaxFileSize => {
-            let tally = selection.tally(&selection.base(host_path))?;
+            let tally = tally(&selection, &selection.base(host_path))?;
             Ok(Measurement {
                 bytes: tally.largest,
                 files: tally.files,
@@ -139,7 +59,7 @@ pub fn measure(
             // The first item in name order wins a tie; no items at all measure 0.
             let mut best: Option<Measurement> = None;
             for item in item_folders(host_path)? {
-                let tally = selection.tally(&selection.base(&item))?;
+                let tally = tally(&selection, &selection.base(&item))?;
                 if best.is_none_or(|best| tally.sum > best.bytes) {
                     best = Some(Measurement {
                         bytes: tally.sum,
@@ -152,14 +72,6 @@ pub fn measure(
     }
 }
 
-/// The compiled selection of one scale rule.
-struct Selection<'a> {
-    dir: &'a str,
-    glob: GlobMatcher,
-    /// `target_regex` anchored at both ends (Python `re.fullmatch`).
-    regex: Regex,
-}
-
 /// Sizes of the selected files below one base folder.
 #[derive(Debug, Default)]
 struct Tally {
@@ -168,107 +80,76 @@ struct Tally {
     files: u64,
 }
 
-impl<'a> Selection<'a> {
-    fn compile(target: &Target<'a>) -> Result<Self, SizingError> {
-        check_target_dir(target.dir)?;
-        Ok(Selection {
-            dir: target.dir,
-            glob: compile_glob(target.glob)?,
-            regex: compile_regex(target.regex)?,
-        })
-    }
-
-    /// Does the path fully match `target_regex`? A backtracking regex can give up on a
-    /// pathological path; that is an error, not a silent "no match" that would shrink
-    /// the memory limit.
-    fn regex_matches(&self, relative: &str) -> Result<bool, SizingError> {
-        self.regex.is_match(relative).map_err(|error| SizingError {
-            message: format!("target_regex could not be matched against `{relative}`: {error}"),
-            fix: "simplify the regular expression (avoid nested repetition such as `(a+)+`)"
-                .to_owned(),
-        })
-    }
-
-    /// `folder` joined with `target_dir` (without the trailing `/` an empty join adds).
-    fn base(&self, folder: &Path) -> PathBuf {
-        if self.dir.is_empty() {
-            folder.to_path_buf()
-        } else {
-            folder.join(self.dir)
+/// Walks `base` once and adds up the files `selection` selects.
+fn tally(selection: &Selection<'_>, base: &Path) -> Result<Tally, SizingError> {
+    let mut tally = Tally::default();
+    match fs::metadata(base) {
+        Ok(metadata) if metadata.is_dir() => {}
+        // Nothing to measure: a missing folder or a single file counts as empty.
+        Ok(_) => return Ok(tally),
+        // Also when a path component is a file (`file.dcm/target_dir`).
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(tally);
         }
+        Err(error) => return Err(unreadable(base, &error)),
     }
-
-    /// Walks `base` once and adds up the selected files.
-    fn tally(&self, base: &Path) -> Result<Tally, SizingError> {
-        let mut tally = Tally::default();
-        match fs::metadata(base) {
-            Ok(metadata) if metadata.is_dir() => {}
-            // Nothing to measure: a missing folder or a single file counts as empty.
-            Ok(_) => return Ok(tally),
-            // Also when a path component is a file (`file.dcm/target_dir`).
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                return Ok(tally);
-            }
-            Err(error) => return Err(unreadable(base, &error)),
+    // follow_links(false): symlinked folders are not entered, so links cannot loop;
+    // a symlinked `base` itself is still followed (walkdir's root rule).
+    for entry in WalkDir::new(base).min_depth(1).follow_links(false) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => match error.io_error() {
+                // Removed while walking: it no longer takes up space.
+                Some(io_error) if io_error.kind() == io::ErrorKind::NotFound => continue,
+                Some(io_error) => {
+                    return Err(unreadable(error.path().unwrap_or(base), io_error));
+                }
+                None => {
+                    let error = io::Error::other(error.to_string());
+                    return Err(unreadable(base, &error));
+                }
+            },
+        };
+        let file_type = entry.file_type();
+        if file_type.is_dir() {
+            continue;
         }
-        // follow_links(false): symlinked folders are not entered, so links cannot loop;
-        // a symlinked `base` itself is still followed (walkdir's root rule).
-        for entry in WalkDir::new(base).min_depth(1).follow_links(false) {
-            let entry = match entry {
-                Ok(entry) => entry,
+        let Ok(relative) = entry.path().strip_prefix(base) else {
+            continue;
+        };
+        if !selection.selects(relative)? {
+            continue;
+        }
+        let size = if file_type.is_file() {
+            match entry.metadata() {
+                Ok(metadata) => metadata.len(),
                 Err(error) => match error.io_error() {
-                    // Removed while walking: it no longer takes up space.
                     Some(io_error) if io_error.kind() == io::ErrorKind::NotFound => continue,
-                    Some(io_error) => {
-                        return Err(unreadable(error.path().unwrap_or(base), io_error));
-                    }
-                    None => {
-                        let error = io::Error::other(error.to_string());
-                        return Err(unreadable(base, &error));
-                    }
+                    Some(io_error) => return Err(unreadable(entry.path(), io_error)),
+                    None => continue,
                 },
-            };
-            let file_type = entry.file_type();
-            if file_type.is_dir() {
-                continue;
             }
-            let Ok(relative) = entry.path().strip_prefix(base) else {
-                continue;
-            };
-            if !self.glob.is_match(relative) || !self.regex_matches(&slash_separated(relative))? {
-                continue;
+        } else if file_type.is_symlink() {
+            // Like Python's `is_file()`: a link counts when it leads to a regular
+            // file; dangling or looping links, and links to folders, do not.
+            match fs::metadata(entry.path()) {
+                Ok(metadata) if metadata.is_file() => metadata.len(),
+                _ => continue,
             }
-            let size = if file_type.is_file() {
-                match entry.metadata() {
-                    Ok(metadata) => metadata.len(),
-                    Err(error) => match error.io_error() {
-                        Some(io_error) if io_error.kind() == io::ErrorKind::NotFound => continue,
-                        Some(io_error) => return Err(unreadable(entry.path(), io_error)),
-                        None => continue,
-                    },
-                }
-            } else if file_type.is_symlink() {
-                // Like Python's `is_file()`: a link counts when it leads to a regular
-                // file; dangling or looping links, and links to folders, do not.
-                match fs::metadata(entry.path()) {
-                    Ok(metadata) if metadata.is_file() => metadata.len(),
-                    _ => continue,
-                }
-            } else {
-                // Sockets, FIFOs and devices are not files with a size.
-                continue;
-            };
-            tally.sum = tally.sum.saturating_add(size);
-            tally.largest = tally.largest.max(size);
-            tally.files += 1;
-        }
-        Ok(tally)
+        } else {
+            // Sockets, FIFOs and devices are not files with a size.
+            continue;
+        };
+        tally.sum = tally.sum.saturating_add(size);
+        tally.largest = tally.largest.max(size);
+        tally.files += 1;
     }
+    Ok(tally)
 }
 
 /// The immediate subfolders of `host_path` in name order; symlinks to folders are not
@@ -300,99 +181,6 @@ fn item_folders(host_path: &Path) -> Result<Vec<PathBuf>, SizingError> {
     Ok(items)
 }
 
-/// The relative path with `/` between components, whatever the platform; names that
-/// are not UTF-8 are matched with their invalid bytes replaced by U+FFFD.
-fn slash_separated(relative: &Path) -> String {
-    let mut text = String::new();
-    for component in relative.components() {
-        if !text.is_empty() {
-            text.push('/');
-        }
-        text.push_str(&component.as_os_str().to_string_lossy());
-    }
-    text
-}
-
-fn check_target_dir(dir: &str) -> Result<(), SizingError> {
-    let path = Path::new(dir);
-    if path.has_root() || path.components().any(|c| matches!(c, Component::Prefix(_))) {
-        return Err(SizingError {
-            message: format!(
-                "target_dir `{dir}` is an absolute path; it must be a folder inside the channel's folder"
-            ),
-            fix: format!(
-                "write it relative to the channel's folder, e.g. `{}`",
-                dir.trim_start_matches('/')
-            ),
-        });
-    }
-    if path.components().any(|c| c == Component::ParentDir) {
-        return Err(SizingError {
-            message: format!(
-                "target_dir `{dir}` points outside the channel's folder (it contains `..`)"
-            ),
-            fix:
-                "name a folder inside the channel's folder, e.g. `series`, or leave target_dir out"
-                    .to_owned(),
-        });
-    }
-    Ok(())
-}
-
-fn compile_glob(glob: &str) -> Result<GlobMatcher, SizingError> {
-    let fix = "write a glob such as `*`, `*.dcm` or `series/*.dcm` (`*` and `?` stay within \
-               one folder, `[abc]` picks a character, `**` spans folders)";
-    if glob.is_empty() {
-        return Err(SizingError {
-            message: "target_glob is empty".to_owned(),
-            fix: "write `*` to select every file, or leave target_glob out".to_owned(),
-        });
-    }
-    if glob.starts_with('/') {
-        return Err(SizingError {
-            message: format!(
-                "target_glob `{glob}` is absolute; it is matched below the target folder"
-            ),
-            fix: format!("drop the leading `/`: `{}`", glob.trim_start_matches('/')),
-        });
-    }
-    // Python's `rglob(g)` is `glob("**/" + g)`; fnmatch treats `\` as a plain character.
-    GlobBuilder::new(&format!("**/{glob}"))
-        .literal_separator(true)
-        .backslash_escape(false)
-        .build()
-        .map(|compiled| compiled.compile_matcher())
-        .map_err(|error| SizingError {
-            message: format!("target_glob `{glob}` is not a valid glob: {}", error.kind()),
-            fix: fix.to_owned(),
-        })
-}
-
-fn compile_regex(regex: &str) -> Result<Regex, SizingError> {
-    let invalid = |error: fancy_regex::Error| SizingError {
-        message: format!(
-            "target_regex `{regex}` is not a valid regular expression: {}",
-            regex_reason(&error)
-        ),
-        fix: "write a regex as for Python's `re` (look-around and backreferences work); it must \
-              match the whole path below the target folder, e.g. `.*\\.dcm`"
-            .to_owned(),
-    };
-    // Compiled alone first so that a regex such as `a)|(b` cannot escape the anchoring
-    // group below, and so that error positions refer to the text the user wrote.
-    Regex::new(regex).map_err(invalid)?;
-    Regex::new(&format!("^(?:{regex})$")).map_err(invalid)
-}
-
-/// The one-line reason of a regex error (its `Display` is a multi-line caret diagram).
-fn regex_reason(error: &fancy_regex::Error) -> String {
-    let text = error.to_string();
-    text.lines()
-        .rev()
-        .find_map(|line| line.strip_prefix("error: "))
-        .map_or_else(|| text.trim().to_owned(), str::to_owned)
-}
-
 fn unreadable(path: &Path, error: &io::Error) -> SizingError {
     SizingError {
         message: format!(
@@ -410,6 +198,7 @@ fn unreadable(path: &Path, error: &io::Error) -> SizingError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::target::validate_target;
 
     use std::fs::File;
     use std::io::Write;
@@ -746,29 +535,6 @@ mod tests {
     }
 
     #[test]
-    fn look_around_works_as_in_python_re() {
-        let tree = example_tree();
-        let root = tree.path();
-        // Negative look-ahead: every file but the one named `b…` (300 of 1700 bytes).
-        assert_eq!(
-            bytes(root, SizeMode::Sum, "", "*", r"(?!(.*/)?b[^/]*$).*"),
-            1400
-        );
-        // Look-behind: paths ending in `.dcm` (all but c.txt's 50 bytes).
-        assert_eq!(bytes(root, SizeMode::Sum, "", "*", r".*(?<=\.dcm)"), 1650);
-        // Positive look-ahead: inside item1 only.
-        assert_eq!(bytes(root, SizeMode::Sum, "", "*", r"(?=item1/).*"), 450);
-        // validate compiles with the same engine, so it accepts what sizing accepts.
-        for regex in [r"(?!x).*", r".*(?<=\.dcm)", r"(?<!a)b"] {
-            let target = Target {
-                regex,
-                ..Target::default()
-            };
-            assert_eq!(validate_target(&target), Ok(()), "{regex}");
-        }
-    }
-
-    #[test]
     fn regex_cannot_escape_the_anchors() {
         let escape = Target {
             regex: "a)|(b",
@@ -826,5 +592,28 @@ mod tests {
         })
         .expect_err("bad regex");
         assert_eq!(error.to_string(), error.message);
+    }
+
+    #[test]
+    fn look_around_works_as_in_python_re() {
+        let tree = example_tree();
+        let root = tree.path();
+        // Negative look-ahead: every file but the one named `b…` (300 of 1700 bytes).
+        assert_eq!(
+            bytes(root, SizeMode::Sum, "", "*", r"(?!(.*/)?b[^/]*$).*"),
+            1400
+        );
+        // Look-behind: paths ending in `.dcm` (all but c.txt's 50 bytes).
+        assert_eq!(bytes(root, SizeMode::Sum, "", "*", r".*(?<=\.dcm)"), 1650);
+        // Positive look-ahead: inside item1 only.
+        assert_eq!(bytes(root, SizeMode::Sum, "", "*", r"(?=item1/).*"), 450);
+        // validate compiles with the same engine, so it accepts what sizing accepts.
+        for regex in [r"(?!x).*", r".*(?<=\.dcm)", r"(?<!a)b"] {
+            let target = Target {
+                regex,
+                ..Target::default()
+            };
+            assert_eq!(validate_target(&target), Ok(()), "{regex}");
+        }
     }
 }

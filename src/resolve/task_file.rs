@@ -7,8 +7,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::diagnostic::{Diagnostic, Severity, pointer_join};
-use crate::error::Error;
+use crate::error::{Error, Findings};
 use crate::model::{self, Task};
+use crate::resolve::plan::Problem;
 use crate::schema::Kind;
 use crate::source::Document;
 use crate::source::template::Template;
@@ -117,5 +118,48 @@ fn render(
             }
         }
         _ => {}
+    }
+}
+
+/// A report whose errors stop a run, as the error that shows them (exit 125).
+pub fn report_error(report: &FileReport, message: String) -> Error {
+    Error::NotStartedFindings {
+        message,
+        findings: Box::new(Findings {
+            file: report.path.display().to_string(),
+            source: report.source().cloned(),
+            diagnostics: report.diagnostics.clone(),
+        }),
+    }
+}
+
+/// Problems found while resolving a loaded task, as the error that shows them at their
+/// places in the task file (exit 125); the record's message joins them.
+pub fn problems_error(problems: &[Problem], loaded: &LoadedTask) -> Error {
+    let document = &loaded.document;
+    let diagnostics = problems
+        .iter()
+        .map(|problem| {
+            let d = Diagnostic::error("cannot-run", problem.message.clone())
+                .with_fix(problem.fix.clone());
+            match &problem.pointer {
+                Some(pointer) => d
+                    .at_pointer(pointer.clone())
+                    .at(document.value_position(pointer)),
+                None => d,
+            }
+        })
+        .collect();
+    Error::NotStartedFindings {
+        message: problems
+            .iter()
+            .map(|p| p.message.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+        findings: Box::new(Findings {
+            file: document.source.path.display().to_string(),
+            source: Some(document.source.clone()),
+            diagnostics,
+        }),
     }
 }

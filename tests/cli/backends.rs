@@ -195,7 +195,10 @@ fn exit_code_and_logs(backend: Backend) {
     );
     let ps = run(&mut tapir(dir.path(), ["ps", "--format", "json"]));
     let list: serde_json::Value = serde_json::from_str(&ps.stdout).unwrap();
-    assert_eq!(list[0]["mode"], format!("{backend:?}").to_lowercase());
+    assert_eq!(
+        list["runs"][0]["mode"],
+        format!("{backend:?}").to_lowercase()
+    );
 }
 
 fn template_from_the_image(backend: Backend) {
@@ -393,5 +396,53 @@ fn apptainer_detach_and_follow_work_like_docker() {
     assert!(
         !run_dir.join("scratch").exists(),
         "the scratch folder is removed"
+    );
+}
+
+#[test]
+fn apptainer_dry_run_works_without_apptainer_and_assumes_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_path = tempfile::tempdir().unwrap();
+    task(
+        dir.path(),
+        Backend::Apptainer,
+        "true",
+        json!({"resources": {"limits": {"memory": "64Mi", "cpu": "1"}}}),
+    );
+    let out = run(tapir(
+        dir.path(),
+        [
+            "run",
+            "--dry-run",
+            "--format",
+            "json",
+            "--mode",
+            "apptainer",
+            "task.json",
+        ],
+    )
+    .env("PATH", empty_path.path()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("apptainer not found; showing the command for the newest apptainer"),
+        "{}",
+        out.stderr
+    );
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let argv: Vec<&str> = plan["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(argv[0], "apptainer", "{argv:?}");
+    for flag in ["--no-eval", "--memory", "--cpus"] {
+        assert!(argv.contains(&flag), "{flag}: {argv:?}");
+    }
+    assert!(
+        !out.stderr.contains("NOT enforced"),
+        "the newest apptainer enforces limits: {}",
+        out.stderr
     );
 }

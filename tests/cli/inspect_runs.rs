@@ -193,7 +193,8 @@ fn ps_lists_runs_newest_first_and_survives_a_corrupt_record() {
     );
 
     let json_out = run(&mut tapir(dir.path(), ["list", "--format", "json"]));
-    let list: serde_json::Value = serde_json::from_str(&json_out.stdout).unwrap();
+    let document: serde_json::Value = serde_json::from_str(&json_out.stdout).unwrap();
+    let list = &document["runs"];
     assert_eq!(list[0]["status"], "unreadable");
     assert_eq!(list[2]["status"], "failed");
     assert_eq!(list[2]["exit_code"], 3);
@@ -290,7 +291,7 @@ fn outputs_lists_files_and_checks_the_item_convention() {
     }
     let ps = run(&mut tapir(example.path(), ["ps", "--format", "json"]));
     let list: serde_json::Value = serde_json::from_str(&ps.stdout).unwrap();
-    let downstream = list[0]["id"].as_str().unwrap();
+    let downstream = list["runs"][0]["id"].as_str().unwrap();
     let out = run(&mut tapir(
         example.path(),
         ["outputs", "--format", "json", downstream],

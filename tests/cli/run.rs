@@ -730,3 +730,309 @@ fn two_hundred_megabytes_of_output_reach_the_disk_with_small_memory() {
         "tapir's peak memory was {peak_kib} KiB for {BYTES} bytes of output"
     );
 }
+
+/// The run folders in `runs` (there must be none after a refused command line).
+fn run_folders(runs: &Path) -> Vec<String> {
+    std::fs::read_dir(runs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("task_run-"))
+        .collect()
+}
+
+/// `run --dry-run --format json` for the task in `dir`, with `extra` arguments.
+fn dry_run_json(dir: &Path, extra: &[&str]) -> (serde_json::Value, String) {
+    let mut args = vec!["run", "--dry-run", "--format", "json", "task.json"];
+    args.extend_from_slice(extra);
+    let out = run(&mut tapir(dir, args));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    (serde_json::from_str(&out.stdout).unwrap(), out.stderr)
+}
+
+/// The planned env as (name, value, source).
+fn planned_env(plan: &serde_json::Value) -> Vec<(String, String, String)> {
+    plan["plan"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+                e["source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn env_files_accept_an_export_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "true", json!({}));
+    std::fs::write(
+        dir.path().join("vars.env"),
+        "# a comment\nexport X=1\n  export   SPACED=two words\nPLAIN=3\n",
+    )
+    .unwrap();
+    let (plan, _) = dry_run_json(dir.path(), &["--env-file", "vars.env"]);
+    let env = planned_env(&plan);
+    for (name, value, line) in [("X", "1", 2), ("SPACED", "two words", 3), ("PLAIN", "3", 4)] {
+        assert!(
+            env.contains(&(
+                name.to_string(),
+                value.to_string(),
+                format!("--env-file vars.env:{line}")
+            )),
+            "{name}: {env:?}"
+        );
+    }
+    assert!(!env.iter().any(|(n, _, _)| n.contains("export")), "{env:?}");
+}
+
+#[test]
+fn env_file_lines_with_bad_names_or_spaces_around_the_equals_sign_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "true", json!({}));
+    for (text, position, words) in [
+        ("OK=1\nN = 5\n", "vars.env:2:2", "space before `=`"),
+        ("N= 5\n", "vars.env:1:3", "space after `=`"),
+        ("1X=a\n", "vars.env:1:1", "not a valid variable name"),
+        ("MY-VAR=a\n", "vars.env:1:3", "not a valid variable name"),
+        ("JUST_A_NAME\n", "vars.env:1:12", "no `=`"),
+    ] {
+        std::fs::write(dir.path().join("vars.env"), text).unwrap();
+        let out = run(&mut tapir(
+            dir.path(),
+            ["run", "task.json", "--env-file", "vars.env"],
+        ));
+        assert_eq!(out.code, 2, "{text:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(position) && out.stderr.contains(words),
+            "{text:?}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("fix:"), "{text:?}: {}", out.stderr);
+        assert!(
+            run_folders(dir.path()).is_empty(),
+            "{text:?}: no run folder"
+        );
+    }
+}
+
+#[test]
+fn the_env_file_format_is_in_the_help() {
+    let out = run(&mut tapir(Path::new("."), ["run", "--help"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("export NAME=VALUE") && out.stdout.contains("no spaces around"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn bad_env_flags_exit_2_before_any_run_folder_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "true", json!({}));
+    for (args, words) in [
+        (vec!["--env", "=x"], "the name before `=` is empty"),
+        (
+            vec!["--env", "NOT_SET_ANYWHERE"],
+            "is not set in tapir's environment",
+        ),
+        (vec!["--env", "BAD NAME=x"], "not a valid variable name"),
+        (vec!["--env-file", "missing.env"], "missing.env"),
+    ] {
+        let mut all = vec!["run", "task.json"];
+        all.extend_from_slice(&args);
+        let out = run(&mut tapir(dir.path(), all));
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(words), "{args:?}: {}", out.stderr);
+        assert!(
+            run_folders(dir.path()).is_empty(),
+            "{args:?}: no run folder may exist: {:?}",
+            run_folders(dir.path())
+        );
+    }
+}
+
+#[test]
+fn a_bad_env_flag_never_shows_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "true", json!({}));
+    let out = run(&mut tapir(
+        dir.path(),
+        ["run", "task.json", "--env", "MY TOKEN=s3cret"],
+    ));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(!out.stderr.contains("s3cret"), "{}", out.stderr);
+}
+
+#[test]
+fn env_name_from_tapirs_environment_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "true", json!({}));
+    let out = run(tapir(
+        dir.path(),
+        [
+            "run",
+            "--dry-run",
+            "--format",
+            "json",
+            "task.json",
+            "--env",
+            "FROM_HOST",
+        ],
+    )
+    .env("FROM_HOST", "host value"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        planned_env(&plan).contains(&("FROM_HOST".into(), "host value".into(), "--env".into())),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn misspelt_env_names_are_warned_about_with_did_you_mean_and_still_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(
+        dir.path(),
+        "true",
+        json!({
+            "template": {"env": [{"name": "MODE", "value": "fast"}, {"name": "THRESHOLD", "value": "1"}]},
+            "env": [{"name": "THRESHOLDS", "value": "2"}]
+        }),
+    );
+    let (plan, stderr) = dry_run_json(dir.path(), &["--env", "MODEE=x", "--env", "UNRELATED=y"]);
+    assert!(
+        stderr.contains(
+            "`MODEE` (set by --env) is not declared by template `t`; did you mean `MODE`?"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`THRESHOLDS` (set by the task) is not declared by template `t`; did you mean `THRESHOLD`?"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the value is still passed"), "{stderr}");
+    assert!(
+        !stderr.contains("UNRELATED"),
+        "no near name, no warning: {stderr}"
+    );
+    let env = planned_env(&plan);
+    assert!(
+        env.contains(&("MODEE".into(), "x".into(), "--env".into())),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&("THRESHOLDS".into(), "2".into(), "task".into())),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&("MODE".into(), "fast".into(), "template default".into())),
+        "{env:?}"
+    );
+}
+
+#[test]
+fn env_names_are_not_checked_against_a_template_without_env() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(
+        dir.path(),
+        "true",
+        json!({"env": [{"name": "MODE", "value": "a"}]}),
+    );
+    let (_, stderr) = dry_run_json(dir.path(), &["--env", "MODEE=x"]);
+    assert!(!stderr.contains("did you mean"), "{stderr}");
+}
+
+#[test]
+fn a_tilde_host_path_is_the_invokers_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join("data")).unwrap();
+    inline_task(
+        dir.path(),
+        "true",
+        json!({
+            "template": {
+                "inputs": [{"name": "in", "mounted_path": "/in"}],
+                "outputs": [{"name": "out", "mounted_path": "/out"}]
+            },
+            "inputs": [{"name": "in", "volume_source": {"host_path": "~/data"}}],
+            "outputs": [{"name": "out", "volume_source": {"host_path": "~/results/x"}}]
+        }),
+    );
+    let out = run(tapir(
+        dir.path(),
+        ["run", "--dry-run", "--format", "json", "task.json"],
+    )
+    .env("HOME", home.path()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let hosts: Vec<&str> = plan["plan"]["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["host_path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            home.path().join("data").display().to_string(),
+            home.path().join("results/x").display().to_string()
+        ],
+        "{}",
+        out.stdout
+    );
+    assert!(!dir.path().join("~").exists(), "no folder named ~");
+}
+
+#[test]
+fn a_tilde_user_host_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(
+        dir.path(),
+        "true",
+        json!({
+            "template": {"outputs": [{"name": "out", "mounted_path": "/out"}]},
+            "outputs": [{"name": "out", "volume_source": {"host_path": "~alice/results"}}]
+        }),
+    );
+    let out = run(tapir(dir.path(), ["run", "--dry-run", "task.json"]).env("HOME", "/tmp"));
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`~alice/results`: only `~/` (your own home) is expanded"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("fix: write the full path"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.path().join("~alice").exists());
+}
+
+#[test]
+fn the_dry_run_json_has_a_format_version() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "true", json!({}));
+    let (plan, _) = dry_run_json(dir.path(), &[]);
+    assert_eq!(plan["format_version"], 1, "{plan}");
+}
+
+#[test]
+fn ps_json_has_a_format_version_and_lists_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "true", json!({}));
+    assert_eq!(run(&mut tapir(dir.path(), ["run", "task.json"])).code, 0);
+    let out = run(&mut tapir(dir.path(), ["ps", "--format", "json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(list["format_version"], 1, "{list}");
+    assert_eq!(list["runs"][0]["status"], "succeeded", "{list}");
+}

@@ -1,0 +1,307 @@
+//! Finding a task's image on the backend's engine (never pulled unless asked), and its
+//! template: inline in the task, from `--container-file`, or from the image's
+//! `/processing-container.json` (read without running the image, cached per image id).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use super::apptainer::ImageRef;
+use super::docker::{Docker, ImageInfo};
+use super::{Backend, FoundImage};
+use crate::diagnostic::did_you_mean;
+use crate::error::Error;
+use crate::model::{self, ProcessingContainer, Template, TemplateRef};
+use crate::resolve::plan::Problem;
+use crate::resolve::task_file::{self, LoadedTask};
+use crate::schema::Kind;
+use crate::source::Source;
+use crate::validation::{FileReport, KindRule, check_file, check_source};
+
+impl Backend {
+    /// The task's image: in the local Docker engine (pulled only with `pull`), or for
+    /// apptainer a sandbox folder, a SIF file (relative to `task_dir`), an image of the
+    /// local Docker engine, or a registry reference (only with `pull`).
+    pub fn find_image(
+        &self,
+        reference: &str,
+        pull: bool,
+        task_dir: &Path,
+    ) -> Result<FoundImage, Error> {
+        match self {
+            Backend::Docker(docker) => Ok(FoundImage {
+                info: docker_image(docker, reference, pull)?,
+                image_ref: None,
+            }),
+            Backend::Apptainer { docker, .. } => {
+                apptainer_image(docker.as_ref(), reference, task_dir, pull)
+            }
+        }
+    }
+
+    /// The image's `/processing-container.json` (`Ok(None)` when it has none): through
+    /// Docker (cached) for images Docker holds, else through apptainer.
+    pub fn processing_container(
+        &self,
+        reference: &str,
+        image: &FoundImage,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        match (self, &image.image_ref) {
+            (Backend::Docker(docker), _)
+            | (
+                Backend::Apptainer {
+                    docker: Some(docker),
+                    ..
+                },
+                Some(ImageRef::DockerDaemon(_)),
+            ) => processing_container_bytes(docker, reference, &image.info),
+            (Backend::Apptainer { apptainer, .. }, Some(image_ref)) => {
+                apptainer.read_file(image_ref, "/processing-container.json")
+            }
+            (Backend::Apptainer { .. }, None) => Ok(None),
+        }
+    }
+}
+
+/// The image in the local Docker engine (pulled only with `--pull`).
+fn docker_image(docker: &Docker, reference: &str, pull: bool) -> Result<ImageInfo, Error> {
+    Ok(match docker.image(reference)? {
+        Some(image) => image,
+        None if pull => {
+            let status = docker
+                .command()
+                .args(["pull", reference])
+                .stdin(Stdio::null())
+                .status()
+                .map_err(|e| Error::not_started(format!("cannot run docker pull: {e}")))?;
+            match (status.success(), docker.image(reference)?) {
+                (true, Some(image)) => image,
+                _ => {
+                    return Err(Error::not_started(format!(
+                        "could not pull image {reference}"
+                    )));
+                }
+            }
+        }
+        None => {
+            return Err(Error::not_started(format!(
+                "image {} is not present locally (tapir never pulls unless asked)\n  fix: build it (`docker build -t {} .`), or pass --pull",
+                reference, reference
+            )));
+        }
+    })
+}
+
+/// The image as apptainer takes it, with what is known about it: a sandbox folder or a
+/// SIF file (hashed, for the record), an image of the local Docker engine (inspected
+/// there), or a registry reference (only with `--pull`: apptainer would download it).
+fn apptainer_image(
+    docker: Option<&Docker>,
+    reference: &str,
+    task_dir: &Path,
+    pull: bool,
+) -> Result<FoundImage, Error> {
+    let in_docker = |r: &str| docker.and_then(|d| d.image(r).ok().flatten());
+    // A plain reference is looked up in Docker while classifying it; keep what was found.
+    let mut found = None;
+    let image_ref = ImageRef::parse(reference, task_dir, |r| {
+        found = in_docker(r);
+        found.is_some()
+    });
+    let info = match &image_ref {
+        ImageRef::DockerDaemon(r) => found.or_else(|| in_docker(r)).ok_or_else(|| {
+            Error::not_started(format!(
+                "image {r} is not in the local Docker engine (docker-daemon: needs it there)\n  fix: build or load it into Docker, or give a sandbox folder or .sif file as the task's image"
+            ))
+        })?,
+        ImageRef::Sandbox(dir) => ImageInfo {
+            id: format!("sandbox:{}", dir.display()),
+            ..ImageInfo::default()
+        },
+        ImageRef::Sif(path) => {
+            let id = sha256_file(path).map_err(|e| {
+                Error::not_started(format!(
+                    "image {}: {e}\n  fix: give an existing .sif file or sandbox folder (relative paths are taken from the task file's folder)",
+                    path.display()
+                ))
+            })?;
+            ImageInfo {
+                id: format!("sha256:{id}"),
+                ..ImageInfo::default()
+            }
+        }
+        ImageRef::Docker(_) | ImageRef::Oras(_) if !pull => {
+            return Err(Error::not_started(format!(
+                "image {reference} is not local (not a sandbox folder, not a .sif file, not in the Docker engine); apptainer would download it\n  fix: pass --pull to allow that, or build the image locally"
+            )));
+        }
+        ImageRef::Docker(_) | ImageRef::Oras(_) => ImageInfo {
+            id: image_ref.argument(),
+            ..ImageInfo::default()
+        },
+    };
+    Ok(FoundImage {
+        info,
+        image_ref: Some(image_ref),
+    })
+}
+
+/// The sha256 of a file, read in 64 KiB pieces (SIF images are large).
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// The template: inline in the task, from `--container-file`, or from the image's
+/// `/processing-container.json` (read once per image id, then cached).
+pub fn template_for(
+    loaded: &LoadedTask,
+    container_file: Option<&Path>,
+    read_image_file: &dyn Fn() -> Result<Option<Vec<u8>>, Error>,
+) -> Result<(Template, String), Error> {
+    let identifier = match &loaded.task.template {
+        TemplateRef::Inline(template) => return Ok(((**template).clone(), "inline".to_string())),
+        TemplateRef::Identifier(identifier) => identifier,
+    };
+    let (container, source) = match container_file {
+        Some(path) => {
+            let report = check_file(path, KindRule::Forced(Kind::ProcessingContainer))?;
+            (
+                read_container(&report, &path.display().to_string())?,
+                format!("file:{}", path.display()),
+            )
+        }
+        None => (
+            container_from_image(read_image_file, &loaded.task.image)?,
+            "image".to_string(),
+        ),
+    };
+    let identifiers: Vec<String> = container
+        .templates
+        .iter()
+        .map(|t| t.identifier.clone())
+        .collect();
+    match container
+        .templates
+        .into_iter()
+        .find(|t| t.identifier == *identifier)
+    {
+        Some(template) => Ok((template, source)),
+        None => Err(task_file::problems_error(
+            &[Problem {
+                message: format!(
+                    "template `{identifier}` is not in {}",
+                    if source == "image" {
+                        format!(
+                            "the image's /processing-container.json ({})",
+                            loaded.task.image
+                        )
+                    } else {
+                        source.clone()
+                    }
+                ),
+                fix: match did_you_mean(identifier, identifiers.iter().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`? templates: {}", identifiers.join(", ")),
+                    None => format!("templates there: {}", identifiers.join(", ")),
+                },
+                pointer: Some("/taskTemplate".into()),
+            }],
+            loaded,
+        )),
+    }
+}
+
+fn read_container(report: &FileReport, name: &str) -> Result<ProcessingContainer, Error> {
+    if !report.is_valid() {
+        return Err(task_file::report_error(
+            report,
+            format!("{name} is not a valid processing-container.json"),
+        ));
+    }
+    let value = report
+        .document
+        .as_ref()
+        .map(|d| d.value.clone())
+        .unwrap_or_default();
+    model::from_value(&value, "processing-container.json").map_err(Error::not_started)
+}
+
+fn container_from_image(
+    read_image_file: &dyn Fn() -> Result<Option<Vec<u8>>, Error>,
+    reference: &str,
+) -> Result<ProcessingContainer, Error> {
+    let bytes = read_image_file()?.ok_or_else(|| {
+        Error::not_started(format!(
+            "image {reference} has no /processing-container.json, so template identifiers cannot be looked up in it\n  fix: give the template inline in the task (`\"taskTemplate\": {{…}}`), or pass --container-file PATH"
+        ))
+    })?;
+    let name = format!("{reference}:/processing-container.json");
+    let source = crate::source::decode(Path::new(&name), bytes)
+        .map_err(|_| Error::not_started(format!("{name} is not UTF-8 text")))?;
+    read_container(
+        &check_source(
+            Source::new(&name, source.text),
+            KindRule::Forced(Kind::ProcessingContainer),
+        ),
+        &name,
+    )
+}
+
+/// The image's `/processing-container.json`, read without running the image and cached
+/// per image id (ids are content hashes, so a cached copy never goes stale). `Ok(None)`
+/// when the image has none.
+pub fn processing_container_bytes(
+    docker: &Docker,
+    reference: &str,
+    image: &ImageInfo,
+) -> Result<Option<Vec<u8>>, Error> {
+    let cache = cache_dir().map(|d| {
+        d.join("processing-container")
+            .join(format!("{}.json", image.id.trim_start_matches("sha256:")))
+    });
+    if let Some(bytes) = cache.as_ref().and_then(|p| std::fs::read(p).ok()) {
+        return Ok(Some(bytes));
+    }
+    let bytes = docker.read_file_from_image(reference, "/processing-container.json")?;
+    if let (Some(path), Some(bytes)) = (&cache, &bytes) {
+        write_cache(path, bytes);
+    }
+    Ok(bytes)
+}
+
+/// `$XDG_CACHE_HOME/tapir` or `~/.cache/tapir`.
+fn cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+        .map(|d| d.join("tapir"))
+}
+
+/// Best effort: a cache that cannot be written only costs time on the next run.
+fn write_cache(path: &Path, bytes: &[u8]) {
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    if let Ok(mut file) = tempfile::NamedTempFile::new_in(dir)
+        && file.write_all(bytes).is_ok()
+    {
+        let _ = file.persist(path);
+    }
+}

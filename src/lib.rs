@@ -10,6 +10,7 @@ pub mod error;
 pub mod execute;
 pub mod model;
 pub mod output;
+pub mod pipeline;
 pub mod record;
 pub mod resolve;
 pub mod schema;
@@ -42,6 +43,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let result = match &cli.command {
         Command::Validate(args) => commands::validate::run(args, color),
         Command::Schema(args) => commands::schema::run(args),
+        Command::Pipeline(args) => commands::pipeline::run(args, color),
         Command::Run(args) => commands::run::run(args, color),
         Command::Logs(args) => commands::logs::run(args),
         Command::Ps(args) => commands::ps::run(args, color),

@@ -5,6 +5,7 @@ pub mod doctor;
 pub mod inspect;
 pub mod logs;
 pub mod outputs;
+pub mod pipeline;
 pub mod ps;
 pub mod rm;
 pub mod run;

@@ -1,4 +1,4 @@
-//! `tapir schema pc|task`: print a bundled JSON Schema.
+//! `tapir schema pc|task|pipeline|pipeline-conf`: print a bundled JSON Schema.
 
 use crate::cli::{KindArg, SchemaArgs};
 use crate::error::Result;
@@ -6,10 +6,12 @@ use crate::output;
 use crate::schema::Kind;
 
 pub fn run(args: &SchemaArgs) -> Result<u8> {
-    let kind = match args.kind {
-        KindArg::Pc => Kind::ProcessingContainer,
-        KindArg::Task => Kind::Task,
+    let text = match args.kind {
+        KindArg::Pc => Kind::ProcessingContainer.schema_text(),
+        KindArg::Task => Kind::Task.schema_text(),
+        KindArg::Pipeline => crate::schema::PIPELINE_SCHEMA,
+        KindArg::PipelineConf => crate::schema::PIPELINE_CONF_SCHEMA,
     };
-    output::stdout(kind.schema_text());
+    output::stdout(text);
     Ok(crate::error::exit::OK)
 }

@@ -248,8 +248,7 @@ pub fn check(pipeline_path: &Path, conf_path: Option<&Path>) -> Result<Checked, 
         planner.check_kaapana();
     }
     for file in &mut planner.files {
-        file.diagnostics
-            .sort_by_key(|d| d.position.as_ref().map_or((0, 0), |p| (p.line, p.column)));
+        sort_by_position(&mut file.diagnostics);
     }
     let valid = planner
         .files
@@ -305,6 +304,7 @@ fn load_checked(
     } else {
         diagnostics.extend(schema_check(&document));
     }
+    sort_by_position(&mut diagnostics);
     let usable = diagnostics.iter().all(|d| d.severity != Severity::Error);
     files.push(FileFindings {
         path: path.to_path_buf(),
@@ -373,10 +373,15 @@ impl<'a> Planner<'a> {
                 let path = self.base_dir.join(relative);
                 if !path.is_file() {
                     let why = if path.exists() { "is not a file" } else { "does not exist" };
+                    let resolved = if path == Path::new(relative) {
+                        String::new()
+                    } else {
+                        format!(" ({})", path.display())
+                    };
                     self.error_at(
                         "task-file",
                         &task_pointer,
-                        format!("task file `{relative}` {why} ({})", path.display()),
+                        format!("task file `{relative}` {why}{resolved}"),
                         format!(
                             "paths are relative to the pipeline file's folder ({}); give a task.json, or the task inline",
                             display_dir(&self.base_dir)
@@ -406,6 +411,7 @@ impl<'a> Planner<'a> {
                 let sub = sub_document(self.document, &task_pointer, value);
                 let mut found: Vec<Diagnostic> = crate::checks::check(&sub, Kind::Task)
                     .into_iter()
+                    .filter(|d| !is_bound_by_pipeline(d))
                     .map(|mut d| {
                         d.pointer = format!("{task_pointer}{}", d.pointer);
                         d
@@ -1139,9 +1145,20 @@ fn read_report(report: FileReport) -> Option<(Option<Task>, FileFindings)> {
     let findings = FileFindings {
         path: report.path.clone(),
         source: report.source().cloned(),
-        diagnostics: report.diagnostics,
+        diagnostics: report
+            .diagnostics
+            .into_iter()
+            .filter(|d| !is_bound_by_pipeline(d))
+            .collect(),
     };
     Some((task, findings))
+}
+
+/// In a pipeline tapir binds the channels (mapped inputs, managed outputs), so a task's
+/// own unbound channels are not a problem there; inputs that get no data are reported by
+/// the pipeline's own check instead.
+fn is_bound_by_pipeline(d: &Diagnostic) -> bool {
+    d.code == "unbound-channel" && d.severity == Severity::Warning
 }
 
 /// The inline task at `pointer` as a document of its own: same source text (so positions
@@ -1164,6 +1181,11 @@ fn parse_position(source: &Source, pointer: &str) -> Option<crate::diagnostic::P
     source::parse(source.clone())
         .ok()
         .and_then(|(d, _)| d.value_position(pointer))
+}
+
+/// Findings in document order (a stable sort: those at one place keep their order).
+fn sort_by_position(diagnostics: &mut [Diagnostic]) {
+    diagnostics.sort_by_key(|d| d.position.as_ref().map_or((0, 0), |p| (p.line, p.column)));
 }
 
 fn display_path(path: &Path) -> String {

@@ -5,5 +5,6 @@ mod support;
 
 mod backends;
 mod inspect_runs;
+mod pipeline;
 mod run;
 mod validate;

@@ -311,12 +311,22 @@ pub struct SchemaArgs {
     /// Which schema: pc (processing-container.json), task (task.json), pipeline
     /// (pipeline.json) or pipeline-conf (a pipeline's --conf file).
     #[arg(value_enum, value_name = "KIND")]
-    pub kind: KindArg,
+    pub kind: SchemaKind,
 }
 
 /// The two kinds of Task API file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KindArg {
+    /// processing-container.json
+    #[value(name = "pc", alias = "processing-container")]
+    Pc,
+    /// task.json
+    Task,
+}
+
+/// The bundled schemas `tapir schema` prints: the two Task API kinds and the pipeline files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
     /// processing-container.json
     #[value(name = "pc", alias = "processing-container")]
     Pc,

@@ -1,16 +1,16 @@
 //! `tapir schema pc|task|pipeline|pipeline-conf`: print a bundled JSON Schema.
 
-use crate::cli::{KindArg, SchemaArgs};
+use crate::cli::{SchemaKind, SchemaArgs};
 use crate::error::Result;
 use crate::output;
 use crate::schema::Kind;
 
 pub fn run(args: &SchemaArgs) -> Result<u8> {
     let text = match args.kind {
-        KindArg::Pc => Kind::ProcessingContainer.schema_text(),
-        KindArg::Task => Kind::Task.schema_text(),
-        KindArg::Pipeline => crate::schema::PIPELINE_SCHEMA,
-        KindArg::PipelineConf => crate::schema::PIPELINE_CONF_SCHEMA,
+        SchemaKind::Pc => Kind::ProcessingContainer.schema_text(),
+        SchemaKind::Task => Kind::Task.schema_text(),
+        SchemaKind::Pipeline => crate::schema::PIPELINE_SCHEMA,
+        SchemaKind::PipelineConf => crate::schema::PIPELINE_CONF_SCHEMA,
     };
     output::stdout(text);
     Ok(crate::error::exit::OK)

@@ -35,11 +35,6 @@ pub fn run(args: &ValidateArgs, color: ColorChoice) -> Result<u8> {
     let rule = match args.schema {
         Some(KindArg::Pc) => KindRule::Forced(Kind::ProcessingContainer),
         Some(KindArg::Task) => KindRule::Forced(Kind::Task),
-        Some(KindArg::Pipeline | KindArg::PipelineConf) => {
-            return Err(Error::Usage(
-                "pipeline files are checked by `tapir pipeline validate PIPELINE.json [--conf CONF.json]`".into(),
-            ));
-        }
         None => KindRule::Detect,
     };
     let (inputs, walk_errors) = expand(&args.paths, rule);

@@ -168,10 +168,20 @@ fn schema_pipeline_prints_the_bundled_schemas() {
         let bundled = std::fs::read_to_string(repo_root().join(file)).unwrap();
         assert_eq!(out.stdout, bundled, "{kind}");
     }
+}
+
+/// `tapir validate` on a pipeline file says which command checks it.
+#[test]
+fn plain_validate_points_pipeline_files_to_pipeline_validate() {
     let out = run(&mut tapir(
         &repo_root(),
-        ["validate", "--schema", "pipeline", "examples/pipeline/pipeline.json"],
+        ["validate", "examples/pipeline/pipeline.json"],
     ));
-    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("tapir pipeline validate"), "{}", out.stderr);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("fix: this looks like a pipeline: check it with `tapir pipeline validate FILE`"),
+        "{}",
+        out.stdout
+    );
 }

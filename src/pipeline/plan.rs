@@ -823,6 +823,12 @@ impl<'a> Planner<'a> {
             });
         };
         let id = &self.pipeline.tasks[index].id;
+        // A secret's value never reaches a message.
+        let shown = if crate::resolve::plan::is_secret_name(name) {
+            "***"
+        } else {
+            value
+        };
         if !declared.adjustable {
             return Some(
                 Diagnostic::error(
@@ -839,7 +845,7 @@ impl<'a> Planner<'a> {
             return Some(
                 Diagnostic::error(
                     "env-type",
-                    format!("`{name}` is declared as {} by template `{}`, but this value is \"{value}\"", kind.label(), template.identifier),
+                    format!("`{name}` is declared as {} by template `{}`, but this value is \"{shown}\"", kind.label(), template.identifier),
                 )
                 .with_fix(match kind.label() {
                     "int" => "use a whole number, e.g. \"5\"",
@@ -858,11 +864,11 @@ impl<'a> Planner<'a> {
             return Some(
                 Diagnostic::error(
                     "env-choice",
-                    format!("\"{value}\" is not one of the choices of `{name}` (template `{}`)", template.identifier),
+                    format!("\"{shown}\" is not one of the choices of `{name}` (template `{}`)", template.identifier),
                 )
                 .with_fix(match did_you_mean(value, choices.iter().map(String::as_str)) {
-                    Some(s) => format!("did you mean \"{s}\"? allowed: {list}"),
-                    None => format!("use one of {list}"),
+                    Some(s) if shown == value => format!("did you mean \"{s}\"? allowed: {list}"),
+                    _ => format!("use one of {list}"),
                 }),
             );
         }

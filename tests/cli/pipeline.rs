@@ -185,3 +185,41 @@ fn plain_validate_points_pipeline_files_to_pipeline_validate() {
         out.stdout
     );
 }
+
+/// Values of secret-looking variables (`*TOKEN*`, `*PASSWORD*`, …) appear neither in a
+/// finding's message nor in the plan, in any format.
+#[test]
+fn secrets_never_appear_in_findings_or_plan() {
+    let dir = fixtures().join("pipeline");
+    for format in ["human", "json", "github"] {
+        let out = run(&mut tapir(
+            &dir,
+            [
+                "pipeline",
+                "validate",
+                "--format",
+                format,
+                "invalid/conf-unknown-task.pipeline.json",
+                "--conf",
+                "invalid/conf-unknown-task.conf.json",
+            ],
+        ));
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("SERVICE_TOKEN"), "{format}: {}", out.stdout);
+        assert!(!out.stdout.contains("s3cr3t"), "{format}: {}", out.stdout);
+        let out = run(&mut tapir(
+            &dir,
+            [
+                "pipeline",
+                "validate",
+                "--format",
+                format,
+                "valid/kaapana-three-tasks.pipeline.json",
+                "--conf",
+                "valid/kaapana-three-tasks.conf.json",
+            ],
+        ));
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        assert!(!out.stdout.contains("12345"), "{format}: {}", out.stdout);
+    }
+}

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use crate::cli::{ColorChoice, PipelineArgs, PipelineCommand, PipelineValidateArgs, ValidateFormat};
+use crate::cli::{
+    ColorChoice, PipelineArgs, PipelineCommand, PipelineValidateArgs, ValidateFormat,
+};
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::error::{Result, exit};
 use crate::output::{self, Printer};

@@ -1,6 +1,6 @@
 //! `tapir schema pc|task|pipeline|pipeline-conf`: print a bundled JSON Schema.
 
-use crate::cli::{SchemaKind, SchemaArgs};
+use crate::cli::{SchemaArgs, SchemaKind};
 use crate::error::Result;
 use crate::output;
 use crate::schema::Kind;

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::model::{self, ProcessingContainer, Task, Template, TemplateRef};
 use crate::pipeline::model::{Conf, Execution, Pipeline, Profile, TaskRef};
 use crate::schema::{self, Kind};
-use crate::source::{self, Document, LoadFailure, SpanTree, Source};
+use crate::source::{self, Document, LoadFailure, Source, SpanTree};
 use crate::validation::{FileReport, KindRule, check_file};
 
 /// The variable tapir sets for every step of a `ccat` pipeline (CCAT container contract).
@@ -205,20 +205,18 @@ pub fn check(pipeline_path: &Path, conf_path: Option<&Path>) -> Result<Checked, 
     };
     let conf = match conf_path {
         None => None,
-        Some(path) => {
-            match load_checked(path, &mut checked.files, schema::check_pipeline_conf)? {
-                None => return Ok(checked),
-                Some((doc, index)) => match model::from_value::<Conf>(&doc.value, "conf file") {
-                    Ok(conf) => Some((doc, index, conf)),
-                    Err(message) => {
-                        checked.files[index]
-                            .diagnostics
-                            .push(Diagnostic::error("internal", message));
-                        return Ok(checked);
-                    }
-                },
-            }
-        }
+        Some(path) => match load_checked(path, &mut checked.files, schema::check_pipeline_conf)? {
+            None => return Ok(checked),
+            Some((doc, index)) => match model::from_value::<Conf>(&doc.value, "conf file") {
+                Ok(conf) => Some((doc, index, conf)),
+                Err(message) => {
+                    checked.files[index]
+                        .diagnostics
+                        .push(Diagnostic::error("internal", message));
+                    return Ok(checked);
+                }
+            },
+        },
     };
     let mut planner = Planner {
         document: &document,
@@ -372,7 +370,11 @@ impl<'a> Planner<'a> {
             TaskRef::File(relative) => {
                 let path = self.base_dir.join(relative);
                 if !path.is_file() {
-                    let why = if path.exists() { "is not a file" } else { "does not exist" };
+                    let why = if path.exists() {
+                        "is not a file"
+                    } else {
+                        "does not exist"
+                    };
                     let resolved = if path == Path::new(relative) {
                         String::new()
                     } else {
@@ -418,7 +420,9 @@ impl<'a> Planner<'a> {
                     })
                     .collect();
                 let failed = found.iter().any(|d| d.severity == Severity::Error);
-                self.files[self.pipeline_file].diagnostics.append(&mut found);
+                self.files[self.pipeline_file]
+                    .diagnostics
+                    .append(&mut found);
                 if failed {
                     return None;
                 }
@@ -474,10 +478,7 @@ impl<'a> Planner<'a> {
             self.error_at(
                 "container-file",
                 &pointer,
-                format!(
-                    "container file {} does not exist",
-                    path.display()
-                ),
+                format!("container file {} does not exist", path.display()),
                 format!(
                     "paths are relative to the pipeline file's folder ({})",
                     display_dir(&self.base_dir)
@@ -523,11 +524,18 @@ impl<'a> Planner<'a> {
             .iter()
             .map(|t| t.identifier.as_str())
             .collect();
-        if let Some(t) = container.templates.iter().find(|t| t.identifier == identifier) {
+        if let Some(t) = container
+            .templates
+            .iter()
+            .find(|t| t.identifier == identifier)
+        {
             return Some(Some((t.clone(), label)));
         }
         let fix = match did_you_mean(&identifier, identifiers.iter().copied()) {
-            Some(s) => format!("did you mean `{s}`? templates there: {}", identifiers.join(", ")),
+            Some(s) => format!(
+                "did you mean `{s}`? templates there: {}",
+                identifiers.join(", ")
+            ),
             None => format!("templates there: {}", identifiers.join(", ")),
         };
         let message = format!("template `{identifier}` is not in {}", path.display());
@@ -571,7 +579,10 @@ impl<'a> Planner<'a> {
                     self.files[self.pipeline_file].diagnostics.push(
                         Diagnostic::error(
                             "duplicate-task-id",
-                            format!("task id `{}` is used twice; ids must be unique in a pipeline", task.id),
+                            format!(
+                                "task id `{}` is used twice; ids must be unique in a pipeline",
+                                task.id
+                            ),
                         )
                         .at_pointer(pointer)
                         .at(at)
@@ -677,9 +688,9 @@ impl<'a> Planner<'a> {
                 let base = format!("/tasks/{index}/iochannel_maps/{k}");
                 if let Some(&first) = mapped.get(mapping.input_channel.as_str()) {
                     let pointer = format!("{base}/input_channel");
-                    let related = self
-                        .document
-                        .value_position(&format!("/tasks/{index}/iochannel_maps/{first}/input_channel"));
+                    let related = self.document.value_position(&format!(
+                        "/tasks/{index}/iochannel_maps/{first}/input_channel"
+                    ));
                     let at = self.document.value_position(&pointer);
                     self.report(
                         Diagnostic::error(
@@ -802,9 +813,10 @@ impl<'a> Planner<'a> {
             for (name, value) in vars {
                 let pointer = pointer_join(&task_pointer, name);
                 if let Some(d) = self.env_fits(index, name, value) {
-                    self.files[file]
-                        .diagnostics
-                        .push(d.at_pointer(pointer.clone()).at(document.value_position(&pointer)));
+                    self.files[file].diagnostics.push(
+                        d.at_pointer(pointer.clone())
+                            .at(document.value_position(&pointer)),
+                    );
                 }
             }
         }
@@ -817,7 +829,10 @@ impl<'a> Planner<'a> {
             return did_you_mean(name, names).map(|s| {
                 Diagnostic::warning(
                     "undeclared-env",
-                    format!("template `{}` declares no variable `{name}`", template.identifier),
+                    format!(
+                        "template `{}` declares no variable `{name}`",
+                        template.identifier
+                    ),
                 )
                 .with_fix(format!("did you mean `{s}`?"))
             });
@@ -864,12 +879,19 @@ impl<'a> Planner<'a> {
             return Some(
                 Diagnostic::error(
                     "env-choice",
-                    format!("\"{shown}\" is not one of the choices of `{name}` (template `{}`)", template.identifier),
+                    format!(
+                        "\"{shown}\" is not one of the choices of `{name}` (template `{}`)",
+                        template.identifier
+                    ),
                 )
-                .with_fix(match did_you_mean(value, choices.iter().map(String::as_str)) {
-                    Some(s) if shown == value => format!("did you mean \"{s}\"? allowed: {list}"),
-                    _ => format!("use one of {list}"),
-                }),
+                .with_fix(
+                    match did_you_mean(value, choices.iter().map(String::as_str)) {
+                        Some(s) if shown == value => {
+                            format!("did you mean \"{s}\"? allowed: {list}")
+                        }
+                        _ => format!("use one of {list}"),
+                    },
+                ),
             );
         }
         None
@@ -883,7 +905,8 @@ impl<'a> Planner<'a> {
                 self.warning_at(
                     "ccat-only",
                     &format!("/tasks/{index}/step_config"),
-                    "`step_config` is used by the `ccat` profile only; this pipeline ignores it".into(),
+                    "`step_config` is used by the `ccat` profile only; this pipeline ignores it"
+                        .into(),
                     "remove it, or set `\"profile\": \"ccat\"`".into(),
                 );
             }
@@ -897,7 +920,10 @@ impl<'a> Planner<'a> {
             let unbound: Vec<String> = inputs
                 .into_iter()
                 .filter(|channel| {
-                    !task.iochannel_maps.iter().any(|m| m.input_channel == *channel)
+                    !task
+                        .iochannel_maps
+                        .iter()
+                        .any(|m| m.input_channel == *channel)
                         && !loaded.task.inputs.iter().any(|b| b.name == *channel)
                 })
                 .collect();
@@ -1035,14 +1061,24 @@ impl<'a> Planner<'a> {
                         channel: mapping.input_channel.clone(),
                         direction: FolderDirection::Input,
                         managed: true,
-                        path: format!("{}/{}", mapping.upstream_task, mapping.upstream_output_channel),
-                        from: Some(format!("{}.{}", mapping.upstream_task, mapping.upstream_output_channel)),
+                        path: format!(
+                            "{}/{}",
+                            mapping.upstream_task, mapping.upstream_output_channel
+                        ),
+                        from: Some(format!(
+                            "{}.{}",
+                            mapping.upstream_task, mapping.upstream_output_channel
+                        )),
                         replaces: binding(&loaded.task.inputs, &mapping.input_channel),
                         mounted_path: None,
                     });
                 }
                 for channel in inputs {
-                    if entry.iochannel_maps.iter().any(|m| m.input_channel == channel) {
+                    if entry
+                        .iochannel_maps
+                        .iter()
+                        .any(|m| m.input_channel == channel)
+                    {
                         continue;
                     }
                     if let Some(path) = binding(&loaded.task.inputs, &channel) {
@@ -1080,14 +1116,39 @@ impl<'a> Planner<'a> {
                     replaces: None,
                     mounted_path: Some(mounted.to_string()),
                 };
-                folders.push(ccat("input", FolderDirection::Input, "input".into(), "/workflow/input"));
-                folders.push(ccat("config", FolderDirection::Input, format!("config/{}", entry.id), "/workflow/config"));
-                folders.push(ccat("workspace", FolderDirection::Output, "workspace".into(), "/workflow/workspace"));
+                folders.push(ccat(
+                    "input",
+                    FolderDirection::Input,
+                    "input".into(),
+                    "/workflow/input",
+                ));
+                folders.push(ccat(
+                    "config",
+                    FolderDirection::Input,
+                    format!("config/{}", entry.id),
+                    "/workflow/config",
+                ));
+                folders.push(ccat(
+                    "workspace",
+                    FolderDirection::Output,
+                    "workspace".into(),
+                    "/workflow/workspace",
+                ));
                 // Only the final step writes the pipeline's products (CCAT contract).
                 if is_final {
-                    folders.push(ccat("output", FolderDirection::Output, "output".into(), "/workflow/output"));
+                    folders.push(ccat(
+                        "output",
+                        FolderDirection::Output,
+                        "output".into(),
+                        "/workflow/output",
+                    ));
                 }
-                folders.push(ccat("logs", FolderDirection::Output, format!("logs/{}", entry.id), "/workflow/logs"));
+                folders.push(ccat(
+                    "logs",
+                    FolderDirection::Output,
+                    format!("logs/{}", entry.id),
+                    "/workflow/logs",
+                ));
                 workflow_output_dir = Some(if is_final {
                     "/workflow/output/".to_string()
                 } else {

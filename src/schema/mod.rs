@@ -335,7 +335,9 @@ impl Translator<'_> {
                             error.instance()
                         ),
                     )
-                    .with_fix("start with a letter or digit; then use letters, digits, `.`, `_` and `-`"),
+                    .with_fix(
+                        "start with a letter or digit; then use letters, digits, `.`, `_` and `-`",
+                    ),
                     Some("name") => Diagnostic::error(
                         "env-name",
                         format!(
@@ -532,7 +534,12 @@ mod tests {
 
     #[test]
     fn bundled_schemas_are_valid_draft_2020_12() {
-        for text in [PC_SCHEMA, TASK_SCHEMA, PIPELINE_SCHEMA, PIPELINE_CONF_SCHEMA] {
+        for text in [
+            PC_SCHEMA,
+            TASK_SCHEMA,
+            PIPELINE_SCHEMA,
+            PIPELINE_CONF_SCHEMA,
+        ] {
             let schema: Value = serde_json::from_str(text).unwrap();
             assert!(jsonschema::meta::is_valid(&schema));
         }
@@ -568,7 +575,10 @@ mod tests {
             root.remove(key);
             embedded.remove(key);
         }
-        assert_eq!(root, embedded, "$defs/Task differs from the task schema's root");
+        assert_eq!(
+            root, embedded,
+            "$defs/Task differs from the task schema's root"
+        );
     }
 
     #[test]

@@ -41,7 +41,10 @@ fn pipeline_fixture_reports_match_their_snapshots() {
                 ));
             }
             if !out.stderr.is_empty() {
-                failures.push(format!("{folder}/{name}: unexpected stderr: {}", out.stderr));
+                failures.push(format!(
+                    "{folder}/{name}: unexpected stderr: {}",
+                    out.stderr
+                ));
             }
             let snapshot = format!("exit: {}\n{}", out.code, out.stdout);
             if let Some(diff) = check_snapshot(&file.with_extension("json.snap"), &snapshot) {
@@ -49,7 +52,10 @@ fn pipeline_fixture_reports_match_their_snapshots() {
             }
         }
     }
-    assert!(count >= 11, "expected the pipeline fixture set, found {count} files");
+    assert!(
+        count >= 11,
+        "expected the pipeline fixture set, found {count} files"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
@@ -71,15 +77,24 @@ fn the_example_pipelines_validate_with_their_plan() {
         "in  inputs ← get-data.downloads: <run>/get-data/downloads",
         "env CASE=upper (conf)",
     ] {
-        assert!(out.stdout.contains(expected), "{expected:?} in\n{}", out.stdout);
+        assert!(
+            out.stdout.contains(expected),
+            "{expected:?} in\n{}",
+            out.stdout
+        );
     }
     let out = run(&mut tapir(
         &repo_root(),
-        ["pipeline", "validate", "examples/pipeline/ccat-pipeline.json"],
+        [
+            "pipeline",
+            "validate",
+            "examples/pipeline/ccat-pipeline.json",
+        ],
     ));
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stdout.contains("env WORKFLOW_OUTPUT_DIR=/workflow/output/ (tapir)"),
+        out.stdout
+            .contains("env WORKFLOW_OUTPUT_DIR=/workflow/output/ (tapir)"),
         "{}",
         out.stdout
     );
@@ -91,7 +106,13 @@ fn json_format_has_findings_and_plan() {
     let dir = fixtures().join("pipeline");
     let out = run(&mut tapir(
         &dir,
-        ["pipeline", "validate", "--format", "json", "valid/fan-out-fan-in.pipeline.json"],
+        [
+            "pipeline",
+            "validate",
+            "--format",
+            "json",
+            "valid/fan-out-fan-in.pipeline.json",
+        ],
     ));
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
@@ -110,14 +131,23 @@ fn json_format_has_findings_and_plan() {
 
     let out = run(&mut tapir(
         &dir,
-        ["pipeline", "validate", "--format", "json", "invalid/cycle.pipeline.json"],
+        [
+            "pipeline",
+            "validate",
+            "--format",
+            "json",
+            "invalid/cycle.pipeline.json",
+        ],
     ));
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
     assert_eq!(report["plan"], serde_json::Value::Null);
     let finding = &report["files"][0]["findings"][0];
     assert_eq!(finding["code"], "cycle");
-    assert_eq!((finding["line"].as_u64(), finding["column"].as_u64()), (Some(5), Some(86)));
+    assert_eq!(
+        (finding["line"].as_u64(), finding["column"].as_u64()),
+        (Some(5), Some(86))
+    );
 }
 
 #[test]
@@ -125,7 +155,13 @@ fn github_format_annotates_every_file() {
     let dir = fixtures().join("pipeline/invalid");
     let out = run(&mut tapir(
         &dir,
-        ["pipeline", "validate", "--format", "github", "task-files.pipeline.json"],
+        [
+            "pipeline",
+            "validate",
+            "--format",
+            "github",
+            "task-files.pipeline.json",
+        ],
     ));
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
@@ -135,7 +171,8 @@ fn github_format_annotates_every_file() {
         out.stdout
     );
     assert!(
-        out.stdout.contains("::error file=../tasks/broken.task.json,line=4,col=3,"),
+        out.stdout
+            .contains("::error file=../tasks/broken.task.json,line=4,col=3,"),
         "{}",
         out.stdout
     );
@@ -146,12 +183,25 @@ fn github_format_annotates_every_file() {
 #[test]
 fn unreadable_pipeline_or_conf_exits_2() {
     let dir = fixtures().join("pipeline/valid");
-    let out = run(&mut tapir(&dir, ["pipeline", "validate", "nowhere.pipeline.json"]));
-    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("nowhere.pipeline.json"), "{}", out.stderr);
     let out = run(&mut tapir(
         &dir,
-        ["pipeline", "validate", "ccat-two-steps.pipeline.json", "--conf", "nowhere.conf.json"],
+        ["pipeline", "validate", "nowhere.pipeline.json"],
+    ));
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("nowhere.pipeline.json"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&mut tapir(
+        &dir,
+        [
+            "pipeline",
+            "validate",
+            "ccat-two-steps.pipeline.json",
+            "--conf",
+            "nowhere.conf.json",
+        ],
     ));
     assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("nowhere.conf.json"), "{}", out.stderr);
@@ -179,8 +229,9 @@ fn plain_validate_points_pipeline_files_to_pipeline_validate() {
     ));
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stdout
-            .contains("fix: this looks like a pipeline: check it with `tapir pipeline validate FILE`"),
+        out.stdout.contains(
+            "fix: this looks like a pipeline: check it with `tapir pipeline validate FILE`"
+        ),
         "{}",
         out.stdout
     );
@@ -205,7 +256,11 @@ fn secrets_never_appear_in_findings_or_plan() {
             ],
         ));
         assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
-        assert!(out.stdout.contains("SERVICE_TOKEN"), "{format}: {}", out.stdout);
+        assert!(
+            out.stdout.contains("SERVICE_TOKEN"),
+            "{format}: {}",
+            out.stdout
+        );
         assert!(!out.stdout.contains("s3cr3t"), "{format}: {}", out.stdout);
         let out = run(&mut tapir(
             &dir,

@@ -364,6 +364,67 @@ impl Translator<'_> {
                     .with_fix("give it a value, or remove the key if it is optional"),
                 );
             }
+            ValidationErrorKind::MinItems { limit } => {
+                let fix = match field {
+                    Some("tasks") => {
+                        "add a task: {\"id\": \"…\", \"task\": \"task.json\"}".to_string()
+                    }
+                    _ => format!("give at least {limit}, or remove the key if it is optional"),
+                };
+                push(
+                    self,
+                    Diagnostic::error(
+                        "empty-list",
+                        format!("{} must not be empty", name_of(field)),
+                    )
+                    .at(here)
+                    .with_fix(fix),
+                );
+            }
+            ValidationErrorKind::Minimum { limit } | ValidationErrorKind::Maximum { limit } => {
+                let below = matches!(error.kind(), ValidationErrorKind::Minimum { .. });
+                let bound = if below { "at least" } else { "at most" };
+                push(
+                    self,
+                    Diagnostic::error(
+                        "out-of-range",
+                        format!(
+                            "{} is {}; it must be {bound} {limit}",
+                            name_of(field),
+                            error.instance()
+                        ),
+                    )
+                    .at(here)
+                    .with_fix(format!("use a number {bound} {limit}")),
+                );
+            }
+            ValidationErrorKind::PropertyNames { error: inner } => {
+                // `propertyNames` constrains variable names in `env` maps: report the key.
+                let name = inner.instance().as_str().unwrap_or_default().to_string();
+                let member = pointer_join(&pointer, &name);
+                let problem = if name.is_empty() {
+                    "is empty".to_string()
+                } else {
+                    "contains `=` or a NUL character".to_string()
+                };
+                // One finding per name, whichever of its keywords failed first.
+                if self
+                    .out
+                    .iter()
+                    .any(|d| d.code == "env-name" && d.pointer == member)
+                {
+                    return;
+                }
+                self.out.push(
+                    Diagnostic::error(
+                        "env-name",
+                        format!("variable name {} {problem}", Value::from(name.clone())),
+                    )
+                    .at_pointer(member.clone())
+                    .at(self.document.key_position(&member))
+                    .with_fix("use letters, digits and `_`"),
+                );
+            }
             ValidationErrorKind::Not { schema } => {
                 // The schemas use `not: {required: [a, b]}` for the two spellings of one field.
                 let keys: Vec<&str> = schema["required"]

@@ -73,6 +73,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print a bundled JSON Schema (for editors and other tools).
     Schema(SchemaArgs),
+    /// Pipelines of tasks joined by IOMappings (validate only: running is not built yet).
+    Pipeline(PipelineArgs),
     /// Run a task.json in a container, stream its output and record the run.
     Run(RunArgs),
     /// Show what a run wrote (stdout and stderr interleaved as they arrived).
@@ -385,9 +387,10 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
-    /// Which schema: pc (processing-container.json) or task (task.json).
+    /// Which schema: pc (processing-container.json), task (task.json), pipeline
+    /// (pipeline.json) or pipeline-conf (a pipeline's --conf file).
     #[arg(value_enum, value_name = "KIND")]
-    pub kind: KindArg,
+    pub kind: SchemaKind,
 }
 
 /// The two kinds of Task API file.
@@ -398,6 +401,20 @@ pub enum KindArg {
     Pc,
     /// task.json
     Task,
+}
+
+/// The bundled schemas `tapir schema` prints: the two Task API kinds and the pipeline files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    /// processing-container.json
+    #[value(name = "pc", alias = "processing-container")]
+    Pc,
+    /// task.json
+    Task,
+    /// pipeline.json (`tapir pipeline validate`)
+    Pipeline,
+    /// a pipeline's --conf file (`conf.task_form`)
+    PipelineConf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -459,4 +476,32 @@ fn usage_error(cmd: &clap::Command, message: String) -> clap::Error {
         format!("{message}\n"),
     )
     .with_cmd(cmd)
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    #[command(subcommand)]
+    pub command: PipelineCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Check a pipeline file, its task files and a conf file; print the planned order.
+    Validate(PipelineValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineValidateArgs {
+    /// The pipeline file.
+    #[arg(value_name = "PIPELINE.JSON")]
+    pub pipeline: PathBuf,
+
+    /// User input for a run, as Kaapana's `conf`: {"task_form": {"<task id>": {"VAR": "value"}}}.
+    #[arg(long, value_name = "CONF.JSON")]
+    pub conf: Option<PathBuf>,
+
+    /// Output format: human (findings with source snippets, then the plan), json, or
+    /// github (workflow annotations).
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
+    pub format: ValidateFormat,
 }

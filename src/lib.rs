@@ -10,6 +10,7 @@ pub mod error;
 pub mod execute;
 pub mod model;
 pub mod output;
+pub mod pipeline;
 pub mod record;
 pub mod resolve;
 pub mod schema;
@@ -43,6 +44,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let result = match &cli.command {
         Command::Validate(args) => commands::validate::run(args, color),
         Command::Schema(args) => commands::schema::run(args),
+        Command::Pipeline(args) => commands::pipeline::run(args, color),
         // `run` and `supervise` still count in the engine's codes (u8) internally.
         Command::Run(args) => commands::run::run(args, color).map(error::ExitStatus::Task),
         Command::Logs(args) => commands::logs::run(args),

@@ -111,6 +111,11 @@ pub fn check_source(source: source::Source, rule: KindRule) -> FileReport {
             match by_name.or_else(|| Kind::from_content(&document.value)) {
                 Some(kind) => kind,
                 None => {
+                    let fix = if document.value.get("tasks").is_some() {
+                        "this looks like a pipeline: check it with `tapir pipeline validate FILE`"
+                    } else {
+                        "name the file processing-container.json or *task.json, or pass `--schema pc` or `--schema task`"
+                    };
                     return FileReport {
                         path,
                         kind: None,
@@ -120,7 +125,7 @@ pub fn check_source(source: source::Source, rule: KindRule) -> FileReport {
                             "unknown-kind",
                             "cannot tell whether this is a processing-container.json or a task.json (it has neither `templates` nor `taskTemplate`)",
                         )
-                        .with_fix("name the file processing-container.json or *task.json, or pass `--schema pc` or `--schema task`")],
+                        .with_fix(fix)],
                     };
                 }
             }

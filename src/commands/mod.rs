@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod logs;
 pub mod man;
 pub mod outputs;
+pub mod pipeline;
 pub mod plan_view;
 pub mod ps;
 pub mod rm;

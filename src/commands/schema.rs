@@ -1,15 +1,17 @@
-//! `tapir schema pc|task`: print a bundled JSON Schema.
+//! `tapir schema pc|task|pipeline|pipeline-conf`: print a bundled JSON Schema.
 
-use crate::cli::{KindArg, SchemaArgs};
+use crate::cli::{SchemaArgs, SchemaKind};
 use crate::error::{ExitStatus, Result};
 use crate::output;
 use crate::schema::Kind;
 
 pub fn run(args: &SchemaArgs) -> Result<ExitStatus> {
-    let kind = match args.kind {
-        KindArg::Pc => Kind::ProcessingContainer,
-        KindArg::Task => Kind::Task,
+    let text = match args.kind {
+        SchemaKind::Pc => Kind::ProcessingContainer.schema_text(),
+        SchemaKind::Task => Kind::Task.schema_text(),
+        SchemaKind::Pipeline => crate::schema::PIPELINE_SCHEMA,
+        SchemaKind::PipelineConf => crate::schema::PIPELINE_CONF_SCHEMA,
     };
-    output::stdout(kind.schema_text());
+    output::stdout(text);
     Ok(ExitStatus::Success)
 }

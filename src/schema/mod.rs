@@ -14,6 +14,10 @@ use crate::source::Document;
 
 pub const PC_SCHEMA: &str = include_str!("../../schemas/processing-container.schema.json");
 pub const TASK_SCHEMA: &str = include_str!("../../schemas/task.schema.json");
+/// A pipeline file (`tapir pipeline validate`); embeds the task schema for inline tasks.
+pub const PIPELINE_SCHEMA: &str = include_str!("../../schemas/pipeline.schema.json");
+/// A pipeline run's `--conf` file (Kaapana's `conf.task_form`).
+pub const PIPELINE_CONF_SCHEMA: &str = include_str!("../../schemas/pipeline-conf.schema.json");
 
 /// The two kinds of Task API file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -101,7 +105,22 @@ impl Bundle {
 
 /// Checks a document against the bundled schema of `kind`.
 pub fn check(document: &Document, kind: Kind) -> Vec<Diagnostic> {
-    let bundle = kind.bundle();
+    check_against(document, kind.bundle())
+}
+
+/// Checks a pipeline file against the bundled pipeline schema.
+pub fn check_pipeline(document: &Document) -> Vec<Diagnostic> {
+    static PIPELINE: LazyLock<Bundle> = LazyLock::new(|| Bundle::new(PIPELINE_SCHEMA));
+    check_against(document, &PIPELINE)
+}
+
+/// Checks a pipeline `--conf` file against its bundled schema.
+pub fn check_pipeline_conf(document: &Document) -> Vec<Diagnostic> {
+    static CONF: LazyLock<Bundle> = LazyLock::new(|| Bundle::new(PIPELINE_CONF_SCHEMA));
+    check_against(document, &CONF)
+}
+
+fn check_against(document: &Document, bundle: &Bundle) -> Vec<Diagnostic> {
     let mut errors: Vec<ValidationError<'_>> =
         bundle.validator.iter_errors(&document.value).collect();
     // Report in document order; errors at the same place keep the schema's order.
@@ -315,6 +334,16 @@ impl Translator<'_> {
                     .with_fix(
                         "write coefficient × n to a power, e.g. \"2*n\", \"0.5*n**1\" or \"n**2\"",
                     ),
+                    Some("id") => Diagnostic::error(
+                        "task-id",
+                        format!(
+                            "task id {} cannot name a folder of the pipeline run",
+                            error.instance()
+                        ),
+                    )
+                    .with_fix(
+                        "start with a letter or digit; then use letters, digits, `.`, `_` and `-`",
+                    ),
                     Some("name") => {
                         let name = error.instance().as_str().unwrap_or_default();
                         Diagnostic::error(
@@ -344,6 +373,67 @@ impl Translator<'_> {
                     )
                     .at(here)
                     .with_fix("give it a value, or remove the key if it is optional"),
+                );
+            }
+            ValidationErrorKind::MinItems { limit } => {
+                let fix = match field {
+                    Some("tasks") => {
+                        "add a task: {\"id\": \"…\", \"task\": \"task.json\"}".to_string()
+                    }
+                    _ => format!("give at least {limit}, or remove the key if it is optional"),
+                };
+                push(
+                    self,
+                    Diagnostic::error(
+                        "empty-list",
+                        format!("{} must not be empty", name_of(field)),
+                    )
+                    .at(here)
+                    .with_fix(fix),
+                );
+            }
+            ValidationErrorKind::Minimum { limit } | ValidationErrorKind::Maximum { limit } => {
+                let below = matches!(error.kind(), ValidationErrorKind::Minimum { .. });
+                let bound = if below { "at least" } else { "at most" };
+                push(
+                    self,
+                    Diagnostic::error(
+                        "out-of-range",
+                        format!(
+                            "{} is {}; it must be {bound} {limit}",
+                            name_of(field),
+                            error.instance()
+                        ),
+                    )
+                    .at(here)
+                    .with_fix(format!("use a number {bound} {limit}")),
+                );
+            }
+            ValidationErrorKind::PropertyNames { error: inner } => {
+                // `propertyNames` constrains variable names in `env` maps: report the key.
+                let name = inner.instance().as_str().unwrap_or_default().to_string();
+                let member = pointer_join(&pointer, &name);
+                let problem = if name.is_empty() {
+                    "is empty".to_string()
+                } else {
+                    "contains `=` or a NUL character".to_string()
+                };
+                // One finding per name, whichever of its keywords failed first.
+                if self
+                    .out
+                    .iter()
+                    .any(|d| d.code == "env-name" && d.pointer == member)
+                {
+                    return;
+                }
+                self.out.push(
+                    Diagnostic::error(
+                        "env-name",
+                        format!("variable name {} {problem}", Value::from(name.clone())),
+                    )
+                    .at_pointer(member.clone())
+                    .at(self.document.key_position(&member))
+                    .with_fix("use letters, digits and `_`"),
                 );
             }
             ValidationErrorKind::Not { schema } => {
@@ -539,7 +629,12 @@ mod tests {
 
     #[test]
     fn bundled_schemas_are_valid_draft_2020_12() {
-        for text in [PC_SCHEMA, TASK_SCHEMA] {
+        for text in [
+            PC_SCHEMA,
+            TASK_SCHEMA,
+            PIPELINE_SCHEMA,
+            PIPELINE_CONF_SCHEMA,
+        ] {
             let schema: Value = serde_json::from_str(text).unwrap();
             assert!(jsonschema::meta::is_valid(&schema));
         }
@@ -555,6 +650,30 @@ mod tests {
                 "$defs/{name} differs between the schemas"
             );
         }
+    }
+
+    /// An inline task in a pipeline is checked by the same rules as a task.json: the
+    /// pipeline schema carries the task schema (its root as `$defs/Task`, and its `$defs`).
+    #[test]
+    fn the_pipeline_schema_embeds_the_task_schema_unchanged() {
+        let task: Value = serde_json::from_str(TASK_SCHEMA).unwrap();
+        let pipeline: Value = serde_json::from_str(PIPELINE_SCHEMA).unwrap();
+        for (name, def) in task["$defs"].as_object().unwrap() {
+            assert_eq!(
+                &pipeline["$defs"][name], def,
+                "$defs/{name} differs between task and pipeline schemas"
+            );
+        }
+        let mut root = task.as_object().unwrap().clone();
+        let mut embedded = pipeline["$defs"]["Task"].as_object().unwrap().clone();
+        for key in ["$schema", "$id", "$defs", "title"] {
+            root.remove(key);
+            embedded.remove(key);
+        }
+        assert_eq!(
+            root, embedded,
+            "$defs/Task differs from the task schema's root"
+        );
     }
 
     #[test]

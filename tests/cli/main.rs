@@ -7,6 +7,7 @@ mod backends;
 mod docs;
 mod help;
 mod inspect_runs;
+mod pipeline;
 mod readme;
 mod run;
 mod validate;

@@ -1,0 +1,226 @@
+//! `tapir pipeline validate PIPELINE.json [--conf CONF.json]`: check a pipeline, every
+//! task file it refers to and the conf file, report every problem at once, and print the
+//! planned order and folders of a valid pipeline. Running pipelines is not built yet.
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+use crate::cli::{
+    ColorChoice, PipelineArgs, PipelineCommand, PipelineValidateArgs, ValidateFormat,
+};
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::error::{ExitStatus, Result};
+use crate::output::{self, Printer};
+use crate::pipeline::model::Execution;
+use crate::pipeline::plan::{self, Checked, FolderDirection, PipelinePlan, PlannedTask};
+
+/// Version of the `--format json` output.
+pub const JSON_FORMAT_VERSION: u32 = 1;
+
+pub fn run(args: &PipelineArgs, color: ColorChoice) -> Result<ExitStatus> {
+    match &args.command {
+        PipelineCommand::Validate(args) => validate(args, color),
+    }
+}
+
+fn validate(args: &PipelineValidateArgs, color: ColorChoice) -> Result<ExitStatus> {
+    let checked = plan::check(&args.pipeline, args.conf.as_deref())?;
+    let text = match args.format {
+        ValidateFormat::Human => human(&checked, Printer::for_stdout(color)),
+        ValidateFormat::Json => json_report(&checked),
+        ValidateFormat::Github => github(&checked),
+    };
+    output::stdout(&text);
+    Ok(if checked.is_valid() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    })
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn human(checked: &Checked, p: Printer) -> String {
+    let mut out = String::new();
+    for file in &checked.files {
+        let name = file.path.display().to_string();
+        for d in &file.diagnostics {
+            out.push_str(&p.diagnostic(&name, file.source.as_ref(), d));
+            out.push('\n');
+        }
+    }
+    let pipeline = checked.pipeline.display();
+    let (errors, warnings) = (
+        checked.count(Severity::Error),
+        checked.count(Severity::Warning),
+    );
+    if errors > 0 {
+        let mut counts = plural(errors, "error");
+        if warnings > 0 {
+            let _ = write!(counts, ", {}", plural(warnings, "warning"));
+        }
+        let _ = writeln!(
+            out,
+            "{} {pipeline} (pipeline): {counts}; nothing would run",
+            p.red("invalid")
+        );
+        return out;
+    }
+    let note = if warnings > 0 {
+        format!(", {}", plural(warnings, "warning"))
+    } else {
+        String::new()
+    };
+    let _ = writeln!(out, "{} {pipeline} (pipeline{note})", p.green("valid"));
+    if let Some(plan) = &checked.plan {
+        human_plan(&mut out, plan, &p);
+    }
+    out
+}
+
+fn human_plan(out: &mut String, plan: &PipelinePlan, p: &Printer) {
+    let _ = writeln!(
+        out,
+        "\n{} `{}`: {}, {}, profile {} (validate only: running pipelines is not built yet)",
+        p.bold("plan"),
+        plan.name,
+        plural(plan.tasks.len(), "task"),
+        plural(plan.levels.len(), "level"),
+        plan.profile.label()
+    );
+    for (i, level) in plan.levels.iter().enumerate() {
+        let _ = writeln!(out, "  level {}: {}", i + 1, level.join(", "));
+    }
+    for task in &plan.tasks {
+        human_task(out, task, p);
+    }
+    let _ = writeln!(
+        out,
+        "\n<run> is the pipeline run folder; tapir creates the folders under it."
+    );
+}
+
+fn human_task(out: &mut String, task: &PlannedTask, p: &Printer) {
+    let template_source = task
+        .template_source
+        .as_deref()
+        .unwrap_or("the image's /processing-container.json");
+    let _ = writeln!(
+        out,
+        "\n  {} (level {}): {}, image {}, template `{}` ({template_source})",
+        p.bold(&task.id),
+        task.level,
+        task.task,
+        task.image,
+        task.template
+    );
+    for dep in &task.depends_on {
+        let can_fail = if dep.can_fail {
+            "; runs even if it fails"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "    after {} ({}{can_fail})",
+            dep.id,
+            dep.via.join(", ")
+        );
+    }
+    for folder in &task.folders {
+        let (label, arrow) = match folder.direction {
+            FolderDirection::Input => ("in ", "←"),
+            FolderDirection::Output => ("out", "→"),
+        };
+        let path = if folder.managed {
+            format!("<run>/{}", folder.path)
+        } else {
+            folder.path.clone()
+        };
+        let mut line = match (&folder.from, &folder.mounted_path) {
+            (Some(from), _) => format!("    {label} {} {arrow} {from}: {path}", folder.channel),
+            (None, Some(mounted)) => format!("    {label} {mounted} {arrow} {path}"),
+            (None, None) => format!("    {label} {} {arrow} {path}", folder.channel),
+        };
+        if let Some(replaced) = &folder.replaces {
+            let _ = write!(line, " (instead of the task file's {replaced})");
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    if let Some(dir) = &task.workflow_output_dir {
+        let _ = writeln!(out, "    env WORKFLOW_OUTPUT_DIR={dir} (tapir)");
+    }
+    if let Some(config) = &task.step_config {
+        let _ = writeln!(out, "    manifest.json config: {config}");
+    }
+    for env in &task.env {
+        let _ = writeln!(out, "    env {}={} ({})", env.name, env.value, env.source);
+    }
+    let _ = writeln!(out, "    {}", describe_execution(&task.execution));
+}
+
+fn describe_execution(e: &Execution) -> String {
+    let retries = if e.max_retries == 0 {
+        "no retries".to_string()
+    } else {
+        format!(
+            "up to {} (first after {}s, then doubling)",
+            plural(e.max_retries as usize, "retry").replace("retrys", "retries"),
+            e.retry_backoff_seconds
+        )
+    };
+    let limit = match e.max_exec_time {
+        Some(s) => format!("{s}s per attempt"),
+        None => "no time limit".to_string(),
+    };
+    format!("{retries}; {limit}")
+}
+
+fn json_report(checked: &Checked) -> String {
+    let files: Vec<_> = checked
+        .files
+        .iter()
+        .map(|f| {
+            json!({
+                "file": f.path.display().to_string(),
+                "valid": f.diagnostics.iter().all(|d| d.severity != Severity::Error),
+                "findings": f.diagnostics.iter().map(Diagnostic::to_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let report = json!({
+        "format_version": JSON_FORMAT_VERSION,
+        "pipeline": checked.pipeline.display().to_string(),
+        "valid": checked.is_valid(),
+        "files": files,
+        "summary": {
+            "errors": checked.count(Severity::Error),
+            "warnings": checked.count(Severity::Warning),
+        },
+        "plan": checked.plan,
+    });
+    let mut text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn github(checked: &Checked) -> String {
+    let mut out = String::new();
+    for file in &checked.files {
+        for d in &file.diagnostics {
+            out.push_str(&output::github_annotation(
+                &file.path.display().to_string(),
+                d,
+            ));
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,1262 @@
+//! Planning a pipeline, purely: load the pipeline file, every task it refers to and the
+//! `--conf` file; check ids, dependencies, cycles, channels and env; and, when nothing is
+//! wrong, produce the order of the tasks (levels) and the folders tapir will manage for
+//! each of them. No engine is asked and nothing is written; the filesystem is only read.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::diagnostic::{Diagnostic, Severity, did_you_mean, pointer_join};
+use crate::error::Error;
+use crate::model::{self, ProcessingContainer, Task, Template, TemplateRef};
+use crate::pipeline::graph::{Edge, find_cycles, levels};
+use crate::pipeline::model::{Conf, Execution, Pipeline, Profile, TaskRef};
+use crate::schema::{self, Kind};
+use crate::source::{self, Document, LoadFailure, Source, SpanTree};
+use crate::validation::{FileReport, KindRule, check_file};
+
+/// The variable tapir sets for every step of a `ccat` pipeline (CCAT container contract).
+pub const WORKFLOW_OUTPUT_DIR: &str = "WORKFLOW_OUTPUT_DIR";
+
+/// Findings about one file (the pipeline, a task file, a processing-container.json, the
+/// conf file), in the order they were found.
+#[derive(Debug)]
+pub struct FileFindings {
+    pub path: PathBuf,
+    /// The text, for source snippets.
+    pub source: Option<Source>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// What checking a pipeline found: every file's findings, and the plan when valid.
+#[derive(Debug)]
+pub struct Checked {
+    pub pipeline: PathBuf,
+    pub files: Vec<FileFindings>,
+    pub plan: Option<PipelinePlan>,
+}
+
+impl Checked {
+    pub fn count(&self, severity: Severity) -> usize {
+        self.files
+            .iter()
+            .flat_map(|f| &f.diagnostics)
+            .filter(|d| d.severity == severity)
+            .count()
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.count(Severity::Error) == 0
+    }
+}
+
+/// The pipeline as it will run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelinePlan {
+    pub name: String,
+    pub profile: Profile,
+    /// Task ids by level: every task of a level depends only on tasks of earlier levels,
+    /// so the tasks of one level can run in parallel.
+    pub levels: Vec<Vec<String>>,
+    /// In the order of `levels`.
+    pub tasks: Vec<PlannedTask>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedTask {
+    pub id: String,
+    /// 1-based.
+    pub level: usize,
+    /// The task file, or `inline`.
+    pub task: String,
+    pub image: String,
+    pub template: String,
+    /// Where the channels were read from: `inline`, `file:<path>`, or `None` when only
+    /// the image's /processing-container.json knows them.
+    pub template_source: Option<String>,
+    pub depends_on: Vec<PlannedDependency>,
+    pub folders: Vec<PlannedFolder>,
+    /// Overrides from the pipeline and the conf file, highest precedence last applied.
+    pub env: Vec<PlannedEnv>,
+    pub execution: Execution,
+    /// Profile `ccat`: the container's `$WORKFLOW_OUTPUT_DIR`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_output_dir: Option<String>,
+    /// Profile `ccat`: the `config` of the step's manifest.json.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_config: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedDependency {
+    pub id: String,
+    pub can_fail: bool,
+    /// `depends_on`, `iochannel_maps`, or both.
+    pub via: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFolder {
+    /// The channel, or the CCAT folder (`workspace`, `output`, …).
+    pub channel: String,
+    pub direction: FolderDirection,
+    /// `true`: `path` is relative to the pipeline run folder and tapir creates it.
+    pub managed: bool,
+    pub path: String,
+    /// For a mapped input: `task.channel` it comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The task file's own binding that the pipeline replaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+    /// Profile `ccat`: the path inside the container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mounted_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FolderDirection {
+    Input,
+    Output,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedEnv {
+    pub name: String,
+    /// Masked (`***`) when the name looks like a secret.
+    pub value: String,
+    /// `pipeline` (the task's `env` in the pipeline file) or `conf` (task_form).
+    pub source: &'static str,
+}
+
+/// A task as loaded for checking.
+struct LoadedTask {
+    task: Task,
+    /// The task file, or `None` for an inline task.
+    file: Option<PathBuf>,
+    /// Relative host paths of the task's own bindings resolve against this folder.
+    base_dir: PathBuf,
+    /// The template, when tapir can read it without the image.
+    template: Option<(Template, String)>,
+}
+
+impl LoadedTask {
+    fn template_name(&self) -> String {
+        match &self.task.template {
+            TemplateRef::Identifier(id) => id.clone(),
+            TemplateRef::Inline(t) => t.identifier.clone(),
+        }
+    }
+
+    /// Declared channel names when the template is known, else the task's bound ones
+    /// (`false`: not authoritative).
+    fn channels(&self, inputs: bool) -> (Vec<String>, bool) {
+        match &self.template {
+            Some((t, _)) => {
+                let list = if inputs { &t.inputs } else { &t.outputs };
+                (list.iter().map(|m| m.name.clone()).collect(), true)
+            }
+            None => {
+                let list = if inputs {
+                    &self.task.inputs
+                } else {
+                    &self.task.outputs
+                };
+                (list.iter().map(|b| b.name.clone()).collect(), false)
+            }
+        }
+    }
+}
+
+/// Checks a pipeline (and its conf file). `Err` only when the pipeline file or the conf
+/// file cannot be read at all (exit 2).
+pub fn check(pipeline_path: &Path, conf_path: Option<&Path>) -> Result<Checked, Error> {
+    let mut checked = Checked {
+        pipeline: pipeline_path.to_path_buf(),
+        files: Vec::new(),
+        plan: None,
+    };
+    let Some((document, pipeline_index)) =
+        load_checked(pipeline_path, &mut checked.files, schema::check_pipeline)?
+    else {
+        return Ok(checked);
+    };
+    let pipeline: Pipeline = match model::from_value(&document.value, "pipeline") {
+        Ok(p) => p,
+        Err(message) => {
+            checked.files[pipeline_index]
+                .diagnostics
+                .push(Diagnostic::error("internal", message));
+            return Ok(checked);
+        }
+    };
+    let conf = match conf_path {
+        None => None,
+        Some(path) => match load_checked(path, &mut checked.files, schema::check_pipeline_conf)? {
+            None => return Ok(checked),
+            Some((doc, index)) => match model::from_value::<Conf>(&doc.value, "conf file") {
+                Ok(conf) => Some((doc, index, conf)),
+                Err(message) => {
+                    checked.files[index]
+                        .diagnostics
+                        .push(Diagnostic::error("internal", message));
+                    return Ok(checked);
+                }
+            },
+        },
+    };
+    let mut planner = Planner {
+        document: &document,
+        pipeline: &pipeline,
+        base_dir: pipeline_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        files: std::mem::take(&mut checked.files),
+        pipeline_file: pipeline_index,
+        ids: BTreeMap::new(),
+        loaded: Vec::new(),
+        edges: Vec::new(),
+    };
+    planner.load_tasks();
+    planner.check_ids();
+    planner.collect_edges();
+    let order = match planner.check_cycles() {
+        true => Some(levels(pipeline.tasks.len(), &planner.edges)),
+        false => None,
+    };
+    planner.check_mappings();
+    planner.check_env(conf.as_ref().map(|(d, i, c)| (d, *i, c)));
+    if pipeline.profile == Profile::Ccat {
+        planner.check_ccat(conf.as_ref().map(|(_, _, c)| c));
+    } else {
+        planner.check_kaapana();
+    }
+    for file in &mut planner.files {
+        sort_by_position(&mut file.diagnostics);
+    }
+    let valid = planner
+        .files
+        .iter()
+        .flat_map(|f| &f.diagnostics)
+        .all(|d| d.severity != Severity::Error);
+    let plan = match (valid, order) {
+        (true, Some(levels)) => planner.plan(&levels, conf.as_ref().map(|(_, _, c)| c)),
+        _ => None,
+    };
+    checked.files = planner.files;
+    checked.plan = plan;
+    Ok(checked)
+}
+
+/// Reads, parses and schema-checks a file, adding its findings to `files`. `Ok(None)`
+/// when it is not a document that later checks can read (its findings say why).
+fn load_checked(
+    path: &Path,
+    files: &mut Vec<FileFindings>,
+    schema_check: impl Fn(&Document) -> Vec<Diagnostic>,
+) -> Result<Option<(Document, usize)>, Error> {
+    let index = files.len();
+    let source = match source::read_text(path) {
+        Ok(source) => source,
+        Err(LoadFailure::Io(e)) => return Err(e),
+        Err(LoadFailure::Content(d)) => {
+            files.push(FileFindings {
+                path: path.to_path_buf(),
+                source: None,
+                diagnostics: vec![*d],
+            });
+            return Ok(None);
+        }
+    };
+    let (document, mut diagnostics) = match source::parse(source) {
+        Ok(parsed) => parsed,
+        Err((source, d)) => {
+            files.push(FileFindings {
+                path: path.to_path_buf(),
+                source: Some(source),
+                diagnostics: vec![*d],
+            });
+            return Ok(None);
+        }
+    };
+    if !document.value.is_object() {
+        diagnostics.push(
+            Diagnostic::error("not-an-object", "the file must hold a JSON object")
+                .at(document.value_position(""))
+                .with_fix("wrap the content in `{ … }`"),
+        );
+    } else {
+        diagnostics.extend(schema_check(&document));
+    }
+    sort_by_position(&mut diagnostics);
+    let usable = diagnostics.iter().all(|d| d.severity != Severity::Error);
+    files.push(FileFindings {
+        path: path.to_path_buf(),
+        source: Some(document.source.clone()),
+        diagnostics,
+    });
+    Ok(usable.then_some((document, index)))
+}
+
+struct Planner<'a> {
+    document: &'a Document,
+    pipeline: &'a Pipeline,
+    base_dir: PathBuf,
+    files: Vec<FileFindings>,
+    /// Index of the pipeline file in `files`.
+    pipeline_file: usize,
+    /// Task id → index of its first definition.
+    ids: BTreeMap<&'a str, usize>,
+    /// Per task: `None` when it could not be loaded (its findings say why).
+    loaded: Vec<Option<LoadedTask>>,
+    edges: Vec<Edge>,
+}
+
+impl<'a> Planner<'a> {
+    fn report(&mut self, d: Diagnostic) {
+        self.files[self.pipeline_file].diagnostics.push(d);
+    }
+
+    /// An error about the pipeline file at the value of `pointer`.
+    fn error_at(&mut self, code: &'static str, pointer: &str, message: String, fix: String) {
+        let at = self.document.value_position(pointer);
+        self.report(
+            Diagnostic::error(code, message)
+                .at_pointer(pointer)
+                .at(at)
+                .with_fix(fix),
+        );
+    }
+
+    fn warning_at(&mut self, code: &'static str, pointer: &str, message: String, fix: String) {
+        let at = self.document.value_position(pointer);
+        self.report(
+            Diagnostic::warning(code, message)
+                .at_pointer(pointer)
+                .at(at)
+                .with_fix(fix),
+        );
+    }
+
+    fn task_ids(&self) -> Vec<&'a str> {
+        self.pipeline.tasks.iter().map(|t| t.id.as_str()).collect()
+    }
+
+    fn load_tasks(&mut self) {
+        for index in 0..self.pipeline.tasks.len() {
+            let loaded = self.load_task(index);
+            self.loaded.push(loaded);
+        }
+    }
+
+    fn load_task(&mut self, index: usize) -> Option<LoadedTask> {
+        let entry = &self.pipeline.tasks[index];
+        let task_pointer = format!("/tasks/{index}/task");
+        let (task, file, base_dir, findings_at) = match &entry.task {
+            TaskRef::File(relative) => {
+                let path = self.base_dir.join(relative);
+                if !path.is_file() {
+                    let why = if path.exists() {
+                        "is not a file"
+                    } else {
+                        "does not exist"
+                    };
+                    let resolved = if path == Path::new(relative) {
+                        String::new()
+                    } else {
+                        format!(" ({})", path.display())
+                    };
+                    self.error_at(
+                        "task-file",
+                        &task_pointer,
+                        format!("task file `{relative}` {why}{resolved}"),
+                        format!(
+                            "paths are relative to the pipeline file's folder ({}); give a task.json, or the task inline",
+                            display_dir(&self.base_dir)
+                        ),
+                    );
+                    return None;
+                }
+                let report = match check_file(&path, KindRule::Forced(Kind::Task)) {
+                    Ok(report) => report,
+                    Err(e) => {
+                        self.error_at(
+                            "task-file",
+                            &task_pointer,
+                            format!("cannot read task file: {e}"),
+                            "check the path and its permissions".into(),
+                        );
+                        return None;
+                    }
+                };
+                let (task, findings) = read_report(report)?;
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                self.files.push(findings);
+                let at = self.files.len() - 1;
+                (task?, Some(path), base, at)
+            }
+            TaskRef::Inline(value) => {
+                let sub = sub_document(self.document, &task_pointer, value);
+                let mut found: Vec<Diagnostic> = crate::checks::check(&sub, Kind::Task)
+                    .into_iter()
+                    .filter(|d| !is_bound_by_pipeline(d))
+                    .map(|mut d| {
+                        d.pointer = format!("{task_pointer}{}", d.pointer);
+                        d
+                    })
+                    .collect();
+                let failed = found.iter().any(|d| d.severity == Severity::Error);
+                self.files[self.pipeline_file]
+                    .diagnostics
+                    .append(&mut found);
+                if failed {
+                    return None;
+                }
+                let task: Task = match model::from_value(value, "inline task") {
+                    Ok(task) => task,
+                    Err(message) => {
+                        self.report(Diagnostic::error("internal", message));
+                        return None;
+                    }
+                };
+                (task, None, self.base_dir.clone(), self.pipeline_file)
+            }
+        };
+        let template = self.template_of(index, &task, file.as_deref(), findings_at)?;
+        Some(LoadedTask {
+            task,
+            file,
+            base_dir,
+            template,
+        })
+    }
+
+    /// The task's template when it is known without the image: inline, from the task's
+    /// `container_file`, or from a processing-container.json next to the task file.
+    /// `None` (outer): the template cannot be used (an error was reported).
+    fn template_of(
+        &mut self,
+        index: usize,
+        task: &Task,
+        task_file: Option<&Path>,
+        findings_at: usize,
+    ) -> Option<Option<(Template, String)>> {
+        let identifier = match &task.template {
+            TemplateRef::Inline(t) => return Some(Some(((**t).clone(), "inline".into()))),
+            TemplateRef::Identifier(identifier) => identifier.clone(),
+        };
+        let entry = &self.pipeline.tasks[index];
+        let (path, explicit) = match &entry.container_file {
+            Some(relative) => (self.base_dir.join(relative), true),
+            None => {
+                let folder = task_file
+                    .and_then(Path::parent)
+                    .map_or_else(|| self.base_dir.clone(), Path::to_path_buf);
+                let sibling = folder.join("processing-container.json");
+                if !sibling.is_file() {
+                    return Some(None);
+                }
+                (sibling, false)
+            }
+        };
+        let pointer = format!("/tasks/{index}/container_file");
+        if explicit && !path.is_file() {
+            self.error_at(
+                "container-file",
+                &pointer,
+                format!("container file {} does not exist", path.display()),
+                format!(
+                    "paths are relative to the pipeline file's folder ({})",
+                    display_dir(&self.base_dir)
+                ),
+            );
+            return None;
+        }
+        let report = match check_file(&path, KindRule::Forced(Kind::ProcessingContainer)) {
+            Ok(report) => report,
+            Err(e) => {
+                self.error_at(
+                    "container-file",
+                    &pointer,
+                    format!("cannot read {e}"),
+                    "check the path and its permissions".into(),
+                );
+                return None;
+            }
+        };
+        let valid = report.is_valid();
+        let value = report.document.as_ref().map(|d| d.value.clone());
+        if !report.diagnostics.is_empty() {
+            self.files.push(FileFindings {
+                path: report.path.clone(),
+                source: report.source().cloned(),
+                diagnostics: report.diagnostics,
+            });
+        }
+        if !valid {
+            return None;
+        }
+        let container: ProcessingContainer =
+            match model::from_value(&value.unwrap_or_default(), "processing-container.json") {
+                Ok(c) => c,
+                Err(message) => {
+                    self.report(Diagnostic::error("internal", message));
+                    return None;
+                }
+            };
+        let label = format!("file:{}", path.display());
+        let identifiers: Vec<&str> = container
+            .templates
+            .iter()
+            .map(|t| t.identifier.as_str())
+            .collect();
+        if let Some(t) = container
+            .templates
+            .iter()
+            .find(|t| t.identifier == identifier)
+        {
+            return Some(Some((t.clone(), label)));
+        }
+        let fix = match did_you_mean(&identifier, identifiers.iter().copied()) {
+            Some(s) => format!(
+                "did you mean `{s}`? templates there: {}",
+                identifiers.join(", ")
+            ),
+            None => format!("templates there: {}", identifiers.join(", ")),
+        };
+        let message = format!("template `{identifier}` is not in {}", path.display());
+        // The template identifier sits in the task file (or the inline task).
+        let (doc_pointer, position) = match task_file {
+            Some(_) => {
+                let position = self.files[findings_at]
+                    .source
+                    .as_ref()
+                    .and_then(|s| parse_position(s, "/taskTemplate"));
+                ("/taskTemplate".to_string(), position)
+            }
+            None => {
+                let pointer = format!("/tasks/{index}/task/taskTemplate");
+                let position = self.document.value_position(&pointer);
+                (pointer, position)
+            }
+        };
+        let d = if explicit {
+            Diagnostic::error("unknown-template", message).with_fix(fix)
+        } else {
+            Diagnostic::warning(
+                "unknown-template",
+                format!("{message} (next to the task file); its channels cannot be checked without the image"),
+            )
+            .with_fix(format!("{fix}; or set the task's `container_file` in the pipeline"))
+        };
+        self.files[findings_at]
+            .diagnostics
+            .push(d.at_pointer(doc_pointer).at(position));
+        if explicit { None } else { Some(None) }
+    }
+
+    fn check_ids(&mut self) {
+        for (index, task) in self.pipeline.tasks.iter().enumerate() {
+            match self.ids.get(task.id.as_str()) {
+                Some(&first) => {
+                    let pointer = format!("/tasks/{index}/id");
+                    let related = self.document.value_position(&format!("/tasks/{first}/id"));
+                    let at = self.document.value_position(&pointer);
+                    self.files[self.pipeline_file].diagnostics.push(
+                        Diagnostic::error(
+                            "duplicate-task-id",
+                            format!(
+                                "task id `{}` is used twice; ids must be unique in a pipeline",
+                                task.id
+                            ),
+                        )
+                        .at_pointer(pointer)
+                        .at(at)
+                        .with_related("first used here", related)
+                        .with_fix("rename one of the two (ids name the tasks' folders and runs)"),
+                    );
+                }
+                None => {
+                    self.ids.insert(task.id.as_str(), index);
+                }
+            }
+        }
+    }
+
+    /// A reference to a task id: its index, or an error with a "did you mean".
+    fn resolve_id(&mut self, id: &str, pointer: &str, what: &str) -> Option<usize> {
+        if let Some(&index) = self.ids.get(id) {
+            return Some(index);
+        }
+        let ids = self.task_ids();
+        let fix = match did_you_mean(id, ids.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("task ids in this pipeline: {}", ids.join(", ")),
+        };
+        self.error_at(
+            "unknown-task",
+            pointer,
+            format!("{what} `{id}` is not a task of this pipeline"),
+            fix,
+        );
+        None
+    }
+
+    fn collect_edges(&mut self) {
+        let pipeline = self.pipeline;
+        for (index, task) in pipeline.tasks.iter().enumerate() {
+            for (k, dep) in task.depends_on.iter().enumerate() {
+                let pointer = format!("/tasks/{index}/depends_on/{k}/id");
+                if let Some(upstream) = self.resolve_id(&dep.id, &pointer, "depends_on") {
+                    self.edges.push(Edge {
+                        task: index,
+                        upstream,
+                        pointer,
+                        can_fail: dep.can_fail,
+                        via: "depends_on",
+                    });
+                }
+            }
+            for (k, mapping) in task.iochannel_maps.iter().enumerate() {
+                let pointer = format!("/tasks/{index}/iochannel_maps/{k}/upstream_task");
+                if let Some(upstream) =
+                    self.resolve_id(&mapping.upstream_task, &pointer, "upstream_task")
+                {
+                    self.edges.push(Edge {
+                        task: index,
+                        upstream,
+                        pointer,
+                        can_fail: false,
+                        via: "iochannel_maps",
+                    });
+                }
+            }
+        }
+    }
+
+    /// Reports every cycle at the edge that closes it. `true` when there is none.
+    fn check_cycles(&mut self) -> bool {
+        let cycles = find_cycles(self.pipeline.tasks.len(), &self.edges);
+        for (path, edge) in &cycles {
+            let edge = &self.edges[*edge];
+            let names: Vec<&str> = path
+                .iter()
+                .map(|&i| self.pipeline.tasks[i].id.as_str())
+                .collect();
+            let (message, fix) = if path.len() == 2 {
+                (
+                    format!("task `{}` depends on itself", names[0]),
+                    "remove this dependency".to_string(),
+                )
+            } else {
+                (
+                    format!(
+                        "the tasks wait for each other in a cycle: {} (each runs after the one before it)",
+                        names.join(" → ")
+                    ),
+                    format!(
+                        "remove one of these dependencies, e.g. this one (`{}` runs after `{}`)",
+                        self.pipeline.tasks[edge.task].id, self.pipeline.tasks[edge.upstream].id
+                    ),
+                )
+            };
+            let pointer = edge.pointer.clone();
+            self.error_at("cycle", &pointer, message, fix);
+        }
+        cycles.is_empty()
+    }
+
+    fn check_mappings(&mut self) {
+        let pipeline = self.pipeline;
+        for (index, task) in pipeline.tasks.iter().enumerate() {
+            let mut mapped: BTreeMap<&str, usize> = BTreeMap::new();
+            for (k, mapping) in task.iochannel_maps.iter().enumerate() {
+                let base = format!("/tasks/{index}/iochannel_maps/{k}");
+                if let Some(&first) = mapped.get(mapping.input_channel.as_str()) {
+                    let pointer = format!("{base}/input_channel");
+                    let related = self.document.value_position(&format!(
+                        "/tasks/{index}/iochannel_maps/{first}/input_channel"
+                    ));
+                    let at = self.document.value_position(&pointer);
+                    self.report(
+                        Diagnostic::error(
+                            "duplicate-mapping",
+                            format!(
+                                "input channel `{}` of task `{}` is mapped twice; a channel is mounted from one upstream output",
+                                mapping.input_channel, task.id
+                            ),
+                        )
+                        .at_pointer(pointer)
+                        .at(at)
+                        .with_related("first mapped here", related)
+                        .with_fix("map each upstream output to its own input channel"),
+                    );
+                } else {
+                    mapped.insert(mapping.input_channel.as_str(), k);
+                }
+                if let Some(&upstream) = self.ids.get(mapping.upstream_task.as_str()) {
+                    self.check_channel(
+                        upstream,
+                        false,
+                        &mapping.upstream_output_channel,
+                        &format!("{base}/upstream_output_channel"),
+                    );
+                }
+                self.check_channel(
+                    index,
+                    true,
+                    &mapping.input_channel,
+                    &format!("{base}/input_channel"),
+                );
+            }
+        }
+    }
+
+    /// Is `channel` an input (or output) of task `index`? An error with a "did you mean"
+    /// when the template is known; a warning when only the image could tell.
+    fn check_channel(&mut self, index: usize, input: bool, channel: &str, pointer: &str) {
+        let Some(loaded) = &self.loaded[index] else {
+            return;
+        };
+        let id = &self.pipeline.tasks[index].id;
+        let kind = if input { "input" } else { "output" };
+        let (names, authoritative) = loaded.channels(input);
+        if names.iter().any(|n| n == channel) {
+            return;
+        }
+        let suggestion = did_you_mean(channel, names.iter().map(String::as_str));
+        let list = if names.is_empty() {
+            format!("it has no {kind} channels")
+        } else {
+            format!("its {kind}s: {}", names.join(", "))
+        };
+        let fix = match suggestion {
+            Some(s) => format!("did you mean `{s}`? {list}"),
+            None => list,
+        };
+        let template = loaded.template_name();
+        if authoritative {
+            let source = loaded
+                .template
+                .as_ref()
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            self.error_at(
+                "unknown-channel",
+                pointer,
+                format!(
+                    "task `{id}` has no {kind} channel `{channel}` (template `{template}`, {source})"
+                ),
+                fix,
+            );
+        } else {
+            self.warning_at(
+                "unchecked-channel",
+                pointer,
+                format!(
+                    "cannot check that task `{id}` has the {kind} channel `{channel}` without the image: template `{template}` is only in the image's /processing-container.json, and the task file does not bind `{channel}`"
+                ),
+                format!("{fix} (bound in the task file); set the task's `container_file` to check it here"),
+            );
+        }
+    }
+
+    /// Env overrides from the pipeline and the conf file: ids exist, values respect the
+    /// template's `adjustable`, `type` and `choices`.
+    fn check_env(&mut self, conf: Option<(&Document, usize, &Conf)>) {
+        let pipeline = self.pipeline;
+        for (index, task) in pipeline.tasks.iter().enumerate() {
+            for (name, value) in &task.env {
+                let pointer = pointer_join(&format!("/tasks/{index}/env"), name);
+                let at = self.document.value_position(&pointer);
+                if let Some(d) = self.env_fits(index, name, value) {
+                    self.report(d.at_pointer(pointer).at(at));
+                }
+            }
+        }
+        let Some((document, file, conf)) = conf else {
+            return;
+        };
+        for (id, vars) in &conf.task_form {
+            let task_pointer = pointer_join("/task_form", id);
+            let Some(&index) = self.ids.get(id.as_str()) else {
+                let ids = self.task_ids();
+                let fix = match did_you_mean(id, ids.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("task ids in the pipeline: {}", ids.join(", ")),
+                };
+                self.files[file].diagnostics.push(
+                    Diagnostic::error(
+                        "unknown-task",
+                        format!("task_form names `{id}`, which is not a task of the pipeline; its variables would be silently unused"),
+                    )
+                    .at_pointer(task_pointer.clone())
+                    .at(document.key_position(&task_pointer))
+                    .with_fix(fix),
+                );
+                continue;
+            };
+            for (name, value) in vars {
+                let pointer = pointer_join(&task_pointer, name);
+                if let Some(d) = self.env_fits(index, name, value) {
+                    self.files[file].diagnostics.push(
+                        d.at_pointer(pointer.clone())
+                            .at(document.value_position(&pointer)),
+                    );
+                }
+            }
+        }
+    }
+
+    fn env_fits(&self, index: usize, name: &str, value: &str) -> Option<Diagnostic> {
+        let (template, source) = self.loaded[index].as_ref()?.template.as_ref()?;
+        let Some(declared) = template.env.iter().find(|e| e.name == name) else {
+            let names = template.env.iter().map(|e| e.name.as_str());
+            return did_you_mean(name, names).map(|s| {
+                Diagnostic::warning(
+                    "undeclared-env",
+                    format!(
+                        "template `{}` declares no variable `{name}`",
+                        template.identifier
+                    ),
+                )
+                .with_fix(format!("did you mean `{s}`?"))
+            });
+        };
+        let id = &self.pipeline.tasks[index].id;
+        // A secret's value never reaches a message.
+        let shown = if crate::resolve::plan::is_secret_name(name) {
+            "***"
+        } else {
+            value
+        };
+        if !declared.adjustable {
+            return Some(
+                Diagnostic::error(
+                    "not-adjustable",
+                    format!("`{name}` is declared `adjustable: false` by template `{}` ({source}); task `{id}` cannot override it", template.identifier),
+                )
+                .with_fix("remove this override, or make the variable adjustable in the template"),
+            );
+        }
+        if let Some(kind) = declared.value_type
+            && !kind.accepts(value)
+            && !value.contains("{{")
+        {
+            return Some(
+                Diagnostic::error(
+                    "env-type",
+                    format!("`{name}` is declared as {} by template `{}`, but this value is \"{shown}\"", kind.label(), template.identifier),
+                )
+                .with_fix(match kind.label() {
+                    "int" => "use a whole number, e.g. \"5\"",
+                    _ => "use \"true\" or \"false\"",
+                }),
+            );
+        }
+        if let Some(choices) = declared.choices.as_ref().filter(|c| !c.is_empty())
+            && !choices.iter().any(|c| c == value)
+        {
+            let list = choices
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Some(
+                Diagnostic::error(
+                    "env-choice",
+                    format!(
+                        "\"{shown}\" is not one of the choices of `{name}` (template `{}`)",
+                        template.identifier
+                    ),
+                )
+                .with_fix(
+                    match did_you_mean(value, choices.iter().map(String::as_str)) {
+                        Some(s) if shown == value => {
+                            format!("did you mean \"{s}\"? allowed: {list}")
+                        }
+                        _ => format!("use one of {list}"),
+                    },
+                ),
+            );
+        }
+        None
+    }
+
+    /// Profile `kaapana`: `step_config` means nothing; an input channel with no data.
+    fn check_kaapana(&mut self) {
+        let pipeline = self.pipeline;
+        for (index, task) in pipeline.tasks.iter().enumerate() {
+            if task.step_config.is_some() {
+                self.warning_at(
+                    "ccat-only",
+                    &format!("/tasks/{index}/step_config"),
+                    "`step_config` is used by the `ccat` profile only; this pipeline ignores it"
+                        .into(),
+                    "remove it, or set `\"profile\": \"ccat\"`".into(),
+                );
+            }
+            let Some(loaded) = &self.loaded[index] else {
+                continue;
+            };
+            let (inputs, authoritative) = loaded.channels(true);
+            if !authoritative {
+                continue;
+            }
+            let unbound: Vec<String> = inputs
+                .into_iter()
+                .filter(|channel| {
+                    !task
+                        .iochannel_maps
+                        .iter()
+                        .any(|m| m.input_channel == *channel)
+                        && !loaded.task.inputs.iter().any(|b| b.name == *channel)
+                })
+                .collect();
+            for channel in unbound {
+                {
+                    self.warning_at(
+                        "unbound-channel",
+                        &format!("/tasks/{index}/iochannel_maps"),
+                        format!("input channel `{channel}` of task `{}` gets no data: no iochannel_maps entry maps it and its task file does not bind it", task.id),
+                        format!("add `{{\"upstream_task\": …, \"upstream_output_channel\": …, \"input_channel\": \"{channel}\"}}`, or bind it in the task file"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Profile `ccat`: steps share `/workflow/workspace`, so IOMappings do not apply; one
+    /// final step writes `/workflow/output`; tapir alone sets `WORKFLOW_OUTPUT_DIR`.
+    fn check_ccat(&mut self, conf: Option<&Conf>) {
+        let pipeline = self.pipeline;
+        for (index, task) in pipeline.tasks.iter().enumerate() {
+            if !task.iochannel_maps.is_empty() {
+                self.error_at(
+                    "ccat-iochannel-maps",
+                    &format!("/tasks/{index}/iochannel_maps"),
+                    format!("step `{}` has iochannel_maps, but in the `ccat` profile steps share /workflow/workspace/ and read an upstream step's results from /workflow/workspace/<step>/", task.id),
+                    "replace the mappings with `depends_on` entries for the upstream steps".into(),
+                );
+            }
+            let in_task_file = self.loaded[index]
+                .as_ref()
+                .is_some_and(|l| l.task.env.iter().any(|e| e.name == WORKFLOW_OUTPUT_DIR));
+            let in_conf = conf.is_some_and(|c| {
+                c.task_form
+                    .get(&task.id)
+                    .is_some_and(|v| v.contains_key(WORKFLOW_OUTPUT_DIR))
+            });
+            if task.env.contains_key(WORKFLOW_OUTPUT_DIR) || in_task_file || in_conf {
+                let pointer = if task.env.contains_key(WORKFLOW_OUTPUT_DIR) {
+                    pointer_join(&format!("/tasks/{index}/env"), WORKFLOW_OUTPUT_DIR)
+                } else {
+                    format!("/tasks/{index}/id")
+                };
+                self.error_at(
+                    "reserved-env",
+                    &pointer,
+                    format!("step `{}` sets {WORKFLOW_OUTPUT_DIR}, which tapir sets for every step of a `ccat` pipeline (/workflow/workspace/<step>/, or /workflow/output/ for the final step)", task.id),
+                    format!("remove {WORKFLOW_OUTPUT_DIR} from the pipeline, the task file and the conf file"),
+                );
+            }
+        }
+        let finals: Vec<&str> = (0..pipeline.tasks.len())
+            .filter(|&i| !self.edges.iter().any(|e| e.upstream == i))
+            .map(|i| pipeline.tasks[i].id.as_str())
+            .collect();
+        if finals.len() > 1 {
+            self.error_at(
+                "ccat-final-step",
+                "/tasks",
+                format!(
+                    "a `ccat` pipeline has one final step (it writes /workflow/output/), but nothing runs after {}",
+                    finals.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+                ),
+                "add `depends_on` so that one step runs after all the others".into(),
+            );
+        }
+    }
+
+    fn plan(&self, levels: &[usize], conf: Option<&Conf>) -> Option<PipelinePlan> {
+        let pipeline = self.pipeline;
+        let depth = levels.iter().copied().max().map_or(0, |m| m + 1);
+        let mut by_level: Vec<Vec<String>> = vec![Vec::new(); depth];
+        let mut order: Vec<usize> = (0..pipeline.tasks.len()).collect();
+        order.sort_by_key(|&i| (levels[i], i));
+        for &i in &order {
+            by_level[levels[i]].push(pipeline.tasks[i].id.clone());
+        }
+        let final_step = if pipeline.profile == Profile::Ccat {
+            order.last().copied()
+        } else {
+            None
+        };
+        let tasks = order
+            .iter()
+            .map(|&i| self.plan_task(i, levels[i] + 1, conf, final_step == Some(i)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(PipelinePlan {
+            name: pipeline.name.clone(),
+            profile: pipeline.profile,
+            levels: by_level,
+            tasks,
+        })
+    }
+
+    fn plan_task(
+        &self,
+        index: usize,
+        level: usize,
+        conf: Option<&Conf>,
+        is_final: bool,
+    ) -> Option<PlannedTask> {
+        let entry = &self.pipeline.tasks[index];
+        // Every task of a valid pipeline is loaded; `None` only if that ever broke.
+        let loaded = self.loaded[index].as_ref()?;
+        let mut depends_on: Vec<PlannedDependency> = Vec::new();
+        for edge in self.edges.iter().filter(|e| e.task == index) {
+            let id = self.pipeline.tasks[edge.upstream].id.clone();
+            match depends_on.iter_mut().find(|d| d.id == id) {
+                Some(d) => {
+                    d.can_fail |= edge.can_fail;
+                    if !d.via.contains(&edge.via) {
+                        d.via.push(edge.via);
+                    }
+                }
+                None => depends_on.push(PlannedDependency {
+                    id,
+                    can_fail: edge.can_fail,
+                    via: vec![edge.via],
+                }),
+            }
+        }
+        let mut folders = Vec::new();
+        let mut workflow_output_dir = None;
+        let binding = |list: &[model::Binding], channel: &str| {
+            list.iter()
+                .find(|b| b.name == channel)
+                .map(|b| display_path(&loaded.base_dir.join(&b.volume_source.host_path)))
+        };
+        match self.pipeline.profile {
+            Profile::Kaapana => {
+                let (inputs, _) = loaded.channels(true);
+                for mapping in &entry.iochannel_maps {
+                    folders.push(PlannedFolder {
+                        channel: mapping.input_channel.clone(),
+                        direction: FolderDirection::Input,
+                        managed: true,
+                        path: format!(
+                            "{}/{}",
+                            mapping.upstream_task, mapping.upstream_output_channel
+                        ),
+                        from: Some(format!(
+                            "{}.{}",
+                            mapping.upstream_task, mapping.upstream_output_channel
+                        )),
+                        replaces: binding(&loaded.task.inputs, &mapping.input_channel),
+                        mounted_path: None,
+                    });
+                }
+                for channel in inputs {
+                    if entry
+                        .iochannel_maps
+                        .iter()
+                        .any(|m| m.input_channel == channel)
+                    {
+                        continue;
+                    }
+                    if let Some(path) = binding(&loaded.task.inputs, &channel) {
+                        folders.push(PlannedFolder {
+                            channel,
+                            direction: FolderDirection::Input,
+                            managed: false,
+                            path,
+                            from: None,
+                            replaces: None,
+                            mounted_path: None,
+                        });
+                    }
+                }
+                let (outputs, _) = loaded.channels(false);
+                for channel in outputs {
+                    folders.push(PlannedFolder {
+                        path: format!("{}/{channel}", entry.id),
+                        replaces: binding(&loaded.task.outputs, &channel),
+                        channel,
+                        direction: FolderDirection::Output,
+                        managed: true,
+                        from: None,
+                        mounted_path: None,
+                    });
+                }
+            }
+            Profile::Ccat => {
+                let ccat = |name: &str, direction, path: String, mounted: &str| PlannedFolder {
+                    channel: name.to_string(),
+                    direction,
+                    managed: true,
+                    path,
+                    from: None,
+                    replaces: None,
+                    mounted_path: Some(mounted.to_string()),
+                };
+                folders.push(ccat(
+                    "input",
+                    FolderDirection::Input,
+                    "input".into(),
+                    "/workflow/input",
+                ));
+                folders.push(ccat(
+                    "config",
+                    FolderDirection::Input,
+                    format!("config/{}", entry.id),
+                    "/workflow/config",
+                ));
+                folders.push(ccat(
+                    "workspace",
+                    FolderDirection::Output,
+                    "workspace".into(),
+                    "/workflow/workspace",
+                ));
+                // Only the final step writes the pipeline's products (CCAT contract).
+                if is_final {
+                    folders.push(ccat(
+                        "output",
+                        FolderDirection::Output,
+                        "output".into(),
+                        "/workflow/output",
+                    ));
+                }
+                folders.push(ccat(
+                    "logs",
+                    FolderDirection::Output,
+                    format!("logs/{}", entry.id),
+                    "/workflow/logs",
+                ));
+                workflow_output_dir = Some(if is_final {
+                    "/workflow/output/".to_string()
+                } else {
+                    format!("/workflow/workspace/{}/", entry.id)
+                });
+            }
+        }
+        let mut env: Vec<PlannedEnv> = Vec::new();
+        let conf_vars = conf.and_then(|c| c.task_form.get(&entry.id));
+        let mut push = |name: &str, value: &str, source: &'static str| {
+            let value = if crate::resolve::plan::is_secret_name(name) {
+                "***".to_string()
+            } else {
+                value.to_string()
+            };
+            env.retain(|e| e.name != name);
+            env.push(PlannedEnv {
+                name: name.to_string(),
+                value,
+                source,
+            });
+        };
+        for (name, value) in &entry.env {
+            push(name, value, "pipeline");
+        }
+        for (name, value) in conf_vars.into_iter().flatten() {
+            push(name, value, "conf");
+        }
+        Some(PlannedTask {
+            id: entry.id.clone(),
+            level,
+            task: loaded
+                .file
+                .as_ref()
+                .map_or_else(|| "inline".to_string(), |p| display_path(p)),
+            image: loaded.task.image.clone(),
+            template: loaded.template_name(),
+            template_source: loaded.template.as_ref().map(|(_, s)| s.clone()),
+            depends_on,
+            folders,
+            env,
+            execution: entry
+                .execution_profile
+                .effective(&self.pipeline.execution_profile),
+            workflow_output_dir,
+            step_config: entry.step_config.clone(),
+        })
+    }
+}
+
+/// The task and the findings of a checked task file; the task is `None` when invalid.
+fn read_report(report: FileReport) -> Option<(Option<Task>, FileFindings)> {
+    let mut diagnostics: Vec<Diagnostic> = report
+        .diagnostics
+        .iter()
+        .filter(|d| !is_bound_by_pipeline(d))
+        .cloned()
+        .collect();
+    let task = match (&report.document, report.is_valid()) {
+        (Some(d), true) => match model::from_value::<Task>(&d.value, "task") {
+            Ok(task) => Some(task),
+            Err(message) => {
+                diagnostics.push(Diagnostic::error("internal", message));
+                None
+            }
+        },
+        _ => None,
+    };
+    let findings = FileFindings {
+        path: report.path.clone(),
+        source: report.source().cloned(),
+        diagnostics,
+    };
+    Some((task, findings))
+}
+
+/// In a pipeline tapir binds the channels (mapped inputs, managed outputs), so a task's
+/// own unbound channels are not a problem there; inputs that get no data are reported by
+/// the pipeline's own check instead.
+fn is_bound_by_pipeline(d: &Diagnostic) -> bool {
+    d.code == "unbound-channel" && d.severity == Severity::Warning
+}
+
+/// The inline task at `pointer` as a document of its own: same source text (so positions
+/// stay those of the pipeline file), its value, and its part of the span tree.
+fn sub_document(document: &Document, pointer: &str, value: &Value) -> Document {
+    Document {
+        source: document.source.clone(),
+        value: value.clone(),
+        spans: document.spans.find(pointer).cloned().unwrap_or(SpanTree {
+            value: 0..0,
+            key: None,
+            children: source::SpanChildren::Leaf,
+        }),
+    }
+}
+
+/// The position of `pointer`'s value in a source, by parsing it again (task files are
+/// small; this only happens for one finding).
+fn parse_position(source: &Source, pointer: &str) -> Option<crate::diagnostic::Position> {
+    source::parse(source.clone())
+        .ok()
+        .and_then(|(d, _)| d.value_position(pointer))
+}
+
+/// Findings in document order (a stable sort: those at one place keep their order).
+fn sort_by_position(diagnostics: &mut [Diagnostic]) {
+    diagnostics.sort_by_key(|d| d.position.as_ref().map_or((0, 0), |p| (p.line, p.column)));
+}
+
+fn display_path(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn display_dir(dir: &Path) -> String {
+    if dir.as_os_str().is_empty() {
+        ".".into()
+    } else {
+        dir.display().to_string()
+    }
+}

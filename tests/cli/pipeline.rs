@@ -1,0 +1,280 @@
+//! `tapir pipeline validate` and `tapir schema pipeline`.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{check_snapshot, fixtures, repo_root, run, tapir};
+
+fn pipeline_fixtures(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fixture folder")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".pipeline.json"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every pipeline fixture's report is a reviewed snapshot (`<file>.snap`): the exit code
+/// and exactly what `tapir pipeline validate` printed, run in the fixture's folder. A
+/// `<name>.conf.json` next to `<name>.pipeline.json` is passed as `--conf`. Valid
+/// fixtures must exit 0, invalid ones 1.
+#[test]
+fn pipeline_fixture_reports_match_their_snapshots() {
+    let root = fixtures().join("pipeline");
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for (folder, expected_code) in [("valid", 0), ("invalid", 1)] {
+        let dir = root.join(folder);
+        for file in pipeline_fixtures(&dir) {
+            count += 1;
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let mut args = vec!["pipeline".to_string(), "validate".into(), name.clone()];
+            let conf = name.replace(".pipeline.json", ".conf.json");
+            if dir.join(&conf).exists() {
+                args.extend(["--conf".into(), conf]);
+            }
+            let out = run(&mut tapir(&dir, &args));
+            if out.code != expected_code {
+                failures.push(format!(
+                    "{folder}/{name}: exit {} (expected {expected_code})\n{}{}",
+                    out.code, out.stdout, out.stderr
+                ));
+            }
+            if !out.stderr.is_empty() {
+                failures.push(format!(
+                    "{folder}/{name}: unexpected stderr: {}",
+                    out.stderr
+                ));
+            }
+            let snapshot = format!("exit: {}\n{}", out.code, out.stdout);
+            if let Some(diff) = check_snapshot(&file.with_extension("json.snap"), &snapshot) {
+                failures.push(diff);
+            }
+        }
+    }
+    assert!(
+        count >= 11,
+        "expected the pipeline fixture set, found {count} files"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn the_example_pipelines_validate_with_their_plan() {
+    let out = run(&mut tapir(
+        &repo_root(),
+        [
+            "pipeline",
+            "validate",
+            "examples/pipeline/pipeline.json",
+            "--conf",
+            "examples/pipeline/conf.json",
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    for expected in [
+        "level 1: get-data\n  level 2: process-data\n  level 3: upload-data\n",
+        "in  inputs ← get-data.downloads: <run>/get-data/downloads",
+        "env CASE=upper (conf)",
+    ] {
+        assert!(
+            out.stdout.contains(expected),
+            "{expected:?} in\n{}",
+            out.stdout
+        );
+    }
+    let out = run(&mut tapir(
+        &repo_root(),
+        [
+            "pipeline",
+            "validate",
+            "examples/pipeline/ccat-pipeline.json",
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("env WORKFLOW_OUTPUT_DIR=/workflow/output/ (tapir)"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// The JSON report: findings per file with positions, and the plan of a valid pipeline.
+#[test]
+fn json_format_has_findings_and_plan() {
+    let dir = fixtures().join("pipeline");
+    let out = run(&mut tapir(
+        &dir,
+        [
+            "pipeline",
+            "validate",
+            "--format",
+            "json",
+            "valid/fan-out-fan-in.pipeline.json",
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(report["format_version"], 1);
+    assert_eq!(report["valid"], true);
+    assert_eq!(
+        report["plan"]["levels"],
+        serde_json::json!([["split"], ["left", "right"], ["join"]])
+    );
+    let join = &report["plan"]["tasks"][3];
+    assert_eq!(join["id"], "join");
+    assert_eq!(join["depends_on"][0]["can_fail"], true);
+    assert_eq!(join["folders"][0]["from"], "left.out");
+    assert_eq!(join["folders"][0]["path"], "left/out");
+    assert_eq!(join["execution"]["max_retries"], 2);
+
+    let out = run(&mut tapir(
+        &dir,
+        [
+            "pipeline",
+            "validate",
+            "--format",
+            "json",
+            "invalid/cycle.pipeline.json",
+        ],
+    ));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(report["plan"], serde_json::Value::Null);
+    let finding = &report["files"][0]["findings"][0];
+    assert_eq!(finding["code"], "cycle");
+    assert_eq!(
+        (finding["line"].as_u64(), finding["column"].as_u64()),
+        (Some(5), Some(86))
+    );
+}
+
+#[test]
+fn github_format_annotates_every_file() {
+    let dir = fixtures().join("pipeline/invalid");
+    let out = run(&mut tapir(
+        &dir,
+        [
+            "pipeline",
+            "validate",
+            "--format",
+            "github",
+            "task-files.pipeline.json",
+        ],
+    ));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("::error file=task-files.pipeline.json,line=4,col=31,"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("::error file=../tasks/broken.task.json,line=4,col=3,"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// A pipeline or conf file that cannot be read is a usage/IO error (exit 2), like
+/// `validate`; a missing *task* file is a finding in the pipeline (exit 1).
+#[test]
+fn unreadable_pipeline_or_conf_exits_2() {
+    let dir = fixtures().join("pipeline/valid");
+    let out = run(&mut tapir(
+        &dir,
+        ["pipeline", "validate", "nowhere.pipeline.json"],
+    ));
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("nowhere.pipeline.json"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&mut tapir(
+        &dir,
+        [
+            "pipeline",
+            "validate",
+            "ccat-two-steps.pipeline.json",
+            "--conf",
+            "nowhere.conf.json",
+        ],
+    ));
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("nowhere.conf.json"), "{}", out.stderr);
+}
+
+#[test]
+fn schema_pipeline_prints_the_bundled_schemas() {
+    for (kind, file) in [
+        ("pipeline", "schemas/pipeline.schema.json"),
+        ("pipeline-conf", "schemas/pipeline-conf.schema.json"),
+    ] {
+        let out = run(&mut tapir(&repo_root(), ["schema", kind]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let bundled = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        assert_eq!(out.stdout, bundled, "{kind}");
+    }
+}
+
+/// `tapir validate` on a pipeline file says which command checks it.
+#[test]
+fn plain_validate_points_pipeline_files_to_pipeline_validate() {
+    let out = run(&mut tapir(
+        &repo_root(),
+        ["validate", "examples/pipeline/pipeline.json"],
+    ));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "fix: this looks like a pipeline: check it with `tapir pipeline validate FILE`"
+        ),
+        "{}",
+        out.stdout
+    );
+}
+
+/// Values of secret-looking variables (`*TOKEN*`, `*PASSWORD*`, …) appear neither in a
+/// finding's message nor in the plan, in any format.
+#[test]
+fn secrets_never_appear_in_findings_or_plan() {
+    let dir = fixtures().join("pipeline");
+    for format in ["human", "json", "github"] {
+        let out = run(&mut tapir(
+            &dir,
+            [
+                "pipeline",
+                "validate",
+                "--format",
+                format,
+                "invalid/conf-unknown-task.pipeline.json",
+                "--conf",
+                "invalid/conf-unknown-task.conf.json",
+            ],
+        ));
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("SERVICE_TOKEN"),
+            "{format}: {}",
+            out.stdout
+        );
+        assert!(!out.stdout.contains("s3cr3t"), "{format}: {}", out.stdout);
+        let out = run(&mut tapir(
+            &dir,
+            [
+                "pipeline",
+                "validate",
+                "--format",
+                format,
+                "valid/kaapana-three-tasks.pipeline.json",
+                "--conf",
+                "valid/kaapana-three-tasks.conf.json",
+            ],
+        ));
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        assert!(!out.stdout.contains("12345"), "{format}: {}", out.stdout);
+    }
+}

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::resolve::env_input::{self, EnvFile, EnvOverride};
+use crate::resolve::plan::{self, PlannedBind};
 
 /// The README's "Exit codes" table, short: each code and its meaning, in lines as `--help`
 /// shows them (`tapir man` joins them). tests/cli/help.rs checks every code is here.
@@ -147,6 +148,13 @@ pub struct RunArgs {
     /// starts a comment line. --env wins over it.
     #[arg(long, value_name = "FILE", value_parser = EnvFileParser)]
     pub env_file: Vec<EnvFile>,
+
+    /// HOST:CONTAINER[:ro|rw]: bind a host path into the container beyond the template's
+    /// channels (repeatable), e.g. a reference dataset. HOST is relative to the current
+    /// folder (`~/` is your home); CONTAINER must be absolute. `ro` (the default) needs
+    /// HOST to exist; for `rw` tapir creates a missing folder.
+    #[arg(long, value_name = "HOST:CONTAINER", value_parser = BindParser)]
+    pub bind: Vec<PlannedBind>,
 
     /// Use this processing-container.json instead of the one in the image (to iterate
     /// without rebuilding it).
@@ -467,6 +475,35 @@ impl clap::builder::TypedValueParser for EnvFileParser {
     ) -> Result<EnvFile, clap::Error> {
         env_input::read_env_file(std::path::Path::new(value))
             .map_err(|message| usage_error(cmd, message))
+    }
+}
+
+/// `--bind`: a `PlannedBind` with its host path made absolute, or a usage error.
+#[derive(Debug, Clone, Copy)]
+struct BindParser;
+
+impl clap::builder::TypedValueParser for BindParser {
+    type Value = PlannedBind;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<PlannedBind, clap::Error> {
+        let text = value
+            .to_str()
+            .ok_or_else(|| usage_error(cmd, "--bind: the argument is not UTF-8 text".into()))?;
+        let cwd = std::env::current_dir().map_err(|e| {
+            usage_error(
+                cmd,
+                format!("--bind: the current folder cannot be read: {e}"),
+            )
+        })?;
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from);
+        plan::parse_bind(text, &cwd, home.as_deref()).map_err(|message| usage_error(cmd, message))
     }
 }
 

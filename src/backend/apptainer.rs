@@ -248,24 +248,29 @@ pub fn exec_argv(
     if plan.limits.gpus.is_some() {
         argv.push("--nv".into());
     }
-    for mount in &plan.mounts {
-        let host = mount.host_path.display().to_string();
-        let mode = match mount.direction {
-            Direction::Input => "ro",
-            Direction::Output => "rw",
-        };
-        if host.contains(':') || mount.container_path.contains(':') {
+    let channel_mounts = plan.mounts.iter().map(|m| {
+        (
+            &m.host_path,
+            &m.container_path,
+            m.direction == Direction::Input,
+        )
+    });
+    let bind_mounts = plan
+        .binds
+        .iter()
+        .map(|b| (&b.host_path, &b.container_path, b.read_only));
+    for (host, container, read_only) in channel_mounts.chain(bind_mounts) {
+        let host = host.display().to_string();
+        if host.contains(':') || container.contains(':') {
             // `--bind` splits on `:`; `--mount` takes key=value fields.
-            let mut spec = format!("type=bind,src={host},dst={}", mount.container_path);
-            if mount.read_only {
+            let mut spec = format!("type=bind,src={host},dst={container}");
+            if read_only {
                 spec.push_str(",ro");
             }
             argv.extend(["--mount".into(), spec]);
         } else {
-            argv.extend([
-                "--bind".into(),
-                format!("{host}:{}:{mode}", mount.container_path),
-            ]);
+            let mode = if read_only { "ro" } else { "rw" };
+            argv.extend(["--bind".into(), format!("{host}:{container}:{mode}")]);
         }
     }
     let mut via_environment = Vec::new();

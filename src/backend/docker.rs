@@ -547,14 +547,18 @@ pub fn run_argv(plan: &RunPlan, run_id: &str, run_dir: &Path) -> RenderedRun {
     if let Some(gpus) = plan.limits.gpus {
         argv.extend(["--gpus".into(), gpus.to_string()]);
     }
-    for mount in &plan.mounts {
+    let channel_mounts = plan
+        .mounts
+        .iter()
+        .map(|m| (&m.host_path, &m.container_path, m.read_only));
+    let bind_mounts = plan
+        .binds
+        .iter()
+        .map(|b| (&b.host_path, &b.container_path, b.read_only));
+    for (host, container, read_only) in channel_mounts.chain(bind_mounts) {
         argv.push("--mount".into());
-        let mut spec = format!(
-            "type=bind,source={},target={}",
-            mount.host_path.display(),
-            mount.container_path
-        );
-        if mount.read_only {
+        let mut spec = format!("type=bind,source={},target={container}", host.display());
+        if read_only {
             spec.push_str(",readonly");
         }
         argv.push(spec);

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use super::apptainer::{self, Capabilities, ImageFacts, ImageRef};
 use super::docker;
 use crate::resolve::plan::{
-    CommandSource, Direction, EnvSource, EnvValue, HOME_FOR_INVOKER, Limits, PlannedEnv,
-    PlannedMount, PlannedUser, RunPlan,
+    CommandSource, Direction, EnvSource, EnvValue, HOME_FOR_INVOKER, Limits, PlannedBind,
+    PlannedEnv, PlannedMount, PlannedUser, RunPlan,
 };
 
 fn env(name: &str, value: &str, source: EnvSource) -> PlannedEnv {
@@ -41,6 +41,7 @@ fn base() -> RunPlan {
         template_source: "inline".into(),
         image: "registry.example/tool:1.0".into(),
         mounts: Vec::new(),
+        binds: Vec::new(),
         env: vec![
             env("MODE", "fast", EnvSource::Task),
             env("HOME", "/tmp", EnvSource::Tapir(HOME_FOR_INVOKER)),
@@ -101,8 +102,25 @@ fn plans() -> Vec<(&'static str, RunPlan)> {
         "/home/in",
     )];
 
+    let mut binds = base();
+    binds.env.truncate(1);
+    binds.mounts = vec![mount("in", Direction::Input, "/data/in", "/home/in")];
+    binds.binds = vec![
+        PlannedBind {
+            host_path: PathBuf::from("/data/reference"),
+            container_path: "/reference".into(),
+            read_only: true,
+        },
+        PlannedBind {
+            host_path: PathBuf::from("/data/2026-11-21T10:00/scratch"),
+            container_path: "/scratch".into(),
+            read_only: false,
+        },
+    ];
+
     vec![
         ("minimal", minimal),
+        ("binds", binds),
         ("channels-and-limits", channels_and_limits),
         ("secrets-and-awkward-values", secrets_and_awkward_values),
         ("image-defaults", image_defaults),

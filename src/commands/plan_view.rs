@@ -47,6 +47,21 @@ pub fn plan_rows(plan: &RunPlan) -> Vec<(&'static str, String)> {
             ),
         ));
     }
+    for (i, b) in plan.binds.iter().enumerate() {
+        rows.push((
+            if i == 0 { "binds" } else { "" },
+            format!(
+                "{} → {}  (--bind, {})",
+                b.host_path.display(),
+                b.container_path,
+                if b.read_only {
+                    "read-only"
+                } else {
+                    "read-write"
+                }
+            ),
+        ));
+    }
     for (i, e) in plan.env.iter().enumerate() {
         rows.push((
             if i == 0 { "env" } else { "" },

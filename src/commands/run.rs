@@ -237,8 +237,9 @@ fn prepare(
         },
         network: args.network.clone(),
         entrypoint: args.entrypoint.clone(),
+        binds: args.bind.clone(),
     };
-    let host = HostFacts::gather(&loaded.task, &template, &task_dir);
+    let host = HostFacts::gather(&loaded.task, &template, &task_dir).with_binds(&options.binds);
     match plan::resolve(&loaded.task, &template, &source, &task_dir, &options, &host) {
         Ok(plan) => Ok(Prepared {
             loaded,
@@ -439,6 +440,22 @@ fn execute(
             let failure = Error::not_started(format!(
                 "cannot create output folder {} for channel `{channel}`: {e}",
                 path.display(),
+            ));
+            return Ok(not_started(failure, &mut record, Some(run_dir), p));
+        }
+    }
+    // A missing read-write `--bind` folder is created the same way; read-only ones were
+    // checked to exist.
+    for bind in prepared.plan.binds.iter().filter(|b| !b.read_only) {
+        if bind.host_path.exists() {
+            continue;
+        }
+        if let Err(e) = std::fs::create_dir_all(&bind.host_path) {
+            clear(spinner.as_ref());
+            let failure = Error::not_started(format!(
+                "cannot create the folder {} for {}: {e}",
+                bind.host_path.display(),
+                bind.label(),
             ));
             return Ok(not_started(failure, &mut record, Some(run_dir), p));
         }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::model::target::{SizingError, Target};
 use crate::model::{Task, Template};
-use crate::resolve::plan::{self, Direction};
+use crate::resolve::plan::{self, Direction, PlannedBind};
 use crate::resolve::sizing::{self, Measurement};
 
 /// Everything `plan::resolve` may know about the host.
@@ -75,6 +75,15 @@ impl HostFacts {
             }
         }
         facts
+    }
+
+    /// Adds what is at each `--bind` host path.
+    pub fn with_binds(mut self, binds: &[PlannedBind]) -> Self {
+        for bind in binds {
+            self.paths
+                .insert(bind.host_path.clone(), path_fact(&bind.host_path));
+        }
+        self
     }
 }
 

@@ -33,6 +33,9 @@ pub struct RunPlan {
     pub image: String,
     #[serde(default)]
     pub mounts: Vec<PlannedMount>,
+    /// `--bind` mounts, beyond the template's channels (left out of records without any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binds: Vec<PlannedBind>,
     #[serde(default)]
     pub env: Vec<PlannedEnv>,
     /// `None`: the image's own CMD.
@@ -84,6 +87,87 @@ pub struct PlannedMount {
     pub container_path: String,
     #[serde(default)]
     pub read_only: bool,
+}
+
+/// A `--bind HOST:CONTAINER[:ro|rw]` mount: not a channel of the template, so it is no
+/// input or output of the task (`outputs` does not list it, `rm` never looks at it). A
+/// read-only one must exist; tapir creates a missing read-write one, as for outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedBind {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl PlannedBind {
+    /// How messages name it: `--bind HOST:CONTAINER` as the host path resolved.
+    pub fn label(&self) -> String {
+        format!(
+            "--bind {}:{}",
+            self.host_path.display(),
+            self.container_path
+        )
+    }
+}
+
+/// The usage line of `--bind`, repeated in its errors.
+const BIND_USAGE: &str = "expected HOST:CONTAINER[:ro|rw]";
+
+/// Reads a `--bind` value. HOST is relative to `cwd` (the invoker's current folder, as
+/// for any path on the command line) and `~/` starts at `home`, as in a task file. The
+/// mode is `ro` unless `:rw` is given: a read-only bind must exist, so a mistyped
+/// reference folder is an error instead of an empty folder created by tapir. The error
+/// is a message with its fix.
+pub fn parse_bind(text: &str, cwd: &Path, home: Option<&Path>) -> Result<PlannedBind, String> {
+    let usage = |why: &str| {
+        format!(
+            "--bind `{text}`: {why}\n  fix: {BIND_USAGE}, e.g. --bind ./reference:/reference:ro"
+        )
+    };
+    let (rest, read_only) = if let Some(rest) = text.strip_suffix(":ro") {
+        (rest, true)
+    } else if let Some(rest) = text.strip_suffix(":rw") {
+        (rest, false)
+    } else {
+        (text, true)
+    };
+    // The container path is after the last `:`, so a host path may hold colons.
+    let Some((host, container)) = rest.rsplit_once(':') else {
+        return Err(usage("no `:` between the host and the container path"));
+    };
+    if host.is_empty() {
+        return Err(usage("the host path is empty"));
+    }
+    if !container.starts_with('/') {
+        if host.contains(':') {
+            // `data:/ref:rx`: a mode that is neither `ro` nor `rw`.
+            return Err(usage(&format!("`{container}` is not a mode (ro or rw)")));
+        }
+        return Err(format!(
+            "--bind `{text}`: the container path `{container}` is not absolute\n  fix: write it from the container's root, e.g. /{container}"
+        ));
+    }
+    let container_path = normalize_container_path(container);
+    if container_path == "/" {
+        return Err(format!(
+            "--bind `{text}`: the container path cannot be `/` (it would hide the image)\n  fix: bind a folder below it, e.g. /data"
+        ));
+    }
+    for part in [host, container] {
+        if part.contains(',') || part.contains('\n') || part.contains('\0') {
+            return Err(format!(
+                "--bind `{text}`: `{part}` contains a comma or a line break, which a Docker mount cannot express\n  fix: rename the folder"
+            ));
+        }
+    }
+    let host_path = host_path(host, cwd, home)
+        .map_err(|(message, fix)| format!("--bind `{text}`: {message}\n  fix: {fix}"))?;
+    Ok(PlannedBind {
+        host_path,
+        container_path,
+        read_only,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,6 +373,8 @@ pub struct Options {
     pub user: PlannedUser,
     pub network: Option<String>,
     pub entrypoint: Option<String>,
+    /// `--bind` mounts, already read (`parse_bind`).
+    pub binds: Vec<PlannedBind>,
 }
 
 /// A reason the task cannot run, with the task-file place it concerns.
@@ -349,6 +435,7 @@ pub fn resolve(
         );
     }
     check_overlaps(&mounts, &mut problems);
+    check_binds(&options.binds, &mounts, host, &mut problems);
 
     let env = merge_env(task, template, options, &mut problems, &mut warnings);
     let limits = limits(
@@ -379,6 +466,7 @@ pub fn resolve(
         template_source: template_source.to_string(),
         image: task.image.clone(),
         mounts,
+        binds: options.binds.clone(),
         env,
         command,
         command_source,
@@ -591,6 +679,98 @@ fn check_overlaps(mounts: &[PlannedMount], problems: &mut Vec<Problem>) {
                         b.host_path.display()
                     ),
                     "a task must not write into its own input: give the output its own folder",
+                    None,
+                ));
+            }
+        }
+    }
+}
+
+/// `--bind` mounts get the checks channels get: a read-only one must exist, a read-write
+/// one must not be a file (tapir creates it), none may share or nest in another's
+/// container path, and none may write into a folder that is mounted read-only elsewhere
+/// (or be read from a folder that is written).
+fn check_binds(
+    binds: &[PlannedBind],
+    mounts: &[PlannedMount],
+    host: &HostFacts,
+    problems: &mut Vec<Problem>,
+) {
+    let fix_paths = "give each --bind its own container path, none inside another or a channel's";
+    for bind in binds {
+        let fact = host.paths.get(&bind.host_path).cloned().unwrap_or_else(|| {
+            PathFact::Unusable("it was not looked at (internal: missing host fact)".into())
+        });
+        match (&fact, bind.read_only) {
+            (PathFact::Folder | PathFact::File, _) | (PathFact::Unusable(_), false) => {}
+            (PathFact::Other, _) => problems.push(Problem::new(
+                format!("{}: {} is neither a folder nor a file", bind.label(), bind.host_path.display()),
+                "bind a folder or a file",
+                None,
+            )),
+            (PathFact::Unusable(reason), true) => problems.push(Problem::new(
+                format!("{}: {} cannot be used: {reason}", bind.label(), bind.host_path.display()),
+                "create it, fix the path (relative to the current folder), or add `:rw` to have tapir create it",
+                None,
+            )),
+        }
+    }
+    let inside = |x: &str, y: &str| x == y || x.starts_with(&format!("{y}/"));
+    let nested = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
+    for (i, bind) in binds.iter().enumerate() {
+        for other in &binds[i + 1..] {
+            if inside(&bind.container_path, &other.container_path)
+                || inside(&other.container_path, &bind.container_path)
+            {
+                problems.push(Problem::new(
+                    format!(
+                        "{} and {} overlap inside the container",
+                        bind.label(),
+                        other.label()
+                    ),
+                    fix_paths,
+                    None,
+                ));
+            }
+            if bind.read_only != other.read_only && nested(&bind.host_path, &other.host_path) {
+                problems.push(Problem::new(
+                    format!("{} and {} overlap on the host, one read-only and one read-write", bind.label(), other.label()),
+                    "a task must not write into a folder it is given read-only: bind separate folders",
+                    None,
+                ));
+            }
+        }
+        for mount in mounts {
+            if inside(&bind.container_path, &mount.container_path)
+                || inside(&mount.container_path, &bind.container_path)
+            {
+                problems.push(Problem::new(
+                    format!(
+                        "{} and channel `{}` ({}) overlap inside the container",
+                        bind.label(),
+                        mount.channel,
+                        mount.container_path
+                    ),
+                    fix_paths,
+                    None,
+                ));
+            }
+            let bind_writes = !bind.read_only;
+            let mount_writes = mount.direction == Direction::Output;
+            if bind_writes != mount_writes && nested(&bind.host_path, &mount.host_path) {
+                let fix = if bind_writes {
+                    "a task must not write into its own input: bind another folder"
+                } else {
+                    "a task must not read from a folder it writes as an output: bind another folder"
+                };
+                problems.push(Problem::new(
+                    format!(
+                        "{} and channel `{}` ({}) overlap on the host",
+                        bind.label(),
+                        mount.channel,
+                        mount.host_path.display()
+                    ),
+                    fix,
                     None,
                 ));
             }
@@ -862,6 +1042,8 @@ mod tests {
         template: Value,
         task: Value,
         overrides: Vec<(&'static str, &'static str, EnvSource)>,
+        /// `--bind` mounts: (host path, container path, read-only)
+        binds: Vec<(&'static str, &'static str, bool)>,
         host: HostFacts,
         /// (name, value as recorded, source as recorded)
         env: Vec<(&'static str, &'static str, &'static str)>,
@@ -881,6 +1063,7 @@ mod tests {
                 template: json!({}),
                 task: json!({}),
                 overrides: Vec::new(),
+                binds: Vec::new(),
                 host: HostFacts::default(),
                 env: Vec::new(),
                 mounts: Vec::new(),
@@ -1017,6 +1200,56 @@ mod tests {
                 ..Case::default()
             },
             Case {
+                name: "binds: a read-only one that exists, a read-write one tapir creates",
+                template: json!({"inputs": channel("in", "/in")}),
+                task: json!({"inputs": bind("in", "data")}),
+                binds: vec![
+                    ("/ref", "/reference", true),
+                    ("/scratch", "/scratch", false),
+                ],
+                host: facts(
+                    &[
+                        ("/tasks/data", PathFact::Folder),
+                        ("/ref", PathFact::Folder),
+                        ("/scratch", PathFact::Unusable("it does not exist".into())),
+                    ],
+                    None,
+                ),
+                mounts: vec![("in", "/tasks/data", "/in", true)],
+                ..Case::default()
+            },
+            Case {
+                name: "binds: missing, on a channel's path, on each other, writing into an input",
+                template: json!({"inputs": channel("in", "/in")}),
+                task: json!({"inputs": bind("in", "data")}),
+                binds: vec![
+                    ("/missing", "/m", true),
+                    ("/ref", "/in/ref", true),
+                    ("/ref", "/a", true),
+                    ("/ref", "/a/b", true),
+                    ("/tasks/data/tmp", "/tmp-out", false),
+                ],
+                host: facts(
+                    &[
+                        ("/tasks/data", PathFact::Folder),
+                        ("/ref", PathFact::Folder),
+                        ("/missing", PathFact::Unusable("it does not exist".into())),
+                        (
+                            "/tasks/data/tmp",
+                            PathFact::Unusable("it does not exist".into()),
+                        ),
+                    ],
+                    None,
+                ),
+                problems: vec![
+                    "--bind /missing:/m: /missing cannot be used: it does not exist",
+                    "--bind /ref:/in/ref and channel `in` (/in) overlap inside the container",
+                    "--bind /ref:/a and --bind /ref:/a/b overlap inside the container",
+                    "--bind /tasks/data/tmp:/tmp-out and channel `in` (/tasks/data) overlap on the host",
+                ],
+                ..Case::default()
+            },
+            Case {
                 name: "a missing input",
                 template: json!({"inputs": channel("in", "/in")}),
                 task: json!({"inputs": bind("in", "data")}),
@@ -1139,6 +1372,15 @@ mod tests {
                 user: PlannedUser::Invoker { uid: 1, gid: 1 },
                 network: None,
                 entrypoint: None,
+                binds: case
+                    .binds
+                    .iter()
+                    .map(|(host, container, read_only)| PlannedBind {
+                        host_path: PathBuf::from(host),
+                        container_path: container.to_string(),
+                        read_only: *read_only,
+                    })
+                    .collect(),
             };
             let result = resolve(
                 &task,
@@ -1214,6 +1456,11 @@ mod tests {
                 .collect();
             assert_eq!(mounts, want, "{}", case.name);
             assert_eq!(
+                plan.binds, options.binds,
+                "{}: binds are planned",
+                case.name
+            );
+            assert_eq!(
                 (
                     plan.limits.memory_bytes,
                     plan.limits.memory_reservation_bytes,
@@ -1234,6 +1481,48 @@ mod tests {
                 assert!(got.contains(want), "{}: {got:?} lacks {want:?}", case.name);
             }
         }
+    }
+
+    #[test]
+    fn bind_values_are_read_with_their_mode_relative_to_the_current_folder() {
+        let cwd = Path::new("/work/here");
+        let home = Some(Path::new("/home/me"));
+        let bind = |host: &str, container: &str, read_only| PlannedBind {
+            host_path: PathBuf::from(host),
+            container_path: container.into(),
+            read_only,
+        };
+        for (text, want) in [
+            ("ref:/ref", bind("/work/here/ref", "/ref", true)),
+            ("ref:/ref:ro", bind("/work/here/ref", "/ref", true)),
+            ("../out:/out/:rw", bind("/work/out", "/out", false)),
+            ("~/cache:/cache:rw", bind("/home/me/cache", "/cache", false)),
+            (
+                "/data/2026-11-21T10:00:/in",
+                bind("/data/2026-11-21T10:00", "/in", true),
+            ),
+        ] {
+            assert_eq!(parse_bind(text, cwd, home), Ok(want), "{text}");
+        }
+        for (text, words) in [
+            ("ref", "no `:` between the host and the container path"),
+            (":/ref", "the host path is empty"),
+            ("ref:in", "the container path `in` is not absolute"),
+            ("ref:/in:rx", "`rx` is not a mode (ro or rw)"),
+            ("ref:/", "cannot be `/`"),
+            ("ref://", "cannot be `/`"),
+            ("a,b:/in", "contains a comma"),
+            ("~bob/x:/in", "only `~/` (your own home) is expanded"),
+        ] {
+            let error = parse_bind(text, cwd, home).unwrap_err();
+            assert!(error.contains(words), "{text}: {error}");
+            assert!(error.contains("fix:"), "{text}: {error}");
+        }
+        assert!(
+            parse_bind("~/x:/in", cwd, None)
+                .unwrap_err()
+                .contains("HOME is not set")
+        );
     }
 
     #[test]

@@ -1036,3 +1036,179 @@ fn ps_json_has_a_format_version_and_lists_runs() {
     assert_eq!(list["format_version"], 1, "{list}");
     assert_eq!(list["runs"][0]["status"], "succeeded", "{list}");
 }
+
+#[test]
+fn bind_flags_are_planned_shown_and_rendered_in_a_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("reference")).unwrap();
+    inline_task(dir.path(), "true", json!({}));
+    let args = [
+        "--bind",
+        "reference:/ref:ro",
+        "--bind",
+        "~/scratch:/scratch:rw",
+        "--bind",
+        "reference:/ref-default",
+    ];
+    let out = run(tapir(
+        dir.path(),
+        ["run", "--dry-run", "--format", "json", "task.json"]
+            .into_iter()
+            .chain(args),
+    )
+    .env("HOME", home.path()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let reference = dir.path().join("reference").display().to_string();
+    let scratch = home.path().join("scratch").display().to_string();
+    assert_eq!(
+        plan["plan"]["binds"],
+        json!([
+            {"host_path": reference, "container_path": "/ref", "read_only": true},
+            {"host_path": scratch, "container_path": "/scratch", "read_only": false},
+            {"host_path": reference, "container_path": "/ref-default", "read_only": true},
+        ]),
+        "{}",
+        out.stdout
+    );
+    let argv: Vec<&str> = plan["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        argv.contains(&format!("type=bind,source={reference},target=/ref,readonly").as_str())
+            && argv.contains(&format!("type=bind,source={scratch},target=/scratch").as_str()),
+        "{argv:?}"
+    );
+    let human = run(tapir(
+        dir.path(),
+        ["run", "--dry-run", "task.json"].into_iter().chain(args),
+    )
+    .env("HOME", home.path()));
+    assert_eq!(human.code, 0, "{}", human.stderr);
+    assert!(
+        human.stdout.contains(&format!(
+            "binds      {reference} → /ref  (--bind, read-only)"
+        )) && human
+            .stdout
+            .contains(&format!("{scratch} → /scratch  (--bind, read-write)")),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        !home.path().join("scratch").exists(),
+        "a dry run creates nothing"
+    );
+}
+
+#[test]
+fn bad_bind_flags_exit_2_before_any_run_folder_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "true", json!({}));
+    for (value, words) in [
+        ("data:ref", "the container path `ref` is not absolute"),
+        ("data", "expected HOST:CONTAINER[:ro|rw]"),
+        (":/ref", "the host path is empty"),
+        ("data:/ref:rx", "expected HOST:CONTAINER[:ro|rw]"),
+        ("data:/", "cannot be `/`"),
+        ("~alice/data:/ref", "only `~/` (your own home) is expanded"),
+        ("da,ta:/ref", "contains a comma"),
+    ] {
+        let out = run(&mut tapir(
+            dir.path(),
+            ["run", "task.json", "--bind", value],
+        ));
+        assert_eq!(out.code, 2, "{value:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(words) && out.stderr.contains("--bind"),
+            "{value:?}: {}",
+            out.stderr
+        );
+        assert!(
+            run_folders(dir.path()).is_empty(),
+            "{value:?}: no run folder"
+        );
+    }
+}
+
+#[test]
+fn binds_that_are_missing_or_overlap_are_refused_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    inline_task(
+        dir.path(),
+        "true",
+        json!({
+            "template": {"inputs": [{"name": "in", "mounted_path": "/in"}]},
+            "inputs": [{"name": "in", "volume_source": {"host_path": "in"}}]
+        }),
+    );
+    for (args, words) in [
+        (
+            vec!["--bind", "no-such-ref:/ref:ro"],
+            "no-such-ref cannot be used: it does not exist",
+        ),
+        (
+            vec!["--bind", "in:/in/sub:ro"],
+            "in:/in/sub and channel `in` (/in) overlap inside the container",
+        ),
+        (
+            vec!["--bind", "in:/a:ro", "--bind", "in:/a:ro"],
+            "overlap inside the container",
+        ),
+        (
+            vec!["--bind", "in/scratch:/scratch:rw"],
+            "a task must not write into its own input",
+        ),
+    ] {
+        let mut all = vec!["run", "--dry-run", "task.json"];
+        all.extend_from_slice(&args);
+        let out = run(&mut tapir(dir.path(), all));
+        assert_eq!(out.code, 125, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(words), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("fix:"), "{args:?}: {}", out.stderr);
+    }
+    assert!(!dir.path().join("in/scratch").exists());
+}
+
+#[test]
+fn a_read_only_bind_is_read_and_a_read_write_bind_is_created_and_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("reference")).unwrap();
+    std::fs::write(dir.path().join("reference/table.txt"), "reference data").unwrap();
+    inline_task(
+        dir.path(),
+        "cat /ref/table.txt > /scratch/copy.txt; if touch /ref/new 2>/dev/null; then echo WROTE-REF; exit 3; fi; echo ref-is-read-only",
+        json!({}),
+    );
+    let out = run(&mut tapir(
+        dir.path(),
+        [
+            "run",
+            "task.json",
+            "--bind",
+            "reference:/ref:ro",
+            "--bind",
+            "results/scratch:/scratch:rw",
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("ref-is-read-only"), "{}", out.stdout);
+    let copy = dir.path().join("results/scratch/copy.txt");
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "reference data");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir.path().join("results/scratch")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (nix_uid(), nix_gid()),
+        "tapir created the rw bind folder as the invoker"
+    );
+    let (_, record) = only_record(dir.path());
+    assert_eq!(
+        record["plan"]["binds"][1]["host_path"],
+        dir.path().join("results/scratch").display().to_string()
+    );
+}

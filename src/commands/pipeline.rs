@@ -98,6 +98,9 @@ fn human_plan(out: &mut String, plan: &PipelinePlan, p: &Printer) {
     for (i, level) in plan.levels.iter().enumerate() {
         let _ = writeln!(out, "  level {}: {}", i + 1, level.join(", "));
     }
+    if let Some(key) = plan.sub_group_key.as_deref().filter(|k| !k.is_empty()) {
+        let _ = writeln!(out, "  manifest.json sub_group_key: {key:?}");
+    }
     for task in &plan.tasks {
         human_task(out, task, p);
     }

@@ -15,6 +15,13 @@ pub struct Pipeline {
     pub description: Option<String>,
     #[serde(default)]
     pub profile: Profile,
+    /// Profile `ccat`: the raw-data folder mounted read-only at `/workflow/input`
+    /// (relative to the pipeline file's folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// Profile `ccat`: every step's manifest `sub_group_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_group_key: Option<String>,
     #[serde(default)]
     pub execution_profile: ExecutionProfile,
     pub tasks: Vec<PipelineTask>,

@@ -58,6 +58,9 @@ impl Checked {
 pub struct PipelinePlan {
     pub name: String,
     pub profile: Profile,
+    /// Profile `ccat`: the manifests' `sub_group_key` (empty when the pipeline has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_group_key: Option<String>,
     /// Task ids by level: every task of a level depends only on tasks of earlier levels,
     /// so the tasks of one level can run in parallel.
     pub levels: Vec<Vec<String>>,
@@ -891,6 +894,19 @@ impl<'a> Planner<'a> {
     /// Profile `kaapana`: `step_config` means nothing; an input channel with no data.
     fn check_kaapana(&mut self) {
         let pipeline = self.pipeline;
+        for (key, value) in [
+            ("input", &pipeline.input),
+            ("sub_group_key", &pipeline.sub_group_key),
+        ] {
+            if value.is_some() {
+                self.warning_at(
+                    "ccat-only",
+                    &format!("/{key}"),
+                    format!("`{key}` is used by the `ccat` profile only; this pipeline ignores it"),
+                    "remove it, or set `\"profile\": \"ccat\"`".into(),
+                );
+            }
+        }
         for (index, task) in pipeline.tasks.iter().enumerate() {
             if task.step_config.is_some() {
                 self.warning_at(
@@ -935,6 +951,39 @@ impl<'a> Planner<'a> {
     /// final step writes `/workflow/output`; tapir alone sets `WORKFLOW_OUTPUT_DIR`.
     fn check_ccat(&mut self, conf: Option<&Conf>) {
         let pipeline = self.pipeline;
+        if let Some(raw) = &pipeline.input {
+            let problem = match self.raw_input() {
+                Err((message, fix)) => Some((message, fix)),
+                Ok(path) => match std::fs::metadata(&path) {
+                    Ok(meta) if meta.is_dir() => None,
+                    Ok(_) => Some((
+                        format!(
+                            "the pipeline's input `{raw}` ({}) is not a folder",
+                            path.display()
+                        ),
+                        "point `input` at the folder of raw data".into(),
+                    )),
+                    Err(e) => Some((
+                        format!(
+                            "the pipeline's input `{raw}` ({}) cannot be used: {}",
+                            path.display(),
+                            if e.kind() == std::io::ErrorKind::NotFound {
+                                "it does not exist".to_string()
+                            } else {
+                                e.to_string()
+                            }
+                        ),
+                        format!(
+                            "create it, or fix `input` (relative paths are relative to the pipeline file's folder, {})",
+                            display_dir(&self.base_dir)
+                        ),
+                    )),
+                },
+            };
+            if let Some((message, fix)) = problem {
+                self.error_at("ccat-input", "/input", message, fix);
+            }
+        }
         for (index, task) in pipeline.tasks.iter().enumerate() {
             if !task.iochannel_maps.is_empty() {
                 self.error_at(
@@ -983,6 +1032,17 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Profile `ccat`: the pipeline's `input` as a host path (`~/` expanded, relative to
+    /// the pipeline file's folder); `Err` is (message, fix).
+    fn raw_input(&self) -> Result<PathBuf, (String, String)> {
+        let raw = self.pipeline.input.as_deref().unwrap_or_default();
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from);
+        crate::resolve::plan::host_path(raw, &self.base_dir, home.as_deref())
+            .map_err(|(message, fix)| (format!("the pipeline's `input`: {message}"), fix))
+    }
+
     fn plan(&self, levels: &[usize], conf: Option<&Conf>) -> Option<PipelinePlan> {
         let pipeline = self.pipeline;
         let depth = levels.iter().copied().max().map_or(0, |m| m + 1);
@@ -1004,6 +1064,8 @@ impl<'a> Planner<'a> {
         Some(PipelinePlan {
             name: pipeline.name.clone(),
             profile: pipeline.profile,
+            sub_group_key: (pipeline.profile == Profile::Ccat)
+                .then(|| pipeline.sub_group_key.clone().unwrap_or_default()),
             levels: by_level,
             tasks,
         })
@@ -1106,12 +1168,18 @@ impl<'a> Planner<'a> {
                     replaces: None,
                     mounted_path: Some(mounted.to_string()),
                 };
-                folders.push(ccat(
+                // The pipeline's raw data, or an empty managed folder without it.
+                let mut input = ccat(
                     "input",
                     FolderDirection::Input,
                     "input".into(),
                     "/workflow/input",
-                ));
+                );
+                if self.pipeline.input.is_some() {
+                    input.managed = false;
+                    input.path = display_path(&self.raw_input().ok()?);
+                }
+                folders.push(input);
                 folders.push(ccat(
                     "config",
                     FolderDirection::Input,

@@ -92,12 +92,17 @@ fn the_example_pipelines_validate_with_their_plan() {
         ],
     ));
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout
-            .contains("env WORKFLOW_OUTPUT_DIR=/workflow/output/ (tapir)"),
-        "{}",
-        out.stdout
-    );
+    for expected in [
+        "env WORKFLOW_OUTPUT_DIR=/workflow/output/ (tapir)",
+        "manifest.json sub_group_key: \"source=NGC253|line=CO43\"",
+        "in  /workflow/input ← examples/pipeline/ccat-raw\n",
+    ] {
+        assert!(
+            out.stdout.contains(expected),
+            "{expected:?} in\n{}",
+            out.stdout
+        );
+    }
 }
 
 /// The JSON report: findings per file with positions, and the plan of a valid pipeline.

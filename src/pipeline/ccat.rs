@@ -1,0 +1,544 @@
+//! The CCAT container contract (docs/DESIGN.md decision 10, profile `ccat`): the
+//! `manifest.json` a step reads from `/workflow/config/`, and the data products a finished
+//! step leaves — the final step's `/workflow/output/` classified by its top subfolder,
+//! an intermediate step's `/workflow/workspace/<step>/` as intermediates — with the
+//! `.metadata.json` sidecars read into each product's metadata.
+//!
+//! Nothing here runs anything or writes anything: `list_files` and `scan` only read a
+//! folder, `manifest` and `products` are functions of what was read, so every rule is
+//! tested on its own.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// Where the contract mounts each folder inside the container.
+pub const INPUT: &str = "/workflow/input";
+pub const WORKSPACE: &str = "/workflow/workspace";
+pub const OUTPUT: &str = "/workflow/output";
+pub const CONFIG: &str = "/workflow/config";
+pub const LOGS: &str = "/workflow/logs";
+
+/// The manifest's file name in the step's config folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The suffix of a sidecar: `scan001_cal.hdf5.metadata.json` describes `scan001_cal.hdf5`.
+pub const SIDECAR_SUFFIX: &str = ".metadata.json";
+
+/// The `role` of every raw input file: tapir cannot tell science scans from calibration
+/// loads, and the contract says the role is informational.
+pub const INPUT_ROLE: &str = "science";
+
+/// The contract's DataProductType, plus `INTERMEDIATE` for what intermediate steps leave
+/// in the workspace (the contract has no type for them: they are DataProducts that
+/// downstream steps read by `data_product_id`, not pipeline results).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProductType {
+    Science,
+    QaMetric,
+    Plot,
+    Statistics,
+    Log,
+    Intermediate,
+}
+
+impl ProductType {
+    /// A final-step product's type by the first folder of its path under
+    /// `/workflow/output/`; files in no recognised subfolder are SCIENCE (the contract).
+    pub fn of_output(relative: &str) -> Self {
+        let top = match relative.split_once('/') {
+            Some((top, _)) => top,
+            None => return ProductType::Science,
+        };
+        match top {
+            "science" => ProductType::Science,
+            "qa" => ProductType::QaMetric,
+            "plots" => ProductType::Plot,
+            "statistics" => ProductType::Statistics,
+            "logs" => ProductType::Log,
+            _ => ProductType::Science,
+        }
+    }
+}
+
+/// One data product of a pipeline run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    /// Numbered from 1 across the pipeline run, in the order products were collected;
+    /// downstream manifests name intermediates by it.
+    pub data_product_id: u64,
+    /// The step that wrote it.
+    pub step: String,
+    /// Where the container saw it: `/workflow/output/science/x.hdf5`.
+    pub path: String,
+    /// Its path under the folder it was collected from (`science/x.hdf5`).
+    pub relative_path: String,
+    pub product_type: ProductType,
+    pub size_bytes: u64,
+    pub sha256: String,
+    /// The sidecar's JSON, when there is a readable one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+}
+
+/// A file found under a folder, as `products` needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedFile {
+    /// Relative to the scanned folder, `/`-separated.
+    pub relative_path: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    /// A sidecar's text (read only for `*.metadata.json`, which are small by nature).
+    pub text: Option<String>,
+}
+
+/// What a step's manifest is made of.
+#[derive(Debug, Clone)]
+pub struct ManifestContext<'a> {
+    /// The pipeline run's id.
+    pub run_id: &'a str,
+    pub step_name: &'a str,
+    /// The pipeline's `sub_group_key`, or "".
+    pub sub_group_key: &'a str,
+    /// The step's `step_config`, passed through as-is (`{}` without one).
+    pub config: Option<&'a Value>,
+}
+
+/// The `manifest.json` of a step: `input_files` are the raw files under the pipeline's
+/// input folder (paths relative to it, as `list_files` gives them), `input_products` the
+/// products of the steps it depends on. `environment` is empty: tapir offers none of the
+/// optional services (InfluxDB, the ops API) the contract lists there.
+pub fn manifest(ctx: &ManifestContext, input_files: &[String], upstream: &[&Product]) -> Value {
+    json!({
+        "run_id": ctx.run_id,
+        "step_name": ctx.step_name,
+        "sub_group_key": ctx.sub_group_key,
+        "input_files": input_files
+            .iter()
+            .map(|relative| json!({"path": format!("{INPUT}/{relative}"), "role": INPUT_ROLE}))
+            .collect::<Vec<_>>(),
+        "input_products": upstream
+            .iter()
+            .map(|p| json!({"path": p.path, "data_product_id": p.data_product_id}))
+            .collect::<Vec<_>>(),
+        "config": ctx.config.cloned().unwrap_or_else(|| json!({})),
+        "environment": {},
+    })
+}
+
+/// Where a step's products are collected from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collected<'a> {
+    /// The final step's `/workflow/output/`: typed by subfolder.
+    Output,
+    /// An intermediate step's `/workflow/workspace/<step>/`: INTERMEDIATE.
+    Workspace { step: &'a str },
+}
+
+impl Collected<'_> {
+    fn container_dir(&self) -> String {
+        match self {
+            Collected::Output => OUTPUT.to_string(),
+            Collected::Workspace { step } => format!("{WORKSPACE}/{step}"),
+        }
+    }
+}
+
+/// The products among `files` (from `scan` of the folder `from` names), numbered from
+/// `first_id`. A `<name>.metadata.json` is the sidecar of `<name>` and not a product
+/// itself; a sidecar that is not valid JSON, or whose file is missing, is a warning (in
+/// words, naming the file and the position), never a failure: the products stay.
+pub fn products(
+    step: &str,
+    from: Collected,
+    files: &[ScannedFile],
+    first_id: u64,
+) -> (Vec<Product>, Vec<String>) {
+    let dir = from.container_dir();
+    let mut warnings = Vec::new();
+    let is_sidecar = |f: &ScannedFile| f.relative_path.ends_with(SIDECAR_SUFFIX);
+    for sidecar in files.iter().filter(|f| is_sidecar(f)) {
+        let subject = &sidecar.relative_path[..sidecar.relative_path.len() - SIDECAR_SUFFIX.len()];
+        if !files.iter().any(|f| f.relative_path == subject) {
+            warnings.push(format!(
+                "step `{step}`: {dir}/{}: a metadata sidecar for {dir}/{subject}, which does not exist; it is ignored",
+                sidecar.relative_path
+            ));
+        }
+    }
+    let mut products = Vec::new();
+    for file in files.iter().filter(|f| !is_sidecar(f)) {
+        let sidecar_path = format!("{}{SIDECAR_SUFFIX}", file.relative_path);
+        let metadata = files
+            .iter()
+            .find(|f| f.relative_path == sidecar_path)
+            .and_then(|sidecar| {
+                let text = sidecar.text.as_deref().unwrap_or_default();
+                match serde_json::from_str::<Value>(text) {
+                    Ok(value) => Some(value),
+                    Err(e) => {
+                        warnings.push(format!(
+                            "step `{step}`: {dir}/{sidecar_path}:{}:{}: the metadata sidecar is not valid JSON ({e}); {} is kept without metadata",
+                            e.line(),
+                            e.column(),
+                            file.relative_path
+                        ));
+                        None
+                    }
+                }
+            });
+        products.push(Product {
+            data_product_id: first_id + products.len() as u64,
+            step: step.to_string(),
+            path: format!("{dir}/{}", file.relative_path),
+            relative_path: file.relative_path.clone(),
+            product_type: match from {
+                Collected::Output => ProductType::of_output(&file.relative_path),
+                Collected::Workspace { .. } => ProductType::Intermediate,
+            },
+            size_bytes: file.size_bytes,
+            sha256: file.sha256.clone(),
+            metadata,
+        });
+    }
+    (products, warnings)
+}
+
+/// The regular files under `dir`, relative and sorted, without reading them (for a
+/// manifest's `input_files`). Symbolic links are not followed (a link could lead out of
+/// the folder); a missing folder has no files.
+pub fn list_files(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut found = Vec::new();
+    walk(dir, dir, &mut found)?;
+    let mut relative: Vec<String> = found.into_iter().map(|(r, _)| r).collect();
+    relative.sort();
+    Ok(relative)
+}
+
+/// Every regular file under `dir` with its size and sha256 (read in 64 KiB pieces, so
+/// memory stays flat whatever the size), sorted by path; sidecars' text is kept.
+pub fn scan(dir: &Path) -> std::io::Result<Vec<ScannedFile>> {
+    let mut found = Vec::new();
+    walk(dir, dir, &mut found)?;
+    found.sort();
+    let mut files = Vec::new();
+    for (relative_path, path) in found {
+        let (size_bytes, sha256) = digest(&path)?;
+        let text = if relative_path.ends_with(SIDECAR_SUFFIX) {
+            let bytes = std::fs::read(&path)?;
+            Some(String::from_utf8_lossy(&bytes).into_owned())
+        } else {
+            None
+        };
+        files.push(ScannedFile {
+            relative_path,
+            size_bytes,
+            sha256,
+            text,
+        });
+    }
+    Ok(files)
+}
+
+fn walk(root: &Path, dir: &Path, found: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == root => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            walk(root, &path, found)?;
+        } else if kind.is_file() {
+            let relative = path.strip_prefix(root).unwrap_or(&path);
+            let parts: Vec<String> = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            found.push((parts.join("/"), path));
+        }
+    }
+    Ok(())
+}
+
+fn digest(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buffer[..n]);
+    }
+    Ok((size, format!("{:x}", hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(relative: &str, text: Option<&str>) -> ScannedFile {
+        ScannedFile {
+            relative_path: relative.into(),
+            size_bytes: 3,
+            sha256: format!("sha-of-{relative}"),
+            text: text.map(str::to_string),
+        }
+    }
+
+    fn product(id: u64, step: &str, path: &str) -> Product {
+        Product {
+            data_product_id: id,
+            step: step.into(),
+            path: path.into(),
+            relative_path: path.rsplit('/').next().unwrap().into(),
+            product_type: ProductType::Intermediate,
+            size_bytes: 1,
+            sha256: String::new(),
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn the_manifest_has_every_field_of_the_contract() {
+        let config = json!({"baseline_order": 3});
+        let upstream = [
+            product(
+                1,
+                "calibrate",
+                "/workflow/workspace/calibrate/scan001_cal.hdf5",
+            ),
+            product(
+                2,
+                "calibrate",
+                "/workflow/workspace/calibrate/scan002_cal.hdf5",
+            ),
+        ];
+        let value = manifest(
+            &ManifestContext {
+                run_id: "0000abc",
+                step_name: "baseline",
+                sub_group_key: "source=NGC253|line=CO43",
+                config: Some(&config),
+            },
+            &["chai/2026-03-01/scan001.fits".into()],
+            &upstream.iter().collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            value,
+            json!({
+                "run_id": "0000abc",
+                "step_name": "baseline",
+                "sub_group_key": "source=NGC253|line=CO43",
+                "input_files": [{"path": "/workflow/input/chai/2026-03-01/scan001.fits", "role": "science"}],
+                "input_products": [
+                    {"path": "/workflow/workspace/calibrate/scan001_cal.hdf5", "data_product_id": 1},
+                    {"path": "/workflow/workspace/calibrate/scan002_cal.hdf5", "data_product_id": 2}
+                ],
+                "config": {"baseline_order": 3},
+                "environment": {}
+            })
+        );
+        let bare = manifest(
+            &ManifestContext {
+                run_id: "r",
+                step_name: "calibrate",
+                sub_group_key: "",
+                config: None,
+            },
+            &[],
+            &[],
+        );
+        assert_eq!(bare["config"], json!({}));
+        assert_eq!(bare["input_files"], json!([]));
+        assert_eq!(bare["sub_group_key"], "");
+    }
+
+    #[test]
+    fn output_files_are_typed_by_their_top_subfolder() {
+        for (relative, want) in [
+            ("science/cube.fits", ProductType::Science),
+            ("qa/noise.json", ProductType::QaMetric),
+            ("plots/spectrum.png", ProductType::Plot),
+            ("statistics/summary.csv", ProductType::Statistics),
+            ("logs/reduce.log", ProductType::Log),
+            ("other/x.bin", ProductType::Science),
+            ("top-level.fits", ProductType::Science),
+            ("science/deep/er/x.fits", ProductType::Science),
+            ("plots/qa/x.png", ProductType::Plot),
+        ] {
+            assert_eq!(ProductType::of_output(relative), want, "{relative}");
+        }
+        assert_eq!(
+            serde_json::to_value(ProductType::QaMetric).unwrap(),
+            json!("QA_METRIC")
+        );
+    }
+
+    #[test]
+    fn sidecars_become_metadata_and_are_not_products() {
+        let files = [
+            file("plots/spectrum.png", None),
+            file("science/a.hdf5", None),
+            file(
+                "science/a.hdf5.metadata.json",
+                Some("{\"rms_noise\": 0.023}"),
+            ),
+            file("science/b.hdf5", None),
+        ];
+        let (products, warnings) = products("baseline", Collected::Output, &files, 7);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let summary: Vec<(u64, &str, ProductType, Option<&Value>)> = products
+            .iter()
+            .map(|p| {
+                (
+                    p.data_product_id,
+                    p.path.as_str(),
+                    p.product_type,
+                    p.metadata.as_ref(),
+                )
+            })
+            .collect();
+        let metadata = json!({"rms_noise": 0.023});
+        assert_eq!(
+            summary,
+            [
+                (
+                    7,
+                    "/workflow/output/plots/spectrum.png",
+                    ProductType::Plot,
+                    None
+                ),
+                (
+                    8,
+                    "/workflow/output/science/a.hdf5",
+                    ProductType::Science,
+                    Some(&metadata)
+                ),
+                (
+                    9,
+                    "/workflow/output/science/b.hdf5",
+                    ProductType::Science,
+                    None
+                ),
+            ]
+        );
+        assert_eq!(products[1].relative_path, "science/a.hdf5");
+        assert_eq!(products[1].sha256, "sha-of-science/a.hdf5");
+        assert_eq!(products[1].step, "baseline");
+    }
+
+    #[test]
+    fn a_broken_or_orphaned_sidecar_is_a_warning_naming_the_file_and_position() {
+        let files = [
+            file("science/a.hdf5", None),
+            file(
+                "science/a.hdf5.metadata.json",
+                Some("{\n  \"rms\": 0.02,\n}"),
+            ),
+            file("science/gone.hdf5.metadata.json", Some("{}")),
+        ];
+        let (products, warnings) = products("baseline", Collected::Output, &files, 1);
+        assert_eq!(products.len(), 1, "the product stays: {products:?}");
+        assert_eq!(products[0].metadata, None);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings.iter().any(|w| w.contains(
+                "/workflow/output/science/a.hdf5.metadata.json:3:1: the metadata sidecar is not valid JSON"
+            )),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(
+                |w| w.contains("gone.hdf5.metadata.json") && w.contains("which does not exist")
+            ),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn workspace_files_are_intermediates_under_the_steps_folder() {
+        let files = [
+            file("scan001_cal.hdf5", None),
+            file("sub/scan002_cal.hdf5", None),
+            file("scan001_cal.hdf5.metadata.json", Some("[1, 2]")),
+        ];
+        let (products, warnings) = products(
+            "calibrate",
+            Collected::Workspace { step: "calibrate" },
+            &files,
+            1,
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            products
+                .iter()
+                .map(|p| (p.path.as_str(), p.product_type))
+                .collect::<Vec<_>>(),
+            [
+                (
+                    "/workflow/workspace/calibrate/scan001_cal.hdf5",
+                    ProductType::Intermediate
+                ),
+                (
+                    "/workflow/workspace/calibrate/sub/scan002_cal.hdf5",
+                    ProductType::Intermediate
+                ),
+            ]
+        );
+        assert_eq!(products[0].metadata, Some(json!([1, 2])));
+    }
+
+    #[test]
+    fn scan_reads_sizes_digests_and_sidecars_from_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("science/deep")).unwrap();
+        std::fs::write(dir.path().join("science/deep/x.fits"), "abc").unwrap();
+        std::fs::write(
+            dir.path().join("science/deep/x.fits.metadata.json"),
+            "{\"k\": 1}",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("a.txt"), "").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
+        let files = scan(dir.path()).unwrap();
+        assert_eq!(
+            files
+                .iter()
+                .map(|f| (f.relative_path.as_str(), f.size_bytes))
+                .collect::<Vec<_>>(),
+            [
+                ("a.txt", 0),
+                ("science/deep/x.fits", 3),
+                ("science/deep/x.fits.metadata.json", 8)
+            ],
+            "sorted, symlinks not followed"
+        );
+        assert_eq!(
+            files[1].sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(files[1].text, None);
+        assert_eq!(files[2].text.as_deref(), Some("{\"k\": 1}"));
+        assert_eq!(
+            list_files(dir.path()).unwrap(),
+            [
+                "a.txt",
+                "science/deep/x.fits",
+                "science/deep/x.fits.metadata.json"
+            ]
+        );
+        assert!(list_files(&dir.path().join("missing")).unwrap().is_empty());
+    }
+}

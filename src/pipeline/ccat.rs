@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::pipeline::plan::{FolderDirection, PlannedFolder, WORKFLOW_OUTPUT_DIR};
+
 /// Where the contract mounts each folder inside the container.
 pub const INPUT: &str = "/workflow/input";
 pub const WORKSPACE: &str = "/workflow/workspace";
@@ -206,6 +208,66 @@ pub fn products(
         });
     }
     (products, warnings)
+}
+
+/// The arguments a step's `tapir run` gets beyond the task file: each of its planned
+/// `/workflow/...` folders as `--bind HOST:CONTAINER:ro|rw` (inputs and config read-only,
+/// the rest read-write) and `--env WORKFLOW_OUTPUT_DIR=...`. Managed folders are under
+/// `run_dir` (the pipeline run folder); the pipeline's own input is made absolute, since
+/// `--bind` paths are relative to the current folder.
+pub fn step_run_args(
+    folders: &[PlannedFolder],
+    workflow_output_dir: Option<&str>,
+    run_dir: &Path,
+) -> Vec<String> {
+    let mut args = Vec::new();
+    for folder in folders {
+        let Some(container) = &folder.mounted_path else {
+            continue;
+        };
+        let mode = match folder.direction {
+            FolderDirection::Input => "ro",
+            FolderDirection::Output => "rw",
+        };
+        args.push("--bind".to_string());
+        args.push(format!(
+            "{}:{container}:{mode}",
+            folder_on_host(folder, run_dir).display()
+        ));
+    }
+    if let Some(dir) = workflow_output_dir {
+        args.push("--env".to_string());
+        args.push(format!("{WORKFLOW_OUTPUT_DIR}={dir}"));
+    }
+    args
+}
+
+/// Where a planned folder is on the host.
+pub fn folder_on_host(folder: &PlannedFolder, run_dir: &Path) -> PathBuf {
+    if folder.managed {
+        run_dir.join(&folder.path)
+    } else {
+        let path = PathBuf::from(&folder.path);
+        std::path::absolute(&path).unwrap_or(path)
+    }
+}
+
+/// The host folder behind a step's `WORKFLOW_OUTPUT_DIR`, and how its files are
+/// collected: `<run>/output` for the final step, `<run>/workspace/<step>` for the others
+/// (tapir creates it: the contract's containers write into it without creating it).
+pub fn step_output_on_host<'a>(
+    step: &'a str,
+    workflow_output_dir: &str,
+    run_dir: &Path,
+) -> (PathBuf, Collected<'a>) {
+    if workflow_output_dir.trim_end_matches('/') == OUTPUT {
+        (run_dir.join("output"), Collected::Output)
+    } else {
+        (
+            run_dir.join("workspace").join(step),
+            Collected::Workspace { step },
+        )
+    }
 }
 
 /// The regular files under `dir`, relative and sorted, without reading them (for a
@@ -498,6 +560,61 @@ mod tests {
             ]
         );
         assert_eq!(products[0].metadata, Some(json!([1, 2])));
+    }
+
+    #[test]
+    fn a_steps_folders_become_bind_arguments_and_its_output_dir_an_env_value() {
+        let folder = |channel: &str, direction, managed, path: &str, mounted: &str| PlannedFolder {
+            channel: channel.into(),
+            direction,
+            managed,
+            path: path.into(),
+            from: None,
+            replaces: None,
+            mounted_path: Some(mounted.into()),
+        };
+        let folders = [
+            folder("input", FolderDirection::Input, false, "/data/raw", INPUT),
+            folder("config", FolderDirection::Input, true, "config/cal", CONFIG),
+            folder(
+                "workspace",
+                FolderDirection::Output,
+                true,
+                "workspace",
+                WORKSPACE,
+            ),
+            folder("logs", FolderDirection::Output, true, "logs/cal", LOGS),
+        ];
+        let run = Path::new("/runs/pipeline-run-1");
+        assert_eq!(
+            step_run_args(&folders, Some("/workflow/workspace/cal/"), run),
+            [
+                "--bind",
+                "/data/raw:/workflow/input:ro",
+                "--bind",
+                "/runs/pipeline-run-1/config/cal:/workflow/config:ro",
+                "--bind",
+                "/runs/pipeline-run-1/workspace:/workflow/workspace:rw",
+                "--bind",
+                "/runs/pipeline-run-1/logs/cal:/workflow/logs:rw",
+                "--env",
+                "WORKFLOW_OUTPUT_DIR=/workflow/workspace/cal/",
+            ]
+        );
+        assert_eq!(
+            step_output_on_host("cal", "/workflow/workspace/cal/", run),
+            (
+                PathBuf::from("/runs/pipeline-run-1/workspace/cal"),
+                Collected::Workspace { step: "cal" }
+            )
+        );
+        assert_eq!(
+            step_output_on_host("base", "/workflow/output/", run),
+            (
+                PathBuf::from("/runs/pipeline-run-1/output"),
+                Collected::Output
+            )
+        );
     }
 
     #[test]

@@ -297,6 +297,7 @@ pub enum StatusArg {
     Failed,
     OomKilled,
     Cancelled,
+    TimedOut,
     EngineError,
     /// Recorded as running, but nothing supervises it any more.
     Lost,

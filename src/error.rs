@@ -16,6 +16,8 @@ pub mod exit {
     pub const NOT_STARTED: u8 = 125;
     /// `run`: cancelled with Ctrl-C or SIGTERM.
     pub const CANCELLED: u8 = 130;
+    /// `run --timeout`: stopped because it ran too long (as coreutils `timeout`).
+    pub const TIMED_OUT: u8 = 124;
 }
 
 /// How a command ended. Every command returns one; only `lib.rs` turns it into the
@@ -36,6 +38,8 @@ pub enum ExitStatus {
     NotStarted,
     /// 130: cancelled with Ctrl-C or SIGTERM.
     Cancelled,
+    /// 124: `run --timeout` stopped the task (as coreutils `timeout`).
+    TimedOut,
 }
 
 impl ExitStatus {
@@ -48,6 +52,7 @@ impl ExitStatus {
             Self::Task(code) => code,
             Self::NotStarted => exit::NOT_STARTED,
             Self::Cancelled => exit::CANCELLED,
+            Self::TimedOut => exit::TIMED_OUT,
         }
     }
 

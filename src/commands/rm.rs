@@ -249,6 +249,7 @@ fn status_arg(r: &RunSummary) -> Option<StatusArg> {
         Status::Failed => StatusArg::Failed,
         Status::OomKilled => StatusArg::OomKilled,
         Status::Cancelled => StatusArg::Cancelled,
+        Status::TimedOut => StatusArg::TimedOut,
         Status::EngineError => StatusArg::EngineError,
         Status::Running | Status::Unknown => return None,
     })

@@ -1,8 +1,8 @@
 //! Pipelines: tasks joined by IOMappings and dependencies (docs/DESIGN.md decision 10).
 //! `model` is the file format, `plan` the pure checks and the planned order and folders,
-//! `graph` the cycle search and the levels.
-//! Running a pipeline is not built yet.
+//! `graph` the cycle search and the levels, `record` the pipeline run record.
 
 pub mod graph;
 pub mod model;
 pub mod plan;
+pub mod record;

@@ -73,7 +73,7 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print a bundled JSON Schema (for editors and other tools).
     Schema(SchemaArgs),
-    /// Pipelines of tasks joined by IOMappings (validate only: running is not built yet).
+    /// Pipelines of tasks joined by IOMappings: check them, run them.
     Pipeline(PipelineArgs),
     /// Run a task.json in a container, stream its output and record the run.
     Run(RunArgs),
@@ -489,6 +489,46 @@ pub struct PipelineArgs {
 pub enum PipelineCommand {
     /// Check a pipeline file, its task files and a conf file; print the planned order.
     Validate(PipelineValidateArgs),
+    /// Run a pipeline: every task through `tapir run`, independent ones in parallel, into
+    /// one pipeline run folder (pipeline-run-<id>/) with a record linking the task runs.
+    Run(PipelineRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineRunArgs {
+    /// The pipeline file.
+    #[arg(value_name = "PIPELINE.JSON")]
+    pub pipeline: PathBuf,
+
+    /// User input, as Kaapana's `conf`: {"task_form": {"<task id>": {"VAR": "value"}}}.
+    #[arg(long, value_name = "CONF.JSON")]
+    pub conf: Option<PathBuf>,
+
+    /// How many tasks run at the same time (default: the number of cores).
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+
+    /// The engine every task runs with.
+    #[arg(long, value_enum, default_value_t = Mode::Docker)]
+    pub mode: Mode,
+
+    /// Where the pipeline run folder (pipeline-run-<id>/) is created.
+    #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]
+    pub runs_dir: PathBuf,
+
+    /// Docker network for every task (default: the engine's default).
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+
+    /// Continue this pipeline run folder: run again only the tasks that did not succeed
+    /// (failed, timed out, skipped, cancelled or never started). The pipeline file must
+    /// be unchanged; the conf file may differ.
+    #[arg(long, value_name = "PIPELINE-RUN")]
+    pub resume: Option<PathBuf>,
+
+    /// Seconds a cancelled task gets to stop before it is killed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub grace: u32,
 }
 
 #[derive(Debug, Args)]

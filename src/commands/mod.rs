@@ -8,6 +8,7 @@ pub mod logs;
 pub mod man;
 pub mod outputs;
 pub mod pipeline;
+pub mod pipeline_run;
 pub mod plan_view;
 pub mod ps;
 pub mod rm;

@@ -21,6 +21,7 @@ pub const JSON_FORMAT_VERSION: u32 = 1;
 pub fn run(args: &PipelineArgs, color: ColorChoice) -> Result<ExitStatus> {
     match &args.command {
         PipelineCommand::Validate(args) => validate(args, color),
+        PipelineCommand::Run(args) => super::pipeline_run::run(args, color),
     }
 }
 
@@ -47,7 +48,7 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-fn human(checked: &Checked, p: Printer) -> String {
+pub(super) fn human(checked: &Checked, p: Printer) -> String {
     let mut out = String::new();
     for file in &checked.files {
         let name = file.path.display().to_string();

@@ -2,6 +2,7 @@
 //! `model` is the file format, `plan` the pure checks and the planned order and folders,
 //! `graph` the cycle search and the levels, `record` the pipeline run record.
 
+pub mod derive;
 pub mod graph;
 pub mod model;
 pub mod plan;

@@ -1,0 +1,82 @@
+//! The task file one pipeline task runs as (docs/DESIGN.md decision 10): the task as
+//! written, with its channels bound to the pipeline run's managed folders, its other
+//! relative host paths made absolute (the derived file lives in the pipeline run folder,
+//! not next to the original), and the pipeline file's `env` merged over its own. The conf
+//! file's values are not written here: they are handed to `tapir run` as an env file on
+//! its standard input, so a secret never lands in a file or an argv.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::model::{Binding, EnvVar, HostPath};
+use crate::pipeline::plan::{FolderDirection, PlannedTask};
+
+/// The derived task as JSON, for the pipeline run folder `run_dir` (absolute).
+pub fn derived_task(planned: &PlannedTask, run_dir: &Path) -> Value {
+    let runnable = &planned.runnable;
+    let mut task = runnable.task.clone();
+    for binding in task.inputs.iter_mut().chain(task.outputs.iter_mut()) {
+        binding.volume_source.host_path =
+            absolute_host_path(&runnable.base_dir, &binding.volume_source.host_path);
+    }
+    for folder in &planned.folders {
+        let list = match folder.direction {
+            FolderDirection::Input => &mut task.inputs,
+            FolderDirection::Output => &mut task.outputs,
+        };
+        let host_path = if folder.managed {
+            run_dir.join(&folder.path).display().to_string()
+        } else {
+            folder.path.clone()
+        };
+        let host_path = absolute_host_path(Path::new(""), &host_path);
+        match list.iter_mut().find(|b| b.name == folder.channel) {
+            Some(binding) => binding.volume_source.host_path = host_path,
+            None => list.push(Binding {
+                name: folder.channel.clone(),
+                volume_source: HostPath { host_path },
+                scale_rule: None,
+            }),
+        }
+    }
+    for (name, value) in &runnable.pipeline_env {
+        match task.env.iter_mut().find(|e| e.name == *name) {
+            Some(var) => var.value = value.clone(),
+            None => task.env.push(EnvVar {
+                name: name.clone(),
+                value: value.clone(),
+            }),
+        }
+    }
+    serde_json::to_value(&task).unwrap_or(Value::Null)
+}
+
+/// `path` against `base`, absolute. `~` paths and templated ones (`{{ env.X }}`, which
+/// may render to an absolute path) are left for `run` to resolve.
+fn absolute_host_path(base: &Path, path: &str) -> String {
+    if path.starts_with('~') || path.contains("{{") {
+        return path.to_string();
+    }
+    let joined = base.join(path);
+    std::path::absolute(&joined)
+        .unwrap_or(joined)
+        .display()
+        .to_string()
+}
+
+/// The conf file's values as `tapir run --env-file` reads them (one `NAME=VALUE` a line).
+/// `Err` names a value with a line break, which that format cannot carry.
+pub fn conf_env_file(planned: &PlannedTask) -> Result<String, String> {
+    let mut text = String::new();
+    for (name, value) in &planned.runnable.conf_env {
+        if value.contains(['\n', '\r']) {
+            return Err(format!(
+                "the conf value of `{name}` for task `{}` has a line break, which a task's environment cannot take from a pipeline",
+                planned.id
+            ));
+        }
+        text.push_str(&format!("{name}={value}\n"));
+    }
+    Ok(text)
+}

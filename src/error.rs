@@ -1,24 +1,9 @@
-//! The one error type of tapir. Every variant maps to a documented exit code
-//! (README, "Exit codes"); commands return it and only `lib.rs` turns it into a
-//! process exit status.
+//! How commands end: `ExitStatus` when they finish, `Error` when they fail. Both map to
+//! the exit codes documented in the README ("Exit codes") in one place each
+//! (`ExitStatus::code`, `Error::exit_status`); only `lib.rs` turns them into a process
+//! exit status.
 
 use std::path::PathBuf;
-
-/// Exit codes shared by all commands. `run` also passes through the container's own code.
-pub mod exit {
-    /// Everything went fine.
-    pub const OK: u8 = 0;
-    /// `validate`: at least one file is invalid. `wait`: a run failed.
-    pub const INVALID: u8 = 1;
-    /// Usage error (bad flags) or an input that cannot be read.
-    pub const USAGE: u8 = 2;
-    /// `run`: tapir or the engine failed before the container ran (like `docker run`).
-    pub const NOT_STARTED: u8 = 125;
-    /// `run`: cancelled with Ctrl-C or SIGTERM.
-    pub const CANCELLED: u8 = 130;
-    /// `run --timeout`: stopped because it ran too long (as coreutils `timeout`).
-    pub const TIMED_OUT: u8 = 124;
-}
 
 /// How a command ended. Every command returns one; only `lib.rs` turns it into the
 /// process exit status, through [`ExitStatus::code`] (README, "Exit codes").
@@ -46,19 +31,22 @@ impl ExitStatus {
     /// The process exit code documented for this status.
     pub fn code(self) -> u8 {
         match self {
-            Self::Success => exit::OK,
-            Self::Failed => exit::INVALID,
-            Self::Usage => exit::USAGE,
+            Self::Success => 0,
+            Self::Failed => 1,
+            Self::Usage => 2,
             Self::Task(code) => code,
-            Self::NotStarted => exit::NOT_STARTED,
-            Self::Cancelled => exit::CANCELLED,
-            Self::TimedOut => exit::TIMED_OUT,
+            // Like `docker run`: the container never ran.
+            Self::NotStarted => 125,
+            // 128 + SIGINT, as shells report a Ctrl-C.
+            Self::Cancelled => 130,
+            // As coreutils `timeout`.
+            Self::TimedOut => 124,
         }
     }
 
     /// A finished command whose code means "all is well" (a task that exited 0 too).
     pub fn is_success(self) -> bool {
-        self.code() == exit::OK
+        self.code() == 0
     }
 }
 
@@ -140,3 +128,30 @@ pub struct Findings {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_has_its_documented_code() {
+        let table = [
+            (ExitStatus::Success, 0),
+            (ExitStatus::Failed, 1),
+            (ExitStatus::Usage, 2),
+            (ExitStatus::Task(7), 7),
+            (ExitStatus::Task(0), 0),
+            (ExitStatus::NotStarted, 125),
+            (ExitStatus::Cancelled, 130),
+        ];
+        for (status, code) in table {
+            assert_eq!(status.code(), code, "{status:?}");
+            assert_eq!(status.is_success(), code == 0, "{status:?}");
+        }
+        assert_eq!(Error::Usage("x".into()).exit_status(), ExitStatus::Usage);
+        assert_eq!(
+            Error::not_started("x").exit_status(),
+            ExitStatus::NotStarted
+        );
+    }
+}

@@ -16,8 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use crate::backend::docker::Docker;
-use crate::error::exit;
+use crate::backend::docker::{ContainerState, Docker};
+use crate::error::ExitStatus;
 use crate::model::quantity::format_bytes;
 use crate::output::{self, Spinner};
 use crate::record::logs::{self, LogSink, Stream};
@@ -59,9 +59,14 @@ pub struct Attachment {
     pub hangup_cancels: bool,
 }
 
-/// Runs the job to its end and writes the final record. Returns the exit code `tapir run`
-/// should give: the container's own code, 130 when cancelled, 125 when it never ran.
-pub fn run_to_end(job: &Job, run_dir: &Path, record: &mut RunRecord, attach: Attachment) -> u8 {
+/// Runs the job to its end and writes the final record. Returns how `tapir run` ends:
+/// with the container's own code, cancelled (130), or not started (125).
+pub fn run_to_end(
+    job: &Job,
+    run_dir: &Path,
+    record: &mut RunRecord,
+    attach: Attachment,
+) -> ExitStatus {
     let sink = match LogSink::create(run_dir) {
         Ok(sink) => Arc::new(sink),
         Err(e) => return give_up(record, run_dir, format!("cannot capture the output: {e}")),
@@ -189,7 +194,7 @@ pub fn run_to_end(job: &Job, run_dir: &Path, record: &mut RunRecord, attach: Att
     }
     let Outcome {
         status,
-        code,
+        ends,
         message,
         exit_code,
     } = outcome;
@@ -203,7 +208,7 @@ pub fn run_to_end(job: &Job, run_dir: &Path, record: &mut RunRecord, attach: Att
         .map(|(channel, path)| record::list_output(channel, path))
         .collect();
     write_record(run_dir, record);
-    code
+    ends
 }
 
 fn boxed(source: impl Read + Send + 'static) -> Box<dyn Read + Send> {
@@ -211,13 +216,13 @@ fn boxed(source: impl Read + Send + 'static) -> Box<dyn Read + Send> {
 }
 
 /// Records a failure to start and gives 125.
-fn give_up(record: &mut RunRecord, run_dir: &Path, message: String) -> u8 {
+fn give_up(record: &mut RunRecord, run_dir: &Path, message: String) -> ExitStatus {
     output::stderr(&format!("error: {message}\n"));
     record.status = Status::EngineError;
     record.message = Some(message);
     record.ended_at = Some(jiff::Timestamp::now());
     write_record(run_dir, record);
-    exit::NOT_STARTED
+    ExitStatus::NotStarted
 }
 
 /// Writes the record, reporting (not failing on) an error: the run already happened, and
@@ -231,14 +236,22 @@ pub fn write_record(run_dir: &Path, record: &RunRecord) {
     }
 }
 
-/// How a run ended: its status, the exit code tapir gives, the message, and the task's
-/// own exit code for the record (none when it never ran).
+/// How a run ended: its status, how tapir ends, the message, and the task's own exit
+/// code for the record (none when it never ran).
 struct Outcome {
     status: Status,
-    code: u8,
+    ends: ExitStatus,
     message: String,
     exit_code: Option<i64>,
 }
+
+/// Exit 137 is SIGKILL. Under a memory limit, and when tapir did not kill the container
+/// itself, that is the kernel's OOM killer — but Docker on cgroup v2 often fails to flag
+/// it (`State.OOMKilled` stays false, or turns true a moment later). So the state is read
+/// again for a short while, and a kill it never confirms is still reported as OOM, saying
+/// it was inferred.
+const SIGKILL_EXIT: i64 = 137;
+const OOM_FLAG_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
 
 fn docker_outcome(
     docker: &Docker,
@@ -247,41 +260,74 @@ fn docker_outcome(
     cancelled: bool,
     memory_limit: Option<u64>,
 ) -> Outcome {
-    let state = docker.container(container);
+    let mut state = docker.container(container);
+    let unconfirmed_kill = |state: &Option<ContainerState>| {
+        state.as_ref().is_some_and(|s| {
+            !cancelled
+                && memory_limit.is_some()
+                && s.started
+                && !s.oom_killed
+                && s.exit_code == SIGKILL_EXIT
+        })
+    };
+    let waited_since = std::time::Instant::now();
+    while unconfirmed_kill(&state) && waited_since.elapsed() < OOM_FLAG_WAIT {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        state = docker.container(container);
+    }
     let client_code = client_status
         .as_ref()
         .ok()
         .and_then(std::process::ExitStatus::code);
-    let exit_code = state.as_ref().filter(|s| s.started).map(|s| s.exit_code);
-    let (status, code, message) = match (&state, client_code) {
+    classify_docker_end(state.as_ref(), client_code, cancelled, memory_limit)
+}
+
+/// How a Docker run ended, from the container's final state (`None`: it is gone or the
+/// engine did not answer) and the `docker run` client's own exit code.
+fn classify_docker_end(
+    state: Option<&ContainerState>,
+    client_code: Option<i32>,
+    cancelled: bool,
+    memory_limit: Option<u64>,
+) -> Outcome {
+    let exit_code = state.filter(|s| s.started).map(|s| s.exit_code);
+    let limit = || memory_limit.map_or("none".to_string(), format_bytes);
+    let (status, ends, message) = match state {
         _ if cancelled => (
             Status::Cancelled,
-            exit::CANCELLED,
+            ExitStatus::Cancelled,
             "cancelled by a signal; the container was stopped".to_string(),
         ),
-        (Some(s), _) if s.oom_killed => (
+        Some(s) if s.oom_killed => (
             Status::OomKilled,
             // An OOM kill is a failure even if the main process still exited 0.
-            u8::try_from(s.exit_code)
-                .ok()
-                .filter(|c| *c != 0)
-                .unwrap_or(137),
+            ExitStatus::Task(
+                u8::try_from(s.exit_code)
+                    .ok()
+                    .filter(|c| *c != 0)
+                    .unwrap_or(137),
+            ),
+            format!("killed: out of memory (limit {})", limit()),
+        ),
+        Some(s) if s.started && s.exit_code == SIGKILL_EXIT && memory_limit.is_some() => (
+            Status::OomKilled,
+            ExitStatus::Task(137),
             format!(
-                "killed: out of memory (limit {})",
-                memory_limit.map_or("none".to_string(), format_bytes)
+                "killed: out of memory (limit {}) — inferred from exit 137 (SIGKILL) under \
+                 a memory limit; the engine did not flag it",
+                limit()
             ),
         ),
-        (Some(s), _) if s.started => exit_status(s.exit_code),
-        (state, code) => (
+        Some(s) if s.started => exit_status(s.exit_code),
+        state => (
             Status::EngineError,
-            exit::NOT_STARTED,
+            ExitStatus::NotStarted,
             format!(
                 "the engine could not start the container{}",
                 state
-                    .as_ref()
                     .filter(|s| !s.error.is_empty())
                     .map(|s| format!(": {}", s.error))
-                    .or(code.map(|c| format!(
+                    .or(client_code.map(|c| format!(
                         " (docker exited with {c}; its message is in stderr.log)"
                     )))
                     .unwrap_or_default()
@@ -290,7 +336,7 @@ fn docker_outcome(
     };
     Outcome {
         status,
-        code,
+        ends,
         message,
         exit_code,
     }
@@ -306,39 +352,43 @@ fn process_outcome(
         Ok(s) => s.code().or_else(|| s.signal().map(|n| 128 + n)),
         Err(_) => None,
     };
-    let (status, exit, message) = match code {
+    let (status, ends, message) = match code {
         _ if cancelled => (
             Status::Cancelled,
-            exit::CANCELLED,
+            ExitStatus::Cancelled,
             "cancelled by a signal; the task was stopped".to_string(),
         ),
         None => (
             Status::EngineError,
-            exit::NOT_STARTED,
+            ExitStatus::NotStarted,
             "the engine process could not be waited for".to_string(),
         ),
         Some(255) => (
             Status::Failed,
-            255,
+            ExitStatus::Task(255),
             "the task exited with code 255 (apptainer's own failures also give 255: see stderr.log)".to_string(),
         ),
         Some(code) => exit_status(i64::from(code)),
     };
     Outcome {
         status,
-        code: exit,
+        ends,
         message,
         exit_code: code.map(i64::from),
     }
 }
 
 /// Status, exit code and words for a task that ran and exited with `code`.
-fn exit_status(code: i64) -> (Status, u8, String) {
+fn exit_status(code: i64) -> (Status, ExitStatus, String) {
     match u8::try_from(code) {
-        Ok(0) => (Status::Succeeded, 0, "succeeded".to_string()),
+        Ok(0) => (
+            Status::Succeeded,
+            ExitStatus::Success,
+            "succeeded".to_string(),
+        ),
         Ok(code) => (
             Status::Failed,
-            code,
+            ExitStatus::Task(code),
             format!(
                 "the task exited with code {code}{}",
                 match code {
@@ -351,7 +401,7 @@ fn exit_status(code: i64) -> (Status, u8, String) {
         ),
         Err(_) => (
             Status::Failed,
-            1,
+            ExitStatus::Task(1),
             format!("the task exited with code {code}"),
         ),
     }
@@ -514,5 +564,68 @@ impl<W: Write> Write for ClearFirst<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(exit_code: i64, oom_killed: bool) -> ContainerState {
+        ContainerState {
+            exit_code,
+            oom_killed,
+            started: true,
+            ..ContainerState::default()
+        }
+    }
+
+    const LIMIT: Option<u64> = Some(8 * 1024 * 1024);
+
+    #[test]
+    fn an_oom_flag_is_an_oom_kill_in_words() {
+        let o = classify_docker_end(Some(&ended(137, true)), Some(137), false, LIMIT);
+        assert_eq!(o.status, Status::OomKilled);
+        assert_eq!(o.ends, ExitStatus::Task(137));
+        assert_eq!(o.message, "killed: out of memory (limit 8Mi)");
+    }
+
+    /// Docker on cgroup v2 may never set OOMKilled: a SIGKILL under a limit that tapir
+    /// did not send is still an OOM kill, said to be inferred.
+    #[test]
+    fn an_unflagged_sigkill_under_a_memory_limit_is_an_inferred_oom_kill() {
+        let o = classify_docker_end(Some(&ended(137, false)), Some(137), false, LIMIT);
+        assert_eq!(o.status, Status::OomKilled);
+        assert_eq!(o.ends, ExitStatus::Task(137));
+        assert!(
+            o.message.starts_with("killed: out of memory (limit 8Mi)"),
+            "{}",
+            o.message
+        );
+        assert!(o.message.contains("inferred"), "{}", o.message);
+    }
+
+    #[test]
+    fn a_sigkill_without_a_limit_or_after_a_cancel_is_not_an_oom_kill() {
+        let o = classify_docker_end(Some(&ended(137, false)), Some(137), false, None);
+        assert_eq!(o.status, Status::Failed);
+        assert_eq!(o.ends, ExitStatus::Task(137));
+        let o = classify_docker_end(Some(&ended(137, false)), Some(137), true, LIMIT);
+        assert_eq!(o.status, Status::Cancelled);
+        assert_eq!(o.ends, ExitStatus::Cancelled);
+    }
+
+    #[test]
+    fn a_container_that_never_started_is_an_engine_error() {
+        let o = classify_docker_end(None, Some(125), false, LIMIT);
+        assert_eq!(o.status, Status::EngineError);
+        assert_eq!(o.ends, ExitStatus::NotStarted);
+        assert!(
+            o.message.contains("docker exited with 125"),
+            "{}",
+            o.message
+        );
+        let o = classify_docker_end(Some(&ended(0, false)), Some(0), false, LIMIT);
+        assert_eq!((o.status, o.ends), (Status::Succeeded, ExitStatus::Success));
     }
 }

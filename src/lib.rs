@@ -45,8 +45,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Validate(args) => commands::validate::run(args, color),
         Command::Schema(args) => commands::schema::run(args),
         Command::Pipeline(args) => commands::pipeline::run(args, color),
-        // `run` and `supervise` still count in the engine's codes (u8) internally.
-        Command::Run(args) => commands::run::run(args, color).map(error::ExitStatus::Task),
+        Command::Run(args) => commands::run::run(args, color),
         Command::Logs(args) => commands::logs::run(args),
         Command::Ps(args) => commands::ps::run(args, color),
         Command::Show(args) => commands::show::run(args, color),
@@ -58,7 +57,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Doctor(args) => commands::doctor::run(args, color),
         Command::Completions(args) => commands::completions::run(args),
         Command::Man(args) => commands::man::run(args),
-        Command::Supervise(args) => commands::supervise::run(args).map(error::ExitStatus::Task),
+        Command::Supervise(args) => commands::supervise::run(args),
     };
     match result {
         Ok(status) => ExitCode::from(status.code()),

@@ -7,7 +7,7 @@ use super::plan_view::{command_line, plan_rows};
 use crate::backend::docker::{self, Docker, RenderedRun};
 use crate::backend::{Backend, FoundImage, apptainer, lookup};
 use crate::cli::{ColorChoice, Mode, PlanFormat, RunArgs, UserChoice};
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, ExitStatus, Result};
 use crate::execute::detach::{self, Detached};
 use crate::execute::{self, Attachment, Engine, Job};
 use crate::model::{Template, TemplateRef};
@@ -25,7 +25,7 @@ struct Prepared {
     plan: RunPlan,
 }
 
-pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
+pub fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let err = Printer::for_stderr(color);
     let id = store::new_run_id();
     let mut record = RunRecord {
@@ -129,10 +129,10 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<u8> {
             ),
         };
         output::stdout(&text);
-        return Ok(exit::OK);
+        return Ok(ExitStatus::Success);
     }
     let Some(run_dir) = run_dir else {
-        return Ok(exit::OK);
+        return Ok(ExitStatus::Success);
     };
     if let Backend::Docker(docker) = &backend {
         warn_about_orphans(docker, err);
@@ -287,7 +287,12 @@ fn overrides(args: &RunArgs) -> Vec<Override> {
 
 /// Reports a failure before the container ran (with the findings it has, shown at their
 /// places in their file), records it, and gives exit 125.
-fn not_started(error: Error, record: &mut RunRecord, run_dir: Option<&Path>, p: Printer) -> u8 {
+fn not_started(
+    error: Error,
+    record: &mut RunRecord,
+    run_dir: Option<&Path>,
+    p: Printer,
+) -> ExitStatus {
     match &error {
         Error::NotStartedFindings { findings, .. } => {
             for d in &findings.diagnostics {
@@ -311,7 +316,7 @@ fn not_started(error: Error, record: &mut RunRecord, run_dir: Option<&Path>, p: 
             )),
         }
     }
-    exit::NOT_STARTED
+    ExitStatus::NotStarted
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -418,7 +423,7 @@ fn execute(
     run_dir: &Path,
     mut record: RunRecord,
     (p, spinner): (Printer, Option<Spinner>),
-) -> Result<u8> {
+) -> Result<ExitStatus> {
     // Outputs are created by tapir, owned by the invoking user, before the container runs
     // (Docker would create missing bind sources as root).
     let outputs: Vec<(String, PathBuf)> = prepared
@@ -480,7 +485,7 @@ fn execute(
         clear(spinner.as_ref());
         return Ok(detach(&job, run_dir, &record, &prepared.plan.task_name, p));
     }
-    let code = execute::run_to_end(
+    let ends = execute::run_to_end(
         &job,
         run_dir,
         &mut record,
@@ -506,21 +511,21 @@ fn execute(
         "tapir: {headline} after {duration:.1}s; record: {}\n",
         run_dir.display()
     ));
-    Ok(code)
+    Ok(ends)
 }
 
 /// Hands the job to a background supervisor (`execute::detach`) and says how it went:
 /// exit 0 once the container has started, 125 if it could not start.
-fn detach(job: &Job, run_dir: &Path, record: &RunRecord, task: &str, p: Printer) -> u8 {
+fn detach(job: &Job, run_dir: &Path, record: &RunRecord, task: &str, p: Printer) -> ExitStatus {
     match detach::start(job, run_dir, record) {
         Detached::Started => {
             announce_detached(record, run_dir, task, "");
-            exit::OK
+            ExitStatus::Success
         }
         Detached::Ended(message) => {
             let ended = format!(", and it has already ended: {message}");
             announce_detached(record, run_dir, task, &ended);
-            exit::OK
+            ExitStatus::Success
         }
         Detached::RecordedNotStarted(message) => {
             output::stderr(&format!(
@@ -528,7 +533,7 @@ fn detach(job: &Job, run_dir: &Path, record: &RunRecord, task: &str, p: Printer)
                 p.red("error:"),
                 run_dir.display()
             ));
-            exit::NOT_STARTED
+            ExitStatus::NotStarted
         }
         Detached::Failed(e) => not_started(e, &mut record.clone(), Some(run_dir), p),
     }

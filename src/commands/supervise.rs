@@ -7,12 +7,12 @@
 
 use crate::backend::docker::Docker;
 use crate::cli::SuperviseArgs;
-use crate::error::{Error, Result};
+use crate::error::{Error, ExitStatus, Result};
 use crate::execute::{self, Attachment, Engine, Job};
 use crate::record::RunRecord;
 use crate::resolve::plan::Direction;
 
-pub fn run(args: &SuperviseArgs) -> Result<u8> {
+pub fn run(args: &SuperviseArgs) -> Result<ExitStatus> {
     // A new session: no controlling terminal, so its hang-up and Ctrl-C never reach us.
     // (Fails only if we already lead a process group, which the parent avoids.)
     let _ = nix::unistd::setsid();
@@ -58,7 +58,7 @@ pub fn run(args: &SuperviseArgs) -> Result<u8> {
     };
     record.pid = Some(std::process::id());
     execute::write_record(&args.run_dir, &record);
-    let code = execute::run_to_end(
+    let ends = execute::run_to_end(
         &job,
         &args.run_dir,
         &mut record,
@@ -68,5 +68,5 @@ pub fn run(args: &SuperviseArgs) -> Result<u8> {
             hangup_cancels: false,
         },
     );
-    Ok(code)
+    Ok(ends)
 }

@@ -125,6 +125,9 @@ pub struct SuperviseArgs {
     /// Keep the container after it ends (from `run --keep`).
     #[arg(long)]
     pub keep: bool,
+    /// Stop the task after this many seconds (from `run --timeout`).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +192,11 @@ pub struct RunArgs {
     /// Seconds a cancelled task gets to stop before it is killed.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub grace: u32,
+
+    /// Stop the task when it has run this many seconds (as on a cancel, with --grace);
+    /// the record says `timed-out` and tapir exits with 124.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
 
     /// Start the task in the background and return once it runs; the run id is printed
     /// on stdout. A supervisor process keeps capturing the logs and writes the final

@@ -242,7 +242,11 @@ fn merge_plan(record: &mut PipelineRunRecord, plan: &PipelinePlan) {
             level: task.level,
             status,
             message,
-            source_task: task.task.clone(),
+            source_task: if task.task == "inline" {
+                task.task.clone()
+            } else {
+                absolute(Path::new(&task.task)).display().to_string()
+            },
             task_file: derived_task_file(&task.id),
             depends_on: task.depends_on.iter().map(|d| d.id.clone()).collect(),
             folders: task

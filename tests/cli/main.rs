@@ -8,6 +8,7 @@ mod docs;
 mod help;
 mod inspect_runs;
 mod pipeline;
+mod pipeline_run;
 mod readme;
 mod run;
 mod validate;

@@ -18,7 +18,8 @@ pub const EXIT_CODES: &[(&str, &[&str])] = &[
         "1",
         &[
             "validate, inspect: a file is invalid; wait, logs --follow: the run is lost;",
-            "rm, prune: a run could not be removed; doctor: the mode cannot run tasks",
+            "rm, prune: a run could not be removed; doctor: the mode cannot run tasks;",
+            "pipeline run: a task failed, timed out or was skipped",
         ],
     ),
     (
@@ -29,11 +30,15 @@ pub const EXIT_CODES: &[(&str, &[&str])] = &[
         "N",
         &["run: the task's own exit code; wait, logs --follow: the code run gave"],
     ),
+    ("124", &["run --timeout: the task ran too long and was stopped"]),
     (
         "125",
-        &["run: failed before the task ran (invalid task, image missing, engine down)"],
+        &[
+            "run: failed before the task ran (invalid task, image missing, engine down);",
+            "pipeline run: the pipeline is invalid (nothing started)",
+        ],
     ),
-    ("130", &["run: cancelled by Ctrl-C or SIGTERM"]),
+    ("130", &["run, pipeline run: cancelled by Ctrl-C or SIGTERM"]),
 ];
 
 /// `EXIT_CODES` for the end of `tapir --help`.

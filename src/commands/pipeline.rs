@@ -1,6 +1,6 @@
 //! `tapir pipeline validate PIPELINE.json [--conf CONF.json]`: check a pipeline, every
 //! task file it refers to and the conf file, report every problem at once, and print the
-//! planned order and folders of a valid pipeline. Running pipelines is not built yet.
+//! planned order and folders of a valid pipeline. `pipeline run` is in `pipeline_run.rs`.
 
 use std::fmt::Write as _;
 
@@ -89,12 +89,18 @@ pub(super) fn human(checked: &Checked, p: Printer) -> String {
 fn human_plan(out: &mut String, plan: &PipelinePlan, p: &Printer) {
     let _ = writeln!(
         out,
-        "\n{} `{}`: {}, {}, profile {} (validate only: running pipelines is not built yet)",
+        "\n{} `{}`: {}, {}, profile {}{}",
         p.bold("plan"),
         plan.name,
         plural(plan.tasks.len(), "task"),
         plural(plan.levels.len(), "level"),
-        plan.profile.label()
+        plan.profile.label(),
+        match plan.profile {
+            crate::pipeline::model::Profile::Ccat => {
+                " (validate only: running ccat pipelines is not built yet)"
+            }
+            crate::pipeline::model::Profile::Kaapana => "",
+        }
     );
     for (i, level) in plan.levels.iter().enumerate() {
         let _ = writeln!(out, "  level {}: {}", i + 1, level.join(", "));

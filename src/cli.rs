@@ -30,7 +30,10 @@ pub const EXIT_CODES: &[(&str, &[&str])] = &[
         "N",
         &["run: the task's own exit code; wait, logs --follow: the code run gave"],
     ),
-    ("124", &["run --timeout: the task ran too long and was stopped"]),
+    (
+        "124",
+        &["run --timeout: the task ran too long and was stopped"],
+    ),
     (
         "125",
         &[
@@ -38,7 +41,10 @@ pub const EXIT_CODES: &[(&str, &[&str])] = &[
             "pipeline run: the pipeline is invalid (nothing started)",
         ],
     ),
-    ("130", &["run, pipeline run: cancelled by Ctrl-C or SIGTERM"]),
+    (
+        "130",
+        &["run, pipeline run: cancelled by Ctrl-C or SIGTERM"],
+    ),
 ];
 
 /// `EXIT_CODES` for the end of `tapir --help`.

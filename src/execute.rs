@@ -441,8 +441,7 @@ fn stop_after(job: &Job, state: &Arc<CancelState>, seconds: u64) {
     std::thread::spawn(move || {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
         while std::time::Instant::now() < deadline {
-            if state.client_done.load(Ordering::SeqCst) || state.cancelled.load(Ordering::SeqCst)
-            {
+            if state.client_done.load(Ordering::SeqCst) || state.cancelled.load(Ordering::SeqCst) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));

@@ -67,10 +67,7 @@ pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
         let text = derive::conf_env_file(task).map_err(|message| {
             Error::Usage(format!(
                 "{}: {message}\n  fix: put it in a file and pass the file's path",
-                args.conf
-                    .as_deref()
-                    .unwrap_or(Path::new("conf"))
-                    .display()
+                args.conf.as_deref().unwrap_or(Path::new("conf")).display()
             ))
         })?;
         conf_env.insert(task.id.clone(), text);
@@ -225,11 +222,8 @@ fn resume_record(
 /// The plan's tasks into the record, keeping what a resumed run already has: succeeded
 /// tasks stay succeeded, every other task is pending again with its attempts kept.
 fn merge_plan(record: &mut PipelineRunRecord, plan: &PipelinePlan) {
-    let mut old: BTreeMap<String, PipelineTaskRecord> = record
-        .tasks
-        .drain(..)
-        .map(|t| (t.id.clone(), t))
-        .collect();
+    let mut old: BTreeMap<String, PipelineTaskRecord> =
+        record.tasks.drain(..).map(|t| (t.id.clone(), t)).collect();
     for task in &plan.tasks {
         let previous = old.remove(&task.id);
         let (status, message, attempts) = match previous {
@@ -413,12 +407,7 @@ impl Scheduler<'_> {
                         record.tasks[i].message = None;
                         running += 1;
                         let first_number = record.tasks[i].attempts.len() as u32 + 1;
-                        threads.push(self.spawn_task(
-                            i,
-                            first_number,
-                            &known_runs,
-                            events.clone(),
-                        ));
+                        threads.push(self.spawn_task(i, first_number, &known_runs, events.clone()));
                     }
                     Readiness::Ready => {}
                 }
@@ -666,8 +655,8 @@ impl AttemptRunner {
         events: &mpsc::Sender<Event>,
     ) -> TaskStatus {
         let execution = task.execution;
-        let mut number = first_number;
         for retry in 0..=execution.max_retries {
+            let number = first_number + retry;
             if retry > 0 {
                 let delay = execution.backoff_before_retry(retry);
                 let _ = events.send(Event::Retrying {
@@ -694,7 +683,6 @@ impl AttemptRunner {
             let attempt = self.attempt(task, number, started_at, shared);
             let status = attempt.status;
             let _ = events.send(Event::Ended { task: i, attempt });
-            number += 1;
             match status {
                 Status::Succeeded => return TaskStatus::Succeeded,
                 _ if shared.is_cancelled() => return TaskStatus::Cancelled,
@@ -852,9 +840,7 @@ impl AttemptRunner {
         store::list_runs(&self.runs_dir)
             .ok()?
             .into_iter()
-            .filter(|dir| {
-                store::run_id_of(dir).is_some_and(|id| !self.known_runs.contains(id))
-            })
+            .filter(|dir| store::run_id_of(dir).is_some_and(|id| !self.known_runs.contains(id)))
             .filter_map(|dir| RunRecord::load(&dir).ok().map(|r| (dir, r)))
             .filter(|(_, r)| r.task_file.path == wanted)
             .max_by(|(_, a), (_, b)| a.created_at.cmp(&b.created_at))

@@ -80,3 +80,74 @@ pub fn conf_env_file(planned: &PlannedTask) -> Result<String, String> {
     }
     Ok(text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn planned(dir: &Path, conf: Value) -> Vec<PlannedTask> {
+        let template = |inputs: Value, outputs: Value| {
+            json!({"identifier": "t", "description": "d", "inputs": inputs, "outputs": outputs,
+                   "env": [{"name": "WHO", "value": "?", "type": "string"},
+                           {"name": "API_TOKEN", "value": "", "type": "string"}],
+                   "command": ["true"]})
+        };
+        let pipeline = json!({"name": "p", "tasks": [
+            {"id": "a", "task": {"name": "a", "image": "i", "taskTemplate": template(
+                json!([{"name": "data", "mounted_path": "/data"}]),
+                json!([{"name": "out", "mounted_path": "/out"}])),
+                "inputs": [{"name": "data", "input": {"host_path": "data"}}],
+                "outputs": [{"name": "out", "input": {"host_path": "local/out"}}]}},
+            {"id": "b", "env": {"WHO": "pipeline"}, "task": {"name": "b", "image": "i",
+                "taskTemplate": template(json!([{"name": "in", "mounted_path": "/in"}]), json!([])),
+                "env": [{"name": "WHO", "value": "task"}]},
+             "iochannel_maps": [{"upstream_task": "a", "upstream_output_channel": "out", "input_channel": "in"}]}
+        ]});
+        std::fs::write(dir.join("p.json"), pipeline.to_string()).unwrap();
+        std::fs::write(dir.join("c.json"), conf.to_string()).unwrap();
+        let checked =
+            crate::pipeline::plan::check(&dir.join("p.json"), Some(&dir.join("c.json"))).unwrap();
+        assert!(checked.is_valid(), "{:?}", checked.files);
+        checked.plan.unwrap().tasks
+    }
+
+    #[test]
+    fn channels_go_to_the_managed_folders_and_the_pipeline_env_wins_over_the_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = json!({"task_form": {"b": {"API_TOKEN": "tok3n"}}});
+        let tasks = planned(dir.path(), conf);
+        let run = Path::new("/runs/pipeline-run-x");
+        let a = derived_task(&tasks[0], run);
+        assert_eq!(
+            a["outputs"][0]["volume_source"]["host_path"],
+            "/runs/pipeline-run-x/a/out"
+        );
+        let data = dir.path().join("data").display().to_string();
+        assert_eq!(a["inputs"][0]["volume_source"]["host_path"], data.as_str());
+        let b = derived_task(&tasks[1], run);
+        assert_eq!(b["inputs"][0]["name"], "in");
+        assert_eq!(
+            b["inputs"][0]["volume_source"]["host_path"],
+            "/runs/pipeline-run-x/a/out"
+        );
+        assert_eq!(b["env"], json!([{"name": "WHO", "value": "pipeline"}]));
+        assert!(
+            !b.to_string().contains("tok3n"),
+            "conf values stay out of the file"
+        );
+        assert_eq!(conf_env_file(&tasks[1]).unwrap(), "API_TOKEN=tok3n\n");
+        assert_eq!(conf_env_file(&tasks[0]).unwrap(), "");
+    }
+
+    #[test]
+    fn a_conf_value_with_a_line_break_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let tasks = planned(
+            dir.path(),
+            json!({"task_form": {"b": {"WHO": "two\nlines"}}}),
+        );
+        let err = conf_env_file(&tasks[1]).unwrap_err();
+        assert!(err.contains("`WHO` for task `b` has a line break"), "{err}");
+    }
+}

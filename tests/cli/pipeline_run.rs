@@ -56,7 +56,12 @@ fn only_pipeline_run(dir: &Path) -> PathBuf {
     let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
         .expect("runs folder")
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("pipeline-run-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pipeline-run-")
+        })
         .collect();
     assert_eq!(runs.len(), 1, "{runs:?}");
     runs[0].clone()
@@ -106,9 +111,7 @@ fn fan_out_fan_in_passes_data_through_the_mapped_channels() {
         {"name": "GREETING", "value": "hi", "type": "string", "adjustable": true},
         {"name": "API_TOKEN", "value": "none", "type": "string", "adjustable": true}
     ]);
-    let map = |up: &str, input: &str| {
-        json!({"upstream_task": up, "upstream_output_channel": "out", "input_channel": input})
-    };
+    let map = |up: &str, input: &str| json!({"upstream_task": up, "upstream_output_channel": "out", "input_channel": input});
     let pipeline = json!({
         "name": "diamond",
         "tasks": [
@@ -152,8 +155,18 @@ fn fan_out_fan_in_passes_data_through_the_mapped_channels() {
         assert_eq!(task_record["status"], "succeeded");
     }
     // b and c ran after a, d after both.
-    let started = |id: &str| task_record(&record, id)["attempts"][0]["started_at"].as_str().unwrap().to_string();
-    let ended = |id: &str| task_record(&record, id)["attempts"][0]["ended_at"].as_str().unwrap().to_string();
+    let started = |id: &str| {
+        task_record(&record, id)["attempts"][0]["started_at"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let ended = |id: &str| {
+        task_record(&record, id)["attempts"][0]["ended_at"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     assert!(ended("a") <= started("b") && ended("a") <= started("c"));
     assert!(ended("b") <= started("d") && ended("c") <= started("d"));
     assert!(out.stderr.contains("task d: succeeded"), "{}", out.stderr);
@@ -197,7 +210,12 @@ fn can_fail_lets_the_dependant_run_and_a_failure_skips_the_others() {
     let record = record(&only_pipeline_run(dir.path()));
     assert_eq!(record["status"], "failed");
     assert_eq!(record["exit_code"], 1);
-    let status = |id: &str| task_record(&record, id)["status"].as_str().unwrap().to_string();
+    let status = |id: &str| {
+        task_record(&record, id)["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(status("bad"), "failed");
     assert_eq!(task_record(&record, "bad")["attempts"][0]["exit_code"], 3);
     assert_eq!(status("tolerant"), "succeeded");
@@ -211,10 +229,20 @@ fn can_fail_lets_the_dependant_run_and_a_failure_skips_the_others() {
         task_record(&record, "after-strict")["message"],
         "not run: dependency strict was skipped"
     );
-    assert!(task_record(&record, "strict")["attempts"].as_array().unwrap().is_empty());
-    assert!(out.stderr.contains("task bad: failed (exit 3)"), "{}", out.stderr);
     assert!(
-        out.stderr.contains("task strict: skipped (dependency bad failed)"),
+        task_record(&record, "strict")["attempts"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        out.stderr.contains("task bad: failed (exit 3)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("task strict: skipped (dependency bad failed)"),
         "{}",
         out.stderr
     );
@@ -244,7 +272,8 @@ fn a_failed_attempt_is_retried_after_the_backoff() {
     assert_eq!(attempts[1]["number"], 2);
     assert_ne!(attempts[0]["run_id"], attempts[1]["run_id"]);
     assert!(
-        out.stderr.contains("task flaky: failed (exit 5); retry 1/2 in 1s"),
+        out.stderr
+            .contains("task flaky: failed (exit 5); retry 1/2 in 1s"),
         "{}",
         out.stderr
     );
@@ -271,7 +300,11 @@ fn max_exec_time_stops_the_task_as_timed_out() {
     assert_eq!(slow["attempts"][0]["status"], "timed-out");
     assert_eq!(slow["attempts"][0]["tapir_exit_code"], 124);
     assert_eq!(task_record(&record, "next")["status"], "skipped");
-    assert!(out.stderr.contains("task slow: timed-out"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("task slow: timed-out"),
+        "{}",
+        out.stderr
+    );
     assert_no_containers_left(&record);
 }
 
@@ -291,8 +324,17 @@ fn ctrl_c_stops_every_running_task_and_records_cancelled() {
     let mut child = tapir(
         dir.path(),
         [
-            "pipeline", "run", "pipeline.json", "--network", "none", "--runs-dir", "runs",
-            "--grace", "2", "--jobs", "2",
+            "pipeline",
+            "run",
+            "pipeline.json",
+            "--network",
+            "none",
+            "--runs-dir",
+            "runs",
+            "--grace",
+            "2",
+            "--jobs",
+            "2",
         ],
     )
     .stdout(std::process::Stdio::null())
@@ -364,11 +406,20 @@ fn resume_reruns_only_the_tasks_that_did_not_succeed() {
     let resume = run_dir.display().to_string();
     let out = pipeline_run(dir.path(), &["--conf", "good.json", "--resume", &resume]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(only_pipeline_run(dir.path()), run_dir, "the same folder is continued");
+    assert_eq!(
+        only_pipeline_run(dir.path()),
+        run_dir,
+        "the same folder is continued"
+    );
     let after = record(&run_dir);
     assert_eq!(after["status"], "succeeded");
     assert_eq!(after["resumed_at"].as_array().unwrap().len(), 1);
-    let attempts = |id: &str| task_record(&after, id)["attempts"].as_array().unwrap().len();
+    let attempts = |id: &str| {
+        task_record(&after, id)["attempts"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
     assert_eq!(attempts("first"), 1, "a succeeded task is not run again");
     assert_eq!(attempts("flaky"), 2);
     assert_eq!(task_record(&after, "flaky")["attempts"][1]["number"], 2);
@@ -386,7 +437,11 @@ fn resume_reruns_only_the_tasks_that_did_not_succeed() {
     write_json(&dir.path().join("pipeline.json"), &changed);
     let out = pipeline_run(dir.path(), &["--conf", "good.json", "--resume", &resume]);
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("the pipeline file changed"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the pipeline file changed"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(record(&run_dir)["resumed_at"].as_array().unwrap().len(), 1);
 }
 
@@ -410,7 +465,35 @@ fn an_invalid_pipeline_starts_and_creates_nothing() {
     let out = pipeline_run(dir.path(), &["--jobs", "0"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     let out = pipeline_run(dir.path(), &["--resume", "nowhere"]);
-    assert_eq!(out.code, 125, "an invalid pipeline is reported first: {}", out.stderr);
+    assert_eq!(
+        out.code, 125,
+        "an invalid pipeline is reported first: {}",
+        out.stderr
+    );
+    assert!(!dir.path().join("runs").exists());
+
+    // A task id that would collide with the run folder's own `runs/`.
+    let reserved = json!({"name": "reserved", "tasks": [{"id": "runs", "task": task("true", &[], &[], json!([]))}]});
+    write_json(&dir.path().join("pipeline.json"), &reserved);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("task id `runs` is reserved"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.path().join("runs").exists());
+
+    // A conf value a task's environment cannot take.
+    let fine = json!({"name": "fine", "tasks": [{"id": "a", "task": task("true", &[], &[], json!([{"name": "X", "value": "", "type": "string"}]))}]});
+    write_json(&dir.path().join("pipeline.json"), &fine);
+    write_json(
+        &dir.path().join("conf.json"),
+        &json!({"task_form": {"a": {"X": "two\nlines"}}}),
+    );
+    let out = pipeline_run(dir.path(), &["--conf", "conf.json"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("has a line break"), "{}", out.stderr);
     assert!(!dir.path().join("runs").exists());
 }
 
@@ -438,9 +521,14 @@ fn the_readme_example_pipeline_runs() {
     let run_dir = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("pipeline-run-"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pipeline-run-")
+        })
         .expect("a pipeline run folder");
-    let result = std::fs::read_to_string(run_dir.join("process-data/outputs/item-1/result.txt"))
-        .unwrap();
+    let result =
+        std::fs::read_to_string(run_dir.join("process-data/outputs/item-1/result.txt")).unwrap();
     assert_eq!(result, "ITEM-1 FROM HTTPS://EXAMPLE.ORG/DATASET\n");
 }

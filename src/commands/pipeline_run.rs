@@ -381,6 +381,8 @@ impl Scheduler<'_> {
             .flat_map(|t| &t.attempts)
             .filter_map(|a| a.run_id.clone())
             .collect();
+        // Something changed since the record was last written.
+        let mut changed = true;
         loop {
             let cancelled = self.shared.is_cancelled();
             // Settle what can be settled, start what may start.
@@ -389,6 +391,7 @@ impl Scheduler<'_> {
                     continue;
                 }
                 if cancelled {
+                    changed = true;
                     record.tasks[i].status = TaskStatus::Cancelled;
                     record.tasks[i].message =
                         Some("not started: the pipeline was cancelled".into());
@@ -398,11 +401,13 @@ impl Scheduler<'_> {
                 match self.readiness(i, record, &index) {
                     Readiness::Waiting => {}
                     Readiness::Blocked(reason) => {
+                        changed = true;
                         record.tasks[i].status = TaskStatus::Skipped;
                         progress.event(&record.tasks[i].id, &format!("skipped ({reason})"));
                         record.tasks[i].message = Some(format!("not run: {reason}"));
                     }
                     Readiness::Ready if running < self.jobs => {
+                        changed = true;
                         record.tasks[i].status = TaskStatus::Running;
                         record.tasks[i].message = None;
                         running += 1;
@@ -412,12 +417,18 @@ impl Scheduler<'_> {
                     Readiness::Ready => {}
                 }
             }
-            write(self.run_dir, record);
+            if changed {
+                write(self.run_dir, record);
+                changed = false;
+            }
             if running == 0 {
                 break;
             }
             let event = match inbox.recv_timeout(Duration::from_millis(200)) {
-                Ok(event) => event,
+                Ok(event) => {
+                    changed = true;
+                    event
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };

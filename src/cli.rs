@@ -510,6 +510,10 @@ pub enum PipelineCommand {
     Validate(PipelineValidateArgs),
     /// Run a pipeline: every task through `tapir run`, independent ones in parallel, into
     /// one pipeline run folder (pipeline-run-<id>/) with a record linking the task runs.
+    ///
+    /// Exit codes: 0 every task succeeded; 1 a task failed, timed out or was skipped (also
+    /// when `can_fail` let the others run); 125 the pipeline is invalid (nothing started);
+    /// 130 cancelled by Ctrl-C or SIGTERM; 2 usage error or a refused --resume.
     Run(PipelineRunArgs),
 }
 

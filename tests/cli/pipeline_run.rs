@@ -532,3 +532,21 @@ fn the_readme_example_pipeline_runs() {
         std::fs::read_to_string(run_dir.join("process-data/outputs/item-1/result.txt")).unwrap();
     assert_eq!(result, "ITEM-1 FROM HTTPS://EXAMPLE.ORG/DATASET\n");
 }
+
+#[test]
+fn help_documents_the_exit_codes_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&mut tapir(dir.path(), ["pipeline", "run", "--help"]));
+    assert_eq!(out.code, 0);
+    for text in [
+        "125 the pipeline is invalid",
+        "130 cancelled",
+        "--jobs",
+        "--resume",
+        "--conf",
+    ] {
+        assert!(out.stdout.contains(text), "{text}: {}", out.stdout);
+    }
+    let out = run(&mut tapir(dir.path(), ["run", "--help"]));
+    assert!(out.stdout.contains("--timeout <SECONDS>"), "{}", out.stdout);
+}

@@ -550,3 +550,50 @@ fn help_documents_the_exit_codes_and_flags() {
     let out = run(&mut tapir(dir.path(), ["run", "--help"]));
     assert!(out.stdout.contains("--timeout <SECONDS>"), "{}", out.stdout);
 }
+
+#[test]
+fn resume_finds_the_run_by_name_and_refuses_one_still_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline =
+        json!({"name": "one", "tasks": [{"id": "a", "task": task("true", &[], &[], json!([]))}]});
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    assert_eq!(pipeline_run(dir.path(), &[]).code, 0);
+    let run_dir = only_pipeline_run(dir.path());
+    let name = run_dir.file_name().unwrap().to_str().unwrap().to_string();
+    let id = name.strip_prefix("pipeline-run-").unwrap().to_string();
+    // Nothing left to do: it ends at once, and the succeeded task is not run again.
+    for query in [&name, &id] {
+        let out = pipeline_run(dir.path(), &["--resume", query]);
+        assert_eq!(out.code, 0, "{query}: {}", out.stderr);
+        assert!(!out.stderr.contains("task a:"), "{}", out.stderr);
+    }
+    assert_eq!(
+        task_record(&record(&run_dir), "a")["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A record that says running, supervised by a live process on this machine.
+    let mut running = record(&run_dir);
+    running["status"] = json!("running");
+    running["pid"] = json!(std::process::id());
+    running["host"] = json!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim()
+    );
+    write_json(&run_dir.join("record.json"), &running);
+    let out = pipeline_run(dir.path(), &["--resume", &name]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("is still running"), "{}", out.stderr);
+
+    let out = pipeline_run(dir.path(), &["--resume", "pipeline-run-nope"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no pipeline run folder there"),
+        "{}",
+        out.stderr
+    );
+}

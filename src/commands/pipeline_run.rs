@@ -636,7 +636,11 @@ fn describe_attempt(attempt: &Attempt) -> String {
         },
         Status::EngineError => format!(
             "failed (did not start: {})",
-            attempt.message.as_deref().unwrap_or("see its record")
+            attempt
+                .message
+                .as_deref()
+                .and_then(|m| m.lines().next())
+                .unwrap_or("see its record")
         ),
         other => other.as_str().to_string(),
     }

@@ -215,6 +215,20 @@ fn resume_record(
             record.pid.unwrap_or_default()
         )));
     }
+    // A pipeline tapir that was killed leaves its tasks running to their end (each is its
+    // own `tapir run`): running them again alongside would mix their outputs.
+    let task_runs = store::list_runs(&dir.join(RUNS_SUBDIR)).unwrap_or_default();
+    if let Some(still) = task_runs.iter().find(|run| {
+        record::RunSummary::load(run).is_ok_and(|r| r.status == Status::Running && !r.is_lost())
+    }) {
+        return Err(Error::Usage(format!(
+            "--resume {}: its task run {} is still running\n  fix: wait for it to end (tapir wait --runs-dir {} {}), or stop it",
+            dir.display(),
+            still.display(),
+            dir.join(RUNS_SUBDIR).display(),
+            store::run_id_of(still).unwrap_or_default()
+        )));
+    }
     record.resumed_at.push(jiff::Timestamp::now());
     Ok((dir, record))
 }

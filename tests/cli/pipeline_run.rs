@@ -589,6 +589,27 @@ fn resume_finds_the_run_by_name_and_refuses_one_still_running() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("is still running"), "{}", out.stderr);
 
+    // A task run that still runs (its pipeline tapir was killed, the task was not).
+    running["status"] = json!("failed");
+    write_json(&run_dir.join("record.json"), &running);
+    let task_run = run_dir.join(
+        task_record(&running, "a")["attempts"][0]["run_dir"]
+            .as_str()
+            .unwrap(),
+    );
+    let mut task_run_record = record(&task_run);
+    task_run_record["status"] = json!("running");
+    task_run_record["pid"] = json!(std::process::id());
+    task_run_record["host"] = running["host"].clone();
+    write_json(&task_run.join("record.json"), &task_run_record);
+    let out = pipeline_run(dir.path(), &["--resume", &name]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("its task run") && out.stderr.contains("is still running"),
+        "{}",
+        out.stderr
+    );
+
     let out = pipeline_run(dir.path(), &["--resume", "pipeline-run-nope"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(

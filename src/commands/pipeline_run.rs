@@ -62,16 +62,11 @@ pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
             store::RECORD_FILE
         )));
     }
-    let mut conf_env = BTreeMap::new();
-    for task in &plan.tasks {
-        let text = derive::conf_env_file(task).map_err(|message| {
-            Error::Usage(format!(
-                "{}: {message}\n  fix: put it in a file and pass the file's path",
-                args.conf.as_deref().unwrap_or(Path::new("conf")).display()
-            ))
-        })?;
-        conf_env.insert(task.id.clone(), text);
-    }
+    let conf_env: BTreeMap<String, String> = plan
+        .tasks
+        .iter()
+        .map(|task| (task.id.clone(), derive::conf_env_file(task)))
+        .collect();
     let pipeline_sha = sha256_of(&args.pipeline)?;
     let conf_file = match &args.conf {
         Some(path) => Some(TaskFile {

@@ -821,6 +821,20 @@ impl<'a> Planner<'a> {
             };
             for (name, value) in vars {
                 let pointer = pointer_join(&task_pointer, name);
+                // `pipeline run` hands conf values to `tapir run` as an env file (so that
+                // secrets stay out of files and argv), one variable a line.
+                if value.contains(['\n', '\r']) {
+                    self.files[file].diagnostics.push(
+                        Diagnostic::error(
+                            "env-line-break",
+                            format!("the value of `{name}` has a line break, which a conf value cannot carry to the task"),
+                        )
+                        .at_pointer(pointer.clone())
+                        .at(document.value_position(&pointer))
+                        .with_fix("write the value on one line (or set it in the pipeline's `env` or the task file)"),
+                    );
+                    continue;
+                }
                 if let Some(d) = self.env_fits(index, name, value) {
                     self.files[file].diagnostics.push(
                         d.at_pointer(pointer.clone())

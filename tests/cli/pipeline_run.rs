@@ -492,8 +492,13 @@ fn an_invalid_pipeline_starts_and_creates_nothing() {
         &json!({"task_form": {"a": {"X": "two\nlines"}}}),
     );
     let out = pipeline_run(dir.path(), &["--conf", "conf.json"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("has a line break"), "{}", out.stderr);
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error[env-line-break]"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("conf.json:"), "{}", out.stderr);
     assert!(!dir.path().join("runs").exists());
 }
 

@@ -144,7 +144,7 @@ pub struct SuperviseArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The task file.
-    #[arg(value_name = "TASK.JSON")]
+    #[arg(value_name = "TASK.JSON", value_parser = ExistingFileParser)]
     pub task: PathBuf,
 
     /// The engine to run the container with.
@@ -164,7 +164,7 @@ pub struct RunArgs {
 
     /// Use this processing-container.json instead of the one in the image (to iterate
     /// without rebuilding it).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = ExistingFileParser)]
     pub container_file: Option<PathBuf>,
 
     /// Pull the image when it is not present locally (never pulled otherwise).
@@ -487,6 +487,37 @@ impl clap::builder::TypedValueParser for EnvFileParser {
     ) -> Result<EnvFile, clap::Error> {
         env_input::read_env_file(std::path::Path::new(value))
             .map_err(|message| usage_error(cmd, message))
+    }
+}
+
+/// `run`'s files: a path that is not there (or is a folder) is a usage error (exit 2)
+/// before any run folder exists, not a failed run with a record of a typo.
+#[derive(Debug, Clone, Copy)]
+struct ExistingFileParser;
+
+impl clap::builder::TypedValueParser for ExistingFileParser {
+    type Value = PathBuf;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<PathBuf, clap::Error> {
+        let path = PathBuf::from(value);
+        let problem = match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => "is a folder, not a file".to_string(),
+            Ok(_) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such file".to_string(),
+            Err(e) => format!("cannot read it: {e}"),
+        };
+        Err(usage_error(
+            cmd,
+            format!(
+                "{}: {problem}\n  fix: check the path (relative paths start at the current folder)",
+                path.display()
+            ),
+        ))
     }
 }
 

@@ -14,7 +14,6 @@ use crate::error::{Error, ExitStatus, Result};
 use crate::model::quantity::format_bytes;
 use crate::output::{self, Printer};
 use crate::schema::Kind;
-use crate::source::Source;
 use crate::validation::{KindRule, check_source};
 
 use crate::backend::lookup::processing_container_bytes;
@@ -38,8 +37,9 @@ pub fn run(args: &InspectArgs, color: ColorChoice) -> Result<ExitStatus> {
     let name = format!("{}:/processing-container.json", args.image);
     let report = bytes.map(
         |bytes| match crate::source::decode(Path::new(&name), bytes) {
+            // `decoded` as it is: it remembers a byte-order mark for the `bom` warning.
             Ok(decoded) => Ok(check_source(
-                Source::new(&name, decoded.text),
+                decoded,
                 KindRule::Forced(Kind::ProcessingContainer),
             )),
             Err(_) => Err(format!("{name} is not UTF-8 text")),

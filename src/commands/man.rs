@@ -15,17 +15,18 @@ pub fn run(args: &ManArgs) -> Result<ExitStatus> {
     let page = match &args.command {
         None => tapir,
         Some(name) => {
-            let visible = || tapir.get_subcommands().filter(|c| !c.is_hide_set());
-            let Some(command) =
-                visible().find(|c| c.get_name() == name || c.get_all_aliases().any(|a| a == name))
+            let pages = pages(&tapir);
+            let Some((_, command)) = pages
+                .iter()
+                .find(|(page, c)| page == name || c.get_all_aliases().any(|a| a == name.as_str()))
             else {
-                let names: Vec<&str> = visible().map(|c| c.get_name()).collect();
+                let names: Vec<&str> = pages.iter().map(|(page, _)| page.as_str()).collect();
                 return Err(Error::Usage(format!(
                     "no man page for `{name}`; there is one for each of: {}",
                     names.join(", ")
                 )));
             };
-            command.clone()
+            (*command).clone()
         }
     };
     // The exit codes get a proper EXIT STATUS section instead of clap_mangen's EXTRA text.
@@ -42,6 +43,23 @@ pub fn run(args: &ManArgs) -> Result<ExitStatus> {
     }
     output::stdout(&text);
     Ok(ExitStatus::Success)
+}
+
+/// Every visible command below `tapir` with the name of its page without `tapir-`
+/// (`validate`, `pipeline-validate`): the pages a SEE ALSO section names.
+fn pages(command: &clap::Command) -> Vec<(String, &clap::Command)> {
+    let mut pages = Vec::new();
+    for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
+        // Built commands carry their full name (tapir-pipeline-validate) for display.
+        let display = sub.get_display_name().unwrap_or(sub.get_name());
+        let page = display
+            .strip_prefix("tapir-")
+            .unwrap_or(display)
+            .to_string();
+        pages.push((page, sub));
+        pages.extend(self::pages(sub));
+    }
+    pages
 }
 
 /// `cli::EXIT_CODES` as a man page section.

@@ -441,7 +441,7 @@ fn github(outcomes: &[Outcome], base: &Path) -> String {
             }
             Outcome::NothingFound(folder) => {
                 let d = Diagnostic::error("nothing-found", nothing_found(folder));
-                out.push_str(&output::github_annotation(&display(folder), &d));
+                out.push_str(&output::github_annotation(&github_path(folder, base), &d));
                 out.push('\n');
             }
             Outcome::Skipped => {}

@@ -85,9 +85,33 @@ fn check_arg_name(name: &str) -> Result<(), String> {
 
 /// Reads and checks an env file; the error names the file, line and column, and the fix.
 pub fn read_env_file(path: &Path) -> Result<EnvFile, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         format!(
             "--env-file {}: cannot read it: {e}\n  fix: give an existing text file of NAME=VALUE lines",
+            path.display()
+        )
+    })?;
+    // Said plainly: otherwise the mark is an invisible bad character of the first name.
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        return Err(format!(
+            "{}:1:1: the file starts with a UTF-8 byte-order mark\n  fix: save the file as UTF-8 without BOM",
+            path.display()
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        // Position of the first bad byte; the line's text is not shown (it may be a secret).
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let valid = std::str::from_utf8(valid).unwrap_or_default();
+        let line = valid.matches('\n').count() + 1;
+        let column = valid
+            .rsplit('\n')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .count()
+            + 1;
+        format!(
+            "{}:{line}:{column}: not UTF-8 text\n  fix: save the file as UTF-8",
             path.display()
         )
     })?;
@@ -125,6 +149,8 @@ pub fn parse_env_text(text: &str) -> Result<Vec<EnvFileEntry>, EnvLineError> {
     let mut entries = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
+        // `lines` keeps the `\r` of a last line without `\n`; docker's reader drops it.
+        let line = line.strip_suffix('\r').unwrap_or(line);
         let error = |byte: usize, message: String, fix: &str| EnvLineError {
             line: number,
             column: line[..byte].chars().count() + 1,
@@ -234,6 +260,42 @@ mod tests {
             assert_eq!((e.line, e.column), (line, column), "{text:?}: {e:?}");
             assert!(e.message.contains(words), "{text:?}: {e:?}");
         }
+    }
+
+    #[test]
+    fn crlf_line_ends_are_not_part_of_the_value() {
+        // The last line has no `\n`: `str::lines` would keep its `\r`.
+        let entries = parse_env_text("A=1\r\n\r\nB=2\r").unwrap();
+        let got: Vec<(usize, EnvOverride)> = entries.into_iter().map(|e| (e.line, e.var)).collect();
+        assert_eq!(got, [(1, var("A", "1")), (3, var("B", "2"))]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_or_bytes_that_are_not_utf8_are_named_with_their_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let bom = dir.path().join("bom.env");
+        std::fs::write(&bom, b"\xEF\xBB\xBFA=1\n").unwrap();
+        let message = read_env_file(&bom).unwrap_err();
+        assert!(
+            message.starts_with(&format!(
+                "{}:1:1: the file starts with a UTF-8 byte-order mark",
+                bom.display()
+            )),
+            "{message}"
+        );
+        assert!(
+            message.contains("fix: save the file as UTF-8 without BOM"),
+            "{message}"
+        );
+        let latin1 = dir.path().join("latin1.env");
+        std::fs::write(&latin1, b"A=1\nSECRET=gr\xFC\xDFe\n").unwrap();
+        let message = read_env_file(&latin1).unwrap_err();
+        assert!(
+            message.starts_with(&format!("{}:2:10: not UTF-8 text", latin1.display())),
+            "{message}"
+        );
+        assert!(message.contains("fix: save the file as UTF-8"), "{message}");
+        assert!(!message.contains("gr"), "no value: {message}");
     }
 
     #[test]

@@ -4,24 +4,29 @@ use crate::support::{repo_root, run, tapir};
 
 /// The visible subcommands, as `tapir --help` lists them.
 fn subcommands() -> Vec<String> {
-    let out = run(&mut tapir(&repo_root(), ["--help"]));
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let list = out
-        .stdout
-        .split("Commands:\n")
-        .nth(1)
-        .expect("--help lists the commands");
-    let names: Vec<String> = list
-        .lines()
+    let names = subcommands_of(&[]);
+    assert!(names.len() > 5, "{names:?}");
+    names
+}
+
+/// The subcommands `tapir COMMAND... --help` lists (none when it lists no `Commands:`).
+fn subcommands_of(command: &[&str]) -> Vec<String> {
+    let out = run(&mut tapir(
+        &repo_root(),
+        command.iter().copied().chain(["--help"]),
+    ));
+    assert_eq!(out.code, 0, "{command:?}: {}", out.stderr);
+    let Some(list) = out.stdout.split("Commands:\n").nth(1) else {
+        return Vec::new();
+    };
+    list.lines()
         .take_while(|l| l.starts_with("  "))
         // Continuation lines of a wrapped description are indented further.
         .filter(|l| !l.starts_with("   "))
         .filter_map(|l| l.split_whitespace().next())
         .filter(|name| *name != "help")
         .map(str::to_string)
-        .collect();
-    assert!(names.len() > 5, "{}", out.stdout);
-    names
+        .collect()
 }
 
 #[test]
@@ -114,6 +119,41 @@ fn man_prints_a_roff_page_naming_every_subcommand() {
     );
 }
 
+/// Every `tapir-X(1)` a page names (its SEE ALSO) is a page `tapir man X` prints,
+/// nested commands (`tapir-pipeline-validate(1)`) included.
+#[test]
+fn every_page_a_man_page_names_can_be_printed() {
+    let reference = regex::Regex::new(r"(?m)^tapir\\-([a-z\\-]+)\(1\)$").expect("regex");
+    let mut pages = vec![String::new()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(page) = pages.pop() {
+        let args: Vec<&str> = std::iter::once("man")
+            .chain((!page.is_empty()).then_some(page.as_str()))
+            .collect();
+        let out = run(&mut tapir(&repo_root(), args));
+        assert_eq!(out.code, 0, "tapir man {page}: {}", out.stderr);
+        let title = if page.is_empty() {
+            "tapir".to_string()
+        } else {
+            format!("tapir-{page}")
+        };
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!(".TH {title} 1 "))),
+            "tapir man {page}:\n{}",
+            out.stdout
+        );
+        for found in reference.captures_iter(&out.stdout) {
+            let name = found[1].replace("\\-", "-");
+            if seen.insert(name.clone()) {
+                pages.push(name);
+            }
+        }
+    }
+    assert!(seen.contains("pipeline-validate"), "{seen:?}");
+}
+
 /// The codes of the README's "Exit codes" table (`0`, `N`, `125`, … once each).
 fn readme_exit_codes() -> Vec<String> {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
@@ -158,7 +198,17 @@ fn value_names_are_words_not_field_names() {
     // clap derives `<RUNS_TO_WAIT>` from a field name unless told a value name.
     let field_name = regex::Regex::new(r"[<\[][A-Z0-9]*_[A-Z0-9_]*[>\]]").expect("regex");
     let mut commands: Vec<Vec<String>> = vec![vec![]];
-    commands.extend(subcommands().into_iter().map(|c| vec![c]));
+    for command in subcommands() {
+        // Nested commands (`pipeline validate`) have their own --help.
+        for nested in subcommands_of(&[command.as_str()]) {
+            commands.push(vec![command.clone(), nested]);
+        }
+        commands.push(vec![command]);
+    }
+    assert!(
+        commands.iter().any(|c| c.len() == 2),
+        "no nested command found: {commands:?}"
+    );
     // The internal command has a --help too.
     commands.push(vec!["supervise".to_string()]);
     for command in commands {

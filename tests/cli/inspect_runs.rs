@@ -575,20 +575,22 @@ fn rm_only_removes_run_folders_and_only_tapirs_files() {
     assert!(!run_dir.join("record.json").exists());
 }
 
-#[test]
-fn a_processing_container_json_that_is_a_symlink_in_the_image_is_followed() {
+/// Builds `tag` from the example image with one `RUN sh -c SCRIPT` step; returns the
+/// build context (a temporary folder to run tapir in).
+fn build_from_example(tag: &str, script: &str) -> tempfile::TempDir {
     let base = example_image();
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(
         ctx.path().join("Dockerfile"),
         format!(
-            "FROM {base}\nRUN [\"sh\", \"-c\", \"mkdir -p /opt && mv /processing-container.json /opt/pc.json && ln -s /opt/pc.json /processing-container.json\"]\n"
+            "FROM {base}\nRUN [\"sh\", \"-c\", {}]\n",
+            serde_json::json!(script)
         ),
     )
     .unwrap();
     let mut build = std::process::Command::new("docker");
     build
-        .args(["build", "-q", "-t", "tapir-test/linked-pc:latest"])
+        .args(["build", "-q", "-t", tag])
         .arg(ctx.path())
         .stdout(Stdio::null());
     // Without the buildx plugin, DOCKER_BUILDKIT=1 is an error: use the legacy builder.
@@ -600,6 +602,15 @@ fn a_processing_container_json_that_is_a_symlink_in_the_image_is_followed() {
         build.env("DOCKER_BUILDKIT", "0");
     }
     assert!(build.status().unwrap().success());
+    ctx
+}
+
+#[test]
+fn a_processing_container_json_that_is_a_symlink_in_the_image_is_followed() {
+    let ctx = build_from_example(
+        "tapir-test/linked-pc:latest",
+        "mkdir -p /opt && mv /processing-container.json /opt/pc.json && ln -s /opt/pc.json /processing-container.json",
+    );
 
     let out = run(&mut tapir(
         ctx.path(),
@@ -612,6 +623,30 @@ fn a_processing_container_json_that_is_a_symlink_in_the_image_is_followed() {
         v["processing_container"]["templates"][0]["identifier"],
         "upstream"
     );
+}
+
+/// Python's `json.load` (the platform's reader) refuses a byte-order mark, so an image
+/// whose file has one gets the `bom` warning, as `validate` gives it.
+#[test]
+fn inspect_warns_about_a_byte_order_mark_in_the_image_file() {
+    let ctx = build_from_example(
+        "tapir-test/bom-pc:latest",
+        r"printf '\357\273\277' > /pc && cat /processing-container.json >> /pc && mv /pc /processing-container.json",
+    );
+    let out = run(&mut tapir(
+        ctx.path(),
+        ["inspect", "--format", "json", "tapir-test/bom-pc:latest"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true, "{}", out.stdout);
+    let codes: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("findings: {}", out.stdout))
+        .iter()
+        .filter_map(|f| f["code"].as_str())
+        .collect();
+    assert_eq!(codes, ["bom"], "{}", out.stdout);
 }
 
 #[test]

@@ -63,6 +63,12 @@ fn the_example_pair_runs_end_to_end() {
     );
     let down = run(&mut tapir(dir.path(), ["run", "downstream-task.json"]));
     assert_eq!(down.code, 0, "{}{}", down.stdout, down.stderr);
+    assert!(
+        down.stdout
+            .contains("downstream: wrote 1 summary file to /home/results"),
+        "one file is singular: {}",
+        down.stdout
+    );
     let summary =
         std::fs::read_to_string(dir.path().join("data/dummy/results/item-1/summary.txt")).unwrap();
     assert!(
@@ -799,6 +805,7 @@ fn env_file_lines_with_bad_names_or_spaces_around_the_equals_sign_are_usage_erro
         ("1X=a\n", "vars.env:1:1", "not a valid variable name"),
         ("MY-VAR=a\n", "vars.env:1:3", "not a valid variable name"),
         ("JUST_A_NAME\n", "vars.env:1:12", "no `=`"),
+        ("\u{feff}A=1\n", "vars.env:1:1", "byte-order mark"),
     ] {
         std::fs::write(dir.path().join("vars.env"), text).unwrap();
         let out = run(&mut tapir(
@@ -848,6 +855,40 @@ fn bad_env_flags_exit_2_before_any_run_folder_exists() {
         let out = run(&mut tapir(dir.path(), all));
         assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
         assert!(out.stderr.contains(words), "{args:?}: {}", out.stderr);
+        assert!(
+            run_folders(dir.path()).is_empty(),
+            "{args:?}: no run folder may exist: {:?}",
+            run_folders(dir.path())
+        );
+    }
+}
+
+/// A task file or `--container-file` that is not there is a bad argument like a missing
+/// `--env-file`: exit 2 with the path and a fix, and no run folder for a typo.
+#[test]
+fn a_missing_task_or_container_file_is_exit_2_before_any_run_folder_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "true", json!({}));
+    std::fs::create_dir(dir.path().join("a-folder")).unwrap();
+    for (args, words) in [
+        (
+            vec!["run", "no-such-task.json"],
+            "no-such-task.json: no such file",
+        ),
+        (vec!["run", "a-folder"], "a-folder: is a folder"),
+        (
+            vec!["run", "--container-file", "no-such-pc.json", "task.json"],
+            "no-such-pc.json: no such file",
+        ),
+        (
+            vec!["run", "--container-file", "a-folder", "task.json"],
+            "a-folder: is a folder",
+        ),
+    ] {
+        let out = run(&mut tapir(dir.path(), args.clone()));
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(words), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("fix:"), "{args:?}: {}", out.stderr);
         assert!(
             run_folders(dir.path()).is_empty(),
             "{args:?}: no run folder may exist: {:?}",

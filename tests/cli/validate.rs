@@ -382,6 +382,25 @@ fn github_paths_are_relative_to_the_workspace_without_a_leading_dot() {
     );
 }
 
+/// The annotation for a folder with no Task API file names it like a file is named.
+#[test]
+fn github_names_an_empty_folder_relative_to_the_workspace_too() {
+    let workspace = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(workspace.path().join("repo/empty")).unwrap();
+    let out = run(tapir(
+        &workspace.path().join("repo"),
+        ["validate", "--format", "github", "./empty"],
+    )
+    .env("GITHUB_WORKSPACE", workspace.path()));
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        annotated_files(&out.stdout),
+        ["repo/empty"],
+        "{}",
+        out.stdout
+    );
+}
+
 #[test]
 fn github_paths_without_a_workspace_are_relative_to_the_current_folder() {
     let out = run(&mut tapir(

@@ -153,7 +153,7 @@ fn json_of(text: &str) -> Value {
 fn ps_lists_pipeline_runs_among_task_runs_and_their_task_runs_only_with_all() {
     let dir = tempfile::tempdir().unwrap();
     let (_, [a, b1, b2]) = finished_pipeline(dir.path());
-    // A task run of its own, newer than the pipeline run.
+    // A task run of its own (ids sort by age: the fixture's id is the newer one).
     inline_task(dir.path(), "true", json!({}));
     let own = run(&mut tapir(dir.path(), ["run", "--network", "none", "task.json"]));
     assert_eq!(own.code, 0, "{}", own.stderr);
@@ -162,20 +162,21 @@ fn ps_lists_pipeline_runs_among_task_runs_and_their_task_runs_only_with_all() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let rows: Vec<&str> = out.stdout.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "nested task runs are not listed: {}", out.stdout);
-    assert!(rows[0].contains("test task"), "newest first: {}", rows[0]);
     assert!(
-        rows[1].starts_with("01pipe000000000000000")
-            && rows[1].contains("pipeline demo (1/3 ok)")
-            && rows[1].contains("failed")
-            && rows[1].contains("7.0s"),
+        rows[0].starts_with("01pipe000000000000000")
+            && rows[0].contains("pipeline demo (1/3 ok)")
+            && rows[0].contains("failed")
+            && rows[0].contains("7.0s"),
         "{}",
-        rows[1]
+        rows[0]
     );
+    assert!(rows[1].contains("test task"), "newest first: {}", rows[1]);
 
     let all = run(&mut tapir(dir.path(), ["ps", "--all"]));
     let rows: Vec<&str> = all.stdout.lines().skip(1).collect();
     assert_eq!(rows.len(), 5, "{}", all.stdout);
-    for (row, (id, label)) in rows[2..]
+    assert!(rows[4].contains("test task"), "{}", rows[4]);
+    for (row, (id, label)) in rows[1..4]
         .iter()
         .zip([(&b2, "b #2"), (&b1, "b #1"), (&a, "a #1")])
     {
@@ -189,24 +190,25 @@ fn ps_lists_pipeline_runs_among_task_runs_and_their_task_runs_only_with_all() {
     assert_eq!(listed["format_version"], 1);
     let runs = listed["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
-    assert_eq!(runs[0]["kind"], "task-run");
-    assert_eq!(runs[1]["kind"], "pipeline-run");
-    assert_eq!(runs[1]["id"], "01pipe000000000000000");
-    assert_eq!(runs[1]["name"], "demo");
-    assert_eq!(runs[1]["status"], "failed");
-    assert_eq!(runs[1]["exit_code"], 1);
-    assert_eq!(runs[1]["tasks_total"], 3);
-    assert_eq!(runs[1]["task_counts"], json!({"succeeded": 1, "failed": 1, "skipped": 1}));
-    assert_eq!(runs[1]["duration_seconds"], 7.0);
+    assert_eq!(runs[1]["kind"], "task-run");
+    assert_eq!(runs[0]["kind"], "pipeline-run");
+    assert_eq!(runs[0]["id"], "01pipe000000000000000");
+    assert_eq!(runs[0]["name"], "demo");
+    assert_eq!(runs[0]["status"], "failed");
+    assert_eq!(runs[0]["exit_code"], 1);
+    assert_eq!(runs[0]["tasks_total"], 3);
+    assert_eq!(runs[0]["task_counts"], json!({"succeeded": 1, "failed": 1, "skipped": 1}));
+    assert_eq!(runs[0]["duration_seconds"], 7.0);
 
     let listed = json_of(&run(&mut tapir(dir.path(), ["ps", "--all", "--format", "json"])).stdout);
     let runs = listed["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 5);
-    assert_eq!(runs[4]["id"], a.as_str());
-    assert_eq!(runs[4]["kind"], "task-run");
-    assert_eq!(runs[4]["pipeline_run"], "01pipe000000000000000");
-    assert_eq!(runs[4]["pipeline_task"], "a");
-    assert_eq!(runs[4]["attempt"], 1);
+    assert_eq!(runs[3]["id"], a.as_str());
+    assert_eq!(runs[3]["kind"], "task-run");
+    assert_eq!(runs[3]["pipeline_run"], "01pipe000000000000000");
+    assert_eq!(runs[3]["pipeline_task"], "a");
+    assert_eq!(runs[3]["attempt"], 1);
+    assert!(runs[4]["pipeline_run"].is_null());
 }
 
 #[test]
@@ -218,16 +220,16 @@ fn show_prints_a_pipeline_run_task_by_task_and_its_record_as_json() {
     let text = &out.stdout;
     for expected in [
         "pipeline-run-01pipe000000000000000",
-        "failed: 1 succeeded, 1 failed, 1 skipped, exit code 1",
+        "failed, exit code 1 — 1 succeeded, 1 failed, 1 skipped",
         "demo (/data/demo/pipeline.json, sha256 0123456789ab)",
-        "task a: succeeded (level 1)",
+        "a: succeeded (level 1)",
         &format!("attempt 1: succeeded, exit code 0, task run {a} (runs/task_run-{a})"),
-        "task b: failed (level 2), exited with code 3",
+        "b: failed (level 2) — exited with code 3",
         "depends on: a",
         &format!("attempt 2: failed, exit code 3, task run {b2}"),
         "output out: b/out (managed)",
         "input in: a/out (managed)",
-        "task c: skipped (level 3), b failed",
+        "c: skipped (level 3) — b failed",
         "no attempts",
     ] {
         assert!(text.contains(expected), "{expected:?} not in:\n{text}");
@@ -277,7 +279,7 @@ fn logs_of_a_pipeline_task_replay_its_latest_or_a_chosen_attempt() {
     );
     let skipped = run(&mut tapir(dir.path(), ["logs", "01pipe", "c"]));
     assert_eq!(skipped.code, 2);
-    assert!(skipped.stderr.contains("task c has not run (skipped: b failed)"), "{}", skipped.stderr);
+    assert!(skipped.stderr.contains("task c has not run (skipped — b failed)"), "{}", skipped.stderr);
     let no_attempt = run(&mut tapir(dir.path(), ["logs", "01pipe", "b", "--attempt", "3"]));
     assert_eq!(no_attempt.code, 2);
     assert!(no_attempt.stderr.contains("task b has no attempt 3 (it has 1, 2)"), "{}", no_attempt.stderr);
@@ -332,7 +334,7 @@ fn wait_on_a_pipeline_run_returns_its_recorded_exit_code() {
     let done = run(&mut tapir(dir.path(), ["wait", "pipeline-run-01pipe000000000000000"]));
     assert_eq!(done.code, 1, "{}", done.stderr);
     assert!(
-        done.stderr.contains("01pipe000000000000000: failed: 1 succeeded, 1 failed, 1 skipped"),
+        done.stderr.contains("01pipe000000000000000: failed — 1 succeeded, 1 failed, 1 skipped"),
         "{}",
         done.stderr
     );

@@ -211,9 +211,9 @@ pub struct LogsArgs {
     /// unique id prefix.
     pub run: String,
     /// For a pipeline run: the task whose logs to show (its latest attempt).
-    #[arg(value_name = "TASK_ID")]
+    #[arg(value_name = "TASK")]
     pub task: Option<String>,
-    /// With TASK_ID: this attempt (1, 2, …) instead of the latest.
+    /// With TASK: this attempt (1, 2, …) instead of the latest.
     #[arg(long, value_name = "N", requires = "task")]
     pub attempt: Option<u32>,
     /// Keep printing while the run goes on; exit with its exit code when it ends.
@@ -257,7 +257,7 @@ pub struct RunViewArgs {
     /// unique id prefix.
     pub run: String,
     /// For a pipeline run: one of its tasks (its latest attempt's task run).
-    #[arg(value_name = "TASK_ID")]
+    #[arg(value_name = "TASK")]
     pub task: Option<String>,
     /// human or json.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]

@@ -1,5 +1,5 @@
 //! `tapir logs RUN`: replays what the task wrote, from the run folder only (the container
-//! is not needed, and is usually gone). `tapir logs PIPELINE-RUN TASK_ID` does the same
+//! is not needed, and is usually gone). `tapir logs PIPELINE-RUN TASK` does the same
 //! for the task run of one task's latest attempt (or `--attempt N`).
 
 use std::collections::VecDeque;

@@ -1,4 +1,4 @@
-//! `tapir outputs RUN [TASK_ID]`: each output channel's files and sizes as they are on disk now,
+//! `tapir outputs RUN [TASK]`: each output channel's files and sizes as they are on disk now,
 //! and a check of the Task API's data-structure convention (seeds 001, "Input and output
 //! channel data structure convention"): a channel holds one folder per item, and a task
 //! that makes one result per input item names its output items like the input items.
@@ -70,7 +70,7 @@ struct TaskOutputs {
 }
 
 /// Every task's output folders of a pipeline run, as they are on disk now (the item
-/// convention is checked per task: `tapir outputs PIPELINE-RUN TASK_ID`).
+/// convention is checked per task: `tapir outputs PIPELINE-RUN TASK`).
 fn pipeline_outputs(
     record: &PipelineRunRecord,
     dir: &Path,
@@ -110,7 +110,11 @@ fn pipeline_outputs(
     let mut out = String::new();
     for task in &tasks {
         if task.outputs.is_empty() {
-            out.push_str(&format!("{} ({}): no output channels\n", p.bold(&task.id), task.status));
+            out.push_str(&format!(
+                "{} ({}): no output channels\n",
+                p.bold(&task.id),
+                task.status
+            ));
         }
         for channel in &task.outputs {
             let l = &channel.listing;
@@ -121,10 +125,18 @@ fn pipeline_outputs(
                 plural(l.files.len(), "file"),
                 format_bytes(l.total_bytes),
                 if l.truncated { ", listing cut" } else { "" },
-                if channel.exists { "" } else { ", does not exist" }
+                if channel.exists {
+                    ""
+                } else {
+                    ", does not exist"
+                }
             ));
             for file in &l.files {
-                out.push_str(&format!("  {:>10}  {}\n", format_bytes(file.bytes), file.path));
+                out.push_str(&format!(
+                    "  {:>10}  {}\n",
+                    format_bytes(file.bytes),
+                    file.path
+                ));
             }
         }
     }

@@ -30,7 +30,10 @@ pub fn load(dir: &Path) -> crate::error::Result<PipelineRunRecord> {
 /// Recorded as running on this machine, but its process is gone: nothing will write
 /// its end.
 pub fn is_lost(r: &PipelineRunRecord) -> bool {
-    let here = r.host.as_deref().is_none_or(|h| h == record::current_host());
+    let here = r
+        .host
+        .as_deref()
+        .is_none_or(|h| h == record::current_host());
     r.status == PipelineStatus::Running && here && !r.pid.is_some_and(record::process_alive)
 }
 
@@ -129,23 +132,23 @@ pub fn find_task<'a>(
     )))
 }
 
-/// The usage error for a pipeline run given without the TASK_ID a command needs.
+/// The usage error for a pipeline run given without the TASK a command needs.
 pub fn task_needed(r: &PipelineRunRecord, dir: &Path, command: &str, query: &str) -> Error {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| query.to_string());
-    let first = r.tasks.first().map_or("TASK_ID", |t| t.id.as_str());
+    let first = r.tasks.first().map_or("TASK", |t| t.id.as_str());
     Error::Usage(format!(
         "{name} is a pipeline run: name one of its tasks ({})\n  fix: tapir {command} {query} {first}",
         task_ids(r)
     ))
 }
 
-/// The usage error for a TASK_ID given with a task run.
+/// The usage error for a TASK given with a task run.
 pub fn not_a_pipeline(dir: &Path) -> Error {
     Error::Usage(format!(
-        "{} is a task run: TASK_ID is only for pipeline runs\n  fix: leave out the task id",
+        "{} is a task run: a task id is only for pipeline runs\n  fix: leave out the task id",
         dir.display()
     ))
 }
@@ -183,20 +186,18 @@ pub fn attempt_run(
         None => task.attempts.last(),
     };
     let linked = chosen.and_then(|a| {
-        a.run_dir
-            .as_ref()
-            .map(|d| dir.join(d))
-            .or_else(|| {
-                a.run_id.as_ref().map(|id| {
-                    dir.join(RUNS_SUBDIR)
-                        .join(format!("{}{id}", store::RUN_DIR_PREFIX))
-                })
+        a.run_dir.as_ref().map(|d| dir.join(d)).or_else(|| {
+            a.run_id.as_ref().map(|id| {
+                dir.join(RUNS_SUBDIR)
+                    .join(format!("{}{id}", store::RUN_DIR_PREFIX))
             })
+        })
     });
     if let Some(run_dir) = linked {
         return Ok(AttemptRun::Found(run_dir));
     }
-    let is_latest = chosen.is_none_or(|a| task.attempts.last().is_some_and(|l| l.number == a.number));
+    let is_latest =
+        chosen.is_none_or(|a| task.attempts.last().is_some_and(|l| l.number == a.number));
     if is_latest && let Some(run_dir) = unlinked_run(dir, task) {
         return Ok(AttemptRun::Found(run_dir));
     }

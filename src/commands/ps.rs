@@ -73,7 +73,7 @@ pub fn run(args: &PsArgs, color: ColorChoice) -> Result<ExitStatus> {
     let mut rows = Vec::new();
     for (dir, listed) in runs {
         // The task runs of a pipeline run go under it, and only with --all: they are its
-        // parts, and `tapir logs PIPELINE-RUN TASK_ID` reaches them.
+        // parts, and `tapir logs PIPELINE-RUN TASK` reaches them.
         let nested: Vec<Row> = match &listed {
             Listed::Pipeline(p) if args.all => pipeline_runs::task_runs(&dir)
                 .into_iter()

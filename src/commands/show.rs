@@ -1,4 +1,4 @@
-//! `tapir show RUN [TASK_ID]`: a run's record for people (or as JSON): a task run's, a
+//! `tapir show RUN [TASK]`: a run's record for people (or as JSON): a task run's, a
 //! pipeline run's (task by task), or the latest task run of one task of a pipeline run.
 
 use serde_json::Value;
@@ -12,13 +12,15 @@ use crate::record::{RunRecord, store};
 use crate::resolve::plan::PlannedUser;
 
 use super::pipeline_runs::{self, AttemptRun};
-use super::{Located, locate};
 use super::plan_view::{command_line, plan_rows};
 use super::ps::{format_duration, local_time};
+use super::{Located, locate};
 
 pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> {
     let run_dir = match locate(&args.runs.runs_dir, &args.run)? {
-        Located::Task(dir) if args.task.is_some() => return Err(pipeline_runs::not_a_pipeline(&dir)),
+        Located::Task(dir) if args.task.is_some() => {
+            return Err(pipeline_runs::not_a_pipeline(&dir));
+        }
         Located::Task(dir) => dir,
         Located::Pipeline(dir) => match &args.task {
             None => return show_pipeline(&dir, args.format, color),
@@ -155,7 +157,11 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
 
 /// A pipeline run's record: as written (`--format json`, plus `observed_status` and
 /// `dir`), or for people: the pipeline, then every task with its attempts.
-fn show_pipeline(dir: &std::path::Path, format: PlanFormat, color: ColorChoice) -> Result<ExitStatus> {
+fn show_pipeline(
+    dir: &std::path::Path,
+    format: PlanFormat,
+    color: ColorChoice,
+) -> Result<ExitStatus> {
     let record = pipeline_runs::load(dir)?;
     if format == PlanFormat::Json {
         let mut value = store::read_record(dir).map_err(|e| Error::Record(e.to_string()))?;
@@ -203,7 +209,10 @@ fn render_pipeline(r: &PipelineRunRecord, dir: &std::path::Path, p: Printer) -> 
                 .unwrap_or_default()
         )
     };
-    row("pipeline", format!("{} ({})", r.name, file(&r.pipeline_file)));
+    row(
+        "pipeline",
+        format!("{} ({})", r.name, file(&r.pipeline_file)),
+    );
     if let Some(conf) = &r.conf_file {
         row("conf", file(conf));
     }
@@ -222,7 +231,10 @@ fn render_pipeline(r: &PipelineRunRecord, dir: &std::path::Path, p: Printer) -> 
     if r.status == crate::pipeline::record::PipelineStatus::Running
         && let Some(pid) = r.pid
     {
-        row("pid", format!("{pid} on {}", r.host.as_deref().unwrap_or("this machine")));
+        row(
+            "pid",
+            format!("{pid} on {}", r.host.as_deref().unwrap_or("this machine")),
+        );
     }
     row("created", local_time(r.created_at));
     for t in &r.resumed_at {
@@ -293,7 +305,9 @@ fn render_pipeline(r: &PipelineRunRecord, dir: &std::path::Path, p: Printer) -> 
             match (&a.run_id, &a.run_dir) {
                 (Some(id), Some(d)) => text.push_str(&format!(", task run {id} ({d})")),
                 (Some(id), None) => text.push_str(&format!(", task run {id}")),
-                _ if a.ended_at.is_none() => text.push_str(" (its task run is linked when it ends)"),
+                _ if a.ended_at.is_none() => {
+                    text.push_str(" (its task run is linked when it ends)")
+                }
                 _ => {}
             }
             if let Some(m) = a.message.as_deref().filter(|m| *m != a.status.as_str()) {

@@ -391,7 +391,9 @@ pub fn find_run(runs_dir: &Path, query: &str) -> Result<PathBuf, RecordError> {
         let nested: Vec<PathBuf> = list_prefixed(runs_dir, &[PIPELINE_RUN_DIR_PREFIX])
             .unwrap_or_default()
             .iter()
-            .flat_map(|pipeline| list_runs(&pipeline.join(PIPELINE_RUNS_SUBDIR)).unwrap_or_default())
+            .flat_map(|pipeline| {
+                list_runs(&pipeline.join(PIPELINE_RUNS_SUBDIR)).unwrap_or_default()
+            })
             .collect();
         matches = match matching(nested, &wanted) {
             Ok(found) => return Ok(found),
@@ -884,10 +886,17 @@ mod tests {
         fs::create_dir(&pipeline)?;
         fs::write(pipeline.join(RECORD_FILE), "{\"format_version\": 1}\n")?;
 
-        assert_eq!(find_run(runs, "pipeline-run-01abd0000000000000000")?, pipeline);
+        assert_eq!(
+            find_run(runs, "pipeline-run-01abd0000000000000000")?,
+            pipeline
+        );
         assert_eq!(find_run(runs, "01abd")?, pipeline);
         assert_eq!(find_run(runs, "01ABD0000000000000000")?, pipeline);
-        assert_eq!(find_run(runs, "pipeline-run-01ab")?, pipeline, "the prefix limits the kind");
+        assert_eq!(
+            find_run(runs, "pipeline-run-01ab")?,
+            pipeline,
+            "the prefix limits the kind"
+        );
         assert_eq!(find_run(runs, "task_run-01ab")?, task);
         let text = find_run(runs, "01ab")
             .err()
@@ -895,7 +904,8 @@ mod tests {
             .to_string();
         assert!(
             text.contains("matches 2 runs")
-                && text.contains("pipeline-run-01abd0000000000000000, task_run-01abc0000000000000000"),
+                && text
+                    .contains("pipeline-run-01abd0000000000000000, task_run-01abc0000000000000000"),
             "newest first, with their kinds: {text}"
         );
         assert_eq!(
@@ -926,7 +936,11 @@ mod tests {
         );
         // A top-level match wins: nested runs are only looked at when none matches.
         assert!(find_run(runs, "01").is_err(), "01top and the pipeline run");
-        assert!(list_all_runs(runs)?.iter().all(|d| d.parent() == Some(runs)));
+        assert!(
+            list_all_runs(runs)?
+                .iter()
+                .all(|d| d.parent() == Some(runs))
+        );
         Ok(())
     }
 

@@ -37,7 +37,9 @@ fn finished_pipeline(runs_dir: &Path) -> (PathBuf, [String; 3]) {
         })
     };
     let folders = |task: &str, input: Option<&str>| {
-        let mut list = vec![json!({"channel": "out", "direction": "output", "managed": true, "path": format!("{task}/out")})];
+        let mut list = vec![
+            json!({"channel": "out", "direction": "output", "managed": true, "path": format!("{task}/out")}),
+        ];
         if let Some(from) = input {
             list.push(json!({"channel": "in", "direction": "input", "managed": true, "path": format!("{from}/out")}));
         }
@@ -155,13 +157,21 @@ fn ps_lists_pipeline_runs_among_task_runs_and_their_task_runs_only_with_all() {
     let (_, [a, b1, b2]) = finished_pipeline(dir.path());
     // A task run of its own (ids sort by age: the fixture's id is the newer one).
     inline_task(dir.path(), "true", json!({}));
-    let own = run(&mut tapir(dir.path(), ["run", "--network", "none", "task.json"]));
+    let own = run(&mut tapir(
+        dir.path(),
+        ["run", "--network", "none", "task.json"],
+    ));
     assert_eq!(own.code, 0, "{}", own.stderr);
 
     let out = run(&mut tapir(dir.path(), ["ps"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let rows: Vec<&str> = out.stdout.lines().skip(1).collect();
-    assert_eq!(rows.len(), 2, "nested task runs are not listed: {}", out.stdout);
+    assert_eq!(
+        rows.len(),
+        2,
+        "nested task runs are not listed: {}",
+        out.stdout
+    );
     assert!(
         rows[0].starts_with("01pipe000000000000000")
             && rows[0].contains("pipeline demo (1/3 ok)")
@@ -197,7 +207,10 @@ fn ps_lists_pipeline_runs_among_task_runs_and_their_task_runs_only_with_all() {
     assert_eq!(runs[0]["status"], "failed");
     assert_eq!(runs[0]["exit_code"], 1);
     assert_eq!(runs[0]["tasks_total"], 3);
-    assert_eq!(runs[0]["task_counts"], json!({"succeeded": 1, "failed": 1, "skipped": 1}));
+    assert_eq!(
+        runs[0]["task_counts"],
+        json!({"succeeded": 1, "failed": 1, "skipped": 1})
+    );
     assert_eq!(runs[0]["duration_seconds"], 7.0);
 
     let listed = json_of(&run(&mut tapir(dir.path(), ["ps", "--all", "--format", "json"])).stdout);
@@ -234,7 +247,18 @@ fn show_prints_a_pipeline_run_task_by_task_and_its_record_as_json() {
     ] {
         assert!(text.contains(expected), "{expected:?} not in:\n{text}");
     }
-    let shown = json_of(&run(&mut tapir(dir.path(), ["show", "--format", "json", "pipeline-run-01pipe000000000000000"])).stdout);
+    let shown = json_of(
+        &run(&mut tapir(
+            dir.path(),
+            [
+                "show",
+                "--format",
+                "json",
+                "pipeline-run-01pipe000000000000000",
+            ],
+        ))
+        .stdout,
+    );
     assert_eq!(shown["kind"], "pipeline-run");
     assert_eq!(shown["tasks"][1]["attempts"][1]["run_id"], b2.as_str());
     assert_eq!(shown["observed_status"], "failed");
@@ -243,7 +267,11 @@ fn show_prints_a_pipeline_run_task_by_task_and_its_record_as_json() {
     // A task of the pipeline: its latest attempt's task run record.
     let task = run(&mut tapir(dir.path(), ["show", "01pipe", "b"]));
     assert_eq!(task.code, 0, "{}", task.stderr);
-    assert!(task.stdout.contains(&format!("run        {b2}")), "{}", task.stdout);
+    assert!(
+        task.stdout.contains(&format!("run        {b2}")),
+        "{}",
+        task.stdout
+    );
     assert!(task.stdout.contains("exit code 3"), "{}", task.stdout);
 }
 
@@ -254,17 +282,31 @@ fn logs_of_a_pipeline_task_replay_its_latest_or_a_chosen_attempt() {
     let latest = run(&mut tapir(dir.path(), ["logs", "01pipe", "b"]));
     assert_eq!(latest.code, 0, "{}", latest.stderr);
     assert_eq!(latest.stdout, "second try\n");
-    let first = run(&mut tapir(dir.path(), ["logs", "01pipe", "b", "--attempt", "1"]));
+    let first = run(&mut tapir(
+        dir.path(),
+        ["logs", "01pipe", "b", "--attempt", "1"],
+    ));
     assert_eq!(first.stdout, "first try\n", "{}", first.stderr);
     let a = run(&mut tapir(dir.path(), ["logs", "--stderr", "01pipe", "a"]));
-    assert_eq!((a.stdout.as_str(), a.stderr.as_str()), ("", "warning from a\n"));
-    let tail = run(&mut tapir(dir.path(), ["logs", "-n", "1", "-t", "01pipe", "a"]));
-    assert!(tail.stderr.ends_with("Z warning from a\n") && tail.stdout.is_empty(), "{tail:?}");
+    assert_eq!(
+        (a.stdout.as_str(), a.stderr.as_str()),
+        ("", "warning from a\n")
+    );
+    let tail = run(&mut tapir(
+        dir.path(),
+        ["logs", "-n", "1", "-t", "--stderr", "01pipe", "a"],
+    ));
+    assert!(
+        tail.stderr.ends_with("Z warning from a\n") && tail.stdout.is_empty(),
+        "{tail:?}"
+    );
 
     let missing = run(&mut tapir(dir.path(), ["logs", "01pipe"]));
     assert_eq!(missing.code, 2);
     assert!(
-        missing.stderr.contains("is a pipeline run: name one of its tasks (a, b, c)")
+        missing
+            .stderr
+            .contains("is a pipeline run: name one of its tasks (a, b, c)")
             && missing.stderr.contains("fix: tapir logs 01pipe a"),
         "{}",
         missing.stderr
@@ -272,24 +314,43 @@ fn logs_of_a_pipeline_task_replay_its_latest_or_a_chosen_attempt() {
     let typo = run(&mut tapir(dir.path(), ["logs", "01pipe", "bb"]));
     assert_eq!(typo.code, 2);
     assert!(
-        typo.stderr.contains("pipeline run 01pipe000000000000000 has no task `bb` (its tasks: a, b, c)")
+        typo.stderr
+            .contains("pipeline run 01pipe000000000000000 has no task `bb` (its tasks: a, b, c)")
             && typo.stderr.contains("did you mean `b`?"),
         "{}",
         typo.stderr
     );
     let skipped = run(&mut tapir(dir.path(), ["logs", "01pipe", "c"]));
     assert_eq!(skipped.code, 2);
-    assert!(skipped.stderr.contains("task c has not run (skipped — b failed)"), "{}", skipped.stderr);
-    let no_attempt = run(&mut tapir(dir.path(), ["logs", "01pipe", "b", "--attempt", "3"]));
+    assert!(
+        skipped
+            .stderr
+            .contains("task c has not run (skipped — b failed)"),
+        "{}",
+        skipped.stderr
+    );
+    let no_attempt = run(&mut tapir(
+        dir.path(),
+        ["logs", "01pipe", "b", "--attempt", "3"],
+    ));
     assert_eq!(no_attempt.code, 2);
-    assert!(no_attempt.stderr.contains("task b has no attempt 3 (it has 1, 2)"), "{}", no_attempt.stderr);
+    assert!(
+        no_attempt
+            .stderr
+            .contains("task b has no attempt 3 (it has 1, 2)"),
+        "{}",
+        no_attempt.stderr
+    );
 }
 
 #[test]
 fn a_task_id_or_attempt_on_a_task_run_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     inline_task(dir.path(), "echo hi", json!({}));
-    let done = run(&mut tapir(dir.path(), ["run", "--network", "none", "task.json"]));
+    let done = run(&mut tapir(
+        dir.path(),
+        ["run", "--network", "none", "task.json"],
+    ));
     assert_eq!(done.code, 0, "{}", done.stderr);
     let name = std::fs::read_dir(dir.path())
         .unwrap()
@@ -300,7 +361,8 @@ fn a_task_id_or_attempt_on_a_task_run_is_a_usage_error() {
     let out = run(&mut tapir(dir.path(), ["logs", &name, "a"]));
     assert_eq!(out.code, 2);
     assert!(
-        out.stderr.contains("is a task run: TASK_ID is only for pipeline runs"),
+        out.stderr
+            .contains("is a task run: a task id is only for pipeline runs"),
         "{}",
         out.stderr
     );
@@ -317,10 +379,19 @@ fn outputs_of_a_pipeline_run_list_each_tasks_channels() {
     assert!(out.stdout.contains("a.out"), "{}", out.stdout);
     assert!(out.stdout.contains("item/result.txt"), "{}", out.stdout);
     assert!(out.stdout.contains("b.out"), "{}", out.stdout);
-    let listed = json_of(&run(&mut tapir(dir.path(), ["outputs", "--format", "json", "01pipe"])).stdout);
+    let listed = json_of(
+        &run(&mut tapir(
+            dir.path(),
+            ["outputs", "--format", "json", "01pipe"],
+        ))
+        .stdout,
+    );
     assert_eq!(listed["run"], "01pipe000000000000000");
     assert_eq!(listed["tasks"][0]["id"], "a");
-    assert_eq!(listed["tasks"][0]["outputs"][0]["files"][0]["path"], "item/result.txt");
+    assert_eq!(
+        listed["tasks"][0]["outputs"][0]["files"][0]["path"],
+        "item/result.txt"
+    );
     // One task: its latest task run's outputs, with the convention checks.
     let one = run(&mut tapir(dir.path(), ["outputs", "01pipe", "a"]));
     assert_eq!(one.code, 0, "{}", one.stderr);
@@ -331,16 +402,23 @@ fn outputs_of_a_pipeline_run_list_each_tasks_channels() {
 fn wait_on_a_pipeline_run_returns_its_recorded_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     finished_pipeline(dir.path());
-    let done = run(&mut tapir(dir.path(), ["wait", "pipeline-run-01pipe000000000000000"]));
+    let done = run(&mut tapir(
+        dir.path(),
+        ["wait", "pipeline-run-01pipe000000000000000"],
+    ));
     assert_eq!(done.code, 1, "{}", done.stderr);
     assert!(
-        done.stderr.contains("01pipe000000000000000: failed — 1 succeeded, 1 failed, 1 skipped"),
+        done.stderr
+            .contains("01pipe000000000000000: failed — 1 succeeded, 1 failed, 1 skipped"),
         "{}",
         done.stderr
     );
 
     // Running: wait returns once the record says how it ended.
-    let mut holder = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let mut holder = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
     let pipeline = running_pipeline(dir.path(), "01run0000000000000000", holder.id());
     let mut waiter = tapir(dir.path(), ["wait", "01run"])
         .stdout(Stdio::null())
@@ -348,7 +426,10 @@ fn wait_on_a_pipeline_run_returns_its_recorded_exit_code() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(400));
-    assert!(waiter.try_wait().unwrap().is_none(), "wait returned while it runs");
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "wait returned while it runs"
+    );
     let mut record = json_of(&std::fs::read_to_string(pipeline.join("record.json")).unwrap());
     record["status"] = json!("cancelled");
     record["exit_code"] = json!(130);
@@ -361,9 +442,19 @@ fn wait_on_a_pipeline_run_returns_its_recorded_exit_code() {
     holder.wait().unwrap();
     let out = run(&mut tapir(dir.path(), ["wait", "01lost"]));
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("01lost000000000000000: lost"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("01lost000000000000000: lost"),
+        "{}",
+        out.stderr
+    );
     let ps = run(&mut tapir(dir.path(), ["ps"]));
-    assert!(ps.stdout.lines().any(|l| l.starts_with("01lost") && l.contains("lost")), "{}", ps.stdout);
+    assert!(
+        ps.stdout
+            .lines()
+            .any(|l| l.starts_with("01lost") && l.contains("lost")),
+        "{}",
+        ps.stdout
+    );
     assert!(lost.exists());
 }
 
@@ -373,10 +464,19 @@ fn rm_of_a_pipeline_run_keeps_output_data_unless_asked_and_cancels_only_with_for
     let (pipeline, _) = finished_pipeline(dir.path());
     std::fs::write(dir.path().join("pipeline.json"), "{}").unwrap();
 
+    let pruned = run(&mut tapir(dir.path(), ["prune"]));
+    assert_eq!(pruned.code, 0, "{}", pruned.stderr);
+    assert!(
+        pipeline.join("record.json").exists(),
+        "prune leaves pipeline runs alone"
+    );
+
     let refused = run(&mut tapir(dir.path(), ["rm", "01pipe"]));
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(
-        refused.stderr.contains("holds output data in a/out (1 file, 5B)")
+        refused
+            .stderr
+            .contains("holds output data in a/out (1 file, 5B)")
             && refused.stderr.contains("tapir rm --outputs"),
         "{}",
         refused.stderr
@@ -387,7 +487,13 @@ fn rm_of_a_pipeline_run_keeps_output_data_unless_asked_and_cancels_only_with_for
     let removed = run(&mut tapir(dir.path(), ["rm", "--outputs", "01pipe"]));
     assert_eq!(removed.code, 0, "{}", removed.stderr);
     assert!(!pipeline.exists(), "{}", removed.stderr);
-    assert!(removed.stderr.contains("removed pipeline-run-01pipe000000000000000 (3 task runs, output data in a/out)"), "{}", removed.stderr);
+    assert!(
+        removed.stderr.contains(
+            "removed pipeline-run-01pipe000000000000000 (3 task runs, output data in a/out)"
+        ),
+        "{}",
+        removed.stderr
+    );
     assert!(dir.path().join("pipeline.json").exists());
 
     // Only tapir's files: anything else stays, and is named.
@@ -396,20 +502,82 @@ fn rm_of_a_pipeline_run_keeps_output_data_unless_asked_and_cancels_only_with_for
     std::fs::write(pipeline.join("notes.txt"), "mine").unwrap();
     let out = run(&mut tapir(dir.path(), ["rm", "01pipe"]));
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("it also holds notes.txt"), "{}", out.stderr);
-    assert_eq!(std::fs::read_to_string(pipeline.join("notes.txt")).unwrap(), "mine");
+    assert!(
+        out.stderr.contains("it also holds notes.txt"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(pipeline.join("notes.txt")).unwrap(),
+        "mine"
+    );
     assert!(!pipeline.join("runs").exists() && !pipeline.join("a").exists());
 
     // Running: refused; --force stops its process and then removes it.
-    let mut holder = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let mut holder = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
     let running = running_pipeline(dir.path(), "01run0000000000000000", holder.id());
     let refused = run(&mut tapir(dir.path(), ["rm", "01run"]));
     assert_eq!(refused.code, 1);
-    assert!(refused.stderr.contains("pipeline run 01run0000000000000000 is still running"), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("pipeline run 01run0000000000000000 is still running"),
+        "{}",
+        refused.stderr
+    );
     assert!(running.exists());
     let reaper = std::thread::spawn(move || holder.wait().unwrap());
     let forced = run(&mut tapir(dir.path(), ["rm", "--force", "01run"]));
     assert_eq!(forced.code, 0, "{}", forced.stderr);
     assert!(!running.exists());
-    assert!(!reaper.join().unwrap().success(), "the pipeline's process got SIGTERM");
+    assert!(
+        !reaper.join().unwrap().success(),
+        "the pipeline's process got SIGTERM"
+    );
+}
+
+#[test]
+fn logs_follow_waits_for_a_pending_task_and_finds_its_running_attempt_before_it_is_linked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut holder = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pipeline = running_pipeline(dir.path(), "01run0000000000000000", holder.id());
+    let not_yet = run(&mut tapir(dir.path(), ["logs", "01run", "a"]));
+    assert_eq!(not_yet.code, 2);
+    assert!(
+        not_yet.stderr.contains("task a has not run (pending)")
+            && not_yet
+                .stderr
+                .contains("`--follow` waits for the task to start"),
+        "{}",
+        not_yet.stderr
+    );
+    let follower = tapir(dir.path(), ["logs", "--follow", "01run", "a"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The attempt's task run, not yet linked in the record (as while it runs).
+    task_run(
+        &pipeline,
+        "a",
+        "echo followed; exit 4",
+        &pipeline.join("a/out"),
+    );
+    let followed = follower.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&followed.stdout),
+        "followed\n",
+        "{}",
+        String::from_utf8_lossy(&followed.stderr)
+    );
+    assert_eq!(followed.status.code(), Some(4), "the task run's exit code");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
 }

@@ -30,7 +30,15 @@ pub fn rm(args: &RmArgs) -> Result<ExitStatus> {
     let mut status = ExitStatus::Success;
     for run in located {
         let removed = match run {
-            Located::Task(dir) => remove_run(&dir, args.force, docker.as_ref()),
+            Located::Task(dir) => match pipeline_of(&dir) {
+                Some(pipeline) if !args.force => Err(Error::Usage(format!(
+                    "not removing {}: it is an attempt of pipeline run {}, whose record links it\n  fix: remove the whole pipeline run (`tapir rm {}`), or this task run alone with `tapir rm --force`",
+                    dir.display(),
+                    pipeline.display(),
+                    pipeline.display()
+                ))),
+                _ => remove_run(&dir, args.force, docker.as_ref()),
+            },
             Located::Pipeline(dir) => {
                 remove_pipeline_run(&dir, args.force, args.outputs, docker.as_ref())
             }
@@ -41,6 +49,14 @@ pub fn rm(args: &RmArgs) -> Result<ExitStatus> {
         }
     }
     Ok(status)
+}
+
+/// The pipeline run folder a task run folder lies in (`pipeline-run-<id>/runs/`), if any.
+fn pipeline_of(task_dir: &Path) -> Option<PathBuf> {
+    let runs = task_dir.parent()?;
+    let pipeline = runs.parent()?;
+    (runs.file_name()? == RUNS_SUBDIR && store::is_pipeline_run_dir(pipeline))
+        .then(|| pipeline.to_path_buf())
 }
 
 /// Removes one run folder and its container. A running run is refused unless `force`,

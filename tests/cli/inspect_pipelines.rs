@@ -461,8 +461,19 @@ fn wait_on_a_pipeline_run_returns_its_recorded_exit_code() {
 #[test]
 fn rm_of_a_pipeline_run_keeps_output_data_unless_asked_and_cancels_only_with_force() {
     let dir = tempfile::tempdir().unwrap();
-    let (pipeline, _) = finished_pipeline(dir.path());
+    let (pipeline, [a, ..]) = finished_pipeline(dir.path());
     std::fs::write(dir.path().join("pipeline.json"), "{}").unwrap();
+
+    // One attempt alone would leave the pipeline record linking a missing run.
+    let attempt = run(&mut tapir(dir.path(), ["rm", &a]));
+    assert_eq!(attempt.code, 1, "{}", attempt.stderr);
+    assert!(
+        attempt.stderr.contains("it is an attempt of pipeline run")
+            && attempt.stderr.contains("tapir rm --force"),
+        "{}",
+        attempt.stderr
+    );
+    assert!(pipeline.join("runs").join(format!("task_run-{a}")).exists());
 
     let pruned = run(&mut tapir(dir.path(), ["prune"]));
     assert_eq!(pruned.code, 0, "{}", pruned.stderr);

@@ -8,7 +8,6 @@ pub mod logs;
 pub mod man;
 pub mod outputs;
 pub mod pipeline;
-pub mod pipeline_runs;
 pub mod plan_view;
 pub mod ps;
 pub mod rm;
@@ -29,6 +28,9 @@ use crate::record::store;
 pub fn locate_run(runs_dir: &Path, query: &str) -> Result<PathBuf> {
     store::find_run(runs_dir, query).map_err(|e| Error::Record(e.to_string()))
 }
+
+/// What the inspection commands need of a pipeline run folder.
+pub mod pipeline_runs;
 
 /// A run folder found by [`locate`], by kind.
 #[derive(Debug, Clone, PartialEq, Eq)]

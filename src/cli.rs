@@ -226,8 +226,15 @@ pub struct RunsDirArg {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// The run: its folder, its folder name task_run-<id>, or a unique id prefix.
+    /// The run: its folder, its folder name task_run-<id> or pipeline-run-<id>, or a
+    /// unique id prefix.
     pub run: String,
+    /// For a pipeline run: the task whose logs to show (its latest attempt).
+    #[arg(value_name = "TASK")]
+    pub task: Option<String>,
+    /// With TASK: this attempt (1, 2, …) instead of the latest.
+    #[arg(long, value_name = "N", requires = "task")]
+    pub attempt: Option<u32>,
     /// Keep printing while the run goes on; exit with its exit code when it ends.
     #[arg(short, long)]
     pub follow: bool,
@@ -255,6 +262,9 @@ pub struct PsArgs {
     /// Show at most N runs (the newest).
     #[arg(short = 'n', long, value_name = "N")]
     pub last: Option<usize>,
+    /// Also list the task runs inside pipeline runs, under their pipeline run.
+    #[arg(short, long)]
+    pub all: bool,
     #[command(flatten)]
     pub runs: RunsDirArg,
 }
@@ -262,8 +272,12 @@ pub struct PsArgs {
 /// One run, shown for people or as JSON (`show`, `outputs`).
 #[derive(Debug, Args)]
 pub struct RunViewArgs {
-    /// The run: its folder, its folder name task_run-<id>, or a unique id prefix.
+    /// The run: its folder, its folder name task_run-<id> or pipeline-run-<id>, or a
+    /// unique id prefix.
     pub run: String,
+    /// For a pipeline run: one of its tasks (its latest attempt's task run).
+    #[arg(value_name = "TASK")]
+    pub task: Option<String>,
     /// human or json.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
@@ -289,6 +303,10 @@ pub struct RmArgs {
     /// folders whose record is missing or damaged.
     #[arg(short, long)]
     pub force: bool,
+    /// Pipeline runs: also delete the channel folders tapir manages inside them, with
+    /// the data the tasks wrote (without it, a pipeline run holding data is refused).
+    #[arg(long)]
+    pub outputs: bool,
     #[command(flatten)]
     pub runs: RunsDirArg,
 }

@@ -6,6 +6,7 @@ mod support;
 mod backends;
 mod docs;
 mod help;
+mod inspect_pipelines;
 mod inspect_runs;
 mod pipeline;
 mod pipeline_run;

@@ -1,7 +1,7 @@
 //! Benchmarks of the real `tapir` binary (`cargo bench`). Figures are reported next to a
 //! baseline measured in the same run, never compared with fixed times in a test.
 //!
-//! `cargo bench -- validate` or `cargo bench -- run` picks one group.
+//! `cargo bench -- validate` (or `run`, `ps`, `logs`, `pipeline`) picks one group.
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
@@ -316,6 +316,112 @@ fn bench_logs() {
     );
 }
 
+/// `tapir pipeline run` of 50 independent trivial tasks with `--jobs 2`, against `xargs
+/// -P2` running the same 50 `docker run`s (the argv tapir renders, from a dry run),
+/// interleaved so that both see the same machine.
+fn bench_pipeline() {
+    println!("## pipeline");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let built = Command::new("bash")
+        .arg(root.join("examples/build.sh"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("bash runs");
+    assert!(built.success(), "examples/build.sh failed");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tasks = 50;
+    let task = |i: usize| {
+        serde_json::json!({
+            "name": format!("noop {i}"),
+            "image": "tapir-example/dummy:latest",
+            "taskTemplate": {
+                "identifier": "noop",
+                "description": "does nothing",
+                "inputs": [], "outputs": [], "env": [],
+                "command": ["true"]
+            }
+        })
+    };
+    let pipeline = serde_json::json!({
+        "name": "fan-out",
+        "tasks": (0..tasks)
+            .map(|i| serde_json::json!({"id": format!("t{i:02}"), "task": task(i)}))
+            .collect::<Vec<_>>()
+    });
+    std::fs::write(dir.path().join("fan-out.json"), pipeline.to_string()).expect("write");
+    std::fs::write(dir.path().join("task.json"), task(0).to_string()).expect("write");
+    let runs = dir.path().join("runs");
+    let tapir_pipeline = || {
+        let mut cmd = Command::new(tapir());
+        cmd.args([
+            "pipeline",
+            "run",
+            "fan-out.json",
+            "--jobs",
+            "2",
+            "--network",
+            "none",
+        ])
+        .arg("--runs-dir")
+        .arg(&runs)
+        .current_dir(dir.path());
+        cmd
+    };
+
+    // The baseline runs what tapir renders for one such task, with `--rm` and its own name.
+    let plan = Command::new(tapir())
+        .args([
+            "run",
+            "--dry-run",
+            "--format",
+            "json",
+            "task.json",
+            "--network",
+            "none",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("dry run");
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("dry-run JSON");
+    let mut argv: Vec<String> = plan["argv"]
+        .as_array()
+        .expect("argv")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    let name_at = argv.iter().position(|w| w == "--name").expect("--name");
+    argv.drain(name_at..name_at + 2);
+    argv.insert(2, "--rm".into());
+    let names = dir.path().join("names.txt");
+    let xargs = |round: usize| {
+        let list: String = (0..tasks)
+            .map(|i| format!("tapir-bench-xargs-{}-{round}-{i}\n", std::process::id()))
+            .collect();
+        std::fs::write(&names, list).expect("write names");
+        let mut cmd = Command::new("xargs");
+        cmd.arg("-a")
+            .arg(&names)
+            .args(["-P2", "-I{}", &argv[0], &argv[1], "--name", "{}"])
+            .args(&argv[2..]);
+        cmd
+    };
+
+    time(&mut tapir_pipeline()); // warm-up
+    let rounds = 3;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        theirs.push(time(&mut xargs(round)));
+        ours.push(time(&mut tapir_pipeline()));
+    }
+    let (ours, theirs) = (median(ours), median(theirs));
+    println!(
+        "tapir pipeline run --jobs 2  median {} over {rounds} runs of {tasks} tasks\nxargs -P2 docker run          median {} over {rounds} runs\nratio {:.3} (goal <= 1.1)",
+        ms(ours),
+        ms(theirs),
+        ours.as_secs_f64() / theirs.as_secs_f64()
+    );
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -333,5 +439,8 @@ fn main() {
     }
     if wants("logs") {
         bench_logs();
+    }
+    if wants("pipeline") {
+        bench_pipeline();
     }
 }

@@ -19,7 +19,8 @@ pub const EXIT_CODES: &[(&str, &[&str])] = &[
         "1",
         &[
             "validate, inspect: a file is invalid; wait, logs --follow: the run is lost;",
-            "rm, prune: a run could not be removed; doctor: the mode cannot run tasks",
+            "rm, prune: a run could not be removed; doctor: the mode cannot run tasks;",
+            "pipeline run: a task failed, timed out or was skipped",
         ],
     ),
     (
@@ -31,10 +32,20 @@ pub const EXIT_CODES: &[(&str, &[&str])] = &[
         &["run: the task's own exit code; wait, logs --follow: the code run gave"],
     ),
     (
-        "125",
-        &["run: failed before the task ran (invalid task, image missing, engine down)"],
+        "124",
+        &["run --timeout: the task ran too long and was stopped"],
     ),
-    ("130", &["run: cancelled by Ctrl-C or SIGTERM"]),
+    (
+        "125",
+        &[
+            "run: failed before the task ran (invalid task, image missing, engine down);",
+            "pipeline run: the pipeline is invalid (nothing started)",
+        ],
+    ),
+    (
+        "130",
+        &["run, pipeline run: cancelled by Ctrl-C or SIGTERM"],
+    ),
 ];
 
 /// `EXIT_CODES` for the end of `tapir --help`.
@@ -74,7 +85,7 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print a bundled JSON Schema (for editors and other tools).
     Schema(SchemaArgs),
-    /// Pipelines of tasks joined by IOMappings (validate only: running is not built yet).
+    /// Pipelines of tasks joined by IOMappings: check them, run them.
     Pipeline(PipelineArgs),
     /// Run a task.json in a container, stream its output and record the run.
     Run(RunArgs),
@@ -126,6 +137,9 @@ pub struct SuperviseArgs {
     /// Keep the container after it ends (from `run --keep`).
     #[arg(long)]
     pub keep: bool,
+    /// Stop the task after this many seconds (from `run --timeout`).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +212,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub grace: u32,
 
+    /// Stop the task when it has run this many seconds (as on a cancel, with --grace);
+    /// the record says `timed-out` and tapir exits with 124.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+
     /// Start the task in the background and return once it runs; the run id is printed
     /// on stdout. A supervisor process keeps capturing the logs and writes the final
     /// status (see `tapir logs --follow`, `tapir wait`).
@@ -215,8 +234,15 @@ pub struct RunsDirArg {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// The run: its folder, its folder name task_run-<id>, or a unique id prefix.
+    /// The run: its folder, its folder name task_run-<id> or pipeline-run-<id>, or a
+    /// unique id prefix.
     pub run: String,
+    /// For a pipeline run: the task whose logs to show (its latest attempt).
+    #[arg(value_name = "TASK")]
+    pub task: Option<String>,
+    /// With TASK: this attempt (1, 2, …) instead of the latest.
+    #[arg(long, value_name = "N", requires = "task")]
+    pub attempt: Option<u32>,
     /// Keep printing while the run goes on; exit with its exit code when it ends.
     #[arg(short, long)]
     pub follow: bool,
@@ -244,6 +270,9 @@ pub struct PsArgs {
     /// Show at most N runs (the newest).
     #[arg(short = 'n', long, value_name = "N")]
     pub last: Option<usize>,
+    /// Also list the task runs inside pipeline runs, under their pipeline run.
+    #[arg(short, long)]
+    pub all: bool,
     #[command(flatten)]
     pub runs: RunsDirArg,
 }
@@ -251,8 +280,12 @@ pub struct PsArgs {
 /// One run, shown for people or as JSON (`show`, `outputs`).
 #[derive(Debug, Args)]
 pub struct RunViewArgs {
-    /// The run: its folder, its folder name task_run-<id>, or a unique id prefix.
+    /// The run: its folder, its folder name task_run-<id> or pipeline-run-<id>, or a
+    /// unique id prefix.
     pub run: String,
+    /// For a pipeline run: one of its tasks (its latest attempt's task run).
+    #[arg(value_name = "TASK")]
+    pub task: Option<String>,
     /// human or json.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
@@ -278,6 +311,10 @@ pub struct RmArgs {
     /// folders whose record is missing or damaged.
     #[arg(short, long)]
     pub force: bool,
+    /// Pipeline runs: also delete the channel folders tapir manages inside them, with
+    /// the data the tasks wrote (without it, a pipeline run holding data is refused).
+    #[arg(long)]
+    pub outputs: bool,
     #[command(flatten)]
     pub runs: RunsDirArg,
 }
@@ -305,6 +342,7 @@ pub enum StatusArg {
     Failed,
     OomKilled,
     Cancelled,
+    TimedOut,
     EngineError,
     /// Recorded as running, but nothing supervises it any more.
     Lost,
@@ -556,6 +594,50 @@ pub struct PipelineArgs {
 pub enum PipelineCommand {
     /// Check a pipeline file, its task files and a conf file; print the planned order.
     Validate(PipelineValidateArgs),
+    /// Run a pipeline: every task through `tapir run`, independent ones in parallel, into
+    /// one pipeline run folder (pipeline-run-<id>/) with a record linking the task runs.
+    ///
+    /// Exit codes: 0 every task succeeded; 1 a task failed, timed out or was skipped (also
+    /// when `can_fail` let the others run); 125 the pipeline is invalid (nothing started);
+    /// 130 cancelled by Ctrl-C or SIGTERM; 2 usage error or a refused --resume.
+    Run(PipelineRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineRunArgs {
+    /// The pipeline file.
+    #[arg(value_name = "PIPELINE.JSON")]
+    pub pipeline: PathBuf,
+
+    /// User input, as Kaapana's `conf`: {"task_form": {"<task id>": {"VAR": "value"}}}.
+    #[arg(long, value_name = "CONF.JSON")]
+    pub conf: Option<PathBuf>,
+
+    /// How many tasks run at the same time (default: the number of cores).
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+
+    /// The engine every task runs with.
+    #[arg(long, value_enum, default_value_t = Mode::Docker)]
+    pub mode: Mode,
+
+    /// Where the pipeline run folder (pipeline-run-<id>/) is created.
+    #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]
+    pub runs_dir: PathBuf,
+
+    /// Docker network for every task (default: the engine's default).
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+
+    /// Continue this pipeline run folder: run again only the tasks that did not succeed
+    /// (failed, timed out, skipped, cancelled or never started). The pipeline file must
+    /// be unchanged; the conf file may differ.
+    #[arg(long, value_name = "PIPELINE-RUN")]
+    pub resume: Option<PathBuf>,
+
+    /// Seconds a cancelled task gets to stop before it is killed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub grace: u32,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,8 @@ pub enum ExitStatus {
     NotStarted,
     /// 130: cancelled with Ctrl-C or SIGTERM.
     Cancelled,
+    /// 124: `run --timeout` stopped the task (as coreutils `timeout`).
+    TimedOut,
 }
 
 impl ExitStatus {
@@ -37,6 +39,8 @@ impl ExitStatus {
             Self::NotStarted => 125,
             // 128 + SIGINT, as shells report a Ctrl-C.
             Self::Cancelled => 130,
+            // As coreutils `timeout`.
+            Self::TimedOut => 124,
         }
     }
 

@@ -36,6 +36,8 @@ pub struct Job {
     pub memory_limit: Option<u64>,
     pub grace_seconds: u32,
     pub keep: bool,
+    /// Stop the run after this many seconds from its start (`run --timeout`).
+    pub timeout_seconds: Option<u64>,
 }
 
 /// How a run is stopped and judged.
@@ -114,6 +116,9 @@ pub fn run_to_end(
         }
     };
     cancel.child_pid.store(child.id(), Ordering::SeqCst);
+    if let Some(seconds) = job.timeout_seconds {
+        stop_after(job, &cancel, seconds);
+    }
     if let (Some(spinner), Engine::Docker { docker, container }) = (&attach.spinner, &job.engine) {
         clear_when_running(spinner.clone(), docker.clone(), container.clone());
     }
@@ -158,6 +163,7 @@ pub fn run_to_end(
     }
     record.ended_at = Some(jiff::Timestamp::now());
     let was_cancelled = cancel.cancelled.load(Ordering::SeqCst);
+    let timed_out = cancel.timed_out.load(Ordering::SeqCst) && !was_cancelled;
     let outcome = match &job.engine {
         Engine::Docker { docker, container } => docker_outcome(
             docker,
@@ -167,6 +173,15 @@ pub fn run_to_end(
             job.memory_limit,
         ),
         Engine::Apptainer { .. } => process_outcome(&client_status, was_cancelled),
+    };
+    let outcome = match job.timeout_seconds {
+        Some(seconds) if timed_out => Outcome {
+            status: Status::TimedOut,
+            ends: ExitStatus::TimedOut,
+            message: format!("timed out after {seconds}s (--timeout); the task was stopped"),
+            exit_code: outcome.exit_code,
+        },
+        _ => outcome,
     };
     if !job.keep {
         match &job.engine {
@@ -415,6 +430,31 @@ struct CancelState {
     child_pid: AtomicU32,
     /// The engine client has exited: nothing is left to stop.
     client_done: AtomicBool,
+    /// `--timeout` expired and the run was stopped because of it.
+    timed_out: AtomicBool,
+}
+
+/// Stops the run `seconds` after now, as a cancel would (grace period, then kill), unless
+/// it has ended or was cancelled by then.
+fn stop_after(job: &Job, state: &Arc<CancelState>, seconds: u64) {
+    let (engine, state, grace) = (job.engine.clone(), state.clone(), job.grace_seconds);
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        while std::time::Instant::now() < deadline {
+            if state.client_done.load(Ordering::SeqCst) || state.cancelled.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if state.client_done.load(Ordering::SeqCst) || state.cancelled.load(Ordering::SeqCst) {
+            return;
+        }
+        state.timed_out.store(true, Ordering::SeqCst);
+        output::stderr(&format!(
+            "\ntapir: the task ran for {seconds}s (--timeout): stopping it (up to {grace}s)\n"
+        ));
+        stop(&engine, &state, grace);
+    });
 }
 
 /// The thread that turns SIGINT/SIGTERM (and SIGHUP when asked) into stopping the run:

@@ -286,6 +286,75 @@ impl Spinner {
     }
 }
 
+/// `pipeline run`'s progress: on an interactive stderr one spinner line per running task
+/// (indicatif), with finished events printed above them; otherwise plain lines, one per
+/// event, for logs and CI.
+pub struct TaskProgress {
+    multi: Option<indicatif::MultiProgress>,
+    bars: std::collections::BTreeMap<String, indicatif::ProgressBar>,
+}
+
+impl TaskProgress {
+    pub fn start() -> Self {
+        let interactive =
+            std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
+        Self {
+            multi: interactive.then(indicatif::MultiProgress::new),
+            bars: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// An event of a task (`task <id>: <event>`), as a line that stays.
+    pub fn event(&self, task: &str, event: &str) {
+        let line = format!("task {task}: {event}");
+        match &self.multi {
+            Some(multi) => {
+                if multi.println(&line).is_err() {
+                    stderr(&format!("{line}\n"));
+                }
+            }
+            None => stderr(&format!("{line}\n")),
+        }
+    }
+
+    /// The task runs (again): on a terminal, its spinner line says `what`.
+    pub fn running(&mut self, task: &str, what: &str) {
+        let Some(multi) = &self.multi else {
+            return;
+        };
+        let bar = self.bars.entry(task.to_string()).or_insert_with(|| {
+            let bar = multi.add(indicatif::ProgressBar::new_spinner());
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{spinner} task {prefix}: {msg} {elapsed}")
+            {
+                bar.set_style(style);
+            }
+            bar.set_prefix(task.to_string());
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            bar
+        });
+        bar.set_message(what.to_string());
+    }
+
+    /// The task's spinner line goes away.
+    pub fn done(&mut self, task: &str) {
+        if let Some(bar) = self.bars.remove(task) {
+            bar.finish_and_clear();
+            if let Some(multi) = &self.multi {
+                multi.remove(&bar);
+            }
+        }
+    }
+
+    /// Removes every spinner line, before the summary.
+    pub fn finish(&mut self) {
+        let tasks: Vec<String> = self.bars.keys().cloned().collect();
+        for task in tasks {
+            self.done(&task);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! `tapir logs RUN`: replays what the task wrote, from the run folder only (the container
-//! is not needed, and is usually gone).
+//! is not needed, and is usually gone). `tapir logs PIPELINE-RUN TASK` does the same
+//! for the task run of one task's latest attempt (or `--attempt N`).
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -11,7 +12,8 @@ use crate::error::{Error, ExitStatus, Result};
 use crate::record::RunSummary;
 use crate::record::logs::{Cursor, LogReader, Stream};
 
-use super::locate_run;
+use super::pipeline_runs::{self, AttemptRun};
+use super::{Located, locate};
 
 /// How often `--follow` looks for new output.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
@@ -20,7 +22,17 @@ const FOLLOW_POLL: Duration = Duration::from_millis(100);
 const MAX_TAIL_LINE: usize = 64 * 1024;
 
 pub fn run(args: &LogsArgs) -> Result<ExitStatus> {
-    let run_dir = locate_run(&args.runs.runs_dir, &args.run)?;
+    let run_dir = match locate(&args.runs.runs_dir, &args.run)? {
+        Located::Task(dir) if args.task.is_some() => {
+            return Err(pipeline_runs::not_a_pipeline(&dir));
+        }
+        Located::Task(dir) => dir,
+        Located::Pipeline(dir) => match task_run_of(&dir, args)? {
+            Some(run_dir) => run_dir,
+            // Followed a task that ended without a task run (skipped, cancelled).
+            None => return Ok(ExitStatus::Failed),
+        },
+    };
     let filter = match (args.stdout, args.stderr) {
         (true, _) => Some(Stream::Stdout),
         (_, true) => Some(Stream::Stderr),
@@ -80,6 +92,41 @@ pub fn run(args: &LogsArgs) -> Result<ExitStatus> {
         Err(e) => return Err(Error::io(&run_dir, e)),
     }
     finished_code(&run_dir, args.follow)
+}
+
+/// The task run of the attempt `args` asks for in the pipeline run `dir`. With `--follow`,
+/// a task that has not started yet is waited for; `None` when it ended without a run.
+fn task_run_of(dir: &Path, args: &LogsArgs) -> Result<Option<std::path::PathBuf>> {
+    loop {
+        let record = pipeline_runs::load(dir)?;
+        let Some(task_id) = &args.task else {
+            return Err(pipeline_runs::task_needed(&record, dir, "logs", &args.run));
+        };
+        let task = pipeline_runs::find_task(&record, task_id, "logs", &args.run)?;
+        let why = match pipeline_runs::attempt_run(dir, task, args.attempt)? {
+            AttemptRun::Found(run_dir) => return Ok(Some(run_dir)),
+            AttemptRun::NotYet(why) => why,
+        };
+        use crate::pipeline::record::TaskStatus;
+        let may_start = matches!(task.status, TaskStatus::Pending | TaskStatus::Running)
+            && !pipeline_runs::is_over(&record);
+        if !args.follow || args.attempt.is_some() {
+            return Err(Error::Usage(format!(
+                "{why}\n  fix: `tapir show {}` shows the pipeline run{}",
+                args.run,
+                if may_start {
+                    "; `--follow` waits for the task to start"
+                } else {
+                    ""
+                }
+            )));
+        }
+        if !may_start {
+            crate::output::stderr(&format!("tapir: {why}\n"));
+            return Ok(None);
+        }
+        std::thread::sleep(FOLLOW_POLL);
+    }
 }
 
 /// With `--follow`, the run's own exit code (like `tapir wait`); otherwise 0.

@@ -8,6 +8,7 @@ pub mod logs;
 pub mod man;
 pub mod outputs;
 pub mod pipeline;
+pub mod pipeline_run;
 pub mod plan_view;
 pub mod ps;
 pub mod rm;
@@ -23,8 +24,34 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::record::store;
 
-/// The run folder a user means: a path, a folder name `task_run-<id>`, or a unique id
-/// prefix in `runs_dir`.
+/// The run folder a user means: a path, a folder name `task_run-<id>` or
+/// `pipeline-run-<id>`, or a unique id prefix in `runs_dir`.
 pub fn locate_run(runs_dir: &Path, query: &str) -> Result<PathBuf> {
     store::find_run(runs_dir, query).map_err(|e| Error::Record(e.to_string()))
+}
+
+/// What the inspection commands need of a pipeline run folder.
+pub mod pipeline_runs;
+
+/// A run folder found by [`locate`], by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    Task(PathBuf),
+    Pipeline(PathBuf),
+}
+
+/// Like [`locate_run`], and says whether it is a task run or a pipeline run: a folder
+/// named `pipeline-run-<id>`, or (a renamed folder) one whose record says
+/// `"kind": "pipeline-run"`.
+pub fn locate(runs_dir: &Path, query: &str) -> Result<Located> {
+    let dir = locate_run(runs_dir, query)?;
+    let pipeline = store::is_pipeline_run_dir(&dir)
+        || (store::run_id_of(&dir).is_none()
+            && store::read_record(&dir)
+                .is_ok_and(|r| r.get("kind").and_then(|k| k.as_str()) == Some("pipeline-run")));
+    Ok(if pipeline {
+        Located::Pipeline(dir)
+    } else {
+        Located::Task(dir)
+    })
 }

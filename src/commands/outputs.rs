@@ -1,4 +1,4 @@
-//! `tapir outputs RUN`: each output channel's files and sizes as they are on disk now,
+//! `tapir outputs RUN [TASK]`: each output channel's files and sizes as they are on disk now,
 //! and a check of the Task API's data-structure convention (seeds 001, "Input and output
 //! channel data structure convention"): a channel holds one folder per item, and a task
 //! that makes one result per input item names its output items like the input items.
@@ -12,10 +12,12 @@ use crate::cli::{ColorChoice, PlanFormat, RunViewArgs};
 use crate::error::{Error, ExitStatus, Result};
 use crate::model::quantity::format_bytes;
 use crate::output::{self, Printer, plural};
+use crate::pipeline::record::PipelineRunRecord;
 use crate::record::{self, OutputChannel, RunRecord};
 use crate::resolve::plan::Direction;
 
-use super::locate_run;
+use super::pipeline_runs::{self, AttemptRun};
+use super::{Located, locate};
 
 #[derive(Serialize)]
 struct ChannelReport {
@@ -27,7 +29,123 @@ struct ChannelReport {
 }
 
 pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> {
-    let run_dir = locate_run(&args.runs.runs_dir, &args.run)?;
+    let run_dir = match locate(&args.runs.runs_dir, &args.run)? {
+        Located::Task(dir) if args.task.is_some() => {
+            return Err(pipeline_runs::not_a_pipeline(&dir));
+        }
+        Located::Task(dir) => dir,
+        Located::Pipeline(dir) => {
+            let record = pipeline_runs::load(&dir)?;
+            let Some(task_id) = &args.task else {
+                return pipeline_outputs(&record, &dir, args.format, color);
+            };
+            let task = pipeline_runs::find_task(&record, task_id, "outputs", &args.run)?;
+            match pipeline_runs::attempt_run(&dir, task, None)? {
+                AttemptRun::Found(run_dir) => run_dir,
+                AttemptRun::NotYet(why) => {
+                    return Err(Error::Usage(format!(
+                        "{why}\n  fix: `tapir outputs {}` lists every task's folders",
+                        args.run
+                    )));
+                }
+            }
+        }
+    };
+    task_run_outputs(&run_dir, args.format, color)
+}
+
+#[derive(Serialize)]
+struct PipelineChannel {
+    #[serde(flatten)]
+    listing: OutputChannel,
+    managed: bool,
+    exists: bool,
+}
+
+#[derive(Serialize)]
+struct TaskOutputs {
+    id: String,
+    status: &'static str,
+    outputs: Vec<PipelineChannel>,
+}
+
+/// Every task's output folders of a pipeline run, as they are on disk now (the item
+/// convention is checked per task: `tapir outputs PIPELINE-RUN TASK`).
+fn pipeline_outputs(
+    record: &PipelineRunRecord,
+    dir: &Path,
+    format: PlanFormat,
+    color: ColorChoice,
+) -> Result<ExitStatus> {
+    let tasks: Vec<TaskOutputs> = record
+        .tasks
+        .iter()
+        .map(|task| TaskOutputs {
+            id: task.id.clone(),
+            status: task.status.as_str(),
+            outputs: task
+                .folders
+                .iter()
+                .filter(|f| f.direction == "output")
+                .map(|f| {
+                    let path = if f.managed {
+                        dir.join(&f.path)
+                    } else {
+                        PathBuf::from(&f.path)
+                    };
+                    PipelineChannel {
+                        listing: record::list_output(&f.channel, &path),
+                        managed: f.managed,
+                        exists: path.is_dir(),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    if format == PlanFormat::Json {
+        output::stdout_json(&serde_json::json!({"run": record.id, "tasks": tasks}));
+        return Ok(ExitStatus::Success);
+    }
+    let p = Printer::for_stdout(color);
+    let mut out = String::new();
+    for task in &tasks {
+        if task.outputs.is_empty() {
+            out.push_str(&format!(
+                "{} ({}): no output channels\n",
+                p.bold(&task.id),
+                task.status
+            ));
+        }
+        for channel in &task.outputs {
+            let l = &channel.listing;
+            out.push_str(&format!(
+                "{} {} ({}, {}{}{})\n",
+                p.bold(&format!("{}.{}", task.id, l.channel)),
+                l.host_path,
+                plural(l.files.len(), "file"),
+                format_bytes(l.total_bytes),
+                if l.truncated { ", listing cut" } else { "" },
+                if channel.exists {
+                    ""
+                } else {
+                    ", does not exist"
+                }
+            ));
+            for file in &l.files {
+                out.push_str(&format!(
+                    "  {:>10}  {}\n",
+                    format_bytes(file.bytes),
+                    file.path
+                ));
+            }
+        }
+    }
+    output::stdout(&out);
+    Ok(ExitStatus::Success)
+}
+
+fn task_run_outputs(run_dir: &Path, format: PlanFormat, color: ColorChoice) -> Result<ExitStatus> {
+    let run_dir = run_dir.to_path_buf();
     let record = RunRecord::load(&run_dir).map_err(|e| Error::Record(e.to_string()))?;
     let inputs = record.planned_mounts(Direction::Input);
     let outputs = record.planned_mounts(Direction::Output);
@@ -41,7 +159,7 @@ pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> {
         .map(|(channel, path)| check_channel(channel, path, &input_items, &inputs))
         .collect();
 
-    if args.format == PlanFormat::Json {
+    if format == PlanFormat::Json {
         let value = serde_json::json!({"run": record.id, "outputs": reports});
         output::stdout_json(&value);
         return Ok(ExitStatus::Success);

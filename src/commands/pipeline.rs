@@ -1,6 +1,6 @@
 //! `tapir pipeline validate PIPELINE.json [--conf CONF.json]`: check a pipeline, every
 //! task file it refers to and the conf file, report every problem at once, and print the
-//! planned order and folders of a valid pipeline. Running pipelines is not built yet.
+//! planned order and folders of a valid pipeline. `pipeline run` is in `pipeline_run.rs`.
 
 use std::fmt::Write as _;
 
@@ -21,6 +21,7 @@ pub const JSON_FORMAT_VERSION: u32 = 1;
 pub fn run(args: &PipelineArgs, color: ColorChoice) -> Result<ExitStatus> {
     match &args.command {
         PipelineCommand::Validate(args) => validate(args, color),
+        PipelineCommand::Run(args) => super::pipeline_run::run(args, color),
     }
 }
 
@@ -47,7 +48,7 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-fn human(checked: &Checked, p: Printer) -> String {
+pub(super) fn human(checked: &Checked, p: Printer) -> String {
     let mut out = String::new();
     for file in &checked.files {
         let name = file.path.display().to_string();
@@ -88,12 +89,18 @@ fn human(checked: &Checked, p: Printer) -> String {
 fn human_plan(out: &mut String, plan: &PipelinePlan, p: &Printer) {
     let _ = writeln!(
         out,
-        "\n{} `{}`: {}, {}, profile {} (validate only: running pipelines is not built yet)",
+        "\n{} `{}`: {}, {}, profile {}{}",
         p.bold("plan"),
         plan.name,
         plural(plan.tasks.len(), "task"),
         plural(plan.levels.len(), "level"),
-        plan.profile.label()
+        plan.profile.label(),
+        match plan.profile {
+            crate::pipeline::model::Profile::Ccat => {
+                " (validate only: running ccat pipelines is not built yet)"
+            }
+            crate::pipeline::model::Profile::Kaapana => "",
+        }
     );
     for (i, level) in plan.levels.iter().enumerate() {
         let _ = writeln!(out, "  level {}: {}", i + 1, level.join(", "));

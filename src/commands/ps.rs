@@ -1,4 +1,5 @@
-//! `tapir ps` (alias `list`): the runs in the runs folder, newest first.
+//! `tapir ps` (alias `list`): the runs in the runs folder, newest first: task runs and
+//! pipeline runs; with `--all`, each pipeline run's task runs under it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,30 +10,55 @@ use crate::backend::docker::Docker;
 use crate::cli::{ColorChoice, PlanFormat, PsArgs};
 use crate::error::{Error, ExitStatus, Result};
 use crate::output::{self, Printer};
+use crate::pipeline::record::PipelineRunRecord;
 use crate::record::{RunSummary, store};
+
+use super::pipeline_runs;
 
 /// One line of `ps`: a readable record, or the reason it is not.
 pub enum Listed {
     Run(Box<RunSummary>),
+    Pipeline(Box<PipelineRunRecord>),
     Unreadable { id: String, why: String },
 }
 
-/// Every run folder in `runs_dir`, newest first, with its record (or why it has none).
+/// Every run folder in `runs_dir` (task runs and pipeline runs, not the task runs inside
+/// pipeline runs), newest first, with its record (or why it has none).
 pub fn list(runs_dir: &Path) -> Result<Vec<(PathBuf, Listed)>> {
-    let dirs = store::list_runs(runs_dir).map_err(|e| Error::io(runs_dir, e))?;
-    Ok(dirs
-        .into_iter()
-        .map(|dir| {
-            let listed = match RunSummary::load_settled(&dir) {
-                Ok(record) => Listed::Run(Box::new(record)),
-                Err(e) => Listed::Unreadable {
-                    id: store::run_id_of(&dir).unwrap_or_default().to_string(),
-                    why: e.to_string(),
-                },
-            };
-            (dir, listed)
-        })
-        .collect())
+    let dirs = store::list_all_runs(runs_dir).map_err(|e| Error::io(runs_dir, e))?;
+    Ok(dirs.into_iter().map(|dir| read_listed(dir, true)).collect())
+}
+
+fn read_listed(dir: PathBuf, pipelines: bool) -> (PathBuf, Listed) {
+    let unreadable = |why: String| Listed::Unreadable {
+        id: store::any_run_id_of(&dir).unwrap_or_default().to_string(),
+        why,
+    };
+    let listed = if pipelines && store::is_pipeline_run_dir(&dir) {
+        match pipeline_runs::load_settled(&dir) {
+            Ok(record) => Listed::Pipeline(Box::new(record)),
+            Err(e) => unreadable(e.to_string()),
+        }
+    } else {
+        match RunSummary::load_settled(&dir) {
+            Ok(record) => Listed::Run(Box::new(record)),
+            Err(e) => unreadable(e.to_string()),
+        }
+    };
+    (dir, listed)
+}
+
+/// A line of the listing: a run, and for a task run inside a pipeline run (`--all`), which
+/// pipeline run, task and attempt it belongs to.
+struct Row {
+    dir: PathBuf,
+    listed: Listed,
+    inside: Option<Inside>,
+}
+
+struct Inside {
+    pipeline_run: String,
+    task: Option<(String, u32)>,
 }
 
 /// The version of the `ps --format json` document: fields may be added, and existing ones
@@ -44,10 +70,41 @@ pub fn run(args: &PsArgs, color: ColorChoice) -> Result<ExitStatus> {
     if let Some(n) = args.last {
         runs.truncate(n);
     }
+    let mut rows = Vec::new();
+    for (dir, listed) in runs {
+        // The task runs of a pipeline run go under it, and only with --all: they are its
+        // parts, and `tapir logs PIPELINE-RUN TASK` reaches them.
+        let nested: Vec<Row> = match &listed {
+            Listed::Pipeline(p) if args.all => pipeline_runs::task_runs(&dir)
+                .into_iter()
+                .map(|task_dir| {
+                    let task = store::run_id_of(&task_dir)
+                        .and_then(|id| pipeline_runs::attempt_of(p, id))
+                        .map(|(task, n)| (task.to_string(), n));
+                    let (dir, listed) = read_listed(task_dir, false);
+                    Row {
+                        dir,
+                        listed,
+                        inside: Some(Inside {
+                            pipeline_run: p.id.clone(),
+                            task,
+                        }),
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        rows.push(Row {
+            dir,
+            listed,
+            inside: None,
+        });
+        rows.extend(nested);
+    }
     // Containers are only asked about when a run might have left one: a lost run.
-    let lost_any = runs
+    let lost_any = rows
         .iter()
-        .any(|(_, l)| matches!(l, Listed::Run(r) if r.is_lost()));
+        .any(|row| matches!(&row.listed, Listed::Run(r) if r.is_lost()));
     let containers: HashMap<String, bool> = if lost_any {
         Docker::locate()
             .and_then(|d| d.tapir_containers())
@@ -59,42 +116,23 @@ pub fn run(args: &PsArgs, color: ColorChoice) -> Result<ExitStatus> {
 
     match args.format {
         PlanFormat::Json => {
-            let list: Vec<serde_json::Value> = runs
+            let list: Vec<serde_json::Value> = rows
                 .iter()
-                .map(|(dir, listed)| match listed {
-                    Listed::Run(r) => json!({
-                        "id": r.id,
-                        "dir": dir,
-                        "task_name": r.task_name,
-                        "template": r.plan.template,
-                        "image": r.image.as_ref().map(|i| &i.reference),
-                        "mode": r.mode,
-                        "status": r.status_label(),
-                        "exit_code": r.exit_code,
-                        "created_at": r.created_at,
-                        "started_at": r.started_at,
-                        "ended_at": r.ended_at,
-                        "duration_seconds": r.duration_seconds(),
-                        "container_left": containers.get(&r.id).filter(|_| r.is_lost()).map(|running| if *running { "running" } else { "stopped" }),
-                    }),
-                    Listed::Unreadable { id, why } => json!({
-                        "id": id, "dir": dir, "status": "unreadable", "error": why,
-                    }),
-                })
+                .map(|row| json_entry(row, &containers))
                 .collect();
             output::stdout_json(&json!({"format_version": PS_FORMAT_VERSION, "runs": list}));
         }
         PlanFormat::Human => {
             let p = Printer::for_stdout(color);
-            output::stdout(&table(&runs, &containers, p));
+            output::stdout(&table(&rows, &containers, p));
             let err = Printer::for_stderr(color);
-            for (_, listed) in &runs {
-                if let Listed::Unreadable { why, .. } = listed {
+            for row in &rows {
+                if let Listed::Unreadable { why, .. } = &row.listed {
                     output::stderr(&format!("{} {why}\n", err.yellow("warning:")));
                 }
             }
-            for (dir, listed) in &runs {
-                if let Listed::Run(r) = listed
+            for row in &rows {
+                if let Listed::Run(r) = &row.listed
                     && r.is_lost()
                     && let Some(running) = containers.get(&r.id)
                 {
@@ -103,7 +141,7 @@ pub fn run(args: &PsArgs, color: ColorChoice) -> Result<ExitStatus> {
                         err.yellow("warning:"),
                         r.id,
                         if *running { " (running)" } else { "" },
-                        dir.display()
+                        row.dir.display()
                     ));
                 }
             }
@@ -112,46 +150,121 @@ pub fn run(args: &PsArgs, color: ColorChoice) -> Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-fn table(runs: &[(PathBuf, Listed)], containers: &HashMap<String, bool>, p: Printer) -> String {
+fn json_entry(row: &Row, containers: &HashMap<String, bool>) -> serde_json::Value {
+    let dir = &row.dir;
+    let mut entry = match &row.listed {
+        Listed::Run(r) => json!({
+            "kind": "task-run",
+            "id": r.id,
+            "dir": dir,
+            "task_name": r.task_name,
+            "template": r.plan.template,
+            "image": r.image.as_ref().map(|i| &i.reference),
+            "mode": r.mode,
+            "status": r.status_label(),
+            "exit_code": r.exit_code,
+            "created_at": r.created_at,
+            "started_at": r.started_at,
+            "ended_at": r.ended_at,
+            "duration_seconds": r.duration_seconds(),
+            "container_left": containers.get(&r.id).filter(|_| r.is_lost()).map(|running| if *running { "running" } else { "stopped" }),
+        }),
+        Listed::Pipeline(r) => json!({
+            "kind": "pipeline-run",
+            "id": r.id,
+            "dir": dir,
+            "name": r.name,
+            "pipeline_file": r.pipeline_file.path,
+            "mode": r.mode,
+            "status": pipeline_runs::status_label(r),
+            "exit_code": r.exit_code,
+            "created_at": r.created_at,
+            "ended_at": r.ended_at,
+            "duration_seconds": pipeline_runs::duration_seconds(r),
+            "tasks_total": r.tasks.len(),
+            "task_counts": pipeline_runs::task_counts(r)
+                .into_iter()
+                .map(|(status, n)| (status.to_string(), serde_json::Value::from(n)))
+                .collect::<serde_json::Map<_, _>>(),
+        }),
+        Listed::Unreadable { id, why } => json!({
+            "kind": if store::is_pipeline_run_dir(dir) { "pipeline-run" } else { "task-run" },
+            "id": id, "dir": dir, "status": "unreadable", "error": why,
+        }),
+    };
+    if let Some(inside) = &row.inside {
+        entry["pipeline_run"] = json!(inside.pipeline_run);
+        entry["pipeline_task"] = json!(inside.task.as_ref().map(|(t, _)| t));
+        entry["attempt"] = json!(inside.task.as_ref().map(|(_, n)| n));
+    }
+    entry
+}
+
+fn table(rows: &[Row], containers: &HashMap<String, bool>, p: Printer) -> String {
     let header = [
         "ID", "TASK", "TEMPLATE", "IMAGE", "MODE", "STATUS", "EXIT", "STARTED", "DURATION",
     ];
-    let rows: Vec<[String; 9]> = runs
+    let dash = || "-".to_string();
+    let cells: Vec<[String; 9]> = rows
         .iter()
-        .map(|(_, listed)| match listed {
-            Listed::Run(r) => [
-                r.id.clone(),
-                r.task_name.clone().unwrap_or_else(|| "-".into()),
-                r.plan.template.clone().unwrap_or_else(|| "-".into()),
-                r.image.as_ref().map_or("-".into(), |i| i.reference.clone()),
-                if r.mode.is_empty() {
-                    "-".into()
-                } else {
-                    r.mode.clone()
-                },
-                match (r.status_label(), containers.get(&r.id)) {
-                    ("lost", Some(_)) => "lost (container left)".into(),
-                    (label, _) => label.to_string(),
-                },
-                r.exit_code.map_or("-".into(), |c| c.to_string()),
-                local_time(r.started_at.unwrap_or(r.created_at)),
-                format_duration(r.duration_seconds()),
-            ],
-            Listed::Unreadable { id, .. } => [
-                id.clone(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "unreadable".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-            ],
+        .map(|row| {
+            let mut cells = match &row.listed {
+                Listed::Run(r) => [
+                    r.id.clone(),
+                    r.task_name.clone().unwrap_or_else(dash),
+                    r.plan.template.clone().unwrap_or_else(dash),
+                    r.image.as_ref().map_or_else(dash, |i| i.reference.clone()),
+                    if r.mode.is_empty() {
+                        dash()
+                    } else {
+                        r.mode.clone()
+                    },
+                    match (r.status_label(), containers.get(&r.id)) {
+                        ("lost", Some(_)) => "lost (container left)".into(),
+                        (label, _) => label.to_string(),
+                    },
+                    r.exit_code.map_or_else(dash, |c| c.to_string()),
+                    local_time(r.started_at.unwrap_or(r.created_at)),
+                    format_duration(r.duration_seconds()),
+                ],
+                Listed::Pipeline(r) => [
+                    r.id.clone(),
+                    format!("pipeline {} ({})", r.name, pipeline_runs::ok_count(r)),
+                    dash(),
+                    dash(),
+                    if r.mode.is_empty() {
+                        dash()
+                    } else {
+                        r.mode.clone()
+                    },
+                    pipeline_runs::status_label(r).to_string(),
+                    r.exit_code.map_or_else(dash, |c| c.to_string()),
+                    local_time(r.created_at),
+                    format_duration(pipeline_runs::duration_seconds(r)),
+                ],
+                Listed::Unreadable { id, .. } => [
+                    id.clone(),
+                    dash(),
+                    dash(),
+                    dash(),
+                    dash(),
+                    "unreadable".into(),
+                    dash(),
+                    dash(),
+                    dash(),
+                ],
+            };
+            if let Some(inside) = &row.inside {
+                cells[0] = format!("  {}", cells[0]);
+                if let Some((task, attempt)) = &inside.task {
+                    cells[1] = format!("{task} #{attempt} ({})", cells[1]);
+                }
+            }
+            cells
         })
         .collect();
     let mut widths = header.map(str::len);
-    for row in &rows {
+    for row in &cells {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -168,7 +281,7 @@ fn table(runs: &[(PathBuf, Listed)], containers: &HashMap<String, bool>, p: Prin
         text.trim_end().to_string() + "\n"
     };
     let mut out = p.bold(line(&header.map(String::from)).trim_end()) + "\n";
-    for row in &rows {
+    for row in &cells {
         let text = line(row);
         out.push_str(&match row[5].as_str() {
             "succeeded" => text,
@@ -176,7 +289,7 @@ fn table(runs: &[(PathBuf, Listed)], containers: &HashMap<String, bool>, p: Prin
             _ => p.red(text.trim_end()) + "\n",
         });
     }
-    if rows.is_empty() {
+    if cells.is_empty() {
         out.push_str("(no runs here; `tapir run TASK.JSON` makes one, or use --runs-dir)\n");
     }
     out

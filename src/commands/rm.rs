@@ -1,6 +1,7 @@
 //! `tapir rm RUN...` and `tapir prune`: remove run folders and the containers tapir left
 //! behind. The task's output data is never touched: a run whose output folder lies inside
-//! its run folder is refused.
+//! its run folder is refused. A pipeline run's managed channel folders hold its tasks'
+//! output data: a pipeline run with files in them is refused unless `rm --outputs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,25 +10,40 @@ use crate::backend::docker::Docker;
 use crate::cli::{PruneArgs, RmArgs, StatusArg};
 use crate::error::{Error, ExitStatus, Result};
 use crate::output;
+use crate::pipeline::record::{PipelineRunRecord, PipelineStatus, RUNS_SUBDIR};
 use crate::record::{RunRecord, RunSummary, store};
 use crate::resolve::plan::Direction;
 
-use super::locate_run;
 use super::ps::{Listed, list};
+use super::{Located, locate, pipeline_runs};
 
 /// How long `rm --force` waits for a cancelled run to write its end.
 const CANCEL_WAIT: Duration = Duration::from_secs(60);
 
 pub fn rm(args: &RmArgs) -> Result<ExitStatus> {
-    let dirs = args
+    let located = args
         .runs_to_remove
         .iter()
-        .map(|query| locate_run(&args.runs.runs_dir, query))
+        .map(|query| locate(&args.runs.runs_dir, query))
         .collect::<Result<Vec<_>>>()?;
     let docker = Docker::locate().ok();
     let mut status = ExitStatus::Success;
-    for dir in dirs {
-        if let Err(e) = remove_run(&dir, args.force, docker.as_ref()) {
+    for run in located {
+        let removed = match run {
+            Located::Task(dir) => match pipeline_of(&dir) {
+                Some(pipeline) if !args.force => Err(Error::Usage(format!(
+                    "not removing {}: it is an attempt of pipeline run {}, whose record links it\n  fix: remove the whole pipeline run (`tapir rm {}`), or this task run alone with `tapir rm --force`",
+                    dir.display(),
+                    pipeline.display(),
+                    pipeline.display()
+                ))),
+                _ => remove_run(&dir, args.force, docker.as_ref()),
+            },
+            Located::Pipeline(dir) => {
+                remove_pipeline_run(&dir, args.force, args.outputs, docker.as_ref())
+            }
+        };
+        if let Err(e) = removed {
             output::stderr(&format!("error: {e}\n"));
             status = ExitStatus::Failed;
         }
@@ -35,11 +51,29 @@ pub fn rm(args: &RmArgs) -> Result<ExitStatus> {
     Ok(status)
 }
 
+/// The pipeline run folder a task run folder lies in (`pipeline-run-<id>/runs/`), if any.
+fn pipeline_of(task_dir: &Path) -> Option<PathBuf> {
+    let runs = task_dir.parent()?;
+    let pipeline = runs.parent()?;
+    (runs.file_name()? == RUNS_SUBDIR && store::is_pipeline_run_dir(pipeline))
+        .then(|| pipeline.to_path_buf())
+}
+
 /// Removes one run folder and its container. A running run is refused unless `force`,
 /// which cancels it first (through the process supervising it, so its record says
 /// `cancelled` before the folder goes). Only tapir's own files are deleted: a folder that
 /// holds anything else is left with those, and reported.
 fn remove_run(dir: &Path, force: bool, docker: Option<&Docker>) -> Result<()> {
+    remove_task_run(dir, force, docker)?;
+    output::stderr(&format!(
+        "removed {}\n",
+        dir.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    Ok(())
+}
+
+/// [`remove_run`] without saying so.
+fn remove_task_run(dir: &Path, force: bool, docker: Option<&Docker>) -> Result<()> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -90,9 +124,174 @@ fn remove_run(dir: &Path, force: bool, docker: Option<&Docker>) -> Result<()> {
             ));
         }
     }
+    remove_tapir_files(dir)
+}
+
+/// Removes a pipeline run folder: its task runs (by the rules of a task run's `rm`), the
+/// derived task files and logs under `runs/`, its managed channel folders, and its record.
+/// Everything is checked before anything is deleted: a running pipeline run (or task run
+/// in it) is refused unless `force`, which cancels it first through its process; managed
+/// folders holding files are output data, deleted only with `outputs`. Files tapir did not
+/// write stay, and are reported.
+fn remove_pipeline_run(
+    dir: &Path,
+    force: bool,
+    outputs: bool,
+    docker: Option<&Docker>,
+) -> Result<()> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut record = match PipelineRunRecord::load(dir) {
+        Ok(record) => Some(record),
+        Err(e) if !force => {
+            return Err(Error::Usage(format!(
+                "not removing {}: {e}\n  fix: `tapir rm --force` removes tapir's files from it anyway",
+                dir.display()
+            )));
+        }
+        Err(_) => None,
+    };
+    if let Some(r) = &record
+        && r.status == PipelineStatus::Running
+        && !pipeline_runs::is_lost(r)
+    {
+        if !force {
+            return Err(Error::Usage(format!(
+                "pipeline run {} is still running\n  fix: wait for it (`tapir wait {}`), or cancel and remove it with `tapir rm --force`",
+                r.id, r.id
+            )));
+        }
+        cancel_pipeline(dir)?;
+        record = PipelineRunRecord::load(dir).ok();
+    }
+    let task_runs = pipeline_runs::task_runs(dir);
+    if !force
+        && let Some(running) = task_runs.iter().find(|d| {
+            RunSummary::load_settled(d)
+                .is_ok_and(|r| r.status == crate::record::Status::Running && !r.is_lost())
+        })
+    {
+        return Err(Error::Usage(format!(
+            "not removing {name}: its task run {} is still running\n  fix: wait for it, or cancel and remove it with `tapir rm --force`",
+            running.display()
+        )));
+    }
+    let managed = managed_folders(record.as_ref(), dir);
+    let with_data: Vec<String> = managed
+        .iter()
+        .filter_map(|(relative, path)| {
+            let listing = crate::record::list_output(relative, path);
+            (!listing.files.is_empty()).then(|| {
+                format!(
+                    "{relative} ({}, {})",
+                    output::plural(listing.files.len(), "file"),
+                    crate::model::quantity::format_bytes(listing.total_bytes)
+                )
+            })
+        })
+        .collect();
+    if !with_data.is_empty() && !outputs {
+        return Err(Error::Usage(format!(
+            "not removing {name}: it holds output data in {}, and tapir never deletes output data unless asked\n  fix: `tapir rm --outputs {name}` deletes it too, or move the data elsewhere first",
+            with_data.join(", ")
+        )));
+    }
+
+    for task_dir in &task_runs {
+        remove_task_run(task_dir, force, docker)?;
+    }
+    let runs = dir.join(RUNS_SUBDIR);
+    if let Ok(entries) = std::fs::read_dir(&runs) {
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().is_ok_and(|t| t.is_file())
+                && (file.ends_with(".task.json") || file.ends_with(".tapir.log"))
+            {
+                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            }
+        }
+        let _ = std::fs::remove_dir(&runs);
+    }
+    for (_, path) in &managed {
+        // Without `outputs`, every managed folder here holds no files.
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).map_err(|e| Error::io(path, e))?;
+        }
+    }
+    // The task folders (`<task id>/`) that held the channel folders, when now empty.
+    for (relative, _) in &managed {
+        for parent in Path::new(relative).ancestors().skip(1) {
+            if parent.as_os_str().is_empty() {
+                break;
+            }
+            let _ = std::fs::remove_dir(dir.join(parent));
+        }
+    }
     remove_tapir_files(dir)?;
-    output::stderr(&format!("removed {name}\n"));
+    let mut what = vec![output::plural(task_runs.len(), "task run")];
+    if !with_data.is_empty() {
+        let folders: Vec<&str> = with_data
+            .iter()
+            .map(|d| d.split(" (").next().unwrap_or(d))
+            .collect();
+        what.push(format!("output data in {}", folders.join(", ")));
+    }
+    output::stderr(&format!("removed {name} ({})\n", what.join(", ")));
     Ok(())
+}
+
+/// The managed folders of a pipeline run's tasks, as (path relative to `dir`, path),
+/// each once. A path that would leave the folder (absolute, `..`) is never one.
+fn managed_folders(record: Option<&PipelineRunRecord>, dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut folders: Vec<(String, PathBuf)> = Vec::new();
+    for folder in record
+        .iter()
+        .flat_map(|r| &r.tasks)
+        .flat_map(|t| &t.folders)
+        .filter(|f| f.managed)
+    {
+        let inside = !folder.path.is_empty()
+            && Path::new(&folder.path)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if inside && !folders.iter().any(|(p, _)| *p == folder.path) {
+            folders.push((folder.path.clone(), dir.join(&folder.path)));
+        }
+    }
+    folders
+}
+
+/// Asks the process running a pipeline to cancel it (SIGTERM: it stops its tasks and
+/// writes `cancelled`), and waits for that, or for the process to be gone.
+fn cancel_pipeline(dir: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + CANCEL_WAIT;
+    let mut signalled = None;
+    while std::time::Instant::now() < deadline {
+        let Ok(record) = pipeline_runs::load_settled(dir) else {
+            return Ok(());
+        };
+        if pipeline_runs::is_over(&record) {
+            return Ok(());
+        }
+        if let Some(pid) = record.pid
+            && signalled != Some(pid)
+            && let Ok(raw) = i32::try_from(pid)
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(raw),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            signalled = Some(pid);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(Error::Usage(format!(
+        "pipeline run {} did not stop within {}s; nothing was removed",
+        dir.display(),
+        CANCEL_WAIT.as_secs()
+    )))
 }
 
 /// Deletes the files and folders tapir writes into a run folder, then the folder. Anything
@@ -190,6 +389,8 @@ pub fn prune(args: &PruneArgs) -> Result<ExitStatus> {
     for (dir, listed) in list(&args.runs.runs_dir)? {
         let (status, ended) = match &listed {
             Listed::Run(r) if !r.is_over() => continue,
+            // A pipeline run holds its tasks' output data: only `tapir rm` removes it.
+            Listed::Pipeline(_) => continue,
             Listed::Run(r) => (
                 status_arg(r),
                 r.ended_at.or(r.started_at).unwrap_or(r.created_at),
@@ -249,6 +450,7 @@ fn status_arg(r: &RunSummary) -> Option<StatusArg> {
         Status::Failed => StatusArg::Failed,
         Status::OomKilled => StatusArg::OomKilled,
         Status::Cancelled => StatusArg::Cancelled,
+        Status::TimedOut => StatusArg::TimedOut,
         Status::EngineError => StatusArg::EngineError,
         Status::Running | Status::Unknown => return None,
     })

@@ -488,6 +488,7 @@ fn execute(
         memory_limit: prepared.plan.limits.memory_bytes,
         grace_seconds: args.grace,
         keep: args.keep,
+        timeout_seconds: args.timeout,
     };
     record.argv = job.argv.clone();
     record.mode = backend.mode().into();

@@ -1,4 +1,5 @@
-//! `tapir show RUN`: a run's record for people (or as JSON).
+//! `tapir show RUN [TASK]`: a run's record for people (or as JSON): a task run's, a
+//! pipeline run's (task by task), or the latest task run of one task of a pipeline run.
 
 use serde_json::Value;
 
@@ -6,15 +7,38 @@ use crate::cli::{ColorChoice, PlanFormat, RunViewArgs};
 use crate::error::{Error, ExitStatus, Result};
 use crate::model::quantity::format_bytes;
 use crate::output::{self, Printer};
+use crate::pipeline::record::PipelineRunRecord;
 use crate::record::{RunRecord, store};
 use crate::resolve::plan::PlannedUser;
 
-use super::locate_run;
+use super::pipeline_runs::{self, AttemptRun};
 use super::plan_view::{command_line, plan_rows};
 use super::ps::{format_duration, local_time};
+use super::{Located, locate};
 
 pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> {
-    let run_dir = locate_run(&args.runs.runs_dir, &args.run)?;
+    let run_dir = match locate(&args.runs.runs_dir, &args.run)? {
+        Located::Task(dir) if args.task.is_some() => {
+            return Err(pipeline_runs::not_a_pipeline(&dir));
+        }
+        Located::Task(dir) => dir,
+        Located::Pipeline(dir) => match &args.task {
+            None => return show_pipeline(&dir, args.format, color),
+            Some(task_id) => {
+                let record = pipeline_runs::load(&dir)?;
+                let task = pipeline_runs::find_task(&record, task_id, "show", &args.run)?;
+                match pipeline_runs::attempt_run(&dir, task, None)? {
+                    AttemptRun::Found(run_dir) => run_dir,
+                    AttemptRun::NotYet(why) => {
+                        return Err(Error::Usage(format!(
+                            "{why}\n  fix: `tapir show {}` shows the pipeline run",
+                            args.run
+                        )));
+                    }
+                }
+            }
+        },
+    };
     let record = RunRecord::load(&run_dir).map_err(|e| Error::Record(e.to_string()))?;
     if args.format == PlanFormat::Json {
         // The record as written, plus what only a reader can know.
@@ -127,6 +151,170 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
     }
     for (i, w) in r.warnings.iter().enumerate() {
         row(if i == 0 { "warnings" } else { "" }, w.clone());
+    }
+    out
+}
+
+/// A pipeline run's record: as written (`--format json`, plus `observed_status` and
+/// `dir`), or for people: the pipeline, then every task with its attempts.
+fn show_pipeline(
+    dir: &std::path::Path,
+    format: PlanFormat,
+    color: ColorChoice,
+) -> Result<ExitStatus> {
+    let record = pipeline_runs::load(dir)?;
+    if format == PlanFormat::Json {
+        let mut value = store::read_record(dir).map_err(|e| Error::Record(e.to_string()))?;
+        value["observed_status"] = Value::from(pipeline_runs::status_label(&record));
+        value["dir"] = Value::from(dir.display().to_string());
+        output::stdout_json(&value);
+        return Ok(ExitStatus::Success);
+    }
+    output::stdout(&render_pipeline(&record, dir, Printer::for_stdout(color)));
+    Ok(ExitStatus::Success)
+}
+
+fn render_pipeline(r: &PipelineRunRecord, dir: &std::path::Path, p: Printer) -> String {
+    let mut out = String::new();
+    let mut row = |label: &str, text: String| {
+        out.push_str(&format!("{} {text}\n", p.bold(&format!("{label:<10}"))));
+    };
+    let colored = |status: &str, text: String| match status {
+        "succeeded" => p.green(&text),
+        "running" | "pending" => text,
+        _ => p.red(&text),
+    };
+    row("run", format!("{} ({})", r.id, dir.display()));
+    let status = pipeline_runs::status_label(r);
+    row(
+        "status",
+        colored(
+            status,
+            output::status_with_message(
+                status,
+                &r.exit_code
+                    .map(|c| format!(", exit code {c}"))
+                    .unwrap_or_default(),
+                r.message.as_deref(),
+            ),
+        ),
+    );
+    let file = |f: &crate::record::TaskFile| {
+        format!(
+            "{}{}",
+            f.path,
+            f.sha256
+                .as_ref()
+                .map(|h| format!(", sha256 {}", h.get(..12).unwrap_or(h)))
+                .unwrap_or_default()
+        )
+    };
+    row(
+        "pipeline",
+        format!("{} ({})", r.name, file(&r.pipeline_file)),
+    );
+    if let Some(conf) = &r.conf_file {
+        row("conf", file(conf));
+    }
+    row(
+        "mode",
+        format!(
+            "{}, profile {}, up to {} at a time",
+            if r.mode.is_empty() { "-" } else { &r.mode },
+            serde_json::to_value(r.profile)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            output::plural(r.jobs, "task")
+        ),
+    );
+    if r.status == crate::pipeline::record::PipelineStatus::Running
+        && let Some(pid) = r.pid
+    {
+        row(
+            "pid",
+            format!("{pid} on {}", r.host.as_deref().unwrap_or("this machine")),
+        );
+    }
+    row("created", local_time(r.created_at));
+    for t in &r.resumed_at {
+        row("resumed", local_time(*t));
+    }
+    if let Some(t) = r.ended_at {
+        row(
+            "ended",
+            format!(
+                "{} (ran {})",
+                local_time(t),
+                format_duration(pipeline_runs::duration_seconds(r))
+            ),
+        );
+    }
+    row("tasks", pipeline_runs::ok_count(r));
+    for task in &r.tasks {
+        let status = task.status.as_str();
+        row(
+            "task",
+            colored(
+                status,
+                format!(
+                    "{}: {}",
+                    task.id,
+                    output::status_with_message(
+                        status,
+                        &format!(" (level {})", task.level),
+                        task.message.as_deref(),
+                    )
+                ),
+            ),
+        );
+        if !task.source_task.is_empty() {
+            row("", format!("  from {}", task.source_task));
+        }
+        row(
+            "",
+            format!(
+                "  depends on: {}",
+                if task.depends_on.is_empty() {
+                    "-".to_string()
+                } else {
+                    task.depends_on.join(", ")
+                }
+            ),
+        );
+        for f in &task.folders {
+            row(
+                "",
+                format!(
+                    "  {} {}: {}{}",
+                    f.direction,
+                    f.channel,
+                    f.path,
+                    if f.managed { " (managed)" } else { "" }
+                ),
+            );
+        }
+        if task.attempts.is_empty() {
+            row("", "  no attempts".into());
+        }
+        for a in &task.attempts {
+            let mut text = format!("  attempt {}: {}", a.number, a.status.as_str());
+            if let Some(code) = a.exit_code {
+                text.push_str(&format!(", exit code {code}"));
+            }
+            match (&a.run_id, &a.run_dir) {
+                (Some(id), Some(d)) => text.push_str(&format!(", task run {id} ({d})")),
+                (Some(id), None) => text.push_str(&format!(", task run {id}")),
+                _ if a.ended_at.is_none() => {
+                    text.push_str(" (its task run is linked when it ends)")
+                }
+                _ => {}
+            }
+            if let Some(m) = a.message.as_deref().filter(|m| *m != a.status.as_str()) {
+                text.push_str(&format!(" — {m}"));
+            }
+            row("", text);
+        }
     }
     out
 }

@@ -55,6 +55,7 @@ pub fn run(args: &SuperviseArgs) -> Result<ExitStatus> {
         memory_limit: plan.limits.memory_bytes,
         grace_seconds: args.grace,
         keep: args.keep,
+        timeout_seconds: args.timeout,
     };
     record.pid = Some(std::process::id());
     execute::write_record(&args.run_dir, &record);

@@ -58,6 +58,9 @@ pub fn start(job: &Job, run_dir: &Path, record: &RunRecord) -> Detached {
     if job.keep {
         command.arg("--keep");
     }
+    if let Some(seconds) = job.timeout_seconds {
+        command.args(["--timeout", &seconds.to_string()]);
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => return fail(format!("cannot start the supervisor: {e}")),

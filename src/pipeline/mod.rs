@@ -1,10 +1,12 @@
 //! Pipelines: tasks joined by IOMappings and dependencies (docs/DESIGN.md decision 10).
 //! `model` is the file format, `plan` the pure checks and the planned order and folders,
-//! `graph` the cycle search and the levels.
-//! `ccat` is the CCAT container contract (manifest, products). Running a pipeline is not
-//! built yet.
+//! `graph` the cycle search and the levels, `record` the pipeline run record, `derive`
+//! the task file each pipeline task runs as, `ccat` the CCAT container contract
+//! (manifest, products, the folders as `run --bind`).
 
 pub mod ccat;
+pub mod derive;
 pub mod graph;
 pub mod model;
 pub mod plan;
+pub mod record;

@@ -117,7 +117,7 @@ pub const DEFAULT_MAX_RETRIES: u32 = 0;
 pub const DEFAULT_RETRY_BACKOFF_SECONDS: u64 = 10;
 
 /// A task's execution profile with everything inherited and defaulted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Execution {
     pub max_retries: u32,
     pub retry_policy: RetryPolicy,

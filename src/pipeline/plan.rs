@@ -91,6 +91,24 @@ pub struct PlannedTask {
     /// Profile `ccat`: the `config` of the step's manifest.json.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_config: Option<Value>,
+    /// What running the task needs beyond what `validate` shows (values unmasked).
+    #[serde(skip)]
+    pub runnable: RunnableTask,
+}
+
+/// The task as running it needs it: the task file's content, where its relative paths
+/// resolve, and the override values (secrets unmasked: never serialized).
+#[derive(Debug, Clone)]
+pub struct RunnableTask {
+    /// The task as written (its `{{ env.X }}` templating not rendered: `run` renders it).
+    pub task: Task,
+    /// The task file's own relative host paths resolve against this folder.
+    pub base_dir: PathBuf,
+    /// The pipeline task's `container_file`, resolved (as `run --container-file`).
+    pub container_file: Option<PathBuf>,
+    /// The pipeline task's `env`, then the conf file's `task_form` entry (which wins).
+    pub pipeline_env: Vec<(String, String)>,
+    pub conf_env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -806,6 +824,20 @@ impl<'a> Planner<'a> {
             };
             for (name, value) in vars {
                 let pointer = pointer_join(&task_pointer, name);
+                // `pipeline run` hands conf values to `tapir run` as an env file (so that
+                // secrets stay out of files and argv), one variable a line.
+                if value.contains(['\n', '\r']) {
+                    self.files[file].diagnostics.push(
+                        Diagnostic::error(
+                            "env-line-break",
+                            format!("the value of `{name}` has a line break, which a conf value cannot carry to the task"),
+                        )
+                        .at_pointer(pointer.clone())
+                        .at(document.value_position(&pointer))
+                        .with_fix("write the value on one line (or set it in the pipeline's `env` or the task file)"),
+                    );
+                    continue;
+                }
                 if let Some(d) = self.env_fits(index, name, value) {
                     self.files[file].diagnostics.push(
                         d.at_pointer(pointer.clone())
@@ -1253,6 +1285,24 @@ impl<'a> Planner<'a> {
                 .effective(&self.pipeline.execution_profile),
             workflow_output_dir,
             step_config: entry.step_config.clone(),
+            runnable: RunnableTask {
+                task: loaded.task.clone(),
+                base_dir: loaded.base_dir.clone(),
+                container_file: entry
+                    .container_file
+                    .as_ref()
+                    .map(|relative| self.base_dir.join(relative)),
+                pipeline_env: entry
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                conf_env: conf_vars
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
         })
     }
 }

@@ -23,6 +23,8 @@ pub enum Status {
     Failed,
     OomKilled,
     Cancelled,
+    /// Stopped because it ran longer than `run --timeout` (a pipeline's `max_exec_time`).
+    TimedOut,
     /// tapir or the engine failed before the container ran.
     EngineError,
     /// A status this tapir does not know (written by a newer one), or none at all.
@@ -39,6 +41,7 @@ impl Status {
             Status::Failed => "failed",
             Status::OomKilled => "oom-killed",
             Status::Cancelled => "cancelled",
+            Status::TimedOut => "timed-out",
             Status::EngineError => "engine-error",
             Status::Unknown => "unknown",
         }
@@ -378,6 +381,7 @@ impl RunSummary {
             Status::Failed => own_code(1),
             Status::OomKilled => own_code(137),
             Status::Cancelled => ExitStatus::Cancelled,
+            Status::TimedOut => ExitStatus::TimedOut,
             Status::EngineError => ExitStatus::NotStarted,
             Status::Running | Status::Unknown => ExitStatus::Failed,
         }

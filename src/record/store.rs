@@ -23,6 +23,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use crate::pipeline::record::{PIPELINE_RUN_DIR_PREFIX, RUNS_SUBDIR as PIPELINE_RUNS_SUBDIR};
+
 /// Every run folder's name is this prefix followed by the run id.
 pub const RUN_DIR_PREFIX: &str = "task_run-";
 
@@ -320,11 +322,15 @@ fn json_error(path: &Path, err: &serde_json::Error) -> RecordError {
     )
 }
 
-/// Finds a run folder from what the user typed, trying in order:
+/// Finds a run folder (a task run or a pipeline run) from what the user typed, trying in
+/// order:
 /// 1. a path (absolute or relative to the current folder) to a folder with a record.json;
-/// 2. a folder name `task_run-<id>` inside `runs_dir`;
-/// 3. an id, or a unique prefix of one, with or without the `task_run-` prefix
-///    (case-insensitive, since ids are lower case).
+/// 2. a folder name `task_run-<id>` or `pipeline-run-<id>` inside `runs_dir`;
+/// 3. an id, or a unique prefix of one, with or without the `task_run-` or
+///    `pipeline-run-` prefix (which then limits the search to that kind), among the runs
+///    of `runs_dir` (case-insensitive, since ids are lower case);
+/// 4. only when nothing in step 3 matches: the same among the task runs inside pipeline
+///    runs (`pipeline-run-<id>/runs/task_run-<id>`), so an id that `ps --all` shows works.
 ///
 /// A query containing `/` is only ever taken as a path.
 pub fn find_run(runs_dir: &Path, query: &str) -> Result<PathBuf, RecordError> {
@@ -342,24 +348,30 @@ pub fn find_run(runs_dir: &Path, query: &str) -> Result<PathBuf, RecordError> {
             format!("{query} does not exist")
         };
         return Err(RecordError::new(message).with_fix(format!(
-            "give a run folder ({RUN_DIR_PREFIX}<id>) or an id prefix; list runs with \
-             `tapir ps`"
+            "give a run folder ({RUN_DIR_PREFIX}<id> or {PIPELINE_RUN_DIR_PREFIX}<id>) or an \
+             id prefix; list runs with `tapir ps`"
         )));
     }
-    if query.starts_with(RUN_DIR_PREFIX) {
+    if query.starts_with(RUN_DIR_PREFIX) || query.starts_with(PIPELINE_RUN_DIR_PREFIX) {
         let named = runs_dir.join(query);
         if named.is_dir() {
             return Ok(named);
         }
     }
 
-    let wanted = query.strip_prefix(RUN_DIR_PREFIX).unwrap_or(query);
+    let (wanted, kinds) = if let Some(rest) = query.strip_prefix(RUN_DIR_PREFIX) {
+        (rest, &[RUN_DIR_PREFIX][..])
+    } else if let Some(rest) = query.strip_prefix(PIPELINE_RUN_DIR_PREFIX) {
+        (rest, &[PIPELINE_RUN_DIR_PREFIX][..])
+    } else {
+        (query, &[RUN_DIR_PREFIX, PIPELINE_RUN_DIR_PREFIX][..])
+    };
     let wanted = wanted.to_ascii_lowercase();
     if wanted.is_empty() {
         return Err(RecordError::new(format!("{query:?} names no run"))
             .with_fix("list runs with `tapir ps`"));
     }
-    let runs = match list_runs(runs_dir) {
+    let runs = match list_prefixed(runs_dir, kinds) {
         Ok(runs) => runs,
         Err(e) => return Err(RecordError::io("list the runs in", runs_dir, &e)),
     };
@@ -371,15 +383,22 @@ pub fn find_run(runs_dir: &Path, query: &str) -> Result<PathBuf, RecordError> {
         .with_fix("start one with `tapir run`, or point tapir at the folder that holds them"));
     }
 
-    let mut matches: Vec<PathBuf> = Vec::new();
-    for run in runs {
-        let Some(id) = run_id_of(&run) else { continue };
-        if id == wanted {
-            return Ok(run);
-        }
-        if id.starts_with(&wanted) {
-            matches.push(run);
-        }
+    let mut matches = match matching(runs, &wanted) {
+        Ok(found) => return Ok(found),
+        Err(matches) => matches,
+    };
+    if matches.is_empty() && kinds.contains(&RUN_DIR_PREFIX) {
+        let nested: Vec<PathBuf> = list_prefixed(runs_dir, &[PIPELINE_RUN_DIR_PREFIX])
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|pipeline| {
+                list_runs(&pipeline.join(PIPELINE_RUNS_SUBDIR)).unwrap_or_default()
+            })
+            .collect();
+        matches = match matching(nested, &wanted) {
+            Ok(found) => return Ok(found),
+            Err(matches) => matches,
+        };
     }
     match matches.len() {
         0 => Err(RecordError::new(format!(
@@ -392,7 +411,7 @@ pub fn find_run(runs_dir: &Path, query: &str) -> Result<PathBuf, RecordError> {
             let mut names: Vec<String> = matches
                 .iter()
                 .take(MAX_CANDIDATES_SHOWN)
-                .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+                .map(|p| p.strip_prefix(runs_dir).unwrap_or(p).display().to_string())
                 .collect();
             if n > MAX_CANDIDATES_SHOWN {
                 names.push(format!("and {} more", n - MAX_CANDIDATES_SHOWN));
@@ -407,12 +426,42 @@ pub fn find_run(runs_dir: &Path, query: &str) -> Result<PathBuf, RecordError> {
     }
 }
 
+/// The run among `runs` whose id is `wanted`, or else every run whose id starts with it.
+fn matching(runs: Vec<PathBuf>, wanted: &str) -> Result<PathBuf, Vec<PathBuf>> {
+    let mut matches = Vec::new();
+    for run in runs {
+        let Some(id) = any_run_id_of(&run) else {
+            continue;
+        };
+        if id == wanted {
+            return Ok(run);
+        }
+        if id.starts_with(wanted) {
+            matches.push(run);
+        }
+    }
+    Err(matches)
+}
+
 /// The id part of a run folder's name, if the name is `task_run-<id>`.
 pub fn run_id_of(run_dir: &Path) -> Option<&str> {
-    run_dir
-        .file_name()?
+    id_after(run_dir, RUN_DIR_PREFIX)
+}
+
+/// The id part of a run folder's name, for a task run or a pipeline run.
+pub fn any_run_id_of(run_dir: &Path) -> Option<&str> {
+    run_id_of(run_dir).or_else(|| id_after(run_dir, PIPELINE_RUN_DIR_PREFIX))
+}
+
+/// Is this folder named like a pipeline run (`pipeline-run-<id>`)?
+pub fn is_pipeline_run_dir(dir: &Path) -> bool {
+    id_after(dir, PIPELINE_RUN_DIR_PREFIX).is_some()
+}
+
+fn id_after<'a>(dir: &'a Path, prefix: &str) -> Option<&'a str> {
+    dir.file_name()?
         .to_str()?
-        .strip_prefix(RUN_DIR_PREFIX)
+        .strip_prefix(prefix)
         .filter(|id| !id.is_empty())
 }
 
@@ -420,6 +469,16 @@ pub fn run_id_of(run_dir: &Path) -> Option<&str> {
 /// A `runs_dir` that does not exist simply has no runs. Other files and folders, and
 /// names that are not UTF-8, are ignored.
 pub fn list_runs(runs_dir: &Path) -> io::Result<Vec<PathBuf>> {
+    list_prefixed(runs_dir, &[RUN_DIR_PREFIX])
+}
+
+/// The task run and pipeline run folders in `runs_dir` (not the task runs inside pipeline
+/// runs), newest first.
+pub fn list_all_runs(runs_dir: &Path) -> io::Result<Vec<PathBuf>> {
+    list_prefixed(runs_dir, &[RUN_DIR_PREFIX, PIPELINE_RUN_DIR_PREFIX])
+}
+
+fn list_prefixed(runs_dir: &Path, prefixes: &[&str]) -> io::Result<Vec<PathBuf>> {
     let entries = match fs::read_dir(runs_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -428,12 +487,13 @@ pub fn list_runs(runs_dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut runs = Vec::new();
     for entry in entries {
         let path = entry.map_err(|e| with_path(e, runs_dir))?.path();
-        if run_id_of(&path).is_some() && path.is_dir() {
+        let named = prefixes.iter().any(|p| id_after(&path, p).is_some());
+        if named && path.is_dir() {
             runs.push(path);
         }
     }
-    // Every kept name is `task_run-<id>`, so comparing names compares ids.
-    runs.sort_unstable_by(|a, b| b.file_name().cmp(&a.file_name()));
+    // Ids sort by creation time, whatever the folder's prefix.
+    runs.sort_unstable_by(|a, b| any_run_id_of(b).cmp(&any_run_id_of(a)));
     Ok(runs)
 }
 
@@ -814,6 +874,73 @@ mod tests {
             .ok_or("missing path accepted")?
             .to_string();
         assert!(text.contains("/no/such/run does not exist"), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn find_run_finds_pipeline_runs_and_names_both_kinds_when_ambiguous() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let runs = tmp.path();
+        let task = make_run(runs, "01abc0000000000000000")?;
+        let pipeline = runs.join("pipeline-run-01abd0000000000000000");
+        fs::create_dir(&pipeline)?;
+        fs::write(pipeline.join(RECORD_FILE), "{\"format_version\": 1}\n")?;
+
+        assert_eq!(
+            find_run(runs, "pipeline-run-01abd0000000000000000")?,
+            pipeline
+        );
+        assert_eq!(find_run(runs, "01abd")?, pipeline);
+        assert_eq!(find_run(runs, "01ABD0000000000000000")?, pipeline);
+        assert_eq!(
+            find_run(runs, "pipeline-run-01ab")?,
+            pipeline,
+            "the prefix limits the kind"
+        );
+        assert_eq!(find_run(runs, "task_run-01ab")?, task);
+        let text = find_run(runs, "01ab")
+            .err()
+            .ok_or("ambiguous prefix accepted")?
+            .to_string();
+        assert!(
+            text.contains("matches 2 runs")
+                && text
+                    .contains("pipeline-run-01abd0000000000000000, task_run-01abc0000000000000000"),
+            "newest first, with their kinds: {text}"
+        );
+        assert_eq!(
+            list_all_runs(runs)?,
+            vec![pipeline.clone(), task.clone()],
+            "both kinds, newest first"
+        );
+        assert_eq!(list_runs(runs)?, vec![task], "task runs only");
+        Ok(())
+    }
+
+    #[test]
+    fn find_run_falls_back_to_the_task_runs_inside_pipeline_runs() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let runs = tmp.path();
+        make_run(runs, "01top0000000000000000")?;
+        let pipeline = runs.join("pipeline-run-01pip0000000000000000");
+        let inside = pipeline.join("runs");
+        fs::create_dir_all(&inside)?;
+        let nested = make_run(&inside, "01nes0000000000000000")?;
+        make_run(&inside, "01nez0000000000000000")?;
+        assert_eq!(find_run(runs, "01nes")?, nested);
+        assert_eq!(find_run(runs, "task_run-01nes0000000000000000")?, nested);
+        let text = find_run(runs, "01ne").err().ok_or("ambiguous")?.to_string();
+        assert!(
+            text.contains("pipeline-run-01pip0000000000000000/runs/task_run-01nez"),
+            "{text}"
+        );
+        // A top-level match wins: nested runs are only looked at when none matches.
+        assert!(find_run(runs, "01").is_err(), "01top and the pipeline run");
+        assert!(
+            list_all_runs(runs)?
+                .iter()
+                .all(|d| d.parent() == Some(runs))
+        );
         Ok(())
     }
 

@@ -257,6 +257,69 @@ fn cancel_leaves_nothing_running(backend: Backend) {
     }
 }
 
+fn timeout_stops_the_task(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    // A number no other test sleeps for (one per backend: they run in parallel).
+    let marker = match backend {
+        Backend::Docker => "3119",
+        Backend::Apptainer => "3120",
+    };
+    task(
+        dir.path(),
+        backend,
+        &format!("echo started; sleep {marker}"),
+        json!({}),
+    );
+    let out = backend.run(
+        dir.path(),
+        &["run", "task.json", "--timeout", "1", "--grace", "1"],
+    );
+    assert_eq!(out.code, 124, "{backend:?}: {}", out.stderr);
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["status"], "timed-out", "{backend:?}");
+    let stray = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
+        .any(|c| String::from_utf8_lossy(&c).contains(&format!("sleep {marker}")));
+    assert!(!stray, "{backend:?}: the task still runs");
+}
+
+/// A two-task pipeline whose data flows through a mapped channel, run in this mode.
+fn pipeline_passes_data_between_tasks(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let task = |script: &str, inputs: serde_json::Value, outputs: serde_json::Value| {
+        json!({"name": "step", "image": backend.image(), "taskTemplate": {
+            "identifier": "t", "description": "step", "inputs": inputs, "outputs": outputs,
+            "env": [], "command": ["sh", "-c", script]}})
+    };
+    let pipeline = json!({"name": "two", "tasks": [
+        {"id": "write", "task": task("echo data > /out/f", json!([]), json!([{"name": "out", "mounted_path": "/out"}]))},
+        {"id": "read", "task": task("cat /in/f > /out/g", json!([{"name": "in", "mounted_path": "/in"}]), json!([{"name": "out", "mounted_path": "/out"}])),
+         "iochannel_maps": [{"upstream_task": "write", "upstream_output_channel": "out", "input_channel": "in"}]}
+    ]});
+    std::fs::write(dir.path().join("pipeline.json"), pipeline.to_string()).unwrap();
+    let out = backend.run(
+        dir.path(),
+        &["pipeline", "run", "pipeline.json", "--runs-dir", "runs"],
+    );
+    assert_eq!(out.code, 0, "{backend:?}: {}", out.stderr);
+    let run_dir = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("read/out/g")).unwrap(),
+        "data\n",
+        "{backend:?}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("record.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["mode"], format!("{backend:?}").to_lowercase());
+}
+
 /// Every case, on both backends.
 macro_rules! on_both_backends {
     ($($case:ident),* $(,)?) => {
@@ -281,6 +344,8 @@ on_both_backends!(
     exit_code_and_logs,
     template_from_the_image,
     cancel_leaves_nothing_running,
+    timeout_stops_the_task,
+    pipeline_passes_data_between_tasks,
 );
 
 #[test]

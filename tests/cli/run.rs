@@ -1079,6 +1079,35 @@ fn ps_json_has_a_format_version_and_lists_runs() {
 }
 
 #[test]
+fn timeout_stops_the_container_and_records_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "echo started; sleep 300", json!({}));
+    let started = std::time::Instant::now();
+    let out = run(&mut tapir(
+        dir.path(),
+        [
+            "run",
+            "task.json",
+            "--network",
+            "none",
+            "--timeout",
+            "1",
+            "--grace",
+            "1",
+        ],
+    ));
+    assert_eq!(out.code, 124, "{}", out.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert!(out.stderr.contains("timed out after 1s"), "{}", out.stderr);
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["status"], "timed-out");
+    assert_eq!(
+        leftover_containers(&format!("tapir.run-id={}", record["id"].as_str().unwrap())),
+        ""
+    );
+}
+
+#[test]
 fn bind_flags_are_planned_shown_and_rendered_in_a_dry_run() {
     let dir = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();

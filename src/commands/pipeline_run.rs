@@ -1,0 +1,917 @@
+//! `tapir pipeline run PIPELINE.json`: check the whole pipeline, then run its tasks in
+//! dependency order, independent ones in parallel (`--jobs`), each attempt as a child
+//! `tapir run` of its derived task file, into one pipeline run folder whose record links
+//! the task runs (docs/DESIGN.md decision 10).
+//!
+//! Each attempt is a separate process of this same binary: it goes through exactly the
+//! path of `tapir run` (resolve, execute, record), gets its own task run record, and
+//! handles its own signals (a SIGTERM stops its container and records `cancelled`). This
+//! module only schedules, forwards signals, and keeps the pipeline record.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::pipeline::human as findings_text;
+use crate::cli::{ColorChoice, Mode, PipelineRunArgs};
+use crate::error::{Error, ExitStatus, Result};
+use crate::output::{self, Printer, TaskProgress};
+use crate::pipeline::derive;
+use crate::pipeline::model::Profile;
+use crate::pipeline::plan::{self, FolderDirection, PipelinePlan, PlannedTask};
+use crate::pipeline::record::{
+    self as precord, Attempt, PIPELINE_RUN_DIR_PREFIX, PipelineRunRecord, PipelineStatus,
+    PipelineTaskRecord, RUNS_SUBDIR, TaskFolder, TaskStatus,
+};
+use crate::record::{self, RunRecord, Status, TaskFile, store};
+
+/// Task ids that would collide with the pipeline run folder's own entries.
+const RESERVED_TASK_IDS: &[&str] = &[RUNS_SUBDIR, store::RECORD_FILE];
+
+pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
+    let err = Printer::for_stderr(color);
+    // Everything is checked before anything is created.
+    let checked = plan::check(&args.pipeline, args.conf.as_deref())?;
+    let Some(plan) = checked.plan.as_ref().filter(|_| checked.is_valid()) else {
+        output::stderr(&findings_text(&checked, err));
+        output::stderr("tapir: the pipeline is invalid; nothing was started\n");
+        return Ok(ExitStatus::NotStarted);
+    };
+    if plan.profile == Profile::Ccat {
+        return Err(Error::Usage(format!(
+            "{}: profile `ccat` pipelines cannot run yet (only `pipeline validate` checks them)\n  fix: run a `kaapana` pipeline, or validate this one",
+            args.pipeline.display()
+        )));
+    }
+    if let Some(task) = plan
+        .tasks
+        .iter()
+        .find(|t| RESERVED_TASK_IDS.contains(&t.id.as_str()))
+    {
+        return Err(Error::Usage(format!(
+            "{}: task id `{}` is reserved in a pipeline run folder (it holds `{RUNS_SUBDIR}/` and `{}`)\n  fix: rename the task",
+            args.pipeline.display(),
+            task.id,
+            store::RECORD_FILE
+        )));
+    }
+    let conf_env: BTreeMap<String, String> = plan
+        .tasks
+        .iter()
+        .map(|task| (task.id.clone(), derive::conf_env_file(task)))
+        .collect();
+    let pipeline_sha = sha256_of(&args.pipeline)?;
+    let conf_file = match &args.conf {
+        Some(path) => Some(TaskFile {
+            path: absolute(path).display().to_string(),
+            sha256: Some(sha256_of(path)?),
+        }),
+        None => None,
+    };
+    let jobs = args.jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        |n| n as usize,
+    );
+    let (run_dir, mut record) = match &args.resume {
+        Some(resume) => resume_record(resume, &args.runs_dir, &pipeline_sha)?,
+        None => new_record(args, &pipeline_sha)?,
+    };
+    record.name = plan.name.clone();
+    record.profile = plan.profile;
+    record.mode = mode_label(args.mode).into();
+    record.jobs = jobs;
+    record.conf_file = conf_file;
+    record.status = PipelineStatus::Running;
+    record.message = None;
+    record.exit_code = None;
+    record.ended_at = None;
+    record.pid = Some(std::process::id());
+    record.host = Some(record::current_host());
+    merge_plan(&mut record, plan);
+    prepare_folders(plan, &run_dir)?;
+    write(&run_dir, &record);
+    output::stderr(&format!(
+        "tapir: pipeline `{}`: {} in {} (up to {jobs} at a time); record: {}\n",
+        plan.name,
+        output::plural(plan.tasks.len(), "task"),
+        output::plural(plan.levels.len(), "level"),
+        run_dir.display()
+    ));
+
+    let scheduler = Scheduler {
+        args,
+        plan,
+        run_dir: &run_dir,
+        conf_env,
+        jobs,
+        shared: Arc::new(Shared::default()),
+    };
+    let status = scheduler.run(&mut record);
+    Ok(status)
+}
+
+fn mode_label(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Docker => "docker",
+        Mode::Apptainer => "apptainer",
+    }
+}
+
+fn sha256_of(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn new_record(args: &PipelineRunArgs, pipeline_sha: &str) -> Result<(PathBuf, PipelineRunRecord)> {
+    let id = store::new_run_id();
+    let hint = "choose a writable folder with --runs-dir or TAPIR_RUNS_DIR";
+    std::fs::create_dir_all(&args.runs_dir)
+        .map_err(|e| Error::io_with_hint(&args.runs_dir, e, hint))?;
+    let dir = absolute(&args.runs_dir).join(format!("{PIPELINE_RUN_DIR_PREFIX}{id}"));
+    std::fs::create_dir(&dir).map_err(|e| Error::io_with_hint(&dir, e, hint))?;
+    let record = PipelineRunRecord {
+        format_version: precord::FORMAT_VERSION,
+        kind: "pipeline-run".into(),
+        id,
+        tapir_version: env!("CARGO_PKG_VERSION").to_string(),
+        name: String::new(),
+        profile: Profile::Kaapana,
+        mode: String::new(),
+        jobs: 0,
+        pipeline_file: TaskFile {
+            path: absolute(&args.pipeline).display().to_string(),
+            sha256: Some(pipeline_sha.to_string()),
+        },
+        conf_file: None,
+        status: PipelineStatus::Running,
+        message: None,
+        exit_code: None,
+        pid: None,
+        host: None,
+        created_at: jiff::Timestamp::now(),
+        resumed_at: Vec::new(),
+        ended_at: None,
+        tasks: Vec::new(),
+    };
+    Ok((dir, record))
+}
+
+/// The record of the pipeline run to continue: `resume` is its folder, or its folder name
+/// or id under `--runs-dir`. Refused when the pipeline file changed or it still runs.
+fn resume_record(
+    resume: &Path,
+    runs_dir: &Path,
+    pipeline_sha: &str,
+) -> Result<(PathBuf, PipelineRunRecord)> {
+    let candidates = [
+        resume.to_path_buf(),
+        runs_dir.join(resume),
+        runs_dir.join(format!("{PIPELINE_RUN_DIR_PREFIX}{}", resume.display())),
+    ];
+    let Some(dir) = candidates
+        .iter()
+        .find(|d| d.join(store::RECORD_FILE).is_file())
+    else {
+        return Err(Error::Record(format!(
+            "--resume {}: no pipeline run folder there (looked for {} and under --runs-dir {})\n  fix: give the pipeline-run-<id> folder that `pipeline run` printed",
+            resume.display(),
+            resume.join(store::RECORD_FILE).display(),
+            runs_dir.display()
+        )));
+    };
+    let dir = absolute(dir);
+    let mut record = PipelineRunRecord::load(&dir).map_err(|e| Error::Record(e.to_string()))?;
+    if record.pipeline_file.sha256.as_deref() != Some(pipeline_sha) {
+        return Err(Error::Usage(format!(
+            "--resume {}: the pipeline file changed since that run (it ran {}); resuming would mix two pipelines\n  fix: run it anew, without --resume",
+            dir.display(),
+            record.pipeline_file.path
+        )));
+    }
+    let same_host = record.host.as_deref() == Some(record::current_host().as_str());
+    if record.status == PipelineStatus::Running
+        && same_host
+        && record.pid.is_some_and(record::process_alive)
+    {
+        return Err(Error::Usage(format!(
+            "--resume {}: that pipeline run is still running (pid {})\n  fix: wait for it to end, or stop it with Ctrl-C",
+            dir.display(),
+            record.pid.unwrap_or_default()
+        )));
+    }
+    // A pipeline tapir that was killed leaves its tasks running to their end (each is its
+    // own `tapir run`): running them again alongside would mix their outputs.
+    let task_runs = store::list_runs(&dir.join(RUNS_SUBDIR)).unwrap_or_default();
+    if let Some(still) = task_runs.iter().find(|run| {
+        record::RunSummary::load(run).is_ok_and(|r| r.status == Status::Running && !r.is_lost())
+    }) {
+        return Err(Error::Usage(format!(
+            "--resume {}: its task run {} is still running\n  fix: wait for it to end (tapir wait --runs-dir {} {}), or stop it",
+            dir.display(),
+            still.display(),
+            dir.join(RUNS_SUBDIR).display(),
+            store::run_id_of(still).unwrap_or_default()
+        )));
+    }
+    record.resumed_at.push(jiff::Timestamp::now());
+    Ok((dir, record))
+}
+
+/// The plan's tasks into the record, keeping what a resumed run already has: succeeded
+/// tasks stay succeeded, every other task is pending again with its attempts kept.
+fn merge_plan(record: &mut PipelineRunRecord, plan: &PipelinePlan) {
+    let mut old: BTreeMap<String, PipelineTaskRecord> =
+        record.tasks.drain(..).map(|t| (t.id.clone(), t)).collect();
+    for task in &plan.tasks {
+        let previous = old.remove(&task.id);
+        let (status, message, attempts) = match previous {
+            Some(p) if p.status == TaskStatus::Succeeded => (p.status, p.message, p.attempts),
+            Some(p) => (TaskStatus::Pending, None, p.attempts),
+            None => (TaskStatus::Pending, None, Vec::new()),
+        };
+        record.tasks.push(PipelineTaskRecord {
+            id: task.id.clone(),
+            level: task.level,
+            status,
+            message,
+            source_task: if task.task == "inline" {
+                task.task.clone()
+            } else {
+                absolute(Path::new(&task.task)).display().to_string()
+            },
+            task_file: derived_task_file(&task.id),
+            depends_on: task.depends_on.iter().map(|d| d.id.clone()).collect(),
+            folders: task
+                .folders
+                .iter()
+                .map(|f| TaskFolder {
+                    channel: f.channel.clone(),
+                    direction: match f.direction {
+                        FolderDirection::Input => "input".into(),
+                        FolderDirection::Output => "output".into(),
+                    },
+                    managed: f.managed,
+                    path: f.path.clone(),
+                })
+                .collect(),
+            execution: Some(task.execution),
+            attempts,
+        });
+    }
+}
+
+/// `runs/<task id>.task.json`, relative to the pipeline run folder.
+fn derived_task_file(task_id: &str) -> String {
+    format!("{RUNS_SUBDIR}/{task_id}.task.json")
+}
+
+/// Creates every managed folder (owned by the invoker: Docker would create a missing
+/// bind source as root) and writes the derived task files.
+fn prepare_folders(plan: &PipelinePlan, run_dir: &Path) -> Result<()> {
+    let runs = run_dir.join(RUNS_SUBDIR);
+    std::fs::create_dir_all(&runs).map_err(|e| Error::io(&runs, e))?;
+    for task in &plan.tasks {
+        for folder in task.folders.iter().filter(|f| f.managed) {
+            let path = run_dir.join(&folder.path);
+            std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+        let derived = derive::derived_task(task, run_dir);
+        let path = run_dir.join(derived_task_file(&task.id));
+        let mut text = serde_json::to_string_pretty(&derived).unwrap_or_default();
+        text.push('\n');
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
+}
+
+fn write(run_dir: &Path, record: &PipelineRunRecord) {
+    if let Err(e) = record.write(run_dir) {
+        output::stderr(&format!(
+            "error: could not write the pipeline record in {}: {e}\n",
+            run_dir.display()
+        ));
+    }
+}
+
+/// Shared between the scheduler, the attempt threads and the signal thread.
+#[derive(Default)]
+struct Shared {
+    /// Set by the first SIGINT/SIGTERM/SIGHUP; under the `children` lock.
+    cancelled: AtomicBool,
+    /// Running `tapir run` children by task id: the signal thread forwards to them.
+    children: Mutex<BTreeMap<String, u32>>,
+}
+
+impl Shared {
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Cancels the pipeline and passes SIGTERM to every running child (a second signal
+    /// passes a second SIGTERM, which makes `tapir run` kill its container at once).
+    fn cancel(&self) {
+        let children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
+        self.cancelled.store(true, Ordering::SeqCst);
+        for pid in children.values() {
+            if let Ok(raw) = i32::try_from(*pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(raw),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+    }
+}
+
+/// What the attempt threads tell the scheduler.
+enum Event {
+    Started {
+        task: usize,
+        number: u32,
+        /// 0 for the first attempt of this invocation.
+        retry: u32,
+        started_at: jiff::Timestamp,
+    },
+    Ended {
+        task: usize,
+        attempt: Attempt,
+    },
+    Retrying {
+        task: usize,
+        retry: u32,
+        of: u32,
+        delay: u64,
+    },
+    /// The task's last attempt ended: its final status.
+    Done {
+        task: usize,
+        status: TaskStatus,
+    },
+}
+
+struct Scheduler<'a> {
+    args: &'a PipelineRunArgs,
+    plan: &'a PipelinePlan,
+    run_dir: &'a Path,
+    conf_env: BTreeMap<String, String>,
+    jobs: usize,
+    shared: Arc<Shared>,
+}
+
+impl Scheduler<'_> {
+    fn run(self, record: &mut PipelineRunRecord) -> ExitStatus {
+        let signals = SignalForwarder::install(&self.shared);
+        let mut progress = TaskProgress::start();
+        let (events, inbox) = mpsc::channel::<Event>();
+        let index: BTreeMap<&str, usize> = self
+            .plan
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i))
+            .collect();
+        let mut running = 0usize;
+        let mut threads = Vec::new();
+        // Attempts per task before this invocation (a resumed run counts on).
+        let mut known_runs: BTreeSet<String> = record
+            .tasks
+            .iter()
+            .flat_map(|t| &t.attempts)
+            .filter_map(|a| a.run_id.clone())
+            .collect();
+        // Something changed since the record was last written.
+        let mut changed = true;
+        loop {
+            let cancelled = self.shared.is_cancelled();
+            // Settle what can be settled, start what may start.
+            for i in 0..self.plan.tasks.len() {
+                if record.tasks[i].status != TaskStatus::Pending {
+                    continue;
+                }
+                if cancelled {
+                    changed = true;
+                    record.tasks[i].status = TaskStatus::Cancelled;
+                    record.tasks[i].message =
+                        Some("not started: the pipeline was cancelled".into());
+                    progress.event(&record.tasks[i].id, "cancelled (not started)");
+                    continue;
+                }
+                match self.readiness(i, record, &index) {
+                    Readiness::Waiting => {}
+                    Readiness::Blocked(reason) => {
+                        changed = true;
+                        record.tasks[i].status = TaskStatus::Skipped;
+                        progress.event(&record.tasks[i].id, &format!("skipped ({reason})"));
+                        record.tasks[i].message = Some(format!("not run: {reason}"));
+                    }
+                    Readiness::Ready if running < self.jobs => {
+                        changed = true;
+                        record.tasks[i].status = TaskStatus::Running;
+                        record.tasks[i].message = None;
+                        running += 1;
+                        let first_number = record.tasks[i].attempts.len() as u32 + 1;
+                        threads.push(self.spawn_task(i, first_number, &known_runs, events.clone()));
+                    }
+                    Readiness::Ready => {}
+                }
+            }
+            if changed {
+                write(self.run_dir, record);
+                changed = false;
+            }
+            if running == 0 {
+                break;
+            }
+            let event = match inbox.recv_timeout(Duration::from_millis(200)) {
+                Ok(event) => {
+                    changed = true;
+                    event
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            match event {
+                Event::Started {
+                    task,
+                    number,
+                    retry,
+                    started_at,
+                } => {
+                    let id = record.tasks[task].id.clone();
+                    let of = self.plan.tasks[task].execution.max_retries;
+                    let what = if retry == 0 {
+                        "started".to_string()
+                    } else {
+                        format!("started (retry {retry}/{of})")
+                    };
+                    progress.event(&id, &what);
+                    progress.running(&id, "running");
+                    record.tasks[task].attempts.push(Attempt {
+                        number,
+                        run_id: None,
+                        run_dir: None,
+                        status: Status::Running,
+                        exit_code: None,
+                        tapir_exit_code: None,
+                        message: None,
+                        started_at,
+                        ended_at: None,
+                    });
+                }
+                Event::Ended { task, attempt } => {
+                    if let Some(run_id) = &attempt.run_id {
+                        known_runs.insert(run_id.clone());
+                    }
+                    let entry = &mut record.tasks[task];
+                    match entry
+                        .attempts
+                        .iter_mut()
+                        .find(|a| a.number == attempt.number)
+                    {
+                        Some(slot) => *slot = attempt,
+                        None => entry.attempts.push(attempt),
+                    }
+                }
+                Event::Retrying {
+                    task,
+                    retry,
+                    of,
+                    delay,
+                } => {
+                    let id = record.tasks[task].id.clone();
+                    let last = record.tasks[task].attempts.last();
+                    let why = last.map(describe_attempt).unwrap_or_default();
+                    progress.event(&id, &format!("{why}; retry {retry}/{of} in {delay}s"));
+                    progress.running(&id, &format!("waiting {delay}s to retry"));
+                }
+                Event::Done { task, status } => {
+                    running -= 1;
+                    let entry = &mut record.tasks[task];
+                    entry.status = status;
+                    let last = entry.attempts.last();
+                    entry.message = last.and_then(|a| a.message.clone());
+                    let line = match (status, last) {
+                        (TaskStatus::Succeeded, _) => "succeeded".to_string(),
+                        (_, Some(a)) => describe_attempt(a),
+                        (s, None) => s.as_str().to_string(),
+                    };
+                    let id = entry.id.clone();
+                    progress.done(&id);
+                    progress.event(&id, &line);
+                }
+            }
+        }
+        for thread in threads {
+            let _ = thread.join();
+        }
+        progress.finish();
+        signals.close();
+        self.finish(record)
+    }
+
+    /// Whether task `i` can start now.
+    fn readiness(
+        &self,
+        i: usize,
+        record: &PipelineRunRecord,
+        index: &BTreeMap<&str, usize>,
+    ) -> Readiness {
+        let mut blocked = None;
+        for dep in &self.plan.tasks[i].depends_on {
+            let Some(&d) = index.get(dep.id.as_str()) else {
+                continue;
+            };
+            let status = record.tasks[d].status;
+            match status {
+                TaskStatus::Pending | TaskStatus::Running => return Readiness::Waiting,
+                TaskStatus::Succeeded => {}
+                // `can_fail`: the dependant runs whatever became of the dependency.
+                _ if dep.can_fail => {}
+                other => {
+                    blocked.get_or_insert_with(|| {
+                        format!("dependency {} {}", dep.id, describe_status(other))
+                    });
+                }
+            }
+        }
+        match blocked {
+            Some(reason) => Readiness::Blocked(reason),
+            None => Readiness::Ready,
+        }
+    }
+
+    /// Starts the thread that runs task `i`'s attempts, retries included.
+    fn spawn_task(
+        &self,
+        i: usize,
+        first_number: u32,
+        known_runs: &BTreeSet<String>,
+        events: mpsc::Sender<Event>,
+    ) -> std::thread::JoinHandle<()> {
+        let task = self.plan.tasks[i].clone();
+        let attempt_runner = AttemptRunner {
+            program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tapir")),
+            task_file: self.run_dir.join(derived_task_file(&task.id)),
+            runs_dir: self.run_dir.join(RUNS_SUBDIR),
+            run_dir: self.run_dir.to_path_buf(),
+            mode: self.args.mode,
+            network: self.args.network.clone(),
+            grace: self.args.grace,
+            conf_env: self.conf_env.get(&task.id).cloned().unwrap_or_default(),
+            known_runs: known_runs.clone(),
+        };
+        let shared = self.shared.clone();
+        std::thread::spawn(move || {
+            let status = attempt_runner.run_all(i, &task, first_number, &shared, &events);
+            let _ = events.send(Event::Done { task: i, status });
+        })
+    }
+
+    /// The final record, the summary line, and the exit status.
+    fn finish(&self, record: &mut PipelineRunRecord) -> ExitStatus {
+        let count = |s: TaskStatus| record.tasks.iter().filter(|t| t.status == s).count();
+        let cancelled = self.shared.is_cancelled();
+        let all_succeeded = record
+            .tasks
+            .iter()
+            .all(|t| t.status == TaskStatus::Succeeded);
+        let (status, exit) = if cancelled {
+            (PipelineStatus::Cancelled, ExitStatus::Cancelled)
+        } else if all_succeeded {
+            (PipelineStatus::Succeeded, ExitStatus::Success)
+        } else {
+            (PipelineStatus::Failed, ExitStatus::Failed)
+        };
+        let parts: Vec<String> = [
+            TaskStatus::Succeeded,
+            TaskStatus::Failed,
+            TaskStatus::TimedOut,
+            TaskStatus::Skipped,
+            TaskStatus::Cancelled,
+        ]
+        .into_iter()
+        .filter(|s| count(*s) > 0)
+        .map(|s| format!("{} {}", count(s), s.as_str()))
+        .collect();
+        let message = parts.join(", ");
+        record.status = status;
+        record.message = Some(message.clone());
+        record.exit_code = Some(exit.code());
+        record.ended_at = Some(jiff::Timestamp::now());
+        write(self.run_dir, record);
+        output::stderr(&format!(
+            "tapir: pipeline `{}` {}: {message}; record: {}\n",
+            record.name,
+            status.as_str(),
+            self.run_dir.display()
+        ));
+        exit
+    }
+}
+
+enum Readiness {
+    Waiting,
+    Ready,
+    Blocked(String),
+}
+
+fn describe_status(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Failed => "failed",
+        TaskStatus::TimedOut => "timed out",
+        TaskStatus::Skipped => "was skipped",
+        TaskStatus::Cancelled => "was cancelled",
+        _ => "did not succeed",
+    }
+}
+
+/// One line for an ended attempt: `failed (exit 3)`, `timed-out`, `cancelled`, …
+fn describe_attempt(attempt: &Attempt) -> String {
+    match attempt.status {
+        Status::Failed | Status::OomKilled => match attempt.exit_code {
+            Some(code) => format!("{} (exit {code})", attempt.status.as_str()),
+            None => attempt.status.as_str().to_string(),
+        },
+        Status::EngineError => format!(
+            "failed (did not start: {})",
+            attempt
+                .message
+                .as_deref()
+                .and_then(|m| m.lines().next())
+                .unwrap_or("see its record")
+        ),
+        other => other.as_str().to_string(),
+    }
+}
+
+/// Runs one task's attempts as child `tapir run`s.
+struct AttemptRunner {
+    program: PathBuf,
+    task_file: PathBuf,
+    runs_dir: PathBuf,
+    run_dir: PathBuf,
+    mode: Mode,
+    network: Option<String>,
+    grace: u32,
+    /// `NAME=VALUE` lines, handed over on the child's stdin (`--env-file /dev/stdin`).
+    conf_env: String,
+    known_runs: BTreeSet<String>,
+}
+
+impl AttemptRunner {
+    fn run_all(
+        mut self,
+        i: usize,
+        task: &PlannedTask,
+        first_number: u32,
+        shared: &Shared,
+        events: &mpsc::Sender<Event>,
+    ) -> TaskStatus {
+        let execution = task.execution;
+        for retry in 0..=execution.max_retries {
+            let number = first_number + retry;
+            if retry > 0 {
+                let delay = execution.backoff_before_retry(retry);
+                let _ = events.send(Event::Retrying {
+                    task: i,
+                    retry,
+                    of: execution.max_retries,
+                    delay,
+                });
+                let until = Instant::now() + Duration::from_secs(delay);
+                while Instant::now() < until && !shared.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            if shared.is_cancelled() {
+                return TaskStatus::Cancelled;
+            }
+            let started_at = jiff::Timestamp::now();
+            let _ = events.send(Event::Started {
+                task: i,
+                number,
+                retry,
+                started_at,
+            });
+            let attempt = self.attempt(task, number, started_at, shared);
+            let status = attempt.status;
+            let _ = events.send(Event::Ended { task: i, attempt });
+            match status {
+                Status::Succeeded => return TaskStatus::Succeeded,
+                _ if shared.is_cancelled() => return TaskStatus::Cancelled,
+                Status::Cancelled => return TaskStatus::Cancelled,
+                Status::TimedOut if retry == execution.max_retries => {
+                    return TaskStatus::TimedOut;
+                }
+                _ if retry == execution.max_retries => return TaskStatus::Failed,
+                _ => {}
+            }
+        }
+        TaskStatus::Failed
+    }
+
+    /// One `tapir run` of the derived task file, to its end.
+    fn attempt(
+        &mut self,
+        task: &PlannedTask,
+        number: u32,
+        started_at: jiff::Timestamp,
+        shared: &Shared,
+    ) -> Attempt {
+        let mut attempt = Attempt {
+            number,
+            run_id: None,
+            run_dir: None,
+            status: Status::EngineError,
+            exit_code: None,
+            tapir_exit_code: None,
+            message: None,
+            started_at,
+            ended_at: None,
+        };
+        let log_path = self.runs_dir.join(format!("{}.tapir.log", task.id));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path);
+        let mut command = Command::new(&self.program);
+        command
+            .arg("run")
+            .arg(&self.task_file)
+            .arg("--runs-dir")
+            .arg(&self.runs_dir)
+            .args(["--mode", mode_label(self.mode)])
+            .args(["--grace", &self.grace.to_string()])
+            .arg("--color=never");
+        if let Some(network) = &self.network {
+            command.args(["--network", network]);
+        }
+        if let Some(file) = &task.runnable.container_file {
+            command.arg("--container-file").arg(absolute(file));
+        }
+        if let Some(seconds) = task.execution.max_exec_time {
+            command.args(["--timeout", &seconds.to_string()]);
+        }
+        if !self.conf_env.is_empty() {
+            command.args(["--env-file", "/dev/stdin"]);
+        }
+        // Each run gets a fresh id (a test's fixed id would collide), and its own process
+        // group: a Ctrl-C on the terminal reaches only us, and we pass it on once.
+        command
+            .env_remove(store::RUN_ID_OVERRIDE_ENV)
+            .env_remove("TAPIR_RUNS_DIR")
+            .stdin(if self.conf_env.is_empty() {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
+            .stdout(Stdio::null())
+            .stderr(match log {
+                Ok(file) => Stdio::from(file),
+                Err(_) => Stdio::null(),
+            });
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let spawned = {
+            let mut children = shared
+                .children
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if shared.is_cancelled() {
+                attempt.status = Status::Cancelled;
+                attempt.message = Some("not started: the pipeline was cancelled".into());
+                attempt.ended_at = Some(jiff::Timestamp::now());
+                return attempt;
+            }
+            let spawned = command.spawn();
+            if let Ok(child) = &spawned {
+                children.insert(task.id.clone(), child.id());
+            }
+            spawned
+        };
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                attempt.message = Some(format!("cannot run {}: {e}", self.program.display()));
+                attempt.ended_at = Some(jiff::Timestamp::now());
+                return attempt;
+            }
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(self.conf_env.as_bytes());
+        }
+        let exit = child.wait();
+        shared
+            .children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&task.id);
+        attempt.ended_at = Some(jiff::Timestamp::now());
+        attempt.tapir_exit_code = exit.ok().and_then(|s| s.code());
+        match self.find_run() {
+            Some((dir, run)) => {
+                self.known_runs.insert(run.id.clone());
+                attempt.run_dir = Some(
+                    dir.strip_prefix(&self.run_dir)
+                        .unwrap_or(&dir)
+                        .display()
+                        .to_string(),
+                );
+                attempt.run_id = Some(run.id);
+                attempt.status = run.status;
+                attempt.exit_code = run.exit_code;
+                attempt.message = run.message;
+                if run.status == Status::Running {
+                    // The child ended without settling its record (killed early).
+                    attempt.status = if shared.is_cancelled() {
+                        Status::Cancelled
+                    } else {
+                        Status::EngineError
+                    };
+                }
+            }
+            None => {
+                attempt.status = if shared.is_cancelled() {
+                    Status::Cancelled
+                } else {
+                    Status::EngineError
+                };
+                attempt.message = Some(format!(
+                    "tapir run ended ({}) before it made a run folder; see {}",
+                    attempt
+                        .tapir_exit_code
+                        .map_or("killed".to_string(), |c| format!("exit {c}")),
+                    log_path.display()
+                ));
+            }
+        }
+        attempt
+    }
+
+    /// The task run this attempt made: the one run folder of our task file not seen yet.
+    fn find_run(&self) -> Option<(PathBuf, RunRecord)> {
+        let wanted = self.task_file.display().to_string();
+        store::list_runs(&self.runs_dir)
+            .ok()?
+            .into_iter()
+            .filter(|dir| store::run_id_of(dir).is_some_and(|id| !self.known_runs.contains(id)))
+            .filter_map(|dir| RunRecord::load(&dir).ok().map(|r| (dir, r)))
+            .filter(|(_, r)| r.task_file.path == wanted)
+            .max_by(|(_, a), (_, b)| a.created_at.cmp(&b.created_at))
+    }
+}
+
+/// Forwards SIGINT/SIGTERM/SIGHUP to the running children (as SIGTERM) and cancels the
+/// pipeline, like `tapir run` does for its one container (src/execute.rs).
+struct SignalForwarder {
+    handle: Option<signal_hook::iterator::Handle>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SignalForwarder {
+    fn install(shared: &Arc<Shared>) -> Self {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            output::stderr("warning: Ctrl-C will not stop the pipeline's tasks cleanly\n");
+            return Self {
+                handle: None,
+                thread: None,
+            };
+        };
+        let handle = signals.handle();
+        let shared = shared.clone();
+        let thread = std::thread::spawn(move || {
+            for _ in signals.forever() {
+                if !shared.is_cancelled() {
+                    output::stderr(
+                        "\ntapir: cancelling the pipeline: stopping the running tasks (Ctrl-C again kills them now)\n",
+                    );
+                }
+                shared.cancel();
+            }
+        });
+        Self {
+            handle: Some(handle),
+            thread: Some(thread),
+        }
+    }
+
+    fn close(self) {
+        if let Some(handle) = self.handle {
+            handle.close();
+        }
+        if let Some(thread) = self.thread {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The task file one pipeline task runs as (docs/DESIGN.md decision 10): the task as
+//! written, with its channels bound to the pipeline run's managed folders, its other
+//! relative host paths made absolute (the derived file lives in the pipeline run folder,
+//! not next to the original), and the pipeline file's `env` merged over its own. The conf
+//! file's values are not written here: they are handed to `tapir run` as an env file on
+//! its standard input, so a secret never lands in a file or an argv.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::model::{Binding, EnvVar, HostPath};
+use crate::pipeline::plan::{FolderDirection, PlannedTask};
+
+/// The derived task as JSON, for the pipeline run folder `run_dir` (absolute).
+pub fn derived_task(planned: &PlannedTask, run_dir: &Path) -> Value {
+    let runnable = &planned.runnable;
+    let mut task = runnable.task.clone();
+    for binding in task.inputs.iter_mut().chain(task.outputs.iter_mut()) {
+        binding.volume_source.host_path =
+            absolute_host_path(&runnable.base_dir, &binding.volume_source.host_path);
+    }
+    for folder in &planned.folders {
+        let list = match folder.direction {
+            FolderDirection::Input => &mut task.inputs,
+            FolderDirection::Output => &mut task.outputs,
+        };
+        let host_path = if folder.managed {
+            run_dir.join(&folder.path).display().to_string()
+        } else {
+            folder.path.clone()
+        };
+        let host_path = absolute_host_path(Path::new(""), &host_path);
+        match list.iter_mut().find(|b| b.name == folder.channel) {
+            Some(binding) => binding.volume_source.host_path = host_path,
+            None => list.push(Binding {
+                name: folder.channel.clone(),
+                volume_source: HostPath { host_path },
+                scale_rule: None,
+            }),
+        }
+    }
+    for (name, value) in &runnable.pipeline_env {
+        match task.env.iter_mut().find(|e| e.name == *name) {
+            Some(var) => var.value = value.clone(),
+            None => task.env.push(EnvVar {
+                name: name.clone(),
+                value: value.clone(),
+            }),
+        }
+    }
+    serde_json::to_value(&task).unwrap_or(Value::Null)
+}
+
+/// `path` against `base`, absolute. `~` paths and templated ones (`{{ env.X }}`, which
+/// may render to an absolute path) are left for `run` to resolve.
+fn absolute_host_path(base: &Path, path: &str) -> String {
+    if path.starts_with('~') || path.contains("{{") {
+        return path.to_string();
+    }
+    let joined = base.join(path);
+    std::path::absolute(&joined)
+        .unwrap_or(joined)
+        .display()
+        .to_string()
+}
+
+/// The conf file's values as `tapir run --env-file` reads them (one `NAME=VALUE` a line;
+/// the pipeline check refuses a conf value with a line break, `env-line-break`).
+pub fn conf_env_file(planned: &PlannedTask) -> String {
+    planned
+        .runnable
+        .conf_env
+        .iter()
+        .map(|(name, value)| format!("{name}={value}\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn planned(dir: &Path, conf: Value) -> Vec<PlannedTask> {
+        let template = |inputs: Value, outputs: Value| {
+            json!({"identifier": "t", "description": "d", "inputs": inputs, "outputs": outputs,
+                   "env": [{"name": "WHO", "value": "?", "type": "string"},
+                           {"name": "API_TOKEN", "value": "", "type": "string"}],
+                   "command": ["true"]})
+        };
+        let pipeline = json!({"name": "p", "tasks": [
+            {"id": "a", "task": {"name": "a", "image": "i", "taskTemplate": template(
+                json!([{"name": "data", "mounted_path": "/data"}]),
+                json!([{"name": "out", "mounted_path": "/out"}])),
+                "inputs": [{"name": "data", "input": {"host_path": "data"}}],
+                "outputs": [{"name": "out", "input": {"host_path": "local/out"}}]}},
+            {"id": "b", "env": {"WHO": "pipeline"}, "task": {"name": "b", "image": "i",
+                "taskTemplate": template(json!([{"name": "in", "mounted_path": "/in"}]), json!([])),
+                "env": [{"name": "WHO", "value": "task"}]},
+             "iochannel_maps": [{"upstream_task": "a", "upstream_output_channel": "out", "input_channel": "in"}]}
+        ]});
+        std::fs::write(dir.join("p.json"), pipeline.to_string()).unwrap();
+        std::fs::write(dir.join("c.json"), conf.to_string()).unwrap();
+        let checked =
+            crate::pipeline::plan::check(&dir.join("p.json"), Some(&dir.join("c.json"))).unwrap();
+        assert!(checked.is_valid(), "{:?}", checked.files);
+        checked.plan.unwrap().tasks
+    }
+
+    #[test]
+    fn channels_go_to_the_managed_folders_and_the_pipeline_env_wins_over_the_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = json!({"task_form": {"b": {"API_TOKEN": "tok3n"}}});
+        let tasks = planned(dir.path(), conf);
+        let run = Path::new("/runs/pipeline-run-x");
+        let a = derived_task(&tasks[0], run);
+        assert_eq!(
+            a["outputs"][0]["volume_source"]["host_path"],
+            "/runs/pipeline-run-x/a/out"
+        );
+        let data = dir.path().join("data").display().to_string();
+        assert_eq!(a["inputs"][0]["volume_source"]["host_path"], data.as_str());
+        let b = derived_task(&tasks[1], run);
+        assert_eq!(b["inputs"][0]["name"], "in");
+        assert_eq!(
+            b["inputs"][0]["volume_source"]["host_path"],
+            "/runs/pipeline-run-x/a/out"
+        );
+        assert_eq!(b["env"], json!([{"name": "WHO", "value": "pipeline"}]));
+        assert!(
+            !b.to_string().contains("tok3n"),
+            "conf values stay out of the file"
+        );
+        assert_eq!(conf_env_file(&tasks[1]), "API_TOKEN=tok3n\n");
+        assert_eq!(conf_env_file(&tasks[0]), "");
+    }
+}

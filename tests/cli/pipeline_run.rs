@@ -1,0 +1,625 @@
+//! `tapir pipeline run` on the real Docker engine, with inline tasks on the busybox example
+//! image (`--network none`: no task needs a network).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{example_image, interrupt, leftover_containers, repo_root, run, tapir};
+
+/// An inline task: `script` under `sh -c`, with the given channels (`(name, mounted
+/// path)`) and template env declarations.
+fn task(script: &str, inputs: &[(&str, &str)], outputs: &[(&str, &str)], env: Value) -> Value {
+    let channels = |list: &[(&str, &str)]| -> Vec<Value> {
+        list.iter()
+            .map(|(name, path)| json!({"name": name, "mounted_path": path}))
+            .collect()
+    };
+    json!({
+        "name": "pipeline test task",
+        "image": example_image(),
+        "taskTemplate": {
+            "identifier": "t",
+            "description": "test",
+            "inputs": channels(inputs),
+            "outputs": channels(outputs),
+            "env": env,
+            "command": ["sh", "-c", script]
+        }
+    })
+}
+
+fn write_json(path: &Path, value: &Value) -> PathBuf {
+    std::fs::write(path, serde_json::to_string_pretty(value).unwrap()).unwrap();
+    path.to_path_buf()
+}
+
+fn pipeline_run(dir: &Path, extra: &[&str]) -> crate::support::Run {
+    let mut args = vec![
+        "pipeline",
+        "run",
+        "pipeline.json",
+        "--network",
+        "none",
+        "--runs-dir",
+        "runs",
+        "--grace",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    run(&mut tapir(dir, &args))
+}
+
+/// The one pipeline run folder under `dir/runs`.
+fn only_pipeline_run(dir: &Path) -> PathBuf {
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
+        .expect("runs folder")
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pipeline-run-")
+        })
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
+
+fn record(run_dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(run_dir.join("record.json")).unwrap()).unwrap()
+}
+
+fn task_record<'a>(record: &'a Value, id: &str) -> &'a Value {
+    record["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("task {id} in {record:#}"))
+}
+
+fn statuses(record: &Value) -> Vec<(String, String)> {
+    record["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().to_string(),
+                t["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn assert_no_containers_left(record: &Value) {
+    for task in record["tasks"].as_array().unwrap() {
+        for attempt in task["attempts"].as_array().unwrap() {
+            if let Some(id) = attempt["run_id"].as_str() {
+                assert_eq!(leftover_containers(&format!("tapir.run-id={id}")), "");
+            }
+        }
+    }
+}
+
+#[test]
+fn fan_out_fan_in_passes_data_through_the_mapped_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = json!([
+        {"name": "GREETING", "value": "hi", "type": "string", "adjustable": true},
+        {"name": "API_TOKEN", "value": "none", "type": "string", "adjustable": true}
+    ]);
+    let map = |up: &str, input: &str| json!({"upstream_task": up, "upstream_output_channel": "out", "input_channel": input});
+    let pipeline = json!({
+        "name": "diamond",
+        "tasks": [
+            {"id": "a", "task": task("echo \"$GREETING\" > /out/a.txt; echo ${#API_TOKEN} > /out/token-length", &[], &[("out", "/out")], env)},
+            {"id": "b", "task": task("cat /in/a.txt > /out/b.txt; echo \"$WHO\" >> /out/b.txt", &[("in", "/in")], &[("out", "/out")], json!([{"name": "WHO", "value": "?", "type": "string"}])),
+             "env": {"WHO": "b"}, "iochannel_maps": [map("a", "in")]},
+            {"id": "c", "task": task("cat /in/a.txt > /out/c.txt; echo c >> /out/c.txt", &[("in", "/in")], &[("out", "/out")], json!([])),
+             "iochannel_maps": [map("a", "in")]},
+            {"id": "d", "task": task("cat /fromb/b.txt /fromc/c.txt > /out/d.txt", &[("fromb", "/fromb"), ("fromc", "/fromc")], &[("out", "/out")], json!([])),
+             "iochannel_maps": [map("b", "fromb"), map("c", "fromc")]}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    write_json(
+        &dir.path().join("conf.json"),
+        &json!({"task_form": {"a": {"GREETING": "hello", "API_TOKEN": "s3cret-value"}}}),
+    );
+    let out = pipeline_run(dir.path(), &["--conf", "conf.json", "--jobs", "2"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run_dir = only_pipeline_run(dir.path());
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("d/out/d.txt")).unwrap(),
+        "hello\nb\nhello\nc\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("a/out/token-length")).unwrap(),
+        "12\n"
+    );
+    let record = record(&run_dir);
+    assert_eq!(record["kind"], "pipeline-run");
+    assert_eq!(record["status"], "succeeded");
+    assert_eq!(record["exit_code"], 0);
+    for (id, status) in statuses(&record) {
+        assert_eq!(status, "succeeded", "{id}");
+        let attempts = task_record(&record, &id)["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1);
+        let task_run = run_dir.join(attempts[0]["run_dir"].as_str().unwrap());
+        let task_record: Value =
+            serde_json::from_str(&std::fs::read_to_string(task_run.join("record.json")).unwrap())
+                .unwrap();
+        assert_eq!(task_record["status"], "succeeded");
+    }
+    // b and c ran after a, d after both.
+    let started = |id: &str| {
+        task_record(&record, id)["attempts"][0]["started_at"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let ended = |id: &str| {
+        task_record(&record, id)["attempts"][0]["ended_at"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(ended("a") <= started("b") && ended("a") <= started("c"));
+    assert!(ended("b") <= started("d") && ended("c") <= started("d"));
+    assert!(out.stderr.contains("task d: succeeded"), "{}", out.stderr);
+    // The conf's secret reached the task but no file of the pipeline run.
+    let leaked: Vec<_> = walk(&run_dir)
+        .into_iter()
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("s3cret-value")))
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:?}");
+    assert_no_containers_left(&record);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn can_fail_lets_the_dependant_run_and_a_failure_skips_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "failing",
+        "tasks": [
+            {"id": "bad", "task": task("exit 3", &[], &[], json!([]))},
+            {"id": "tolerant", "task": task("true", &[], &[], json!([])), "depends_on": [{"id": "bad", "can_fail": true}]},
+            {"id": "strict", "task": task("true", &[], &[], json!([])), "depends_on": [{"id": "bad"}]},
+            {"id": "after-strict", "task": task("true", &[], &[], json!([])), "depends_on": [{"id": "strict"}]}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let record = record(&only_pipeline_run(dir.path()));
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["exit_code"], 1);
+    let status = |id: &str| {
+        task_record(&record, id)["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(status("bad"), "failed");
+    assert_eq!(task_record(&record, "bad")["attempts"][0]["exit_code"], 3);
+    assert_eq!(status("tolerant"), "succeeded");
+    assert_eq!(status("strict"), "skipped");
+    assert_eq!(status("after-strict"), "skipped");
+    assert_eq!(
+        task_record(&record, "strict")["message"],
+        "not run: dependency bad failed"
+    );
+    assert_eq!(
+        task_record(&record, "after-strict")["message"],
+        "not run: dependency strict was skipped"
+    );
+    assert!(
+        task_record(&record, "strict")["attempts"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        out.stderr.contains("task bad: failed (exit 3)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("task strict: skipped (dependency bad failed)"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_failed_attempt_is_retried_after_the_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "flaky",
+        "execution_profile": {"max_retries": 2, "retry_backoff_seconds": 1},
+        "tasks": [
+            {"id": "flaky", "task": task("if [ -f /out/marker ]; then echo second; else touch /out/marker; exit 5; fi", &[], &[("out", "/out")], json!([]))}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let record = record(&only_pipeline_run(dir.path()));
+    let flaky = task_record(&record, "flaky");
+    assert_eq!(flaky["status"], "succeeded");
+    let attempts = flaky["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{flaky:#}");
+    assert_eq!(attempts[0]["status"], "failed");
+    assert_eq!(attempts[0]["exit_code"], 5);
+    assert_eq!(attempts[1]["status"], "succeeded");
+    assert_eq!(attempts[1]["number"], 2);
+    assert_ne!(attempts[0]["run_id"], attempts[1]["run_id"]);
+    assert!(
+        out.stderr
+            .contains("task flaky: failed (exit 5); retry 1/2 in 1s"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn max_exec_time_stops_the_task_as_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "slow",
+        "tasks": [
+            {"id": "slow", "task": task("sleep 300", &[], &[], json!([])), "execution_profile": {"max_exec_time": 1}},
+            {"id": "next", "task": task("true", &[], &[], json!([])), "depends_on": [{"id": "slow"}]}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let started = Instant::now();
+    let out = pipeline_run(dir.path(), &[]);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let record = record(&only_pipeline_run(dir.path()));
+    let slow = task_record(&record, "slow");
+    assert_eq!(slow["status"], "timed-out");
+    assert_eq!(slow["attempts"][0]["status"], "timed-out");
+    assert_eq!(slow["attempts"][0]["tapir_exit_code"], 124);
+    assert_eq!(task_record(&record, "next")["status"], "skipped");
+    assert!(
+        out.stderr.contains("task slow: timed-out"),
+        "{}",
+        out.stderr
+    );
+    assert_no_containers_left(&record);
+}
+
+#[test]
+fn ctrl_c_stops_every_running_task_and_records_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let sleeper = || task("echo started; sleep 300", &[], &[], json!([]));
+    let pipeline = json!({
+        "name": "sleepers",
+        "tasks": [
+            {"id": "one", "task": sleeper()},
+            {"id": "two", "task": sleeper()},
+            {"id": "after", "task": task("true", &[], &[], json!([])), "depends_on": [{"id": "one"}, {"id": "two"}]}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let mut child = tapir(
+        dir.path(),
+        [
+            "pipeline",
+            "run",
+            "pipeline.json",
+            "--network",
+            "none",
+            "--runs-dir",
+            "runs",
+            "--grace",
+            "2",
+            "--jobs",
+            "2",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    // Wait until both tasks print: their containers run.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let printed = std::fs::read_dir(dir.path().join("runs"))
+            .into_iter()
+            .flatten()
+            .flat_map(|e| walk(&e.unwrap().path().join("runs")))
+            .filter(|p| p.ends_with("stdout.log"))
+            .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("started")))
+            .count();
+        if printed == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tasks did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stopping = Instant::now();
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(stopping.elapsed() < Duration::from_secs(60));
+    let record = record(&only_pipeline_run(dir.path()));
+    assert_eq!(record["status"], "cancelled");
+    assert_eq!(record["exit_code"], 130);
+    for id in ["one", "two"] {
+        let task = task_record(&record, id);
+        assert_eq!(task["status"], "cancelled", "{task:#}");
+        assert_eq!(task["attempts"][0]["status"], "cancelled", "{task:#}");
+    }
+    let after = task_record(&record, "after");
+    assert_eq!(after["status"], "cancelled");
+    assert!(after["attempts"].as_array().unwrap().is_empty());
+    assert_no_containers_left(&record);
+}
+
+#[test]
+fn resume_reruns_only_the_tasks_that_did_not_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mode_env = json!([{"name": "MODE", "value": "bad", "type": "string", "adjustable": true}]);
+    let pipeline = json!({
+        "name": "resumable",
+        "tasks": [
+            {"id": "first", "task": task("echo once >> /out/runs.txt", &[], &[("out", "/out")], json!([]))},
+            {"id": "flaky", "task": task("[ \"$MODE\" = good ] || exit 4", &[], &[], mode_env)},
+            {"id": "last", "task": task("true", &[], &[], json!([])), "depends_on": [{"id": "first"}, {"id": "flaky"}]}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    write_json(
+        &dir.path().join("bad.json"),
+        &json!({"task_form": {"flaky": {"MODE": "bad"}}}),
+    );
+    write_json(
+        &dir.path().join("good.json"),
+        &json!({"task_form": {"flaky": {"MODE": "good"}}}),
+    );
+    let out = pipeline_run(dir.path(), &["--conf", "bad.json"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let run_dir = only_pipeline_run(dir.path());
+    let before = record(&run_dir);
+    assert_eq!(task_record(&before, "last")["status"], "skipped");
+
+    let resume = run_dir.display().to_string();
+    let out = pipeline_run(dir.path(), &["--conf", "good.json", "--resume", &resume]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        only_pipeline_run(dir.path()),
+        run_dir,
+        "the same folder is continued"
+    );
+    let after = record(&run_dir);
+    assert_eq!(after["status"], "succeeded");
+    assert_eq!(after["resumed_at"].as_array().unwrap().len(), 1);
+    let attempts = |id: &str| {
+        task_record(&after, id)["attempts"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(attempts("first"), 1, "a succeeded task is not run again");
+    assert_eq!(attempts("flaky"), 2);
+    assert_eq!(task_record(&after, "flaky")["attempts"][1]["number"], 2);
+    assert_eq!(attempts("last"), 1);
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("first/out/runs.txt")).unwrap(),
+        "once\n",
+        "its output is kept"
+    );
+    assert!(!out.stderr.contains("task first:"), "{}", out.stderr);
+
+    // A changed pipeline file is refused, and nothing runs.
+    let mut changed = pipeline.clone();
+    changed["name"] = json!("changed");
+    write_json(&dir.path().join("pipeline.json"), &changed);
+    let out = pipeline_run(dir.path(), &["--conf", "good.json", "--resume", &resume]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the pipeline file changed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(record(&run_dir)["resumed_at"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn an_invalid_pipeline_starts_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "cyclic",
+        "tasks": [
+            {"id": "a", "task": task("true", &[], &[], json!([])), "depends_on": [{"id": "b"}]},
+            {"id": "b", "task": task("true", &[], &[], json!([])), "depends_on": [{"id": "a"}]}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(out.stderr.contains("pipeline.json:"), "{}", out.stderr);
+    assert!(out.stderr.contains("nothing was started"), "{}", out.stderr);
+    assert!(!dir.path().join("runs").exists());
+
+    let out = pipeline_run(dir.path(), &["--jobs", "0"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let out = pipeline_run(dir.path(), &["--resume", "nowhere"]);
+    assert_eq!(
+        out.code, 125,
+        "an invalid pipeline is reported first: {}",
+        out.stderr
+    );
+    assert!(!dir.path().join("runs").exists());
+
+    // A task id that would collide with the run folder's own `runs/`.
+    let reserved = json!({"name": "reserved", "tasks": [{"id": "runs", "task": task("true", &[], &[], json!([]))}]});
+    write_json(&dir.path().join("pipeline.json"), &reserved);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("task id `runs` is reserved"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.path().join("runs").exists());
+
+    // A conf value a task's environment cannot take.
+    let fine = json!({"name": "fine", "tasks": [{"id": "a", "task": task("true", &[], &[], json!([{"name": "X", "value": "", "type": "string"}]))}]});
+    write_json(&dir.path().join("pipeline.json"), &fine);
+    write_json(
+        &dir.path().join("conf.json"),
+        &json!({"task_form": {"a": {"X": "two\nlines"}}}),
+    );
+    let out = pipeline_run(dir.path(), &["--conf", "conf.json"]);
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error[env-line-break]"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("conf.json:"), "{}", out.stderr);
+    assert!(!dir.path().join("runs").exists());
+}
+
+#[test]
+fn the_readme_example_pipeline_runs() {
+    example_image();
+    let dir = tempfile::tempdir().unwrap();
+    let examples = repo_root().join("examples/pipeline");
+    let out = run(&mut tapir(
+        &repo_root(),
+        [
+            "pipeline",
+            "run",
+            "examples/pipeline/pipeline.json",
+            "--conf",
+            "examples/pipeline/conf.json",
+            "--network",
+            "none",
+            "--runs-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(examples.join("pipeline.json").is_file());
+    let run_dir = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pipeline-run-")
+        })
+        .expect("a pipeline run folder");
+    let result =
+        std::fs::read_to_string(run_dir.join("process-data/outputs/item-1/result.txt")).unwrap();
+    assert_eq!(result, "ITEM-1 FROM HTTPS://EXAMPLE.ORG/DATASET\n");
+}
+
+#[test]
+fn help_documents_the_exit_codes_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&mut tapir(dir.path(), ["pipeline", "run", "--help"]));
+    assert_eq!(out.code, 0);
+    for text in [
+        "125 the pipeline is invalid",
+        "130 cancelled",
+        "--jobs",
+        "--resume",
+        "--conf",
+    ] {
+        assert!(out.stdout.contains(text), "{text}: {}", out.stdout);
+    }
+    let out = run(&mut tapir(dir.path(), ["run", "--help"]));
+    assert!(out.stdout.contains("--timeout <SECONDS>"), "{}", out.stdout);
+}
+
+#[test]
+fn resume_finds_the_run_by_name_and_refuses_one_still_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline =
+        json!({"name": "one", "tasks": [{"id": "a", "task": task("true", &[], &[], json!([]))}]});
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    assert_eq!(pipeline_run(dir.path(), &[]).code, 0);
+    let run_dir = only_pipeline_run(dir.path());
+    let name = run_dir.file_name().unwrap().to_str().unwrap().to_string();
+    let id = name.strip_prefix("pipeline-run-").unwrap().to_string();
+    // Nothing left to do: it ends at once, and the succeeded task is not run again.
+    for query in [&name, &id] {
+        let out = pipeline_run(dir.path(), &["--resume", query]);
+        assert_eq!(out.code, 0, "{query}: {}", out.stderr);
+        assert!(!out.stderr.contains("task a:"), "{}", out.stderr);
+    }
+    assert_eq!(
+        task_record(&record(&run_dir), "a")["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A record that says running, supervised by a live process on this machine.
+    let mut running = record(&run_dir);
+    running["status"] = json!("running");
+    running["pid"] = json!(std::process::id());
+    running["host"] = json!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim()
+    );
+    write_json(&run_dir.join("record.json"), &running);
+    let out = pipeline_run(dir.path(), &["--resume", &name]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("is still running"), "{}", out.stderr);
+
+    // A task run that still runs (its pipeline tapir was killed, the task was not).
+    running["status"] = json!("failed");
+    write_json(&run_dir.join("record.json"), &running);
+    let task_run = run_dir.join(
+        task_record(&running, "a")["attempts"][0]["run_dir"]
+            .as_str()
+            .unwrap(),
+    );
+    let mut task_run_record = record(&task_run);
+    task_run_record["status"] = json!("running");
+    task_run_record["pid"] = json!(std::process::id());
+    task_run_record["host"] = running["host"].clone();
+    write_json(&task_run.join("record.json"), &task_run_record);
+    let out = pipeline_run(dir.path(), &["--resume", &name]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("its task run") && out.stderr.contains("is still running"),
+        "{}",
+        out.stderr
+    );
+
+    let out = pipeline_run(dir.path(), &["--resume", "pipeline-run-nope"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no pipeline run folder there"),
+        "{}",
+        out.stderr
+    );
+}

@@ -89,18 +89,12 @@ pub(super) fn human(checked: &Checked, p: Printer) -> String {
 fn human_plan(out: &mut String, plan: &PipelinePlan, p: &Printer) {
     let _ = writeln!(
         out,
-        "\n{} `{}`: {}, {}, profile {}{}",
+        "\n{} `{}`: {}, {}, profile {}",
         p.bold("plan"),
         plan.name,
         plural(plan.tasks.len(), "task"),
         plural(plan.levels.len(), "level"),
         plan.profile.label(),
-        match plan.profile {
-            crate::pipeline::model::Profile::Ccat => {
-                " (validate only: running ccat pipelines is not built yet)"
-            }
-            crate::pipeline::model::Profile::Kaapana => "",
-        }
     );
     for (i, level) in plan.levels.iter().enumerate() {
         let _ = writeln!(out, "  level {}: {}", i + 1, level.join(", "));

@@ -23,13 +23,13 @@ use super::pipeline::human as findings_text;
 use crate::cli::{ColorChoice, Mode, PipelineRunArgs};
 use crate::error::{Error, ExitStatus, Result};
 use crate::output::{self, Printer, TaskProgress};
-use crate::pipeline::derive;
 use crate::pipeline::model::Profile;
 use crate::pipeline::plan::{self, FolderDirection, PipelinePlan, PlannedTask};
 use crate::pipeline::record::{
     self as precord, Attempt, PIPELINE_RUN_DIR_PREFIX, PipelineRunRecord, PipelineStatus,
     PipelineTaskRecord, RUNS_SUBDIR, TaskFolder, TaskStatus,
 };
+use crate::pipeline::{ccat, derive};
 use crate::record::{self, RunRecord, Status, TaskFile, store};
 
 /// Task ids that would collide with the pipeline run folder's own entries.
@@ -44,12 +44,6 @@ pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
         output::stderr("tapir: the pipeline is invalid; nothing was started\n");
         return Ok(ExitStatus::NotStarted);
     };
-    if plan.profile == Profile::Ccat {
-        return Err(Error::Usage(format!(
-            "{}: profile `ccat` pipelines cannot run yet (only `pipeline validate` checks them)\n  fix: run a `kaapana` pipeline, or validate this one",
-            args.pipeline.display()
-        )));
-    }
     if let Some(task) = plan
         .tasks
         .iter()
@@ -235,10 +229,25 @@ fn merge_plan(record: &mut PipelineRunRecord, plan: &PipelinePlan) {
         record.tasks.drain(..).map(|t| (t.id.clone(), t)).collect();
     for task in &plan.tasks {
         let previous = old.remove(&task.id);
-        let (status, message, attempts) = match previous {
-            Some(p) if p.status == TaskStatus::Succeeded => (p.status, p.message, p.attempts),
-            Some(p) => (TaskStatus::Pending, None, p.attempts),
-            None => (TaskStatus::Pending, None, Vec::new()),
+        // A succeeded step keeps its products; one that runs again collects them anew.
+        let (status, message, attempts, products, warnings) = match previous {
+            Some(p) if p.status == TaskStatus::Succeeded => {
+                (p.status, p.message, p.attempts, p.products, p.warnings)
+            }
+            Some(p) => (
+                TaskStatus::Pending,
+                None,
+                p.attempts,
+                Vec::new(),
+                Vec::new(),
+            ),
+            None => (
+                TaskStatus::Pending,
+                None,
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            ),
         };
         record.tasks.push(PipelineTaskRecord {
             id: task.id.clone(),
@@ -267,6 +276,8 @@ fn merge_plan(record: &mut PipelineRunRecord, plan: &PipelinePlan) {
                 .collect(),
             execution: Some(task.execution),
             attempts,
+            products,
+            warnings,
         });
     }
 }
@@ -284,6 +295,11 @@ fn prepare_folders(plan: &PipelinePlan, run_dir: &Path) -> Result<()> {
     for task in &plan.tasks {
         for folder in task.folders.iter().filter(|f| f.managed) {
             let path = run_dir.join(&folder.path);
+            std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+        // Profile `ccat`: containers write into $WORKFLOW_OUTPUT_DIR without creating it.
+        if let Some(dir) = &task.workflow_output_dir {
+            let (path, _) = ccat::step_output_on_host(&task.id, dir, run_dir);
             std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         }
         let derived = derive::derived_task(task, run_dir);
@@ -345,7 +361,8 @@ enum Event {
     },
     Ended {
         task: usize,
-        attempt: Attempt,
+        /// Boxed: with its argv and image it outweighs the other events.
+        attempt: Box<Attempt>,
     },
     Retrying {
         task: usize,
@@ -354,10 +371,7 @@ enum Event {
         delay: u64,
     },
     /// The task's last attempt ended: its final status.
-    Done {
-        task: usize,
-        status: TaskStatus,
-    },
+    Done { task: usize, status: TaskStatus },
 }
 
 struct Scheduler<'a> {
@@ -417,6 +431,12 @@ impl Scheduler<'_> {
                     }
                     Readiness::Ready if running < self.jobs => {
                         changed = true;
+                        if let Err(message) = self.write_manifest(i, record) {
+                            progress.event(&record.tasks[i].id, &format!("failed ({message})"));
+                            record.tasks[i].status = TaskStatus::Failed;
+                            record.tasks[i].message = Some(message);
+                            continue;
+                        }
                         record.tasks[i].status = TaskStatus::Running;
                         record.tasks[i].message = None;
                         running += 1;
@@ -465,6 +485,8 @@ impl Scheduler<'_> {
                         exit_code: None,
                         tapir_exit_code: None,
                         message: None,
+                        argv: Vec::new(),
+                        image: None,
                         started_at,
                         ended_at: None,
                     });
@@ -479,8 +501,8 @@ impl Scheduler<'_> {
                         .iter_mut()
                         .find(|a| a.number == attempt.number)
                     {
-                        Some(slot) => *slot = attempt,
-                        None => entry.attempts.push(attempt),
+                        Some(slot) => *slot = *attempt,
+                        None => entry.attempts.push(*attempt),
                     }
                 }
                 Event::Retrying {
@@ -509,6 +531,11 @@ impl Scheduler<'_> {
                     let id = entry.id.clone();
                     progress.done(&id);
                     progress.event(&id, &line);
+                    if status == TaskStatus::Succeeded {
+                        for warning in self.collect_products(task, record) {
+                            progress.event(&id, &format!("warning: {warning}"));
+                        }
+                    }
                 }
             }
         }
@@ -551,6 +578,84 @@ impl Scheduler<'_> {
         }
     }
 
+    /// Profile `ccat`: writes step `i`'s `/workflow/config/manifest.json` before it starts
+    /// (its upstream steps have ended, so their products are known). `Err` in words.
+    fn write_manifest(
+        &self,
+        i: usize,
+        record: &PipelineRunRecord,
+    ) -> std::result::Result<(), String> {
+        let task = &self.plan.tasks[i];
+        if task.workflow_output_dir.is_none() {
+            return Ok(());
+        }
+        let folder = |name: &str| {
+            task.folders
+                .iter()
+                .find(|f| f.channel == name)
+                .map(|f| ccat::folder_on_host(f, self.run_dir))
+        };
+        let input_files = match folder("input") {
+            Some(dir) => ccat::list_files(&dir)
+                .map_err(|e| format!("cannot list the raw input {}: {e}", dir.display()))?,
+            None => Vec::new(),
+        };
+        let upstream: Vec<&ccat::Product> = task
+            .depends_on
+            .iter()
+            .filter_map(|d| record.task(&d.id))
+            .flat_map(|t| &t.products)
+            .collect();
+        let manifest = ccat::manifest(
+            &ccat::ManifestContext {
+                run_id: &record.id,
+                step_name: &task.id,
+                sub_group_key: self.plan.sub_group_key.as_deref().unwrap_or_default(),
+                config: task.step_config.as_ref(),
+            },
+            &input_files,
+            &upstream,
+        );
+        let Some(config) = folder("config") else {
+            return Err("the step has no config folder (internal)".into());
+        };
+        let path = config.join(ccat::MANIFEST_FILE);
+        let mut text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+        text.push('\n');
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// Profile `ccat`: the products succeeded step `i` left, numbered on from the run's
+    /// last product, into its record; returns the warnings about them.
+    fn collect_products(&self, i: usize, record: &mut PipelineRunRecord) -> Vec<String> {
+        let task = &self.plan.tasks[i];
+        let Some(output_dir) = &task.workflow_output_dir else {
+            return Vec::new();
+        };
+        let (dir, collected) = ccat::step_output_on_host(&task.id, output_dir, self.run_dir);
+        let next_id = record
+            .tasks
+            .iter()
+            .flat_map(|t| &t.products)
+            .map(|p| p.data_product_id)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let (products, warnings) = match ccat::scan(&dir) {
+            Ok(files) => ccat::products(&task.id, collected, &files, next_id),
+            Err(e) => (
+                Vec::new(),
+                vec![format!(
+                    "cannot read the products in {}: {e}",
+                    dir.display()
+                )],
+            ),
+        };
+        record.tasks[i].products = products;
+        record.tasks[i].warnings = warnings.clone();
+        warnings
+    }
+
     /// Starts the thread that runs task `i`'s attempts, retries included.
     fn spawn_task(
         &self,
@@ -569,6 +674,11 @@ impl Scheduler<'_> {
             network: self.args.network.clone(),
             grace: self.args.grace,
             conf_env: self.conf_env.get(&task.id).cloned().unwrap_or_default(),
+            ccat_args: ccat::step_run_args(
+                &task.folders,
+                task.workflow_output_dir.as_deref(),
+                self.run_dir,
+            ),
             known_runs: known_runs.clone(),
         };
         let shared = self.shared.clone();
@@ -666,6 +776,9 @@ struct AttemptRunner {
     grace: u32,
     /// `NAME=VALUE` lines, handed over on the child's stdin (`--env-file /dev/stdin`).
     conf_env: String,
+    /// Profile `ccat`: the step's /workflow folders as `--bind`, and its
+    /// `--env WORKFLOW_OUTPUT_DIR=…` (empty otherwise).
+    ccat_args: Vec<String>,
     known_runs: BTreeSet<String>,
 }
 
@@ -706,7 +819,10 @@ impl AttemptRunner {
             });
             let attempt = self.attempt(task, number, started_at, shared);
             let status = attempt.status;
-            let _ = events.send(Event::Ended { task: i, attempt });
+            let _ = events.send(Event::Ended {
+                task: i,
+                attempt: Box::new(attempt),
+            });
             match status {
                 Status::Succeeded => return TaskStatus::Succeeded,
                 _ if shared.is_cancelled() => return TaskStatus::Cancelled,
@@ -737,6 +853,8 @@ impl AttemptRunner {
             exit_code: None,
             tapir_exit_code: None,
             message: None,
+            argv: Vec::new(),
+            image: None,
             started_at,
             ended_at: None,
         };
@@ -766,6 +884,7 @@ impl AttemptRunner {
         if !self.conf_env.is_empty() {
             command.args(["--env-file", "/dev/stdin"]);
         }
+        command.args(&self.ccat_args);
         // Each run gets a fresh id (a test's fixed id would collide), and its own process
         // group: a Ctrl-C on the terminal reaches only us, and we pass it on once.
         command
@@ -831,6 +950,8 @@ impl AttemptRunner {
                 attempt.status = run.status;
                 attempt.exit_code = run.exit_code;
                 attempt.message = run.message;
+                attempt.argv = run.argv;
+                attempt.image = run.image;
                 if run.status == Status::Running {
                     // The child ended without settling its record (killed early).
                     attempt.status = if shared.is_cancelled() {

@@ -21,6 +21,11 @@ pub fn derived_task(planned: &PlannedTask, run_dir: &Path) -> Value {
             absolute_host_path(&runnable.base_dir, &binding.volume_source.host_path);
     }
     for folder in &planned.folders {
+        // Profile `ccat`: the /workflow folders are no channels of the template; they
+        // reach the container as `run --bind` (`ccat::step_run_args`).
+        if folder.mounted_path.is_some() {
+            continue;
+        }
         let list = match folder.direction {
             FolderDirection::Input => &mut task.inputs,
             FolderDirection::Output => &mut task.outputs,

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::pipeline::ccat::Product;
 use crate::pipeline::model::{Execution, Profile};
 use crate::record::{self, store};
 
@@ -141,6 +142,14 @@ pub struct PipelineTaskRecord {
     /// Every attempt, oldest first, across `--resume`s.
     #[serde(default)]
     pub attempts: Vec<Attempt>,
+    /// Profile `ccat`: the data products the step left once it succeeded (the final
+    /// step's /workflow/output, another step's /workflow/workspace/<step>), with their
+    /// sidecar metadata.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub products: Vec<Product>,
+    /// What tapir noticed about them (a sidecar that is not valid JSON, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// How one task of a pipeline run stands.
@@ -216,6 +225,12 @@ pub struct Attempt {
     pub tapir_exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The exact engine command of the task run (from its record), for reproducing it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
+    /// The image it ran: reference, id and repo digests (from its record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<record::ImageRecord>,
     pub started_at: jiff::Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<jiff::Timestamp>,

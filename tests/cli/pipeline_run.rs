@@ -623,3 +623,210 @@ fn resume_finds_the_run_by_name_and_refuses_one_still_running() {
         out.stderr
     );
 }
+
+/// The CCAT example (examples/pipeline/ccat-pipeline.json): calibrate reads the raw scans
+/// from /workflow/input and writes /workflow/workspace/calibrate/; baseline, the final
+/// step, reads those and writes /workflow/output/science/ with sidecars. The record
+/// lists the products with their metadata, each attempt's argv and image.
+#[test]
+fn the_ccat_example_reduction_runs_end_to_end_with_products_in_the_record() {
+    example_image();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&mut tapir(
+        &repo_root(),
+        [
+            "pipeline",
+            "run",
+            "examples/pipeline/ccat-pipeline.json",
+            "--network",
+            "none",
+            "--runs-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run_dir = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pipeline-run-")
+        })
+        .expect("a pipeline run folder");
+    let record = record(&run_dir);
+    assert_eq!(record["status"], "succeeded", "{record:#}");
+    let run_id = record["id"].as_str().unwrap();
+
+    // calibrate's results are intermediates, numbered first.
+    let calibrate = task_record(&record, "calibrate");
+    let intermediates: Vec<(u64, &str, &str)> = calibrate["products"]
+        .as_array()
+        .unwrap_or_else(|| panic!("products of calibrate in {calibrate:#}"))
+        .iter()
+        .map(|p| {
+            (
+                p["data_product_id"].as_u64().unwrap(),
+                p["path"].as_str().unwrap(),
+                p["product_type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        intermediates,
+        [
+            (
+                1,
+                "/workflow/workspace/calibrate/scan001_cal.hdf5",
+                "INTERMEDIATE"
+            ),
+            (
+                2,
+                "/workflow/workspace/calibrate/scan002_cal.hdf5",
+                "INTERMEDIATE"
+            ),
+        ]
+    );
+
+    // baseline's manifest names the raw files and calibrate's products by id.
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("config/baseline/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest,
+        json!({
+            "run_id": run_id,
+            "step_name": "baseline",
+            "sub_group_key": "source=NGC253|line=CO43",
+            "input_files": [
+                {"path": "/workflow/input/scan001.fits", "role": "science"},
+                {"path": "/workflow/input/scan002.fits", "role": "science"}
+            ],
+            "input_products": [
+                {"path": "/workflow/workspace/calibrate/scan001_cal.hdf5", "data_product_id": 1},
+                {"path": "/workflow/workspace/calibrate/scan002_cal.hdf5", "data_product_id": 2}
+            ],
+            "config": {"baseline_order": 3},
+            "environment": {}
+        })
+    );
+
+    // The final products, typed by subfolder, with the sidecar's metadata.
+    let baseline = task_record(&record, "baseline");
+    let science = &baseline["products"][0];
+    assert_eq!(science["data_product_id"], 3, "{baseline:#}");
+    assert_eq!(
+        science["path"],
+        "/workflow/output/science/scan001_base.hdf5"
+    );
+    assert_eq!(science["product_type"], "SCIENCE");
+    assert_eq!(science["metadata"], json!({"baseline_order": 3}));
+    let raw = std::fs::read(repo_root().join("examples/pipeline/ccat-raw/scan001.fits")).unwrap();
+    assert_eq!(science["size_bytes"], raw.len() as u64);
+    assert_eq!(science["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        baseline["products"].as_array().unwrap().len(),
+        2,
+        "sidecars are no products: {baseline:#}"
+    );
+
+    // Reproducibility: the exact argv and the image of each attempt.
+    for step in [calibrate, baseline] {
+        let attempt = &step["attempts"][0];
+        let argv: Vec<&str> = attempt["argv"]
+            .as_array()
+            .unwrap_or_else(|| panic!("argv in {attempt:#}"))
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(
+            argv.iter()
+                .any(|a| a.ends_with("target=/workflow/input,readonly"))
+                && argv
+                    .iter()
+                    .any(|a| a.ends_with("target=/workflow/config,readonly"))
+                && argv
+                    .iter()
+                    .any(|a| a.ends_with("target=/workflow/workspace")),
+            "{argv:?}"
+        );
+        assert!(
+            attempt["image"]["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("sha256:")),
+            "{attempt:#}"
+        );
+    }
+    let baseline_argv = baseline["attempts"][0]["argv"].to_string();
+    assert!(
+        baseline_argv.contains("WORKFLOW_OUTPUT_DIR=/workflow/output/")
+            && baseline_argv.contains("target=/workflow/output\""),
+        "{baseline_argv}"
+    );
+    assert!(
+        !calibrate["attempts"][0]["argv"]
+            .to_string()
+            .contains("target=/workflow/output"),
+        "only the final step gets /workflow/output"
+    );
+    assert_no_containers_left(&record);
+}
+
+/// A final CCAT step's outputs are typed by subfolder; a sidecar that is not JSON is a
+/// warning (on stderr and in the record) naming it and its position, and the product
+/// stays. A step without `input` gets an empty /workflow/input.
+#[test]
+fn ccat_products_are_typed_by_subfolder_and_a_broken_sidecar_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "set -eu\ntest -z \"$(ls /workflow/input)\"\ncd \"$WORKFLOW_OUTPUT_DIR\"\nmkdir qa plots logs misc\necho 1 > qa/noise.json\necho 2 > plots/p.png\necho 3 > logs/run.log\necho 4 > misc/x.bin\necho 5 > top.fits\nprintf '{\\n  \"rms\": ,\\n}' > top.fits.metadata.json\n";
+    write_json(
+        &dir.path().join("pipeline.json"),
+        &json!({
+            "name": "ccat-types",
+            "profile": "ccat",
+            "tasks": [{"id": "only", "task": task(script, &[], &[], json!([]))}]
+        }),
+    );
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "warning: step `only`: /workflow/output/top.fits.metadata.json:2:10: the metadata sidecar is not valid JSON"
+        ),
+        "{}",
+        out.stderr
+    );
+    let record = record(&only_pipeline_run(dir.path()));
+    let only = task_record(&record, "only");
+    let types: Vec<(&str, &str)> = only["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["relative_path"].as_str().unwrap(),
+                p["product_type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("logs/run.log", "LOG"),
+            ("misc/x.bin", "SCIENCE"),
+            ("plots/p.png", "PLOT"),
+            ("qa/noise.json", "QA_METRIC"),
+            ("top.fits", "SCIENCE"),
+        ]
+    );
+    assert!(only["products"][4].get("metadata").is_none(), "{only:#}");
+    assert!(
+        only["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("top.fits.metadata.json:2:10"),
+        "{only:#}"
+    );
+}

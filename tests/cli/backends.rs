@@ -320,6 +320,57 @@ fn pipeline_passes_data_between_tasks(backend: Backend) {
     assert_eq!(record["mode"], format!("{backend:?}").to_lowercase());
 }
 
+/// A one-step `ccat` pipeline (its /workflow folders reach the container as `run --bind`):
+/// the step reads its manifest and the raw input, cannot write the read-only config, and
+/// writes a science product with a sidecar.
+fn ccat_step_gets_its_workflow_folders(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("raw")).unwrap();
+    std::fs::write(dir.path().join("raw/scan.fits"), "raw").unwrap();
+    let script = "set -eu\nif touch /workflow/config/x 2>/dev/null; then exit 9; fi\nmkdir -p \"$WORKFLOW_OUTPUT_DIR/science\"\ncat /workflow/config/manifest.json > \"$WORKFLOW_OUTPUT_DIR/science/manifest-seen.json\"\ncat /workflow/input/scan.fits > \"$WORKFLOW_OUTPUT_DIR/science/copy.fits\"\necho '{\"ok\": true}' > \"$WORKFLOW_OUTPUT_DIR/science/copy.fits.metadata.json\"\n";
+    let pipeline = json!({"name": "one", "profile": "ccat", "input": "raw", "tasks": [
+        {"id": "reduce", "step_config": {"order": 1}, "task": {"name": "reduce", "image": backend.image(), "taskTemplate": {
+            "identifier": "t", "description": "step", "inputs": [], "outputs": [],
+            "env": [], "command": ["sh", "-c", script]}}}
+    ]});
+    std::fs::write(dir.path().join("pipeline.json"), pipeline.to_string()).unwrap();
+    let out = backend.run(
+        dir.path(),
+        &["pipeline", "run", "pipeline.json", "--runs-dir", "runs"],
+    );
+    assert_eq!(out.code, 0, "{backend:?}: {}", out.stderr);
+    let run_dir = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let seen: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("output/science/manifest-seen.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(seen["step_name"], "reduce", "{backend:?}");
+    assert_eq!(seen["config"], json!({"order": 1}), "{backend:?}");
+    assert_eq!(
+        seen["input_files"],
+        json!([{"path": "/workflow/input/scan.fits", "role": "science"}]),
+        "{backend:?}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("record.json")).unwrap())
+            .unwrap();
+    let products = &record["tasks"][0]["products"];
+    assert_eq!(
+        products[0]["path"], "/workflow/output/science/copy.fits",
+        "{backend:?}: {record:#}"
+    );
+    assert_eq!(products[0]["metadata"], json!({"ok": true}), "{backend:?}");
+    assert_eq!(
+        products[1]["path"], "/workflow/output/science/manifest-seen.json",
+        "{backend:?}"
+    );
+}
+
 /// Every case, on both backends.
 macro_rules! on_both_backends {
     ($($case:ident),* $(,)?) => {
@@ -346,6 +397,7 @@ on_both_backends!(
     cancel_leaves_nothing_running,
     timeout_stops_the_task,
     pipeline_passes_data_between_tasks,
+    ccat_step_gets_its_workflow_folders,
 );
 
 #[test]

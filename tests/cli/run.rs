@@ -1276,9 +1276,19 @@ fn a_read_only_bind_is_read_and_a_read_write_bind_is_created_and_written() {
         (nix_uid(), nix_gid()),
         "tapir created the rw bind folder as the invoker"
     );
-    let (_, record) = only_record(dir.path());
+    let (run_dir, record) = only_record(dir.path());
     assert_eq!(
         record["plan"]["binds"][1]["host_path"],
         dir.path().join("results/scratch").display().to_string()
+    );
+    let show = run(&mut tapir(dir.path(), ["show", run_dir.to_str().unwrap()]));
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    assert!(
+        show.stdout.contains(&format!(
+            "{} → /scratch  (--bind, read-write)",
+            dir.path().join("results/scratch").display()
+        )),
+        "{}",
+        show.stdout
     );
 }

@@ -613,6 +613,11 @@ pub struct PipelineRunArgs {
     #[arg(long, value_name = "CONF.JSON")]
     pub conf: Option<PathBuf>,
 
+    /// The folder layout, instead of the pipeline file's `profile`: `kaapana` (a folder
+    /// per task and channel) or `ccat` (the CCAT container contract's /workflow/).
+    #[arg(long, value_enum, value_name = "PROFILE")]
+    pub profile: Option<ProfileArg>,
+
     /// How many tasks run at the same time (default: the number of cores).
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
@@ -650,8 +655,29 @@ pub struct PipelineValidateArgs {
     #[arg(long, value_name = "CONF.JSON")]
     pub conf: Option<PathBuf>,
 
+    /// The folder layout, instead of the pipeline file's `profile`: `kaapana` (a folder
+    /// per task and channel) or `ccat` (the CCAT container contract's /workflow/).
+    #[arg(long, value_enum, value_name = "PROFILE")]
+    pub profile: Option<ProfileArg>,
+
     /// Output format: human (findings with source snippets, then the plan), json, or
     /// github (workflow annotations).
     #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
     pub format: ValidateFormat,
+}
+
+/// `--profile` of `pipeline run` and `pipeline validate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProfileArg {
+    Kaapana,
+    Ccat,
+}
+
+impl ProfileArg {
+    pub fn profile(self) -> crate::pipeline::model::Profile {
+        match self {
+            ProfileArg::Kaapana => crate::pipeline::model::Profile::Kaapana,
+            ProfileArg::Ccat => crate::pipeline::model::Profile::Ccat,
+        }
+    }
 }

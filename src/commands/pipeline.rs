@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use crate::cli::{
-    ColorChoice, PipelineArgs, PipelineCommand, PipelineValidateArgs, ValidateFormat,
+    ColorChoice, PipelineArgs, PipelineCommand, PipelineValidateArgs, ProfileArg, ValidateFormat,
 };
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::error::{ExitStatus, Result};
@@ -26,7 +26,11 @@ pub fn run(args: &PipelineArgs, color: ColorChoice) -> Result<ExitStatus> {
 }
 
 fn validate(args: &PipelineValidateArgs, color: ColorChoice) -> Result<ExitStatus> {
-    let checked = plan::check(&args.pipeline, args.conf.as_deref())?;
+    let checked = plan::check(
+        &args.pipeline,
+        args.conf.as_deref(),
+        args.profile.map(ProfileArg::profile),
+    )?;
     let text = match args.format {
         ValidateFormat::Human => human(&checked, Printer::for_stdout(color)),
         ValidateFormat::Json => json_report(&checked),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::pipeline::human as findings_text;
-use crate::cli::{ColorChoice, Mode, PipelineRunArgs};
+use crate::cli::{ColorChoice, Mode, PipelineRunArgs, ProfileArg};
 use crate::error::{Error, ExitStatus, Result};
 use crate::output::{self, Printer, TaskProgress};
 use crate::pipeline::model::Profile;
@@ -38,7 +38,11 @@ const RESERVED_TASK_IDS: &[&str] = &[RUNS_SUBDIR, store::RECORD_FILE];
 pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let err = Printer::for_stderr(color);
     // Everything is checked before anything is created.
-    let checked = plan::check(&args.pipeline, args.conf.as_deref())?;
+    let checked = plan::check(
+        &args.pipeline,
+        args.conf.as_deref(),
+        args.profile.map(ProfileArg::profile),
+    )?;
     let Some(plan) = checked.plan.as_ref().filter(|_| checked.is_valid()) else {
         output::stderr(&findings_text(&checked, err));
         output::stderr("tapir: the pipeline is invalid; nothing was started\n");

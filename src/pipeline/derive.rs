@@ -107,7 +107,8 @@ mod tests {
         std::fs::write(dir.join("p.json"), pipeline.to_string()).unwrap();
         std::fs::write(dir.join("c.json"), conf.to_string()).unwrap();
         let checked =
-            crate::pipeline::plan::check(&dir.join("p.json"), Some(&dir.join("c.json"))).unwrap();
+            crate::pipeline::plan::check(&dir.join("p.json"), Some(&dir.join("c.json")), None)
+                .unwrap();
         assert!(checked.is_valid(), "{:?}", checked.files);
         checked.plan.unwrap().tasks
     }

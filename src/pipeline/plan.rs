@@ -193,9 +193,14 @@ impl LoadedTask {
     }
 }
 
-/// Checks a pipeline (and its conf file). `Err` only when the pipeline file or the conf
-/// file cannot be read at all (exit 2).
-pub fn check(pipeline_path: &Path, conf_path: Option<&Path>) -> Result<Checked, Error> {
+/// Checks a pipeline (and its conf file). `profile`, when given (`--profile`), replaces
+/// the file's `profile`. `Err` only when the pipeline file or the conf file cannot be read
+/// at all (exit 2).
+pub fn check(
+    pipeline_path: &Path,
+    conf_path: Option<&Path>,
+    profile: Option<Profile>,
+) -> Result<Checked, Error> {
     let mut checked = Checked {
         pipeline: pipeline_path.to_path_buf(),
         files: Vec::new(),
@@ -206,7 +211,7 @@ pub fn check(pipeline_path: &Path, conf_path: Option<&Path>) -> Result<Checked, 
     else {
         return Ok(checked);
     };
-    let pipeline: Pipeline = match model::from_value(&document.value, "pipeline") {
+    let mut pipeline: Pipeline = match model::from_value(&document.value, "pipeline") {
         Ok(p) => p,
         Err(message) => {
             checked.files[pipeline_index]
@@ -215,6 +220,9 @@ pub fn check(pipeline_path: &Path, conf_path: Option<&Path>) -> Result<Checked, 
             return Ok(checked);
         }
     };
+    if let Some(profile) = profile {
+        pipeline.profile = profile;
+    }
     let conf = match conf_path {
         None => None,
         Some(path) => match load_checked(path, &mut checked.files, schema::check_pipeline_conf)? {
@@ -935,7 +943,7 @@ impl<'a> Planner<'a> {
                     "ccat-only",
                     &format!("/{key}"),
                     format!("`{key}` is used by the `ccat` profile only; this pipeline ignores it"),
-                    "remove it, or set `\"profile\": \"ccat\"`".into(),
+                    "remove it, or set `\"profile\": \"ccat\"` (or pass --profile ccat)".into(),
                 );
             }
         }
@@ -946,7 +954,7 @@ impl<'a> Planner<'a> {
                     &format!("/tasks/{index}/step_config"),
                     "`step_config` is used by the `ccat` profile only; this pipeline ignores it"
                         .into(),
-                    "remove it, or set `\"profile\": \"ccat\"`".into(),
+                    "remove it, or set `\"profile\": \"ccat\"` (or pass --profile ccat)".into(),
                 );
             }
             let Some(loaded) = &self.loaded[index] else {

@@ -283,3 +283,60 @@ fn secrets_never_appear_in_findings_or_plan() {
         assert!(!out.stdout.contains("12345"), "{format}: {}", out.stdout);
     }
 }
+
+/// `--profile` replaces the file's `profile` (the issue's `--profile ccat`).
+#[test]
+fn the_profile_flag_replaces_the_files_profile() {
+    let root = repo_root();
+    let as_kaapana = run(&mut tapir(
+        &root,
+        [
+            "pipeline",
+            "validate",
+            "examples/pipeline/ccat-pipeline.json",
+            "--profile",
+            "kaapana",
+        ],
+    ));
+    assert_eq!(as_kaapana.code, 0, "{}", as_kaapana.stderr);
+    assert!(
+        as_kaapana.stdout.contains("profile kaapana"),
+        "{}",
+        as_kaapana.stdout
+    );
+    assert!(
+        as_kaapana.stdout.contains("warning[ccat-only]")
+            && as_kaapana.stdout.contains("--profile ccat"),
+        "{}",
+        as_kaapana.stdout
+    );
+
+    let as_ccat = run(&mut tapir(
+        &root,
+        [
+            "pipeline",
+            "validate",
+            "examples/pipeline/pipeline.json",
+            "--profile",
+            "ccat",
+        ],
+    ));
+    assert_eq!(as_ccat.code, 1, "{}", as_ccat.stderr);
+    assert!(
+        as_ccat.stdout.contains("error[ccat-iochannel-maps]"),
+        "{}",
+        as_ccat.stdout
+    );
+
+    let bad = run(&mut tapir(
+        &root,
+        [
+            "pipeline",
+            "run",
+            "examples/pipeline/pipeline.json",
+            "--profile",
+            "slurm",
+        ],
+    ));
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}

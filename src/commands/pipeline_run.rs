@@ -81,6 +81,16 @@ pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
         Some(resume) => resume_record(resume, &args.runs_dir, &pipeline_sha)?,
         None => new_record(args, &pipeline_sha)?,
     };
+    // The folder layout is fixed by the first run: `--profile` cannot change it later.
+    if args.resume.is_some() && record.profile != plan.profile {
+        return Err(Error::Usage(format!(
+            "--resume {}: that run used profile `{}`, this invocation asks for `{}`; the folders of the two layouts do not mix\n  fix: resume with --profile {}",
+            run_dir.display(),
+            record.profile.label(),
+            plan.profile.label(),
+            record.profile.label()
+        )));
+    }
     record.name = plan.name.clone();
     record.profile = plan.profile;
     record.mode = mode_label(args.mode).into();

@@ -431,6 +431,26 @@ fn resume_reruns_only_the_tasks_that_did_not_succeed() {
     );
     assert!(!out.stderr.contains("task first:"), "{}", out.stderr);
 
+    // Another folder layout than the first run's is refused, and nothing runs.
+    let out = pipeline_run(
+        dir.path(),
+        &[
+            "--conf",
+            "good.json",
+            "--resume",
+            &resume,
+            "--profile",
+            "ccat",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("used profile `kaapana`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(record(&run_dir)["resumed_at"].as_array().unwrap().len(), 1);
+
     // A changed pipeline file is refused, and nothing runs.
     let mut changed = pipeline.clone();
     changed["name"] = json!("changed");

@@ -1106,3 +1106,23 @@ fn timeout_stops_the_container_and_records_timed_out() {
         ""
     );
 }
+
+#[test]
+fn a_timeout_too_large_for_the_clock_means_no_limit_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "sleep 1; echo done", json!({}));
+    let out = run(&mut tapir(
+        dir.path(),
+        [
+            "run",
+            "task.json",
+            "--network",
+            "none",
+            "--timeout",
+            &u64::MAX.to_string(),
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(out.stdout.contains("done"), "{}", out.stdout);
+}

@@ -170,12 +170,15 @@ pub fn mask_secrets(line: &str) -> String {
     SECRET.replace_all(line, "${1}****${3}").into_owned()
 }
 
-/// `n` and the word, singular for 1 ("1 file", "2 files"; words with a regular plural).
+/// `n` and the word, singular for 1 ("1 file", "2 files", "2 retries"; words with a
+/// regular plural).
 pub fn plural(n: usize, word: &str) -> String {
     if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
+        return format!("1 {word}");
+    }
+    match word.strip_suffix('y') {
+        Some(stem) if !stem.ends_with(['a', 'e', 'i', 'o', 'u']) => format!("{n} {stem}ies"),
+        _ => format!("{n} {word}s"),
     }
 }
 
@@ -364,6 +367,8 @@ mod tests {
         assert_eq!(plural(0, "file"), "0 files");
         assert_eq!(plural(1, "file"), "1 file");
         assert_eq!(plural(2, "warning"), "2 warnings");
+        assert_eq!(plural(3, "retry"), "3 retries");
+        assert_eq!(plural(2, "day"), "2 days");
     }
 
     #[test]

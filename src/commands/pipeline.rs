@@ -11,7 +11,7 @@ use crate::cli::{
 };
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::error::{ExitStatus, Result};
-use crate::output::{self, Printer};
+use crate::output::{self, Printer, plural};
 use crate::pipeline::model::Execution;
 use crate::pipeline::plan::{self, Checked, FolderDirection, PipelinePlan, PlannedTask};
 
@@ -38,14 +38,6 @@ fn validate(args: &PipelineValidateArgs, color: ColorChoice) -> Result<ExitStatu
     } else {
         ExitStatus::Failed
     })
-}
-
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
-    }
 }
 
 pub(super) fn human(checked: &Checked, p: Printer) -> String {
@@ -179,7 +171,7 @@ fn describe_execution(e: &Execution) -> String {
     } else {
         format!(
             "up to {} (first after {}s, then doubling)",
-            plural(e.max_retries as usize, "retry").replace("retrys", "retries"),
+            plural(e.max_retries as usize, "retry"),
             e.retry_backoff_seconds
         )
     };

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::cli::{ColorChoice, KindArg, ValidateArgs, ValidateFormat};
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::error::{Error, ExitStatus, Result};
-use crate::output::{self, Printer};
+use crate::output::{self, Printer, plural};
 use crate::schema::Kind;
 use crate::validation::{FileReport, KindRule, check_file};
 
@@ -237,14 +237,6 @@ fn totals(outcomes: &[Outcome]) -> Totals {
         }
     }
     t
-}
-
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
-    }
 }
 
 fn human(outcomes: &[Outcome], p: Printer, quiet: bool) -> String {

@@ -30,11 +30,7 @@ pub fn load(dir: &Path) -> crate::error::Result<PipelineRunRecord> {
 /// Recorded as running on this machine, but its process is gone: nothing will write
 /// its end.
 pub fn is_lost(r: &PipelineRunRecord) -> bool {
-    let here = r
-        .host
-        .as_deref()
-        .is_none_or(|h| h == record::current_host());
-    r.status == PipelineStatus::Running && here && !r.pid.is_some_and(record::process_alive)
+    r.status == PipelineStatus::Running && record::supervisor_gone(r.host.as_deref(), r.pid)
 }
 
 /// The status to show: the recorded one, or `lost`.

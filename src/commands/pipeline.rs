@@ -211,13 +211,12 @@ fn json_report(checked: &Checked) -> String {
 }
 
 fn github(checked: &Checked) -> String {
+    let base = output::github_base();
     let mut out = String::new();
     for file in &checked.files {
+        let name = output::github_path(&file.path, &base);
         for d in &file.diagnostics {
-            out.push_str(&output::github_annotation(
-                &file.path.display().to_string(),
-                d,
-            ));
+            out.push_str(&output::github_annotation(&name, d));
             out.push('\n');
         }
     }

@@ -278,3 +278,40 @@ fn secrets_never_appear_in_findings_or_plan() {
         assert!(!out.stdout.contains("12345"), "{format}: {}", out.stdout);
     }
 }
+
+/// `pipeline validate --format github` names files as `validate --format github` does:
+/// relative to the workspace, without `./` or `..`, or GitHub attaches nothing.
+#[test]
+fn github_annotations_name_files_relative_to_the_workspace() {
+    let pipeline = fixtures().join("pipeline");
+    let out = run(tapir(
+        &pipeline.join("invalid"),
+        [
+            "pipeline",
+            "validate",
+            "--format",
+            "github",
+            "./task-files.pipeline.json",
+        ],
+    )
+    .env("GITHUB_WORKSPACE", &pipeline));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let files: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once(" file=")?.1.split([',', ':']).next())
+        .collect();
+    assert!(
+        files.contains(&"invalid/task-files.pipeline.json"),
+        "{}",
+        out.stdout
+    );
+    assert!(files.contains(&"tasks/broken.task.json"), "{}", out.stdout);
+    assert!(
+        files
+            .iter()
+            .all(|f| !f.starts_with("./") && !f.contains("..")),
+        "{}",
+        out.stdout
+    );
+}

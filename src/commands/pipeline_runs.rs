@@ -213,6 +213,26 @@ pub fn attempt_run(
     Ok(AttemptRun::NotYet(why))
 }
 
+/// The task run folder of the latest attempt of task `task_id`, for a command that works
+/// on one task run (`command`, with the run named `query`). A task that has no task run
+/// yet is a usage error whose fix is `tapir COMMAND QUERY`, which `instead` does.
+pub fn latest_task_run(
+    dir: &Path,
+    task_id: &str,
+    command: &str,
+    query: &str,
+    instead: &str,
+) -> crate::error::Result<PathBuf> {
+    let record = load(dir)?;
+    let task = find_task(&record, task_id, command, query)?;
+    match attempt_run(dir, task, None)? {
+        AttemptRun::Found(run_dir) => Ok(run_dir),
+        AttemptRun::NotYet(why) => Err(Error::Usage(format!(
+            "{why}\n  fix: `tapir {command} {query}` {instead}"
+        ))),
+    }
+}
+
 /// The newest task run under `runs/` made from the task's derived task file and linked to
 /// none of its attempts.
 fn unlinked_run(dir: &Path, task: &PipelineTaskRecord) -> Option<PathBuf> {

@@ -315,3 +315,29 @@ fn github_annotations_name_files_relative_to_the_workspace() {
         out.stdout
     );
 }
+
+/// `max_exec_time` too large to be a number of seconds is refused at its place, not an
+/// "internal" error without one.
+#[test]
+fn a_max_exec_time_too_large_to_use_is_out_of_range_at_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.pipeline.json"),
+        r#"{"name": "p", "execution_profile": {"max_exec_time": 1e23},
+"tasks": [{"id": "a", "task": {"name": "x", "image": "i", "taskTemplate": {"identifier": "t",
+  "description": "d", "inputs": [], "outputs": [], "env": [], "command": ["true"]}}}]}"#,
+    )
+    .unwrap();
+    let out = run(&mut tapir(
+        dir.path(),
+        ["pipeline", "validate", "p.pipeline.json"],
+    ));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("error[out-of-range]")
+            && out.stdout.contains("p.pipeline.json:1:54")
+            && !out.stdout.contains("internal"),
+        "{}",
+        out.stdout
+    );
+}

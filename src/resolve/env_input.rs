@@ -216,6 +216,13 @@ pub fn parse_env_text(text: &str) -> Result<Vec<EnvFileEntry>, EnvLineError> {
                 "rename the variable, e.g. `-` and `.` to `_`",
             ));
         }
+        if let Some(nul) = value.find('\0') {
+            return Err(error(
+                equals_at + 1 + nul,
+                "a NUL character in the value (no environment variable can hold one)".into(),
+                "remove it (the file may not be a text file of NAME=VALUE lines)",
+            ));
+        }
         entries.push(EnvFileEntry {
             line: number,
             var: EnvOverride {

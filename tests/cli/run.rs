@@ -1126,3 +1126,66 @@ fn a_timeout_too_large_for_the_clock_means_no_limit_not_a_panic() {
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     assert!(out.stdout.contains("done"), "{}", out.stdout);
 }
+
+/// A NUL character cannot be in an environment variable: the value is refused at its
+/// place (the task file's line, the env file's line), not by the process spawn later
+/// with "nul byte found in provided data".
+#[test]
+fn an_env_value_with_a_nul_character_is_refused_at_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(
+        dir.path(),
+        "true",
+        json!({"env": [{"name": "PLAIN", "value": "x\u{0}y"}]}),
+    );
+    let out = run(&mut tapir(
+        dir.path(),
+        ["run", "--network", "none", "task.json"],
+    ));
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`PLAIN` (set by the task) holds a NUL character")
+            && out.stderr.contains("task.json:"),
+        "{}",
+        out.stderr
+    );
+
+    inline_task(
+        dir.path(),
+        "true",
+        json!({"template": {"env": [{"name": "DEFAULTED", "value": "\u{0}"}]}}),
+    );
+    let out = run(&mut tapir(
+        dir.path(),
+        ["run", "--network", "none", "task.json"],
+    ));
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the default of `DEFAULTED` in template `t` holds a NUL character"),
+        "{}",
+        out.stderr
+    );
+
+    inline_task(dir.path(), "true", json!({}));
+    std::fs::write(dir.path().join("vars.env"), "OK=1\nAPI_TOKEN=s3\0cret\n").unwrap();
+    let out = run(&mut tapir(
+        dir.path(),
+        [
+            "run",
+            "--network",
+            "none",
+            "task.json",
+            "--env-file",
+            "vars.env",
+        ],
+    ));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("vars.env:2:13: a NUL character"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("cret"), "{}", out.stderr);
+}

@@ -38,6 +38,7 @@ pub fn check(document: &Document, kind: Kind) -> Vec<Diagnostic> {
         Kind::ProcessingContainer => checker.processing_container(),
         Kind::Task => checker.task(),
     }
+    checker.nul_characters(&document.value, "");
     checker.out
 }
 
@@ -638,6 +639,38 @@ impl Checker<'_> {
                 ),
                 "a request is what the task needs at least; make it at most the limit".into(),
             );
+        }
+    }
+
+    /// Every string ends up in an argument, a variable, a label or a path, none of which
+    /// can hold a NUL character: the engine could not even be started with one.
+    fn nul_characters(&mut self, value: &Value, pointer: &str) {
+        match value {
+            Value::String(s) => {
+                if let Some(at) = s.find('\0') {
+                    let position = self.document.string_position(pointer, at..at + 1);
+                    self.out.push(
+                        Diagnostic::error(
+                            "nul-character",
+                            "this string holds a NUL character (`\\u0000`), which no command-line argument, environment variable or path can hold",
+                        )
+                        .at_pointer(pointer)
+                        .at(position)
+                        .with_fix("remove it"),
+                    );
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    self.nul_characters(v, &pointer_join(pointer, i));
+                }
+            }
+            Value::Object(o) => {
+                for (k, v) in o {
+                    self.nul_characters(v, &pointer_join(pointer, k));
+                }
+            }
+            _ => {}
         }
     }
 

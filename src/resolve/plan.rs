@@ -645,16 +645,6 @@ fn merge_env(
                 template.identifier
             ));
         }
-        if value.contains('\0') {
-            problems.push(Problem::new(
-                format!(
-                    "`{name}` (set by {}) holds a NUL character, which no environment variable can hold",
-                    source.who()
-                ),
-                "remove it from the value",
-                pointer.clone(),
-            ));
-        }
         // Messages may reach the terminal and the record: a secret's value never does.
         let shown = if is_secret_name(&name) {
             MASK.to_string()
@@ -703,19 +693,6 @@ fn merge_env(
             Some(existing) => *existing = planned,
             None => env.push(planned),
         }
-    }
-    for default in env
-        .iter()
-        .filter(|e| e.source == EnvSource::Template && e.value.text.contains('\0'))
-    {
-        problems.push(Problem::new(
-            format!(
-                "the default of `{}` in template `{}` holds a NUL character, which no environment variable can hold",
-                default.name, template.identifier
-            ),
-            "remove it from the template's value, or set the variable in the task",
-            None,
-        ));
     }
     env
 }

@@ -1128,8 +1128,8 @@ fn a_timeout_too_large_for_the_clock_means_no_limit_not_a_panic() {
 }
 
 /// A NUL character cannot be in an environment variable: the value is refused at its
-/// place (the task file's line, the env file's line), not by the process spawn later
-/// with "nul byte found in provided data".
+/// place (the task's value, the template's default, the env file's line), not by the
+/// process spawn later with "nul byte found in provided data".
 #[test]
 fn an_env_value_with_a_nul_character_is_refused_at_its_place() {
     let dir = tempfile::tempdir().unwrap();
@@ -1144,9 +1144,7 @@ fn an_env_value_with_a_nul_character_is_refused_at_its_place() {
     ));
     assert_eq!(out.code, 125, "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains("`PLAIN` (set by the task) holds a NUL character")
-            && out.stderr.contains("task.json:"),
+        out.stderr.contains("error[nul-character]") && out.stderr.contains("task.json:19:16"),
         "{}",
         out.stderr
     );
@@ -1162,8 +1160,8 @@ fn an_env_value_with_a_nul_character_is_refused_at_its_place() {
     ));
     assert_eq!(out.code, 125, "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains("the default of `DEFAULTED` in template `t` holds a NUL character"),
+        out.stderr.contains("error[nul-character]")
+            && out.stderr.contains("$.taskTemplate.env[0].value"),
         "{}",
         out.stderr
     );

@@ -275,6 +275,10 @@ pub struct HostPath {
 pub struct EnvVar {
     pub name: String,
     pub value: String,
+    /// The value was rendered from a secret-looking variable (`{{ env.DB_PASSWORD }}`):
+    /// it is a secret whatever this variable's name. Set by `task_file::load`.
+    #[serde(skip)]
+    pub rendered_from_secret: bool,
 }
 
 /// The parts of `config` a local run uses. The k8s-only keys (registry credentials among

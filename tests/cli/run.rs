@@ -1187,3 +1187,34 @@ fn an_env_value_with_a_nul_character_is_refused_at_its_place() {
     );
     assert!(!out.stderr.contains("cret"), "{}", out.stderr);
 }
+
+/// A variable whose value is rendered from a secret-looking one (`{{ env.DB_PASSWORD }}`)
+/// holds that secret whatever its own name: it is passed by name and masked in the record
+/// and the messages, like `DB_PASSWORD` itself would be.
+#[test]
+fn a_value_rendered_from_a_secret_variable_is_a_secret_too() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(
+        dir.path(),
+        "echo \"length ${#CONNECTION}\"",
+        json!({
+            "env": [{"name": "CONNECTION", "value": "db://{{ env.DB_PASSWORD }}@host"}],
+            "template": {"env": [{"name": "CONNECTION", "value": ""}]}
+        }),
+    );
+    let out = run(tapir(dir.path(), ["run", "--network", "none", "task.json"])
+        .env("DB_PASSWORD", "hunter2secret"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("length 23"), "{}", out.stdout);
+    let (run_dir, record) = only_record(dir.path());
+    let text = std::fs::read_to_string(run_dir.join("record.json")).unwrap();
+    assert!(!text.contains("hunter2secret"), "{text}");
+    assert!(
+        record["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "CONNECTION"),
+        "passed by name: {record}"
+    );
+}

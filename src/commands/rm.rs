@@ -375,7 +375,7 @@ pub fn prune(args: &PruneArgs) -> Result<ExitStatus> {
     let docker = Docker::locate().ok();
     let mut removed = 0;
     let mut outcome = ExitStatus::Success;
-    for (dir, listed) in list(&args.runs.runs_dir)? {
+    for (dir, listed) in list(&args.runs.runs_dir, None)? {
         let (status, ended) = match &listed {
             Listed::Run(r) if !r.is_over() => continue,
             // A pipeline run holds its tasks' output data: only `tapir rm` removes it.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::plan_view::{command_line, plan_rows};
 use crate::backend::docker::{self, Docker, RenderedRun};
 use crate::backend::{Backend, FoundImage, apptainer, lookup};
-use crate::cli::{ColorChoice, Mode, PlanFormat, RunArgs, UserChoice};
+use crate::cli::{ColorChoice, PlanFormat, RunArgs, UserChoice};
 use crate::error::{Error, ExitStatus, Result};
 use crate::execute::detach::{self, Detached};
 use crate::execute::{self, Attachment, Engine, Job};
@@ -32,10 +32,7 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         format_version: record::FORMAT_VERSION,
         id: id.clone(),
         tapir_version: env!("CARGO_PKG_VERSION").to_string(),
-        mode: match args.mode {
-            Mode::Docker => "docker".into(),
-            Mode::Apptainer => "apptainer".into(),
-        },
+        mode: args.mode.name().into(),
         status: Status::Running,
         message: None,
         task_file: TaskFile {

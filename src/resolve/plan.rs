@@ -614,7 +614,7 @@ fn merge_env(
             name: v.name.clone(),
             value: EnvValue {
                 text: v.value.clone(),
-                secret: is_secret_name(&v.name),
+                secret: v.is_secret(),
             },
             source: EnvSource::Template,
         })

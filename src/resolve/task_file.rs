@@ -69,6 +69,12 @@ pub fn load(path: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
     for (index, var) in task.env.iter_mut().enumerate() {
         var.rendered_from_secret = reads_a_secret(&document.value, &format!("/env/{index}/value"));
     }
+    if let model::TemplateRef::Inline(template) = &mut task.template {
+        for (index, var) in template.env.iter_mut().enumerate() {
+            var.rendered_from_secret =
+                reads_a_secret(&document.value, &format!("/taskTemplate/env/{index}/value"));
+        }
+    }
     let sha256 = format!("{:x}", Sha256::digest(document.source.text.as_bytes()));
     Ok(LoadedTask {
         task,

@@ -1199,13 +1199,18 @@ fn a_value_rendered_from_a_secret_variable_is_a_secret_too() {
         "echo \"length ${#CONNECTION}\"",
         json!({
             "env": [{"name": "CONNECTION", "value": "db://{{ env.DB_PASSWORD }}@host"}],
-            "template": {"env": [{"name": "CONNECTION", "value": ""}]}
+            "template": {"env": [
+                {"name": "CONNECTION", "value": ""},
+                {"name": "FALLBACK", "value": "{{ env.DB_PASSWORD }}"}
+            ]}
         }),
     );
     let out = run(tapir(dir.path(), ["run", "--network", "none", "task.json"])
         .env("DB_PASSWORD", "hunter2secret"));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("length 23"), "{}", out.stdout);
+    // An inline template's default rendered from a secret, likewise.
+    assert!(!out.stderr.contains("hunter2secret"), "{}", out.stderr);
     let (run_dir, record) = only_record(dir.path());
     let text = std::fs::read_to_string(run_dir.join("record.json")).unwrap();
     assert!(!text.contains("hunter2secret"), "{text}");
@@ -1215,6 +1220,14 @@ fn a_value_rendered_from_a_secret_variable_is_a_secret_too() {
             .unwrap()
             .iter()
             .any(|a| a == "CONNECTION"),
+        "passed by name: {record}"
+    );
+    assert!(
+        record["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "FALLBACK"),
         "passed by name: {record}"
     );
 }

@@ -38,6 +38,7 @@ pub fn check(document: &Document, kind: Kind) -> Vec<Diagnostic> {
         Kind::ProcessingContainer => checker.processing_container(),
         Kind::Task => checker.task(),
     }
+    checker.nul_characters(&document.value, "");
     checker.out
 }
 
@@ -641,31 +642,60 @@ impl Checker<'_> {
         }
     }
 
+    /// Every string ends up in an argument, a variable, a label or a path, none of which
+    /// can hold a NUL character: the engine could not even be started with one.
+    fn nul_characters(&mut self, value: &Value, pointer: &str) {
+        for (pointer, s) in strings(value, pointer) {
+            if let Some(at) = s.find('\0') {
+                let position = self.document.string_position(&pointer, at..at + 1);
+                self.out.push(
+                    Diagnostic::error(
+                        "nul-character",
+                        "this string holds a NUL character (`\\u0000`), which no command-line argument, environment variable or path can hold",
+                    )
+                    .at_pointer(pointer)
+                    .at(position)
+                    .with_fix("remove it"),
+                );
+            }
+        }
+    }
+
     /// Templating syntax in every string of a task file (DESIGN.md decision 4).
     fn templating(&mut self, value: &Value, pointer: &str) {
+        for (pointer, s) in strings(value, pointer) {
+            if let Err(e) = Template::parse(s) {
+                let position = self.document.string_position(&pointer, e.span.clone());
+                self.out.push(
+                    Diagnostic::error("template", format!("templating: {}", e.message))
+                        .at_pointer(pointer)
+                        .at(position)
+                        .with_fix(e.fix),
+                );
+            }
+        }
+    }
+}
+
+/// Every string in `value` with its JSON Pointer (below `pointer`), in document order.
+fn strings<'v>(value: &'v Value, pointer: &str) -> Vec<(String, &'v str)> {
+    let mut out = Vec::new();
+    let mut pending = vec![(pointer.to_string(), value)];
+    while let Some((pointer, value)) = pending.pop() {
         match value {
-            Value::String(s) => {
-                if let Err(e) = Template::parse(s) {
-                    let position = self.document.string_position(pointer, e.span.clone());
-                    self.out.push(
-                        Diagnostic::error("template", format!("templating: {}", e.message))
-                            .at_pointer(pointer)
-                            .at(position)
-                            .with_fix(e.fix),
-                    );
-                }
-            }
-            Value::Array(a) => {
-                for (i, v) in a.iter().enumerate() {
-                    self.templating(v, &pointer_join(pointer, i));
-                }
-            }
+            Value::String(s) => out.push((pointer, s.as_str())),
+            // Reversed onto the stack, so that they come off in order.
+            Value::Array(a) => pending.extend(
+                a.iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(i, v)| (pointer_join(&pointer, i), v)),
+            ),
             Value::Object(o) => {
-                for (k, v) in o {
-                    self.templating(v, &pointer_join(pointer, k));
-                }
+                pending.extend(o.iter().rev().map(|(k, v)| (pointer_join(&pointer, k), v)))
             }
             _ => {}
         }
     }
+    out
 }

@@ -389,6 +389,16 @@ pub enum Mode {
     Apptainer,
 }
 
+impl Mode {
+    /// The mode as `--mode` spells it and records name it: `docker`, `apptainer`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Docker => "docker",
+            Mode::Apptainer => "apptainer",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
     Human,
@@ -678,6 +688,19 @@ impl ProfileArg {
         match self {
             ProfileArg::Kaapana => crate::pipeline::model::Profile::Kaapana,
             ProfileArg::Ccat => crate::pipeline::model::Profile::Ccat,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mode_is_named_as_its_flag_value() {
+        for mode in [Mode::Docker, Mode::Apptainer] {
+            let flag = mode.to_possible_value().expect("a visible value");
+            assert_eq!(mode.name(), flag.get_name());
         }
     }
 }

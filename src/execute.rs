@@ -438,8 +438,14 @@ struct CancelState {
 /// it has ended or was cancelled by then.
 fn stop_after(job: &Job, state: &Arc<CancelState>, seconds: u64) {
     let (engine, state, grace) = (job.engine.clone(), state.clone(), job.grace_seconds);
+    // A limit past what the clock can represent (`--timeout 18446744073709551615`) is
+    // no limit at all.
+    let Some(deadline) =
+        std::time::Instant::now().checked_add(std::time::Duration::from_secs(seconds))
+    else {
+        return;
+    };
     std::thread::spawn(move || {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
         while std::time::Instant::now() < deadline {
             if state.client_done.load(Ordering::SeqCst) || state.cancelled.load(Ordering::SeqCst) {
                 return;

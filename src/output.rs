@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use crate::cli::ColorChoice;
@@ -170,12 +171,15 @@ pub fn mask_secrets(line: &str) -> String {
     SECRET.replace_all(line, "${1}****${3}").into_owned()
 }
 
-/// `n` and the word, singular for 1 ("1 file", "2 files"; words with a regular plural).
+/// `n` and the word, singular for 1 ("1 file", "2 files", "2 retries"; words with a
+/// regular plural).
 pub fn plural(n: usize, word: &str) -> String {
     if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
+        return format!("1 {word}");
+    }
+    match word.strip_suffix('y') {
+        Some(stem) if !stem.ends_with(['a', 'e', 'i', 'o', 'u']) => format!("{n} {stem}ies"),
+        _ => format!("{n} {word}s"),
     }
 }
 
@@ -189,6 +193,58 @@ pub fn status_with_message(status: &str, details: &str, message: Option<&str>) -
         Some(m) if m.starts_with(status) => format!("{m}{details}"),
         Some(m) => format!("{status}{details} — {m}"),
     }
+}
+
+/// The folder GitHub names files relative to: the checkout (`GITHUB_WORKSPACE`) in a
+/// workflow, else the current folder.
+pub fn github_base() -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    match std::env::var_os("GITHUB_WORKSPACE") {
+        Some(ws) if !ws.is_empty() => cwd.join(ws),
+        _ => cwd,
+    }
+}
+
+/// `path` as a GitHub annotation names it: relative to `base` and without `./`, since
+/// GitHub attaches an annotation only to a file named like that. A file outside `base`
+/// keeps its path (GitHub cannot attach it anywhere anyway).
+pub fn github_path(path: &Path, base: &Path) -> String {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let absolute = lexically_normal(&cwd.join(path));
+    let base = lexically_normal(base);
+    let relative = absolute
+        .strip_prefix(&base)
+        .map(Path::to_path_buf)
+        .or_else(|_| {
+            // The base or the path may go through a symlink (e.g. /tmp on macOS).
+            let (Ok(absolute), Ok(base)) = (absolute.canonicalize(), base.canonicalize()) else {
+                return Err(());
+            };
+            absolute
+                .strip_prefix(base)
+                .map(Path::to_path_buf)
+                .map_err(|_| ())
+        })
+        .unwrap_or_else(|()| lexically_normal(path));
+    relative.display().to_string()
+}
+
+/// `path` without `.` components and with `..` applied to what precedes it.
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A finding as a GitHub Actions workflow command (`::error file=…,line=…::message`).
@@ -364,6 +420,8 @@ mod tests {
         assert_eq!(plural(0, "file"), "0 files");
         assert_eq!(plural(1, "file"), "1 file");
         assert_eq!(plural(2, "warning"), "2 warnings");
+        assert_eq!(plural(3, "retry"), "3 retries");
+        assert_eq!(plural(2, "day"), "2 days");
     }
 
     #[test]

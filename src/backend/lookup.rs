@@ -146,25 +146,12 @@ fn apptainer_image(
     })
 }
 
-/// The sha256 of a file, read in 64 KiB pieces (SIF images are large).
+/// The sha256 of a file, streamed (SIF images are large).
 fn sha256_file(path: &Path) -> std::io::Result<String> {
     use sha2::Digest;
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
     let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// The template: inline in the task, from `--container-file`, or from the image's
@@ -303,5 +290,22 @@ fn write_cache(path: &Path, bytes: &[u8]) {
         && file.write_all(bytes).is_ok()
     {
         let _ = file.persist(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_file_is_the_lower_case_hex_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image.sif");
+        std::fs::write(&path, "abc").unwrap();
+        assert_eq!(
+            sha256_file(&path).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(sha256_file(&dir.path().join("missing.sif")).is_err());
     }
 }

@@ -85,9 +85,10 @@ impl Backend {
     /// The mode's name, as records keep it.
     pub fn mode(&self) -> &'static str {
         match self {
-            Backend::Docker(_) => "docker",
-            Backend::Apptainer { .. } => "apptainer",
+            Backend::Docker(_) => Mode::Docker,
+            Backend::Apptainer { .. } => Mode::Apptainer,
         }
+        .name()
     }
 
     /// The engine's command line for the plan (after applying the engine's own rules to

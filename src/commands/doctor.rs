@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::backend::apptainer::{self, Apptainer};
 use crate::backend::docker::Docker;
-use crate::cli::{ColorChoice, DoctorArgs, Mode, PlanFormat};
+use crate::cli::{ColorChoice, DoctorArgs, PlanFormat};
 use crate::error::{ExitStatus, Result};
 use crate::output::{self, Printer};
 
@@ -41,10 +41,7 @@ pub fn run(args: &DoctorArgs, color: ColorChoice) -> Result<ExitStatus> {
     let mut checks = vec![host_checks()];
     checks.extend(docker_checks());
     checks.extend(apptainer_checks());
-    let chosen = match args.mode {
-        Mode::Docker => "docker",
-        Mode::Apptainer => "apptainer",
-    };
+    let chosen = args.mode.name();
     let can_run = !checks
         .iter()
         .any(|c| c.area.starts_with(chosen) && c.verdict == Verdict::Fail);

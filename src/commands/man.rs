@@ -21,8 +21,12 @@ pub fn run(args: &ManArgs) -> Result<ExitStatus> {
                 .find(|(page, c)| page == name || c.get_all_aliases().any(|a| a == name.as_str()))
             else {
                 let names: Vec<&str> = pages.iter().map(|(page, _)| page.as_str()).collect();
+                let fix = match crate::diagnostic::did_you_mean(name, names.iter().copied()) {
+                    Some(close) => format!("did you mean `tapir man {close}`?"),
+                    None => "give one of the commands above".to_string(),
+                };
                 return Err(Error::Usage(format!(
-                    "no man page for `{name}`; there is one for each of: {}",
+                    "no man page for `{name}`; there is one for each of: {}\n  fix: {fix}",
                     names.join(", ")
                 )));
             };

@@ -16,7 +16,7 @@ use crate::pipeline::record::PipelineRunRecord;
 use crate::record::{self, OutputChannel, RunRecord};
 use crate::resolve::plan::Direction;
 
-use super::pipeline_runs::{self, AttemptRun};
+use super::pipeline_runs;
 use super::{Located, locate};
 
 #[derive(Serialize)]
@@ -34,22 +34,19 @@ pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> {
             return Err(pipeline_runs::not_a_pipeline(&dir));
         }
         Located::Task(dir) => dir,
-        Located::Pipeline(dir) => {
-            let record = pipeline_runs::load(&dir)?;
-            let Some(task_id) = &args.task else {
+        Located::Pipeline(dir) => match &args.task {
+            None => {
+                let record = pipeline_runs::load(&dir)?;
                 return pipeline_outputs(&record, &dir, args.format, color);
-            };
-            let task = pipeline_runs::find_task(&record, task_id, "outputs", &args.run)?;
-            match pipeline_runs::attempt_run(&dir, task, None)? {
-                AttemptRun::Found(run_dir) => run_dir,
-                AttemptRun::NotYet(why) => {
-                    return Err(Error::Usage(format!(
-                        "{why}\n  fix: `tapir outputs {}` lists every task's folders",
-                        args.run
-                    )));
-                }
             }
-        }
+            Some(task_id) => pipeline_runs::latest_task_run(
+                &dir,
+                task_id,
+                "outputs",
+                &args.run,
+                "lists every task's folders",
+            )?,
+        },
     };
     task_run_outputs(&run_dir, args.format, color)
 }

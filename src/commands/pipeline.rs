@@ -11,7 +11,7 @@ use crate::cli::{
 };
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::error::{ExitStatus, Result};
-use crate::output::{self, Printer};
+use crate::output::{self, Printer, plural};
 use crate::pipeline::model::Execution;
 use crate::pipeline::plan::{self, Checked, FolderDirection, PipelinePlan, PlannedTask};
 
@@ -42,14 +42,6 @@ fn validate(args: &PipelineValidateArgs, color: ColorChoice) -> Result<ExitStatu
     } else {
         ExitStatus::Failed
     })
-}
-
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
-    }
 }
 
 pub(super) fn human(checked: &Checked, p: Printer) -> String {
@@ -180,7 +172,7 @@ fn describe_execution(e: &Execution) -> String {
     } else {
         format!(
             "up to {} (first after {}s, then doubling)",
-            plural(e.max_retries as usize, "retry").replace("retrys", "retries"),
+            plural(e.max_retries as usize, "retry"),
             e.retry_backoff_seconds
         )
     };
@@ -220,13 +212,12 @@ fn json_report(checked: &Checked) -> String {
 }
 
 fn github(checked: &Checked) -> String {
+    let base = output::github_base();
     let mut out = String::new();
     for file in &checked.files {
+        let name = output::github_path(&file.path, &base);
         for d in &file.diagnostics {
-            out.push_str(&output::github_annotation(
-                &file.path.display().to_string(),
-                d,
-            ));
+            out.push_str(&output::github_annotation(&name, d));
             out.push('\n');
         }
     }

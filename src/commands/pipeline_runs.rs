@@ -30,11 +30,7 @@ pub fn load(dir: &Path) -> crate::error::Result<PipelineRunRecord> {
 /// Recorded as running on this machine, but its process is gone: nothing will write
 /// its end.
 pub fn is_lost(r: &PipelineRunRecord) -> bool {
-    let here = r
-        .host
-        .as_deref()
-        .is_none_or(|h| h == record::current_host());
-    r.status == PipelineStatus::Running && here && !r.pid.is_some_and(record::process_alive)
+    r.status == PipelineStatus::Running && record::supervisor_gone(r.host.as_deref(), r.pid)
 }
 
 /// The status to show: the recorded one, or `lost`.
@@ -215,6 +211,26 @@ pub fn attempt_run(
         ),
     };
     Ok(AttemptRun::NotYet(why))
+}
+
+/// The task run folder of the latest attempt of task `task_id`, for a command that works
+/// on one task run (`command`, with the run named `query`). A task that has no task run
+/// yet is a usage error whose fix is `tapir COMMAND QUERY`, which `instead` does.
+pub fn latest_task_run(
+    dir: &Path,
+    task_id: &str,
+    command: &str,
+    query: &str,
+    instead: &str,
+) -> crate::error::Result<PathBuf> {
+    let record = load(dir)?;
+    let task = find_task(&record, task_id, command, query)?;
+    match attempt_run(dir, task, None)? {
+        AttemptRun::Found(run_dir) => Ok(run_dir),
+        AttemptRun::NotYet(why) => Err(Error::Usage(format!(
+            "{why}\n  fix: `tapir {command} {query}` {instead}"
+        ))),
+    }
 }
 
 /// The newest task run under `runs/` made from the task's derived task file and linked to

@@ -23,9 +23,13 @@ pub enum Listed {
 }
 
 /// Every run folder in `runs_dir` (task runs and pipeline runs, not the task runs inside
-/// pipeline runs), newest first, with its record (or why it has none).
-pub fn list(runs_dir: &Path) -> Result<Vec<(PathBuf, Listed)>> {
-    let dirs = store::list_all_runs(runs_dir).map_err(|e| Error::io(runs_dir, e))?;
+/// pipeline runs), newest first, with its record (or why it has none); only the newest
+/// `last` when given (folder names sort by age, so only their records are read).
+pub fn list(runs_dir: &Path, last: Option<usize>) -> Result<Vec<(PathBuf, Listed)>> {
+    let mut dirs = store::list_all_runs(runs_dir).map_err(|e| Error::io(runs_dir, e))?;
+    if let Some(n) = last {
+        dirs.truncate(n);
+    }
     Ok(dirs.into_iter().map(|dir| read_listed(dir, true)).collect())
 }
 
@@ -66,10 +70,7 @@ struct Inside {
 pub const PS_FORMAT_VERSION: u32 = 1;
 
 pub fn run(args: &PsArgs, color: ColorChoice) -> Result<ExitStatus> {
-    let mut runs = list(&args.runs.runs_dir)?;
-    if let Some(n) = args.last {
-        runs.truncate(n);
-    }
+    let runs = list(&args.runs.runs_dir, args.last)?;
     let mut rows = Vec::new();
     for (dir, listed) in runs {
         // The task runs of a pipeline run go under it, and only with --all: they are its

@@ -266,32 +266,10 @@ fn managed_folders(record: Option<&PipelineRunRecord>, dir: &Path) -> Vec<(Strin
 /// Asks the process running a pipeline to cancel it (SIGTERM: it stops its tasks and
 /// writes `cancelled`), and waits for that, or for the process to be gone.
 fn cancel_pipeline(dir: &Path) -> Result<()> {
-    let deadline = std::time::Instant::now() + CANCEL_WAIT;
-    let mut signalled = None;
-    while std::time::Instant::now() < deadline {
-        let Ok(record) = pipeline_runs::load_settled(dir) else {
-            return Ok(());
-        };
-        if pipeline_runs::is_over(&record) {
-            return Ok(());
-        }
-        if let Some(pid) = record.pid
-            && signalled != Some(pid)
-            && let Ok(raw) = i32::try_from(pid)
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(raw),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            signalled = Some(pid);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(Error::Usage(format!(
-        "pipeline run {} did not stop within {}s; nothing was removed",
-        dir.display(),
-        CANCEL_WAIT.as_secs()
-    )))
+    stop_and_wait(dir, "pipeline run", |dir| {
+        let record = pipeline_runs::load_settled(dir).ok()?;
+        (!pipeline_runs::is_over(&record)).then_some(record.pid)
+    })
 }
 
 /// Deletes the files and folders tapir writes into a run folder, then the folder. Anything
@@ -339,16 +317,27 @@ fn remove_tapir_files(dir: &Path) -> Result<()> {
 /// writes `cancelled`), and waits for that. The pid is read again on every poll: during
 /// the hand-over of `run --detach` it changes from the parent's to the supervisor's.
 fn cancel(dir: &Path) -> Result<()> {
+    stop_and_wait(dir, "run", |dir| {
+        let summary = RunSummary::load_settled(dir).ok()?;
+        (!summary.is_over()).then_some(summary.pid)
+    })
+}
+
+/// Sends SIGTERM to the process `running` names (once per pid) until `running` says the
+/// run is over or its record is gone (`None`), for at most `CANCEL_WAIT`. `Some(pid)`:
+/// still running, supervised by `pid` if known.
+fn stop_and_wait(
+    dir: &Path,
+    what: &str,
+    running: impl Fn(&Path) -> Option<Option<u32>>,
+) -> Result<()> {
     let deadline = std::time::Instant::now() + CANCEL_WAIT;
     let mut signalled = None;
     while std::time::Instant::now() < deadline {
-        let Ok(summary) = RunSummary::load_settled(dir) else {
+        let Some(pid) = running(dir) else {
             return Ok(());
         };
-        if summary.is_over() {
-            return Ok(());
-        }
-        if let Some(pid) = summary.pid
+        if let Some(pid) = pid
             && signalled != Some(pid)
             && let Ok(raw) = i32::try_from(pid)
         {
@@ -361,7 +350,7 @@ fn cancel(dir: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Err(Error::Usage(format!(
-        "run {} did not stop within {}s; nothing was removed",
+        "{what} {} did not stop within {}s; nothing was removed",
         dir.display(),
         CANCEL_WAIT.as_secs()
     )))
@@ -386,7 +375,7 @@ pub fn prune(args: &PruneArgs) -> Result<ExitStatus> {
     let docker = Docker::locate().ok();
     let mut removed = 0;
     let mut outcome = ExitStatus::Success;
-    for (dir, listed) in list(&args.runs.runs_dir)? {
+    for (dir, listed) in list(&args.runs.runs_dir, None)? {
         let (status, ended) = match &listed {
             Listed::Run(r) if !r.is_over() => continue,
             // A pipeline run holds its tasks' output data: only `tapir rm` removes it.

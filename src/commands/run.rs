@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::plan_view::{command_line, plan_rows};
 use crate::backend::docker::{self, Docker, RenderedRun};
 use crate::backend::{Backend, FoundImage, apptainer, lookup};
-use crate::cli::{ColorChoice, Mode, PlanFormat, RunArgs, UserChoice};
+use crate::cli::{ColorChoice, PlanFormat, RunArgs, UserChoice};
 use crate::error::{Error, ExitStatus, Result};
 use crate::execute::detach::{self, Detached};
 use crate::execute::{self, Attachment, Engine, Job};
@@ -32,10 +32,7 @@ pub fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         format_version: record::FORMAT_VERSION,
         id: id.clone(),
         tapir_version: env!("CARGO_PKG_VERSION").to_string(),
-        mode: match args.mode {
-            Mode::Docker => "docker".into(),
-            Mode::Apptainer => "apptainer".into(),
-        },
+        mode: args.mode.name().into(),
         status: Status::Running,
         message: None,
         task_file: TaskFile {
@@ -224,7 +221,7 @@ fn prepare(
         lookup::template_for(&loaded, args.container_file.as_deref(), &read_image_file)?;
     record.template = serde_json::to_value(&template)
         .ok()
-        .map(mask_template_secrets);
+        .map(|value| mask_template_secrets(value, &template));
 
     let options = Options {
         overrides: overrides(args),
@@ -251,18 +248,17 @@ fn prepare(
     }
 }
 
-/// Template env defaults with secret-looking names are masked before they are recorded
-/// (an inline template may carry one rendered from `{{ env.X }}`).
-fn mask_template_secrets(mut template: serde_json::Value) -> serde_json::Value {
-    if let Some(env) = template.get_mut("env").and_then(|e| e.as_array_mut()) {
-        for var in env {
-            let secret = var["name"].as_str().is_some_and(plan::is_secret_name);
-            if secret && var.get("value").is_some() {
+/// Secret template env defaults (by name, or rendered from a secret in an inline
+/// template) are masked before they are recorded. `value` is `template` as JSON.
+fn mask_template_secrets(mut value: serde_json::Value, template: &Template) -> serde_json::Value {
+    if let Some(env) = value.get_mut("env").and_then(|e| e.as_array_mut()) {
+        for (var, declared) in env.iter_mut().zip(&template.env) {
+            if declared.is_secret() && var.get("value").is_some() {
                 var["value"] = serde_json::Value::from(plan::MASK);
             }
         }
     }
-    template
+    value
 }
 
 /// `--env-file` values, then `--env` values (which win), as plan overrides (both were

@@ -11,7 +11,7 @@ use crate::pipeline::record::PipelineRunRecord;
 use crate::record::{RunRecord, store};
 use crate::resolve::plan::PlannedUser;
 
-use super::pipeline_runs::{self, AttemptRun};
+use super::pipeline_runs;
 use super::plan_view::{command_line, plan_rows};
 use super::ps::{format_duration, local_time};
 use super::{Located, locate};
@@ -24,19 +24,13 @@ pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> {
         Located::Task(dir) => dir,
         Located::Pipeline(dir) => match &args.task {
             None => return show_pipeline(&dir, args.format, color),
-            Some(task_id) => {
-                let record = pipeline_runs::load(&dir)?;
-                let task = pipeline_runs::find_task(&record, task_id, "show", &args.run)?;
-                match pipeline_runs::attempt_run(&dir, task, None)? {
-                    AttemptRun::Found(run_dir) => run_dir,
-                    AttemptRun::NotYet(why) => {
-                        return Err(Error::Usage(format!(
-                            "{why}\n  fix: `tapir show {}` shows the pipeline run",
-                            args.run
-                        )));
-                    }
-                }
-            }
+            Some(task_id) => pipeline_runs::latest_task_run(
+                &dir,
+                task_id,
+                "show",
+                &args.run,
+                "shows the pipeline run",
+            )?,
         },
     };
     let record = RunRecord::load(&run_dir).map_err(|e| Error::Record(e.to_string()))?;

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::cli::{ColorChoice, KindArg, ValidateArgs, ValidateFormat};
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::error::{Error, ExitStatus, Result};
-use crate::output::{self, Printer};
+use crate::output::{self, Printer, plural};
 use crate::schema::Kind;
 use crate::validation::{FileReport, KindRule, check_file};
 
@@ -58,7 +58,7 @@ pub fn run(args: &ValidateArgs, color: ColorChoice) -> Result<ExitStatus> {
     let text = match args.format {
         ValidateFormat::Human => human(&outcomes, printer, args.quiet),
         ValidateFormat::Json => json_report(&outcomes),
-        ValidateFormat::Github => github(&outcomes, &github_base()),
+        ValidateFormat::Github => github(&outcomes, &output::github_base()),
     };
     output::stdout(&text);
     for outcome in &outcomes {
@@ -239,14 +239,6 @@ fn totals(outcomes: &[Outcome]) -> Totals {
     t
 }
 
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
-    }
-}
-
 fn human(outcomes: &[Outcome], p: Printer, quiet: bool) -> String {
     let mut out = String::new();
     for outcome in outcomes {
@@ -367,64 +359,12 @@ fn json_report(outcomes: &[Outcome]) -> String {
     text
 }
 
-/// The folder GitHub names files relative to: the checkout (`GITHUB_WORKSPACE`) in a
-/// workflow, else the current folder.
-fn github_base() -> PathBuf {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    match std::env::var_os("GITHUB_WORKSPACE") {
-        Some(ws) if !ws.is_empty() => cwd.join(ws),
-        _ => cwd,
-    }
-}
-
-/// `path` as a GitHub annotation names it: relative to `base` and without `./`, since
-/// GitHub attaches an annotation only to a file named like that. A file outside `base`
-/// keeps its path (GitHub cannot attach it anywhere anyway).
-fn github_path(path: &Path, base: &Path) -> String {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let absolute = lexically_normal(&cwd.join(path));
-    let base = lexically_normal(base);
-    let relative = absolute
-        .strip_prefix(&base)
-        .map(Path::to_path_buf)
-        .or_else(|_| {
-            // The base or the path may go through a symlink (e.g. /tmp on macOS).
-            let (Ok(absolute), Ok(base)) = (absolute.canonicalize(), base.canonicalize()) else {
-                return Err(());
-            };
-            absolute
-                .strip_prefix(base)
-                .map(Path::to_path_buf)
-                .map_err(|_| ())
-        })
-        .unwrap_or_else(|()| lexically_normal(path));
-    display(&relative)
-}
-
-/// `path` without `.` components and with `..` applied to what precedes it.
-fn lexically_normal(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir
-                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
-            {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 fn github(outcomes: &[Outcome], base: &Path) -> String {
     let mut out = String::new();
     for outcome in outcomes {
         match outcome {
             Outcome::Checked(report) => {
-                let file = github_path(&report.path, base);
+                let file = output::github_path(&report.path, base);
                 for d in &report.diagnostics {
                     out.push_str(&output::github_annotation(&file, d));
                     out.push('\n');
@@ -433,7 +373,7 @@ fn github(outcomes: &[Outcome], base: &Path) -> String {
             Outcome::Unreadable(e) => {
                 let d = crate::diagnostic::Diagnostic::error("io", format!("cannot read {e}"));
                 let file = match e {
-                    Error::Io { path, .. } => github_path(path, base),
+                    Error::Io { path, .. } => output::github_path(path, base),
                     _ => String::new(),
                 };
                 out.push_str(&output::github_annotation(&file, &d));
@@ -441,7 +381,10 @@ fn github(outcomes: &[Outcome], base: &Path) -> String {
             }
             Outcome::NothingFound(folder) => {
                 let d = Diagnostic::error("nothing-found", nothing_found(folder));
-                out.push_str(&output::github_annotation(&github_path(folder, base), &d));
+                out.push_str(&output::github_annotation(
+                    &output::github_path(folder, base),
+                    &d,
+                ));
                 out.push('\n');
             }
             Outcome::Skipped => {}

@@ -56,6 +56,17 @@ pub struct TemplateEnv {
     pub adjustable: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// An inline template's default rendered from a secret-looking variable: a secret
+    /// whatever this variable's name (see `EnvVar::rendered_from_secret`).
+    #[serde(skip)]
+    pub rendered_from_secret: bool,
+}
+
+impl TemplateEnv {
+    /// Is its default a secret (by its name, or by what it was rendered from)?
+    pub fn is_secret(&self) -> bool {
+        crate::resolve::plan::is_secret_name(&self.name) || self.rendered_from_secret
+    }
 }
 
 fn yes() -> bool {
@@ -275,6 +286,10 @@ pub struct HostPath {
 pub struct EnvVar {
     pub name: String,
     pub value: String,
+    /// The value was rendered from a secret-looking variable (`{{ env.DB_PASSWORD }}`):
+    /// it is a secret whatever this variable's name. Set by `task_file::load`.
+    #[serde(skip)]
+    pub rendered_from_secret: bool,
 }
 
 /// The parts of `config` a local run uses. The k8s-only keys (registry credentials among

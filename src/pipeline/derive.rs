@@ -51,6 +51,7 @@ pub fn derived_task(planned: &PlannedTask, run_dir: &Path) -> Value {
             None => task.env.push(EnvVar {
                 name: name.clone(),
                 value: value.clone(),
+                rendered_from_secret: false,
             }),
         }
     }

@@ -206,6 +206,13 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// A process recorded as supervising a run is known to be gone: the record names this
+/// machine (or none) and the pid is not alive. On another machine nobody here can tell.
+pub fn supervisor_gone(host: Option<&str>, pid: Option<u32>) -> bool {
+    let here = host.is_none_or(|h| h == current_host());
+    here && !pid.is_some_and(process_alive)
+}
+
 impl RunRecord {
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
@@ -339,8 +346,7 @@ impl RunSummary {
     /// Recorded as running, but the process that supervised it is gone: nothing will
     /// ever write its end.
     pub fn is_lost(&self) -> bool {
-        let here = self.host.as_deref().is_none_or(|h| h == current_host());
-        self.status == Status::Running && here && !self.pid.is_some_and(process_alive)
+        self.status == Status::Running && supervisor_gone(self.host.as_deref(), self.pid)
     }
 
     /// Like [`RunSummary::load`], but a run that looks lost is read once more: its
@@ -401,6 +407,18 @@ mod tests {
 
     use super::*;
     use crate::model::ScaleKind;
+
+    #[test]
+    fn only_a_dead_pid_on_this_machine_counts_as_gone() {
+        let me = Some(std::process::id());
+        let here = current_host();
+        assert!(!supervisor_gone(Some(&here), me));
+        assert!(!supervisor_gone(None, me));
+        // No pid is ever above the kernel's limit (2^22).
+        assert!(supervisor_gone(Some(&here), Some(u32::MAX - 1)));
+        assert!(supervisor_gone(None, None));
+        assert!(!supervisor_gone(Some("another-machine.example"), None));
+    }
     use crate::resolve::plan::{CommandSource, EnvSource, PlannedUser};
 
     fn load(record: serde_json::Value) -> RunRecord {

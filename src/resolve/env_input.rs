@@ -75,9 +75,19 @@ fn check_arg_name(name: &str) -> Result<(), String> {
             "--env: the name before `=` is empty\n  fix: write --env NAME=VALUE".to_string(),
         );
     }
-    if !is_valid_name(name) {
+    if let Some(bad) = first_bad_char(name) {
+        // Only the name up to the bad character is shown: without `=` (`--env TOKEN:s3cret`)
+        // the rest may well be the value.
+        let (before, rest) = name.split_at(bad);
+        let character = rest.chars().next().unwrap_or_default();
+        let after = if before.is_empty() {
+            String::new()
+        } else {
+            format!(", after `{before}`")
+        };
         return Err(format!(
-            "--env: `{name}` is not a valid variable name ({NAME_RULE})\n  fix: write --env NAME=VALUE with such a name, and no spaces around `=`"
+            "--env: not a valid variable name ({NAME_RULE}): `{character}` at column {}{after}\n  fix: write --env NAME=VALUE with such a name, and no spaces around `=`",
+            before.chars().count() + 1
         ));
     }
     Ok(())
@@ -206,6 +216,13 @@ pub fn parse_env_text(text: &str) -> Result<Vec<EnvFileEntry>, EnvLineError> {
                 "rename the variable, e.g. `-` and `.` to `_`",
             ));
         }
+        if let Some(nul) = value.find('\0') {
+            return Err(error(
+                equals_at + 1 + nul,
+                "a NUL character in the value (no environment variable can hold one)".into(),
+                "remove it (the file may not be a text file of NAME=VALUE lines)",
+            ));
+        }
         entries.push(EnvFileEntry {
             line: number,
             var: EnvOverride {
@@ -311,5 +328,14 @@ mod tests {
         assert!(parse_env_arg("=x", lookup).unwrap_err().contains("empty"));
         let bad = parse_env_arg("MY TOKEN=s3cret", lookup).unwrap_err();
         assert!(bad.contains("not a valid variable name") && !bad.contains("s3cret"));
+    }
+
+    #[test]
+    fn an_env_arg_without_equals_is_not_echoed_past_the_bad_character() {
+        // `--env TOKEN:s3cret` (`:` typed for `=`): the rest may be the value.
+        let bad = parse_env_arg("API_TOKEN:s3cret", |_| None).unwrap_err();
+        assert!(bad.contains("`:` at column 10"), "{bad}");
+        assert!(bad.contains("`API_TOKEN`"), "{bad}");
+        assert!(!bad.contains("s3cret"), "{bad}");
     }
 }

@@ -794,7 +794,7 @@ fn merge_env(
             name: v.name.clone(),
             value: EnvValue {
                 text: v.value.clone(),
-                secret: is_secret_name(&v.name),
+                secret: v.is_secret(),
             },
             source: EnvSource::Template,
         })
@@ -805,14 +805,21 @@ fn merge_env(
             v.value.clone(),
             EnvSource::Task,
             Some(format!("/env/{i}/value")),
+            is_secret_name(&v.name) || v.rendered_from_secret,
         )
     });
-    let cli_overrides = options
-        .overrides
-        .iter()
-        .map(|o| (o.name.clone(), o.value.clone(), o.source.clone(), None));
+    let cli_overrides = options.overrides.iter().map(|o| {
+        let secret = is_secret_name(&o.name);
+        (
+            o.name.clone(),
+            o.value.clone(),
+            o.source.clone(),
+            None,
+            secret,
+        )
+    });
     let declared: Vec<&str> = template.env.iter().map(|v| v.name.as_str()).collect();
-    for (name, value, source, pointer) in task_overrides.chain(cli_overrides) {
+    for (name, value, source, pointer, secret) in task_overrides.chain(cli_overrides) {
         // A name the template does not declare may be a typo; images may also read
         // variables nobody declared, so the value is passed all the same.
         if !declared.is_empty()
@@ -826,7 +833,7 @@ fn merge_env(
             ));
         }
         // Messages may reach the terminal and the record: a secret's value never does.
-        let shown = if is_secret_name(&name) {
+        let shown = if secret {
             MASK.to_string()
         } else {
             value.clone()
@@ -843,7 +850,7 @@ fn merge_env(
                 .as_ref()
                 .filter(|c| !c.is_empty() && !c.contains(&value))
             {
-                let suggestion = if is_secret_name(&name) {
+                let suggestion = if secret {
                     None
                 } else {
                     did_you_mean(&value, choices.iter().map(String::as_str))
@@ -864,7 +871,7 @@ fn merge_env(
         let planned = PlannedEnv {
             name: name.clone(),
             value: EnvValue {
-                secret: is_secret_name(&name),
+                secret,
                 text: value,
             },
             source,

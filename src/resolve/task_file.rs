@@ -58,7 +58,7 @@ pub fn load(path: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
         report.document = Some(document);
         return Err(LoadError::Invalid(Box::new(report)));
     }
-    let task: Task = match model::from_value(&value, "task") {
+    let mut task: Task = match model::from_value(&value, "task") {
         Ok(task) => task,
         Err(message) => {
             report.diagnostics = vec![Diagnostic::error("internal", message)];
@@ -66,6 +66,15 @@ pub fn load(path: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
             return Err(LoadError::Invalid(Box::new(report)));
         }
     };
+    for (index, var) in task.env.iter_mut().enumerate() {
+        var.rendered_from_secret = reads_a_secret(&document.value, &format!("/env/{index}/value"));
+    }
+    if let model::TemplateRef::Inline(template) = &mut task.template {
+        for (index, var) in template.env.iter_mut().enumerate() {
+            var.rendered_from_secret =
+                reads_a_secret(&document.value, &format!("/taskTemplate/env/{index}/value"));
+        }
+    }
     let sha256 = format!("{:x}", Sha256::digest(document.source.text.as_bytes()));
     Ok(LoadedTask {
         task,
@@ -73,6 +82,22 @@ pub fn load(path: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
         sha256,
         warnings,
     })
+}
+
+/// Does the string at `pointer` (as written, before rendering) read a secret-looking
+/// variable?
+fn reads_a_secret(value: &Value, pointer: &str) -> bool {
+    let Some(Ok(Some(template))) = value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .map(Template::parse)
+    else {
+        return false;
+    };
+    template
+        .variables()
+        .iter()
+        .any(|(name, _, _)| crate::resolve::plan::is_secret_name(name))
 }
 
 fn render(

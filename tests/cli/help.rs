@@ -229,3 +229,21 @@ fn value_names_are_words_not_field_names() {
         );
     }
 }
+
+/// An unknown page gets a fix: the closest page for a typo (or `pipeline run` written
+/// with a space), else the list.
+#[test]
+fn man_of_an_unknown_command_says_the_fix() {
+    for (asked, fix) in [
+        ("valdiate", "fix: did you mean `tapir man validate`?"),
+        (
+            "pipeline run",
+            "fix: did you mean `tapir man pipeline-run`?",
+        ),
+        ("nosuch", "fix: give one of the commands above"),
+    ] {
+        let out = run(&mut tapir(&repo_root(), ["man", asked]));
+        assert_eq!(out.code, 2, "{asked}: {}", out.stderr);
+        assert!(out.stderr.contains(fix), "{asked}: {}", out.stderr);
+    }
+}

@@ -592,3 +592,29 @@ fn logs_follow_waits_for_a_pending_task_and_finds_its_running_attempt_before_it_
     holder.kill().unwrap();
     holder.wait().unwrap();
 }
+
+/// `show` and `outputs` of a task that has not run yet: exit 2, why, and the command
+/// that works on the pipeline run as a whole.
+#[test]
+fn show_and_outputs_of_a_task_that_has_not_run_say_so_and_what_works_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    running_pipeline(dir.path(), "00pend", std::process::id());
+    for (command, instead) in [
+        ("show", "shows the pipeline run"),
+        ("outputs", "lists every task's folders"),
+    ] {
+        let out = run(&mut tapir(dir.path(), [command, "00pend", "a"]));
+        assert_eq!(out.code, 2, "{command}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("task a has not run (pending)"),
+            "{command}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr
+                .contains(&format!("fix: `tapir {command} 00pend` {instead}")),
+            "{command}: {}",
+            out.stderr
+        );
+    }
+}

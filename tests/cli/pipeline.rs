@@ -340,3 +340,66 @@ fn the_profile_flag_replaces_the_files_profile() {
     ));
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
+
+/// `pipeline validate --format github` names files as `validate --format github` does:
+/// relative to the workspace, without `./` or `..`, or GitHub attaches nothing.
+#[test]
+fn github_annotations_name_files_relative_to_the_workspace() {
+    let pipeline = fixtures().join("pipeline");
+    let out = run(tapir(
+        &pipeline.join("invalid"),
+        [
+            "pipeline",
+            "validate",
+            "--format",
+            "github",
+            "./task-files.pipeline.json",
+        ],
+    )
+    .env("GITHUB_WORKSPACE", &pipeline));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let files: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once(" file=")?.1.split([',', ':']).next())
+        .collect();
+    assert!(
+        files.contains(&"invalid/task-files.pipeline.json"),
+        "{}",
+        out.stdout
+    );
+    assert!(files.contains(&"tasks/broken.task.json"), "{}", out.stdout);
+    assert!(
+        files
+            .iter()
+            .all(|f| !f.starts_with("./") && !f.contains("..")),
+        "{}",
+        out.stdout
+    );
+}
+
+/// `max_exec_time` too large to be a number of seconds is refused at its place, not an
+/// "internal" error without one.
+#[test]
+fn a_max_exec_time_too_large_to_use_is_out_of_range_at_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.pipeline.json"),
+        r#"{"name": "p", "execution_profile": {"max_exec_time": 1e23},
+"tasks": [{"id": "a", "task": {"name": "x", "image": "i", "taskTemplate": {"identifier": "t",
+  "description": "d", "inputs": [], "outputs": [], "env": [], "command": ["true"]}}}]}"#,
+    )
+    .unwrap();
+    let out = run(&mut tapir(
+        dir.path(),
+        ["pipeline", "validate", "p.pipeline.json"],
+    ));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("error[out-of-range]")
+            && out.stdout.contains("p.pipeline.json:1:54")
+            && !out.stdout.contains("internal"),
+        "{}",
+        out.stdout
+    );
+}

@@ -1292,3 +1292,128 @@ fn a_read_only_bind_is_read_and_a_read_write_bind_is_created_and_written() {
         show.stdout
     );
 }
+
+#[test]
+fn a_timeout_too_large_for_the_clock_means_no_limit_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "sleep 1; echo done", json!({}));
+    let out = run(&mut tapir(
+        dir.path(),
+        [
+            "run",
+            "task.json",
+            "--network",
+            "none",
+            "--timeout",
+            &u64::MAX.to_string(),
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(out.stdout.contains("done"), "{}", out.stdout);
+}
+
+/// A NUL character cannot be in an environment variable: the value is refused at its
+/// place (the task's value, the template's default, the env file's line), not by the
+/// process spawn later with "nul byte found in provided data".
+#[test]
+fn an_env_value_with_a_nul_character_is_refused_at_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(
+        dir.path(),
+        "true",
+        json!({"env": [{"name": "PLAIN", "value": "x\u{0}y"}]}),
+    );
+    let out = run(&mut tapir(
+        dir.path(),
+        ["run", "--network", "none", "task.json"],
+    ));
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error[nul-character]") && out.stderr.contains("task.json:19:16"),
+        "{}",
+        out.stderr
+    );
+
+    inline_task(
+        dir.path(),
+        "true",
+        json!({"template": {"env": [{"name": "DEFAULTED", "value": "\u{0}"}]}}),
+    );
+    let out = run(&mut tapir(
+        dir.path(),
+        ["run", "--network", "none", "task.json"],
+    ));
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error[nul-character]")
+            && out.stderr.contains("$.taskTemplate.env[0].value"),
+        "{}",
+        out.stderr
+    );
+
+    inline_task(dir.path(), "true", json!({}));
+    std::fs::write(dir.path().join("vars.env"), "OK=1\nAPI_TOKEN=s3\0cret\n").unwrap();
+    let out = run(&mut tapir(
+        dir.path(),
+        [
+            "run",
+            "--network",
+            "none",
+            "task.json",
+            "--env-file",
+            "vars.env",
+        ],
+    ));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("vars.env:2:13: a NUL character"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("cret"), "{}", out.stderr);
+}
+
+/// A variable whose value is rendered from a secret-looking one (`{{ env.DB_PASSWORD }}`)
+/// holds that secret whatever its own name: it is passed by name and masked in the record
+/// and the messages, like `DB_PASSWORD` itself would be.
+#[test]
+fn a_value_rendered_from_a_secret_variable_is_a_secret_too() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(
+        dir.path(),
+        "echo \"length ${#CONNECTION}\"",
+        json!({
+            "env": [{"name": "CONNECTION", "value": "db://{{ env.DB_PASSWORD }}@host"}],
+            "template": {"env": [
+                {"name": "CONNECTION", "value": ""},
+                {"name": "FALLBACK", "value": "{{ env.DB_PASSWORD }}"}
+            ]}
+        }),
+    );
+    let out = run(tapir(dir.path(), ["run", "--network", "none", "task.json"])
+        .env("DB_PASSWORD", "hunter2secret"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("length 23"), "{}", out.stdout);
+    // An inline template's default rendered from a secret, likewise.
+    assert!(!out.stderr.contains("hunter2secret"), "{}", out.stderr);
+    let (run_dir, record) = only_record(dir.path());
+    let text = std::fs::read_to_string(run_dir.join("record.json")).unwrap();
+    assert!(!text.contains("hunter2secret"), "{text}");
+    assert!(
+        record["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "CONNECTION"),
+        "passed by name: {record}"
+    );
+    assert!(
+        record["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "FALLBACK"),
+        "passed by name: {record}"
+    );
+}

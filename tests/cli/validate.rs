@@ -711,3 +711,81 @@ fn run_dry_run_accepts_nulls_bytes_suffix_and_look_ahead() {
         "memory limit in the plan: {plan:#}"
     );
 }
+
+/// A number the schema calls an integer but tapir cannot hold (`1e30`) is refused by
+/// `validate` at its place, not passed as valid and then an "internal" error in `run`.
+#[test]
+fn an_integer_too_large_to_use_is_out_of_range_at_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = r#"{"identifier": "t", "description": "d", "env": [], "outputs": [],
+        "inputs": [{"name": "in", "mounted_path": "/in"}], "command": ["true"]}"#;
+    let task = format!(
+        r#"{{"name": "x", "image": "i", "taskTemplate": {template},
+"inputs": [{{"name": "in", "volume_source": {{"host_path": "."}},
+  "scale_rule": {{"scale_factor": 1e30, "type": "limit", "mode": "sum"}}}}]}}"#
+    );
+    std::fs::write(dir.path().join("huge.task.json"), task).unwrap();
+    let container = format!(r#"{{"templates": [{template}]}}"#).replace(
+        r#""mounted_path": "/in"}"#,
+        r#""mounted_path": "/in", "scale_rule": {"scale_factor": -1e30, "type": "limit", "mode": "sum"}}"#,
+    );
+    std::fs::write(dir.path().join("processing-container.json"), container).unwrap();
+    for (file, at) in [
+        ("huge.task.json", "huge.task.json:4:34"),
+        ("processing-container.json", "processing-container.json:2:"),
+    ] {
+        let out = run(&mut tapir(dir.path(), ["validate", file]));
+        assert_eq!(out.code, 1, "{file}: {}", out.stdout);
+        assert!(
+            out.stdout.contains("error[out-of-range]") && out.stdout.contains(at),
+            "{file}: {}",
+            out.stdout
+        );
+    }
+}
+
+/// No argument, variable or path can hold a NUL character: any string with one is an
+/// error at the character, in task files and processing-container.json files alike.
+#[test]
+fn a_nul_character_in_any_string_is_an_error_at_the_character() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = r#"{"identifier": "t", "description": "d", "inputs": [], "outputs": [],
+ "env": [{"name": "MODE", "value": "a\u0000"}], "command": ["sh", "-c", "echo \u0000"]}"#;
+    std::fs::write(
+        dir.path().join("nul.task.json"),
+        format!("{{\"name\": \"x\\u0000\", \"image\": \"i\",\n \"taskTemplate\": {template}}}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("processing-container.json"),
+        format!("{{\"templates\": [{template}]}}"),
+    )
+    .unwrap();
+    let out = run(&mut tapir(dir.path(), ["validate", "nul.task.json"]));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    // The name on line 1; the env value and the command argument on line 3.
+    for at in ["nul.task.json:1:10", "nul.task.json:3:"] {
+        assert!(
+            out.stdout.contains(&format!(" --> {at}")),
+            "{at}: {}",
+            out.stdout
+        );
+    }
+    assert_eq!(
+        out.stdout.matches("error[nul-character]").count(),
+        3,
+        "{}",
+        out.stdout
+    );
+    let out = run(&mut tapir(
+        dir.path(),
+        ["validate", "processing-container.json"],
+    ));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert_eq!(
+        out.stdout.matches("error[nul-character]").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+}

@@ -340,3 +340,27 @@ fn the_profile_flag_replaces_the_files_profile() {
     ));
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
+
+/// A number the schema's `integer` accepts but tapir cannot hold (beyond 64 bits) is an
+/// out-of-range finding at its position, not an internal error without one.
+#[test]
+fn a_max_exec_time_too_large_is_out_of_range_at_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pipeline.json"),
+        concat!(
+            "{\"name\": \"p\",\n",
+            " \"execution_profile\": {\"max_exec_time\": 99999999999999999999999},\n",
+            " \"tasks\": [{\"id\": \"a\", \"task\": \"a.task.json\",\n",
+            "   \"execution_profile\": {\"max_exec_time\": 18446744073709551616}}]}\n"
+        ),
+    )
+    .unwrap();
+    let out = run(&mut tapir(dir.path(), ["pipeline", "validate", "pipeline.json"]));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let report = format!("{}{}", out.stdout, out.stderr);
+    assert!(!report.contains("internal"), "{report}");
+    assert!(report.contains("pipeline.json:2:41"), "{report}");
+    assert!(report.contains("pipeline.json:4:43"), "{report}");
+    assert!(report.contains("error[out-of-range]"), "{report}");
+}

@@ -537,8 +537,21 @@ impl Scheduler<'_> {
                     entry.status = status;
                     let last = entry.attempts.last();
                     entry.message = last.and_then(|a| a.message.clone());
+                    // Cancelled after an attempt that did not end by the cancel: in the
+                    // wait before a retry, which the cancel cut short.
+                    let cancelled_in_wait = status == TaskStatus::Cancelled
+                        && last.is_some_and(|a| a.status != Status::Cancelled);
+                    if let Some(a) = last.filter(|_| cancelled_in_wait) {
+                        entry.message = Some(format!(
+                            "cancelled while waiting to retry; attempt {}: {}",
+                            a.number,
+                            describe_attempt(a)
+                        ));
+                    }
+                    let last = entry.attempts.last();
                     let line = match (status, last) {
                         (TaskStatus::Succeeded, _) => "succeeded".to_string(),
+                        _ if cancelled_in_wait => "cancelled (while waiting to retry)".to_string(),
                         (_, Some(a)) => describe_attempt(a),
                         (s, None) => s.as_str().to_string(),
                     };

@@ -356,7 +356,10 @@ fn a_max_exec_time_too_large_is_out_of_range_at_its_position() {
         ),
     )
     .unwrap();
-    let out = run(&mut tapir(dir.path(), ["pipeline", "validate", "pipeline.json"]));
+    let out = run(&mut tapir(
+        dir.path(),
+        ["pipeline", "validate", "pipeline.json"],
+    ));
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     let report = format!("{}{}", out.stdout, out.stderr);
     assert!(!report.contains("internal"), "{report}");

@@ -850,3 +850,58 @@ fn ccat_products_are_typed_by_subfolder_and_a_broken_sidecar_is_a_warning() {
         "{only:#}"
     );
 }
+
+/// Ctrl-C while a task waits to be retried ends the wait at once; the task is recorded and
+/// reported as cancelled (not as the failure of its last attempt).
+#[test]
+fn ctrl_c_during_a_retry_backoff_cancels_the_task_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "backoff",
+        "execution_profile": {"max_retries": 3, "retry_backoff_seconds": 600},
+        "tasks": [{"id": "flaky", "task": task("exit 3", &[], &[], json!([]))}]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let stderr_path = dir.path().join("stderr.txt");
+    let mut child = tapir(
+        dir.path(),
+        [
+            "pipeline",
+            "run",
+            "pipeline.json",
+            "--network",
+            "none",
+            "--runs-dir",
+            "runs",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&stderr_path).unwrap())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&stderr_path)
+        .unwrap()
+        .contains("retry 1/3 in 600s")
+    {
+        assert!(Instant::now() < deadline, "the first attempt did not fail");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stopping = Instant::now();
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(stopping.elapsed() < Duration::from_secs(10));
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    let record = record(&only_pipeline_run(dir.path()));
+    let flaky = task_record(&record, "flaky");
+    assert_eq!(flaky["status"], "cancelled", "{flaky:#}");
+    assert_eq!(flaky["attempts"].as_array().unwrap().len(), 1, "{flaky:#}");
+    assert_eq!(flaky["attempts"][0]["status"], "failed", "{flaky:#}");
+    let message = flaky["message"].as_str().unwrap_or_default();
+    assert!(message.contains("cancelled"), "{flaky:#}");
+    assert!(
+        stderr.contains("task flaky: cancelled (while waiting to retry)"),
+        "{stderr}"
+    );
+}

@@ -232,6 +232,7 @@ fn resume_record(
             store::run_id_of(still).unwrap_or_default()
         )));
     }
+    settle_orphaned_attempts(&mut record, &dir);
     record.resumed_at.push(jiff::Timestamp::now());
     Ok((dir, record))
 }
@@ -964,22 +965,11 @@ impl AttemptRunner {
             .remove(&task.id);
         attempt.ended_at = Some(jiff::Timestamp::now());
         attempt.tapir_exit_code = exit.ok().and_then(|s| s.code());
-        match self.find_run() {
+        match unlinked_task_run(&self.runs_dir, &self.task_file, &self.known_runs) {
             Some((dir, run)) => {
                 self.known_runs.insert(run.id.clone());
-                attempt.run_dir = Some(
-                    dir.strip_prefix(&self.run_dir)
-                        .unwrap_or(&dir)
-                        .display()
-                        .to_string(),
-                );
-                attempt.run_id = Some(run.id);
-                attempt.status = run.status;
-                attempt.exit_code = run.exit_code;
-                attempt.message = run.message;
-                attempt.argv = run.argv;
-                attempt.image = run.image;
-                if run.status == Status::Running {
+                link_task_run(&mut attempt, &dir, run, &self.run_dir);
+                if attempt.status == Status::Running {
                     // The child ended without settling its record (killed early).
                     attempt.status = if shared.is_cancelled() {
                         Status::Cancelled
@@ -1005,17 +995,78 @@ impl AttemptRunner {
         }
         attempt
     }
+}
 
-    /// The task run this attempt made: the one run folder of our task file not seen yet.
-    fn find_run(&self) -> Option<(PathBuf, RunRecord)> {
-        let wanted = self.task_file.display().to_string();
-        store::list_runs(&self.runs_dir)
-            .ok()?
-            .into_iter()
-            .filter(|dir| store::run_id_of(dir).is_some_and(|id| !self.known_runs.contains(id)))
-            .filter_map(|dir| RunRecord::load(&dir).ok().map(|r| (dir, r)))
-            .filter(|(_, r)| r.task_file.path == wanted)
-            .max_by(|(_, a), (_, b)| a.created_at.cmp(&b.created_at))
+/// The task run an attempt made: the newest run folder of `task_file` in `runs_dir` that
+/// no attempt is linked to yet.
+fn unlinked_task_run(
+    runs_dir: &Path,
+    task_file: &Path,
+    known_runs: &BTreeSet<String>,
+) -> Option<(PathBuf, RunRecord)> {
+    let wanted = task_file.display().to_string();
+    store::list_runs(runs_dir)
+        .ok()?
+        .into_iter()
+        .filter(|dir| store::run_id_of(dir).is_some_and(|id| !known_runs.contains(id)))
+        .filter_map(|dir| RunRecord::load(&dir).ok().map(|r| (dir, r)))
+        .filter(|(_, r)| r.task_file.path == wanted)
+        .max_by(|(_, a), (_, b)| a.created_at.cmp(&b.created_at))
+}
+
+/// Fills `attempt` from the record of the task run `dir` it made.
+fn link_task_run(attempt: &mut Attempt, dir: &Path, run: RunRecord, pipeline_run_dir: &Path) {
+    attempt.run_dir = Some(
+        dir.strip_prefix(pipeline_run_dir)
+            .unwrap_or(dir)
+            .display()
+            .to_string(),
+    );
+    attempt.run_id = Some(run.id);
+    attempt.status = run.status;
+    attempt.exit_code = run.exit_code;
+    attempt.message = run.message;
+    attempt.argv = run.argv;
+    attempt.image = run.image;
+}
+
+/// A resumed record's attempts still `running`: their pipeline tapir was killed while
+/// they ran, and their task runs (which outlive it) have ended since. Each is linked to
+/// the task run it made, with its final status, or says that it left none.
+fn settle_orphaned_attempts(record: &mut PipelineRunRecord, run_dir: &Path) {
+    let runs_dir = run_dir.join(RUNS_SUBDIR);
+    let mut known_runs: BTreeSet<String> = record
+        .tasks
+        .iter()
+        .flat_map(|t| &t.attempts)
+        .filter_map(|a| a.run_id.clone())
+        .collect();
+    for task in &mut record.tasks {
+        let task_file = run_dir.join(derived_task_file(&task.id));
+        for attempt in task
+            .attempts
+            .iter_mut()
+            .filter(|a| a.status == Status::Running && a.run_id.is_none())
+        {
+            match unlinked_task_run(&runs_dir, &task_file, &known_runs) {
+                Some((dir, run)) => {
+                    known_runs.insert(run.id.clone());
+                    attempt.ended_at = run.ended_at.or(Some(jiff::Timestamp::now()));
+                    link_task_run(attempt, &dir, run, run_dir);
+                    if attempt.status == Status::Running {
+                        // Not running (checked before): killed before it settled.
+                        attempt.status = Status::EngineError;
+                        attempt.message = Some("its task run is lost (killed)".into());
+                    }
+                }
+                None => {
+                    attempt.status = Status::EngineError;
+                    attempt.message =
+                        Some("the pipeline run ended before this attempt made a task run".into());
+                    attempt.ended_at = Some(jiff::Timestamp::now());
+                }
+            }
+        }
     }
 }
 

@@ -905,3 +905,80 @@ fn ctrl_c_during_a_retry_backoff_cancels_the_task_at_once() {
         "{stderr}"
     );
 }
+
+/// A pipeline tapir killed outright leaves an attempt `running` in its record while its
+/// task run goes on to its end. `--resume` links that attempt to the task run it made,
+/// with the run's final status, instead of keeping it `running` for ever.
+#[test]
+fn resume_after_a_killed_pipeline_settles_the_attempt_it_left_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "killed",
+        "tasks": [{"id": "slow", "task": task("echo started; sleep 2; exit 6", &[], &[], json!([]))}]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let mut child = tapir(
+        dir.path(),
+        [
+            "pipeline",
+            "run",
+            "pipeline.json",
+            "--network",
+            "none",
+            "--runs-dir",
+            "runs",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let task_run = loop {
+        let started = std::fs::read_dir(dir.path().join("runs"))
+            .into_iter()
+            .flatten()
+            .flat_map(|e| walk(&e.unwrap().path().join("runs")))
+            .find(|p| {
+                p.ends_with("stdout.log")
+                    && std::fs::read_to_string(p).is_ok_and(|t| t.contains("started"))
+            });
+        if let Some(log) = started {
+            break log.parent().unwrap().to_path_buf();
+        }
+        assert!(Instant::now() < deadline, "the task did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run_dir = only_pipeline_run(dir.path());
+    assert_eq!(
+        task_record(&record(&run_dir), "slow")["attempts"][0]["status"],
+        "running"
+    );
+    // The orphaned task run goes on to its end.
+    while record(&task_run)["status"] == "running" {
+        assert!(Instant::now() < deadline, "the task run did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let resume = run_dir.display().to_string();
+    let out = pipeline_run(dir.path(), &["--resume", &resume]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let after = record(&run_dir);
+    let attempts = task_record(&after, "slow")["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{after:#}");
+    let orphan_id = task_run.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(attempts[0]["status"], "failed", "{after:#}");
+    assert_eq!(attempts[0]["exit_code"], 6, "{after:#}");
+    assert_eq!(
+        format!(
+            "task_run-{}",
+            attempts[0]["run_id"].as_str().unwrap_or_default()
+        ),
+        orphan_id,
+        "{after:#}"
+    );
+    assert!(attempts[0]["ended_at"].is_string(), "{after:#}");
+    assert_eq!(attempts[1]["status"], "failed", "{after:#}");
+    assert_ne!(attempts[1]["run_id"], attempts[0]["run_id"], "{after:#}");
+}

@@ -32,9 +32,6 @@ use crate::pipeline::record::{
 use crate::pipeline::{ccat, derive};
 use crate::record::{self, RunRecord, Status, TaskFile, store};
 
-/// Task ids that would collide with the pipeline run folder's own entries.
-const RESERVED_TASK_IDS: &[&str] = &[RUNS_SUBDIR, store::RECORD_FILE];
-
 pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let err = Printer::for_stderr(color);
     // Everything is checked before anything is created.
@@ -48,18 +45,6 @@ pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
         output::stderr("tapir: the pipeline is invalid; nothing was started\n");
         return Ok(ExitStatus::NotStarted);
     };
-    if let Some(task) = plan
-        .tasks
-        .iter()
-        .find(|t| RESERVED_TASK_IDS.contains(&t.id.as_str()))
-    {
-        return Err(Error::Usage(format!(
-            "{}: task id `{}` is reserved in a pipeline run folder (it holds `{RUNS_SUBDIR}/` and `{}`)\n  fix: rename the task",
-            args.pipeline.display(),
-            task.id,
-            store::RECORD_FILE
-        )));
-    }
     let conf_env: BTreeMap<String, String> = plan
         .tasks
         .iter()

@@ -496,12 +496,14 @@ fn an_invalid_pipeline_starts_and_creates_nothing() {
     let reserved = json!({"name": "reserved", "tasks": [{"id": "runs", "task": task("true", &[], &[], json!([]))}]});
     write_json(&dir.path().join("pipeline.json"), &reserved);
     let out = pipeline_run(dir.path(), &[]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.code, 125, "{}", out.stderr);
     assert!(
-        out.stderr.contains("task id `runs` is reserved"),
+        out.stderr
+            .contains("error[reserved-task-id]: task id `runs` is reserved"),
         "{}",
         out.stderr
     );
+    assert!(out.stderr.contains("pipeline.json:"), "{}", out.stderr);
     assert!(!dir.path().join("runs").exists());
 
     // A conf value a task's environment cannot take.

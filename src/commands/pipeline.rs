@@ -53,14 +53,7 @@ fn plural(n: usize, word: &str) -> String {
 }
 
 pub(super) fn human(checked: &Checked, p: Printer) -> String {
-    let mut out = String::new();
-    for file in &checked.files {
-        let name = file.path.display().to_string();
-        for d in &file.diagnostics {
-            out.push_str(&p.diagnostic(&name, file.source.as_ref(), d));
-            out.push('\n');
-        }
-    }
+    let mut out = human_findings(checked, &p);
     let pipeline = checked.pipeline.display();
     let (errors, warnings) = (
         checked.count(Severity::Error),
@@ -86,6 +79,19 @@ pub(super) fn human(checked: &Checked, p: Printer) -> String {
     let _ = writeln!(out, "{} {pipeline} (pipeline{note})", p.green("valid"));
     if let Some(plan) = &checked.plan {
         human_plan(&mut out, plan, &p);
+    }
+    out
+}
+
+/// Every finding of every file, each with its excerpt.
+pub(super) fn human_findings(checked: &Checked, p: &Printer) -> String {
+    let mut out = String::new();
+    for file in &checked.files {
+        let name = file.path.display().to_string();
+        for d in &file.diagnostics {
+            out.push_str(&p.diagnostic(&name, file.source.as_ref(), d));
+            out.push('\n');
+        }
     }
     out
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::pipeline::human as findings_text;
+use super::pipeline::{human as findings_text, human_findings};
 use crate::cli::{ColorChoice, Mode, PipelineRunArgs, ProfileArg};
 use crate::error::{Error, ExitStatus, Result};
 use crate::output::{self, Printer, TaskProgress};
@@ -45,6 +45,8 @@ pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
         output::stderr("tapir: the pipeline is invalid; nothing was started\n");
         return Ok(ExitStatus::NotStarted);
     };
+    // Warnings do not stop the run, but are said first (as `tapir run` does).
+    output::stderr(&human_findings(&checked, &err));
     let conf_env: BTreeMap<String, String> = plan
         .tasks
         .iter()

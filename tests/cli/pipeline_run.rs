@@ -984,3 +984,38 @@ fn resume_after_a_killed_pipeline_settles_the_attempt_it_left_running() {
     assert_eq!(attempts[1]["status"], "failed", "{after:#}");
     assert_ne!(attempts[1]["run_id"], attempts[0]["run_id"], "{after:#}");
 }
+
+/// The check's warnings (here a conf variable the template does not declare) are printed
+/// before the pipeline runs, as `tapir run` prints a task file's: not dropped silently.
+#[test]
+fn warnings_of_the_check_are_printed_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let case_env =
+        json!([{"name": "CASE", "value": "lower", "type": "string", "adjustable": true}]);
+    let pipeline = json!({
+        "name": "warned",
+        "tasks": [{"id": "a", "task": task("true", &[], &[], case_env)}]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    std::fs::write(
+        dir.path().join("conf.json"),
+        "{\"task_form\": {\"a\": {\"CAS\": \"upper\"}}}\n",
+    )
+    .unwrap();
+    let out = pipeline_run(dir.path(), &["--conf", "conf.json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("warning[undeclared-env]"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("conf.json:1:29"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("did you mean `CASE`?"),
+        "{}",
+        out.stderr
+    );
+    let warning_at = out.stderr.find("warning[undeclared-env]").unwrap();
+    let started_at = out.stderr.find("task a: started").unwrap();
+    assert!(warning_at < started_at, "{}", out.stderr);
+}

@@ -479,19 +479,11 @@ impl Scheduler<'_> {
                     };
                     progress.event(&id, &what);
                     progress.running(&id, "running");
-                    record.tasks[task].attempts.push(Attempt {
+                    record.tasks[task].attempts.push(Attempt::started(
                         number,
-                        run_id: None,
-                        run_dir: None,
-                        status: Status::Running,
-                        exit_code: None,
-                        tapir_exit_code: None,
-                        message: None,
-                        argv: Vec::new(),
-                        image: None,
                         started_at,
-                        ended_at: None,
-                    });
+                        Status::Running,
+                    ));
                 }
                 Event::Ended { task, attempt } => {
                     if let Some(run_id) = &attempt.run_id {
@@ -860,19 +852,7 @@ impl AttemptRunner {
         started_at: jiff::Timestamp,
         shared: &Shared,
     ) -> Attempt {
-        let mut attempt = Attempt {
-            number,
-            run_id: None,
-            run_dir: None,
-            status: Status::EngineError,
-            exit_code: None,
-            tapir_exit_code: None,
-            message: None,
-            argv: Vec::new(),
-            image: None,
-            started_at,
-            ended_at: None,
-        };
+        let mut attempt = Attempt::started(number, started_at, Status::EngineError);
         let log_path = self.runs_dir.join(format!("{}.tapir.log", task.id));
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -176,6 +176,8 @@ fn fan_out_fan_in_passes_data_through_the_mapped_channels() {
         .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("s3cret-value")))
         .collect();
     assert!(leaked.is_empty(), "{leaked:?}");
+    assert!(!out.stderr.contains("s3cret-value"), "{}", out.stderr);
+    assert!(!out.stdout.contains("s3cret-value"), "{}", out.stdout);
     assert_no_containers_left(&record);
 }
 

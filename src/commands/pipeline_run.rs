@@ -373,7 +373,12 @@ enum Event {
         delay: u64,
     },
     /// The task's last attempt ended: its final status.
-    Done { task: usize, status: TaskStatus },
+    Done {
+        task: usize,
+        status: TaskStatus,
+        /// Cancelled without an attempt ending by it: when (`before it started`, …).
+        cancelled_when: Option<&'static str>,
+    },
 }
 
 struct Scheduler<'a> {
@@ -511,29 +516,26 @@ impl Scheduler<'_> {
                     progress.event(&id, &format!("{why}; retry {retry}/{of} in {delay}s"));
                     progress.running(&id, &format!("waiting {delay}s to retry"));
                 }
-                Event::Done { task, status } => {
+                Event::Done {
+                    task,
+                    status,
+                    cancelled_when,
+                } => {
                     running -= 1;
                     let entry = &mut record.tasks[task];
                     entry.status = status;
                     let last = entry.attempts.last();
-                    entry.message = last.and_then(|a| a.message.clone());
-                    // Cancelled after an attempt that did not end by the cancel: in the
-                    // wait before a retry, which the cancel cut short.
-                    let cancelled_in_wait = status == TaskStatus::Cancelled
-                        && last.is_some_and(|a| a.status != Status::Cancelled);
-                    if let Some(a) = last.filter(|_| cancelled_in_wait) {
-                        entry.message = Some(format!(
-                            "cancelled while waiting to retry; attempt {}: {}",
-                            a.number,
-                            describe_attempt(a)
-                        ));
-                    }
-                    let last = entry.attempts.last();
-                    let line = match (status, last) {
-                        (TaskStatus::Succeeded, _) => "succeeded".to_string(),
-                        _ if cancelled_in_wait => "cancelled (while waiting to retry)".to_string(),
-                        (_, Some(a)) => describe_attempt(a),
-                        (s, None) => s.as_str().to_string(),
+                    // Not the last attempt's words when it did not end by the cancel
+                    // (it failed before, or belongs to an earlier `--resume`d run).
+                    entry.message = match cancelled_when {
+                        Some(when) => Some(format!("cancelled {when}")),
+                        None => last.and_then(|a| a.message.clone()),
+                    };
+                    let line = match (status, last, cancelled_when) {
+                        (TaskStatus::Succeeded, _, _) => "succeeded".to_string(),
+                        (_, _, Some(when)) => format!("cancelled ({when})"),
+                        (_, Some(a), None) => describe_attempt(a),
+                        (s, None, None) => s.as_str().to_string(),
                     };
                     let id = entry.id.clone();
                     progress.done(&id);
@@ -690,8 +692,13 @@ impl Scheduler<'_> {
         };
         let shared = self.shared.clone();
         std::thread::spawn(move || {
-            let status = attempt_runner.run_all(i, &task, first_number, &shared, &events);
-            let _ = events.send(Event::Done { task: i, status });
+            let (status, cancelled_when) =
+                attempt_runner.run_all(i, &task, first_number, &shared, &events);
+            let _ = events.send(Event::Done {
+                task: i,
+                status,
+                cancelled_when,
+            });
         })
     }
 
@@ -797,7 +804,7 @@ impl AttemptRunner {
         first_number: u32,
         shared: &Shared,
         events: &mpsc::Sender<Event>,
-    ) -> TaskStatus {
+    ) -> (TaskStatus, Option<&'static str>) {
         let execution = task.execution;
         for retry in 0..=execution.max_retries {
             let number = first_number + retry;
@@ -815,7 +822,12 @@ impl AttemptRunner {
                 }
             }
             if shared.is_cancelled() {
-                return TaskStatus::Cancelled;
+                let when = if retry > 0 {
+                    "while waiting to retry"
+                } else {
+                    "before it started"
+                };
+                return (TaskStatus::Cancelled, Some(when));
             }
             let started_at = jiff::Timestamp::now();
             let _ = events.send(Event::Started {
@@ -830,18 +842,20 @@ impl AttemptRunner {
                 task: i,
                 attempt: Box::new(attempt),
             });
+            // The attempt's own end wins; a cancel only stops what would follow it.
+            let last = retry == execution.max_retries;
             match status {
-                Status::Succeeded => return TaskStatus::Succeeded,
-                _ if shared.is_cancelled() => return TaskStatus::Cancelled,
-                Status::Cancelled => return TaskStatus::Cancelled,
-                Status::TimedOut if retry == execution.max_retries => {
-                    return TaskStatus::TimedOut;
+                Status::Succeeded => return (TaskStatus::Succeeded, None),
+                Status::Cancelled => return (TaskStatus::Cancelled, None),
+                Status::TimedOut if last => return (TaskStatus::TimedOut, None),
+                _ if last => return (TaskStatus::Failed, None),
+                _ if shared.is_cancelled() => {
+                    return (TaskStatus::Cancelled, Some("instead of retrying"));
                 }
-                _ if retry == execution.max_retries => return TaskStatus::Failed,
                 _ => {}
             }
         }
-        TaskStatus::Failed
+        (TaskStatus::Failed, None)
     }
 
     /// One `tapir run` of the derived task file, to its end.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -105,8 +105,7 @@ pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
         plan,
         run_dir: &run_dir,
         conf_env,
-        jobs,
-        shared: Arc::new(Shared::default()),
+        shared: Arc::new(Shared::new(jobs)),
     };
     let status = scheduler.run(&mut record);
     Ok(status)
@@ -323,15 +322,71 @@ fn write(run_dir: &Path, record: &PipelineRunRecord) {
 }
 
 /// Shared between the scheduler, the attempt threads and the signal thread.
-#[derive(Default)]
 struct Shared {
     /// Set by the first SIGINT/SIGTERM/SIGHUP; under the `children` lock.
     cancelled: AtomicBool,
     /// Running `tapir run` children by task id: the signal thread forwards to them.
     children: Mutex<BTreeMap<String, u32>>,
+    /// Free places of `--jobs`. A task takes one to start and gives it back when it ends,
+    /// and also for the wait before a retry (a waiting task does not run).
+    free_slots: Mutex<usize>,
+    slot_freed: Condvar,
 }
 
 impl Shared {
+    fn new(jobs: usize) -> Self {
+        Self {
+            cancelled: AtomicBool::new(false),
+            children: Mutex::new(BTreeMap::new()),
+            free_slots: Mutex::new(jobs),
+            slot_freed: Condvar::new(),
+        }
+    }
+
+    /// Takes a free place if there is one (the scheduler, to start a task).
+    fn try_take_slot(&self) -> bool {
+        let mut free = self
+            .free_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let taken = *free > 0;
+        if taken {
+            *free -= 1;
+        }
+        taken
+    }
+
+    /// Waits for a free place and takes it (a task, to retry); `false` when the pipeline
+    /// is cancelled first.
+    fn take_slot_unless_cancelled(&self) -> bool {
+        let mut free = self
+            .free_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if self.is_cancelled() {
+                return false;
+            }
+            if *free > 0 {
+                *free -= 1;
+                return true;
+            }
+            free = self
+                .slot_freed
+                .wait_timeout(free, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn give_slot(&self) {
+        *self
+            .free_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) += 1;
+        self.slot_freed.notify_one();
+    }
+
     fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
     }
@@ -386,7 +441,6 @@ struct Scheduler<'a> {
     plan: &'a PipelinePlan,
     run_dir: &'a Path,
     conf_env: BTreeMap<String, String>,
-    jobs: usize,
     shared: Arc<Shared>,
 }
 
@@ -436,9 +490,10 @@ impl Scheduler<'_> {
                         progress.event(&record.tasks[i].id, &format!("skipped ({reason})"));
                         record.tasks[i].message = Some(format!("not run: {reason}"));
                     }
-                    Readiness::Ready if running < self.jobs => {
+                    Readiness::Ready if self.shared.try_take_slot() => {
                         changed = true;
                         if let Err(message) = self.write_manifest(i, record) {
+                            self.shared.give_slot();
                             progress.event(&record.tasks[i].id, &format!("failed ({message})"));
                             record.tasks[i].status = TaskStatus::Failed;
                             record.tasks[i].message = Some(message);
@@ -797,19 +852,41 @@ struct AttemptRunner {
 }
 
 impl AttemptRunner {
+    /// Every attempt of the task, in the `--jobs` place the scheduler took for it; the
+    /// place is given back when the task ends.
     fn run_all(
-        mut self,
+        self,
         i: usize,
         task: &PlannedTask,
         first_number: u32,
         shared: &Shared,
         events: &mpsc::Sender<Event>,
     ) -> (TaskStatus, Option<&'static str>) {
+        let mut holds_slot = true;
+        let end = self.run_attempts(i, task, first_number, shared, events, &mut holds_slot);
+        if holds_slot {
+            shared.give_slot();
+        }
+        end
+    }
+
+    fn run_attempts(
+        mut self,
+        i: usize,
+        task: &PlannedTask,
+        first_number: u32,
+        shared: &Shared,
+        events: &mpsc::Sender<Event>,
+        holds_slot: &mut bool,
+    ) -> (TaskStatus, Option<&'static str>) {
         let execution = task.execution;
         for retry in 0..=execution.max_retries {
             let number = first_number + retry;
             if retry > 0 {
                 let delay = execution.backoff_before_retry(retry);
+                // Given back before the scheduler hears of the wait, so it can use it.
+                shared.give_slot();
+                *holds_slot = false;
                 let _ = events.send(Event::Retrying {
                     task: i,
                     retry,
@@ -820,6 +897,10 @@ impl AttemptRunner {
                 while Instant::now() < until && !shared.is_cancelled() {
                     std::thread::sleep(Duration::from_millis(100));
                 }
+                if !shared.take_slot_unless_cancelled() {
+                    return (TaskStatus::Cancelled, Some("while waiting to retry"));
+                }
+                *holds_slot = true;
             }
             if shared.is_cancelled() {
                 let when = if retry > 0 {

@@ -1021,3 +1021,38 @@ fn warnings_of_the_check_are_printed_before_the_run() {
     let started_at = out.stderr.find("task a: started").unwrap();
     assert!(warning_at < started_at, "{}", out.stderr);
 }
+
+/// `--jobs` counts running tasks: a task waiting to be retried gives its place to an
+/// independent one instead of holding it through the backoff.
+#[test]
+fn a_task_waiting_to_retry_lets_another_task_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "waiting",
+        "tasks": [
+            {"id": "flaky", "task": task("exit 3", &[], &[], json!([])),
+             "execution_profile": {"max_retries": 1, "retry_backoff_seconds": 4}},
+            {"id": "other", "task": task("true", &[], &[], json!([]))}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let out = pipeline_run(dir.path(), &["--jobs", "1"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let record = record(&only_pipeline_run(dir.path()));
+    let flaky = task_record(&record, "flaky")["attempts"]
+        .as_array()
+        .unwrap();
+    assert_eq!(flaky.len(), 2, "{record:#}");
+    let other = &task_record(&record, "other")["attempts"][0];
+    assert_eq!(other["status"], "succeeded", "{record:#}");
+    let time = |v: &Value| v.as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    // `other` ran in flaky's backoff, between its two attempts, never beside one.
+    assert!(
+        time(&flaky[0]["ended_at"]) <= time(&other["started_at"]),
+        "{record:#}"
+    );
+    assert!(
+        time(&other["ended_at"]) <= time(&flaky[1]["started_at"]),
+        "{record:#}"
+    );
+}

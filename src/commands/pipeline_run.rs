@@ -47,10 +47,10 @@ pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     };
     // Warnings do not stop the run, but are said first (as `tapir run` does).
     output::stderr(&human_findings(&checked, &err));
-    let conf_env: BTreeMap<String, String> = plan
+    let stdin_env: BTreeMap<String, String> = plan
         .tasks
         .iter()
-        .map(|task| (task.id.clone(), derive::conf_env_file(task)))
+        .map(|task| (task.id.clone(), derive::stdin_env_file(task)))
         .collect();
     let pipeline_sha = sha256_of(&args.pipeline)?;
     let conf_file = match &args.conf {
@@ -104,7 +104,7 @@ pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
         args,
         plan,
         run_dir: &run_dir,
-        conf_env,
+        stdin_env,
         shared: Arc::new(Shared::new(jobs)),
     };
     let status = scheduler.run(&mut record);
@@ -440,7 +440,7 @@ struct Scheduler<'a> {
     args: &'a PipelineRunArgs,
     plan: &'a PipelinePlan,
     run_dir: &'a Path,
-    conf_env: BTreeMap<String, String>,
+    stdin_env: BTreeMap<String, String>,
     shared: Arc<Shared>,
 }
 
@@ -737,7 +737,7 @@ impl Scheduler<'_> {
             mode: self.args.mode,
             network: self.args.network.clone(),
             grace: self.args.grace,
-            conf_env: self.conf_env.get(&task.id).cloned().unwrap_or_default(),
+            stdin_env: self.stdin_env.get(&task.id).cloned().unwrap_or_default(),
             ccat_args: ccat::step_run_args(
                 &task.folders,
                 task.workflow_output_dir.as_deref(),
@@ -844,7 +844,7 @@ struct AttemptRunner {
     network: Option<String>,
     grace: u32,
     /// `NAME=VALUE` lines, handed over on the child's stdin (`--env-file /dev/stdin`).
-    conf_env: String,
+    stdin_env: String,
     /// Profile `ccat`: the step's /workflow folders as `--bind`, and its
     /// `--env WORKFLOW_OUTPUT_DIR=…` (empty otherwise).
     ccat_args: Vec<String>,
@@ -971,7 +971,7 @@ impl AttemptRunner {
         if let Some(seconds) = task.execution.max_exec_time {
             command.args(["--timeout", &seconds.to_string()]);
         }
-        if !self.conf_env.is_empty() {
+        if !self.stdin_env.is_empty() {
             command.args(["--env-file", "/dev/stdin"]);
         }
         command.args(&self.ccat_args);
@@ -980,7 +980,7 @@ impl AttemptRunner {
         command
             .env_remove(store::RUN_ID_OVERRIDE_ENV)
             .env_remove("TAPIR_RUNS_DIR")
-            .stdin(if self.conf_env.is_empty() {
+            .stdin(if self.stdin_env.is_empty() {
                 Stdio::null()
             } else {
                 Stdio::piped()
@@ -1017,7 +1017,7 @@ impl AttemptRunner {
             }
         };
         if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(self.conf_env.as_bytes());
+            let _ = stdin.write_all(self.stdin_env.as_bytes());
         }
         let exit = child.wait();
         shared

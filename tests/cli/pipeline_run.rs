@@ -1056,3 +1056,48 @@ fn a_task_waiting_to_retry_lets_another_task_run() {
         "{record:#}"
     );
 }
+
+/// A secret-looking variable set by the pipeline file's `env` or by the task's own `env`
+/// reaches the task, yet lands in no file of the pipeline run (the derived task file
+/// included): like the conf's values, it travels on the child's standard input.
+#[test]
+fn secrets_of_the_pipeline_and_task_env_stay_out_of_the_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = json!([
+        {"name": "API_TOKEN", "value": "", "type": "string", "adjustable": true},
+        {"name": "DB_PASSWORD", "value": "", "type": "string", "adjustable": true}
+    ]);
+    let mut inline = task(
+        "echo \"$API_TOKEN $DB_PASSWORD\" | wc -c > /out/lengths",
+        &[],
+        &[("out", "/out")],
+        env,
+    );
+    inline["env"] = json!([
+        {"name": "API_TOKEN", "value": "from-the-task-file"},
+        {"name": "DB_PASSWORD", "value": "pw-of-the-task-file"}
+    ]);
+    let pipeline = json!({
+        "name": "secrets",
+        "tasks": [{"id": "a", "env": {"API_TOKEN": "tok-of-the-pipeline"}, "task": inline}]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run_dir = only_pipeline_run(dir.path());
+    // "tok-of-the-pipeline pw-of-the-task-file\n": the pipeline's value won.
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("a/out/lengths"))
+            .unwrap()
+            .trim(),
+        "40"
+    );
+    for secret in ["tok-of-the-pipeline", "pw-of-the-task-file"] {
+        let leaked: Vec<_> = walk(&run_dir)
+            .into_iter()
+            .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(secret)))
+            .collect();
+        assert!(leaked.is_empty(), "{secret}: {leaked:?}");
+        assert!(!out.stderr.contains(secret), "{}", out.stderr);
+    }
+}

@@ -45,14 +45,7 @@ fn validate(args: &PipelineValidateArgs, color: ColorChoice) -> Result<ExitStatu
 }
 
 pub(super) fn human(checked: &Checked, p: Printer) -> String {
-    let mut out = String::new();
-    for file in &checked.files {
-        let name = file.path.display().to_string();
-        for d in &file.diagnostics {
-            out.push_str(&p.diagnostic(&name, file.source.as_ref(), d));
-            out.push('\n');
-        }
-    }
+    let mut out = human_findings(checked, &p);
     let pipeline = checked.pipeline.display();
     let (errors, warnings) = (
         checked.count(Severity::Error),
@@ -78,6 +71,19 @@ pub(super) fn human(checked: &Checked, p: Printer) -> String {
     let _ = writeln!(out, "{} {pipeline} (pipeline{note})", p.green("valid"));
     if let Some(plan) = &checked.plan {
         human_plan(&mut out, plan, &p);
+    }
+    out
+}
+
+/// Every finding of every file, each with its excerpt.
+pub(super) fn human_findings(checked: &Checked, p: &Printer) -> String {
+    let mut out = String::new();
+    for file in &checked.files {
+        let name = file.path.display().to_string();
+        for d in &file.diagnostics {
+            out.push_str(&p.diagnostic(&name, file.source.as_ref(), d));
+            out.push('\n');
+        }
     }
     out
 }

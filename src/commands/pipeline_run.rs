@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::pipeline::human as findings_text;
+use super::pipeline::{human as findings_text, human_findings};
 use crate::cli::{ColorChoice, Mode, PipelineRunArgs, ProfileArg};
 use crate::error::{Error, ExitStatus, Result};
 use crate::output::{self, Printer, TaskProgress};
@@ -31,9 +31,6 @@ use crate::pipeline::record::{
 };
 use crate::pipeline::{ccat, derive};
 use crate::record::{self, RunRecord, Status, TaskFile, store};
-
-/// Task ids that would collide with the pipeline run folder's own entries.
-const RESERVED_TASK_IDS: &[&str] = &[RUNS_SUBDIR, store::RECORD_FILE];
 
 pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let err = Printer::for_stderr(color);
@@ -48,22 +45,12 @@ pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
         output::stderr("tapir: the pipeline is invalid; nothing was started\n");
         return Ok(ExitStatus::NotStarted);
     };
-    if let Some(task) = plan
+    // Warnings do not stop the run, but are said first (as `tapir run` does).
+    output::stderr(&human_findings(&checked, &err));
+    let stdin_env: BTreeMap<String, String> = plan
         .tasks
         .iter()
-        .find(|t| RESERVED_TASK_IDS.contains(&t.id.as_str()))
-    {
-        return Err(Error::Usage(format!(
-            "{}: task id `{}` is reserved in a pipeline run folder (it holds `{RUNS_SUBDIR}/` and `{}`)\n  fix: rename the task",
-            args.pipeline.display(),
-            task.id,
-            store::RECORD_FILE
-        )));
-    }
-    let conf_env: BTreeMap<String, String> = plan
-        .tasks
-        .iter()
-        .map(|task| (task.id.clone(), derive::conf_env_file(task)))
+        .map(|task| (task.id.clone(), derive::stdin_env_file(task)))
         .collect();
     let pipeline_sha = sha256_of(&args.pipeline)?;
     let conf_file = match &args.conf {
@@ -117,9 +104,8 @@ pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
         args,
         plan,
         run_dir: &run_dir,
-        conf_env,
-        jobs,
-        shared: Arc::new(Shared::default()),
+        stdin_env,
+        shared: Arc::new(Shared::new(jobs)),
     };
     let status = scheduler.run(&mut record);
     Ok(status)
@@ -232,6 +218,7 @@ fn resume_record(
             store::run_id_of(still).unwrap_or_default()
         )));
     }
+    settle_orphaned_attempts(&mut record, &dir);
     record.resumed_at.push(jiff::Timestamp::now());
     Ok((dir, record))
 }
@@ -335,15 +322,71 @@ fn write(run_dir: &Path, record: &PipelineRunRecord) {
 }
 
 /// Shared between the scheduler, the attempt threads and the signal thread.
-#[derive(Default)]
 struct Shared {
     /// Set by the first SIGINT/SIGTERM/SIGHUP; under the `children` lock.
     cancelled: AtomicBool,
     /// Running `tapir run` children by task id: the signal thread forwards to them.
     children: Mutex<BTreeMap<String, u32>>,
+    /// Free places of `--jobs`. A task takes one to start and gives it back when it ends,
+    /// and also for the wait before a retry (a waiting task does not run).
+    free_slots: Mutex<usize>,
+    slot_freed: Condvar,
 }
 
 impl Shared {
+    fn new(jobs: usize) -> Self {
+        Self {
+            cancelled: AtomicBool::new(false),
+            children: Mutex::new(BTreeMap::new()),
+            free_slots: Mutex::new(jobs),
+            slot_freed: Condvar::new(),
+        }
+    }
+
+    /// Takes a free place if there is one (the scheduler, to start a task).
+    fn try_take_slot(&self) -> bool {
+        let mut free = self
+            .free_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let taken = *free > 0;
+        if taken {
+            *free -= 1;
+        }
+        taken
+    }
+
+    /// Waits for a free place and takes it (a task, to retry); `false` when the pipeline
+    /// is cancelled first.
+    fn take_slot_unless_cancelled(&self) -> bool {
+        let mut free = self
+            .free_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if self.is_cancelled() {
+                return false;
+            }
+            if *free > 0 {
+                *free -= 1;
+                return true;
+            }
+            free = self
+                .slot_freed
+                .wait_timeout(free, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn give_slot(&self) {
+        *self
+            .free_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) += 1;
+        self.slot_freed.notify_one();
+    }
+
     fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
     }
@@ -385,15 +428,19 @@ enum Event {
         delay: u64,
     },
     /// The task's last attempt ended: its final status.
-    Done { task: usize, status: TaskStatus },
+    Done {
+        task: usize,
+        status: TaskStatus,
+        /// Cancelled without an attempt ending by it: when (`before it started`, …).
+        cancelled_when: Option<&'static str>,
+    },
 }
 
 struct Scheduler<'a> {
     args: &'a PipelineRunArgs,
     plan: &'a PipelinePlan,
     run_dir: &'a Path,
-    conf_env: BTreeMap<String, String>,
-    jobs: usize,
+    stdin_env: BTreeMap<String, String>,
     shared: Arc<Shared>,
 }
 
@@ -443,9 +490,10 @@ impl Scheduler<'_> {
                         progress.event(&record.tasks[i].id, &format!("skipped ({reason})"));
                         record.tasks[i].message = Some(format!("not run: {reason}"));
                     }
-                    Readiness::Ready if running < self.jobs => {
+                    Readiness::Ready if self.shared.try_take_slot() => {
                         changed = true;
                         if let Err(message) = self.write_manifest(i, record) {
+                            self.shared.give_slot();
                             progress.event(&record.tasks[i].id, &format!("failed ({message})"));
                             record.tasks[i].status = TaskStatus::Failed;
                             record.tasks[i].message = Some(message);
@@ -491,19 +539,11 @@ impl Scheduler<'_> {
                     };
                     progress.event(&id, &what);
                     progress.running(&id, "running");
-                    record.tasks[task].attempts.push(Attempt {
+                    record.tasks[task].attempts.push(Attempt::started(
                         number,
-                        run_id: None,
-                        run_dir: None,
-                        status: Status::Running,
-                        exit_code: None,
-                        tapir_exit_code: None,
-                        message: None,
-                        argv: Vec::new(),
-                        image: None,
                         started_at,
-                        ended_at: None,
-                    });
+                        Status::Running,
+                    ));
                 }
                 Event::Ended { task, attempt } => {
                     if let Some(run_id) = &attempt.run_id {
@@ -531,16 +571,26 @@ impl Scheduler<'_> {
                     progress.event(&id, &format!("{why}; retry {retry}/{of} in {delay}s"));
                     progress.running(&id, &format!("waiting {delay}s to retry"));
                 }
-                Event::Done { task, status } => {
+                Event::Done {
+                    task,
+                    status,
+                    cancelled_when,
+                } => {
                     running -= 1;
                     let entry = &mut record.tasks[task];
                     entry.status = status;
                     let last = entry.attempts.last();
-                    entry.message = last.and_then(|a| a.message.clone());
-                    let line = match (status, last) {
-                        (TaskStatus::Succeeded, _) => "succeeded".to_string(),
-                        (_, Some(a)) => describe_attempt(a),
-                        (s, None) => s.as_str().to_string(),
+                    // Not the last attempt's words when it did not end by the cancel
+                    // (it failed before, or belongs to an earlier `--resume`d run).
+                    entry.message = match cancelled_when {
+                        Some(when) => Some(format!("cancelled {when}")),
+                        None => last.and_then(|a| a.message.clone()),
+                    };
+                    let line = match (status, last, cancelled_when) {
+                        (TaskStatus::Succeeded, _, _) => "succeeded".to_string(),
+                        (_, _, Some(when)) => format!("cancelled ({when})"),
+                        (_, Some(a), None) => describe_attempt(a),
+                        (s, None, None) => s.as_str().to_string(),
                     };
                     let id = entry.id.clone();
                     progress.done(&id);
@@ -687,7 +737,7 @@ impl Scheduler<'_> {
             mode: self.args.mode,
             network: self.args.network.clone(),
             grace: self.args.grace,
-            conf_env: self.conf_env.get(&task.id).cloned().unwrap_or_default(),
+            stdin_env: self.stdin_env.get(&task.id).cloned().unwrap_or_default(),
             ccat_args: ccat::step_run_args(
                 &task.folders,
                 task.workflow_output_dir.as_deref(),
@@ -697,8 +747,13 @@ impl Scheduler<'_> {
         };
         let shared = self.shared.clone();
         std::thread::spawn(move || {
-            let status = attempt_runner.run_all(i, &task, first_number, &shared, &events);
-            let _ = events.send(Event::Done { task: i, status });
+            let (status, cancelled_when) =
+                attempt_runner.run_all(i, &task, first_number, &shared, &events);
+            let _ = events.send(Event::Done {
+                task: i,
+                status,
+                cancelled_when,
+            });
         })
     }
 
@@ -789,7 +844,7 @@ struct AttemptRunner {
     network: Option<String>,
     grace: u32,
     /// `NAME=VALUE` lines, handed over on the child's stdin (`--env-file /dev/stdin`).
-    conf_env: String,
+    stdin_env: String,
     /// Profile `ccat`: the step's /workflow folders as `--bind`, and its
     /// `--env WORKFLOW_OUTPUT_DIR=…` (empty otherwise).
     ccat_args: Vec<String>,
@@ -797,19 +852,41 @@ struct AttemptRunner {
 }
 
 impl AttemptRunner {
+    /// Every attempt of the task, in the `--jobs` place the scheduler took for it; the
+    /// place is given back when the task ends.
     fn run_all(
+        self,
+        i: usize,
+        task: &PlannedTask,
+        first_number: u32,
+        shared: &Shared,
+        events: &mpsc::Sender<Event>,
+    ) -> (TaskStatus, Option<&'static str>) {
+        let mut holds_slot = true;
+        let end = self.run_attempts(i, task, first_number, shared, events, &mut holds_slot);
+        if holds_slot {
+            shared.give_slot();
+        }
+        end
+    }
+
+    fn run_attempts(
         mut self,
         i: usize,
         task: &PlannedTask,
         first_number: u32,
         shared: &Shared,
         events: &mpsc::Sender<Event>,
-    ) -> TaskStatus {
+        holds_slot: &mut bool,
+    ) -> (TaskStatus, Option<&'static str>) {
         let execution = task.execution;
         for retry in 0..=execution.max_retries {
             let number = first_number + retry;
             if retry > 0 {
                 let delay = execution.backoff_before_retry(retry);
+                // Given back before the scheduler hears of the wait, so it can use it.
+                shared.give_slot();
+                *holds_slot = false;
                 let _ = events.send(Event::Retrying {
                     task: i,
                     retry,
@@ -820,9 +897,18 @@ impl AttemptRunner {
                 while Instant::now() < until && !shared.is_cancelled() {
                     std::thread::sleep(Duration::from_millis(100));
                 }
+                if !shared.take_slot_unless_cancelled() {
+                    return (TaskStatus::Cancelled, Some("while waiting to retry"));
+                }
+                *holds_slot = true;
             }
             if shared.is_cancelled() {
-                return TaskStatus::Cancelled;
+                let when = if retry > 0 {
+                    "while waiting to retry"
+                } else {
+                    "before it started"
+                };
+                return (TaskStatus::Cancelled, Some(when));
             }
             let started_at = jiff::Timestamp::now();
             let _ = events.send(Event::Started {
@@ -837,18 +923,20 @@ impl AttemptRunner {
                 task: i,
                 attempt: Box::new(attempt),
             });
+            // The attempt's own end wins; a cancel only stops what would follow it.
+            let last = retry == execution.max_retries;
             match status {
-                Status::Succeeded => return TaskStatus::Succeeded,
-                _ if shared.is_cancelled() => return TaskStatus::Cancelled,
-                Status::Cancelled => return TaskStatus::Cancelled,
-                Status::TimedOut if retry == execution.max_retries => {
-                    return TaskStatus::TimedOut;
+                Status::Succeeded => return (TaskStatus::Succeeded, None),
+                Status::Cancelled => return (TaskStatus::Cancelled, None),
+                Status::TimedOut if last => return (TaskStatus::TimedOut, None),
+                _ if last => return (TaskStatus::Failed, None),
+                _ if shared.is_cancelled() => {
+                    return (TaskStatus::Cancelled, Some("instead of retrying"));
                 }
-                _ if retry == execution.max_retries => return TaskStatus::Failed,
                 _ => {}
             }
         }
-        TaskStatus::Failed
+        (TaskStatus::Failed, None)
     }
 
     /// One `tapir run` of the derived task file, to its end.
@@ -859,19 +947,7 @@ impl AttemptRunner {
         started_at: jiff::Timestamp,
         shared: &Shared,
     ) -> Attempt {
-        let mut attempt = Attempt {
-            number,
-            run_id: None,
-            run_dir: None,
-            status: Status::EngineError,
-            exit_code: None,
-            tapir_exit_code: None,
-            message: None,
-            argv: Vec::new(),
-            image: None,
-            started_at,
-            ended_at: None,
-        };
+        let mut attempt = Attempt::started(number, started_at, Status::EngineError);
         let log_path = self.runs_dir.join(format!("{}.tapir.log", task.id));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -895,7 +971,7 @@ impl AttemptRunner {
         if let Some(seconds) = task.execution.max_exec_time {
             command.args(["--timeout", &seconds.to_string()]);
         }
-        if !self.conf_env.is_empty() {
+        if !self.stdin_env.is_empty() {
             command.args(["--env-file", "/dev/stdin"]);
         }
         command.args(&self.ccat_args);
@@ -904,7 +980,7 @@ impl AttemptRunner {
         command
             .env_remove(store::RUN_ID_OVERRIDE_ENV)
             .env_remove("TAPIR_RUNS_DIR")
-            .stdin(if self.conf_env.is_empty() {
+            .stdin(if self.stdin_env.is_empty() {
                 Stdio::null()
             } else {
                 Stdio::piped()
@@ -941,7 +1017,7 @@ impl AttemptRunner {
             }
         };
         if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(self.conf_env.as_bytes());
+            let _ = stdin.write_all(self.stdin_env.as_bytes());
         }
         let exit = child.wait();
         shared
@@ -951,22 +1027,11 @@ impl AttemptRunner {
             .remove(&task.id);
         attempt.ended_at = Some(jiff::Timestamp::now());
         attempt.tapir_exit_code = exit.ok().and_then(|s| s.code());
-        match self.find_run() {
+        match unlinked_task_run(&self.runs_dir, &self.task_file, &self.known_runs) {
             Some((dir, run)) => {
                 self.known_runs.insert(run.id.clone());
-                attempt.run_dir = Some(
-                    dir.strip_prefix(&self.run_dir)
-                        .unwrap_or(&dir)
-                        .display()
-                        .to_string(),
-                );
-                attempt.run_id = Some(run.id);
-                attempt.status = run.status;
-                attempt.exit_code = run.exit_code;
-                attempt.message = run.message;
-                attempt.argv = run.argv;
-                attempt.image = run.image;
-                if run.status == Status::Running {
+                link_task_run(&mut attempt, &dir, run, &self.run_dir);
+                if attempt.status == Status::Running {
                     // The child ended without settling its record (killed early).
                     attempt.status = if shared.is_cancelled() {
                         Status::Cancelled
@@ -992,17 +1057,78 @@ impl AttemptRunner {
         }
         attempt
     }
+}
 
-    /// The task run this attempt made: the one run folder of our task file not seen yet.
-    fn find_run(&self) -> Option<(PathBuf, RunRecord)> {
-        let wanted = self.task_file.display().to_string();
-        store::list_runs(&self.runs_dir)
-            .ok()?
-            .into_iter()
-            .filter(|dir| store::run_id_of(dir).is_some_and(|id| !self.known_runs.contains(id)))
-            .filter_map(|dir| RunRecord::load(&dir).ok().map(|r| (dir, r)))
-            .filter(|(_, r)| r.task_file.path == wanted)
-            .max_by(|(_, a), (_, b)| a.created_at.cmp(&b.created_at))
+/// The task run an attempt made: the newest run folder of `task_file` in `runs_dir` that
+/// no attempt is linked to yet.
+fn unlinked_task_run(
+    runs_dir: &Path,
+    task_file: &Path,
+    known_runs: &BTreeSet<String>,
+) -> Option<(PathBuf, RunRecord)> {
+    let wanted = task_file.display().to_string();
+    store::list_runs(runs_dir)
+        .ok()?
+        .into_iter()
+        .filter(|dir| store::run_id_of(dir).is_some_and(|id| !known_runs.contains(id)))
+        .filter_map(|dir| RunRecord::load(&dir).ok().map(|r| (dir, r)))
+        .filter(|(_, r)| r.task_file.path == wanted)
+        .max_by(|(_, a), (_, b)| a.created_at.cmp(&b.created_at))
+}
+
+/// Fills `attempt` from the record of the task run `dir` it made.
+fn link_task_run(attempt: &mut Attempt, dir: &Path, run: RunRecord, pipeline_run_dir: &Path) {
+    attempt.run_dir = Some(
+        dir.strip_prefix(pipeline_run_dir)
+            .unwrap_or(dir)
+            .display()
+            .to_string(),
+    );
+    attempt.run_id = Some(run.id);
+    attempt.status = run.status;
+    attempt.exit_code = run.exit_code;
+    attempt.message = run.message;
+    attempt.argv = run.argv;
+    attempt.image = run.image;
+}
+
+/// A resumed record's attempts still `running`: their pipeline tapir was killed while
+/// they ran, and their task runs (which outlive it) have ended since. Each is linked to
+/// the task run it made, with its final status, or says that it left none.
+fn settle_orphaned_attempts(record: &mut PipelineRunRecord, run_dir: &Path) {
+    let runs_dir = run_dir.join(RUNS_SUBDIR);
+    let mut known_runs: BTreeSet<String> = record
+        .tasks
+        .iter()
+        .flat_map(|t| &t.attempts)
+        .filter_map(|a| a.run_id.clone())
+        .collect();
+    for task in &mut record.tasks {
+        let task_file = run_dir.join(derived_task_file(&task.id));
+        for attempt in task
+            .attempts
+            .iter_mut()
+            .filter(|a| a.status == Status::Running && a.run_id.is_none())
+        {
+            match unlinked_task_run(&runs_dir, &task_file, &known_runs) {
+                Some((dir, run)) => {
+                    known_runs.insert(run.id.clone());
+                    attempt.ended_at = run.ended_at.or(Some(jiff::Timestamp::now()));
+                    link_task_run(attempt, &dir, run, run_dir);
+                    if attempt.status == Status::Running {
+                        // Not running (checked before): killed before it settled.
+                        attempt.status = Status::EngineError;
+                        attempt.message = Some("its task run is lost (killed)".into());
+                    }
+                }
+                None => {
+                    attempt.status = Status::EngineError;
+                    attempt.message =
+                        Some("the pipeline run ended before this attempt made a task run".into());
+                    attempt.ended_at = Some(jiff::Timestamp::now());
+                }
+            }
+        }
     }
 }
 

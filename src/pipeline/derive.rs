@@ -2,8 +2,9 @@
 //! written, with its channels bound to the pipeline run's managed folders, its other
 //! relative host paths made absolute (the derived file lives in the pipeline run folder,
 //! not next to the original), and the pipeline file's `env` merged over its own. The conf
-//! file's values are not written here: they are handed to `tapir run` as an env file on
-//! its standard input, so a secret never lands in a file or an argv.
+//! file's values, and every secret-looking variable of the two `env`s, are not written
+//! here: they are handed to `tapir run` as an env file on its standard input, so a
+//! secret never lands in a file or an argv.
 
 use std::path::Path;
 
@@ -11,6 +12,13 @@ use serde_json::Value;
 
 use crate::model::{Binding, EnvVar, HostPath};
 use crate::pipeline::plan::{FolderDirection, PlannedTask};
+use crate::resolve::plan::is_secret_name;
+
+/// Goes to the child on its standard input instead of into the derived task file. A value
+/// with a line break cannot be an env file line; it stays in the file (as in the task's).
+fn travels_on_stdin(name: &str, value: &str) -> bool {
+    is_secret_name(name) && !value.contains(['\n', '\r'])
+}
 
 /// The derived task as JSON, for the pipeline run folder `run_dir` (absolute).
 pub fn derived_task(planned: &PlannedTask, run_dir: &Path) -> Value {
@@ -45,7 +53,11 @@ pub fn derived_task(planned: &PlannedTask, run_dir: &Path) -> Value {
             }),
         }
     }
+    task.env.retain(|e| !travels_on_stdin(&e.name, &e.value));
     for (name, value) in &runnable.pipeline_env {
+        if travels_on_stdin(name, value) {
+            continue;
+        }
         match task.env.iter_mut().find(|e| e.name == *name) {
             Some(var) => var.value = value.clone(),
             None => task.env.push(EnvVar {
@@ -71,13 +83,26 @@ fn absolute_host_path(base: &Path, path: &str) -> String {
         .to_string()
 }
 
-/// The conf file's values as `tapir run --env-file` reads them (one `NAME=VALUE` a line;
-/// the pipeline check refuses a conf value with a line break, `env-line-break`).
-pub fn conf_env_file(planned: &PlannedTask) -> String {
-    planned
-        .runnable
-        .conf_env
-        .iter()
+/// What the child reads with `tapir run --env-file /dev/stdin` (one `NAME=VALUE` a line):
+/// the secret-looking variables of the task's `env` and the pipeline's over them, then
+/// the conf file's values over both (the pipeline check refuses a conf value with a line
+/// break, `env-line-break`).
+pub fn stdin_env_file(planned: &PlannedTask) -> String {
+    let runnable = &planned.runnable;
+    let mut vars: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    let own = runnable.task.env.iter().map(|e| (&e.name, &e.value));
+    for (name, value) in own.chain(runnable.pipeline_env.iter().map(|(n, v)| (n, v))) {
+        if travels_on_stdin(name, value) {
+            vars.insert(name, value);
+        } else {
+            // A later plain value replaces an earlier secret one in the file.
+            vars.remove(name.as_str());
+        }
+    }
+    for (name, value) in &runnable.conf_env {
+        vars.insert(name, value);
+    }
+    vars.iter()
         .map(|(name, value)| format!("{name}={value}\n"))
         .collect()
 }
@@ -138,7 +163,7 @@ mod tests {
             !b.to_string().contains("tok3n"),
             "conf values stay out of the file"
         );
-        assert_eq!(conf_env_file(&tasks[1]), "API_TOKEN=tok3n\n");
-        assert_eq!(conf_env_file(&tasks[0]), "");
+        assert_eq!(stdin_env_file(&tasks[1]), "API_TOKEN=tok3n\n");
+        assert_eq!(stdin_env_file(&tasks[0]), "");
     }
 }

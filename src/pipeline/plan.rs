@@ -14,9 +14,14 @@ use crate::error::Error;
 use crate::model::{self, ProcessingContainer, Task, Template, TemplateRef};
 use crate::pipeline::graph::{Edge, find_cycles, levels};
 use crate::pipeline::model::{Conf, Execution, Pipeline, Profile, TaskRef};
+use crate::pipeline::record::RUNS_SUBDIR;
+use crate::record::store::RECORD_FILE;
 use crate::schema::{self, Kind};
 use crate::source::{self, Document, LoadFailure, Source, SpanTree};
 use crate::validation::{FileReport, KindRule, check_file};
+
+/// Task ids that would collide with the pipeline run folder's own entries.
+const RESERVED_TASK_IDS: &[&str] = &[RUNS_SUBDIR, RECORD_FILE];
 
 /// The variable tapir sets for every step of a `ccat` pipeline (CCAT container contract).
 pub const WORKFLOW_OUTPUT_DIR: &str = "WORKFLOW_OUTPUT_DIR";
@@ -591,6 +596,22 @@ impl<'a> Planner<'a> {
 
     fn check_ids(&mut self) {
         for (index, task) in self.pipeline.tasks.iter().enumerate() {
+            if RESERVED_TASK_IDS.contains(&task.id.as_str()) {
+                let pointer = format!("/tasks/{index}/id");
+                let at = self.document.value_position(&pointer);
+                self.files[self.pipeline_file].diagnostics.push(
+                    Diagnostic::error(
+                        "reserved-task-id",
+                        format!(
+                            "task id `{}` is reserved: a pipeline run folder holds `{RUNS_SUBDIR}/` and `{RECORD_FILE}` next to the tasks' folders",
+                            task.id
+                        ),
+                    )
+                    .at_pointer(pointer)
+                    .at(at)
+                    .with_fix("rename the task"),
+                );
+            }
             match self.ids.get(task.id.as_str()) {
                 Some(&first) => {
                     let pointer = format!("/tasks/{index}/id");

@@ -186,11 +186,6 @@ impl TaskStatus {
             Self::Unknown => "unknown",
         }
     }
-
-    /// Ended without succeeding: what a dependant's `can_fail` is about.
-    pub fn is_failure(self) -> bool {
-        matches!(self, Self::Failed | Self::TimedOut)
-    }
 }
 
 /// A folder of a task in the pipeline run.
@@ -234,6 +229,25 @@ pub struct Attempt {
     pub started_at: jiff::Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<jiff::Timestamp>,
+}
+
+impl Attempt {
+    /// An attempt that began at `started_at` and has no task run linked yet.
+    pub fn started(number: u32, started_at: jiff::Timestamp, status: record::Status) -> Self {
+        Self {
+            number,
+            run_id: None,
+            run_dir: None,
+            status,
+            exit_code: None,
+            tapir_exit_code: None,
+            message: None,
+            argv: Vec::new(),
+            image: None,
+            started_at,
+            ended_at: None,
+        }
+    }
 }
 
 impl PipelineRunRecord {

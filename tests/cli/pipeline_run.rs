@@ -176,6 +176,8 @@ fn fan_out_fan_in_passes_data_through_the_mapped_channels() {
         .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("s3cret-value")))
         .collect();
     assert!(leaked.is_empty(), "{leaked:?}");
+    assert!(!out.stderr.contains("s3cret-value"), "{}", out.stderr);
+    assert!(!out.stdout.contains("s3cret-value"), "{}", out.stdout);
     assert_no_containers_left(&record);
 }
 
@@ -496,12 +498,14 @@ fn an_invalid_pipeline_starts_and_creates_nothing() {
     let reserved = json!({"name": "reserved", "tasks": [{"id": "runs", "task": task("true", &[], &[], json!([]))}]});
     write_json(&dir.path().join("pipeline.json"), &reserved);
     let out = pipeline_run(dir.path(), &[]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.code, 125, "{}", out.stderr);
     assert!(
-        out.stderr.contains("task id `runs` is reserved"),
+        out.stderr
+            .contains("error[reserved-task-id]: task id `runs` is reserved"),
         "{}",
         out.stderr
     );
+    assert!(out.stderr.contains("pipeline.json:"), "{}", out.stderr);
     assert!(!dir.path().join("runs").exists());
 
     // A conf value a task's environment cannot take.
@@ -849,4 +853,251 @@ fn ccat_products_are_typed_by_subfolder_and_a_broken_sidecar_is_a_warning() {
             .contains("top.fits.metadata.json:2:10"),
         "{only:#}"
     );
+}
+
+/// Ctrl-C while a task waits to be retried ends the wait at once; the task is recorded and
+/// reported as cancelled (not as the failure of its last attempt).
+#[test]
+fn ctrl_c_during_a_retry_backoff_cancels_the_task_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "backoff",
+        "execution_profile": {"max_retries": 3, "retry_backoff_seconds": 600},
+        "tasks": [{"id": "flaky", "task": task("exit 3", &[], &[], json!([]))}]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let stderr_path = dir.path().join("stderr.txt");
+    let mut child = tapir(
+        dir.path(),
+        [
+            "pipeline",
+            "run",
+            "pipeline.json",
+            "--network",
+            "none",
+            "--runs-dir",
+            "runs",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&stderr_path).unwrap())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&stderr_path)
+        .unwrap()
+        .contains("retry 1/3 in 600s")
+    {
+        assert!(Instant::now() < deadline, "the first attempt did not fail");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stopping = Instant::now();
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(stopping.elapsed() < Duration::from_secs(10));
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    let record = record(&only_pipeline_run(dir.path()));
+    let flaky = task_record(&record, "flaky");
+    assert_eq!(flaky["status"], "cancelled", "{flaky:#}");
+    assert_eq!(flaky["attempts"].as_array().unwrap().len(), 1, "{flaky:#}");
+    assert_eq!(flaky["attempts"][0]["status"], "failed", "{flaky:#}");
+    let message = flaky["message"].as_str().unwrap_or_default();
+    assert_eq!(message, "cancelled while waiting to retry", "{flaky:#}");
+    assert!(
+        stderr.contains("task flaky: cancelled (while waiting to retry)"),
+        "{stderr}"
+    );
+}
+
+/// A pipeline tapir killed outright leaves an attempt `running` in its record while its
+/// task run goes on to its end. `--resume` links that attempt to the task run it made,
+/// with the run's final status, instead of keeping it `running` for ever.
+#[test]
+fn resume_after_a_killed_pipeline_settles_the_attempt_it_left_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "killed",
+        "tasks": [{"id": "slow", "task": task("echo started; sleep 2; exit 6", &[], &[], json!([]))}]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let mut child = tapir(
+        dir.path(),
+        [
+            "pipeline",
+            "run",
+            "pipeline.json",
+            "--network",
+            "none",
+            "--runs-dir",
+            "runs",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let task_run = loop {
+        let started = std::fs::read_dir(dir.path().join("runs"))
+            .into_iter()
+            .flatten()
+            .flat_map(|e| walk(&e.unwrap().path().join("runs")))
+            .find(|p| {
+                p.ends_with("stdout.log")
+                    && std::fs::read_to_string(p).is_ok_and(|t| t.contains("started"))
+            });
+        if let Some(log) = started {
+            break log.parent().unwrap().to_path_buf();
+        }
+        assert!(Instant::now() < deadline, "the task did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run_dir = only_pipeline_run(dir.path());
+    assert_eq!(
+        task_record(&record(&run_dir), "slow")["attempts"][0]["status"],
+        "running"
+    );
+    // The orphaned task run goes on to its end.
+    while record(&task_run)["status"] == "running" {
+        assert!(Instant::now() < deadline, "the task run did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let resume = run_dir.display().to_string();
+    let out = pipeline_run(dir.path(), &["--resume", &resume]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let after = record(&run_dir);
+    let attempts = task_record(&after, "slow")["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{after:#}");
+    let orphan_id = task_run.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(attempts[0]["status"], "failed", "{after:#}");
+    assert_eq!(attempts[0]["exit_code"], 6, "{after:#}");
+    assert_eq!(
+        format!(
+            "task_run-{}",
+            attempts[0]["run_id"].as_str().unwrap_or_default()
+        ),
+        orphan_id,
+        "{after:#}"
+    );
+    assert!(attempts[0]["ended_at"].is_string(), "{after:#}");
+    assert_eq!(attempts[1]["status"], "failed", "{after:#}");
+    assert_ne!(attempts[1]["run_id"], attempts[0]["run_id"], "{after:#}");
+}
+
+/// The check's warnings (here a conf variable the template does not declare) are printed
+/// before the pipeline runs, as `tapir run` prints a task file's: not dropped silently.
+#[test]
+fn warnings_of_the_check_are_printed_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let case_env =
+        json!([{"name": "CASE", "value": "lower", "type": "string", "adjustable": true}]);
+    let pipeline = json!({
+        "name": "warned",
+        "tasks": [{"id": "a", "task": task("true", &[], &[], case_env)}]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    std::fs::write(
+        dir.path().join("conf.json"),
+        "{\"task_form\": {\"a\": {\"CAS\": \"upper\"}}}\n",
+    )
+    .unwrap();
+    let out = pipeline_run(dir.path(), &["--conf", "conf.json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("warning[undeclared-env]"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("conf.json:1:29"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("did you mean `CASE`?"),
+        "{}",
+        out.stderr
+    );
+    let warning_at = out.stderr.find("warning[undeclared-env]").unwrap();
+    let started_at = out.stderr.find("task a: started").unwrap();
+    assert!(warning_at < started_at, "{}", out.stderr);
+}
+
+/// `--jobs` counts running tasks: a task waiting to be retried gives its place to an
+/// independent one instead of holding it through the backoff.
+#[test]
+fn a_task_waiting_to_retry_lets_another_task_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "waiting",
+        "tasks": [
+            {"id": "flaky", "task": task("exit 3", &[], &[], json!([])),
+             "execution_profile": {"max_retries": 1, "retry_backoff_seconds": 4}},
+            {"id": "other", "task": task("true", &[], &[], json!([]))}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let out = pipeline_run(dir.path(), &["--jobs", "1"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let record = record(&only_pipeline_run(dir.path()));
+    let flaky = task_record(&record, "flaky")["attempts"]
+        .as_array()
+        .unwrap();
+    assert_eq!(flaky.len(), 2, "{record:#}");
+    let other = &task_record(&record, "other")["attempts"][0];
+    assert_eq!(other["status"], "succeeded", "{record:#}");
+    let time = |v: &Value| v.as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    // `other` ran in flaky's backoff, between its two attempts, never beside one.
+    assert!(
+        time(&flaky[0]["ended_at"]) <= time(&other["started_at"]),
+        "{record:#}"
+    );
+    assert!(
+        time(&other["ended_at"]) <= time(&flaky[1]["started_at"]),
+        "{record:#}"
+    );
+}
+
+/// A secret-looking variable set by the pipeline file's `env` or by the task's own `env`
+/// reaches the task, yet lands in no file of the pipeline run (the derived task file
+/// included): like the conf's values, it travels on the child's standard input.
+#[test]
+fn secrets_of_the_pipeline_and_task_env_stay_out_of_the_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = json!([
+        {"name": "API_TOKEN", "value": "", "type": "string", "adjustable": true},
+        {"name": "DB_PASSWORD", "value": "", "type": "string", "adjustable": true}
+    ]);
+    let mut inline = task(
+        "echo \"$API_TOKEN $DB_PASSWORD\" | wc -c > /out/lengths",
+        &[],
+        &[("out", "/out")],
+        env,
+    );
+    inline["env"] = json!([
+        {"name": "API_TOKEN", "value": "from-the-task-file"},
+        {"name": "DB_PASSWORD", "value": "pw-of-the-task-file"}
+    ]);
+    let pipeline = json!({
+        "name": "secrets",
+        "tasks": [{"id": "a", "env": {"API_TOKEN": "tok-of-the-pipeline"}, "task": inline}]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run_dir = only_pipeline_run(dir.path());
+    // "tok-of-the-pipeline pw-of-the-task-file\n": the pipeline's value won.
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("a/out/lengths"))
+            .unwrap()
+            .trim(),
+        "40"
+    );
+    for secret in ["tok-of-the-pipeline", "pw-of-the-task-file"] {
+        let leaked: Vec<_> = walk(&run_dir)
+            .into_iter()
+            .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(secret)))
+            .collect();
+        assert!(leaked.is_empty(), "{secret}: {leaked:?}");
+        assert!(!out.stderr.contains(secret), "{}", out.stderr);
+    }
 }

@@ -488,13 +488,16 @@ impl<'a> Planner<'a> {
         let (path, explicit) = match &entry.container_file {
             Some(relative) => (self.base_dir.join(relative), true),
             None => {
-                let folder = task_file
-                    .and_then(Path::parent)
-                    .map_or_else(|| self.base_dir.clone(), Path::to_path_buf);
-                let sibling = folder.join("processing-container.json");
-                if !sibling.is_file() {
+                // Found as `tapir validate` finds it: beside the task file, or above its
+                // `tasks/` folder; beside the pipeline file for an inline task.
+                let sibling = match task_file {
+                    Some(file) => crate::validation::sibling_container(file),
+                    None => Some(self.base_dir.join("processing-container.json"))
+                        .filter(|p| p.is_file()),
+                };
+                let Some(sibling) = sibling else {
                     return Some(None);
-                }
+                };
                 (sibling, false)
             }
         };
@@ -854,16 +857,14 @@ impl<'a> Planner<'a> {
             for (name, value) in vars {
                 let pointer = pointer_join(&task_pointer, name);
                 // `pipeline run` hands conf values to `tapir run` as an env file (so that
-                // secrets stay out of files and argv), one variable a line.
-                if value.contains(['\n', '\r']) {
+                // secrets stay out of files and argv), one `NAME=VALUE` a line: what such
+                // a line cannot carry is refused here, before anything starts.
+                if let Some((code, message, fix)) = unfit_for_an_env_line(name, value) {
                     self.files[file].diagnostics.push(
-                        Diagnostic::error(
-                            "env-line-break",
-                            format!("the value of `{name}` has a line break, which a conf value cannot carry to the task"),
-                        )
-                        .at_pointer(pointer.clone())
-                        .at(document.value_position(&pointer))
-                        .with_fix("write the value on one line (or set it in the pipeline's `env` or the task file)"),
+                        Diagnostic::error(code, message)
+                            .at_pointer(pointer.clone())
+                            .at(document.value_position(&pointer))
+                            .with_fix(fix),
                     );
                     continue;
                 }
@@ -895,7 +896,7 @@ impl<'a> Planner<'a> {
         let id = &self.pipeline.tasks[index].id;
         // A secret's value never reaches a message.
         let shown = if crate::resolve::plan::is_secret_name(name) {
-            "***"
+            crate::resolve::plan::MASK
         } else {
             value
         };
@@ -1279,7 +1280,7 @@ impl<'a> Planner<'a> {
         let conf_vars = conf.and_then(|c| c.task_form.get(&entry.id));
         let mut push = |name: &str, value: &str, source: &'static str| {
             let value = if crate::resolve::plan::is_secret_name(name) {
-                "***".to_string()
+                crate::resolve::plan::MASK.to_string()
             } else {
                 value.to_string()
             };
@@ -1406,4 +1407,36 @@ fn display_dir(dir: &Path) -> String {
     } else {
         dir.display().to_string()
     }
+}
+
+/// Why a conf value cannot travel to `tapir run` as a line of an env file, if it cannot:
+/// the finding's code, message and fix.
+fn unfit_for_an_env_line(name: &str, value: &str) -> Option<(&'static str, String, String)> {
+    if value.contains(['\n', '\r']) {
+        return Some((
+            "env-line-break",
+            format!(
+                "the value of `{name}` has a line break, which a conf value cannot carry to the task"
+            ),
+            "write the value on one line (or set it in the pipeline's `env` or the task file)"
+                .into(),
+        ));
+    }
+    if value.starts_with([' ', '\t']) {
+        return Some((
+            "env-leading-space",
+            format!("the value of `{name}` starts with a space or tab, which a conf value cannot carry to the task"),
+            "remove the leading whitespace (or set the value in the pipeline's `env` or the task file)".into(),
+        ));
+    }
+    if value.contains('\0') {
+        return Some((
+            "nul-character",
+            format!(
+                "the value of `{name}` has a NUL character, which no environment variable can hold"
+            ),
+            "remove it".into(),
+        ));
+    }
+    None
 }

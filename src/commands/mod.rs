@@ -55,3 +55,9 @@ pub fn locate(runs_dir: &Path, query: &str) -> Result<Located> {
         Located::Task(dir)
     })
 }
+
+/// `path` made absolute against the current folder (as given when that fails), for
+/// records and argv that must not depend on where tapir was started.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}

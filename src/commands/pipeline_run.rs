@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::absolute;
 use super::pipeline::{human as findings_text, human_findings};
 use crate::cli::{ColorChoice, Mode, PipelineRunArgs, ProfileArg};
 use crate::error::{Error, ExitStatus, Result};
@@ -80,7 +81,7 @@ pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     }
     record.name = plan.name.clone();
     record.profile = plan.profile;
-    record.mode = mode_label(args.mode).into();
+    record.mode = args.mode.name().into();
     record.jobs = jobs;
     record.conf_file = conf_file;
     record.status = PipelineStatus::Running;
@@ -111,20 +112,9 @@ pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     Ok(status)
 }
 
-fn mode_label(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Docker => "docker",
-        Mode::Apptainer => "apptainer",
-    }
-}
-
 fn sha256_of(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     Ok(format!("{:x}", Sha256::digest(&bytes)))
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn new_record(args: &PipelineRunArgs, pipeline_sha: &str) -> Result<(PathBuf, PipelineRunRecord)> {
@@ -959,7 +949,7 @@ impl AttemptRunner {
             .arg(&self.task_file)
             .arg("--runs-dir")
             .arg(&self.runs_dir)
-            .args(["--mode", mode_label(self.mode)])
+            .args(["--mode", self.mode.name()])
             .args(["--grace", &self.grace.to_string()])
             .arg("--color=never");
         if let Some(network) = &self.network {

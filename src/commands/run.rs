@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::absolute;
 use super::plan_view::{command_line, plan_rows};
 use crate::backend::docker::{self, Docker, RenderedRun};
 use crate::backend::{Backend, FoundImage, apptainer, lookup};
@@ -314,10 +315,6 @@ fn not_started(
         }
     }
     ExitStatus::NotStarted
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// The version of the `run --dry-run --format json` document: fields may be added, and

@@ -28,7 +28,7 @@ const K8S_ONLY_KEYS: &[&str] = &[
     "annotations",
 ];
 
-pub fn check(document: &Document, kind: Kind) -> Vec<Diagnostic> {
+pub(crate) fn check(document: &Document, kind: Kind) -> Vec<Diagnostic> {
     let mut checker = Checker {
         document,
         template_document: document,
@@ -45,7 +45,7 @@ pub fn check(document: &Document, kind: Kind) -> Vec<Diagnostic> {
 /// A task that names its template by identifier, against that template in another
 /// document (the processing-container.json beside it): the same binding and env checks
 /// as for an inline template, with the template's places reported in its own file.
-pub fn check_task_against_template(
+pub(crate) fn check_task_against_template(
     task: &Document,
     container: &Document,
     template_pointer: &str,

@@ -10,7 +10,7 @@ use crate::resolve::plan::{self, PlannedBind};
 
 /// The README's "Exit codes" table, short: each code and its meaning, in lines as `--help`
 /// shows them (`tapir man` joins them). tests/cli/help.rs checks every code is here.
-pub const EXIT_CODES: &[(&str, &[&str])] = &[
+pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
     (
         "0",
         &["success (validate: every file is valid; run --detach: the task started)"],
@@ -70,7 +70,7 @@ fn exit_codes_help() -> String {
     max_term_width = 100,
     after_help = exit_codes_help()
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// When to use colour: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
@@ -80,7 +80,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Check processing-container.json and task.json files against the Task API.
     Validate(ValidateArgs),
     /// Print a bundled JSON Schema (for editors and other tools).
@@ -127,7 +127,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct SuperviseArgs {
+pub(crate) struct SuperviseArgs {
     /// The run folder whose record.json (written by `tapir run --detach`) says what to run.
     #[arg(value_name = "DIR")]
     pub run_dir: PathBuf,
@@ -143,7 +143,7 @@ pub struct SuperviseArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The task file.
     #[arg(value_name = "TASK.JSON", value_parser = ExistingFileParser)]
     pub task: PathBuf,
@@ -226,14 +226,14 @@ pub struct RunArgs {
 
 /// Where run folders are; shared by every command that reads them.
 #[derive(Debug, Args)]
-pub struct RunsDirArg {
+pub(crate) struct RunsDirArg {
     /// The folder holding the run folders (task_run-<id>/).
     #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]
     pub runs_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
-pub struct LogsArgs {
+pub(crate) struct LogsArgs {
     /// The run: its folder, its folder name task_run-<id> or pipeline-run-<id>, or a
     /// unique id prefix.
     pub run: String,
@@ -263,7 +263,7 @@ pub struct LogsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PsArgs {
+pub(crate) struct PsArgs {
     /// human (a table) or json.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
@@ -279,7 +279,7 @@ pub struct PsArgs {
 
 /// One run, shown for people or as JSON (`show`, `outputs`).
 #[derive(Debug, Args)]
-pub struct RunViewArgs {
+pub(crate) struct RunViewArgs {
     /// The run: its folder, its folder name task_run-<id> or pipeline-run-<id>, or a
     /// unique id prefix.
     pub run: String,
@@ -294,7 +294,7 @@ pub struct RunViewArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct WaitArgs {
+pub(crate) struct WaitArgs {
     /// The runs to wait for (folder, folder name or unique id prefix each).
     #[arg(required = true, value_name = "RUN")]
     pub runs_to_wait: Vec<String>,
@@ -303,7 +303,7 @@ pub struct WaitArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RmArgs {
+pub(crate) struct RmArgs {
     /// The runs to remove (folder, folder name or unique id prefix each).
     #[arg(required = true, value_name = "RUN")]
     pub runs_to_remove: Vec<String>,
@@ -320,7 +320,7 @@ pub struct RmArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PruneArgs {
+pub(crate) struct PruneArgs {
     /// Only runs that ended longer ago than this: 30m, 12h, 7d, 2w, "1d 12h".
     #[arg(long, value_name = "DURATION", value_parser = crate::commands::rm::parse_age)]
     pub older_than: Option<std::time::Duration>,
@@ -337,7 +337,7 @@ pub struct PruneArgs {
 
 /// A run status as `prune --status` takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StatusArg {
+pub(crate) enum StatusArg {
     Succeeded,
     Failed,
     OomKilled,
@@ -351,7 +351,7 @@ pub enum StatusArg {
 }
 
 #[derive(Debug, Args)]
-pub struct DoctorArgs {
+pub(crate) struct DoctorArgs {
     /// The mode to check: the exit code is 0 only when it can run tasks.
     #[arg(long, value_enum, default_value_t = Mode::Docker)]
     pub mode: Mode,
@@ -361,21 +361,21 @@ pub struct DoctorArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// The shell to complete in.
     #[arg(value_enum, value_name = "SHELL")]
     pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// The command whose page to print (default: tapir's own page, which lists them).
     #[arg(value_name = "COMMAND")]
     pub command: Option<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// A local image (never pulled).
     pub image: String,
     /// human or json.
@@ -384,14 +384,14 @@ pub struct InspectArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
+pub(crate) enum Mode {
     Docker,
     Apptainer,
 }
 
 impl Mode {
     /// The mode as `--mode` spells it and records name it: `docker`, `apptainer`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Mode::Docker => "docker",
             Mode::Apptainer => "apptainer",
@@ -400,19 +400,19 @@ impl Mode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PlanFormat {
+pub(crate) enum PlanFormat {
     Human,
     Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum UserChoice {
+pub(crate) enum UserChoice {
     Invoker,
     Image,
 }
 
 #[derive(Debug, Args)]
-pub struct ValidateArgs {
+pub(crate) struct ValidateArgs {
     /// Files or folders to check. Folders are searched recursively for both kinds
     /// (skipping target/, .git/ and node_modules/).
     #[arg(required = true, value_name = "FILE|DIR")]
@@ -442,7 +442,7 @@ pub struct ValidateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SchemaArgs {
+pub(crate) struct SchemaArgs {
     /// Which schema: pc (processing-container.json), task (task.json), pipeline
     /// (pipeline.json) or pipeline-conf (a pipeline's --conf file).
     #[arg(value_enum, value_name = "KIND")]
@@ -451,7 +451,7 @@ pub struct SchemaArgs {
 
 /// The two kinds of Task API file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KindArg {
+pub(crate) enum KindArg {
     /// processing-container.json
     #[value(name = "pc", alias = "processing-container")]
     Pc,
@@ -461,7 +461,7 @@ pub enum KindArg {
 
 /// The bundled schemas `tapir schema` prints: the two Task API kinds and the pipeline files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SchemaKind {
+pub(crate) enum SchemaKind {
     /// processing-container.json
     #[value(name = "pc", alias = "processing-container")]
     Pc,
@@ -474,14 +474,14 @@ pub enum SchemaKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ValidateFormat {
+pub(crate) enum ValidateFormat {
     Human,
     Json,
     Github,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
+pub(crate) enum ColorChoice {
     Auto,
     Always,
     Never,
@@ -595,13 +595,13 @@ fn usage_error(cmd: &clap::Command, message: String) -> clap::Error {
 }
 
 #[derive(Debug, Args)]
-pub struct PipelineArgs {
+pub(crate) struct PipelineArgs {
     #[command(subcommand)]
     pub command: PipelineCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum PipelineCommand {
+pub(crate) enum PipelineCommand {
     /// Check a pipeline file, its task files and a conf file; print the planned order.
     Validate(PipelineValidateArgs),
     /// Run a pipeline: every task through `tapir run`, independent ones in parallel, into
@@ -614,7 +614,7 @@ pub enum PipelineCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct PipelineRunArgs {
+pub(crate) struct PipelineRunArgs {
     /// The pipeline file.
     #[arg(value_name = "PIPELINE.JSON")]
     pub pipeline: PathBuf,
@@ -656,7 +656,7 @@ pub struct PipelineRunArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PipelineValidateArgs {
+pub(crate) struct PipelineValidateArgs {
     /// The pipeline file.
     #[arg(value_name = "PIPELINE.JSON")]
     pub pipeline: PathBuf,
@@ -678,13 +678,13 @@ pub struct PipelineValidateArgs {
 
 /// `--profile` of `pipeline run` and `pipeline validate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProfileArg {
+pub(crate) enum ProfileArg {
     Kaapana,
     Ccat,
 }
 
 impl ProfileArg {
-    pub fn profile(self) -> crate::pipeline::model::Profile {
+    pub(crate) fn profile(self) -> crate::pipeline::model::Profile {
         match self {
             ProfileArg::Kaapana => crate::pipeline::model::Profile::Kaapana,
             ProfileArg::Ccat => crate::pipeline::model::Profile::Ccat,

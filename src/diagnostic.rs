@@ -10,7 +10,7 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Severity {
+pub(crate) enum Severity {
     Warning,
     Error,
 }
@@ -18,14 +18,14 @@ pub enum Severity {
 /// A place in a source text: the byte range and its 1-based line and column
 /// (the column counts characters, not bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
+pub(crate) struct Position {
     pub bytes: Range<usize>,
     pub line: usize,
     pub column: usize,
 }
 
 #[derive(Debug, Clone)]
-pub struct Diagnostic {
+pub(crate) struct Diagnostic {
     pub severity: Severity,
     /// A short stable identifier of the check, e.g. `unknown-key` (documented in the README).
     pub code: &'static str,
@@ -44,7 +44,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// The stable JSON form of a finding (`validate --format json`, `inspect`).
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "severity": self.severity,
             "code": self.code,
@@ -64,7 +64,7 @@ impl Diagnostic {
         })
     }
 
-    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn error(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Error,
             code,
@@ -77,29 +77,33 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn warning(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Warning,
             ..Self::error(code, message)
         }
     }
 
-    pub fn at_pointer(mut self, pointer: impl Into<String>) -> Self {
+    pub(crate) fn at_pointer(mut self, pointer: impl Into<String>) -> Self {
         self.pointer = pointer.into();
         self
     }
 
-    pub fn at(mut self, position: Option<Position>) -> Self {
+    pub(crate) fn at(mut self, position: Option<Position>) -> Self {
         self.position = position;
         self
     }
 
-    pub fn with_fix(mut self, fix: impl Into<String>) -> Self {
+    pub(crate) fn with_fix(mut self, fix: impl Into<String>) -> Self {
         self.fix = Some(fix.into());
         self
     }
 
-    pub fn with_related(mut self, label: impl Into<String>, position: Option<Position>) -> Self {
+    pub(crate) fn with_related(
+        mut self,
+        label: impl Into<String>,
+        position: Option<Position>,
+    ) -> Self {
         if let Some(position) = position {
             self.related = Some((label.into(), position));
         }
@@ -107,7 +111,7 @@ impl Diagnostic {
     }
 
     /// `with_related`, for a place in another file.
-    pub fn with_related_in(
+    pub(crate) fn with_related_in(
         mut self,
         label: impl Into<String>,
         file: Option<&std::path::Path>,
@@ -120,13 +124,13 @@ impl Diagnostic {
     }
 
     /// The pointer written as a JSONPath-like string for people: `$.templates[0].env[1]`.
-    pub fn json_path(&self) -> String {
+    pub(crate) fn json_path(&self) -> String {
         json_path(&self.pointer)
     }
 }
 
 /// Turns a JSON Pointer into a JSONPath-like string: `/a/0/b c` → `$.a[0]["b c"]`.
-pub fn json_path(pointer: &str) -> String {
+pub(crate) fn json_path(pointer: &str) -> String {
     let mut out = String::from("$");
     for segment in pointer_segments(pointer) {
         if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
@@ -149,7 +153,7 @@ pub fn json_path(pointer: &str) -> String {
 }
 
 /// Splits a JSON Pointer into its unescaped segments (`~1` → `/`, `~0` → `~`).
-pub fn pointer_segments(pointer: &str) -> impl Iterator<Item = String> + '_ {
+pub(crate) fn pointer_segments(pointer: &str) -> impl Iterator<Item = String> + '_ {
     pointer
         .split('/')
         .skip(1)
@@ -157,13 +161,13 @@ pub fn pointer_segments(pointer: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 /// Appends one segment to a JSON Pointer, escaping it.
-pub fn pointer_join(pointer: &str, segment: impl std::fmt::Display) -> String {
+pub(crate) fn pointer_join(pointer: &str, segment: impl std::fmt::Display) -> String {
     let segment = segment.to_string().replace('~', "~0").replace('/', "~1");
     format!("{pointer}/{segment}")
 }
 
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
+pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// How a command ended. Every command returns one; only `lib.rs` turns it into the
 /// process exit status, through [`ExitStatus::code`] (README, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
+pub(crate) enum ExitStatus {
     /// 0: everything went fine.
     Success,
     /// 1: `validate` found an invalid file, `inspect` an invalid embedded file, `doctor` a
@@ -29,7 +29,7 @@ pub enum ExitStatus {
 
 impl ExitStatus {
     /// The process exit code documented for this status.
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             Self::Success => 0,
             Self::Failed => 1,
@@ -45,13 +45,13 @@ impl ExitStatus {
     }
 
     /// A finished command whose code means "all is well" (a task that exited 0 too).
-    pub fn is_success(self) -> bool {
+    pub(crate) fn is_success(self) -> bool {
         self.code() == 0
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// A bad combination of flags or arguments that clap cannot catch.
     #[error("{0}")]
     Usage(String),
@@ -83,7 +83,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
             source,
@@ -91,7 +91,7 @@ impl Error {
         }
     }
 
-    pub fn io_with_hint(
+    pub(crate) fn io_with_hint(
         path: impl Into<PathBuf>,
         source: std::io::Error,
         hint: impl Into<String>,
@@ -103,14 +103,14 @@ impl Error {
         }
     }
 
-    pub fn not_started(message: impl Into<String>) -> Self {
+    pub(crate) fn not_started(message: impl Into<String>) -> Self {
         Self::NotStarted {
             message: message.into(),
         }
     }
 
     /// How a command that failed with this error ends.
-    pub fn exit_status(&self) -> ExitStatus {
+    pub(crate) fn exit_status(&self) -> ExitStatus {
         match self {
             Self::Usage(_) | Self::Io { .. } | Self::Record(_) => ExitStatus::Usage,
             Self::NotStarted { .. } | Self::NotStartedFindings { .. } => ExitStatus::NotStarted,
@@ -120,14 +120,14 @@ impl Error {
 
 /// Findings in one file, with its text for snippets.
 #[derive(Debug, Clone)]
-pub struct Findings {
+pub(crate) struct Findings {
     /// The file as messages name it.
     pub file: String,
     pub source: Option<crate::source::Source>,
     pub diagnostics: Vec<crate::diagnostic::Diagnostic>,
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {

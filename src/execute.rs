@@ -7,7 +7,7 @@
 //! environment. Keeping one code path is what makes an attached and a detached run of the
 //! same task leave identical records.
 
-pub mod detach;
+pub(crate) mod detach;
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -25,7 +25,7 @@ use crate::record::{self, RunRecord, Status, store};
 
 /// Everything needed to start the container and judge its end.
 #[derive(Debug, Clone)]
-pub struct Job {
+pub(crate) struct Job {
     pub engine: Engine,
     /// The full command: the engine's binary first.
     pub argv: Vec<String>,
@@ -42,7 +42,7 @@ pub struct Job {
 
 /// How a run is stopped and judged.
 #[derive(Debug, Clone)]
-pub enum Engine {
+pub(crate) enum Engine {
     /// A container on the Docker engine: stopped, inspected and removed through it.
     Docker { docker: Docker, container: String },
     /// `apptainer exec`: a process tree, stopped by signalling its process group and
@@ -52,7 +52,7 @@ pub enum Engine {
 }
 
 /// How the outcome is shown while and after the task runs.
-pub struct Attachment {
+pub(crate) struct Attachment {
     /// Echo the task's output to our stdout/stderr (attached runs).
     pub echo: bool,
     /// Cleared as soon as the task prints or the container runs.
@@ -63,7 +63,7 @@ pub struct Attachment {
 
 /// Runs the job to its end and writes the final record. Returns how `tapir run` ends:
 /// with the container's own code, cancelled (130), or not started (125).
-pub fn run_to_end(
+pub(crate) fn run_to_end(
     job: &Job,
     run_dir: &Path,
     record: &mut RunRecord,
@@ -242,7 +242,7 @@ fn give_up(record: &mut RunRecord, run_dir: &Path, message: String) -> ExitStatu
 
 /// Writes the record, reporting (not failing on) an error: the run already happened, and
 /// its logs are on disk whatever becomes of the record.
-pub fn write_record(run_dir: &Path, record: &RunRecord) {
+pub(crate) fn write_record(run_dir: &Path, record: &RunRecord) {
     if let Err(e) = store::write_record_atomic(run_dir, &record.to_value()) {
         output::stderr(&format!(
             "error: could not write the record in {}: {e}\n",

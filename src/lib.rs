@@ -1,21 +1,21 @@
 //! tapir — Task API Runner. See docs/DESIGN.md for the flow of data:
 //! source → checks → model → resolve (RunPlan) → render (argv) → execute → record.
 
-pub mod backend;
-pub mod checks;
-pub mod cli;
-pub mod commands;
-pub mod diagnostic;
-pub mod error;
-pub mod execute;
-pub mod model;
-pub mod output;
-pub mod pipeline;
-pub mod record;
-pub mod resolve;
-pub mod schema;
-pub mod source;
-pub mod validation;
+pub(crate) mod backend;
+pub(crate) mod checks;
+pub(crate) mod cli;
+pub(crate) mod commands;
+pub(crate) mod diagnostic;
+pub(crate) mod error;
+pub(crate) mod execute;
+pub(crate) mod model;
+pub(crate) mod output;
+pub(crate) mod pipeline;
+pub(crate) mod record;
+pub(crate) mod resolve;
+pub(crate) mod schema;
+pub(crate) mod source;
+pub(crate) mod validation;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

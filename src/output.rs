@@ -14,13 +14,13 @@ use crate::source::Source;
 
 /// How to print: with or without colour.
 #[derive(Debug, Clone, Copy)]
-pub struct Printer {
+pub(crate) struct Printer {
     pub color: bool,
 }
 
 impl Printer {
     /// `auto` means colour on a terminal unless `NO_COLOR` is set (https://no-color.org).
-    pub fn new(choice: ColorChoice, stream_is_terminal: bool) -> Self {
+    pub(crate) fn new(choice: ColorChoice, stream_is_terminal: bool) -> Self {
         let color = match choice {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
@@ -31,11 +31,11 @@ impl Printer {
         Self { color }
     }
 
-    pub fn for_stdout(choice: ColorChoice) -> Self {
+    pub(crate) fn for_stdout(choice: ColorChoice) -> Self {
         Self::new(choice, std::io::stdout().is_terminal())
     }
 
-    pub fn for_stderr(choice: ColorChoice) -> Self {
+    pub(crate) fn for_stderr(choice: ColorChoice) -> Self {
         Self::new(choice, std::io::stderr().is_terminal())
     }
 
@@ -47,28 +47,28 @@ impl Printer {
         }
     }
 
-    pub fn bold(&self, text: &str) -> String {
+    pub(crate) fn bold(&self, text: &str) -> String {
         self.paint("1", text)
     }
-    pub fn red(&self, text: &str) -> String {
+    pub(crate) fn red(&self, text: &str) -> String {
         self.paint("1;31", text)
     }
-    pub fn yellow(&self, text: &str) -> String {
+    pub(crate) fn yellow(&self, text: &str) -> String {
         self.paint("1;33", text)
     }
-    pub fn green(&self, text: &str) -> String {
+    pub(crate) fn green(&self, text: &str) -> String {
         self.paint("32", text)
     }
-    pub fn blue(&self, text: &str) -> String {
+    pub(crate) fn blue(&self, text: &str) -> String {
         self.paint("1;34", text)
     }
-    pub fn cyan(&self, text: &str) -> String {
+    pub(crate) fn cyan(&self, text: &str) -> String {
         self.paint("36", text)
     }
 
     /// A finding for people: headline, `file:line:col`, the source line with a caret under
     /// the place, the JSON path, the fix and any related place.
-    pub fn diagnostic(&self, file: &str, source: Option<&Source>, d: &Diagnostic) -> String {
+    pub(crate) fn diagnostic(&self, file: &str, source: Option<&Source>, d: &Diagnostic) -> String {
         let mut out = String::new();
         let label = match d.severity {
             Severity::Error => self.red(&format!("error[{}]", d.code)),
@@ -161,7 +161,7 @@ impl Printer {
 
 /// Hides the value of any key that looks like a secret (`registryPassword`, `…token…`,
 /// `…secret…`) in a line of source shown to the user.
-pub fn mask_secrets(line: &str) -> String {
+pub(crate) fn mask_secrets(line: &str) -> String {
     static SECRET: LazyLock<regex::Regex> = LazyLock::new(|| {
         regex::Regex::new(
             r#"(?i)("[^"]*(?:password|passwd|secret|token)[^"]*"\s*:\s*")((?:[^"\\]|\\.)*)(")"#,
@@ -173,7 +173,7 @@ pub fn mask_secrets(line: &str) -> String {
 
 /// `n` and the word, singular for 1 ("1 file", "2 files", "2 retries"; words with a
 /// regular plural).
-pub fn plural(n: usize, word: &str) -> String {
+pub(crate) fn plural(n: usize, word: &str) -> String {
     if n == 1 {
         return format!("1 {word}");
     }
@@ -186,7 +186,7 @@ pub fn plural(n: usize, word: &str) -> String {
 /// A run's status, `details` right after it, then ` — message` — unless the message only
 /// repeats the status: equal to it (`succeeded`) it is left out, starting with it
 /// (`cancelled by a signal; …`) it is said instead of the status.
-pub fn status_with_message(status: &str, details: &str, message: Option<&str>) -> String {
+pub(crate) fn status_with_message(status: &str, details: &str, message: Option<&str>) -> String {
     match message {
         None => format!("{status}{details}"),
         Some(m) if m == status => format!("{status}{details}"),
@@ -197,7 +197,7 @@ pub fn status_with_message(status: &str, details: &str, message: Option<&str>) -
 
 /// The folder GitHub names files relative to: the checkout (`GITHUB_WORKSPACE`) in a
 /// workflow, else the current folder.
-pub fn github_base() -> PathBuf {
+pub(crate) fn github_base() -> PathBuf {
     let cwd = std::env::current_dir().unwrap_or_default();
     match std::env::var_os("GITHUB_WORKSPACE") {
         Some(ws) if !ws.is_empty() => cwd.join(ws),
@@ -208,7 +208,7 @@ pub fn github_base() -> PathBuf {
 /// `path` as a GitHub annotation names it: relative to `base` and without `./`, since
 /// GitHub attaches an annotation only to a file named like that. A file outside `base`
 /// keeps its path (GitHub cannot attach it anywhere anyway).
-pub fn github_path(path: &Path, base: &Path) -> String {
+pub(crate) fn github_path(path: &Path, base: &Path) -> String {
     let cwd = std::env::current_dir().unwrap_or_default();
     let absolute = lexically_normal(&cwd.join(path));
     let base = lexically_normal(base);
@@ -248,7 +248,7 @@ fn lexically_normal(path: &Path) -> PathBuf {
 }
 
 /// A finding as a GitHub Actions workflow command (`::error file=…,line=…::message`).
-pub fn github_annotation(file: &str, d: &Diagnostic) -> String {
+pub(crate) fn github_annotation(file: &str, d: &Diagnostic) -> String {
     let command = match d.severity {
         Severity::Error => "error",
         Severity::Warning => "warning",
@@ -283,7 +283,7 @@ fn escape_property(s: &str) -> String {
 }
 
 /// Writes to stdout. A closed pipe (`tapir ps | head`) is not an error: stop quietly.
-pub fn stdout(text: &str) {
+pub(crate) fn stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     if out
         .write_all(text.as_bytes())
@@ -295,14 +295,14 @@ pub fn stdout(text: &str) {
 }
 
 /// Writes a value as pretty JSON (and a final newline) to stdout: every `--format json`.
-pub fn stdout_json(value: &impl serde::Serialize) {
+pub(crate) fn stdout_json(value: &impl serde::Serialize) {
     let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
     text.push('\n');
     stdout(&text);
 }
 
 /// Writes to stderr, ignoring failures (there is nowhere left to report them).
-pub fn stderr(text: &str) {
+pub(crate) fn stderr(text: &str) {
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes());
     let _ = err.flush();
@@ -312,13 +312,13 @@ pub fn stderr(text: &str) {
 /// when stderr is a terminal (never in pipes, logs or CI), and clearing it is idempotent,
 /// so every path that is about to print can simply clear it first.
 #[derive(Clone)]
-pub struct Spinner {
+pub(crate) struct Spinner {
     bar: indicatif::ProgressBar,
 }
 
 impl Spinner {
     /// A spinner showing `message`, or `None` when stderr is not an interactive terminal.
-    pub fn start(message: &str) -> Option<Self> {
+    pub(crate) fn start(message: &str) -> Option<Self> {
         let interactive =
             std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
         if !interactive {
@@ -329,15 +329,15 @@ impl Spinner {
         Some(Self { bar })
     }
 
-    pub fn set_message(&self, message: &str) {
+    pub(crate) fn set_message(&self, message: &str) {
         self.bar.set_message(message.to_string());
     }
 
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.bar.finish_and_clear();
     }
 
-    pub fn is_cleared(&self) -> bool {
+    pub(crate) fn is_cleared(&self) -> bool {
         self.bar.is_finished()
     }
 }
@@ -345,13 +345,13 @@ impl Spinner {
 /// `pipeline run`'s progress: on an interactive stderr one spinner line per running task
 /// (indicatif), with finished events printed above them; otherwise plain lines, one per
 /// event, for logs and CI.
-pub struct TaskProgress {
+pub(crate) struct TaskProgress {
     multi: Option<indicatif::MultiProgress>,
     bars: std::collections::BTreeMap<String, indicatif::ProgressBar>,
 }
 
 impl TaskProgress {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let interactive =
             std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
         Self {
@@ -361,7 +361,7 @@ impl TaskProgress {
     }
 
     /// An event of a task (`task <id>: <event>`), as a line that stays.
-    pub fn event(&self, task: &str, event: &str) {
+    pub(crate) fn event(&self, task: &str, event: &str) {
         let line = format!("task {task}: {event}");
         match &self.multi {
             Some(multi) => {
@@ -374,7 +374,7 @@ impl TaskProgress {
     }
 
     /// The task runs (again): on a terminal, its spinner line says `what`.
-    pub fn running(&mut self, task: &str, what: &str) {
+    pub(crate) fn running(&mut self, task: &str, what: &str) {
         let Some(multi) = &self.multi else {
             return;
         };
@@ -393,7 +393,7 @@ impl TaskProgress {
     }
 
     /// The task's spinner line goes away.
-    pub fn done(&mut self, task: &str) {
+    pub(crate) fn done(&mut self, task: &str) {
         if let Some(bar) = self.bars.remove(task) {
             bar.finish_and_clear();
             if let Some(multi) = &self.multi {
@@ -403,7 +403,7 @@ impl TaskProgress {
     }
 
     /// Removes every spinner line, before the summary.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         let tasks: Vec<String> = self.bars.keys().cloned().collect();
         for task in tasks {
             self.done(&task);

@@ -11,7 +11,7 @@ use crate::source::{self, Document, LoadFailure};
 
 /// What checking one file found.
 #[derive(Debug)]
-pub struct FileReport {
+pub(crate) struct FileReport {
     pub path: PathBuf,
     pub kind: Option<Kind>,
     pub document: Option<Document>,
@@ -21,26 +21,26 @@ pub struct FileReport {
 }
 
 impl FileReport {
-    pub fn count(&self, severity: Severity) -> usize {
+    pub(crate) fn count(&self, severity: Severity) -> usize {
         self.diagnostics
             .iter()
             .filter(|d| d.severity == severity)
             .count()
     }
 
-    pub fn is_valid(&self) -> bool {
+    pub(crate) fn is_valid(&self) -> bool {
         self.count(Severity::Error) == 0
     }
 
     /// `--strict`: every warning becomes an error.
-    pub fn promote_warnings(&mut self) {
+    pub(crate) fn promote_warnings(&mut self) {
         for d in &mut self.diagnostics {
             d.severity = Severity::Error;
         }
     }
 
     /// The text of the file, when it could be read.
-    pub fn source(&self) -> Option<&source::Source> {
+    pub(crate) fn source(&self) -> Option<&source::Source> {
         self.document
             .as_ref()
             .map(|d| &d.source)
@@ -50,7 +50,7 @@ impl FileReport {
 
 /// How the kind of a file is decided.
 #[derive(Debug, Clone, Copy)]
-pub enum KindRule {
+pub(crate) enum KindRule {
     /// `--schema`: this kind, whatever the file says.
     Forced(Kind),
     /// From the file name, then from the content.
@@ -58,7 +58,7 @@ pub enum KindRule {
 }
 
 /// Checks one file. `Err` only when the path cannot be read at all (exit 2).
-pub fn check_file(path: &Path, rule: KindRule) -> Result<FileReport, Error> {
+pub(crate) fn check_file(path: &Path, rule: KindRule) -> Result<FileReport, Error> {
     let source = match source::read_text(path) {
         Ok(source) => source,
         Err(LoadFailure::Io(e)) => return Err(e),
@@ -68,7 +68,7 @@ pub fn check_file(path: &Path, rule: KindRule) -> Result<FileReport, Error> {
 }
 
 /// Checks a text already in memory (a file, or `/processing-container.json` of an image).
-pub fn check_source(source: source::Source, rule: KindRule) -> FileReport {
+pub(crate) fn check_source(source: source::Source, rule: KindRule) -> FileReport {
     let path = source.path.clone();
     let bom = source.had_bom.then(|| {
         Diagnostic::warning(
@@ -171,7 +171,7 @@ fn sort_by_position(diagnostics: &mut [Diagnostic]) {
 /// The processing-container.json a task file sits beside: in the task's own folder, or,
 /// for a task in a `tasks/` folder (a container repository such as Kaapana's
 /// `container_templates/dummy`), in the folder above it.
-pub fn sibling_container(task_path: &Path) -> Option<PathBuf> {
+pub(crate) fn sibling_container(task_path: &Path) -> Option<PathBuf> {
     let folder = task_path.parent()?;
     let mut candidates = vec![folder.join("processing-container.json")];
     if folder.file_name().is_some_and(|n| n == "tasks") {
@@ -188,7 +188,7 @@ pub fn sibling_container(task_path: &Path) -> Option<PathBuf> {
 /// `tapir validate`: a task that names its template by identifier is also checked
 /// against that template in the sibling processing-container.json (no image needed).
 /// Without a sibling nothing changes: the template is only known to the image.
-pub fn check_against_sibling(report: &mut FileReport) {
+pub(crate) fn check_against_sibling(report: &mut FileReport) {
     let Some(task) = report.document.as_ref() else {
         return;
     };

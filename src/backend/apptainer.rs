@@ -22,17 +22,17 @@ use crate::resolve::plan::{Direction, EnvSource, PlannedUser, RunPlan};
 
 /// A run's scratch space inside its run folder (apptainer's `--workdir`: its /tmp,
 /// /var/tmp and home).
-pub const SCRATCH_DIR: &str = "scratch";
+pub(crate) const SCRATCH_DIR: &str = "scratch";
 
 /// The apptainer installation.
 #[derive(Debug, Clone)]
-pub struct Apptainer {
+pub(crate) struct Apptainer {
     pub binary: PathBuf,
 }
 
 /// What the installed apptainer can do, probed once per run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Capabilities {
+pub(crate) struct Capabilities {
     /// `--memory`/`--cpus` exist and cgroups v2 is mounted.
     pub limits: bool,
     /// `--no-eval` exists (apptainer ≥ 1.1).
@@ -42,7 +42,7 @@ pub struct Capabilities {
 impl Capabilities {
     /// What the newest apptainer can do: every flag tapir knows (for a dry run where no
     /// apptainer is installed).
-    pub fn newest() -> Self {
+    pub(crate) fn newest() -> Self {
         Self {
             limits: true,
             no_eval: true,
@@ -52,7 +52,7 @@ impl Capabilities {
 
 impl Apptainer {
     /// `TAPIR_APPTAINER`, else `apptainer` on PATH.
-    pub fn locate() -> Result<Self, Error> {
+    pub(crate) fn locate() -> Result<Self, Error> {
         if let Some(path) = std::env::var_os("TAPIR_APPTAINER") {
             return Ok(Self {
                 binary: PathBuf::from(path),
@@ -69,14 +69,14 @@ impl Apptainer {
 
     /// A command for the apptainer binary with the host's apptainer settings removed
     /// (they would otherwise add binds or variables behind the plan's back).
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut command = Command::new(&self.binary);
         scrub_host_settings(&mut command);
         command
     }
 
     /// `apptainer --version`, e.g. `apptainer version 1.3.4`.
-    pub fn version(&self) -> Option<String> {
+    pub(crate) fn version(&self) -> Option<String> {
         let out = self
             .command()
             .arg("--version")
@@ -89,7 +89,7 @@ impl Apptainer {
     }
 
     /// Reads `exec --help` for the flags that vary between versions.
-    pub fn capabilities(&self) -> Capabilities {
+    pub(crate) fn capabilities(&self) -> Capabilities {
         let help = self
             .command()
             .args(["exec", "--help"])
@@ -105,7 +105,7 @@ impl Apptainer {
 
     /// Reads one file from an image: straight from a sandbox folder, else by running
     /// `cat` in a contained instance. `Ok(None)` when the file is not there.
-    pub fn read_file(&self, image: &ImageRef, path: &str) -> Result<Option<Vec<u8>>, Error> {
+    pub(crate) fn read_file(&self, image: &ImageRef, path: &str) -> Result<Option<Vec<u8>>, Error> {
         if let ImageRef::Sandbox(dir) = image {
             let file = dir.join(path.trim_start_matches('/'));
             return match std::fs::read(&file) {
@@ -143,7 +143,7 @@ impl Apptainer {
 
 /// Removes the host's `APPTAINER*`/`SINGULARITY*` variables from a command's environment:
 /// they would add binds and variables behind the plan's back.
-pub fn scrub_host_settings(command: &mut Command) {
+pub(crate) fn scrub_host_settings(command: &mut Command) {
     for (name, _) in std::env::vars_os() {
         let text = name.to_string_lossy();
         if text.starts_with("APPTAINER") || text.starts_with("SINGULARITY") {
@@ -153,13 +153,13 @@ pub fn scrub_host_settings(command: &mut Command) {
 }
 
 /// cgroups v2 (the unified hierarchy), which apptainer needs to apply limits.
-pub fn cgroups_v2() -> bool {
+pub(crate) fn cgroups_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
 /// An image as apptainer takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageRef {
+pub(crate) enum ImageRef {
     /// A sandbox folder.
     Sandbox(PathBuf),
     /// A SIF file.
@@ -177,7 +177,11 @@ impl ImageRef {
     /// sandbox and an existing file (or `*.sif`) a SIF, relative to `base`; any other
     /// reference is taken from the local Docker engine when it has it (`local_in_docker`),
     /// else from a registry.
-    pub fn parse(reference: &str, base: &Path, local_in_docker: impl FnOnce(&str) -> bool) -> Self {
+    pub(crate) fn parse(
+        reference: &str,
+        base: &Path,
+        local_in_docker: impl FnOnce(&str) -> bool,
+    ) -> Self {
         if let Some(rest) = reference.strip_prefix("docker://") {
             return ImageRef::Docker(rest.to_string());
         }
@@ -202,7 +206,7 @@ impl ImageRef {
     }
 
     /// The argument apptainer takes.
-    pub fn argument(&self) -> String {
+    pub(crate) fn argument(&self) -> String {
         match self {
             ImageRef::Sandbox(p) | ImageRef::Sif(p) => p.display().to_string(),
             ImageRef::Docker(r) => format!("docker://{r}"),
@@ -214,7 +218,7 @@ impl ImageRef {
 
 /// The image facts the rendering needs (known for images in the Docker engine).
 #[derive(Debug, Clone, Default)]
-pub struct ImageFacts {
+pub(crate) struct ImageFacts {
     pub entrypoint: Vec<String>,
     pub working_dir: String,
 }
@@ -222,7 +226,7 @@ pub struct ImageFacts {
 /// `apptainer exec` (or `run`) for a plan: the arguments after the binary, the variables
 /// to put in apptainer's own environment (`APPTAINERENV_*`: secrets, and values `--env`
 /// cannot carry), and the warnings for what apptainer cannot do here.
-pub fn exec_argv(
+pub(crate) fn exec_argv(
     plan: &RunPlan,
     image: &ImageRef,
     facts: &ImageFacts,

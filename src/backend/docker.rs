@@ -16,7 +16,7 @@ use crate::resolve::plan::{
 
 /// What tapir needs to know about a local image.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ImageInfo {
+pub(crate) struct ImageInfo {
     pub id: String,
     pub repo_digests: Vec<String>,
     pub user: String,
@@ -72,17 +72,16 @@ impl ImageInfo {
 
 /// A container's state after it ended.
 #[derive(Debug, Clone, Default)]
-pub struct ContainerState {
+pub(crate) struct ContainerState {
     pub exit_code: i64,
     pub oom_killed: bool,
-    pub running: bool,
     pub started: bool,
     pub error: String,
 }
 
 /// The local Docker engine.
 #[derive(Debug, Clone)]
-pub struct Docker {
+pub(crate) struct Docker {
     /// The `docker` binary (`TAPIR_DOCKER` overrides PATH).
     pub binary: PathBuf,
     /// The API socket, when queries can go straight to it.
@@ -92,7 +91,7 @@ pub struct Docker {
 impl Docker {
     /// Finds the engine. With `TAPIR_DOCKER` set, everything goes through that binary
     /// (so a stand-in sees every call).
-    pub fn locate() -> Result<Self, Error> {
+    pub(crate) fn locate() -> Result<Self, Error> {
         if let Some(path) = std::env::var_os("TAPIR_DOCKER") {
             return Ok(Self {
                 binary: PathBuf::from(path),
@@ -108,12 +107,12 @@ impl Docker {
         })
     }
 
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         Command::new(&self.binary)
     }
 
     /// Inspects a local image; `Ok(None)` when it is not present.
-    pub fn image(&self, reference: &str) -> Result<Option<ImageInfo>, Error> {
+    pub(crate) fn image(&self, reference: &str) -> Result<Option<ImageInfo>, Error> {
         if let Some(socket) = &self.socket
             && let Ok(response) = engine_api::request(
                 socket,
@@ -164,7 +163,7 @@ impl Docker {
     }
 
     /// The state of a container (by name or id); `None` when it does not exist.
-    pub fn container(&self, name: &str) -> Option<ContainerState> {
+    pub(crate) fn container(&self, name: &str) -> Option<ContainerState> {
         let v: Value = match &self.socket {
             Some(socket) => {
                 let response = engine_api::request(
@@ -195,7 +194,6 @@ impl Docker {
         Some(ContainerState {
             exit_code: state["ExitCode"].as_i64().unwrap_or(-1),
             oom_killed: state["OOMKilled"].as_bool().unwrap_or(false),
-            running: state["Running"].as_bool().unwrap_or(false),
             started: state["StartedAt"]
                 .as_str()
                 .is_some_and(|s| !s.starts_with("0001-")),
@@ -204,7 +202,7 @@ impl Docker {
     }
 
     /// Removes a container (forcibly, so a running one is killed first).
-    pub fn remove(&self, name: &str) -> Result<(), String> {
+    pub(crate) fn remove(&self, name: &str) -> Result<(), String> {
         if let Some(socket) = &self.socket
             && let Ok(response) = engine_api::request(
                 socket,
@@ -235,7 +233,7 @@ impl Docker {
     }
 
     /// Stops a container: SIGTERM (through `--init`), then SIGKILL after `grace_seconds`.
-    pub fn stop(&self, name: &str, grace_seconds: u32) {
+    pub(crate) fn stop(&self, name: &str, grace_seconds: u32) {
         let _ = self
             .command()
             .args(["stop", "--time", &grace_seconds.to_string(), name])
@@ -248,7 +246,11 @@ impl Docker {
     /// Reads one file out of an image without running it: create a container (never
     /// started), copy the file out as a tar stream, remove the container. Works for
     /// images without a shell. `Ok(None)` when the file is not in the image.
-    pub fn read_file_from_image(&self, image: &str, path: &str) -> Result<Option<Vec<u8>>, Error> {
+    pub(crate) fn read_file_from_image(
+        &self,
+        image: &str,
+        path: &str,
+    ) -> Result<Option<Vec<u8>>, Error> {
         let created = self
             .command()
             .args([
@@ -303,7 +305,7 @@ impl Docker {
 
     /// The engine's `/info` (daemon facts: security options, cgroup version, runtimes),
     /// or `None` when the daemon does not answer.
-    pub fn info(&self) -> Option<Value> {
+    pub(crate) fn info(&self) -> Option<Value> {
         if let Some(socket) = &self.socket {
             let response = engine_api::request(socket, "GET", "/info").ok()?;
             return (response.status == 200)
@@ -323,7 +325,7 @@ impl Docker {
     }
 
     /// The client's version (`docker version --format {{.Client.Version}}`).
-    pub fn client_version(&self) -> Option<String> {
+    pub(crate) fn client_version(&self) -> Option<String> {
         let output = self
             .command()
             .args(["version", "--format", "{{.Client.Version}}"])
@@ -335,7 +337,7 @@ impl Docker {
     }
 
     /// The containers tapir started (label `tapir.run-id`), running or not.
-    pub fn tapir_containers(&self) -> Result<Vec<LabelledContainer>, Error> {
+    pub(crate) fn tapir_containers(&self) -> Result<Vec<LabelledContainer>, Error> {
         let filter = format!(r#"{{"label":["{RUN_ID_LABEL}"]}}"#);
         let listed: Value = match &self.socket {
             Some(socket) => {
@@ -429,13 +431,13 @@ impl Docker {
 }
 
 /// The label holding the run id on every container tapir starts.
-pub const RUN_ID_LABEL: &str = "tapir.run-id";
+pub(crate) const RUN_ID_LABEL: &str = "tapir.run-id";
 /// The label holding the absolute run folder, so any later command can find the record.
-pub const RUN_DIR_LABEL: &str = "tapir.run-dir";
+pub(crate) const RUN_DIR_LABEL: &str = "tapir.run-dir";
 
 /// A container started by tapir, as listed by the engine.
 #[derive(Debug, Clone)]
-pub struct LabelledContainer {
+pub(crate) struct LabelledContainer {
     pub name: String,
     pub run_id: String,
     pub run_dir: Option<PathBuf>,
@@ -446,19 +448,19 @@ pub struct LabelledContainer {
 /// which are passed as `-e NAME` with their value in docker's own environment so that they
 /// never appear in an argv, a process list or a record.
 #[derive(Debug, Clone)]
-pub struct RenderedRun {
+pub(crate) struct RenderedRun {
     pub argv: Vec<String>,
     pub secret_env: Vec<(String, String)>,
 }
 
-pub fn container_name(run_id: &str) -> String {
+pub(crate) fn container_name(run_id: &str) -> String {
     format!("tapir-{run_id}")
 }
 
 /// `run_dir` goes into a label (with the id), so that a container whose tapir was killed
 /// can be traced back to its record by later commands.
 /// Docker refuses memory limits below 6 MB; a computed limit under it is raised.
-pub const DOCKER_MIN_MEMORY: u64 = 6 * 1024 * 1024;
+pub(crate) const DOCKER_MIN_MEMORY: u64 = 6 * 1024 * 1024;
 
 /// The rules only Docker needs, applied to a resolved plan before it is rendered and
 /// recorded (so records and `show` say what Docker was given); returns the warnings.
@@ -466,7 +468,7 @@ pub const DOCKER_MIN_MEMORY: u64 = 6 * 1024 * 1024;
 ///   user's HOME in the image may not exist or not be writable. (Apptainer gives each run
 ///   its own home instead.)
 /// - A memory limit under Docker's minimum is raised to it.
-pub fn adapt_plan(plan: &mut RunPlan) -> Vec<String> {
+pub(crate) fn adapt_plan(plan: &mut RunPlan) -> Vec<String> {
     let mut warnings = Vec::new();
     if let PlannedUser::Invoker { .. } = plan.user
         && !plan.env.iter().any(|e| e.name == "HOME")
@@ -496,7 +498,7 @@ pub fn adapt_plan(plan: &mut RunPlan) -> Vec<String> {
 }
 
 /// The arguments of `docker run` for a plan (after `adapt_plan`).
-pub fn run_argv(plan: &RunPlan, run_id: &str, run_dir: &Path) -> RenderedRun {
+pub(crate) fn run_argv(plan: &RunPlan, run_id: &str, run_dir: &Path) -> RenderedRun {
     let mut argv: Vec<String> = vec!["run".into(), "--name".into(), container_name(run_id)];
     // `--init` gives the task a PID 1 that forwards signals, so `docker stop` works even
     // for shells and programs without signal handlers.

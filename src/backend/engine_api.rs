@@ -14,7 +14,7 @@ use std::time::Duration;
 /// The engine's socket when queries can go to it directly: `DOCKER_HOST` unset or
 /// `unix://…`, no Docker context selected, and the socket present. Otherwise `None`,
 /// and callers use the CLI, which knows contexts, ssh and tcp hosts.
-pub fn local_socket() -> Option<PathBuf> {
+pub(crate) fn local_socket() -> Option<PathBuf> {
     if std::env::var_os("DOCKER_CONTEXT").is_some_and(|c| c != "default") {
         return None;
     }
@@ -51,13 +51,13 @@ fn context_selected_in_config() -> bool {
 
 /// A response: status code and body.
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub body: Vec<u8>,
 }
 
 /// Sends one request and reads the whole response.
-pub fn request(socket: &Path, method: &str, path: &str) -> io::Result<Response> {
+pub(crate) fn request(socket: &Path, method: &str, path: &str) -> io::Result<Response> {
     let mut stream = UnixStream::connect(socket)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     write!(
@@ -116,7 +116,7 @@ pub fn request(socket: &Path, method: &str, path: &str) -> io::Result<Response> 
 
 /// Percent-encodes a path segment or query value (image references hold `/` and `:`,
 /// which the engine's router accepts; everything outside the safe set is encoded).
-pub fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~/:@".contains(&b) {

@@ -22,7 +22,7 @@ impl Backend {
     /// The task's image: in the local Docker engine (pulled only with `pull`), or for
     /// apptainer a sandbox folder, a SIF file (relative to `task_dir`), an image of the
     /// local Docker engine, or a registry reference (only with `pull`).
-    pub fn find_image(
+    pub(crate) fn find_image(
         &self,
         reference: &str,
         pull: bool,
@@ -41,7 +41,7 @@ impl Backend {
 
     /// The image's `/processing-container.json` (`Ok(None)` when it has none): through
     /// Docker (cached) for images Docker holds, else through apptainer.
-    pub fn processing_container(
+    pub(crate) fn processing_container(
         &self,
         reference: &str,
         image: &FoundImage,
@@ -156,7 +156,7 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 /// The template: inline in the task, from `--container-file`, or from the image's
 /// `/processing-container.json` (read once per image id, then cached).
-pub fn template_for(
+pub(crate) fn template_for(
     loaded: &LoadedTask,
     container_file: Option<&Path>,
     read_image_file: &dyn Fn() -> Result<Option<Vec<u8>>, Error>,
@@ -252,7 +252,7 @@ fn container_from_image(
 /// The image's `/processing-container.json`, read without running the image and cached
 /// per image id (ids are content hashes, so a cached copy never goes stale). `Ok(None)`
 /// when the image has none.
-pub fn processing_container_bytes(
+pub(crate) fn processing_container_bytes(
     docker: &Docker,
     reference: &str,
     image: &ImageInfo,

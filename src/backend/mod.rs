@@ -2,10 +2,10 @@
 //! located once: it finds the task's image (`lookup`), reads the template out of it, and
 //! renders a `RunPlan` as the engine's command line.
 
-pub mod apptainer;
-pub mod docker;
-pub mod engine_api;
-pub mod lookup;
+pub(crate) mod apptainer;
+pub(crate) mod docker;
+pub(crate) mod engine_api;
+pub(crate) mod lookup;
 
 #[cfg(test)]
 mod golden;
@@ -19,7 +19,7 @@ use apptainer::{Apptainer, Capabilities, ImageFacts, ImageRef};
 use docker::{Docker, ImageInfo, RenderedRun};
 
 /// The engine a run uses, located once.
-pub enum Backend {
+pub(crate) enum Backend {
     Docker(Docker),
     Apptainer {
         apptainer: Apptainer,
@@ -34,7 +34,7 @@ pub enum Backend {
 
 /// The task's image as the backend found it.
 #[derive(Debug, Clone)]
-pub struct FoundImage {
+pub(crate) struct FoundImage {
     pub info: ImageInfo,
     /// How apptainer takes the image (apptainer mode only).
     pub image_ref: Option<ImageRef>,
@@ -46,7 +46,7 @@ const APPTAINER_ASSUMED: &str = "apptainer not found; showing the command for th
 impl Backend {
     /// The engine for `mode`. A dry run needs no apptainer: it shows the command for the
     /// newest one.
-    pub fn locate(mode: Mode, dry_run: bool) -> Result<Self, Error> {
+    pub(crate) fn locate(mode: Mode, dry_run: bool) -> Result<Self, Error> {
         Ok(match mode {
             Mode::Docker => Backend::Docker(Docker::locate()?),
             Mode::Apptainer => {
@@ -75,7 +75,7 @@ impl Backend {
     }
 
     /// The engine's binary (the first word of the argv).
-    pub fn program(&self) -> &Path {
+    pub(crate) fn program(&self) -> &Path {
         match self {
             Backend::Docker(docker) => &docker.binary,
             Backend::Apptainer { apptainer, .. } => &apptainer.binary,
@@ -83,7 +83,7 @@ impl Backend {
     }
 
     /// The mode's name, as records keep it.
-    pub fn mode(&self) -> &'static str {
+    pub(crate) fn mode(&self) -> &'static str {
         match self {
             Backend::Docker(_) => Mode::Docker,
             Backend::Apptainer { .. } => Mode::Apptainer,
@@ -93,7 +93,7 @@ impl Backend {
 
     /// The engine's command line for the plan (after applying the engine's own rules to
     /// it, see `docker::adapt_plan`), and the warnings of what the engine cannot do.
-    pub fn render(
+    pub(crate) fn render(
         &self,
         plan: &mut RunPlan,
         image: &FoundImage,

@@ -7,7 +7,7 @@ use crate::cli::{Cli, CompletionsArgs};
 use crate::error::{ExitStatus, Result};
 use crate::output;
 
-pub fn run(args: &CompletionsArgs) -> Result<ExitStatus> {
+pub(crate) fn run(args: &CompletionsArgs) -> Result<ExitStatus> {
     let mut command = without_hidden_subcommands(Cli::command());
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut command, "tapir", &mut script);

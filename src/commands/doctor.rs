@@ -37,7 +37,7 @@ fn check(area: &'static str, verdict: Verdict, detail: impl Into<String>) -> Che
     }
 }
 
-pub fn run(args: &DoctorArgs, color: ColorChoice) -> Result<ExitStatus> {
+pub(crate) fn run(args: &DoctorArgs, color: ColorChoice) -> Result<ExitStatus> {
     let mut checks = vec![host_checks()];
     checks.extend(docker_checks());
     checks.extend(apptainer_checks());

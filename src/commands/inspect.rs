@@ -21,7 +21,7 @@ use crate::backend::lookup::processing_container_bytes;
 /// The OCI annotation keys (image-spec, annotations.md), in the order they are shown.
 const OCI_PREFIX: &str = "org.opencontainers.image.";
 
-pub fn run(args: &InspectArgs, color: ColorChoice) -> Result<ExitStatus> {
+pub(crate) fn run(args: &InspectArgs, color: ColorChoice) -> Result<ExitStatus> {
     let docker = Docker::locate().map_err(|e| Error::Usage(e.to_string()))?;
     let image = docker
         .image(&args.image)

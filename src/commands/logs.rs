@@ -21,7 +21,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(100);
 /// bounded whatever the task printed).
 const MAX_TAIL_LINE: usize = 64 * 1024;
 
-pub fn run(args: &LogsArgs) -> Result<ExitStatus> {
+pub(crate) fn run(args: &LogsArgs) -> Result<ExitStatus> {
     let run_dir = match locate(&args.runs.runs_dir, &args.run)? {
         Located::Task(dir) if args.task.is_some() => {
             return Err(pipeline_runs::not_a_pipeline(&dir));

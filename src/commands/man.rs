@@ -7,7 +7,7 @@ use crate::cli::{Cli, EXIT_CODES, ManArgs};
 use crate::error::{Error, ExitStatus, Result};
 use crate::output;
 
-pub fn run(args: &ManArgs) -> Result<ExitStatus> {
+pub(crate) fn run(args: &ManArgs) -> Result<ExitStatus> {
     // As clap_mangen::generate_to does: no `help` subcommand, and built, so subcommands
     // carry their full names (tapir-validate) and usage (tapir validate).
     let mut tapir = Cli::command().disable_help_subcommand(true);

@@ -28,7 +28,7 @@ struct ChannelReport {
     warnings: Vec<String>,
 }
 
-pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> {
+pub(crate) fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> {
     let run_dir = match locate(&args.runs.runs_dir, &args.run)? {
         Located::Task(dir) if args.task.is_some() => {
             return Err(pipeline_runs::not_a_pipeline(&dir));

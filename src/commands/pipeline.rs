@@ -16,9 +16,9 @@ use crate::pipeline::model::Execution;
 use crate::pipeline::plan::{self, Checked, FolderDirection, PipelinePlan, PlannedTask};
 
 /// Version of the `--format json` output.
-pub const JSON_FORMAT_VERSION: u32 = 1;
+pub(crate) const JSON_FORMAT_VERSION: u32 = 1;
 
-pub fn run(args: &PipelineArgs, color: ColorChoice) -> Result<ExitStatus> {
+pub(crate) fn run(args: &PipelineArgs, color: ColorChoice) -> Result<ExitStatus> {
     match &args.command {
         PipelineCommand::Validate(args) => validate(args, color),
         PipelineCommand::Run(args) => super::pipeline_run::run(args, color),

@@ -33,7 +33,7 @@ use crate::pipeline::record::{
 use crate::pipeline::{ccat, derive};
 use crate::record::{self, RunRecord, Status, TaskFile, store};
 
-pub fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
+pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let err = Printer::for_stderr(color);
     // Everything is checked before anything is created.
     let checked = plan::check(

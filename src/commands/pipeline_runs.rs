@@ -13,7 +13,7 @@ use crate::record::{self, store};
 
 /// Reads the record; a run that looks lost is read once more, since its process may have
 /// written the end and exited between the read and the pid check.
-pub fn load_settled(dir: &Path) -> Result<PipelineRunRecord, store::RecordError> {
+pub(crate) fn load_settled(dir: &Path) -> Result<PipelineRunRecord, store::RecordError> {
     let first = PipelineRunRecord::load(dir)?;
     if is_lost(&first) {
         PipelineRunRecord::load(dir)
@@ -23,18 +23,18 @@ pub fn load_settled(dir: &Path) -> Result<PipelineRunRecord, store::RecordError>
 }
 
 /// Like [`load_settled`], as a command's error.
-pub fn load(dir: &Path) -> crate::error::Result<PipelineRunRecord> {
+pub(crate) fn load(dir: &Path) -> crate::error::Result<PipelineRunRecord> {
     load_settled(dir).map_err(|e| Error::Record(e.to_string()))
 }
 
 /// Recorded as running on this machine, but its process is gone: nothing will write
 /// its end.
-pub fn is_lost(r: &PipelineRunRecord) -> bool {
+pub(crate) fn is_lost(r: &PipelineRunRecord) -> bool {
     r.status == PipelineStatus::Running && record::supervisor_gone(r.host.as_deref(), r.pid)
 }
 
 /// The status to show: the recorded one, or `lost`.
-pub fn status_label(r: &PipelineRunRecord) -> &'static str {
+pub(crate) fn status_label(r: &PipelineRunRecord) -> &'static str {
     if is_lost(r) {
         "lost"
     } else {
@@ -43,13 +43,13 @@ pub fn status_label(r: &PipelineRunRecord) -> &'static str {
 }
 
 /// Has it ended (or can it never end, being lost)?
-pub fn is_over(r: &PipelineRunRecord) -> bool {
+pub(crate) fn is_over(r: &PipelineRunRecord) -> bool {
     r.status != PipelineStatus::Running || is_lost(r)
 }
 
 /// How `tapir pipeline run` ended: the exit code it recorded; 1 for a lost run, or an
 /// ended one without a code.
-pub fn exit_status(r: &PipelineRunRecord) -> ExitStatus {
+pub(crate) fn exit_status(r: &PipelineRunRecord) -> ExitStatus {
     if is_lost(r) {
         return ExitStatus::Failed;
     }
@@ -63,13 +63,13 @@ pub fn exit_status(r: &PipelineRunRecord) -> ExitStatus {
 }
 
 /// Seconds from creation to end, or to now while it runs.
-pub fn duration_seconds(r: &PipelineRunRecord) -> f64 {
+pub(crate) fn duration_seconds(r: &PipelineRunRecord) -> f64 {
     let end = r.ended_at.unwrap_or_else(jiff::Timestamp::now);
     (end.as_millisecond() - r.created_at.as_millisecond()).max(0) as f64 / 1000.0
 }
 
 /// How many tasks have each status, in a fixed order, statuses without tasks left out.
-pub fn task_counts(r: &PipelineRunRecord) -> Vec<(&'static str, usize)> {
+pub(crate) fn task_counts(r: &PipelineRunRecord) -> Vec<(&'static str, usize)> {
     [
         TaskStatus::Succeeded,
         TaskStatus::Running,
@@ -87,7 +87,7 @@ pub fn task_counts(r: &PipelineRunRecord) -> Vec<(&'static str, usize)> {
 }
 
 /// `3/4 ok`: succeeded tasks of all.
-pub fn ok_count(r: &PipelineRunRecord) -> String {
+pub(crate) fn ok_count(r: &PipelineRunRecord) -> String {
     let ok = r
         .tasks
         .iter()
@@ -97,7 +97,7 @@ pub fn ok_count(r: &PipelineRunRecord) -> String {
 }
 
 /// `a, b, c`.
-pub fn task_ids(r: &PipelineRunRecord) -> String {
+pub(crate) fn task_ids(r: &PipelineRunRecord) -> String {
     r.tasks
         .iter()
         .map(|t| t.id.as_str())
@@ -107,7 +107,7 @@ pub fn task_ids(r: &PipelineRunRecord) -> String {
 
 /// The task `task_id` of the pipeline run; `query` is how the user named the run, for the
 /// fix (`command` the subcommand). A misspelt id gets the closest one.
-pub fn find_task<'a>(
+pub(crate) fn find_task<'a>(
     r: &'a PipelineRunRecord,
     task_id: &str,
     command: &str,
@@ -129,7 +129,7 @@ pub fn find_task<'a>(
 }
 
 /// The usage error for a pipeline run given without the TASK a command needs.
-pub fn task_needed(r: &PipelineRunRecord, dir: &Path, command: &str, query: &str) -> Error {
+pub(crate) fn task_needed(r: &PipelineRunRecord, dir: &Path, command: &str, query: &str) -> Error {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -142,7 +142,7 @@ pub fn task_needed(r: &PipelineRunRecord, dir: &Path, command: &str, query: &str
 }
 
 /// The usage error for a TASK given with a task run.
-pub fn not_a_pipeline(dir: &Path) -> Error {
+pub(crate) fn not_a_pipeline(dir: &Path) -> Error {
     Error::Usage(format!(
         "{} is a task run: a task id is only for pipeline runs\n  fix: leave out the task id",
         dir.display()
@@ -150,7 +150,7 @@ pub fn not_a_pipeline(dir: &Path) -> Error {
 }
 
 /// Where an attempt of a task is, or why there is none.
-pub enum AttemptRun {
+pub(crate) enum AttemptRun {
     /// Its task run folder.
     Found(PathBuf),
     /// The task has not (yet) made a task run: why, in words.
@@ -161,7 +161,7 @@ pub enum AttemptRun {
 /// that is still running is not linked in the record yet (its task run is recorded when it
 /// ends): it is the newest task run of the task's derived task file not linked to any
 /// attempt. Asking for an attempt that does not exist is a usage error.
-pub fn attempt_run(
+pub(crate) fn attempt_run(
     dir: &Path,
     task: &PipelineTaskRecord,
     number: Option<u32>,
@@ -216,7 +216,7 @@ pub fn attempt_run(
 /// The task run folder of the latest attempt of task `task_id`, for a command that works
 /// on one task run (`command`, with the run named `query`). A task that has no task run
 /// yet is a usage error whose fix is `tapir COMMAND QUERY`, which `instead` does.
-pub fn latest_task_run(
+pub(crate) fn latest_task_run(
     dir: &Path,
     task_id: &str,
     command: &str,
@@ -261,7 +261,7 @@ fn unlinked_run(dir: &Path, task: &PipelineTaskRecord) -> Option<PathBuf> {
 }
 
 /// Which task and attempt of the pipeline run made the task run `run_id`.
-pub fn attempt_of<'a>(r: &'a PipelineRunRecord, run_id: &str) -> Option<(&'a str, u32)> {
+pub(crate) fn attempt_of<'a>(r: &'a PipelineRunRecord, run_id: &str) -> Option<(&'a str, u32)> {
     r.tasks.iter().find_map(|t| {
         t.attempts
             .iter()
@@ -271,7 +271,7 @@ pub fn attempt_of<'a>(r: &'a PipelineRunRecord, run_id: &str) -> Option<(&'a str
 }
 
 /// The task run folders of the pipeline run, newest first.
-pub fn task_runs(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn task_runs(dir: &Path) -> Vec<PathBuf> {
     store::list_runs(&dir.join(RUNS_SUBDIR)).unwrap_or_default()
 }
 

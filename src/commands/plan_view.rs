@@ -5,7 +5,7 @@ use crate::model::quantity::format_bytes;
 use crate::resolve::plan::RunPlan;
 
 /// Quotes a word for a POSIX shell when it needs it, so printed commands can be pasted.
-pub fn shell_quote(word: &str) -> String {
+pub(crate) fn shell_quote(word: &str) -> String {
     if !word.is_empty()
         && word
             .chars()
@@ -18,7 +18,7 @@ pub fn shell_quote(word: &str) -> String {
 }
 
 /// A command line, quoted so it can be pasted into a shell.
-pub fn command_line<S: AsRef<str>>(words: impl IntoIterator<Item = S>) -> String {
+pub(crate) fn command_line<S: AsRef<str>>(words: impl IntoIterator<Item = S>) -> String {
     words
         .into_iter()
         .map(|w| shell_quote(w.as_ref()))
@@ -28,7 +28,7 @@ pub fn command_line<S: AsRef<str>>(words: impl IntoIterator<Item = S>) -> String
 
 /// The rows describing a plan's mounts, env (with the source of each value; secrets as
 /// `****`) and limits: shared by `show` and `run --dry-run`.
-pub fn plan_rows(plan: &RunPlan) -> Vec<(&'static str, String)> {
+pub(crate) fn plan_rows(plan: &RunPlan) -> Vec<(&'static str, String)> {
     let mut rows = Vec::new();
     for (i, m) in plan.mounts.iter().enumerate() {
         rows.push((

@@ -16,7 +16,7 @@ use crate::record::{RunSummary, store};
 use super::pipeline_runs;
 
 /// One line of `ps`: a readable record, or the reason it is not.
-pub enum Listed {
+pub(crate) enum Listed {
     Run(Box<RunSummary>),
     Pipeline(Box<PipelineRunRecord>),
     Unreadable { id: String, why: String },
@@ -25,7 +25,7 @@ pub enum Listed {
 /// Every run folder in `runs_dir` (task runs and pipeline runs, not the task runs inside
 /// pipeline runs), newest first, with its record (or why it has none); only the newest
 /// `last` when given (folder names sort by age, so only their records are read).
-pub fn list(runs_dir: &Path, last: Option<usize>) -> Result<Vec<(PathBuf, Listed)>> {
+pub(crate) fn list(runs_dir: &Path, last: Option<usize>) -> Result<Vec<(PathBuf, Listed)>> {
     let mut dirs = store::list_all_runs(runs_dir).map_err(|e| Error::io(runs_dir, e))?;
     if let Some(n) = last {
         dirs.truncate(n);
@@ -67,9 +67,9 @@ struct Inside {
 
 /// The version of the `ps --format json` document: fields may be added, and existing ones
 /// keep their meaning while it stays 1.
-pub const PS_FORMAT_VERSION: u32 = 1;
+pub(crate) const PS_FORMAT_VERSION: u32 = 1;
 
-pub fn run(args: &PsArgs, color: ColorChoice) -> Result<ExitStatus> {
+pub(crate) fn run(args: &PsArgs, color: ColorChoice) -> Result<ExitStatus> {
     let runs = list(&args.runs.runs_dir, args.last)?;
     let mut rows = Vec::new();
     for (dir, listed) in runs {
@@ -297,7 +297,7 @@ fn table(rows: &[Row], containers: &HashMap<String, bool>, p: Printer) -> String
 }
 
 /// `2026-11-21 14:17:09` in the local time zone (UTC if it is unknown).
-pub fn local_time(t: jiff::Timestamp) -> String {
+pub(crate) fn local_time(t: jiff::Timestamp) -> String {
     static ZONE: std::sync::OnceLock<jiff::tz::TimeZone> = std::sync::OnceLock::new();
     let zone =
         ZONE.get_or_init(|| jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC));
@@ -307,7 +307,7 @@ pub fn local_time(t: jiff::Timestamp) -> String {
 }
 
 /// `0.4s`, `12s`, `3m05s`, `2h07m`.
-pub fn format_duration(seconds: f64) -> String {
+pub(crate) fn format_duration(seconds: f64) -> String {
     let whole = seconds as u64;
     match whole {
         0..=9 => format!("{seconds:.1}s"),

@@ -20,7 +20,7 @@ use super::{Located, locate, pipeline_runs};
 /// How long `rm --force` waits for a cancelled run to write its end.
 const CANCEL_WAIT: Duration = Duration::from_secs(60);
 
-pub fn rm(args: &RmArgs) -> Result<ExitStatus> {
+pub(crate) fn rm(args: &RmArgs) -> Result<ExitStatus> {
     let located = args
         .runs_to_remove
         .iter()
@@ -369,7 +369,7 @@ fn outputs_inside(r: &RunRecord, dir: &Path) -> Option<PathBuf> {
         })
 }
 
-pub fn prune(args: &PruneArgs) -> Result<ExitStatus> {
+pub(crate) fn prune(args: &PruneArgs) -> Result<ExitStatus> {
     let older_than = args.older_than;
     let now = jiff::Timestamp::now();
     let docker = Docker::locate().ok();
@@ -453,7 +453,7 @@ fn modified(dir: &Path) -> Option<jiff::Timestamp> {
 /// `--older-than`: any duration jiff's friendly format reads (`90s`, `30m`, `12h`, `7d`,
 /// `2w`, `1d 12h`, `7 days`) or ISO 8601 (`P7D`), with days as 24 hours. Months and years
 /// are refused: their length depends on the calendar, and a prune must be predictable.
-pub fn parse_age(text: &str) -> std::result::Result<Duration, String> {
+pub(crate) fn parse_age(text: &str) -> std::result::Result<Duration, String> {
     let fix = "write a duration such as 90s, 30m, 12h, 7d, 2w or \"1d 12h\"";
     let span: jiff::Span = text
         .trim()

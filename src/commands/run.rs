@@ -26,7 +26,7 @@ struct Prepared {
     plan: RunPlan,
 }
 
-pub fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
+pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let err = Printer::for_stderr(color);
     let id = store::new_run_id();
     let mut record = RunRecord {
@@ -319,7 +319,7 @@ fn not_started(
 
 /// The version of the `run --dry-run --format json` document: fields may be added, and
 /// existing ones keep their meaning while it stays 1.
-pub const DRY_RUN_FORMAT_VERSION: u32 = 1;
+pub(crate) const DRY_RUN_FORMAT_VERSION: u32 = 1;
 
 fn dry_run_json(prepared: &Prepared, program: &Path, rendered: &RenderedRun) -> String {
     let value = serde_json::json!({

@@ -5,7 +5,7 @@ use crate::error::{ExitStatus, Result};
 use crate::output;
 use crate::schema::Kind;
 
-pub fn run(args: &SchemaArgs) -> Result<ExitStatus> {
+pub(crate) fn run(args: &SchemaArgs) -> Result<ExitStatus> {
     let text = match args.kind {
         SchemaKind::Pc => Kind::ProcessingContainer.schema_text(),
         SchemaKind::Task => Kind::Task.schema_text(),

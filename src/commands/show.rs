@@ -16,7 +16,7 @@ use super::plan_view::{command_line, plan_rows};
 use super::ps::{format_duration, local_time};
 use super::{Located, locate};
 
-pub fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> {
+pub(crate) fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> {
     let run_dir = match locate(&args.runs.runs_dir, &args.run)? {
         Located::Task(dir) if args.task.is_some() => {
             return Err(pipeline_runs::not_a_pipeline(&dir));

@@ -12,7 +12,7 @@ use crate::execute::{self, Attachment, Engine, Job};
 use crate::record::RunRecord;
 use crate::resolve::plan::Direction;
 
-pub fn run(args: &SuperviseArgs) -> Result<ExitStatus> {
+pub(crate) fn run(args: &SuperviseArgs) -> Result<ExitStatus> {
     // A new session: no controlling terminal, so its hang-up and Ctrl-C never reach us.
     // (Fails only if we already lead a process group, which the parent avoids.)
     let _ = nix::unistd::setsid();

@@ -15,7 +15,7 @@ use crate::validation::{FileReport, KindRule, check_file};
 const SKIPPED_DIRS: &[&str] = &["target", ".git", "node_modules"];
 
 /// Version of the `--format json` output (README, "JSON output").
-pub const JSON_FORMAT_VERSION: u32 = 1;
+pub(crate) const JSON_FORMAT_VERSION: u32 = 1;
 
 /// One input after folders are expanded.
 struct Input {
@@ -34,7 +34,7 @@ enum Outcome {
     NothingFound(PathBuf),
 }
 
-pub fn run(args: &ValidateArgs, color: ColorChoice) -> Result<ExitStatus> {
+pub(crate) fn run(args: &ValidateArgs, color: ColorChoice) -> Result<ExitStatus> {
     let rule = match args.schema {
         Some(KindArg::Pc) => KindRule::Forced(Kind::ProcessingContainer),
         Some(KindArg::Task) => KindRule::Forced(Kind::Task),

@@ -13,7 +13,7 @@ use super::{Located, locate, pipeline_runs};
 
 const POLL: Duration = Duration::from_millis(100);
 
-pub fn run(args: &WaitArgs) -> Result<ExitStatus> {
+pub(crate) fn run(args: &WaitArgs) -> Result<ExitStatus> {
     // Every name is checked before waiting starts: a typo should not wait for the others.
     let located = args
         .runs_to_wait

@@ -13,11 +13,11 @@ use crate::error::Error;
 use crate::record::{RunRecord, RunSummary, Status};
 
 /// The background supervisor's own diagnostics (its stderr), inside the run folder.
-pub const SUPERVISOR_LOG: &str = "supervisor.log";
+pub(crate) const SUPERVISOR_LOG: &str = "supervisor.log";
 
 /// How handing a job to the supervisor went.
 #[derive(Debug)]
-pub enum Detached {
+pub(crate) enum Detached {
     /// The container (or the process) has started; the supervisor carries on.
     Started,
     /// It started and has already ended (the record's message).
@@ -31,7 +31,7 @@ pub enum Detached {
 
 /// Starts the supervisor for `job` (whose record is in `run_dir`) and returns once the
 /// container has started or the supervisor has ended, like `docker run --detach`.
-pub fn start(job: &Job, run_dir: &Path, record: &RunRecord) -> Detached {
+pub(crate) fn start(job: &Job, run_dir: &Path, record: &RunRecord) -> Detached {
     let fail = |message: String| Detached::Failed(Error::not_started(message));
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,

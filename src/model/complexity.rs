@@ -12,7 +12,7 @@ use std::fmt;
 
 /// `coefficient × n^exponent`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Complexity {
+pub(crate) struct Complexity {
     pub coefficient: f64,
     pub exponent: u32,
 }
@@ -21,7 +21,7 @@ pub struct Complexity {
 ///
 /// A factor beyond ±2^53 is rounded to the nearest `f64`; such factors are meaningless
 /// as memory multipliers anyway.
-pub fn from_scale_factor(factor: i64) -> Complexity {
+pub(crate) fn from_scale_factor(factor: i64) -> Complexity {
     Complexity {
         coefficient: factor as f64,
         exponent: 1,
@@ -32,7 +32,7 @@ const EXAMPLES: &str = "write [coefficient][*]n[**exponent], e.g. `2*n`, `0.5n`,
 
 /// Parses a complexity string exactly as the documented pattern allows (no surrounding
 /// or inner whitespace, since the schema pattern would refuse it too).
-pub fn parse(text: &str) -> Result<Complexity, String> {
+pub(crate) fn parse(text: &str) -> Result<Complexity, String> {
     let invalid =
         |reason: &str| format!("`{text}` is not a scale-rule complexity: {reason}; {EXAMPLES}");
     if text.is_empty() {
@@ -128,7 +128,7 @@ impl Complexity {
     /// and the product is computed exactly
     /// while it fits 128 bits; `1.1*n` of 100 is 110, not 111. Only results far beyond
     /// any memory size fall back to floating point (and then saturate).
-    pub fn apply(&self, n: u64) -> u64 {
+    pub(crate) fn apply(&self, n: u64) -> u64 {
         let coefficient = self.coefficient;
         if coefficient.is_nan() || coefficient <= 0.0 {
             return 0;

@@ -2,9 +2,9 @@
 //! (DESIGN.md decision 2) normalised into one shape. Reading happens only after the
 //! schema check passed, so shapes are known; what remains is meaning.
 
-pub mod complexity;
-pub mod quantity;
-pub mod target;
+pub(crate) mod complexity;
+pub(crate) mod quantity;
+pub(crate) mod target;
 
 use std::collections::BTreeMap;
 
@@ -14,14 +14,14 @@ use serde_json::Value;
 use target::SizeMode;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProcessingContainer {
+pub(crate) struct ProcessingContainer {
     pub name: String,
     pub description: String,
     pub templates: Vec<Template>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Template {
+pub(crate) struct Template {
     pub identifier: String,
     pub description: String,
     pub inputs: Vec<Mount>,
@@ -35,7 +35,7 @@ pub struct Template {
 
 /// A channel as a template declares it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Mount {
+pub(crate) struct Mount {
     pub name: String,
     pub mounted_path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,7 +45,7 @@ pub struct Mount {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TemplateEnv {
+pub(crate) struct TemplateEnv {
     pub name: String,
     pub value: String,
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
@@ -64,7 +64,7 @@ pub struct TemplateEnv {
 
 impl TemplateEnv {
     /// Is its default a secret (by its name, or by what it was rendered from)?
-    pub fn is_secret(&self) -> bool {
+    pub(crate) fn is_secret(&self) -> bool {
         crate::resolve::plan::is_secret_name(&self.name) || self.rendered_from_secret
     }
 }
@@ -79,14 +79,14 @@ fn is_true(b: &bool) -> bool {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum EnvType {
+pub(crate) enum EnvType {
     Boolean,
     String,
     Int,
 }
 
 impl EnvType {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             EnvType::Boolean => "boolean",
             EnvType::String => "string",
@@ -94,7 +94,7 @@ impl EnvType {
         }
     }
 
-    pub fn accepts(self, value: &str) -> bool {
+    pub(crate) fn accepts(self, value: &str) -> bool {
         match self {
             EnvType::Int => value.trim().parse::<i64>().is_ok(),
             EnvType::Boolean => matches!(value.to_ascii_lowercase().as_str(), "true" | "false"),
@@ -105,7 +105,7 @@ impl EnvType {
 
 /// A scale rule in either dialect: `complexity` (documented) or `scale_factor` (current).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ScaleRule {
+pub(crate) struct ScaleRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub complexity: Option<String>,
     #[serde(
@@ -139,7 +139,7 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D
 
 /// A JSON number that is a whole number in `i64` range, however it is written (`2`,
 /// `2.0`, `1e1`).
-pub fn as_whole_number(value: &Value) -> Option<i64> {
+pub(crate) fn as_whole_number(value: &Value) -> Option<i64> {
     value.as_i64().or_else(|| {
         value
             .as_f64()
@@ -158,7 +158,7 @@ fn default_glob() -> String {
 
 impl ScaleRule {
     /// The size → requirement function, whichever dialect gave it.
-    pub fn function(&self) -> complexity::Complexity {
+    pub(crate) fn function(&self) -> complexity::Complexity {
         match (&self.complexity, self.scale_factor) {
             (Some(text), _) => complexity::parse(text).unwrap_or(complexity::Complexity {
                 coefficient: 0.0,
@@ -170,7 +170,7 @@ impl ScaleRule {
     }
 
     /// The rule as people write it: `2 × n` or `1.5 × n^2`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match (&self.complexity, self.scale_factor) {
             (Some(text), _) => format!("complexity {text}"),
             (None, Some(f)) => format!("scale_factor {f}"),
@@ -181,14 +181,14 @@ impl ScaleRule {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ScaleKind {
+pub(crate) enum ScaleKind {
     Limit,
     Request,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ScaleMode {
+pub(crate) enum ScaleMode {
     Sum,
     MaxFileSize,
     MaxItemSum,
@@ -206,7 +206,7 @@ impl From<ScaleMode> for SizeMode {
 
 /// Resource name → quantity text, as written (numbers become their text).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Resources {
+pub(crate) struct Resources {
     #[serde(
         default,
         deserialize_with = "quantities",
@@ -240,7 +240,7 @@ fn quantities<'de, D: serde::Deserializer<'de>>(
 
 /// `task.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Task {
+pub(crate) struct Task {
     pub name: String,
     pub image: String,
     #[serde(rename = "taskTemplate")]
@@ -261,7 +261,7 @@ pub struct Task {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum TemplateRef {
+pub(crate) enum TemplateRef {
     Identifier(String),
     Inline(Box<Template>),
 }
@@ -269,7 +269,7 @@ pub enum TemplateRef {
 /// A task's binding of a channel to a host folder; `input` (documented) and
 /// `volume_source` (current Kaapana) are the same field.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Binding {
+pub(crate) struct Binding {
     pub name: String,
     #[serde(alias = "input")]
     pub volume_source: HostPath,
@@ -278,12 +278,12 @@ pub struct Binding {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HostPath {
+pub(crate) struct HostPath {
     pub host_path: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EnvVar {
+pub(crate) struct EnvVar {
     pub name: String,
     pub value: String,
     /// The value was rendered from a secret-looking variable (`{{ env.DB_PASSWORD }}`):
@@ -295,7 +295,7 @@ pub struct EnvVar {
 /// The parts of `config` a local run uses. The k8s-only keys (registry credentials among
 /// them) are deliberately not kept, so they cannot reach a record.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Config {
+pub(crate) struct Config {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     #[serde(default)]
@@ -303,10 +303,10 @@ pub struct Config {
 }
 
 /// Resource names that ask for GPUs.
-pub const GPU_KEYS: &[&str] = &["nvidia.com/gpu", "gpu", "amd.com/gpu"];
+pub(crate) const GPU_KEYS: &[&str] = &["nvidia.com/gpu", "gpu", "amd.com/gpu"];
 
 /// `/home//data/` → `/home/data`, so two spellings of one folder are seen as one.
-pub fn normalize_container_path(path: &str) -> String {
+pub(crate) fn normalize_container_path(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {
@@ -326,7 +326,10 @@ pub fn normalize_container_path(path: &str) -> String {
 /// Members whose value is `null` are dropped first: the schema admits `null` only where
 /// the reference's model is `Optional` (and its own dumps write `null` there), and
 /// `null` there means the same as an absent key.
-pub fn from_value<T: serde::de::DeserializeOwned>(value: &Value, what: &str) -> Result<T, String> {
+pub(crate) fn from_value<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    what: &str,
+) -> Result<T, String> {
     let mut value = value.clone();
     drop_null_members(&mut value);
     T::deserialize(&value).map_err(|e| {

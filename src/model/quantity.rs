@@ -19,7 +19,7 @@ use std::fmt;
 
 /// Why a quantity could not be read, with a fix in plain words.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuantityError {
+pub(crate) struct QuantityError {
     pub message: String,
     pub fix: String,
 }
@@ -38,7 +38,7 @@ impl std::error::Error for QuantityError {}
 /// `B` suffix means bytes (`100000000B`), as in the reference CLI's size strings.
 /// Rejects empty text, negative values, unknown suffixes (`1mi`, `1KiB`, `1GB`),
 /// `NaN`/`inf`, and values above `u64::MAX` bytes.
-pub fn parse_bytes(text: &str) -> Result<u64, QuantityError> {
+pub(crate) fn parse_bytes(text: &str) -> Result<u64, QuantityError> {
     let kind = Kind::Bytes;
     let number = split_number(text, kind)?;
     let (extra_exp10, factor) = match number.suffix {
@@ -66,7 +66,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, QuantityError> {
 /// Only the `m` suffix (and the `e` exponent form) is accepted: CPU counts cores, and a
 /// suffix such as `Mi` or `k` there is almost certainly a mistake. Fractions of a
 /// millicore round up.
-pub fn parse_cpu_millis(text: &str) -> Result<u64, QuantityError> {
+pub(crate) fn parse_cpu_millis(text: &str) -> Result<u64, QuantityError> {
     let kind = Kind::Cpu;
     let number = split_number(text, kind)?;
     let extra_exp10 = match number.suffix {
@@ -86,7 +86,7 @@ pub fn parse_cpu_millis(text: &str) -> Result<u64, QuantityError> {
 ///   `1342177280` → `1.25Gi`); such text is itself a valid Kubernetes quantity.
 /// * Otherwise rounded to one decimal and marked approximate with `~`
 ///   (`1288490189` → `~1.2Gi`, `1025` → `~1.0Ki`).
-pub fn format_bytes(bytes: u64) -> String {
+pub(crate) fn format_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
     if bytes < 1024 {
         return format!("{bytes}B");

@@ -24,7 +24,7 @@ use globset::{GlobBuilder, GlobMatcher};
 
 /// How the selected files are reduced to one size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SizeMode {
+pub(crate) enum SizeMode {
     /// Total size of the selected files.
     Sum,
     /// Size of the largest selected file.
@@ -33,30 +33,9 @@ pub enum SizeMode {
     MaxItemSum,
 }
 
-impl SizeMode {
-    /// The mode's spelling in a Task API file: `sum`, `max_file_size`, `max_item_sum`.
-    pub fn name(self) -> &'static str {
-        match self {
-            SizeMode::Sum => "sum",
-            SizeMode::MaxFileSize => "max_file_size",
-            SizeMode::MaxItemSum => "max_item_sum",
-        }
-    }
-
-    /// The mode for its spelling in a Task API file, if it is one.
-    pub fn from_name(name: &str) -> Option<SizeMode> {
-        match name {
-            "sum" => Some(SizeMode::Sum),
-            "max_file_size" => Some(SizeMode::MaxFileSize),
-            "max_item_sum" => Some(SizeMode::MaxItemSum),
-            _ => None,
-        }
-    }
-}
-
 /// The ScaleRule's file selection: `target_dir`, `target_glob`, `target_regex`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
     pub dir: &'a str,
     pub glob: &'a str,
     pub regex: &'a str,
@@ -75,7 +54,7 @@ impl Default for Target<'_> {
 
 /// Why a target size could not be measured, with a fix in plain words.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SizingError {
+pub(crate) struct SizingError {
     pub message: String,
     pub fix: String,
 }
@@ -90,12 +69,12 @@ impl std::error::Error for SizingError {}
 
 /// Checks, without touching the file system, that `target_dir` stays inside the channel
 /// folder and that `target_glob` and `target_regex` compile.
-pub fn validate_target(target: &Target<'_>) -> Result<(), SizingError> {
+pub(crate) fn validate_target(target: &Target<'_>) -> Result<(), SizingError> {
     Selection::compile(target).map(|_| ())
 }
 
 /// The compiled selection of one scale rule.
-pub struct Selection<'a> {
+pub(crate) struct Selection<'a> {
     dir: &'a str,
     glob: GlobMatcher,
     /// `target_regex` anchored at both ends (Python `re.fullmatch`).
@@ -104,7 +83,7 @@ pub struct Selection<'a> {
 
 impl<'a> Selection<'a> {
     /// Compiles a target (the same checks as `validate_target`).
-    pub fn compile(target: &Target<'a>) -> Result<Self, SizingError> {
+    pub(crate) fn compile(target: &Target<'a>) -> Result<Self, SizingError> {
         check_target_dir(target.dir)?;
         Ok(Selection {
             dir: target.dir,
@@ -114,7 +93,7 @@ impl<'a> Selection<'a> {
     }
 
     /// `folder` joined with `target_dir` (without the trailing `/` an empty join adds).
-    pub fn base(&self, folder: &Path) -> PathBuf {
+    pub(crate) fn base(&self, folder: &Path) -> PathBuf {
         if self.dir.is_empty() {
             folder.to_path_buf()
         } else {
@@ -125,7 +104,7 @@ impl<'a> Selection<'a> {
     /// Whether a file at `relative` (below the base folder) is selected. A backtracking
     /// regex can give up on a pathological path; that is an error, not a silent "no
     /// match" that would shrink the memory limit.
-    pub fn selects(&self, relative: &Path) -> Result<bool, SizingError> {
+    pub(crate) fn selects(&self, relative: &Path) -> Result<bool, SizingError> {
         if !self.glob.is_match(relative) {
             return Ok(false);
         }

@@ -18,28 +18,28 @@ use sha2::{Digest, Sha256};
 use crate::pipeline::plan::{FolderDirection, PlannedFolder, WORKFLOW_OUTPUT_DIR};
 
 /// Where the contract mounts each folder inside the container.
-pub const INPUT: &str = "/workflow/input";
-pub const WORKSPACE: &str = "/workflow/workspace";
-pub const OUTPUT: &str = "/workflow/output";
-pub const CONFIG: &str = "/workflow/config";
-pub const LOGS: &str = "/workflow/logs";
+pub(crate) const INPUT: &str = "/workflow/input";
+pub(crate) const WORKSPACE: &str = "/workflow/workspace";
+pub(crate) const OUTPUT: &str = "/workflow/output";
+pub(crate) const CONFIG: &str = "/workflow/config";
+pub(crate) const LOGS: &str = "/workflow/logs";
 
 /// The manifest's file name in the step's config folder.
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
 
 /// The suffix of a sidecar: `scan001_cal.hdf5.metadata.json` describes `scan001_cal.hdf5`.
-pub const SIDECAR_SUFFIX: &str = ".metadata.json";
+pub(crate) const SIDECAR_SUFFIX: &str = ".metadata.json";
 
 /// The `role` of every raw input file: tapir cannot tell science scans from calibration
 /// loads, and the contract says the role is informational.
-pub const INPUT_ROLE: &str = "science";
+pub(crate) const INPUT_ROLE: &str = "science";
 
 /// The contract's DataProductType, plus `INTERMEDIATE` for what intermediate steps leave
 /// in the workspace (the contract has no type for them: they are DataProducts that
 /// downstream steps read by `data_product_id`, not pipeline results).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ProductType {
+pub(crate) enum ProductType {
     Science,
     QaMetric,
     Plot,
@@ -51,7 +51,7 @@ pub enum ProductType {
 impl ProductType {
     /// A final-step product's type by the first folder of its path under
     /// `/workflow/output/`; files in no recognised subfolder are SCIENCE (the contract).
-    pub fn of_output(relative: &str) -> Self {
+    pub(crate) fn of_output(relative: &str) -> Self {
         let top = match relative.split_once('/') {
             Some((top, _)) => top,
             None => return ProductType::Science,
@@ -69,7 +69,7 @@ impl ProductType {
 
 /// One data product of a pipeline run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Product {
+pub(crate) struct Product {
     /// Numbered from 1 across the pipeline run, in the order products were collected;
     /// downstream manifests name intermediates by it.
     pub data_product_id: u64,
@@ -89,7 +89,7 @@ pub struct Product {
 
 /// A file found under a folder, as `products` needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScannedFile {
+pub(crate) struct ScannedFile {
     /// Relative to the scanned folder, `/`-separated.
     pub relative_path: String,
     pub size_bytes: u64,
@@ -100,7 +100,7 @@ pub struct ScannedFile {
 
 /// What a step's manifest is made of.
 #[derive(Debug, Clone)]
-pub struct ManifestContext<'a> {
+pub(crate) struct ManifestContext<'a> {
     /// The pipeline run's id.
     pub run_id: &'a str,
     pub step_name: &'a str,
@@ -114,7 +114,11 @@ pub struct ManifestContext<'a> {
 /// input folder (paths relative to it, as `list_files` gives them), `input_products` the
 /// products of the steps it depends on. `environment` is empty: tapir offers none of the
 /// optional services (InfluxDB, the ops API) the contract lists there.
-pub fn manifest(ctx: &ManifestContext, input_files: &[String], upstream: &[&Product]) -> Value {
+pub(crate) fn manifest(
+    ctx: &ManifestContext,
+    input_files: &[String],
+    upstream: &[&Product],
+) -> Value {
     json!({
         "run_id": ctx.run_id,
         "step_name": ctx.step_name,
@@ -134,7 +138,7 @@ pub fn manifest(ctx: &ManifestContext, input_files: &[String], upstream: &[&Prod
 
 /// Where a step's products are collected from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Collected<'a> {
+pub(crate) enum Collected<'a> {
     /// The final step's `/workflow/output/`: typed by subfolder.
     Output,
     /// An intermediate step's `/workflow/workspace/<step>/`: INTERMEDIATE.
@@ -154,7 +158,7 @@ impl Collected<'_> {
 /// `first_id`. A `<name>.metadata.json` is the sidecar of `<name>` and not a product
 /// itself; a sidecar that is not valid JSON, or whose file is missing, is a warning (in
 /// words, naming the file and the position), never a failure: the products stay.
-pub fn products(
+pub(crate) fn products(
     step: &str,
     from: Collected,
     files: &[ScannedFile],
@@ -215,7 +219,7 @@ pub fn products(
 /// the rest read-write) and `--env WORKFLOW_OUTPUT_DIR=...`. Managed folders are under
 /// `run_dir` (the pipeline run folder); the pipeline's own input is made absolute, since
 /// `--bind` paths are relative to the current folder.
-pub fn step_run_args(
+pub(crate) fn step_run_args(
     folders: &[PlannedFolder],
     workflow_output_dir: Option<&str>,
     run_dir: &Path,
@@ -243,7 +247,7 @@ pub fn step_run_args(
 }
 
 /// Where a planned folder is on the host.
-pub fn folder_on_host(folder: &PlannedFolder, run_dir: &Path) -> PathBuf {
+pub(crate) fn folder_on_host(folder: &PlannedFolder, run_dir: &Path) -> PathBuf {
     if folder.managed {
         run_dir.join(&folder.path)
     } else {
@@ -255,7 +259,7 @@ pub fn folder_on_host(folder: &PlannedFolder, run_dir: &Path) -> PathBuf {
 /// The host folder behind a step's `WORKFLOW_OUTPUT_DIR`, and how its files are
 /// collected: `<run>/output` for the final step, `<run>/workspace/<step>` for the others
 /// (tapir creates it: the contract's containers write into it without creating it).
-pub fn step_output_on_host<'a>(
+pub(crate) fn step_output_on_host<'a>(
     step: &'a str,
     workflow_output_dir: &str,
     run_dir: &Path,
@@ -273,7 +277,7 @@ pub fn step_output_on_host<'a>(
 /// The regular files under `dir`, relative and sorted, without reading them (for a
 /// manifest's `input_files`). Symbolic links are not followed (a link could lead out of
 /// the folder); a missing folder has no files.
-pub fn list_files(dir: &Path) -> std::io::Result<Vec<String>> {
+pub(crate) fn list_files(dir: &Path) -> std::io::Result<Vec<String>> {
     let mut found = Vec::new();
     walk(dir, dir, &mut found)?;
     let mut relative: Vec<String> = found.into_iter().map(|(r, _)| r).collect();
@@ -283,7 +287,7 @@ pub fn list_files(dir: &Path) -> std::io::Result<Vec<String>> {
 
 /// Every regular file under `dir` with its size and sha256 (read in 64 KiB pieces, so
 /// memory stays flat whatever the size), sorted by path; sidecars' text is kept.
-pub fn scan(dir: &Path) -> std::io::Result<Vec<ScannedFile>> {
+pub(crate) fn scan(dir: &Path) -> std::io::Result<Vec<ScannedFile>> {
     let mut found = Vec::new();
     walk(dir, dir, &mut found)?;
     found.sort();

@@ -21,7 +21,7 @@ fn travels_on_stdin(name: &str, value: &str) -> bool {
 }
 
 /// The derived task as JSON, for the pipeline run folder `run_dir` (absolute).
-pub fn derived_task(planned: &PlannedTask, run_dir: &Path) -> Value {
+pub(crate) fn derived_task(planned: &PlannedTask, run_dir: &Path) -> Value {
     let runnable = &planned.runnable;
     let mut task = runnable.task.clone();
     for binding in task.inputs.iter_mut().chain(task.outputs.iter_mut()) {
@@ -87,7 +87,7 @@ fn absolute_host_path(base: &Path, path: &str) -> String {
 /// the secret-looking variables of the task's `env` and the pipeline's over them, then
 /// the conf file's values over both (the pipeline check refuses a conf value with a line
 /// break, `env-line-break`).
-pub fn stdin_env_file(planned: &PlannedTask) -> String {
+pub(crate) fn stdin_env_file(planned: &PlannedTask) -> String {
     let runnable = &planned.runnable;
     let mut vars: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
     let own = runnable.task.env.iter().map(|e| (&e.name, &e.value));

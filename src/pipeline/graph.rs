@@ -3,7 +3,7 @@
 
 /// A dependency edge: `task` runs after `upstream`, declared at `pointer`.
 #[derive(Debug, Clone)]
-pub struct Edge {
+pub(crate) struct Edge {
     pub task: usize,
     pub upstream: usize,
     pub pointer: String,
@@ -15,7 +15,7 @@ pub struct Edge {
 /// run order, starting and ending at the same task, and the index of the edge that closes
 /// it (the one where the depth-first search, in file order, found the cycle). Iterative,
 /// so a huge pipeline cannot overflow the stack.
-pub fn find_cycles(tasks: usize, edges: &[Edge]) -> Vec<(Vec<usize>, usize)> {
+pub(crate) fn find_cycles(tasks: usize, edges: &[Edge]) -> Vec<(Vec<usize>, usize)> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -66,7 +66,7 @@ pub fn find_cycles(tasks: usize, edges: &[Edge]) -> Vec<(Vec<usize>, usize)> {
 
 /// The level of every task of an acyclic graph (0-based): 0 without dependencies, else
 /// one more than its deepest dependency.
-pub fn levels(tasks: usize, edges: &[Edge]) -> Vec<usize> {
+pub(crate) fn levels(tasks: usize, edges: &[Edge]) -> Vec<usize> {
     let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); tasks];
     let mut waiting = vec![0usize; tasks];
     for e in edges {

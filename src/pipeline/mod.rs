@@ -4,9 +4,9 @@
 //! the task file each pipeline task runs as, `ccat` the CCAT container contract
 //! (manifest, products, the folders as `run --bind`).
 
-pub mod ccat;
-pub mod derive;
-pub mod graph;
-pub mod model;
-pub mod plan;
-pub mod record;
+pub(crate) mod ccat;
+pub(crate) mod derive;
+pub(crate) mod graph;
+pub(crate) mod model;
+pub(crate) mod plan;
+pub(crate) mod record;

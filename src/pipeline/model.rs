@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// `pipeline.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -30,7 +30,7 @@ pub struct Pipeline {
 /// The folder layout of a pipeline run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Profile {
+pub(crate) enum Profile {
     /// One tapir-managed folder per task and output channel, `<run>/<task_id>/<channel>`
     /// (as Kaapana's KaapanaTaskOperator).
     #[default]
@@ -40,7 +40,7 @@ pub enum Profile {
 }
 
 impl Profile {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Profile::Kaapana => "kaapana",
             Profile::Ccat => "ccat",
@@ -50,7 +50,7 @@ impl Profile {
 
 /// One task of a pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PipelineTask {
+pub(crate) struct PipelineTask {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -72,14 +72,14 @@ pub struct PipelineTask {
 /// A task file (path relative to the pipeline file's folder) or a whole task object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum TaskRef {
+pub(crate) enum TaskRef {
     File(String),
     Inline(Value),
 }
 
 /// Tapis' TaskDependency: run after `id`; with `can_fail`, also when `id` failed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskDependency {
+pub(crate) struct TaskDependency {
     pub id: String,
     #[serde(default)]
     pub can_fail: bool,
@@ -87,7 +87,7 @@ pub struct TaskDependency {
 
 /// Kaapana's IOMapping, with the upstream operator named by its task id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IoMapping {
+pub(crate) struct IoMapping {
     pub upstream_task: String,
     pub upstream_output_channel: String,
     pub input_channel: String,
@@ -95,7 +95,7 @@ pub struct IoMapping {
 
 /// Tapis' execution profile: every field unset inherits the pipeline's, then the default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ExecutionProfile {
+pub(crate) struct ExecutionProfile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,17 +108,17 @@ pub struct ExecutionProfile {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RetryPolicy {
+pub(crate) enum RetryPolicy {
     ExponentialBackoff,
 }
 
 /// What a task gets when neither it nor the pipeline says otherwise.
-pub const DEFAULT_MAX_RETRIES: u32 = 0;
-pub const DEFAULT_RETRY_BACKOFF_SECONDS: u64 = 10;
+pub(crate) const DEFAULT_MAX_RETRIES: u32 = 0;
+pub(crate) const DEFAULT_RETRY_BACKOFF_SECONDS: u64 = 10;
 
 /// A task's execution profile with everything inherited and defaulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Execution {
+pub(crate) struct Execution {
     pub max_retries: u32,
     pub retry_policy: RetryPolicy,
     pub retry_backoff_seconds: u64,
@@ -128,7 +128,7 @@ pub struct Execution {
 
 impl ExecutionProfile {
     /// This profile over `pipeline`'s, field by field, over the defaults.
-    pub fn effective(&self, pipeline: &ExecutionProfile) -> Execution {
+    pub(crate) fn effective(&self, pipeline: &ExecutionProfile) -> Execution {
         Execution {
             max_retries: self
                 .max_retries
@@ -149,7 +149,7 @@ impl ExecutionProfile {
 
 impl Execution {
     /// Seconds to wait before retry `attempt` (1 = the first retry): doubled each time.
-    pub fn backoff_before_retry(&self, attempt: u32) -> u64 {
+    pub(crate) fn backoff_before_retry(&self, attempt: u32) -> u64 {
         let doublings = attempt.saturating_sub(1).min(20);
         self.retry_backoff_seconds.saturating_mul(1 << doublings)
     }
@@ -157,7 +157,7 @@ impl Execution {
 
 /// `--conf conf.json`: Kaapana's workflow-trigger `conf`, `task_form.<task id>.<VAR>`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Conf {
+pub(crate) struct Conf {
     pub task_form: BTreeMap<String, BTreeMap<String, String>>,
 }
 

@@ -24,12 +24,12 @@ use crate::validation::{FileReport, KindRule, check_file};
 const RESERVED_TASK_IDS: &[&str] = &[RUNS_SUBDIR, RECORD_FILE];
 
 /// The variable tapir sets for every step of a `ccat` pipeline (CCAT container contract).
-pub const WORKFLOW_OUTPUT_DIR: &str = "WORKFLOW_OUTPUT_DIR";
+pub(crate) const WORKFLOW_OUTPUT_DIR: &str = "WORKFLOW_OUTPUT_DIR";
 
 /// Findings about one file (the pipeline, a task file, a processing-container.json, the
 /// conf file), in the order they were found.
 #[derive(Debug)]
-pub struct FileFindings {
+pub(crate) struct FileFindings {
     pub path: PathBuf,
     /// The text, for source snippets.
     pub source: Option<Source>,
@@ -38,14 +38,14 @@ pub struct FileFindings {
 
 /// What checking a pipeline found: every file's findings, and the plan when valid.
 #[derive(Debug)]
-pub struct Checked {
+pub(crate) struct Checked {
     pub pipeline: PathBuf,
     pub files: Vec<FileFindings>,
     pub plan: Option<PipelinePlan>,
 }
 
 impl Checked {
-    pub fn count(&self, severity: Severity) -> usize {
+    pub(crate) fn count(&self, severity: Severity) -> usize {
         self.files
             .iter()
             .flat_map(|f| &f.diagnostics)
@@ -53,14 +53,14 @@ impl Checked {
             .count()
     }
 
-    pub fn is_valid(&self) -> bool {
+    pub(crate) fn is_valid(&self) -> bool {
         self.count(Severity::Error) == 0
     }
 }
 
 /// The pipeline as it will run.
 #[derive(Debug, Clone, Serialize)]
-pub struct PipelinePlan {
+pub(crate) struct PipelinePlan {
     pub name: String,
     pub profile: Profile,
     /// Profile `ccat`: the manifests' `sub_group_key` (empty when the pipeline has none).
@@ -74,7 +74,7 @@ pub struct PipelinePlan {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PlannedTask {
+pub(crate) struct PlannedTask {
     pub id: String,
     /// 1-based.
     pub level: usize,
@@ -104,7 +104,7 @@ pub struct PlannedTask {
 /// The task as running it needs it: the task file's content, where its relative paths
 /// resolve, and the override values (secrets unmasked: never serialized).
 #[derive(Debug, Clone)]
-pub struct RunnableTask {
+pub(crate) struct RunnableTask {
     /// The task as written (its `{{ env.X }}` templating not rendered: `run` renders it).
     pub task: Task,
     /// The task file's own relative host paths resolve against this folder.
@@ -117,7 +117,7 @@ pub struct RunnableTask {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PlannedDependency {
+pub(crate) struct PlannedDependency {
     pub id: String,
     pub can_fail: bool,
     /// `depends_on`, `iochannel_maps`, or both.
@@ -125,7 +125,7 @@ pub struct PlannedDependency {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PlannedFolder {
+pub(crate) struct PlannedFolder {
     /// The channel, or the CCAT folder (`workspace`, `output`, …).
     pub channel: String,
     pub direction: FolderDirection,
@@ -145,13 +145,13 @@ pub struct PlannedFolder {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum FolderDirection {
+pub(crate) enum FolderDirection {
     Input,
     Output,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PlannedEnv {
+pub(crate) struct PlannedEnv {
     pub name: String,
     /// Masked (`***`) when the name looks like a secret.
     pub value: String,
@@ -201,7 +201,7 @@ impl LoadedTask {
 /// Checks a pipeline (and its conf file). `profile`, when given (`--profile`), replaces
 /// the file's `profile`. `Err` only when the pipeline file or the conf file cannot be read
 /// at all (exit 2).
-pub fn check(
+pub(crate) fn check(
     pipeline_path: &Path,
     conf_path: Option<&Path>,
     profile: Option<Profile>,
@@ -1235,7 +1235,7 @@ impl<'a> Planner<'a> {
                     "input",
                     FolderDirection::Input,
                     "input".into(),
-                    "/workflow/input",
+                    crate::pipeline::ccat::INPUT,
                 );
                 if self.pipeline.input.is_some() {
                     input.managed = false;
@@ -1246,13 +1246,13 @@ impl<'a> Planner<'a> {
                     "config",
                     FolderDirection::Input,
                     format!("config/{}", entry.id),
-                    "/workflow/config",
+                    crate::pipeline::ccat::CONFIG,
                 ));
                 folders.push(ccat(
                     "workspace",
                     FolderDirection::Output,
                     "workspace".into(),
-                    "/workflow/workspace",
+                    crate::pipeline::ccat::WORKSPACE,
                 ));
                 // Only the final step writes the pipeline's products (CCAT contract).
                 if is_final {
@@ -1260,19 +1260,19 @@ impl<'a> Planner<'a> {
                         "output",
                         FolderDirection::Output,
                         "output".into(),
-                        "/workflow/output",
+                        crate::pipeline::ccat::OUTPUT,
                     ));
                 }
                 folders.push(ccat(
                     "logs",
                     FolderDirection::Output,
                     format!("logs/{}", entry.id),
-                    "/workflow/logs",
+                    crate::pipeline::ccat::LOGS,
                 ));
                 workflow_output_dir = Some(if is_final {
-                    "/workflow/output/".to_string()
+                    format!("{}/", crate::pipeline::ccat::OUTPUT)
                 } else {
-                    format!("/workflow/workspace/{}/", entry.id)
+                    format!("{}/{}/", crate::pipeline::ccat::WORKSPACE, entry.id)
                 });
             }
         }

@@ -18,18 +18,18 @@ use crate::pipeline::model::{Execution, Profile};
 use crate::record::{self, store};
 
 /// Version of the pipeline run `record.json`.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// Every pipeline run folder's name is this prefix followed by the run id (same shape as
 /// task run ids).
-pub const PIPELINE_RUN_DIR_PREFIX: &str = "pipeline-run-";
+pub(crate) const PIPELINE_RUN_DIR_PREFIX: &str = "pipeline-run-";
 
 /// The folder of a pipeline run that holds the derived task files and the task runs.
-pub const RUNS_SUBDIR: &str = "runs";
+pub(crate) const RUNS_SUBDIR: &str = "runs";
 
 /// What `record.json` of a pipeline run folder says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PipelineRunRecord {
+pub(crate) struct PipelineRunRecord {
     pub format_version: u32,
     /// Always `pipeline-run`: tells a pipeline record from a task run record.
     #[serde(default = "kind")]
@@ -87,7 +87,7 @@ fn kind() -> String {
 /// How the pipeline as a whole stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum PipelineStatus {
+pub(crate) enum PipelineStatus {
     Running,
     /// Every task succeeded.
     Succeeded,
@@ -102,7 +102,7 @@ pub enum PipelineStatus {
 }
 
 impl PipelineStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
             Self::Succeeded => "succeeded",
@@ -115,7 +115,7 @@ impl PipelineStatus {
 
 /// One task of the pipeline run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PipelineTaskRecord {
+pub(crate) struct PipelineTaskRecord {
     pub id: String,
     /// 1-based, as in `pipeline validate`.
     #[serde(default)]
@@ -155,7 +155,7 @@ pub struct PipelineTaskRecord {
 /// How one task of a pipeline run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum TaskStatus {
+pub(crate) enum TaskStatus {
     /// Not started yet.
     #[default]
     Pending,
@@ -174,7 +174,7 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Running => "running",
@@ -190,7 +190,7 @@ impl TaskStatus {
 
 /// A folder of a task in the pipeline run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskFolder {
+pub(crate) struct TaskFolder {
     pub channel: String,
     /// `input` or `output`.
     pub direction: String,
@@ -201,7 +201,7 @@ pub struct TaskFolder {
 
 /// One attempt of a task: one `tapir run`, with its own task run folder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Attempt {
+pub(crate) struct Attempt {
     /// 1-based, counted across `--resume`s.
     pub number: u32,
     /// The task run's id and folder (relative to the pipeline run folder), once it exists.
@@ -233,7 +233,11 @@ pub struct Attempt {
 
 impl Attempt {
     /// An attempt that began at `started_at` and has no task run linked yet.
-    pub fn started(number: u32, started_at: jiff::Timestamp, status: record::Status) -> Self {
+    pub(crate) fn started(
+        number: u32,
+        started_at: jiff::Timestamp,
+        status: record::Status,
+    ) -> Self {
         Self {
             number,
             run_id: None,
@@ -251,12 +255,12 @@ impl Attempt {
 }
 
 impl PipelineRunRecord {
-    pub fn to_value(&self) -> serde_json::Value {
+    pub(crate) fn to_value(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
     /// Reads `dir/record.json`; the error names the file.
-    pub fn load(dir: &Path) -> Result<Self, store::RecordError> {
+    pub(crate) fn load(dir: &Path) -> Result<Self, store::RecordError> {
         let value = store::read_record(dir)?;
         let mut record: Self = serde_json::from_value(value).map_err(|e| {
             store::RecordError::new(format!(
@@ -279,17 +283,17 @@ impl PipelineRunRecord {
     }
 
     /// Writes it atomically, like a task run record.
-    pub fn write(&self, dir: &Path) -> Result<(), store::RecordError> {
+    pub(crate) fn write(&self, dir: &Path) -> Result<(), store::RecordError> {
         store::write_record_atomic(dir, &self.to_value())
     }
 
-    pub fn task(&self, id: &str) -> Option<&PipelineTaskRecord> {
+    pub(crate) fn task(&self, id: &str) -> Option<&PipelineTaskRecord> {
         self.tasks.iter().find(|t| t.id == id)
     }
 }
 
 /// The id in a `pipeline-run-<id>` folder name.
-pub fn pipeline_run_id_of(dir: &Path) -> Option<&str> {
+pub(crate) fn pipeline_run_id_of(dir: &Path) -> Option<&str> {
     dir.file_name()?
         .to_str()?
         .strip_prefix(PIPELINE_RUN_DIR_PREFIX)

@@ -47,11 +47,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The task's standard output, byte for byte.
-pub const STDOUT_FILE: &str = "stdout.log";
+pub(crate) const STDOUT_FILE: &str = "stdout.log";
 /// The task's standard error, byte for byte.
-pub const STDERR_FILE: &str = "stderr.log";
+pub(crate) const STDERR_FILE: &str = "stderr.log";
 /// The arrival-order index of both streams (format in the module documentation).
-pub const INDEX_FILE: &str = "output.idx";
+pub(crate) const INDEX_FILE: &str = "output.idx";
 
 /// Size of the one buffer used to move data, both when capturing and when replaying.
 const CHUNK_SIZE: usize = 64 * 1024;
@@ -61,14 +61,14 @@ const MAX_INDEX_LINE: usize = 80;
 
 /// One of the two output streams of a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
+pub(crate) enum Stream {
     Stdout,
     Stderr,
 }
 
 impl Stream {
     /// The log file of this stream inside a run folder.
-    pub fn file_name(self) -> &'static str {
+    pub(crate) fn file_name(self) -> &'static str {
         match self {
             Stream::Stdout => STDOUT_FILE,
             Stream::Stderr => STDERR_FILE,
@@ -91,20 +91,20 @@ impl Stream {
     }
 
     /// Position in per-stream arrays (`[stdout, stderr]`).
-    pub fn slot(self) -> usize {
+    pub(crate) fn slot(self) -> usize {
         match self {
             Stream::Stdout => 0,
             Stream::Stderr => 1,
         }
     }
 
-    pub const BOTH: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
+    pub(crate) const BOTH: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
 }
 
 /// The capture side: the three files of one run, shared by the stdout and stderr reader
 /// threads (wrap it in an `Arc`, or borrow it from a `std::thread::scope`).
 #[derive(Debug)]
-pub struct LogSink {
+pub(crate) struct LogSink {
     dir: PathBuf,
     state: Mutex<SinkState>,
 }
@@ -125,7 +125,7 @@ struct SinkState {
 impl LogSink {
     /// Creates `stdout.log`, `stderr.log` and `output.idx` in `run_dir`. They must not
     /// exist yet: a run's output is never overwritten or mixed with another's.
-    pub fn create(run_dir: &Path) -> io::Result<Self> {
+    pub(crate) fn create(run_dir: &Path) -> io::Result<Self> {
         let create = |name: &str| {
             let path = run_dir.join(name);
             OpenOptions::new()
@@ -178,7 +178,7 @@ impl LogSink {
 
     /// Fsyncs the three files and the folder entries naming them. Call it once both
     /// pumps have returned.
-    pub fn finish(&self) -> io::Result<()> {
+    pub(crate) fn finish(&self) -> io::Result<()> {
         let state = self.lock();
         // The files are written without user-space buffers, so there is nothing to
         // flush; syncing puts them on disk.
@@ -225,7 +225,7 @@ impl SinkState {
 ///   so the task never blocks on a full pipe and the user still sees its output; the
 ///   capture error is returned at the end.
 /// - A read error from `source` is returned at once (everything read so far is kept).
-pub fn pump(
+pub(crate) fn pump(
     mut source: impl Read,
     stream: Stream,
     sink: &LogSink,
@@ -262,7 +262,7 @@ pub fn pump(
 
 /// The replay side: reads a run's captured output back.
 #[derive(Debug)]
-pub struct LogReader {
+pub(crate) struct LogReader {
     logs: [Option<File>; 2],
     index: Option<File>,
 }
@@ -271,7 +271,7 @@ impl LogReader {
     /// Opens the logs of `run_dir`. A missing log file counts as empty; a missing index
     /// means the streams are replayed one after the other. The error is `NotFound` when
     /// none of the three files exists.
-    pub fn open(run_dir: &Path) -> io::Result<Self> {
+    pub(crate) fn open(run_dir: &Path) -> io::Result<Self> {
         let open = |name: &str| {
             let path = run_dir.join(name);
             match File::open(&path) {
@@ -304,7 +304,8 @@ impl LogReader {
     ///
     /// Without an index, all of stdout is replayed and then all of stderr, stamped with
     /// their files' modification times.
-    pub fn for_each_chunk(
+    #[cfg(test)]
+    pub(crate) fn for_each_chunk(
         &self,
         filter: Option<Stream>,
         mut f: impl FnMut(Stream, u64, &[u8]) -> io::Result<()>,
@@ -317,7 +318,7 @@ impl LogReader {
     /// Replays the chunks whose index lines were completed since `cursor`, and moves the
     /// cursor past them. Call it again later to get what was captured since (that is
     /// how `logs --follow` works: the files are only ever appended to).
-    pub fn replay_indexed(
+    pub(crate) fn replay_indexed(
         &self,
         cursor: &mut Cursor,
         filter: Option<Stream>,
@@ -367,7 +368,7 @@ impl LogReader {
 
     /// Replays the bytes after the last indexed chunk of each stream (all of a file,
     /// without an index). Call it once the capture has ended.
-    pub fn replay_rest(
+    pub(crate) fn replay_rest(
         &self,
         cursor: &mut Cursor,
         filter: Option<Stream>,
@@ -426,7 +427,7 @@ impl LogReader {
 /// How far a replay has got: the position in the index, and per stream how many bytes
 /// of its log file were passed on.
 #[derive(Debug, Default, Clone)]
-pub struct Cursor {
+pub(crate) struct Cursor {
     index_position: u64,
     replayed: [u64; 2],
 }

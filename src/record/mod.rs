@@ -2,8 +2,8 @@
 //! (DESIGN.md decisions 1 and 9). Append-only evolution: new fields get defaults, readers
 //! ignore unknown fields, and a writer never rewrites a record of a newer version.
 
-pub mod logs;
-pub mod store;
+pub(crate) mod logs;
+pub(crate) mod store;
 
 use crate::error::ExitStatus;
 use serde::{Deserialize, Serialize};
@@ -12,11 +12,11 @@ use serde_json::Value;
 use crate::resolve::plan::{Direction, RunPlan};
 
 /// Version of `record.json`. Bump only for changes old readers cannot ignore.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Status {
+pub(crate) enum Status {
     /// Preparing or running.
     Running,
     Succeeded,
@@ -34,7 +34,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
             Status::Succeeded => "succeeded",
@@ -49,7 +49,7 @@ impl Status {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunRecord {
+pub(crate) struct RunRecord {
     /// 0 for a record without one.
     #[serde(default)]
     pub format_version: u32,
@@ -113,14 +113,14 @@ fn readable_plan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<RunPla
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct TaskFile {
+pub(crate) struct TaskFile {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ImageRecord {
+pub(crate) struct ImageRecord {
     pub reference: String,
     pub id: String,
     #[serde(default)]
@@ -128,7 +128,7 @@ pub struct ImageRecord {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OutputChannel {
+pub(crate) struct OutputChannel {
     pub channel: String,
     pub host_path: String,
     pub files: Vec<OutputFile>,
@@ -139,7 +139,7 @@ pub struct OutputChannel {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OutputFile {
+pub(crate) struct OutputFile {
     pub path: String,
     pub bytes: u64,
 }
@@ -148,7 +148,7 @@ pub struct OutputFile {
 const MAX_LISTED_FILES: usize = 10_000;
 
 /// Lists the files of an output folder with their sizes.
-pub fn list_output(channel: &str, host_path: &std::path::Path) -> OutputChannel {
+pub(crate) fn list_output(channel: &str, host_path: &std::path::Path) -> OutputChannel {
     let mut files = Vec::new();
     let mut total = 0;
     let mut truncated = false;
@@ -184,7 +184,7 @@ pub fn list_output(channel: &str, host_path: &std::path::Path) -> OutputChannel 
 }
 
 /// This machine's name (what `record.host` holds).
-pub fn current_host() -> String {
+pub(crate) fn current_host() -> String {
     static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOST.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -196,7 +196,7 @@ pub fn current_host() -> String {
 
 /// Is the process with this id alive? (Signal 0 checks without sending anything; EPERM
 /// means it exists but belongs to someone else.)
-pub fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
     };
@@ -208,19 +208,19 @@ pub fn process_alive(pid: u32) -> bool {
 
 /// A process recorded as supervising a run is known to be gone: the record names this
 /// machine (or none) and the pid is not alive. On another machine nobody here can tell.
-pub fn supervisor_gone(host: Option<&str>, pid: Option<u32>) -> bool {
+pub(crate) fn supervisor_gone(host: Option<&str>, pid: Option<u32>) -> bool {
     let here = host.is_none_or(|h| h == current_host());
     here && !pid.is_some_and(process_alive)
 }
 
 impl RunRecord {
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
     /// Reads `run_dir/record.json`. Records of older versions read with defaults for what
     /// they lack, newer ones with their unknown fields ignored; the error names the file.
-    pub fn load(run_dir: &std::path::Path) -> Result<Self, store::RecordError> {
+    pub(crate) fn load(run_dir: &std::path::Path) -> Result<Self, store::RecordError> {
         let value = store::read_record(run_dir)?;
         let mut record: RunRecord = serde_json::from_value(value).map_err(|e| {
             store::RecordError::new(format!(
@@ -235,7 +235,7 @@ impl RunRecord {
     }
 
     /// The recorded plan's mounts in one direction, as (channel, host folder).
-    pub fn planned_mounts(&self, direction: Direction) -> Vec<(String, std::path::PathBuf)> {
+    pub(crate) fn planned_mounts(&self, direction: Direction) -> Vec<(String, std::path::PathBuf)> {
         self.plan
             .iter()
             .flat_map(|p| &p.mounts)
@@ -245,7 +245,7 @@ impl RunRecord {
     }
 
     /// The part of the record that says how the run stands.
-    pub fn summary(&self) -> RunSummary {
+    pub(crate) fn summary(&self) -> RunSummary {
         RunSummary {
             id: self.id.clone(),
             mode: self.mode.clone(),
@@ -258,7 +258,6 @@ impl RunRecord {
             image: self.image.as_ref().map(|i| ImageSummary {
                 reference: i.reference.clone(),
             }),
-            container: self.container.clone(),
             pid: self.pid,
             host: self.host.clone(),
             created_at: self.created_at,
@@ -272,7 +271,7 @@ impl RunRecord {
 /// What `ps`, `wait` and `logs --follow` need of a record, read without building the plan
 /// and the template (most of a record's bytes): `ps` over 1,000 runs reads only this.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct RunSummary {
+pub(crate) struct RunSummary {
     #[serde(default)]
     pub id: String,
     #[serde(default)]
@@ -288,8 +287,6 @@ pub struct RunSummary {
     #[serde(default)]
     pub image: Option<ImageSummary>,
     #[serde(default)]
-    pub container: Option<String>,
-    #[serde(default)]
     pub pid: Option<u32>,
     #[serde(default)]
     pub host: Option<String>,
@@ -304,20 +301,20 @@ pub struct RunSummary {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct PlanSummary {
+pub(crate) struct PlanSummary {
     #[serde(default)]
     pub template: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct ImageSummary {
+pub(crate) struct ImageSummary {
     #[serde(default)]
     pub reference: String,
 }
 
 impl RunSummary {
     /// Reads the summary of `run_dir/record.json`; the error names the file.
-    pub fn load(run_dir: &std::path::Path) -> Result<Self, store::RecordError> {
+    pub(crate) fn load(run_dir: &std::path::Path) -> Result<Self, store::RecordError> {
         let path = run_dir.join(store::RECORD_FILE);
         let bytes = std::fs::read(&path).map_err(|_| {
             // Let the full reader explain (missing, unreadable…) in its words.
@@ -345,13 +342,13 @@ impl RunSummary {
 
     /// Recorded as running, but the process that supervised it is gone: nothing will
     /// ever write its end.
-    pub fn is_lost(&self) -> bool {
+    pub(crate) fn is_lost(&self) -> bool {
         self.status == Status::Running && supervisor_gone(self.host.as_deref(), self.pid)
     }
 
     /// Like [`RunSummary::load`], but a run that looks lost is read once more: its
     /// supervisor may have written the end and exited between the read and the pid check.
-    pub fn load_settled(run_dir: &std::path::Path) -> Result<Self, store::RecordError> {
+    pub(crate) fn load_settled(run_dir: &std::path::Path) -> Result<Self, store::RecordError> {
         let first = Self::load(run_dir)?;
         if first.is_lost() {
             Self::load(run_dir)
@@ -361,7 +358,7 @@ impl RunSummary {
     }
 
     /// The status to show: the recorded one, or `lost`.
-    pub fn status_label(&self) -> &'static str {
+    pub(crate) fn status_label(&self) -> &'static str {
         if self.is_lost() {
             "lost"
         } else {
@@ -370,13 +367,13 @@ impl RunSummary {
     }
 
     /// Has it ended (or can it never end, being lost)?
-    pub fn is_over(&self) -> bool {
+    pub(crate) fn is_over(&self) -> bool {
         self.status != Status::Running || self.is_lost()
     }
 
     /// How `tapir run` ended (or would end) for this run: the task's own code, 125 when
     /// it never ran, 130 when cancelled; 1 for a lost or unknown run.
-    pub fn exit_status(&self) -> ExitStatus {
+    pub(crate) fn exit_status(&self) -> ExitStatus {
         let own_code = |fallback: u8| {
             let code = self.exit_code.and_then(|c| u8::try_from(c).ok());
             ExitStatus::Task(code.filter(|c| *c != 0).unwrap_or(fallback))
@@ -394,7 +391,7 @@ impl RunSummary {
     }
 
     /// Seconds from start (or creation) to end, or to now while running.
-    pub fn duration_seconds(&self) -> f64 {
+    pub(crate) fn duration_seconds(&self) -> f64 {
         let start = self.started_at.unwrap_or(self.created_at);
         let end = self.ended_at.unwrap_or_else(jiff::Timestamp::now);
         (end.as_millisecond() - start.as_millisecond()).max(0) as f64 / 1000.0

@@ -26,13 +26,13 @@ use serde_json::Value;
 use crate::pipeline::record::{PIPELINE_RUN_DIR_PREFIX, RUNS_SUBDIR as PIPELINE_RUNS_SUBDIR};
 
 /// Every run folder's name is this prefix followed by the run id.
-pub const RUN_DIR_PREFIX: &str = "task_run-";
+pub(crate) const RUN_DIR_PREFIX: &str = "task_run-";
 
 /// The name of the run record inside a run folder.
-pub const RECORD_FILE: &str = "record.json";
+pub(crate) const RECORD_FILE: &str = "record.json";
 
 /// Forces the id returned by [`new_run_id`], so snapshot tests get stable folder names.
-pub const RUN_ID_OVERRIDE_ENV: &str = "TAPIR_TEST_RUN_ID";
+pub(crate) const RUN_ID_OVERRIDE_ENV: &str = "TAPIR_TEST_RUN_ID";
 
 /// Crockford's base32 alphabet in lower case. Its characters are in ASCII order, so the
 /// encoded strings sort exactly like the numbers they encode.
@@ -55,7 +55,7 @@ static LAST_ID: Mutex<(u64, u64)> = Mutex::new((0, 0));
 
 /// A failure to find, read or write a run record, with an optional hint for the user.
 #[derive(Debug)]
-pub struct RecordError {
+pub(crate) struct RecordError {
     /// What went wrong, naming the file or folder involved.
     pub message: String,
     /// What the user can do about it, when there is something to suggest.
@@ -64,7 +64,7 @@ pub struct RecordError {
 
 impl RecordError {
     /// An error without a suggested fix.
-    pub fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             fix: None,
@@ -72,7 +72,7 @@ impl RecordError {
     }
 
     /// Adds what the user can do about the error.
-    pub fn with_fix(mut self, fix: impl Into<String>) -> Self {
+    pub(crate) fn with_fix(mut self, fix: impl Into<String>) -> Self {
         self.fix = Some(fix.into());
         self
     }
@@ -103,7 +103,7 @@ impl std::error::Error for RecordError {}
 ///
 /// If `TAPIR_TEST_RUN_ID` is set to a non-empty value made only of ASCII letters, digits,
 /// `-`, `_` and `.` (not starting with `.`), that value is returned instead.
-pub fn new_run_id() -> String {
+pub(crate) fn new_run_id() -> String {
     if let Some(id) = std::env::var_os(RUN_ID_OVERRIDE_ENV).and_then(valid_override) {
         return id;
     }
@@ -191,7 +191,7 @@ fn random_bits() -> u64 {
 
 /// Creates `runs_dir` (with parents) if needed, then `runs_dir/task_run-<id>/`, which must
 /// not exist yet: two runs never share a folder.
-pub fn create_run_dir(runs_dir: &Path, id: &str) -> io::Result<PathBuf> {
+pub(crate) fn create_run_dir(runs_dir: &Path, id: &str) -> io::Result<PathBuf> {
     if id.is_empty() || id.starts_with('.') || id.contains(['/', '\\']) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -214,7 +214,7 @@ fn with_path(err: io::Error, path: &Path) -> io::Error {
 /// one, nothing is written and an error explains why. An existing record that is not
 /// valid JSON is replaced. The version check and the rename are not one atomic step:
 /// only one process (the one that ran the task) is expected to write a run's record.
-pub fn write_record_atomic(run_dir: &Path, record: &Value) -> Result<(), RecordError> {
+pub(crate) fn write_record_atomic(run_dir: &Path, record: &Value) -> Result<(), RecordError> {
     let path = run_dir.join(RECORD_FILE);
     let Some(version) = record.get("format_version").and_then(Value::as_u64) else {
         return Err(RecordError::new(format!(
@@ -274,7 +274,7 @@ fn existing_format_version(path: &Path) -> Result<Option<u64>, RecordError> {
 
 /// Reads `run_dir/record.json`. The error names the file, says whether it is missing,
 /// empty, truncated or corrupt, and gives the line and column of a JSON error.
-pub fn read_record(run_dir: &Path) -> Result<Value, RecordError> {
+pub(crate) fn read_record(run_dir: &Path) -> Result<Value, RecordError> {
     let path = run_dir.join(RECORD_FILE);
     let bytes = fs::read(&path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
@@ -333,7 +333,7 @@ fn json_error(path: &Path, err: &serde_json::Error) -> RecordError {
 ///    runs (`pipeline-run-<id>/runs/task_run-<id>`), so an id that `ps --all` shows works.
 ///
 /// A query containing `/` is only ever taken as a path.
-pub fn find_run(runs_dir: &Path, query: &str) -> Result<PathBuf, RecordError> {
+pub(crate) fn find_run(runs_dir: &Path, query: &str) -> Result<PathBuf, RecordError> {
     if query.is_empty() {
         return Err(RecordError::new("no run given").with_fix("list runs with `tapir ps`"));
     }
@@ -444,17 +444,17 @@ fn matching(runs: Vec<PathBuf>, wanted: &str) -> Result<PathBuf, Vec<PathBuf>> {
 }
 
 /// The id part of a run folder's name, if the name is `task_run-<id>`.
-pub fn run_id_of(run_dir: &Path) -> Option<&str> {
+pub(crate) fn run_id_of(run_dir: &Path) -> Option<&str> {
     id_after(run_dir, RUN_DIR_PREFIX)
 }
 
 /// The id part of a run folder's name, for a task run or a pipeline run.
-pub fn any_run_id_of(run_dir: &Path) -> Option<&str> {
+pub(crate) fn any_run_id_of(run_dir: &Path) -> Option<&str> {
     run_id_of(run_dir).or_else(|| id_after(run_dir, PIPELINE_RUN_DIR_PREFIX))
 }
 
 /// Is this folder named like a pipeline run (`pipeline-run-<id>`)?
-pub fn is_pipeline_run_dir(dir: &Path) -> bool {
+pub(crate) fn is_pipeline_run_dir(dir: &Path) -> bool {
     id_after(dir, PIPELINE_RUN_DIR_PREFIX).is_some()
 }
 
@@ -468,13 +468,13 @@ fn id_after<'a>(dir: &'a Path, prefix: &str) -> Option<&'a str> {
 /// The `task_run-*` folders in `runs_dir`, newest first (ids sort by creation time).
 /// A `runs_dir` that does not exist simply has no runs. Other files and folders, and
 /// names that are not UTF-8, are ignored.
-pub fn list_runs(runs_dir: &Path) -> io::Result<Vec<PathBuf>> {
+pub(crate) fn list_runs(runs_dir: &Path) -> io::Result<Vec<PathBuf>> {
     list_prefixed(runs_dir, &[RUN_DIR_PREFIX])
 }
 
 /// The task run and pipeline run folders in `runs_dir` (not the task runs inside pipeline
 /// runs), newest first.
-pub fn list_all_runs(runs_dir: &Path) -> io::Result<Vec<PathBuf>> {
+pub(crate) fn list_all_runs(runs_dir: &Path) -> io::Result<Vec<PathBuf>> {
     list_prefixed(runs_dir, &[RUN_DIR_PREFIX, PIPELINE_RUN_DIR_PREFIX])
 }
 

@@ -9,21 +9,21 @@ use std::path::{Path, PathBuf};
 
 /// One variable from the command line: a valid name and its literal value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvOverride {
+pub(crate) struct EnvOverride {
     pub name: String,
     pub value: String,
 }
 
 /// An `--env-file`, read and checked: its variables in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvFile {
+pub(crate) struct EnvFile {
     /// The path as given on the command line (messages and sources show it like that).
     pub path: PathBuf,
     pub entries: Vec<EnvFileEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvFileEntry {
+pub(crate) struct EnvFileEntry {
     /// 1-based line number.
     pub line: usize,
     pub var: EnvOverride,
@@ -31,11 +31,6 @@ pub struct EnvFileEntry {
 
 /// What the name rule says, for messages.
 const NAME_RULE: &str = "letters, digits and `_`, not starting with a digit";
-
-/// `^[A-Za-z_][A-Za-z0-9_]*$`: what shells and `docker --env-file` take as a name.
-pub fn is_valid_name(name: &str) -> bool {
-    first_bad_char(name).is_none() && !name.is_empty()
-}
 
 /// The byte offset of the first character that breaks the name rule.
 fn first_bad_char(name: &str) -> Option<usize> {
@@ -46,7 +41,7 @@ fn first_bad_char(name: &str) -> Option<usize> {
 
 /// `--env NAME=VALUE`, or `--env NAME` with the value from tapir's own environment
 /// (`lookup`; handy for secrets, which then stay out of the argv).
-pub fn parse_env_arg(
+pub(crate) fn parse_env_arg(
     arg: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<EnvOverride, String> {
@@ -94,7 +89,7 @@ fn check_arg_name(name: &str) -> Result<(), String> {
 }
 
 /// Reads and checks an env file; the error names the file, line and column, and the fix.
-pub fn read_env_file(path: &Path) -> Result<EnvFile, String> {
+pub(crate) fn read_env_file(path: &Path) -> Result<EnvFile, String> {
     let bytes = std::fs::read(path).map_err(|e| {
         format!(
             "--env-file {}: cannot read it: {e}\n  fix: give an existing text file of NAME=VALUE lines",
@@ -143,7 +138,7 @@ pub fn read_env_file(path: &Path) -> Result<EnvFile, String> {
 
 /// A line of an env file that is not `[export ]NAME=VALUE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvLineError {
+pub(crate) struct EnvLineError {
     pub line: usize,
     /// 1-based, in characters.
     pub column: usize,
@@ -155,7 +150,7 @@ pub struct EnvLineError {
 /// dotenv files often are); the value is everything after the first `=`, taken literally
 /// (no quotes, no `$` expansion). Blank lines and lines starting with `#` are skipped.
 /// Spaces around `=` are refused: they would silently become part of the name or value.
-pub fn parse_env_text(text: &str) -> Result<Vec<EnvFileEntry>, EnvLineError> {
+pub(crate) fn parse_env_text(text: &str) -> Result<Vec<EnvFileEntry>, EnvLineError> {
     let mut entries = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;

@@ -13,7 +13,7 @@ use crate::resolve::sizing::{self, Measurement};
 
 /// Everything `plan::resolve` may know about the host.
 #[derive(Debug, Clone, Default)]
-pub struct HostFacts {
+pub(crate) struct HostFacts {
     /// The invoker's $HOME: a host path `~/…` starts there.
     pub home: Option<PathBuf>,
     /// What each bound host path is, by its resolved (absolute, normalised) path.
@@ -24,7 +24,7 @@ pub struct HostFacts {
 
 /// What is at a host path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathFact {
+pub(crate) enum PathFact {
     Folder,
     File,
     /// Something else: a socket, a device, a fifo.
@@ -36,7 +36,7 @@ pub enum PathFact {
 impl HostFacts {
     /// Looks at the host for `task`: `$HOME`, then each bound channel's host path, then
     /// the scale rules' measurements. `task_dir` is the task file's folder.
-    pub fn gather(task: &Task, template: &Template, task_dir: &Path) -> Self {
+    pub(crate) fn gather(task: &Task, template: &Template, task_dir: &Path) -> Self {
         let mut facts = HostFacts {
             home: std::env::var_os("HOME")
                 .filter(|h| !h.is_empty())
@@ -78,7 +78,7 @@ impl HostFacts {
     }
 
     /// Adds what is at each `--bind` host path.
-    pub fn with_binds(mut self, binds: &[PlannedBind]) -> Self {
+    pub(crate) fn with_binds(mut self, binds: &[PlannedBind]) -> Self {
         for bind in binds {
             self.paths
                 .insert(bind.host_path.clone(), path_fact(&bind.host_path));

@@ -1,7 +1,7 @@
 //! Resolve: model values → `RunPlan`, pure data that needs no engine.
 
-pub mod env_input;
-pub mod host;
-pub mod plan;
-pub mod sizing;
-pub mod task_file;
+pub(crate) mod env_input;
+pub(crate) mod host;
+pub(crate) mod plan;
+pub(crate) mod sizing;
+pub(crate) mod task_file;

@@ -21,7 +21,7 @@ use crate::resolve::host::{HostFacts, PathFact};
 /// commands that look at runs; every field has a default, so records of older versions,
 /// which lack some, stay readable.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunPlan {
+pub(crate) struct RunPlan {
     #[serde(default)]
     pub task_name: String,
     #[serde(default)]
@@ -61,7 +61,7 @@ pub struct RunPlan {
 /// Where the command comes from (the task's `command` wins over the template's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum CommandSource {
+pub(crate) enum CommandSource {
     Task,
     Template,
     /// No command: the image's own CMD runs.
@@ -80,7 +80,7 @@ impl std::fmt::Display for CommandSource {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PlannedMount {
+pub(crate) struct PlannedMount {
     pub channel: String,
     pub direction: Direction,
     pub host_path: PathBuf,
@@ -93,7 +93,7 @@ pub struct PlannedMount {
 /// input or output of the task (`outputs` does not list it, `rm` never looks at it). A
 /// read-only one must exist; tapir creates a missing read-write one, as for outputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlannedBind {
+pub(crate) struct PlannedBind {
     pub host_path: PathBuf,
     pub container_path: String,
     #[serde(default)]
@@ -102,7 +102,7 @@ pub struct PlannedBind {
 
 impl PlannedBind {
     /// How messages name it: `--bind HOST:CONTAINER` as the host path resolved.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         format!(
             "--bind {}:{}",
             self.host_path.display(),
@@ -119,7 +119,11 @@ const BIND_USAGE: &str = "expected HOST:CONTAINER[:ro|rw]";
 /// mode is `ro` unless `:rw` is given: a read-only bind must exist, so a mistyped
 /// reference folder is an error instead of an empty folder created by tapir. The error
 /// is a message with its fix.
-pub fn parse_bind(text: &str, cwd: &Path, home: Option<&Path>) -> Result<PlannedBind, String> {
+pub(crate) fn parse_bind(
+    text: &str,
+    cwd: &Path,
+    home: Option<&Path>,
+) -> Result<PlannedBind, String> {
     let usage = |why: &str| {
         format!(
             "--bind `{text}`: {why}\n  fix: {BIND_USAGE}, e.g. --bind ./reference:/reference:ro"
@@ -172,14 +176,14 @@ pub fn parse_bind(text: &str, cwd: &Path, home: Option<&Path>) -> Result<Planned
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Direction {
+pub(crate) enum Direction {
     Input,
     Output,
 }
 
 impl Direction {
     /// The serialised name (as in records).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Direction::Input => "input",
             Direction::Output => "output",
@@ -188,7 +192,7 @@ impl Direction {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PlannedEnv {
+pub(crate) struct PlannedEnv {
     pub name: String,
     #[serde(serialize_with = "masked", deserialize_with = "recorded_value")]
     pub value: EnvValue,
@@ -203,7 +207,7 @@ fn unknown_source() -> EnvSource {
 /// Where an env value came from. Records keep it as the words people read
 /// (`--env`, `--env-file vars.env:3`, `task`, `template default`, `tapir (…)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EnvSource {
+pub(crate) enum EnvSource {
     /// `--env NAME=VALUE` or `--env NAME`.
     CommandLine,
     /// A line of an `--env-file` (the path as given).
@@ -219,7 +223,7 @@ pub enum EnvSource {
 }
 
 /// Why tapir sets HOME when a task runs as the invoking user.
-pub const HOME_FOR_INVOKER: &str = "runs as the invoking user";
+pub(crate) const HOME_FOR_INVOKER: &str = "runs as the invoking user";
 
 impl std::fmt::Display for EnvSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -236,7 +240,7 @@ impl std::fmt::Display for EnvSource {
 
 impl EnvSource {
     /// The source for its words in a record (the inverse of `Display`).
-    pub fn parse(text: &str) -> Self {
+    pub(crate) fn parse(text: &str) -> Self {
         match text {
             "--env" => EnvSource::CommandLine,
             "task" => EnvSource::Task,
@@ -281,13 +285,13 @@ impl<'de> Deserialize<'de> for EnvSource {
 /// An env value that knows whether it is a secret: secrets serialise as `****`, so they
 /// cannot reach a record, a dry-run print or a log.
 #[derive(Debug, Clone)]
-pub struct EnvValue {
+pub(crate) struct EnvValue {
     pub text: String,
     pub secret: bool,
 }
 
 /// What a secret value looks like in records and prints.
-pub const MASK: &str = "****";
+pub(crate) const MASK: &str = "****";
 
 fn masked<S: serde::Serializer>(value: &EnvValue, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(value.shown())
@@ -304,13 +308,13 @@ fn recorded_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<EnvValue, D:
 
 impl EnvValue {
     /// The value as records and prints show it: `****` for a secret.
-    pub fn shown(&self) -> &str {
+    pub(crate) fn shown(&self) -> &str {
         if self.secret { MASK } else { &self.text }
     }
 }
 
 /// Names whose values are secrets (registry passwords, tokens, keys).
-pub fn is_secret_name(name: &str) -> bool {
+pub(crate) fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     [
         "PASSWORD",
@@ -328,7 +332,7 @@ pub fn is_secret_name(name: &str) -> bool {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub memory_bytes: Option<u64>,
     /// Why the memory limit is what it is, in words.
     pub memory_reason: Option<String>,
@@ -339,7 +343,7 @@ pub struct Limits {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ScaleOutcome {
+pub(crate) struct ScaleOutcome {
     pub channel: String,
     pub rule: String,
     pub kind: ScaleKind,
@@ -350,7 +354,7 @@ pub struct ScaleOutcome {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum PlannedUser {
+pub(crate) enum PlannedUser {
     /// Run as the invoking user, so outputs belong to them.
     Invoker { uid: u32, gid: u32 },
     /// Keep the image's own `USER` (also what a record without a user is read as).
@@ -360,7 +364,7 @@ pub enum PlannedUser {
 
 /// One `--env` / `--env-file` value, with where it came from.
 #[derive(Debug, Clone)]
-pub struct Override {
+pub(crate) struct Override {
     pub name: String,
     pub value: String,
     pub source: EnvSource,
@@ -368,7 +372,7 @@ pub struct Override {
 
 /// What the command line adds to a task.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     pub overrides: Vec<Override>,
     pub user: PlannedUser,
     pub network: Option<String>,
@@ -379,7 +383,7 @@ pub struct Options {
 
 /// A reason the task cannot run, with the task-file place it concerns.
 #[derive(Debug, Clone)]
-pub struct Problem {
+pub(crate) struct Problem {
     pub message: String,
     pub fix: String,
     /// JSON Pointer into the task file, when the problem is there.
@@ -399,7 +403,7 @@ impl Problem {
 /// Builds the plan. `task_dir` is the task file's folder (relative host paths resolve
 /// against it); `host` is what was found on the host for this task
 /// (`HostFacts::gather`). All problems are returned together.
-pub fn resolve(
+pub(crate) fn resolve(
     task: &Task,
     template: &Template,
     template_source: &str,
@@ -588,7 +592,7 @@ fn channels(
 
 /// The host folder a task binds: `~/…` from `home`, relative paths from `task_dir`,
 /// `.`/`..` resolved without touching the filesystem. The error is (message, fix).
-pub fn host_path(
+pub(crate) fn host_path(
     raw: &str,
     task_dir: &Path,
     home: Option<&Path>,
@@ -602,7 +606,7 @@ pub fn host_path(
 }
 
 /// The scale rule of an input: the task's binding's, else the template's.
-pub fn scale_rule<'a>(binding: &'a Binding, mount: &'a Mount) -> Option<&'a ScaleRule> {
+pub(crate) fn scale_rule<'a>(binding: &'a Binding, mount: &'a Mount) -> Option<&'a ScaleRule> {
     binding.scale_rule.as_ref().or(mount.scale_rule.as_ref())
 }
 

@@ -17,7 +17,7 @@ use crate::validation::{FileReport, KindRule, check_file};
 
 /// A task ready to resolve.
 #[derive(Debug)]
-pub struct LoadedTask {
+pub(crate) struct LoadedTask {
     pub task: Task,
     pub document: Document,
     pub sha256: String,
@@ -27,7 +27,7 @@ pub struct LoadedTask {
 
 /// Why a task cannot be loaded: the report to show (exit 125).
 #[derive(Debug)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     Unreadable(Error),
     Invalid(Box<FileReport>),
 }
@@ -36,7 +36,10 @@ pub enum LoadError {
 /// k8s task file runs locally without setting the k8s-only variables.
 const UNUSED_LOCALLY: &[&str] = &["/config"];
 
-pub fn load(path: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<LoadedTask, LoadError> {
+pub(crate) fn load(
+    path: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<LoadedTask, LoadError> {
     let mut report =
         check_file(path, KindRule::Forced(Kind::Task)).map_err(LoadError::Unreadable)?;
     if !report.is_valid() {
@@ -147,7 +150,7 @@ fn render(
 }
 
 /// A report whose errors stop a run, as the error that shows them (exit 125).
-pub fn report_error(report: &FileReport, message: String) -> Error {
+pub(crate) fn report_error(report: &FileReport, message: String) -> Error {
     Error::NotStartedFindings {
         message,
         findings: Box::new(Findings {
@@ -160,7 +163,7 @@ pub fn report_error(report: &FileReport, message: String) -> Error {
 
 /// Problems found while resolving a loaded task, as the error that shows them at their
 /// places in the task file (exit 125); the record's message joins them.
-pub fn problems_error(problems: &[Problem], loaded: &LoadedTask) -> Error {
+pub(crate) fn problems_error(problems: &[Problem], loaded: &LoadedTask) -> Error {
     let document = &loaded.document;
     let diagnostics = problems
         .iter()

@@ -12,16 +12,17 @@ use serde_json::Value;
 use crate::diagnostic::{Diagnostic, did_you_mean, pointer_join};
 use crate::source::Document;
 
-pub const PC_SCHEMA: &str = include_str!("../../schemas/processing-container.schema.json");
-pub const TASK_SCHEMA: &str = include_str!("../../schemas/task.schema.json");
+pub(crate) const PC_SCHEMA: &str = include_str!("../../schemas/processing-container.schema.json");
+pub(crate) const TASK_SCHEMA: &str = include_str!("../../schemas/task.schema.json");
 /// A pipeline file (`tapir pipeline validate`); embeds the task schema for inline tasks.
-pub const PIPELINE_SCHEMA: &str = include_str!("../../schemas/pipeline.schema.json");
+pub(crate) const PIPELINE_SCHEMA: &str = include_str!("../../schemas/pipeline.schema.json");
 /// A pipeline run's `--conf` file (Kaapana's `conf.task_form`).
-pub const PIPELINE_CONF_SCHEMA: &str = include_str!("../../schemas/pipeline-conf.schema.json");
+pub(crate) const PIPELINE_CONF_SCHEMA: &str =
+    include_str!("../../schemas/pipeline-conf.schema.json");
 
 /// The two kinds of Task API file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum Kind {
+pub(crate) enum Kind {
     #[serde(rename = "processing-container")]
     ProcessingContainer,
     #[serde(rename = "task")]
@@ -29,14 +30,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Kind::ProcessingContainer => "processing-container",
             Kind::Task => "task",
         }
     }
 
-    pub fn schema_text(self) -> &'static str {
+    pub(crate) fn schema_text(self) -> &'static str {
         match self {
             Kind::ProcessingContainer => PC_SCHEMA,
             Kind::Task => TASK_SCHEMA,
@@ -54,7 +55,7 @@ impl Kind {
 
     /// The kind a file name says: `processing-container.json`, or a name ending in
     /// `task.json` (`task.json`, `upstream-task.json`, `my.task.json`).
-    pub fn from_file_name(name: &str) -> Option<Kind> {
+    pub(crate) fn from_file_name(name: &str) -> Option<Kind> {
         let name = name.to_ascii_lowercase();
         if name.ends_with("processing-container.json") {
             Some(Kind::ProcessingContainer)
@@ -67,7 +68,7 @@ impl Kind {
 
     /// The kind the content says: `templates` → processing-container, `taskTemplate` →
     /// task; a near miss of either key (a typo) counts too.
-    pub fn from_content(value: &Value) -> Option<Kind> {
+    pub(crate) fn from_content(value: &Value) -> Option<Kind> {
         let object = value.as_object()?;
         let has = |key: &str| {
             object.contains_key(key) || object.keys().any(|k| did_you_mean(k, [key]).is_some())
@@ -104,18 +105,18 @@ impl Bundle {
 }
 
 /// Checks a document against the bundled schema of `kind`.
-pub fn check(document: &Document, kind: Kind) -> Vec<Diagnostic> {
+pub(crate) fn check(document: &Document, kind: Kind) -> Vec<Diagnostic> {
     check_against(document, kind.bundle())
 }
 
 /// Checks a pipeline file against the bundled pipeline schema.
-pub fn check_pipeline(document: &Document) -> Vec<Diagnostic> {
+pub(crate) fn check_pipeline(document: &Document) -> Vec<Diagnostic> {
     static PIPELINE: LazyLock<Bundle> = LazyLock::new(|| Bundle::new(PIPELINE_SCHEMA));
     check_against(document, &PIPELINE)
 }
 
 /// Checks a pipeline `--conf` file against its bundled schema.
-pub fn check_pipeline_conf(document: &Document) -> Vec<Diagnostic> {
+pub(crate) fn check_pipeline_conf(document: &Document) -> Vec<Diagnostic> {
     static CONF: LazyLock<Bundle> = LazyLock::new(|| Bundle::new(PIPELINE_CONF_SCHEMA));
     check_against(document, &CONF)
 }

@@ -6,7 +6,7 @@
 //! levels instead of overflowing the stack. The AST is turned into a `serde_json::Value`
 //! for the schema and the model, and into a `SpanTree` for positions.
 
-pub mod template;
+pub(crate) mod template;
 
 use std::io::Read;
 use std::ops::Range;
@@ -19,11 +19,11 @@ use crate::error::Error;
 
 /// Task API files are small; anything larger than this is certainly not one, and reading
 /// it would only cost time and memory.
-pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// A loaded text with its line index.
 #[derive(Debug, Clone)]
-pub struct Source {
+pub(crate) struct Source {
     /// The path as the user gave it (or as found while walking a folder).
     pub path: PathBuf,
     pub text: String,
@@ -33,7 +33,7 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn new(path: impl Into<PathBuf>, text: String) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>, text: String) -> Self {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
@@ -46,7 +46,7 @@ impl Source {
     }
 
     /// Line and column (both 1-based; columns count characters) of a byte range.
-    pub fn position(&self, bytes: Range<usize>) -> Position {
+    pub(crate) fn position(&self, bytes: Range<usize>) -> Position {
         let start = bytes.start.min(self.text.len());
         let line_index = self.line_starts.partition_point(|&s| s <= start) - 1;
         let line_start = self.line_starts[line_index];
@@ -62,7 +62,7 @@ impl Source {
     }
 
     /// The text of a 1-based line, without its line break.
-    pub fn line_text(&self, line: usize) -> &str {
+    pub(crate) fn line_text(&self, line: usize) -> &str {
         let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
         let end = self
             .line_starts
@@ -82,7 +82,7 @@ fn floor_char_boundary(text: &str, mut index: usize) -> usize {
 
 /// Why a file could not be turned into a document.
 #[derive(Debug)]
-pub enum LoadFailure {
+pub(crate) enum LoadFailure {
     /// The path could not be read at all (missing, unreadable, a folder): exit 2.
     Io(Error),
     /// The content is not a JSON document we can check: the file is invalid (exit 1).
@@ -90,7 +90,7 @@ pub enum LoadFailure {
 }
 
 /// Reads a file as UTF-8 text, refusing files over `MAX_FILE_BYTES` before reading them.
-pub fn read_text(path: &Path) -> Result<Source, LoadFailure> {
+pub(crate) fn read_text(path: &Path) -> Result<Source, LoadFailure> {
     let io = |e: std::io::Error| LoadFailure::Io(Error::io(path, e));
     let file = std::fs::File::open(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
@@ -132,7 +132,7 @@ fn too_large(len: u64) -> LoadFailure {
 /// Bytes → text: strips a UTF-8 byte-order mark (remembered in `had_bom`, so that
 /// validation can warn about it), refuses binary data and invalid UTF-8
 /// with the position of the first bad byte.
-pub fn decode(path: &Path, mut bytes: Vec<u8>) -> Result<Source, LoadFailure> {
+pub(crate) fn decode(path: &Path, mut bytes: Vec<u8>) -> Result<Source, LoadFailure> {
     let had_bom = bytes.starts_with(b"\xEF\xBB\xBF");
     if had_bom {
         bytes.drain(..3);
@@ -183,7 +183,7 @@ pub fn decode(path: &Path, mut bytes: Vec<u8>) -> Result<Source, LoadFailure> {
 
 /// Where a key and its value sit in the source, for every node of the document.
 #[derive(Debug, Clone)]
-pub struct SpanTree {
+pub(crate) struct SpanTree {
     /// The value's byte range.
     pub value: Range<usize>,
     /// The key's byte range (quotes included), for object members.
@@ -192,7 +192,7 @@ pub struct SpanTree {
 }
 
 #[derive(Debug, Clone)]
-pub enum SpanChildren {
+pub(crate) enum SpanChildren {
     Leaf,
     Object(Vec<(String, SpanTree)>),
     Array(Vec<SpanTree>),
@@ -200,7 +200,7 @@ pub enum SpanChildren {
 
 impl SpanTree {
     /// The node a JSON Pointer names, if it exists.
-    pub fn find(&self, pointer: &str) -> Option<&SpanTree> {
+    pub(crate) fn find(&self, pointer: &str) -> Option<&SpanTree> {
         let mut node = self;
         for segment in pointer_segments(pointer) {
             node = match &node.children {
@@ -219,7 +219,7 @@ impl SpanTree {
 
 /// A parsed JSON document: its source, its value and the position of each node.
 #[derive(Debug, Clone)]
-pub struct Document {
+pub(crate) struct Document {
     pub source: Source,
     pub value: Value,
     pub spans: SpanTree,
@@ -227,13 +227,13 @@ pub struct Document {
 
 impl Document {
     /// Position of the value at `pointer` (or of its nearest existing ancestor).
-    pub fn value_position(&self, pointer: &str) -> Option<Position> {
+    pub(crate) fn value_position(&self, pointer: &str) -> Option<Position> {
         self.nearest(pointer)
             .map(|n| self.source.position(n.value.clone()))
     }
 
     /// Position of the key of the member at `pointer` (the value's, for array items).
-    pub fn key_position(&self, pointer: &str) -> Option<Position> {
+    pub(crate) fn key_position(&self, pointer: &str) -> Option<Position> {
         self.nearest(pointer).map(|n| {
             self.source
                 .position(n.key.clone().unwrap_or_else(|| n.value.clone()))
@@ -242,7 +242,7 @@ impl Document {
 
     /// Position of a byte range *inside* the string value at `pointer`. Exact when the
     /// string has no escapes (so decoded and raw offsets agree); otherwise the string.
-    pub fn string_position(&self, pointer: &str, inner: Range<usize>) -> Option<Position> {
+    pub(crate) fn string_position(&self, pointer: &str, inner: Range<usize>) -> Option<Position> {
         let node = self.nearest(pointer)?;
         let raw = &self.source.text[node.value.clone()];
         let decoded = self.value.pointer(pointer).and_then(Value::as_str);
@@ -270,7 +270,9 @@ impl Document {
 
 /// Parses a source as one strict JSON document. Duplicate keys are reported (the value
 /// that counts is the last, as the platform's Python parser does), not refused.
-pub fn parse(source: Source) -> Result<(Document, Vec<Diagnostic>), (Source, Box<Diagnostic>)> {
+pub(crate) fn parse(
+    source: Source,
+) -> Result<(Document, Vec<Diagnostic>), (Source, Box<Diagnostic>)> {
     use jsonc_parser::{CollectOptions, ParseOptions, parse_to_ast};
     if source.text.trim().is_empty() {
         return Err((

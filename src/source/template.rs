@@ -15,7 +15,7 @@
 use std::ops::Range;
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Template {
+pub(crate) struct Template {
     parts: Vec<Part>,
 }
 
@@ -47,7 +47,7 @@ enum Filter {
 
 /// A templating error with its byte range inside the string.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TemplateError {
+pub(crate) struct TemplateError {
     pub message: String,
     pub span: Range<usize>,
     pub fix: String,
@@ -55,13 +55,13 @@ pub struct TemplateError {
 
 /// Does this string use templating at all? (Cheap test before parsing.) `{%` and `{#`
 /// count only with their closer after them, so shell text such as `${#name}` stays text.
-pub fn is_templated(s: &str) -> bool {
+pub(crate) fn is_templated(s: &str) -> bool {
     s.contains("{{") || find_open(s, 0).is_some()
 }
 
 impl Template {
     /// Parses a string; `Ok(None)` when it holds no templating.
-    pub fn parse(s: &str) -> Result<Option<Template>, TemplateError> {
+    pub(crate) fn parse(s: &str) -> Result<Option<Template>, TemplateError> {
         if !is_templated(s) {
             return Ok(None);
         }
@@ -108,7 +108,7 @@ impl Template {
 
     /// The variables the template reads, each with its byte range in the string, and
     /// whether a `default` filter covers it.
-    pub fn variables(&self) -> Vec<(&str, Range<usize>, bool)> {
+    pub(crate) fn variables(&self) -> Vec<(&str, Range<usize>, bool)> {
         self.parts
             .iter()
             .filter_map(|p| match p {
@@ -130,7 +130,10 @@ impl Template {
     }
 
     /// Renders with `lookup` for variables. Errors name the first undefined variable.
-    pub fn render(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, TemplateError> {
+    pub(crate) fn render(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String, TemplateError> {
         let mut out = String::new();
         for part in &self.parts {
             match part {

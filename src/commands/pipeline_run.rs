@@ -449,12 +449,7 @@ impl Scheduler<'_> {
         let mut running = 0usize;
         let mut threads = Vec::new();
         // Attempts per task before this invocation (a resumed run counts on).
-        let mut known_runs: BTreeSet<String> = record
-            .tasks
-            .iter()
-            .flat_map(|t| &t.attempts)
-            .filter_map(|a| a.run_id.clone())
-            .collect();
+        let mut known_runs = record.linked_run_ids();
         // Something changed since the record was last written.
         let mut changed = true;
         loop {
@@ -1087,12 +1082,7 @@ fn link_task_run(attempt: &mut Attempt, dir: &Path, run: RunRecord, pipeline_run
 /// the task run it made, with its final status, or says that it left none.
 fn settle_orphaned_attempts(record: &mut PipelineRunRecord, run_dir: &Path) {
     let runs_dir = run_dir.join(RUNS_SUBDIR);
-    let mut known_runs: BTreeSet<String> = record
-        .tasks
-        .iter()
-        .flat_map(|t| &t.attempts)
-        .filter_map(|a| a.run_id.clone())
-        .collect();
+    let mut known_runs = record.linked_run_ids();
     for task in &mut record.tasks {
         let task_file = run_dir.join(derived_task_file(&task.id));
         for attempt in task

@@ -309,6 +309,23 @@ fn render_pipeline(r: &PipelineRunRecord, dir: &std::path::Path, p: Printer) -> 
             }
             row("", text);
         }
+        // Profile `ccat`: what the step left, as the platform would register it.
+        for product in &task.products {
+            let mut text = format!(
+                "  product {}: {} {} ({})",
+                product.data_product_id,
+                product.product_type.as_str(),
+                product.path,
+                format_bytes(product.size_bytes)
+            );
+            if let Some(metadata) = &product.metadata {
+                text.push_str(&format!(", metadata {metadata}"));
+            }
+            row("", text);
+        }
+        for warning in &task.warnings {
+            row("", format!("  warning: {warning}"));
+        }
     }
     out
 }

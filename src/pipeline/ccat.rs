@@ -49,6 +49,18 @@ pub(crate) enum ProductType {
 }
 
 impl ProductType {
+    /// As the contract and the record spell it: `SCIENCE`, `QA_METRIC`, …
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ProductType::Science => "SCIENCE",
+            ProductType::QaMetric => "QA_METRIC",
+            ProductType::Plot => "PLOT",
+            ProductType::Statistics => "STATISTICS",
+            ProductType::Log => "LOG",
+            ProductType::Intermediate => "INTERMEDIATE",
+        }
+    }
+
     /// A final-step product's type by the first folder of its path under
     /// `/workflow/output/`; files in no recognised subfolder are SCIENCE (the contract).
     pub(crate) fn of_output(relative: &str) -> Self {

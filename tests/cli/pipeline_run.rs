@@ -795,6 +795,21 @@ fn the_ccat_example_reduction_runs_end_to_end_with_products_in_the_record() {
             .contains("target=/workflow/output"),
         "only the final step gets /workflow/output"
     );
+    // `show` lists the products for people too, with their sidecar metadata.
+    let shown = run(&mut tapir(
+        &repo_root(),
+        ["show", run_dir.to_str().unwrap()],
+    ));
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(
+        shown
+            .stdout
+            .contains("product 3: SCIENCE /workflow/output/science/scan001_base.hdf5")
+            && shown.stdout.contains(r#"metadata {"baseline_order":3}"#)
+            && shown.stdout.contains("product 1: INTERMEDIATE"),
+        "{}",
+        shown.stdout
+    );
     assert_no_containers_left(&record);
 }
 

@@ -30,6 +30,30 @@ fn time(cmd: &mut Command) -> Duration {
     elapsed
 }
 
+/// Medians of `ours` and of `baseline`, run in turns so that both see the same machine.
+fn interleaved(
+    rounds: usize,
+    mut baseline: impl FnMut(usize) -> Command,
+    mut ours: impl FnMut() -> Command,
+) -> (Duration, Duration) {
+    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        theirs.push(time(&mut baseline(round)));
+        mine.push(time(&mut ours()));
+    }
+    (median(mine), median(theirs))
+}
+
+/// The example image (`tapir-example/dummy:latest`), built offline.
+fn build_example_image(root: &std::path::Path) {
+    let built = Command::new("bash")
+        .arg(root.join("examples/build.sh"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("bash runs");
+    assert!(built.success(), "examples/build.sh failed");
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -104,12 +128,7 @@ fn bench_validate() {
 fn bench_run() {
     println!("## run");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let built = Command::new("bash")
-        .arg(root.join("examples/build.sh"))
-        .stdout(Stdio::null())
-        .status()
-        .expect("bash runs");
-    assert!(built.success(), "examples/build.sh failed");
+    build_example_image(&root);
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::copy(
         root.join("examples/upstream-task.json"),
@@ -155,12 +174,7 @@ fn bench_run() {
     };
 
     let rounds = 15;
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        theirs.push(time(&mut bare(round)));
-        ours.push(time(&mut tapir_run()));
-    }
-    let (ours, theirs) = (median(ours), median(theirs));
+    let (ours, theirs) = interleaved(rounds, bare, tapir_run);
     println!(
         "tapir run      median {} over {rounds} runs\nbare docker run median {} over {rounds} runs\nratio {:.3}",
         ms(ours),
@@ -322,12 +336,7 @@ fn bench_logs() {
 fn bench_pipeline() {
     println!("## pipeline");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let built = Command::new("bash")
-        .arg(root.join("examples/build.sh"))
-        .stdout(Stdio::null())
-        .status()
-        .expect("bash runs");
-    assert!(built.success(), "examples/build.sh failed");
+    build_example_image(&root);
     let dir = tempfile::tempdir().expect("temp dir");
     let tasks = 50;
     let task = |i: usize| {
@@ -408,12 +417,7 @@ fn bench_pipeline() {
 
     time(&mut tapir_pipeline()); // warm-up
     let rounds = 3;
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        theirs.push(time(&mut xargs(round)));
-        ours.push(time(&mut tapir_pipeline()));
-    }
-    let (ours, theirs) = (median(ours), median(theirs));
+    let (ours, theirs) = interleaved(rounds, xargs, tapir_pipeline);
     println!(
         "tapir pipeline run --jobs 2  median {} over {rounds} runs of {tasks} tasks\nxargs -P2 docker run          median {} over {rounds} runs\nratio {:.3} (goal <= 1.1)",
         ms(ours),

@@ -35,7 +35,9 @@ fn write_json(path: &Path, value: &Value) -> PathBuf {
     path.to_path_buf()
 }
 
-fn pipeline_run(dir: &Path, extra: &[&str]) -> crate::support::Run {
+/// `tapir pipeline run pipeline.json` in `dir`, without a network, its runs under
+/// `dir/runs`, with `extra` arguments.
+fn pipeline_command(dir: &Path, extra: &[&str]) -> std::process::Command {
     let mut args = vec![
         "pipeline",
         "run",
@@ -44,11 +46,26 @@ fn pipeline_run(dir: &Path, extra: &[&str]) -> crate::support::Run {
         "none",
         "--runs-dir",
         "runs",
-        "--grace",
-        "1",
     ];
     args.extend_from_slice(extra);
-    run(&mut tapir(dir, &args))
+    tapir(dir, &args)
+}
+
+fn pipeline_run(dir: &Path, extra: &[&str]) -> crate::support::Run {
+    let mut args = vec!["--grace", "1"];
+    args.extend_from_slice(extra);
+    run(&mut pipeline_command(dir, &args))
+}
+
+/// The `stdout.log` of every task run under `dir/runs` whose task printed `started`.
+fn started_task_logs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir.join("runs"))
+        .into_iter()
+        .flatten()
+        .flat_map(|e| walk(&e.unwrap().path().join("runs")))
+        .filter(|p| p.ends_with("stdout.log"))
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("started")))
+        .collect()
 }
 
 /// The one pipeline run folder under `dir/runs`.
@@ -323,37 +340,15 @@ fn ctrl_c_stops_every_running_task_and_records_cancelled() {
         ]
     });
     write_json(&dir.path().join("pipeline.json"), &pipeline);
-    let mut child = tapir(
-        dir.path(),
-        [
-            "pipeline",
-            "run",
-            "pipeline.json",
-            "--network",
-            "none",
-            "--runs-dir",
-            "runs",
-            "--grace",
-            "2",
-            "--jobs",
-            "2",
-        ],
-    )
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = pipeline_command(dir.path(), &["--grace", "2", "--jobs", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait until both tasks print: their containers run.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let printed = std::fs::read_dir(dir.path().join("runs"))
-            .into_iter()
-            .flatten()
-            .flat_map(|e| walk(&e.unwrap().path().join("runs")))
-            .filter(|p| p.ends_with("stdout.log"))
-            .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("started")))
-            .count();
-        if printed == 2 {
+        if started_task_logs(dir.path()).len() == 2 {
             break;
         }
         assert!(Instant::now() < deadline, "the tasks did not start");
@@ -882,22 +877,11 @@ fn ctrl_c_during_a_retry_backoff_cancels_the_task_at_once() {
     });
     write_json(&dir.path().join("pipeline.json"), &pipeline);
     let stderr_path = dir.path().join("stderr.txt");
-    let mut child = tapir(
-        dir.path(),
-        [
-            "pipeline",
-            "run",
-            "pipeline.json",
-            "--network",
-            "none",
-            "--runs-dir",
-            "runs",
-        ],
-    )
-    .stdout(std::process::Stdio::null())
-    .stderr(std::fs::File::create(&stderr_path).unwrap())
-    .spawn()
-    .unwrap();
+    let mut child = pipeline_command(dir.path(), &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(&stderr_path)
         .unwrap()
@@ -936,33 +920,14 @@ fn resume_after_a_killed_pipeline_settles_the_attempt_it_left_running() {
         "tasks": [{"id": "slow", "task": task("echo started; sleep 2; exit 6", &[], &[], json!([]))}]
     });
     write_json(&dir.path().join("pipeline.json"), &pipeline);
-    let mut child = tapir(
-        dir.path(),
-        [
-            "pipeline",
-            "run",
-            "pipeline.json",
-            "--network",
-            "none",
-            "--runs-dir",
-            "runs",
-        ],
-    )
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = pipeline_command(dir.path(), &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let task_run = loop {
-        let started = std::fs::read_dir(dir.path().join("runs"))
-            .into_iter()
-            .flatten()
-            .flat_map(|e| walk(&e.unwrap().path().join("runs")))
-            .find(|p| {
-                p.ends_with("stdout.log")
-                    && std::fs::read_to_string(p).is_ok_and(|t| t.contains("started"))
-            });
-        if let Some(log) = started {
+        if let Some(log) = started_task_logs(dir.path()).pop() {
             break log.parent().unwrap().to_path_buf();
         }
         assert!(Instant::now() < deadline, "the task did not start");

@@ -94,7 +94,8 @@ pub(crate) enum Command {
     /// List runs, newest first.
     #[command(visible_alias = "list")]
     Ps(PsArgs),
-    /// Show a run's record: plan, argv, env and where each value came from, timings, exit.
+    /// Show a run's record: plan, argv, env and where each value came from, timings and
+    /// exit status.
     Show(RunViewArgs),
     /// List a run's output files and check the Task API's data-structure convention.
     Outputs(RunViewArgs),
@@ -273,6 +274,10 @@ pub(crate) struct PsArgs {
     /// Also list the task runs inside pipeline runs, under their pipeline run.
     #[arg(short, long)]
     pub all: bool,
+    /// Print only the run folder names, one a line (reads no record; shell completions
+    /// use it).
+    #[arg(short, long, conflicts_with_all = ["format", "all"])]
+    pub quiet: bool,
     #[command(flatten)]
     pub runs: RunsDirArg,
 }
@@ -372,6 +377,10 @@ pub(crate) struct ManArgs {
     /// The command whose page to print (default: tapir's own page, which lists them).
     #[arg(value_name = "COMMAND")]
     pub command: Option<String>,
+    /// Write every page (tapir.1, tapir-run.1, tapir-pipeline-validate.1, …) into DIR
+    /// instead of printing one, e.g. `--dir ~/.local/share/man/man1`.
+    #[arg(long, value_name = "DIR", conflicts_with = "command")]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -35,9 +35,13 @@ if ((${#missing[@]})); then
     echo "prepare.sh: missing ${missing[*]} and there is no apt-get; install them (Debian package names) with your package manager" >&2
     exit 1
   }
-  echo "prepare.sh: installing ${missing[*]}" >&2
-  "${as_root[@]}" apt-get update -qq
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Another apt or dpkg (unattended-upgrades, a second CI job) may hold the dpkg lock: apt
+  # waits for it (DPkg::Lock::Timeout, apt 1.9.11+, Debian 11+) and says which process holds
+  # it, instead of failing at once.
+  lock_wait=300
+  echo "prepare.sh: installing ${missing[*]} (waiting up to ${lock_wait}s for the dpkg lock if another apt or dpkg holds it)" >&2
+  "${as_root[@]}" apt-get -o DPkg::Lock::Timeout="$lock_wait" update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout="$lock_wait" install -y -qq "${missing[@]}" >/dev/null
   static_busybox || { echo "prepare.sh: busybox is still not a static binary after installing busybox-static" >&2; exit 1; }
   command -v bwrap >/dev/null 2>&1 || { echo "prepare.sh: bwrap is still missing after installing bubblewrap" >&2; exit 1; }
 fi

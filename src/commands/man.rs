@@ -1,6 +1,8 @@
 //! `tapir man [COMMAND]`: print the roff man page tapir(1), or tapir-COMMAND(1), generated
 //! from the clap definition (the same text as `--help`).
 
+use std::path::Path;
+
 use clap::CommandFactory;
 
 use crate::cli::{Cli, EXIT_CODES, ManArgs};
@@ -12,8 +14,11 @@ pub(crate) fn run(args: &ManArgs) -> Result<ExitStatus> {
     // carry their full names (tapir-validate) and usage (tapir validate).
     let mut tapir = Cli::command().disable_help_subcommand(true);
     tapir.build();
+    if let Some(dir) = &args.dir {
+        return write_all(&tapir, dir);
+    }
     let page = match &args.command {
-        None => tapir,
+        None => &tapir,
         Some(name) => {
             let pages = pages(&tapir);
             let Some((_, command)) = pages
@@ -30,13 +35,39 @@ pub(crate) fn run(args: &ManArgs) -> Result<ExitStatus> {
                     names.join(", ")
                 )));
             };
-            (*command).clone()
+            *command
         }
     };
+    output::stdout(&render(page)?);
+    Ok(ExitStatus::Success)
+}
+
+/// `tapir man --dir DIR`: every page as a file, so `man tapir-run` works after one command
+/// (the SEE ALSO of tapir(1) names them all). Says on stderr what it wrote.
+fn write_all(tapir: &clap::Command, dir: &Path) -> Result<ExitStatus> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut written = vec![("tapir.1".to_string(), render(tapir)?)];
+    for (name, command) in pages(tapir) {
+        written.push((format!("tapir-{name}.1"), render(command)?));
+    }
+    for (file, text) in &written {
+        let path = dir.join(file);
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    }
+    output::stderr(&format!(
+        "wrote {} man pages to {} (tapir.1 and tapir-COMMAND.1)\n",
+        written.len(),
+        dir.display()
+    ));
+    Ok(ExitStatus::Success)
+}
+
+/// One page as roff text.
+fn render(page: &clap::Command) -> Result<String> {
     // The exit codes get a proper EXIT STATUS section instead of clap_mangen's EXTRA text.
     let top_level = page.get_after_help().is_some();
     let mut roff = Vec::new();
-    clap_mangen::Man::new(page.after_help(None::<&str>))
+    clap_mangen::Man::new(page.clone().after_help(None::<&str>))
         .source(format!("tapir {}", env!("CARGO_PKG_VERSION")))
         .render(&mut roff)
         .map_err(|e| Error::io("<stdout>", e))?;
@@ -45,8 +76,7 @@ pub(crate) fn run(args: &ManArgs) -> Result<ExitStatus> {
         let at = text.find("\n.SH VERSION").map_or(text.len(), |i| i + 1);
         text.insert_str(at, &exit_status_section());
     }
-    output::stdout(&text);
-    Ok(ExitStatus::Success)
+    Ok(text)
 }
 
 /// Every visible command below `tapir` with the name of its page without `tapir-`

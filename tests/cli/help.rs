@@ -247,3 +247,160 @@ fn man_of_an_unknown_command_says_the_fix() {
         assert!(out.stderr.contains(fix), "{asked}: {}", out.stderr);
     }
 }
+
+/// The bash script completes run ids (from `tapir ps -q`) where a command takes a run,
+/// honours a `--runs-dir` typed on the line, and leaves every other word to clap's script.
+#[test]
+fn bash_completes_run_ids_where_a_command_takes_a_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in [
+        "task_run-20261206-010203-aaaa",
+        "pipeline-run-20261206-010204-bbbb",
+        "other/task_run-20261206-010205-cccc",
+    ] {
+        std::fs::create_dir_all(dir.path().join(name)).expect("run folder");
+    }
+    std::fs::write(dir.path().join("task_run-not-a-folder"), "").expect("file");
+
+    let listed = run(&mut tapir(dir.path(), ["ps", "-q"]));
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(
+        listed.stdout, "pipeline-run-20261206-010204-bbbb\ntask_run-20261206-010203-aaaa\n",
+        "newest first, folders only"
+    );
+
+    let script = run(&mut tapir(dir.path(), ["completions", "bash"]));
+    assert_eq!(script.code, 0, "{}", script.stderr);
+    let script_file = dir.path().join("tapir.bash");
+    std::fs::write(&script_file, &script.stdout).expect("script");
+    let complete = |words: &[&str]| -> Vec<String> {
+        // COMP_WORDS[0] is the binary under test: the script asks it for the runs. bash
+        // calls a completion function with the command, the word and the previous word.
+        let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        let program = format!(
+            "source '{}'; COMP_WORDS=('{}' {}); COMP_CWORD={}; \
+             _tapir_with_run_ids \"${{COMP_WORDS[0]}}\" \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script_file.display(),
+            crate::support::tapir_bin().display(),
+            quoted.join(" "),
+            words.len(),
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &program])
+            .current_dir(dir.path())
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "{words:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let both = vec![
+        "pipeline-run-20261206-010204-bbbb".to_string(),
+        "task_run-20261206-010203-aaaa".to_string(),
+    ];
+    assert_eq!(complete(&["show", ""]), both);
+    assert_eq!(complete(&["logs", "task"]), vec![both[1].clone()]);
+    assert_eq!(
+        complete(&["rm", "--force", "task_run-x", ""]),
+        both,
+        "rm takes many runs"
+    );
+    assert_eq!(
+        complete(&["show", "--runs-dir", "other", ""]),
+        vec!["task_run-20261206-010205-cccc".to_string()]
+    );
+    assert_eq!(complete(&["show", "--format", ""]), vec!["human", "json"]);
+    let task_place = complete(&["logs", "task_run-20261206-010203-aaaa", ""]);
+    assert!(
+        !task_place.iter().any(|w| w.starts_with("task_run-")),
+        "logs' second argument is a task, not a run: {task_place:?}"
+    );
+    let run_place = complete(&["run", ""]);
+    assert!(
+        !run_place.iter().any(|w| w.starts_with("task_run-")),
+        "`run` takes a task file: {run_place:?}"
+    );
+}
+
+/// zsh and fish complete run ids too (their shells are not installed here: the glue is
+/// checked as text).
+#[test]
+fn zsh_and_fish_scripts_complete_run_ids() {
+    let zsh = run(&mut tapir(&repo_root(), ["completions", "zsh"]));
+    assert_eq!(zsh.code, 0, "{}", zsh.stderr);
+    assert!(zsh.stdout.contains("_tapir_run_ids() {"), "{}", zsh.stdout);
+    let uses = zsh.stdout.matches(":_tapir_run_ids' \\\n").count();
+    assert_eq!(
+        uses, 5,
+        "show, logs, outputs, wait and rm complete runs:\n{}",
+        zsh.stdout
+    );
+    let fish = run(&mut tapir(&repo_root(), ["completions", "fish"]));
+    assert_eq!(fish.code, 0, "{}", fish.stderr);
+    assert!(
+        fish.stdout
+            .contains("__fish_tapir_using_subcommand rm\" -f -a \"(tapir ps -q 2>/dev/null)\""),
+        "{}",
+        fish.stdout
+    );
+}
+
+/// `tapir man --dir DIR` installs every page, so `man tapir-run` works after the README's
+/// install step (before: only tapir.1 could be installed, by redirecting stdout).
+#[test]
+fn man_dir_writes_every_page_tapir_1_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let man1 = dir.path().join("share/man/man1");
+    let out = run(&mut tapir(
+        dir.path(),
+        [
+            std::ffi::OsStr::new("man"),
+            "--dir".as_ref(),
+            man1.as_os_str(),
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "", "pages go to files");
+    let top = std::fs::read_to_string(man1.join("tapir.1")).expect("tapir.1");
+    let named = regex::Regex::new(r"(?m)^tapir\\-([a-z\\-]+)\(1\)$").expect("regex");
+    let mut count = 1;
+    for page in named.captures_iter(&top) {
+        let name = page[1].replace("\\-", "-");
+        let text = std::fs::read_to_string(man1.join(format!("tapir-{name}.1")))
+            .unwrap_or_else(|e| panic!("tapir-{name}.1: {e}"));
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!(".TH tapir-{name} 1 "))),
+            "tapir-{name}.1:\n{text}"
+        );
+        count += 1;
+    }
+    assert!(
+        man1.join("tapir-pipeline-validate.1").is_file(),
+        "nested pages too"
+    );
+    assert!(count > 10, "{top}");
+    assert!(
+        out.stderr.contains("man pages to"),
+        "says what it wrote: {}",
+        out.stderr
+    );
+    let both = run(&mut tapir(dir.path(), ["man", "run", "--dir", "x"]));
+    assert_eq!(both.code, 2, "a page and --dir together: {}", both.stderr);
+}
+
+/// `show`'s summary ended in "timings, exit", which read as cut off.
+#[test]
+fn the_show_summary_is_a_whole_sentence() {
+    let out = run(&mut tapir(&repo_root(), ["show", "--help"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let summary = out.stdout.lines().next().unwrap_or_default();
+    assert!(summary.ends_with("timings and exit status"), "{summary}");
+}

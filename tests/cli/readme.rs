@@ -162,3 +162,77 @@ fn the_pre_commit_hook_validates_the_task_api_files() {
         assert!(!files.is_match(path), "the hook checks {path}");
     }
 }
+
+/// When a package is missing, tests/prepare.sh has apt wait for the dpkg lock (bounded)
+/// instead of failing at once when another apt or dpkg holds it, and says so. Run with a
+/// PATH where `bwrap` is missing and `apt-get` is a stand-in that records its arguments and
+/// "installs" bwrap.
+#[test]
+fn prepare_waits_for_the_dpkg_lock_when_it_installs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    for system in ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
+        let Ok(entries) = std::fs::read_dir(system) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let link = bin.join(&name);
+            if name == "bwrap" || name == "apt-get" || name == "sudo" || link.exists() {
+                continue;
+            }
+            std::os::unix::fs::symlink(entry.path(), link).expect("symlink");
+        }
+    }
+    let log = dir.path().join("apt-get.log");
+    let apt_get = bin.join("apt-get");
+    std::fs::write(
+        &apt_get,
+        format!(
+            "#!/bin/bash\necho \"$*\" >> '{log}'\n\
+             if [[ \" $* \" == *' install '* ]]; then printf '#!/bin/sh\\n' > '{bwrap}'; chmod +x '{bwrap}'; fi\n",
+            log = log.display(),
+            bwrap = bin.join("bwrap").display(),
+        ),
+    )
+    .expect("apt-get stand-in");
+    std::fs::set_permissions(
+        &apt_get,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let out = std::process::Command::new(bin.join("bash"))
+        .arg(repo_root().join("tests/prepare.sh"))
+        .env_clear()
+        .env("PATH", &bin)
+        .envs(std::env::var_os("DOCKER_HOST").map(|v| ("DOCKER_HOST", v)))
+        .output()
+        .expect("prepare.sh runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    // As root the script calls apt-get itself; otherwise there is no sudo in this PATH and
+    // it must say what to install instead.
+    if nix::unistd::Uid::effective().is_root() {
+        assert!(out.status.success(), "{stderr}");
+        let calls: Vec<&str> = calls.lines().collect();
+        assert_eq!(calls.len(), 2, "update, then install: {calls:?}");
+        for call in &calls {
+            assert!(
+                call.contains("-o DPkg::Lock::Timeout=300"),
+                "apt-get waits for the lock: {call}"
+            );
+        }
+        assert!(
+            calls[1].contains("install") && calls[1].contains("bubblewrap"),
+            "{calls:?}"
+        );
+        assert!(
+            stderr.contains("waiting up to 300s for the dpkg lock"),
+            "{stderr}"
+        );
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("apt-get install -y bubblewrap"), "{stderr}");
+    }
+}

@@ -344,6 +344,8 @@ pub(crate) enum StatusArg {
     Cancelled,
     TimedOut,
     EngineError,
+    /// tapir could not write the run's logs or record.
+    WriteFailed,
     /// Recorded as running, but nothing supervises it any more.
     Lost,
     /// The record cannot be read.

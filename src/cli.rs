@@ -38,7 +38,8 @@ pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
     (
         "125",
         &[
-            "run: failed before the task ran (invalid task, image missing, engine down);",
+            "run: failed before the task ran (invalid task, image missing, engine down),",
+            "or its logs or record could not be written (disk full; the task was stopped);",
             "pipeline run: the pipeline is invalid (nothing started)",
         ],
     ),

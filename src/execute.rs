@@ -162,13 +162,18 @@ pub(crate) fn run_to_end(
     .collect();
     let client_status = child.wait();
     cancel.client_done.store(true, Ordering::SeqCst);
-    // The first error that cost output: the run fails with it, naming the file.
+    // The first write error that cost output: the run fails with it, naming the file. A
+    // pump also returns a failed read of the engine's pipe, which is only a warning (as
+    // always): nothing was refused by the disk.
+    let stopped_for_write = cancel.write_failed.load(Ordering::SeqCst);
     let mut write_error: Option<String> = None;
     for pump in pumps {
-        if let Ok(Err(e)) = pump.join()
-            && write_error.is_none()
-        {
-            write_error = Some(format!("could not write {e}"));
+        match pump.join() {
+            Ok(Err(e)) if stopped_for_write => {
+                write_error.get_or_insert_with(|| format!("could not write {e}"));
+            }
+            Ok(Err(e)) => record.warnings.push(format!("output capture failed: {e}")),
+            _ => {}
         }
     }
     if let Err(e) = sink.finish()
@@ -176,7 +181,6 @@ pub(crate) fn run_to_end(
     {
         write_error = Some(format!("could not sync {e} to disk"));
     }
-    let stopped_for_write = cancel.write_failed.load(Ordering::SeqCst);
     if let Some(spinner) = &attach.spinner {
         spinner.clear();
     }

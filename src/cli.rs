@@ -38,7 +38,8 @@ pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
     (
         "125",
         &[
-            "run: failed before the task ran (invalid task, image missing, engine down);",
+            "run: failed before the task ran (invalid task, image missing, engine down),",
+            "or its logs or record could not be written (disk full; the task was stopped);",
             "pipeline run: the pipeline is invalid (nothing started)",
         ],
     ),
@@ -349,6 +350,8 @@ pub(crate) enum StatusArg {
     Cancelled,
     TimedOut,
     EngineError,
+    /// tapir could not write the run's logs or record.
+    WriteFailed,
     /// Recorded as running, but nothing supervises it any more.
     Lost,
     /// The record cannot be read.

@@ -133,6 +133,18 @@ pub(crate) fn run_to_end(
         let sink = sink.clone();
         let echo = attach.echo;
         let spinner = attach.spinner.clone();
+        let (engine, cancel, grace) = (job.engine.clone(), cancel.clone(), job.grace_seconds);
+        // Output that is not kept is lost for good: the first write that fails stops the
+        // task (like a cancel), instead of letting it run on unrecorded.
+        let stop_on_failure = move |e: &std::io::Error| {
+            if cancel.write_failed.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            output::stderr(&format!(
+                "\ntapir: cannot write {e}; stopping the task (up to {grace}s)\n"
+            ));
+            std::thread::spawn(move || stop(&engine, &cancel, grace));
+        };
         std::thread::spawn(move || {
             let mut terminal: Option<Box<dyn Write>> = echo.then(|| match stream {
                 Stream::Stdout => Box::new(ClearFirst::new(std::io::stdout(), spinner)) as _,
@@ -143,26 +155,37 @@ pub(crate) fn run_to_end(
                 stream,
                 &sink,
                 terminal.as_mut().map(|t| t.as_mut() as &mut dyn Write),
+                stop_on_failure,
             )
         })
     })
     .collect();
     let client_status = child.wait();
     cancel.client_done.store(true, Ordering::SeqCst);
-    let mut capture_errors = Vec::new();
+    // The first write error that cost output: the run fails with it, naming the file. A
+    // pump also returns a failed read of the engine's pipe, which is only a warning (as
+    // always): nothing was refused by the disk.
+    let stopped_for_write = cancel.write_failed.load(Ordering::SeqCst);
+    let mut write_error: Option<String> = None;
     for pump in pumps {
-        if let Ok(Err(e)) = pump.join() {
-            capture_errors.push(format!("output capture failed: {e}"));
+        match pump.join() {
+            Ok(Err(e)) if stopped_for_write => {
+                write_error.get_or_insert_with(|| format!("could not write {e}"));
+            }
+            Ok(Err(e)) => record.warnings.push(format!("output capture failed: {e}")),
+            _ => {}
         }
     }
-    if let Err(e) = sink.finish() {
-        capture_errors.push(format!("the logs could not be synced to disk: {e}"));
+    if let Err(e) = sink.finish()
+        && write_error.is_none()
+    {
+        write_error = Some(format!("could not sync {e} to disk"));
     }
     if let Some(spinner) = &attach.spinner {
         spinner.clear();
     }
     record.ended_at = Some(jiff::Timestamp::now());
-    let was_cancelled = cancel.cancelled.load(Ordering::SeqCst);
+    let was_cancelled = cancel.cancelled.load(Ordering::SeqCst) && !stopped_for_write;
     let timed_out = cancel.timed_out.load(Ordering::SeqCst) && !was_cancelled;
     let outcome = match &job.engine {
         Engine::Docker { docker, container } => docker_outcome(
@@ -182,6 +205,19 @@ pub(crate) fn run_to_end(
             exit_code: outcome.exit_code,
         },
         _ => outcome,
+    };
+    let outcome = match write_error {
+        Some(error) => Outcome {
+            status: Status::WriteFailed,
+            ends: ExitStatus::NotStarted,
+            message: if stopped_for_write {
+                format!("{error}; the task was stopped, and its output after that is not kept")
+            } else {
+                format!("{error}; the task had ended ({})", outcome.message)
+            },
+            exit_code: outcome.exit_code,
+        },
+        None => outcome,
     };
     if !job.keep {
         match &job.engine {
@@ -216,14 +252,33 @@ pub(crate) fn run_to_end(
     record.exit_code = exit_code;
     record.status = status;
     record.message = Some(message);
-    record.warnings.extend(capture_errors);
     record.outputs = job
         .outputs
         .iter()
         .map(|(channel, path)| record::list_output(channel, path))
         .collect();
-    write_record(run_dir, record);
+    let ends = finish_record(run_dir, record, ends);
+    store::release_space(run_dir);
     ends
+}
+
+/// Writes the final record. When it cannot be written the run fails (125), whatever the
+/// task did: a run that leaves a wrong record (`running`, or an older state) must not look
+/// like a success. The record in memory says so, for the caller's last line.
+fn finish_record(run_dir: &Path, record: &mut RunRecord, ends: ExitStatus) -> ExitStatus {
+    match try_write_record(run_dir, record) {
+        Ok(()) => ends,
+        Err(e) => {
+            output::stderr(&format!("error: {e}\n"));
+            record.status = Status::WriteFailed;
+            record.message = Some(format!(
+                "{}; and the record could not be written: {}",
+                record.message.as_deref().unwrap_or("ended"),
+                e.message
+            ));
+            ExitStatus::NotStarted
+        }
+    }
 }
 
 fn boxed(source: impl Read + Send + 'static) -> Box<dyn Read + Send> {
@@ -237,18 +292,24 @@ fn give_up(record: &mut RunRecord, run_dir: &Path, message: String) -> ExitStatu
     record.message = Some(message);
     record.ended_at = Some(jiff::Timestamp::now());
     write_record(run_dir, record);
+    store::release_space(run_dir);
     ExitStatus::NotStarted
 }
 
 /// Writes the record, reporting (not failing on) an error: the run already happened, and
 /// its logs are on disk whatever becomes of the record.
 pub(crate) fn write_record(run_dir: &Path, record: &RunRecord) {
-    if let Err(e) = store::write_record_atomic(run_dir, &record.to_value()) {
-        output::stderr(&format!(
-            "error: could not write the record in {}: {e}\n",
-            run_dir.display()
-        ));
+    if let Err(e) = try_write_record(run_dir, record) {
+        output::stderr(&format!("error: {e}\n"));
     }
+}
+
+/// Writes the record; the error names the record file and the reason.
+pub(crate) fn try_write_record(
+    run_dir: &Path,
+    record: &RunRecord,
+) -> Result<(), store::RecordError> {
+    store::write_record_atomic(run_dir, &record.to_value())
 }
 
 /// How a run ended: its status, how tapir ends, the message, and the task's own exit
@@ -432,6 +493,8 @@ struct CancelState {
     client_done: AtomicBool,
     /// `--timeout` expired and the run was stopped because of it.
     timed_out: AtomicBool,
+    /// Writing the output failed and the run was stopped because of it.
+    write_failed: AtomicBool,
 }
 
 /// Stops the run `seconds` after now, as a cancel would (grace period, then kill), unless

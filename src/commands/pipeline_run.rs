@@ -124,6 +124,7 @@ fn new_record(args: &PipelineRunArgs, pipeline_sha: &str) -> Result<(PathBuf, Pi
         .map_err(|e| Error::io_with_hint(&args.runs_dir, e, hint))?;
     let dir = absolute(&args.runs_dir).join(format!("{PIPELINE_RUN_DIR_PREFIX}{id}"));
     std::fs::create_dir(&dir).map_err(|e| Error::io_with_hint(&dir, e, hint))?;
+    store::ignore_in_git(&dir).map_err(|e| Error::io_with_hint(&dir, e, hint))?;
     let record = PipelineRunRecord {
         format_version: precord::FORMAT_VERSION,
         kind: "pipeline-run".into(),
@@ -297,7 +298,7 @@ fn prepare_folders(plan: &PipelinePlan, run_dir: &Path) -> Result<()> {
         let path = run_dir.join(derived_task_file(&task.id));
         let mut text = serde_json::to_string_pretty(&derived).unwrap_or_default();
         text.push('\n');
-        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        store::write_run_file(&path, text.as_bytes()).map_err(|e| Error::io(&path, e))?;
     }
     Ok(())
 }
@@ -934,7 +935,7 @@ impl AttemptRunner {
     ) -> Attempt {
         let mut attempt = Attempt::started(number, started_at, Status::EngineError);
         let log_path = self.runs_dir.join(format!("{}.tapir.log", task.id));
-        let log = std::fs::OpenOptions::new()
+        let log = store::run_file_options()
             .create(true)
             .append(true)
             .open(&log_path);

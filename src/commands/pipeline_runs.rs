@@ -62,10 +62,18 @@ pub(crate) fn exit_status(r: &PipelineRunRecord) -> ExitStatus {
     }
 }
 
-/// Seconds from creation to end, or to now while it runs.
-pub(crate) fn duration_seconds(r: &PipelineRunRecord) -> f64 {
-    let end = r.ended_at.unwrap_or_else(jiff::Timestamp::now);
-    (end.as_millisecond() - r.created_at.as_millisecond()).max(0) as f64 / 1000.0
+/// Seconds from creation to end, or to now while it runs; `None` when unknown (no
+/// creation time, or lost: its end was never written).
+pub(crate) fn duration_seconds(r: &PipelineRunRecord) -> Option<f64> {
+    if r.created_at == jiff::Timestamp::UNIX_EPOCH {
+        return None;
+    }
+    let end = match r.ended_at {
+        Some(end) => end,
+        None if is_lost(r) => return None,
+        None => jiff::Timestamp::now(),
+    };
+    Some((end.as_millisecond() - r.created_at.as_millisecond()).max(0) as f64 / 1000.0)
 }
 
 /// How many tasks have each status, in a fixed order, statuses without tasks left out.

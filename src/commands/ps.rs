@@ -186,7 +186,8 @@ fn json_entry(row: &Row, containers: &HashMap<String, bool>) -> serde_json::Valu
             "mode": r.mode,
             "status": r.status_label(),
             "exit_code": r.exit_code,
-            "created_at": r.created_at,
+            "tapir_exit_code": r.tapir_exit_code(),
+            "created_at": Some(r.created_at).filter(|t| *t != jiff::Timestamp::UNIX_EPOCH),
             "started_at": r.started_at,
             "ended_at": r.ended_at,
             "duration_seconds": r.duration_seconds(),
@@ -246,9 +247,11 @@ fn table(rows: &[Row], containers: &HashMap<String, bool>, p: Printer) -> String
                         ("lost", Some(_)) => "lost (container left)".into(),
                         (label, _) => label.to_string(),
                     },
-                    r.exit_code.map_or_else(dash, |c| c.to_string()),
-                    local_time(r.started_at.unwrap_or(r.created_at)),
-                    format_duration(r.duration_seconds()),
+                    // What `run` and `wait` gave (130 for a cancel, not the
+                    // container's 143), as `ps` is where one looks them up again.
+                    r.tapir_exit_code().map_or_else(dash, |c| c.to_string()),
+                    r.start_time().map_or_else(dash, local_time),
+                    r.duration_seconds().map_or_else(dash, format_duration),
                 ],
                 Listed::Pipeline(r) => [
                     r.id.clone(),
@@ -262,8 +265,10 @@ fn table(rows: &[Row], containers: &HashMap<String, bool>, p: Printer) -> String
                     },
                     pipeline_runs::status_label(r).to_string(),
                     r.exit_code.map_or_else(dash, |c| c.to_string()),
-                    local_time(r.created_at),
-                    format_duration(pipeline_runs::duration_seconds(r)),
+                    Some(r.created_at)
+                        .filter(|t| *t != jiff::Timestamp::UNIX_EPOCH)
+                        .map_or_else(dash, local_time),
+                    pipeline_runs::duration_seconds(r).map_or_else(dash, format_duration),
                 ],
                 Listed::Unreadable { id, .. } => [
                     id.clone(),

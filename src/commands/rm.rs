@@ -72,8 +72,27 @@ fn remove_run(dir: &Path, force: bool, docker: Option<&Docker>) -> Result<()> {
     Ok(())
 }
 
+/// A run folder that is a symbolic link: tapir deletes nothing through a link, since
+/// what it points to (another run, or any folder at all) is not this run's.
+fn refuse_link(dir: &Path) -> Result<()> {
+    // Without a trailing `/`, which would make the check look through the link.
+    let dir: PathBuf = dir.components().collect();
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::Usage(format!(
+            "not removing {}: it is a symbolic link{}, and tapir deletes nothing through a link\n  fix: remove the link itself with `rm {}`, or give tapir the folder it points to",
+            dir.display(),
+            std::fs::read_link(&dir)
+                .map(|target| format!(" to {}", target.display()))
+                .unwrap_or_default(),
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// [`remove_run`] without saying so.
 fn remove_task_run(dir: &Path, force: bool, docker: Option<&Docker>) -> Result<()> {
+    refuse_link(dir)?;
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -124,7 +143,7 @@ fn remove_task_run(dir: &Path, force: bool, docker: Option<&Docker>) -> Result<(
             ));
         }
     }
-    remove_tapir_files(dir)
+    remove_tapir_files(dir, force)
 }
 
 /// Removes a pipeline run folder: its task runs (by the rules of a task run's `rm`), the
@@ -139,6 +158,7 @@ fn remove_pipeline_run(
     outputs: bool,
     docker: Option<&Docker>,
 ) -> Result<()> {
+    refuse_link(dir)?;
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -177,6 +197,11 @@ fn remove_pipeline_run(
             "not removing {name}: its task run {} is still running\n  fix: wait for it, or cancel and remove it with `tapir rm --force`",
             running.display()
         )));
+    }
+    // Checked before anything is deleted, like everything else.
+    refuse_link(&dir.join(RUNS_SUBDIR))?;
+    for task_dir in &task_runs {
+        refuse_link(task_dir)?;
     }
     let managed = managed_folders(record.as_ref(), dir);
     let with_data: Vec<String> = managed
@@ -229,7 +254,7 @@ fn remove_pipeline_run(
             let _ = std::fs::remove_dir(dir.join(parent));
         }
     }
-    remove_tapir_files(dir)?;
+    remove_tapir_files(dir, force)?;
     let mut what = vec![output::plural(task_runs.len(), "task run")];
     if !with_data.is_empty() {
         let folders: Vec<&str> = with_data
@@ -273,10 +298,14 @@ fn cancel_pipeline(dir: &Path) -> Result<()> {
 }
 
 /// Deletes the files and folders tapir writes into a run folder, then the folder. Anything
-/// else in it stays, and the error says what.
-fn remove_tapir_files(dir: &Path) -> Result<()> {
-    const FILES: [&str; 5] = [
+/// else in it stays, and the error says what. A link among them is removed itself, never
+/// what it points to; one of tapir's names that is a folder (a damaged run) goes only with
+/// `force`.
+fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
+    const FILES: [&str; 7] = [
         store::RECORD_FILE,
+        store::GITIGNORE_FILE,
+        store::RESERVE_FILE,
         crate::record::logs::STDOUT_FILE,
         crate::record::logs::STDERR_FILE,
         crate::record::logs::INDEX_FILE,
@@ -288,7 +317,17 @@ fn remove_tapir_files(dir: &Path) -> Result<()> {
         let path = entry.path();
         let ours_file = FILES.contains(&name.as_str())
             || (name.starts_with(".record.json.") && name.ends_with(".tmp"));
-        if ours_file {
+        // `file_type` of a directory entry does not follow links.
+        let is_folder = entry.file_type().is_ok_and(|t| t.is_dir());
+        if ours_file && is_folder {
+            if !force {
+                return Err(Error::Usage(format!(
+                    "not removing {}: {name} is a folder, not the file tapir writes\n  fix: `tapir rm --force` removes it anyway",
+                    dir.display()
+                )));
+            }
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        } else if ours_file {
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         } else if name == crate::backend::apptainer::SCRATCH_DIR {
             std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
@@ -403,6 +442,14 @@ pub(crate) fn prune(args: &PruneArgs) -> Result<ExitStatus> {
         if !selected || !old_enough || (status == StatusArg::Unreadable && fresh) {
             continue;
         }
+        if refuse_link(&dir).is_err() {
+            // Not this run's folder to delete: `ps` still lists it, `rm` explains.
+            output::stderr(&format!(
+                "warning: skipped {}: it is a symbolic link\n",
+                dir.display()
+            ));
+            continue;
+        }
         if args.dry_run {
             output::stdout(&format!("would remove {}\n", dir.display()));
             removed += 1;
@@ -441,6 +488,7 @@ fn status_arg(r: &RunSummary) -> Option<StatusArg> {
         Status::Cancelled => StatusArg::Cancelled,
         Status::TimedOut => StatusArg::TimedOut,
         Status::EngineError => StatusArg::EngineError,
+        Status::WriteFailed => StatusArg::WriteFailed,
         Status::Running | Status::Unknown => return None,
     })
 }

@@ -66,6 +66,21 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
                 "choose a writable folder with --runs-dir or TAPIR_RUNS_DIR",
             )
         })?;
+        // Git's ignore file, space for the final record, and the first record: a runs
+        // folder that cannot take them (a full disk) refuses the run now, before anything
+        // starts, and leaves no folder behind.
+        let ready = store::ignore_in_git(&dir)
+            .and_then(|()| store::reserve_space(&dir))
+            .map_err(|e| format!("cannot write {e}"))
+            .and_then(|()| execute::try_write_record(&dir, &record).map_err(|e| e.to_string()));
+        if let Err(e) = ready {
+            store::discard_new_run_dir(&dir);
+            return Err(Error::not_started(format!(
+                "{e}\n  the run was not started, and no run folder was kept; free some space \
+                 in {} or choose another folder with --runs-dir",
+                args.runs_dir.display()
+            )));
+        }
         Some(dir)
     };
 
@@ -308,11 +323,17 @@ fn not_started(
                 "tapir: the task did not start; record: {}\n",
                 dir.display()
             )),
-            Err(e) => output::stderr(&format!(
-                "{} could not write the record: {e}\n",
-                p.red("error:")
-            )),
+            Err(e) => {
+                output::stderr(&format!(
+                    "{} could not write the record: {e}\n",
+                    p.red("error:")
+                ));
+                // Nothing ran and nothing can be recorded: no folder is left behind (one
+                // holding more than tapir's first files stays, and says what it has).
+                store::discard_new_run_dir(dir);
+            }
         }
+        store::release_space(dir);
     }
     ExitStatus::NotStarted
 }
@@ -490,7 +511,11 @@ fn execute(
     }
     record.warnings = prepared.plan.warnings.clone();
     record.started_at = Some(jiff::Timestamp::now());
-    execute::write_record(run_dir, &record);
+    if let Err(e) = execute::try_write_record(run_dir, &record) {
+        clear(spinner.as_ref());
+        let failure = Error::not_started(e.to_string());
+        return Ok(not_started(failure, &mut record, Some(run_dir), p));
+    }
 
     if args.detach {
         clear(spinner.as_ref());

@@ -127,7 +127,9 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
             format!(
                 "{} (ran {})",
                 local_time(t),
-                format_duration(summary.duration_seconds())
+                summary
+                    .duration_seconds()
+                    .map_or_else(|| "?".to_string(), format_duration)
             ),
         );
     }
@@ -240,7 +242,7 @@ fn render_pipeline(r: &PipelineRunRecord, dir: &std::path::Path, p: Printer) -> 
             format!(
                 "{} (ran {})",
                 local_time(t),
-                format_duration(pipeline_runs::duration_seconds(r))
+                pipeline_runs::duration_seconds(r).map_or_else(|| "?".to_string(), format_duration)
             ),
         );
     }

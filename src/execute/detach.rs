@@ -42,7 +42,12 @@ pub(crate) fn start(job: &Job, run_dir: &Path, record: &RunRecord) -> Detached {
         }
     };
     let log_path = run_dir.join(SUPERVISOR_LOG);
-    let log = match std::fs::File::create(&log_path) {
+    let log = match crate::record::store::run_file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&log_path)
+    {
         Ok(file) => file,
         Err(e) => return fail(format!("cannot create {}: {e}", log_path.display())),
     };

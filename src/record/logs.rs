@@ -39,7 +39,7 @@
 //! A chunk that reaches past the end of its file is shown as far as it exists.
 
 use std::fmt::Debug;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -128,7 +128,7 @@ impl LogSink {
     pub(crate) fn create(run_dir: &Path) -> io::Result<Self> {
         let create = |name: &str| {
             let path = run_dir.join(name);
-            OpenOptions::new()
+            super::store::run_file_options()
                 .write(true)
                 .create_new(true)
                 .open(&path)
@@ -221,16 +221,20 @@ impl SinkState {
 /// captured.
 ///
 /// - If `echo` fails (closed terminal, broken pipe), echoing stops and capture goes on.
-/// - If capturing fails (disk full), the source is still drained and echoed to the end,
-///   so the task never blocks on a full pipe and the user still sees its output; the
-///   capture error is returned at the end.
+/// - If capturing fails (disk full), `on_capture_failure` is told at once (the caller
+///   stops the task: a run whose output is not kept must not go on as if it were), and
+///   the source is still drained and echoed to the end, so the task never blocks on a
+///   full pipe and the user still sees its output; the capture error is returned at the
+///   end.
 /// - A read error from `source` is returned at once (everything read so far is kept).
 pub(crate) fn pump(
     mut source: impl Read,
     stream: Stream,
     sink: &LogSink,
     mut echo: Option<&mut dyn Write>,
+    on_capture_failure: impl FnOnce(&io::Error),
 ) -> io::Result<u64> {
+    let mut on_capture_failure = Some(on_capture_failure);
     let mut buffer = vec![0u8; CHUNK_SIZE];
     let mut captured = 0u64;
     let mut capture_error: Option<io::Error> = None;
@@ -245,7 +249,12 @@ pub(crate) fn pump(
         if capture_error.is_none() {
             match sink.append(stream, chunk) {
                 Ok(()) => captured += n as u64,
-                Err(e) => capture_error = Some(e),
+                Err(e) => {
+                    if let Some(tell) = on_capture_failure.take() {
+                        tell(&e);
+                    }
+                    capture_error = Some(e);
+                }
             }
         }
         if let Some(out) = echo.as_deref_mut()
@@ -274,7 +283,7 @@ impl LogReader {
     pub(crate) fn open(run_dir: &Path) -> io::Result<Self> {
         let open = |name: &str| {
             let path = run_dir.join(name);
-            match File::open(&path) {
+            match super::store::open_run_file(&path) {
                 Ok(file) => Ok(Some(file)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(with_path(e, &path)),
@@ -533,6 +542,7 @@ fn with_path(err: io::Error, path: &Path) -> io::Error {
 mod tests {
     use super::*;
     use std::fs;
+    use std::fs::OpenOptions;
     use std::sync::Arc;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -636,10 +646,22 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let sink = LogSink::create(dir.path())?;
         let mut terminal = Vec::new();
-        pump(&b"one\n"[..], Stream::Stdout, &sink, Some(&mut terminal))?;
-        pump(&b"warn\n"[..], Stream::Stderr, &sink, None)?;
-        pump(&b"two\n"[..], Stream::Stdout, &sink, Some(&mut terminal))?;
-        pump(&b"oops\n"[..], Stream::Stderr, &sink, None)?;
+        pump(
+            &b"one\n"[..],
+            Stream::Stdout,
+            &sink,
+            Some(&mut terminal),
+            |_| {},
+        )?;
+        pump(&b"warn\n"[..], Stream::Stderr, &sink, None, |_| {})?;
+        pump(
+            &b"two\n"[..],
+            Stream::Stdout,
+            &sink,
+            Some(&mut terminal),
+            |_| {},
+        )?;
+        pump(&b"oops\n"[..], Stream::Stderr, &sink, None, |_| {})?;
         sink.finish()?;
         assert_eq!(terminal, b"one\ntwo\n");
 
@@ -680,7 +702,13 @@ mod tests {
             .map(|(stream, read_size)| {
                 let sink = Arc::clone(&sink);
                 std::thread::spawn(move || {
-                    pump(Pattern::new(300_000, read_size), stream, &sink, None)
+                    pump(
+                        Pattern::new(300_000, read_size),
+                        stream,
+                        &sink,
+                        None,
+                        |_| {},
+                    )
                 })
             })
             .collect();
@@ -711,7 +739,13 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let sink = LogSink::create(dir.path())?;
         // Reads of 61 000 bytes, so chunks do not line up with the buffer size.
-        let captured = pump(Pattern::new(TOTAL, 61_000), Stream::Stdout, &sink, None)?;
+        let captured = pump(
+            Pattern::new(TOTAL, 61_000),
+            Stream::Stdout,
+            &sink,
+            None,
+            |_| {},
+        )?;
         sink.finish()?;
         assert_eq!(captured, TOTAL);
         assert_eq!(fs::metadata(dir.path().join(STDOUT_FILE))?.len(), TOTAL);
@@ -756,6 +790,7 @@ mod tests {
             Stream::Stderr,
             &sink,
             Some(&mut echo),
+            |_| {},
         )?;
         sink.finish()?;
         assert_eq!(captured, TOTAL);
@@ -774,13 +809,24 @@ mod tests {
         let sink = LogSink::from_files(dir.path(), [full()?, full()?], index);
         let mut terminal = Vec::new();
         let mut source = Pattern::new(200_000, 4096);
-        let result = pump(&mut source, Stream::Stdout, &sink, Some(&mut terminal));
+        let mut told = Vec::new();
+        let result = pump(
+            &mut source,
+            Stream::Stdout,
+            &sink,
+            Some(&mut terminal),
+            |e| {
+                told.push(e.to_string());
+            },
+        );
         let err = result.err().ok_or("a full disk went unnoticed")?;
+        assert_eq!(told.len(), 1, "told once, at the first failure: {told:?}");
+        assert!(told[0].contains(STDOUT_FILE), "{told:?}");
         assert!(err.to_string().contains(STDOUT_FILE), "{err}");
         assert_eq!(source.remaining, 0, "source drained");
         assert_eq!(terminal.len(), 200_000, "user still saw everything");
         // The other stream learns about it too.
-        let other = pump(&b"late"[..], Stream::Stderr, &sink, None);
+        let other = pump(&b"late"[..], Stream::Stderr, &sink, None, |_| {});
         assert!(other.is_err());
         Ok(())
     }
@@ -795,7 +841,7 @@ mod tests {
         }
         let dir = tempfile::tempdir()?;
         let sink = LogSink::create(dir.path())?;
-        let err = pump(Failing, Stream::Stdout, &sink, None)
+        let err = pump(Failing, Stream::Stdout, &sink, None, |_| {})
             .err()
             .ok_or("no error")?;
         assert_eq!(err.to_string(), "pipe exploded");
@@ -898,8 +944,8 @@ mod tests {
     fn an_error_from_the_callback_stops_the_replay() -> TestResult {
         let dir = tempfile::tempdir()?;
         let sink = LogSink::create(dir.path())?;
-        pump(&b"a"[..], Stream::Stdout, &sink, None)?;
-        pump(&b"b"[..], Stream::Stdout, &sink, None)?;
+        pump(&b"a"[..], Stream::Stdout, &sink, None, |_| {})?;
+        pump(&b"b"[..], Stream::Stdout, &sink, None, |_| {})?;
         let mut calls = 0;
         let result = LogReader::open(dir.path())?.for_each_chunk(None, |_, _, _| {
             calls += 1;
@@ -917,7 +963,7 @@ mod tests {
     fn an_empty_run_replays_nothing() -> TestResult {
         let dir = tempfile::tempdir()?;
         let sink = LogSink::create(dir.path())?;
-        assert_eq!(pump(io::empty(), Stream::Stdout, &sink, None)?, 0);
+        assert_eq!(pump(io::empty(), Stream::Stdout, &sink, None, |_| {})?, 0);
         sink.finish()?;
         assert!(replay_all(dir.path(), None)?.is_empty());
         Ok(())

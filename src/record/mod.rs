@@ -27,6 +27,9 @@ pub(crate) enum Status {
     TimedOut,
     /// tapir or the engine failed before the container ran.
     EngineError,
+    /// tapir could not write the run's logs or record (a full disk): the task was stopped,
+    /// since output that is not kept is lost for good.
+    WriteFailed,
     /// A status this tapir does not know (written by a newer one), or none at all.
     #[serde(other)]
     #[default]
@@ -43,6 +46,7 @@ impl Status {
             Status::Cancelled => "cancelled",
             Status::TimedOut => "timed-out",
             Status::EngineError => "engine-error",
+            Status::WriteFailed => "write-failed",
             Status::Unknown => "unknown",
         }
     }
@@ -316,7 +320,7 @@ impl RunSummary {
     /// Reads the summary of `run_dir/record.json`; the error names the file.
     pub(crate) fn load(run_dir: &std::path::Path) -> Result<Self, store::RecordError> {
         let path = run_dir.join(store::RECORD_FILE);
-        let bytes = std::fs::read(&path).map_err(|_| {
+        let bytes = store::read_run_file(&path).map_err(|_| {
             // Let the full reader explain (missing, unreadable…) in its words.
             store::read_record(run_dir).err().unwrap_or_else(|| {
                 store::RecordError::new(format!("cannot read {}", path.display()))
@@ -385,16 +389,37 @@ impl RunSummary {
             Status::OomKilled => own_code(137),
             Status::Cancelled => ExitStatus::Cancelled,
             Status::TimedOut => ExitStatus::TimedOut,
-            Status::EngineError => ExitStatus::NotStarted,
+            Status::EngineError | Status::WriteFailed => ExitStatus::NotStarted,
             Status::Running | Status::Unknown => ExitStatus::Failed,
         }
     }
 
-    /// Seconds from start (or creation) to end, or to now while running.
-    pub(crate) fn duration_seconds(&self) -> f64 {
-        let start = self.started_at.unwrap_or(self.created_at);
-        let end = self.ended_at.unwrap_or_else(jiff::Timestamp::now);
-        (end.as_millisecond() - start.as_millisecond()).max(0) as f64 / 1000.0
+    /// When it started (or was created); `None` when the record says neither (a record
+    /// without `created_at` reads as the Unix epoch, which is no time a run started).
+    pub(crate) fn start_time(&self) -> Option<jiff::Timestamp> {
+        self.started_at
+            .or(Some(self.created_at))
+            .filter(|t| *t != jiff::Timestamp::UNIX_EPOCH)
+    }
+
+    /// Seconds from start (or creation) to end, or to now while running. `None` when
+    /// it is unknown: the start is not recorded, or the run is lost (its end was never
+    /// written, so "until now" would grow for ever).
+    pub(crate) fn duration_seconds(&self) -> Option<f64> {
+        let start = self.start_time()?;
+        let end = match self.ended_at {
+            Some(end) => end,
+            None if self.is_lost() => return None,
+            None => jiff::Timestamp::now(),
+        };
+        Some((end.as_millisecond() - start.as_millisecond()).max(0) as f64 / 1000.0)
+    }
+
+    /// The exit code `tapir run` gave (or `wait` gives) for this run, once it has ended;
+    /// a cancelled run is 130 there, whatever its container's own code (143).
+    pub(crate) fn tapir_exit_code(&self) -> Option<u8> {
+        (self.status != Status::Running && !self.is_lost() && self.status != Status::Unknown)
+            .then(|| self.exit_status().code())
     }
 }
 

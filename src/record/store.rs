@@ -204,6 +204,90 @@ pub(crate) fn create_run_dir(runs_dir: &Path, id: &str) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// The one rule for every file tapir writes in a run folder (records, logs, the index,
+/// a pipeline's derived task files and attempt logs, the supervisor's log): readable and
+/// writable by its owner only, whatever the umask, since any of them can hold a secret (a
+/// task prints its token, a derived task file carries the task's `env`). Never opened
+/// through a symbolic link: a link planted in a run folder cannot redirect a write.
+pub(crate) const RUN_FILE_MODE: u32 = 0o600;
+
+/// Options that open a file in a run folder by [`RUN_FILE_MODE`]'s rule; the caller adds
+/// how (`create_new`, `append`, `truncate`…).
+pub(crate) fn run_file_options() -> fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = fs::OpenOptions::new();
+    options
+        .mode(RUN_FILE_MODE)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits());
+    options
+}
+
+/// Writes a whole file in a run folder (replacing one that is there) by the run folder's
+/// rule. A file left by an older tapir with a wider mode is narrowed too: `mode` only
+/// applies when a file is created.
+pub(crate) fn write_run_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut file = run_file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| with_path(e, path))?;
+    file.set_permissions(fs::Permissions::from_mode(RUN_FILE_MODE))
+        .and_then(|()| file.write_all(bytes))
+        .map_err(|e| with_path(e, path))
+}
+
+/// Keeps every run folder out of `git status` when the runs folder is a repository (the
+/// default runs folder is the current one, often a container's repository). `*` also
+/// covers a pipeline run's managed channel folders.
+pub(crate) const GITIGNORE_FILE: &str = ".gitignore";
+
+pub(crate) fn ignore_in_git(run_dir: &Path) -> io::Result<()> {
+    write_run_file(
+        &run_dir.join(GITIGNORE_FILE),
+        b"# written by tapir: a run folder is not part of the repository\n*\n",
+    )
+}
+
+/// Space set aside when a run starts (`.tapir-reserve`, [`RESERVE_BYTES`]), so that the
+/// run's final record can still be written when the task fills the disk: a record write
+/// that fails for lack of space frees it and tries again.
+pub(crate) const RESERVE_FILE: &str = ".tapir-reserve";
+/// Far more than a record needs (tens of KiB) unless it lists thousands of output files.
+const RESERVE_BYTES: i64 = 256 * 1024;
+
+/// Sets the space aside (allocated, not a sparse file, so it really is taken from the
+/// file system). Fails like any write when the disk is already full.
+pub(crate) fn reserve_space(run_dir: &Path) -> io::Result<()> {
+    let path = run_dir.join(RESERVE_FILE);
+    let file = run_file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| with_path(e, &path))?;
+    nix::fcntl::posix_fallocate(&file, 0, RESERVE_BYTES).map_err(|e| {
+        let _ = fs::remove_file(&path);
+        with_path(io::Error::from(e), &path)
+    })
+}
+
+/// Gives the reserved space back (at the end of a run, or to write a record on a full
+/// disk). Returns whether there was any.
+pub(crate) fn release_space(run_dir: &Path) -> bool {
+    fs::remove_file(run_dir.join(RESERVE_FILE)).is_ok()
+}
+
+/// Removes a run folder this tapir just created and that holds only what it wrote so
+/// far: a run refused before it started leaves no folder behind.
+pub(crate) fn discard_new_run_dir(run_dir: &Path) {
+    for name in [GITIGNORE_FILE, RESERVE_FILE, RECORD_FILE] {
+        let _ = fs::remove_file(run_dir.join(name));
+    }
+    let _ = fs::remove_dir(run_dir);
+}
+
 fn with_path(err: io::Error, path: &Path) -> io::Error {
     io::Error::new(err.kind(), format!("{}: {err}", path.display()))
 }
@@ -215,26 +299,51 @@ fn with_path(err: io::Error, path: &Path) -> io::Error {
 /// valid JSON is replaced. The version check and the rename are not one atomic step:
 /// only one process (the one that ran the task) is expected to write a run's record.
 pub(crate) fn write_record_atomic(run_dir: &Path, record: &Value) -> Result<(), RecordError> {
+    match write_record_once(run_dir, record) {
+        // The disk is full: the space set aside when the run started is for this moment.
+        Err((_, Some(io::ErrorKind::StorageFull))) if release_space(run_dir) => {
+            write_record_once(run_dir, record).map_err(|(again, _)| again)
+        }
+        result => result.map_err(|(e, _)| e),
+    }
+}
+
+/// One attempt of [`write_record_atomic`]; the error carries the I/O error kind, if any.
+fn write_record_once(
+    run_dir: &Path,
+    record: &Value,
+) -> Result<(), (RecordError, Option<io::ErrorKind>)> {
+    let io_error = |action: &str, path: &Path, e: &io::Error| {
+        (RecordError::io(action, path, e), Some(e.kind()))
+    };
     let path = run_dir.join(RECORD_FILE);
     let Some(version) = record.get("format_version").and_then(Value::as_u64) else {
-        return Err(RecordError::new(format!(
-            "refusing to write {}: the record has no integer `format_version`",
-            path.display()
-        )));
+        return Err((
+            RecordError::new(format!(
+                "refusing to write {}: the record has no integer `format_version`",
+                path.display()
+            )),
+            None,
+        ));
     };
-    if let Some(existing) = existing_format_version(&path)?
+    if let Some(existing) = existing_format_version(&path).map_err(|e| (e, None))?
         && existing > version
     {
-        return Err(RecordError::new(format!(
-            "refusing to overwrite {}: it has format_version {existing}, newer than the \
-             {version} this tapir writes",
-            path.display()
-        ))
-        .with_fix("use the newer tapir that wrote this run"));
+        return Err((
+            RecordError::new(format!(
+                "refusing to overwrite {}: it has format_version {existing}, newer than the \
+                 {version} this tapir writes",
+                path.display()
+            ))
+            .with_fix("use the newer tapir that wrote this run"),
+            None,
+        ));
     }
 
-    let mut bytes = serde_json::to_vec_pretty(record)
-        .map_err(|e| RecordError::new(format!("could not serialize {}: {e}", path.display())))?;
+    let mut bytes = serde_json::to_vec_pretty(record).map_err(|e| {
+        let message = format!("could not serialize {}: {e}", path.display());
+        (RecordError::new(message), None)
+    })?;
     bytes.push(b'\n');
 
     // The temporary file must be in the same folder: rename is only atomic within one
@@ -244,24 +353,24 @@ pub(crate) fn write_record_atomic(run_dir: &Path, record: &Value) -> Result<(), 
         .suffix(".tmp")
         .tempfile_in(run_dir)
         // tempfile's error already names the temporary file it tried to create.
-        .map_err(|e| RecordError::io("write", &path, &e))?;
+        .map_err(|e| io_error("write", &path, &e))?;
     tmp.write_all(&bytes)
         .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| RecordError::io("write", tmp.path(), &e))?;
+        .map_err(|e| io_error("write", tmp.path(), &e))?;
     tmp.persist(&path)
-        .map_err(|e| RecordError::io("replace", &path, &e.error))?;
+        .map_err(|e| io_error("replace", &path, &e.error))?;
     // The rename lives in the folder's metadata; without this sync a crash could bring
     // back the old record (or none) although we reported success.
     File::open(run_dir)
         .and_then(|dir| dir.sync_all())
-        .map_err(|e| RecordError::io("sync the folder", run_dir, &e))?;
+        .map_err(|e| io_error("sync the folder", run_dir, &e))?;
     Ok(())
 }
 
 /// The `format_version` of the record at `path`; `None` if there is no record, it is not
 /// JSON, or it has no integer version (such a file can safely be replaced).
 fn existing_format_version(path: &Path) -> Result<Option<u64>, RecordError> {
-    let text = match fs::read(path) {
+    let text = match read_run_file(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         // We could not check the version, so we must not overwrite the file.
@@ -276,7 +385,7 @@ fn existing_format_version(path: &Path) -> Result<Option<u64>, RecordError> {
 /// empty, truncated or corrupt, and gives the line and column of a JSON error.
 pub(crate) fn read_record(run_dir: &Path) -> Result<Value, RecordError> {
     let path = run_dir.join(RECORD_FILE);
-    let bytes = fs::read(&path).map_err(|e| {
+    let bytes = read_run_file(&path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             RecordError::new(format!("{} does not exist", path.display())).with_fix(
                 "this folder is not a tapir run, or the run was interrupted before its \
@@ -298,6 +407,38 @@ pub(crate) fn read_record(run_dir: &Path) -> Result<Value, RecordError> {
         )));
     }
     Ok(value)
+}
+
+/// Reads a whole file of a run folder, never through a symbolic link (a link would show
+/// another file as the run's) and only a plain file: the error says which it is instead.
+pub(crate) fn read_run_file(path: &Path) -> io::Result<Vec<u8>> {
+    let file = open_run_file(path)?;
+    let mut bytes = Vec::new();
+    (&file).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Opens a file of a run folder for reading, by the rules of [`read_run_file`].
+pub(crate) fn open_run_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+        .map_err(|e| match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => io::Error::new(
+                io::ErrorKind::InvalidData,
+                "it is a symbolic link, and tapir reads no run file through a link",
+            ),
+            _ => e,
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "it is not a plain file (a folder?)",
+        ));
+    }
+    Ok(file)
 }
 
 fn json_error(path: &Path, err: &serde_json::Error) -> RecordError {
@@ -623,6 +764,50 @@ mod tests {
             let err = create_run_dir(&runs, bad).err();
             assert_eq!(err.map(|e| e.kind()), Some(io::ErrorKind::InvalidInput));
         }
+        Ok(())
+    }
+
+    #[test]
+    fn run_files_are_private_whatever_the_umask_and_never_written_through_a_link() -> TestResult {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir()?;
+        let mode =
+            |p: &Path| -> io::Result<u32> { Ok(fs::metadata(p)?.permissions().mode() & 0o777) };
+        let file = tmp.path().join("derived.task.json");
+        // Left by an older tapir with the umask's mode: narrowed when written again.
+        fs::write(&file, "old")?;
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644))?;
+        write_run_file(&file, b"new")?;
+        assert_eq!(mode(&file)?, 0o600);
+        assert_eq!(fs::read_to_string(&file)?, "new");
+        write_record_atomic(tmp.path(), &json!({"format_version": 1}))?;
+        assert_eq!(mode(&tmp.path().join(RECORD_FILE))?, 0o600);
+
+        let outside = tmp.path().join("outside");
+        fs::write(&outside, "keep")?;
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&outside, &link)?;
+        assert!(write_run_file(&link, b"x").is_err());
+        assert_eq!(fs::read_to_string(&outside)?, "keep");
+        let err = read_run_file(&link).err().ok_or("read through a link")?;
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        let err = read_run_file(tmp.path()).err().ok_or("read a folder")?;
+        assert!(err.to_string().contains("not a plain file"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn reserved_space_is_allocated_and_given_back_once() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        reserve_space(tmp.path())?;
+        let reserve = tmp.path().join(RESERVE_FILE);
+        let meta = fs::metadata(&reserve)?;
+        assert_eq!(meta.len(), RESERVE_BYTES as u64);
+        // Allocated blocks (512 bytes each), not a sparse file.
+        assert!(std::os::unix::fs::MetadataExt::blocks(&meta) * 512 >= RESERVE_BYTES as u64);
+        assert!(release_space(tmp.path()));
+        assert!(!release_space(tmp.path()));
+        assert!(!reserve.exists());
         Ok(())
     }
 

@@ -1261,3 +1261,45 @@ fn profile_kaapana_in_the_file_cleans_outputs_before_a_retry() {
     assert_eq!(a["execution"]["retry_policy"], "fixed");
     assert_eq!(a["execution"]["clean_outputs_before_retry"], true);
 }
+
+/// A skip that a failure caused wins over one a self-skip caused (the dependant's skip is
+/// then a failure of the pipeline), and `--resume` keeps a task that skipped itself, as it
+/// keeps a succeeded one, while it re-runs the failed task.
+#[test]
+fn a_failure_outweighs_a_self_skip_and_resume_keeps_the_self_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "mixed",
+        "profile": "kaapana",
+        "tasks": [
+            {"id": "skips", "task": task("exit 126", &[], &[], json!([]))},
+            {"id": "fails", "task": task("exit 3", &[], &[], json!([]))},
+            {"id": "both", "depends_on": [{"id": "skips"}, {"id": "fails"}],
+             "task": task("true", &[], &[], json!([]))}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let run_dir = only_pipeline_run(dir.path());
+    let first = record(&run_dir);
+    assert_eq!(task_record(&first, "skips")["skipped_by"], "exit-code");
+    let both = task_record(&first, "both");
+    assert_eq!(both["skipped_by"], "failed-dependency", "{both:#}");
+    assert_eq!(both["message"], "not run: dependency fails failed");
+
+    let out = pipeline_run(dir.path(), &["--resume", run_dir.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let second = record(&run_dir);
+    let skips = task_record(&second, "skips");
+    assert_eq!(skips["status"], "skipped");
+    assert_eq!(skips["skipped_by"], "exit-code");
+    assert_eq!(skips["attempts"].as_array().unwrap().len(), 1, "not re-run");
+    assert_eq!(
+        task_record(&second, "fails")["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}

@@ -1585,3 +1585,153 @@ fn conf_resource_findings(document: &Document, pointer: &str) -> Vec<Diagnostic>
     }
     findings
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Writes a one-task pipeline and `conf`, and checks them.
+    fn check_with(dir: &Path, pipeline_extra: Value, conf: Value) -> Checked {
+        let mut pipeline = json!({"name": "p", "tasks": [{"id": "a", "task": {
+            "name": "a", "image": "i:1", "taskTemplate": {
+                "identifier": "t", "description": "d", "inputs": [], "outputs": [],
+                "env": [{"name": "N", "value": "1", "type": "int"},
+                        {"name": "W", "value": "template"}],
+                "command": ["true"]}}}]});
+        if let (Some(p), Some(extra)) = (pipeline.as_object_mut(), pipeline_extra.as_object()) {
+            p.extend(extra.clone());
+        }
+        std::fs::write(dir.join("p.json"), pipeline.to_string()).unwrap();
+        // Pretty-printed, so that each entry has its own line.
+        std::fs::write(
+            dir.join("c.json"),
+            serde_json::to_string_pretty(&conf).unwrap(),
+        )
+        .unwrap();
+        check(&dir.join("p.json"), Some(&dir.join("c.json")), None).unwrap()
+    }
+
+    fn conf_findings(checked: &Checked) -> Vec<(&'static str, String, usize)> {
+        checked.files[1]
+            .diagnostics
+            .iter()
+            .map(|d| {
+                (
+                    d.code,
+                    d.pointer.clone(),
+                    d.position.as_ref().map_or(0, |p| p.line),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn kaapanas_env_list_is_checked_entry_by_entry_at_its_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let checked = check_with(
+            dir.path(),
+            json!({}),
+            json!({"task_form": {"a": {
+                "env": [{"name": "N", "value": "many"}, {"name": "W", "value": "x"},
+                        {"name": "W", "value": "y"}],
+                "resources": {"limits": {"memory": "1GB"}}
+            }}}),
+        );
+        let findings = conf_findings(&checked);
+        let codes: Vec<_> = findings.iter().map(|(c, p, _)| (*c, p.as_str())).collect();
+        assert_eq!(
+            codes,
+            [
+                ("env-type", "/task_form/a/env/0/value"),
+                ("duplicate-env", "/task_form/a/env/2/value"),
+                ("quantity", "/task_form/a/resources/limits/memory"),
+            ]
+        );
+        assert!(
+            findings.iter().all(|(_, _, line)| *line > 0),
+            "{findings:?}"
+        );
+        assert!(checked.plan.is_none());
+    }
+
+    #[test]
+    fn the_pipeline_wide_env_is_under_the_tasks_and_the_confs() {
+        let dir = tempfile::tempdir().unwrap();
+        let checked = check_with(
+            dir.path(),
+            json!({"env": {"W": "pipeline-wide", "X": "pipeline-wide"}}),
+            json!({"task_form": {"a": {"env": [{"name": "X", "value": "conf"}],
+                                        "image": "j:2"}}}),
+        );
+        assert!(checked.is_valid(), "{:?}", checked.files);
+        let plan = checked.plan.unwrap();
+        assert_eq!(plan.execution_defaults, ExecutionDefaults::Tapir);
+        let task = &plan.tasks[0];
+        let env: Vec<_> = task
+            .env
+            .iter()
+            .map(|e| (&*e.name, &*e.value, e.source))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                ("W", "pipeline-wide", "pipeline-wide"),
+                ("X", "conf", "conf")
+            ]
+        );
+        assert_eq!(task.image, "j:2");
+        assert_eq!(task.runnable.task.image, "j:2");
+        assert_eq!(
+            task.runnable.pipeline_env,
+            [
+                ("W".to_string(), "pipeline-wide".to_string()),
+                ("X".to_string(), "pipeline-wide".to_string())
+            ]
+        );
+        assert_eq!(task.runnable.conf_env, [("X".into(), "conf".into())]);
+    }
+
+    #[test]
+    fn a_pipeline_wide_value_is_checked_only_where_it_arrives() {
+        let dir = tempfile::tempdir().unwrap();
+        // `N` must be an int: wrong for `a`, unless the conf replaces it there.
+        let wrong = check_with(
+            dir.path(),
+            json!({"env": {"N": "x"}}),
+            json!({"task_form": {}}),
+        );
+        let d = &wrong.files[0].diagnostics;
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].code, d[0].pointer.as_str()), ("env-type", "/env/N"));
+        let replaced = check_with(
+            dir.path(),
+            json!({"env": {"N": "x"}}),
+            json!({"task_form": {"a": {"N": "2"}}}),
+        );
+        assert!(replaced.is_valid(), "{:?}", replaced.files);
+    }
+
+    #[test]
+    fn naming_profile_kaapana_brings_its_execution_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let named = check_with(
+            dir.path(),
+            json!({"profile": "kaapana"}),
+            json!({"task_form": {}}),
+        );
+        let plan = named.plan.unwrap();
+        assert_eq!(plan.execution_defaults, ExecutionDefaults::Kaapana);
+        assert_eq!(plan.tasks[0].execution.skip_exit_code, Some(126));
+        let flag = check(&dir.path().join("p.json"), None, Some(Profile::Kaapana)).unwrap();
+        assert_eq!(
+            flag.plan.unwrap().execution_defaults,
+            ExecutionDefaults::Kaapana
+        );
+        let ccat_over_named = check(&dir.path().join("p.json"), None, Some(Profile::Ccat)).unwrap();
+        assert_eq!(
+            ccat_over_named.plan.map(|p| p.execution_defaults),
+            Some(ExecutionDefaults::Tapir)
+        );
+    }
+}

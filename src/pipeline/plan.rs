@@ -25,6 +25,17 @@ use crate::validation::{FileReport, KindRule, check_file};
 /// Task ids that would collide with the pipeline run folder's own entries.
 const RESERVED_TASK_IDS: &[&str] = &[RUNS_SUBDIR, RECORD_FILE];
 
+/// The Task fields Kaapana's `task_form` may replace that tapir does not: the pipeline
+/// defines the channels, the template and the configuration.
+const TASK_FIELDS_NOT_REPLACED: &[&str] = &[
+    "name",
+    "taskTemplate",
+    "api_version",
+    "inputs",
+    "outputs",
+    "config",
+];
+
 /// The variable tapir sets for every step of a `ccat` pipeline (CCAT container contract).
 pub(crate) const WORKFLOW_OUTPUT_DIR: &str = "WORKFLOW_OUTPUT_DIR";
 
@@ -902,6 +913,24 @@ impl<'a> Planner<'a> {
                 );
                 continue;
             };
+            // Kaapana's operator would let these keys replace the task's fields; read as
+            // variables they would silently do something else.
+            for field in form
+                .vars
+                .keys()
+                .filter(|k| TASK_FIELDS_NOT_REPLACED.contains(&k.as_str()))
+            {
+                let pointer = pointer_join(&task_pointer, field);
+                self.files[file].diagnostics.push(
+                    Diagnostic::error(
+                        "task-form-field",
+                        format!("`{field}` is a task field, which Kaapana's task_form may replace; tapir replaces only `image`, `command` and `resources` (and merges `env`), and will not read it as a variable either"),
+                    )
+                    .at_pointer(pointer.clone())
+                    .at(document.key_position(&pointer))
+                    .with_fix(format!("set `{field}` in the task file or the pipeline; for a variable named `{field}`, use the `env` list: {{\"name\": \"{field}\", \"value\": …}}")),
+                );
+            }
             let mut seen: BTreeMap<String, String> = BTreeMap::new();
             for ConfVar {
                 name,
@@ -1635,7 +1664,8 @@ mod tests {
             json!({"task_form": {"a": {
                 "env": [{"name": "N", "value": "many"}, {"name": "W", "value": "x"},
                         {"name": "W", "value": "y"}],
-                "resources": {"limits": {"memory": "1GB"}}
+                "resources": {"limits": {"memory": "1GB"}},
+                "taskTemplate": "other"
             }}}),
         );
         let findings = conf_findings(&checked);
@@ -1646,6 +1676,7 @@ mod tests {
                 ("env-type", "/task_form/a/env/0/value"),
                 ("duplicate-env", "/task_form/a/env/2/value"),
                 ("quantity", "/task_form/a/resources/limits/memory"),
+                ("task-form-field", "/task_form/a/taskTemplate"),
             ]
         );
         assert!(

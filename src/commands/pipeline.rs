@@ -12,7 +12,7 @@ use crate::cli::{
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::error::{ExitStatus, Result};
 use crate::output::{self, Printer, plural};
-use crate::pipeline::model::Execution;
+use crate::pipeline::model::{Execution, RetryPolicy};
 use crate::pipeline::plan::{self, Checked, FolderDirection, PipelinePlan, PlannedTask};
 
 /// Version of the `--format json` output.
@@ -127,6 +127,13 @@ fn human_task(out: &mut String, task: &PlannedTask, p: &Printer) {
         task.image,
         task.template
     );
+    if !task.conf_overrides.is_empty() {
+        let _ = writeln!(
+            out,
+            "    conf replaces the task's {}",
+            task.conf_overrides.join(", ")
+        );
+    }
     for dep in &task.depends_on {
         let can_fail = if dep.can_fail {
             "; runs even if it fails"
@@ -173,20 +180,33 @@ fn human_task(out: &mut String, task: &PlannedTask, p: &Printer) {
 }
 
 fn describe_execution(e: &Execution) -> String {
-    let retries = if e.max_retries == 0 {
+    let mut parts = vec![if e.max_retries == 0 {
         "no retries".to_string()
     } else {
+        let waits = match e.retry_policy {
+            RetryPolicy::Fixed => format!("each after {}s", e.retry_backoff_seconds),
+            RetryPolicy::ExponentialBackoff => {
+                format!("first after {}s, then doubling", e.retry_backoff_seconds)
+            }
+        };
+        let cleaned = if e.clean_outputs_before_retry {
+            ", outputs emptied first"
+        } else {
+            ""
+        };
         format!(
-            "up to {} (first after {}s, then doubling)",
-            plural(e.max_retries as usize, "retry"),
-            e.retry_backoff_seconds
+            "up to {} ({waits}{cleaned})",
+            plural(e.max_retries as usize, "retry")
         )
-    };
-    let limit = match e.max_exec_time {
+    }];
+    parts.push(match e.max_exec_time {
         Some(s) => format!("{s}s per attempt"),
         None => "no time limit".to_string(),
-    };
-    format!("{retries}; {limit}")
+    });
+    if let Some(code) = e.skip_exit_code {
+        parts.push(format!("exit {code} = skipped"));
+    }
+    parts.join("; ")
 }
 
 fn json_report(checked: &Checked) -> String {

@@ -28,7 +28,7 @@ use crate::pipeline::model::Profile;
 use crate::pipeline::plan::{self, FolderDirection, PipelinePlan, PlannedTask};
 use crate::pipeline::record::{
     self as precord, Attempt, PIPELINE_RUN_DIR_PREFIX, PipelineRunRecord, PipelineStatus,
-    PipelineTaskRecord, RUNS_SUBDIR, TaskFolder, TaskStatus,
+    PipelineTaskRecord, RUNS_SUBDIR, SkipCause, TaskFolder, TaskStatus,
 };
 use crate::pipeline::{ccat, derive};
 use crate::record::{self, RunRecord, Status, TaskFile, store};
@@ -222,9 +222,21 @@ fn merge_plan(record: &mut PipelineRunRecord, plan: &PipelinePlan) {
     for task in &plan.tasks {
         let previous = old.remove(&task.id);
         // A succeeded step keeps its products; one that runs again collects them anew.
-        let (status, message, attempts, products, warnings) = match previous {
-            Some(p) if p.status == TaskStatus::Succeeded => {
-                (p.status, p.message, p.attempts, p.products, p.warnings)
+        // A task that skipped itself said it had nothing to do: that is final, as a
+        // success is.
+        let (status, message, attempts, products, warnings, skipped_by) = match previous {
+            Some(p)
+                if p.status == TaskStatus::Succeeded
+                    || p.skipped_by == Some(SkipCause::ExitCode) =>
+            {
+                (
+                    p.status,
+                    p.message,
+                    p.attempts,
+                    p.products,
+                    p.warnings,
+                    p.skipped_by,
+                )
             }
             Some(p) => (
                 TaskStatus::Pending,
@@ -232,6 +244,7 @@ fn merge_plan(record: &mut PipelineRunRecord, plan: &PipelinePlan) {
                 p.attempts,
                 Vec::new(),
                 Vec::new(),
+                None,
             ),
             None => (
                 TaskStatus::Pending,
@@ -239,12 +252,14 @@ fn merge_plan(record: &mut PipelineRunRecord, plan: &PipelinePlan) {
                 Vec::new(),
                 Vec::new(),
                 Vec::new(),
+                None,
             ),
         };
         record.tasks.push(PipelineTaskRecord {
             id: task.id.clone(),
             level: task.level,
             status,
+            skipped_by,
             message,
             source_task: if task.task == "inline" {
                 task.task.clone()
@@ -470,9 +485,10 @@ impl Scheduler<'_> {
                 }
                 match self.readiness(i, record, &index) {
                     Readiness::Waiting => {}
-                    Readiness::Blocked(reason) => {
+                    Readiness::Blocked(reason, cause) => {
                         changed = true;
                         record.tasks[i].status = TaskStatus::Skipped;
+                        record.tasks[i].skipped_by = Some(cause);
                         progress.event(&record.tasks[i].id, &format!("skipped ({reason})"));
                         record.tasks[i].message = Some(format!("not run: {reason}"));
                     }
@@ -487,6 +503,7 @@ impl Scheduler<'_> {
                         }
                         record.tasks[i].status = TaskStatus::Running;
                         record.tasks[i].message = None;
+                        record.tasks[i].skipped_by = None;
                         running += 1;
                         let first_number = record.tasks[i].attempts.len() as u32 + 1;
                         threads.push(self.spawn_task(i, first_number, &known_runs, events.clone()));
@@ -566,14 +583,25 @@ impl Scheduler<'_> {
                     let entry = &mut record.tasks[task];
                     entry.status = status;
                     let last = entry.attempts.last();
+                    let skipped_itself = (status == TaskStatus::Skipped).then(|| {
+                        format!(
+                            "exit {}: its skip_exit_code",
+                            last.and_then(|a| a.exit_code).unwrap_or_default()
+                        )
+                    });
+                    entry.skipped_by = skipped_itself.as_ref().map(|_| SkipCause::ExitCode);
                     // Not the last attempt's words when it did not end by the cancel
                     // (it failed before, or belongs to an earlier `--resume`d run).
-                    entry.message = match cancelled_when {
-                        Some(when) => Some(format!("cancelled {when}")),
-                        None => last.and_then(|a| a.message.clone()),
+                    entry.message = match (cancelled_when, &skipped_itself) {
+                        (Some(when), _) => Some(format!("cancelled {when}")),
+                        (None, Some(why)) => Some(format!("skipped itself ({why})")),
+                        (None, None) => last.and_then(|a| a.message.clone()),
                     };
                     let line = match (status, last, cancelled_when) {
                         (TaskStatus::Succeeded, _, _) => "succeeded".to_string(),
+                        (TaskStatus::Skipped, _, None) => {
+                            format!("skipped ({})", skipped_itself.unwrap_or_default())
+                        }
                         (_, _, Some(when)) => format!("cancelled ({when})"),
                         (_, Some(a), None) => describe_attempt(a),
                         (s, None, None) => s.as_str().to_string(),
@@ -604,26 +632,41 @@ impl Scheduler<'_> {
         record: &PipelineRunRecord,
         index: &BTreeMap<&str, usize>,
     ) -> Readiness {
-        let mut blocked = None;
+        // The first failure-caused block wins over skips: it is what makes this task's
+        // skip a failure of the pipeline.
+        let mut blocked: Option<(String, SkipCause)> = None;
         for dep in &self.plan.tasks[i].depends_on {
             let Some(&d) = index.get(dep.id.as_str()) else {
                 continue;
             };
-            let status = record.tasks[d].status;
-            match status {
+            let dependency = &record.tasks[d];
+            match dependency.status {
                 TaskStatus::Pending | TaskStatus::Running => return Readiness::Waiting,
                 TaskStatus::Succeeded => {}
                 // `can_fail`: the dependant runs whatever became of the dependency.
                 _ if dep.can_fail => {}
                 other => {
-                    blocked.get_or_insert_with(|| {
-                        format!("dependency {} {}", dep.id, describe_status(other))
-                    });
+                    let cause = if dependency.ended_well() {
+                        SkipCause::SkippedDependency
+                    } else {
+                        SkipCause::FailedDependency
+                    };
+                    let reason = format!("dependency {} {}", dep.id, describe_status(other));
+                    let replace = match &blocked {
+                        None => true,
+                        Some((_, held)) => {
+                            *held == SkipCause::SkippedDependency
+                                && cause == SkipCause::FailedDependency
+                        }
+                    };
+                    if replace {
+                        blocked = Some((reason, cause));
+                    }
                 }
             }
         }
         match blocked {
-            Some(reason) => Readiness::Blocked(reason),
+            Some((reason, cause)) => Readiness::Blocked(reason, cause),
             None => Readiness::Ready,
         }
     }
@@ -747,10 +790,8 @@ impl Scheduler<'_> {
     fn finish(&self, record: &mut PipelineRunRecord) -> ExitStatus {
         let count = |s: TaskStatus| record.tasks.iter().filter(|t| t.status == s).count();
         let cancelled = self.shared.is_cancelled();
-        let all_succeeded = record
-            .tasks
-            .iter()
-            .all(|t| t.status == TaskStatus::Succeeded);
+        // A task that skipped itself (and what was skipped after it) did all it had to.
+        let all_succeeded = record.tasks.iter().all(PipelineTaskRecord::ended_well);
         let (status, exit) = if cancelled {
             (PipelineStatus::Cancelled, ExitStatus::Cancelled)
         } else if all_succeeded {
@@ -788,7 +829,8 @@ impl Scheduler<'_> {
 enum Readiness {
     Waiting,
     Ready,
-    Blocked(String),
+    /// Skipped without running: why, in words, and the cause for the record.
+    Blocked(String, SkipCause),
 }
 
 fn describe_status(status: TaskStatus) -> &'static str {
@@ -905,6 +947,7 @@ impl AttemptRunner {
             });
             let attempt = self.attempt(task, number, started_at, shared);
             let status = attempt.status;
+            let skipped = status == Status::Failed && execution.skips(attempt.exit_code);
             let _ = events.send(Event::Ended {
                 task: i,
                 attempt: Box::new(attempt),
@@ -913,6 +956,9 @@ impl AttemptRunner {
             let last = retry == execution.max_retries;
             match status {
                 Status::Succeeded => return (TaskStatus::Succeeded, None),
+                // "Nothing to do" is an answer, not a failure: no retry (Kaapana's operator
+                // raises AirflowSkipException, which Airflow does not retry).
+                _ if skipped => return (TaskStatus::Skipped, None),
                 Status::Cancelled => return (TaskStatus::Cancelled, None),
                 Status::TimedOut if last => return (TaskStatus::TimedOut, None),
                 _ if last => return (TaskStatus::Failed, None),
@@ -934,6 +980,16 @@ impl AttemptRunner {
         shared: &Shared,
     ) -> Attempt {
         let mut attempt = Attempt::started(number, started_at, Status::EngineError);
+        // Kaapana's operator deletes a task's output folders before each attempt; the
+        // first attempt of a task finds them empty anyway (a `--resume`d one does not).
+        if number > 1
+            && task.execution.clean_outputs_before_retry
+            && let Err(message) = clean_outputs(task, &self.run_dir)
+        {
+            attempt.message = Some(message);
+            attempt.ended_at = Some(jiff::Timestamp::now());
+            return attempt;
+        }
         let log_path = self.runs_dir.join(format!("{}.tapir.log", task.id));
         let log = store::run_file_options()
             .create(true)
@@ -1043,6 +1099,46 @@ impl AttemptRunner {
         }
         attempt
     }
+}
+
+/// Empties the task's own managed output folders (profile `kaapana`'s channel folders;
+/// a `ccat` step's folders are shared or are its logs, and are left alone). The folders
+/// stay: they are bind sources. Entries are removed without following symbolic links.
+fn clean_outputs(task: &PlannedTask, run_dir: &Path) -> std::result::Result<(), String> {
+    let outputs = task.folders.iter().filter(|f| {
+        f.managed && f.direction == FolderDirection::Output && f.mounted_path.is_none()
+    });
+    for folder in outputs {
+        let dir = run_dir.join(&folder.path);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(format!(
+                    "cannot empty {} before the retry: {e}",
+                    dir.display()
+                ));
+            }
+        };
+        for entry in entries {
+            let path = entry
+                .map_err(|e| format!("cannot empty {} before the retry: {e}", dir.display()))?
+                .path();
+            let is_dir = path.symlink_metadata().is_ok_and(|m| m.is_dir());
+            let removed = if is_dir {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| {
+                format!(
+                    "cannot remove {} before the retry (clean_outputs_before_retry): {e}",
+                    path.display()
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The task run an attempt made: the newest run folder of `task_file` in `runs_dir` that

@@ -1,10 +1,11 @@
 //! The task file one pipeline task runs as (docs/DESIGN.md decision 10): the task as
 //! written, with its channels bound to the pipeline run's managed folders, its other
 //! relative host paths made absolute (the derived file lives in the pipeline run folder,
-//! not next to the original), and the pipeline file's `env` merged over its own. The conf
-//! file's values, and every secret-looking variable of the two `env`s, are not written
-//! here: they are handed to `tapir run` as an env file on its standard input, so a
-//! secret never lands in a file or an argv.
+//! not next to the original), the pipeline file's `env`s (pipeline-wide, then the
+//! task's) merged over its own, and the conf file's `image`, `command` and `resources`
+//! in place of its own. The conf file's variables, and every secret-looking variable of
+//! the `env`s, are not written here: they are handed to `tapir run` as an env file on its
+//! standard input, so a secret never lands in a file or an argv.
 
 use std::path::Path;
 
@@ -165,5 +166,27 @@ mod tests {
         );
         assert_eq!(stdin_env_file(&tasks[1]), "API_TOKEN=tok3n\n");
         assert_eq!(stdin_env_file(&tasks[0]), "");
+    }
+
+    #[test]
+    fn kaapanas_task_form_replaces_fields_and_its_env_list_goes_to_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = json!({"task_form": {"b": {
+            "env": [{"name": "WHO", "value": "conf"}, {"name": "API_TOKEN", "value": "tok3n"}],
+            "image": "other:2", "command": ["echo", "hi"],
+            "resources": {"limits": {"memory": "64Mi"}}
+        }}});
+        let tasks = planned(dir.path(), conf);
+        assert_eq!(tasks[1].image, "other:2");
+        assert_eq!(tasks[1].conf_overrides, ["image", "command", "resources"]);
+        let b = derived_task(&tasks[1], Path::new("/runs/p"));
+        assert_eq!(b["image"], "other:2");
+        assert_eq!(b["command"], json!(["echo", "hi"]));
+        assert_eq!(b["resources"], json!({"limits": {"memory": "64Mi"}}));
+        // The pipeline's value in the file, the conf's over it on stdin.
+        assert_eq!(b["env"], json!([{"name": "WHO", "value": "pipeline"}]));
+        assert_eq!(stdin_env_file(&tasks[1]), "API_TOKEN=tok3n\nWHO=conf\n");
+        let a = derived_task(&tasks[0], Path::new("/runs/p"));
+        assert_eq!(a["image"], "i", "only the named task's entry applies");
     }
 }

@@ -22,6 +22,10 @@ pub(crate) struct Pipeline {
     /// Profile `ccat`: every step's manifest `sub_group_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_group_key: Option<String>,
+    /// Variables for every task, under each task's own `env` (Tapis' pipeline `env`;
+    /// Kaapana injects its platform variables into every task the same way).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub execution_profile: ExecutionProfile,
     pub tasks: Vec<PipelineTask>,
@@ -93,7 +97,8 @@ pub(crate) struct IoMapping {
     pub input_channel: String,
 }
 
-/// Tapis' execution profile: every field unset inherits the pipeline's, then the default.
+/// Tapis' execution profile: every field unset inherits the pipeline's, then the defaults
+/// (tapir's, or Kaapana's operator's under an explicit `profile: kaapana`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct ExecutionProfile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,17 +109,56 @@ pub(crate) struct ExecutionProfile {
     pub retry_backoff_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_exec_time: Option<u64>,
+    /// The exit code that means "nothing to do": the task is `skipped`, not failed, and
+    /// not retried (Kaapana: 126). 0 = none (a success is never a skip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_exit_code: Option<u8>,
+    /// Empty the task's output folders before each retry (Kaapana's operator deletes them
+    /// before every attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_outputs_before_retry: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum RetryPolicy {
+    /// Wait `retry_backoff_seconds` before every retry (Airflow's default, Kaapana's).
+    Fixed,
+    /// Wait `retry_backoff_seconds` × 2^(k-1) before retry k (Tapis).
     ExponentialBackoff,
 }
 
-/// What a task gets when neither it nor the pipeline says otherwise.
-pub(crate) const DEFAULT_MAX_RETRIES: u32 = 0;
-pub(crate) const DEFAULT_RETRY_BACKOFF_SECONDS: u64 = 10;
+/// Kaapana's exit code for "skipped" (`KaapanaTaskOperator`: `AirflowSkipException`).
+pub(crate) const KAAPANA_SKIP_EXIT_CODE: u8 = 126;
+
+/// Whose defaults fill the fields no execution profile sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ExecutionDefaults {
+    /// No retries, exponential backoff from 10 s, outputs kept for a retry, no skip code.
+    Tapir,
+    /// `profile: kaapana` asked for by name: Kaapana's `KaapanaTaskOperator` (constant
+    /// 10 s `retry_delay`, output folders wiped before each attempt, exit 126 = skipped).
+    Kaapana,
+}
+
+impl ExecutionDefaults {
+    pub(crate) fn profile(self) -> ExecutionProfile {
+        let kaapana = self == ExecutionDefaults::Kaapana;
+        ExecutionProfile {
+            max_retries: Some(0),
+            retry_policy: Some(if kaapana {
+                RetryPolicy::Fixed
+            } else {
+                RetryPolicy::ExponentialBackoff
+            }),
+            retry_backoff_seconds: Some(10),
+            max_exec_time: None,
+            skip_exit_code: Some(if kaapana { KAAPANA_SKIP_EXIT_CODE } else { 0 }),
+            clean_outputs_before_retry: Some(kaapana),
+        }
+    }
+}
 
 /// A task's execution profile with everything inherited and defaulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,41 +168,124 @@ pub(crate) struct Execution {
     pub retry_backoff_seconds: u64,
     /// `None`: no limit.
     pub max_exec_time: Option<u64>,
+    /// `None`: no exit code skips the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_exit_code: Option<u8>,
+    #[serde(default)]
+    pub clean_outputs_before_retry: bool,
 }
 
 impl ExecutionProfile {
-    /// This profile over `pipeline`'s, field by field, over the defaults.
-    pub(crate) fn effective(&self, pipeline: &ExecutionProfile) -> Execution {
+    /// This profile over `pipeline`'s, field by field, over `defaults`.
+    pub(crate) fn effective(
+        &self,
+        pipeline: &ExecutionProfile,
+        defaults: ExecutionDefaults,
+    ) -> Execution {
+        let base = defaults.profile();
+        macro_rules! pick {
+            ($field:ident) => {
+                self.$field.or(pipeline.$field).or(base.$field)
+            };
+        }
         Execution {
-            max_retries: self
-                .max_retries
-                .or(pipeline.max_retries)
-                .unwrap_or(DEFAULT_MAX_RETRIES),
-            retry_policy: self
-                .retry_policy
-                .or(pipeline.retry_policy)
-                .unwrap_or(RetryPolicy::ExponentialBackoff),
-            retry_backoff_seconds: self
-                .retry_backoff_seconds
-                .or(pipeline.retry_backoff_seconds)
-                .unwrap_or(DEFAULT_RETRY_BACKOFF_SECONDS),
-            max_exec_time: self.max_exec_time.or(pipeline.max_exec_time),
+            max_retries: pick!(max_retries).unwrap_or_default(),
+            retry_policy: pick!(retry_policy).unwrap_or(RetryPolicy::ExponentialBackoff),
+            retry_backoff_seconds: pick!(retry_backoff_seconds).unwrap_or_default(),
+            max_exec_time: pick!(max_exec_time),
+            skip_exit_code: pick!(skip_exit_code).filter(|&code| code != 0),
+            clean_outputs_before_retry: pick!(clean_outputs_before_retry).unwrap_or_default(),
         }
     }
 }
 
 impl Execution {
-    /// Seconds to wait before retry `attempt` (1 = the first retry): doubled each time.
+    /// Seconds to wait before retry `attempt` (1 = the first retry): the backoff itself
+    /// (`fixed`), or doubled for each retry after the first (`exponential_backoff`).
     pub(crate) fn backoff_before_retry(&self, attempt: u32) -> u64 {
-        let doublings = attempt.saturating_sub(1).min(20);
-        self.retry_backoff_seconds.saturating_mul(1 << doublings)
+        match self.retry_policy {
+            RetryPolicy::Fixed => self.retry_backoff_seconds,
+            RetryPolicy::ExponentialBackoff => {
+                let doublings = attempt.saturating_sub(1).min(20);
+                self.retry_backoff_seconds.saturating_mul(1 << doublings)
+            }
+        }
+    }
+
+    /// Whether an attempt that ended with the task's `exit_code` means "skipped".
+    pub(crate) fn skips(&self, exit_code: Option<i64>) -> bool {
+        self.skip_exit_code
+            .is_some_and(|code| exit_code == Some(i64::from(code)))
     }
 }
 
-/// `--conf conf.json`: Kaapana's workflow-trigger `conf`, `task_form.<task id>.<VAR>`.
+/// `--conf conf.json`: Kaapana's workflow-trigger `conf`, `task_form.<task id>`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Conf {
-    pub task_form: BTreeMap<String, BTreeMap<String, String>>,
+    pub task_form: BTreeMap<String, TaskForm>,
+}
+
+/// One task's entry of `task_form`. Kaapana's operator reads `env` as a list of
+/// `{name, value}` and lets every other key replace the Task field of that name; tapir
+/// takes `env`, `command`, `resources` and `image` so, and every other key as a variable
+/// (`{"VAR": "value"}`, tapir's shorthand, which Kaapana would ignore).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct TaskForm {
+    #[serde(default)]
+    pub env: Vec<ConfEnv>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<crate::model::Resources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(flatten)]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Kaapana's `BaseEnv` in a `task_form` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ConfEnv {
+    pub name: String,
+    pub value: String,
+}
+
+/// A conf variable with the JSON pointer of its value (relative to the task's entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConfVar {
+    pub name: String,
+    pub value: String,
+    pub pointer: String,
+}
+
+impl TaskForm {
+    /// Every variable the entry sets, flat ones first, then the `env` list, in file
+    /// order of the list (a name set twice is reported by the pipeline check).
+    pub(crate) fn variables(&self) -> Vec<ConfVar> {
+        let flat = self.vars.iter().map(|(name, value)| ConfVar {
+            name: name.clone(),
+            value: value.clone(),
+            pointer: crate::diagnostic::pointer_join("", name),
+        });
+        let listed = self.env.iter().enumerate().map(|(n, e)| ConfVar {
+            name: e.name.clone(),
+            value: e.value.clone(),
+            pointer: format!("/env/{n}/value"),
+        });
+        flat.chain(listed).collect()
+    }
+
+    /// The names of the Task fields this entry replaces.
+    pub(crate) fn overridden_fields(&self) -> Vec<&'static str> {
+        [
+            ("image", self.image.is_some()),
+            ("command", self.command.is_some()),
+            ("resources", self.resources.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
 }
 
 #[cfg(test)]
@@ -176,11 +303,12 @@ mod tests {
             max_exec_time: Some(60),
             ..Default::default()
         };
-        let e = task.effective(&pipeline);
+        let e = task.effective(&pipeline, ExecutionDefaults::Tapir);
         assert_eq!(e.max_retries, 3);
         assert_eq!(e.max_exec_time, Some(60));
-        assert_eq!(e.retry_backoff_seconds, DEFAULT_RETRY_BACKOFF_SECONDS);
-        let none = ExecutionProfile::default().effective(&ExecutionProfile::default());
+        assert_eq!(e.retry_backoff_seconds, 10);
+        let none = ExecutionProfile::default()
+            .effective(&ExecutionProfile::default(), ExecutionDefaults::Tapir);
         assert_eq!(none.max_retries, 0);
         assert_eq!(none.max_exec_time, None);
     }
@@ -191,10 +319,103 @@ mod tests {
             retry_backoff_seconds: Some(5),
             ..Default::default()
         }
-        .effective(&ExecutionProfile::default());
+        .effective(&ExecutionProfile::default(), ExecutionDefaults::Tapir);
         assert_eq!(
             [1, 2, 3, 4].map(|k| e.backoff_before_retry(k)),
             [5, 10, 20, 40]
         );
+        let huge = Execution {
+            retry_backoff_seconds: 86_400,
+            ..e
+        };
+        assert_eq!(
+            huge.backoff_before_retry(100),
+            86_400 << 20,
+            "capped, no overflow"
+        );
+    }
+
+    #[test]
+    fn fixed_backoff_waits_the_same_before_every_retry() {
+        let e = ExecutionProfile {
+            retry_policy: Some(RetryPolicy::Fixed),
+            retry_backoff_seconds: Some(5),
+            ..Default::default()
+        }
+        .effective(&ExecutionProfile::default(), ExecutionDefaults::Tapir);
+        assert_eq!([1, 2, 3, 4].map(|k| e.backoff_before_retry(k)), [5; 4]);
+    }
+
+    #[test]
+    fn profile_kaapana_defaults_are_the_operators_and_fields_still_override_them() {
+        let kaapana = ExecutionProfile::default()
+            .effective(&ExecutionProfile::default(), ExecutionDefaults::Kaapana);
+        assert_eq!(
+            kaapana,
+            Execution {
+                max_retries: 0,
+                retry_policy: RetryPolicy::Fixed,
+                retry_backoff_seconds: 10,
+                max_exec_time: None,
+                skip_exit_code: Some(126),
+                clean_outputs_before_retry: true,
+            }
+        );
+        assert!(kaapana.skips(Some(126)) && !kaapana.skips(Some(1)) && !kaapana.skips(None));
+        let tapir = ExecutionProfile::default()
+            .effective(&ExecutionProfile::default(), ExecutionDefaults::Tapir);
+        assert_eq!(tapir.skip_exit_code, None);
+        assert!(!tapir.clean_outputs_before_retry && !tapir.skips(Some(126)));
+        assert_eq!(tapir.retry_policy, RetryPolicy::ExponentialBackoff);
+        // A task's own field wins over the Kaapana default; 0 turns skipping off.
+        let task = ExecutionProfile {
+            skip_exit_code: Some(0),
+            clean_outputs_before_retry: Some(false),
+            ..Default::default()
+        };
+        let pipeline = ExecutionProfile {
+            retry_policy: Some(RetryPolicy::ExponentialBackoff),
+            ..Default::default()
+        };
+        let mixed = task.effective(&pipeline, ExecutionDefaults::Kaapana);
+        assert_eq!(mixed.skip_exit_code, None);
+        assert!(!mixed.clean_outputs_before_retry);
+        assert_eq!(mixed.retry_policy, RetryPolicy::ExponentialBackoff);
+    }
+
+    #[test]
+    fn an_old_record_without_the_new_fields_reads() {
+        let e: Execution = serde_json::from_value(serde_json::json!({
+            "max_retries": 1, "retry_policy": "exponential_backoff",
+            "retry_backoff_seconds": 10, "max_exec_time": null
+        }))
+        .unwrap();
+        assert_eq!(e.skip_exit_code, None);
+        assert!(!e.clean_outputs_before_retry);
+    }
+
+    #[test]
+    fn a_task_form_entry_takes_both_shapes() {
+        let form: TaskForm = serde_json::from_value(serde_json::json!({
+            "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+            "FLAT": "3",
+            "image": "i:2",
+            "command": ["run"]
+        }))
+        .unwrap();
+        let vars: Vec<(String, String, String)> = form
+            .variables()
+            .into_iter()
+            .map(|v| (v.name, v.value, v.pointer))
+            .collect();
+        assert_eq!(
+            vars,
+            [
+                ("FLAT".into(), "3".into(), "/FLAT".into()),
+                ("A".into(), "1".into(), "/env/0/value".into()),
+                ("B".into(), "2".into(), "/env/1/value".into()),
+            ]
+        );
+        assert_eq!(form.overridden_fields(), ["image", "command"]);
     }
 }

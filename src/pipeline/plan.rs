@@ -13,7 +13,9 @@ use crate::diagnostic::{Diagnostic, Severity, did_you_mean, pointer_join};
 use crate::error::Error;
 use crate::model::{self, ProcessingContainer, Task, Template, TemplateRef};
 use crate::pipeline::graph::{Edge, find_cycles, levels};
-use crate::pipeline::model::{Conf, Execution, Pipeline, Profile, TaskRef};
+use crate::pipeline::model::{
+    Conf, ConfVar, Execution, ExecutionDefaults, Pipeline, Profile, TaskForm, TaskRef,
+};
 use crate::pipeline::record::RUNS_SUBDIR;
 use crate::record::store::RECORD_FILE;
 use crate::schema::{self, Kind};
@@ -22,6 +24,17 @@ use crate::validation::{FileReport, KindRule, check_file};
 
 /// Task ids that would collide with the pipeline run folder's own entries.
 const RESERVED_TASK_IDS: &[&str] = &[RUNS_SUBDIR, RECORD_FILE];
+
+/// The Task fields Kaapana's `task_form` may replace that tapir does not: the pipeline
+/// defines the channels, the template and the configuration.
+const TASK_FIELDS_NOT_REPLACED: &[&str] = &[
+    "name",
+    "taskTemplate",
+    "api_version",
+    "inputs",
+    "outputs",
+    "config",
+];
 
 /// The variable tapir sets for every step of a `ccat` pipeline (CCAT container contract).
 pub(crate) const WORKFLOW_OUTPUT_DIR: &str = "WORKFLOW_OUTPUT_DIR";
@@ -63,6 +76,9 @@ impl Checked {
 pub(crate) struct PipelinePlan {
     pub name: String,
     pub profile: Profile,
+    /// Whose defaults fill the execution profiles: Kaapana's operator's when the
+    /// pipeline asks for `profile: kaapana` by name (file or `--profile`), else tapir's.
+    pub execution_defaults: ExecutionDefaults,
     /// Profile `ccat`: the manifests' `sub_group_key` (empty when the pipeline has none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub_group_key: Option<String>,
@@ -85,6 +101,10 @@ pub(crate) struct PlannedTask {
     /// Where the channels were read from: `inline`, `file:<path>`, or `None` when only
     /// the image's /processing-container.json knows them.
     pub template_source: Option<String>,
+    /// The task fields the conf file's `task_form` entry replaces (`image`, `command`,
+    /// `resources`), as Kaapana's operator lets it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conf_overrides: Vec<&'static str>,
     pub depends_on: Vec<PlannedDependency>,
     pub folders: Vec<PlannedFolder>,
     /// Overrides from the pipeline and the conf file, highest precedence last applied.
@@ -105,13 +125,15 @@ pub(crate) struct PlannedTask {
 /// resolve, and the override values (secrets unmasked: never serialized).
 #[derive(Debug, Clone)]
 pub(crate) struct RunnableTask {
-    /// The task as written (its `{{ env.X }}` templating not rendered: `run` renders it).
+    /// The task as written (its `{{ env.X }}` templating not rendered: `run` renders it),
+    /// with the conf file's `image`, `command` and `resources` in place of its own.
     pub task: Task,
     /// The task file's own relative host paths resolve against this folder.
     pub base_dir: PathBuf,
     /// The pipeline task's `container_file`, resolved (as `run --container-file`).
     pub container_file: Option<PathBuf>,
-    /// The pipeline task's `env`, then the conf file's `task_form` entry (which wins).
+    /// The pipeline's `env` with the pipeline task's `env` over it, then the conf file's
+    /// `task_form` variables (which win over both).
     pub pipeline_env: Vec<(String, String)>,
     pub conf_env: Vec<(String, String)>,
 }
@@ -155,7 +177,8 @@ pub(crate) struct PlannedEnv {
     pub name: String,
     /// Masked (`***`) when the name looks like a secret.
     pub value: String,
-    /// `pipeline` (the task's `env` in the pipeline file) or `conf` (task_form).
+    /// `pipeline-wide` (the pipeline's `env`), `pipeline` (the task's `env` in the
+    /// pipeline file) or `conf` (task_form).
     pub source: &'static str,
 }
 
@@ -225,6 +248,19 @@ pub(crate) fn check(
             return Ok(checked);
         }
     };
+    // Kaapana's operator behaviour is what a pipeline asks for by naming the profile; a
+    // pipeline that names none keeps tapir's defaults (and the same folder layout).
+    let named = match profile {
+        Some(profile) => Some(profile),
+        None => document
+            .value
+            .get("profile")
+            .and_then(|p| serde_json::from_value(p.clone()).ok()),
+    };
+    let execution_defaults = match named {
+        Some(Profile::Kaapana) => ExecutionDefaults::Kaapana,
+        _ => ExecutionDefaults::Tapir,
+    };
     if let Some(profile) = profile {
         pipeline.profile = profile;
     }
@@ -255,6 +291,7 @@ pub(crate) fn check(
         ids: BTreeMap::new(),
         loaded: Vec::new(),
         edges: Vec::new(),
+        execution_defaults,
     };
     planner.load_tasks();
     planner.check_ids();
@@ -349,6 +386,7 @@ struct Planner<'a> {
     /// Per task: `None` when it could not be loaded (its findings say why).
     loaded: Vec<Option<LoadedTask>>,
     edges: Vec<Edge>,
+    execution_defaults: ExecutionDefaults,
 }
 
 impl<'a> Planner<'a> {
@@ -832,10 +870,31 @@ impl<'a> Planner<'a> {
                 }
             }
         }
+        // The pipeline's `env` reaches every task that does not set the variable itself
+        // (its `env`, or the conf file): each such value must fit that task's template.
+        // A variable some template does not declare is normal here (it is for all).
+        for (name, value) in &pipeline.env {
+            let pointer = pointer_join("/env", name);
+            let at = self.document.value_position(&pointer);
+            for (index, task) in pipeline.tasks.iter().enumerate() {
+                let in_conf = conf
+                    .and_then(|(_, _, c)| c.task_form.get(&task.id))
+                    .is_some_and(|form| form.variables().iter().any(|v| v.name == *name));
+                if task.env.contains_key(name) || in_conf {
+                    continue;
+                }
+                if let Some(d) = self
+                    .env_fits(index, name, value)
+                    .filter(|d| d.severity == Severity::Error)
+                {
+                    self.report(d.at_pointer(pointer.clone()).at(at.clone()));
+                }
+            }
+        }
         let Some((document, file, conf)) = conf else {
             return;
         };
-        for (id, vars) in &conf.task_form {
+        for (id, form) in &conf.task_form {
             let task_pointer = pointer_join("/task_form", id);
             let Some(&index) = self.ids.get(id.as_str()) else {
                 let ids = self.task_ids();
@@ -854,12 +913,52 @@ impl<'a> Planner<'a> {
                 );
                 continue;
             };
-            for (name, value) in vars {
-                let pointer = pointer_join(&task_pointer, name);
+            // Kaapana's operator would let these keys replace the task's fields; read as
+            // variables they would silently do something else.
+            for field in form
+                .vars
+                .keys()
+                .filter(|k| TASK_FIELDS_NOT_REPLACED.contains(&k.as_str()))
+            {
+                let pointer = pointer_join(&task_pointer, field);
+                self.files[file].diagnostics.push(
+                    Diagnostic::error(
+                        "task-form-field",
+                        format!("`{field}` is a task field, which Kaapana's task_form may replace; tapir replaces only `image`, `command` and `resources` (and merges `env`), and will not read it as a variable either"),
+                    )
+                    .at_pointer(pointer.clone())
+                    .at(document.key_position(&pointer))
+                    .with_fix(format!("set `{field}` in the task file or the pipeline; for a variable named `{field}`, use the `env` list: {{\"name\": \"{field}\", \"value\": …}}")),
+                );
+            }
+            let mut seen: BTreeMap<String, String> = BTreeMap::new();
+            for ConfVar {
+                name,
+                value,
+                pointer,
+            } in form.variables()
+            {
+                let pointer = format!("{task_pointer}{pointer}");
+                if let Some(first) = seen.get(&name) {
+                    let first_at = document.value_position(first).map_or(String::new(), |p| {
+                        format!(" (first at {}:{})", p.line, p.column)
+                    });
+                    self.files[file].diagnostics.push(
+                        Diagnostic::error(
+                            "duplicate-env",
+                            format!("task_form sets `{name}` twice for task `{id}`{first_at}; which one would win is not obvious"),
+                        )
+                        .at_pointer(pointer.clone())
+                        .at(document.value_position(&pointer))
+                        .with_fix("keep one of them (a flat `\"NAME\": \"value\"` or an `env` list entry)"),
+                    );
+                    continue;
+                }
+                seen.insert(name.clone(), pointer.clone());
                 // `pipeline run` hands conf values to `tapir run` as an env file (so that
                 // secrets stay out of files and argv), one `NAME=VALUE` a line: what such
                 // a line cannot carry is refused here, before anything starts.
-                if let Some((code, message, fix)) = unfit_for_an_env_line(name, value) {
+                if let Some((code, message, fix)) = unfit_for_an_env_line(&name, &value) {
                     self.files[file].diagnostics.push(
                         Diagnostic::error(code, message)
                             .at_pointer(pointer.clone())
@@ -868,12 +967,17 @@ impl<'a> Planner<'a> {
                     );
                     continue;
                 }
-                if let Some(d) = self.env_fits(index, name, value) {
+                if let Some(d) = self.env_fits(index, &name, &value) {
                     self.files[file].diagnostics.push(
                         d.at_pointer(pointer.clone())
                             .at(document.value_position(&pointer)),
                     );
                 }
+            }
+            if form.resources.is_some() {
+                let pointer = pointer_join(&task_pointer, "resources");
+                let findings = conf_resource_findings(document, &pointer);
+                self.files[file].diagnostics.extend(findings);
             }
         }
     }
@@ -1059,13 +1163,22 @@ impl<'a> Planner<'a> {
                 .as_ref()
                 .is_some_and(|l| l.task.env.iter().any(|e| e.name == WORKFLOW_OUTPUT_DIR));
             let in_conf = conf.is_some_and(|c| {
-                c.task_form
-                    .get(&task.id)
-                    .is_some_and(|v| v.contains_key(WORKFLOW_OUTPUT_DIR))
+                c.task_form.get(&task.id).is_some_and(|form| {
+                    form.variables()
+                        .iter()
+                        .any(|v| v.name == WORKFLOW_OUTPUT_DIR)
+                })
             });
-            if task.env.contains_key(WORKFLOW_OUTPUT_DIR) || in_task_file || in_conf {
+            let pipeline_wide = pipeline.env.contains_key(WORKFLOW_OUTPUT_DIR);
+            if task.env.contains_key(WORKFLOW_OUTPUT_DIR)
+                || pipeline_wide
+                || in_task_file
+                || in_conf
+            {
                 let pointer = if task.env.contains_key(WORKFLOW_OUTPUT_DIR) {
                     pointer_join(&format!("/tasks/{index}/env"), WORKFLOW_OUTPUT_DIR)
+                } else if pipeline_wide {
+                    pointer_join("/env", WORKFLOW_OUTPUT_DIR)
                 } else {
                     format!("/tasks/{index}/id")
                 };
@@ -1126,6 +1239,7 @@ impl<'a> Planner<'a> {
         Some(PipelinePlan {
             name: pipeline.name.clone(),
             profile: pipeline.profile,
+            execution_defaults: self.execution_defaults,
             sub_group_key: (pipeline.profile == Profile::Ccat)
                 .then(|| pipeline.sub_group_key.clone().unwrap_or_default()),
             levels: by_level,
@@ -1277,7 +1391,8 @@ impl<'a> Planner<'a> {
             }
         }
         let mut env: Vec<PlannedEnv> = Vec::new();
-        let conf_vars = conf.and_then(|c| c.task_form.get(&entry.id));
+        let form: Option<&TaskForm> = conf.and_then(|c| c.task_form.get(&entry.id));
+        let conf_vars: Vec<ConfVar> = form.map(TaskForm::variables).unwrap_or_default();
         let mut push = |name: &str, value: &str, source: &'static str| {
             let value = if crate::resolve::plan::is_secret_name(name) {
                 crate::resolve::plan::MASK.to_string()
@@ -1291,11 +1406,32 @@ impl<'a> Planner<'a> {
                 source,
             });
         };
+        // Lowest first: each level replaces what the one below set.
+        for (name, value) in &self.pipeline.env {
+            push(name, value, "pipeline-wide");
+        }
         for (name, value) in &entry.env {
             push(name, value, "pipeline");
         }
-        for (name, value) in conf_vars.into_iter().flatten() {
-            push(name, value, "conf");
+        for var in &conf_vars {
+            push(&var.name, &var.value, "conf");
+        }
+        env.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut pipeline_env: BTreeMap<String, String> = self.pipeline.env.clone();
+        pipeline_env.extend(entry.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // Kaapana's task_form replaces these Task fields wholesale; the template's
+        // resources still merge under the task's, key by key, as for any task.
+        let mut task = loaded.task.clone();
+        if let Some(form) = form {
+            if let Some(image) = &form.image {
+                task.image = image.clone();
+            }
+            if let Some(command) = &form.command {
+                task.command = Some(command.clone());
+            }
+            if let Some(resources) = &form.resources {
+                task.resources = Some(resources.clone());
+            }
         }
         Some(PlannedTask {
             id: entry.id.clone(),
@@ -1304,34 +1440,27 @@ impl<'a> Planner<'a> {
                 .file
                 .as_ref()
                 .map_or_else(|| "inline".to_string(), |p| display_path(p)),
-            image: loaded.task.image.clone(),
+            image: task.image.clone(),
             template: loaded.template_name(),
             template_source: loaded.template.as_ref().map(|(_, s)| s.clone()),
+            conf_overrides: form.map(TaskForm::overridden_fields).unwrap_or_default(),
             depends_on,
             folders,
             env,
             execution: entry
                 .execution_profile
-                .effective(&self.pipeline.execution_profile),
+                .effective(&self.pipeline.execution_profile, self.execution_defaults),
             workflow_output_dir,
             step_config: entry.step_config.clone(),
             runnable: RunnableTask {
-                task: loaded.task.clone(),
+                task,
                 base_dir: loaded.base_dir.clone(),
                 container_file: entry
                     .container_file
                     .as_ref()
                     .map(|relative| self.base_dir.join(relative)),
-                pipeline_env: entry
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                conf_env: conf_vars
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                pipeline_env: pipeline_env.into_iter().collect(),
+                conf_env: conf_vars.into_iter().map(|v| (v.name, v.value)).collect(),
             },
         })
     }
@@ -1439,4 +1568,201 @@ fn unfit_for_an_env_line(name: &str, value: &str) -> Option<(&'static str, Strin
         ));
     }
     None
+}
+
+/// The quantities of a conf file's `task_form.<id>.resources` (at `pointer`), checked as
+/// a task file's are: memory and storage as byte quantities, `cpu` as cores, GPUs as
+/// whole numbers; other names pass through.
+fn conf_resource_findings(document: &Document, pointer: &str) -> Vec<Diagnostic> {
+    let mut findings = Vec::new();
+    let Some(resources) = document.value.pointer(pointer) else {
+        return findings;
+    };
+    for section in ["limits", "requests"] {
+        let Some(list) = resources.get(section).and_then(Value::as_object) else {
+            continue;
+        };
+        for (name, value) in list {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => continue, // the schema reports it
+            };
+            let problem = match name.as_str() {
+                "memory" | "ephemeral-storage" => crate::model::quantity::parse_bytes(&text).err(),
+                "cpu" => crate::model::quantity::parse_cpu_millis(&text).err(),
+                gpu if crate::model::GPU_KEYS.contains(&gpu) => {
+                    text.parse::<u64>()
+                        .err()
+                        .map(|_| crate::model::quantity::QuantityError {
+                            message: format!("`{text}` is not a number of GPUs"),
+                            fix: "use a whole number, e.g. \"1\"".into(),
+                        })
+                }
+                _ => None,
+            };
+            if let Some(e) = problem {
+                let at = pointer_join(&pointer_join(pointer, section), name);
+                findings.push(
+                    Diagnostic::error("quantity", format!("{name}: {}", e.message))
+                        .at_pointer(at.clone())
+                        .at(document.value_position(&at))
+                        .with_fix(e.fix),
+                );
+            }
+        }
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Writes a one-task pipeline and `conf`, and checks them.
+    fn check_with(dir: &Path, pipeline_extra: Value, conf: Value) -> Checked {
+        let mut pipeline = json!({"name": "p", "tasks": [{"id": "a", "task": {
+            "name": "a", "image": "i:1", "taskTemplate": {
+                "identifier": "t", "description": "d", "inputs": [], "outputs": [],
+                "env": [{"name": "N", "value": "1", "type": "int"},
+                        {"name": "W", "value": "template"}],
+                "command": ["true"]}}}]});
+        if let (Some(p), Some(extra)) = (pipeline.as_object_mut(), pipeline_extra.as_object()) {
+            p.extend(extra.clone());
+        }
+        std::fs::write(dir.join("p.json"), pipeline.to_string()).unwrap();
+        // Pretty-printed, so that each entry has its own line.
+        std::fs::write(
+            dir.join("c.json"),
+            serde_json::to_string_pretty(&conf).unwrap(),
+        )
+        .unwrap();
+        check(&dir.join("p.json"), Some(&dir.join("c.json")), None).unwrap()
+    }
+
+    fn conf_findings(checked: &Checked) -> Vec<(&'static str, String, usize)> {
+        checked.files[1]
+            .diagnostics
+            .iter()
+            .map(|d| {
+                (
+                    d.code,
+                    d.pointer.clone(),
+                    d.position.as_ref().map_or(0, |p| p.line),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn kaapanas_env_list_is_checked_entry_by_entry_at_its_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let checked = check_with(
+            dir.path(),
+            json!({}),
+            json!({"task_form": {"a": {
+                "env": [{"name": "N", "value": "many"}, {"name": "W", "value": "x"},
+                        {"name": "W", "value": "y"}],
+                "resources": {"limits": {"memory": "1GB"}},
+                "taskTemplate": "other"
+            }}}),
+        );
+        let findings = conf_findings(&checked);
+        let codes: Vec<_> = findings.iter().map(|(c, p, _)| (*c, p.as_str())).collect();
+        assert_eq!(
+            codes,
+            [
+                ("env-type", "/task_form/a/env/0/value"),
+                ("duplicate-env", "/task_form/a/env/2/value"),
+                ("quantity", "/task_form/a/resources/limits/memory"),
+                ("task-form-field", "/task_form/a/taskTemplate"),
+            ]
+        );
+        assert!(
+            findings.iter().all(|(_, _, line)| *line > 0),
+            "{findings:?}"
+        );
+        assert!(checked.plan.is_none());
+    }
+
+    #[test]
+    fn the_pipeline_wide_env_is_under_the_tasks_and_the_confs() {
+        let dir = tempfile::tempdir().unwrap();
+        let checked = check_with(
+            dir.path(),
+            json!({"env": {"W": "pipeline-wide", "X": "pipeline-wide"}}),
+            json!({"task_form": {"a": {"env": [{"name": "X", "value": "conf"}],
+                                        "image": "j:2"}}}),
+        );
+        assert!(checked.is_valid(), "{:?}", checked.files);
+        let plan = checked.plan.unwrap();
+        assert_eq!(plan.execution_defaults, ExecutionDefaults::Tapir);
+        let task = &plan.tasks[0];
+        let env: Vec<_> = task
+            .env
+            .iter()
+            .map(|e| (&*e.name, &*e.value, e.source))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                ("W", "pipeline-wide", "pipeline-wide"),
+                ("X", "conf", "conf")
+            ]
+        );
+        assert_eq!(task.image, "j:2");
+        assert_eq!(task.runnable.task.image, "j:2");
+        assert_eq!(
+            task.runnable.pipeline_env,
+            [
+                ("W".to_string(), "pipeline-wide".to_string()),
+                ("X".to_string(), "pipeline-wide".to_string())
+            ]
+        );
+        assert_eq!(task.runnable.conf_env, [("X".into(), "conf".into())]);
+    }
+
+    #[test]
+    fn a_pipeline_wide_value_is_checked_only_where_it_arrives() {
+        let dir = tempfile::tempdir().unwrap();
+        // `N` must be an int: wrong for `a`, unless the conf replaces it there.
+        let wrong = check_with(
+            dir.path(),
+            json!({"env": {"N": "x"}}),
+            json!({"task_form": {}}),
+        );
+        let d = &wrong.files[0].diagnostics;
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].code, d[0].pointer.as_str()), ("env-type", "/env/N"));
+        let replaced = check_with(
+            dir.path(),
+            json!({"env": {"N": "x"}}),
+            json!({"task_form": {"a": {"N": "2"}}}),
+        );
+        assert!(replaced.is_valid(), "{:?}", replaced.files);
+    }
+
+    #[test]
+    fn naming_profile_kaapana_brings_its_execution_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let named = check_with(
+            dir.path(),
+            json!({"profile": "kaapana"}),
+            json!({"task_form": {}}),
+        );
+        let plan = named.plan.unwrap();
+        assert_eq!(plan.execution_defaults, ExecutionDefaults::Kaapana);
+        assert_eq!(plan.tasks[0].execution.skip_exit_code, Some(126));
+        let flag = check(&dir.path().join("p.json"), None, Some(Profile::Kaapana)).unwrap();
+        assert_eq!(
+            flag.plan.unwrap().execution_defaults,
+            ExecutionDefaults::Kaapana
+        );
+        let ccat_over_named = check(&dir.path().join("p.json"), None, Some(Profile::Ccat)).unwrap();
+        assert_eq!(
+            ccat_over_named.plan.map(|p| p.execution_defaults),
+            Some(ExecutionDefaults::Tapir)
+        );
+    }
 }

@@ -122,6 +122,11 @@ pub(crate) struct PipelineTaskRecord {
     pub level: usize,
     #[serde(default)]
     pub status: TaskStatus,
+    /// Status `skipped`: whether the task skipped itself (its `skip_exit_code`) or was
+    /// not run because of a dependency. Absent in records older than the field: those
+    /// skips were all `failed-dependency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_by: Option<SkipCause>,
     /// Why it ended so (the last attempt's message, or why it was skipped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -184,6 +189,36 @@ impl TaskStatus {
             Self::Skipped => "skipped",
             Self::Cancelled => "cancelled",
             Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why a task is `skipped`. As in Airflow (Kaapana's engine), a skip travels down: a task
+/// whose dependency was skipped (without `can_fail`) is skipped too, and neither counts
+/// as a failure of the pipeline; only a skip that a failure caused does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum SkipCause {
+    /// The task exited with its `skip_exit_code` ("nothing to do"; Kaapana: 126).
+    ExitCode,
+    /// A dependency (without `can_fail`) was skipped, by its exit code or transitively.
+    SkippedDependency,
+    /// A dependency (without `can_fail`) failed, timed out, was cancelled, or was skipped
+    /// because of a failure.
+    FailedDependency,
+}
+
+impl PipelineTaskRecord {
+    /// Whether the task ended in a way that does not make the pipeline fail: it succeeded,
+    /// or it (or a dependency, transitively) skipped itself.
+    pub(crate) fn ended_well(&self) -> bool {
+        match self.status {
+            TaskStatus::Succeeded => true,
+            TaskStatus::Skipped => matches!(
+                self.skipped_by,
+                Some(SkipCause::ExitCode | SkipCause::SkippedDependency)
+            ),
+            _ => false,
         }
     }
 }
@@ -334,5 +369,23 @@ mod tests {
         assert_eq!(record.kind, "pipeline-run");
         assert_eq!(record.tasks[0].status, TaskStatus::Pending);
         assert_eq!(record.tasks[0].attempts[0].status, record::Status::Unknown);
+        assert_eq!(record.tasks[0].skipped_by, None);
+    }
+
+    #[test]
+    fn only_skips_that_no_failure_caused_end_well() {
+        let task = |status: &str, by: Option<&str>| -> PipelineTaskRecord {
+            serde_json::from_value(serde_json::json!({
+                "id": "t", "status": status, "skipped_by": by
+            }))
+            .unwrap()
+        };
+        assert!(task("succeeded", None).ended_well());
+        assert!(task("skipped", Some("exit-code")).ended_well());
+        assert!(task("skipped", Some("skipped-dependency")).ended_well());
+        assert!(!task("skipped", Some("failed-dependency")).ended_well());
+        // A record from before `skipped_by`: its skips came from failures.
+        assert!(!task("skipped", None).ended_well());
+        assert!(!task("failed", None).ended_well());
     }
 }

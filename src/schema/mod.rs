@@ -653,6 +653,16 @@ mod tests {
         }
     }
 
+    /// A conf file's `resources` override is checked as a task file's `resources`.
+    #[test]
+    fn the_conf_schema_shares_the_task_schemas_resources() {
+        let task: Value = serde_json::from_str(TASK_SCHEMA).unwrap();
+        let conf: Value = serde_json::from_str(PIPELINE_CONF_SCHEMA).unwrap();
+        for name in ["Resources", "ResourceList"] {
+            assert_eq!(conf["$defs"][name], task["$defs"][name], "$defs/{name}");
+        }
+    }
+
     /// An inline task in a pipeline is checked by the same rules as a task.json: the
     /// pipeline schema carries the task schema (its root as `$defs/Task`, and its `$defs`).
     #[test]

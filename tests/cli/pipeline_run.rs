@@ -1081,3 +1081,225 @@ fn secrets_of_the_pipeline_and_task_env_stay_out_of_the_run_folder() {
         assert!(!out.stderr.contains(secret), "{}", out.stderr);
     }
 }
+
+/// The conf file in the shape Kaapana's workflow service sends (`task_form.<task>.env` a
+/// list of `{name, value}`, plus `command`, `image` and `resources` overriding the task's
+/// own), next to a flat entry, and the pipeline-wide `env`, each at its level:
+/// conf > `tasks[].env` > pipeline `env` > task file `env` > template default.
+#[test]
+fn kaapana_conf_shape_and_pipeline_env_reach_the_task_in_their_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    let declared = |name: &str| json!({"name": name, "value": "template", "adjustable": true});
+    let mut inline = task(
+        "echo never > /out/env",
+        &[],
+        &[("out", "/out")],
+        json!(["P", "F", "T", "C", "L", "D"].map(declared)),
+    );
+    inline["env"] = json!([
+        {"name": "F", "value": "task-file"}, {"name": "T", "value": "task-file"},
+        {"name": "C", "value": "task-file"}
+    ]);
+    // The conf's image replaces one that does not exist.
+    inline["image"] = json!("tapir-test/not-there:1");
+    let pipeline = json!({
+        "name": "precedence",
+        "env": {"P": "pipeline", "F": "pipeline", "T": "pipeline", "C": "pipeline", "L": "pipeline"},
+        "tasks": [
+            {"id": "a", "env": {"T": "task-entry", "C": "task-entry"}, "task": inline},
+            {"id": "b", "task": task("echo \"$P $D\" > /out/env", &[], &[("out", "/out")],
+                json!([{"name": "D", "value": "template"}]))}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    write_json(
+        &dir.path().join("conf.json"),
+        &json!({"task_form": {
+            "a": {
+                "env": [{"name": "L", "value": "conf-list"}],
+                "C": "conf-flat",
+                "command": ["sh", "-c", "echo \"$P $F $T $C $L $D\" > /out/env"],
+                "image": example_image(),
+                "resources": {"limits": {"memory": "64Mi"}}
+            }
+        }}),
+    );
+    let out = pipeline_run(dir.path(), &["--conf", "conf.json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run_dir = only_pipeline_run(dir.path());
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("a/out/env")).unwrap(),
+        "pipeline pipeline task-entry conf-flat conf-list template\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("b/out/env")).unwrap(),
+        "pipeline template\n"
+    );
+    let record = record(&run_dir);
+    let argv = task_record(&record, "a")["attempts"][0]["argv"].to_string();
+    assert!(argv.contains("\"--memory\",\"67108864\""), "{argv}");
+}
+
+/// Exit 126 is Kaapana's "skipped": under `profile: kaapana` (or `--profile kaapana`) the
+/// task is `skipped` by its own exit code, not retried, its plain dependants are skipped
+/// too (Airflow's default trigger rule) while a `can_fail` dependant runs, and the pipeline
+/// succeeds. Without a profile 126 is a failure, as any other code.
+#[test]
+fn exit_126_skips_the_task_under_profile_kaapana() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "skipping",
+        "execution_profile": {"max_retries": 2, "retry_backoff_seconds": 0},
+        "tasks": [
+            {"id": "nothing-to-do", "task": task("exit 126", &[], &[("out", "/out")], json!([]))},
+            {"id": "after", "depends_on": [{"id": "nothing-to-do"}],
+             "task": task("true", &[], &[], json!([]))},
+            {"id": "after-after", "depends_on": [{"id": "after"}],
+             "task": task("true", &[], &[], json!([]))},
+            {"id": "anyway", "depends_on": [{"id": "nothing-to-do", "can_fail": true}],
+             "task": task("true", &[], &[], json!([]))}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let out = pipeline_run(dir.path(), &["--profile", "kaapana"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let first = record(&only_pipeline_run(dir.path()));
+    assert_eq!(first["status"], "succeeded");
+    let skipped = task_record(&first, "nothing-to-do");
+    assert_eq!(skipped["status"], "skipped", "{skipped:#}");
+    assert_eq!(skipped["skipped_by"], "exit-code");
+    assert_eq!(skipped["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(skipped["execution"]["skip_exit_code"], 126);
+    for id in ["after", "after-after"] {
+        let t = task_record(&first, id);
+        assert_eq!(t["status"], "skipped");
+        assert_eq!(t["skipped_by"], "skipped-dependency", "{t:#}");
+    }
+    assert_eq!(task_record(&first, "anyway")["status"], "succeeded");
+    assert!(
+        out.stderr
+            .contains("task nothing-to-do: skipped (exit 126: its skip_exit_code)"),
+        "{}",
+        out.stderr
+    );
+
+    std::fs::remove_dir_all(dir.path().join("runs")).unwrap();
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let record = record(&only_pipeline_run(dir.path()));
+    let failed = task_record(&record, "nothing-to-do");
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["attempts"].as_array().unwrap().len(), 3);
+    let after = task_record(&record, "after");
+    assert_eq!(after["skipped_by"], "failed-dependency", "{after:#}");
+}
+
+/// `clean_outputs_before_retry` empties the task's output folders before a retry (as
+/// Kaapana's operator does before each attempt); without it a retry finds the failed
+/// attempt's files. `retry_policy: fixed` waits the same before every retry.
+#[test]
+fn outputs_are_cleaned_before_a_retry_and_fixed_backoff_does_not_double() {
+    let dir = tempfile::tempdir().unwrap();
+    // Exit 7 when the previous attempt's file is still there, else leave it and exit 5.
+    let script = "if [ -e /out/partial ]; then exit 7; fi; touch /out/partial; exit 5";
+    let pipeline = json!({
+        "name": "cleaning",
+        "tasks": [
+            {"id": "cleaned", "task": task(script, &[], &[("out", "/out")], json!([])),
+             "execution_profile": {"max_retries": 2, "retry_policy": "fixed",
+                                   "retry_backoff_seconds": 1, "clean_outputs_before_retry": true}},
+            {"id": "kept", "task": task(script, &[], &[("out", "/out")], json!([])),
+             "execution_profile": {"max_retries": 1, "retry_backoff_seconds": 0}}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let record = record(&only_pipeline_run(dir.path()));
+    let codes = |id: &str| -> Vec<i64> {
+        task_record(&record, id)["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["exit_code"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(codes("cleaned"), [5, 5, 5]);
+    assert_eq!(codes("kept"), [5, 7]);
+    for line in [
+        "task cleaned: failed (exit 5); retry 1/2 in 1s",
+        "task cleaned: failed (exit 5); retry 2/2 in 1s",
+    ] {
+        assert!(out.stderr.contains(line), "{line}: {}", out.stderr);
+    }
+}
+
+/// `profile: kaapana` written in the file brings Kaapana's operator defaults: outputs
+/// wiped before each retry, exit 126 skips; a field set explicitly still wins.
+#[test]
+fn profile_kaapana_in_the_file_cleans_outputs_before_a_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "if [ -e /out/partial ]; then exit 7; fi; touch /out/partial; exit 5";
+    let pipeline = json!({
+        "name": "kaapana-defaults",
+        "profile": "kaapana",
+        "execution_profile": {"max_retries": 1, "retry_backoff_seconds": 0},
+        "tasks": [{"id": "a", "task": task(script, &[], &[("out", "/out")], json!([]))}]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let record = record(&only_pipeline_run(dir.path()));
+    let a = task_record(&record, "a");
+    let codes: Vec<_> = a["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["exit_code"].clone())
+        .collect();
+    assert_eq!(codes, [json!(5), json!(5)], "{a:#}");
+    assert_eq!(a["execution"]["retry_policy"], "fixed");
+    assert_eq!(a["execution"]["clean_outputs_before_retry"], true);
+}
+
+/// A skip that a failure caused wins over one a self-skip caused (the dependant's skip is
+/// then a failure of the pipeline), and `--resume` keeps a task that skipped itself, as it
+/// keeps a succeeded one, while it re-runs the failed task.
+#[test]
+fn a_failure_outweighs_a_self_skip_and_resume_keeps_the_self_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "mixed",
+        "profile": "kaapana",
+        "tasks": [
+            {"id": "skips", "task": task("exit 126", &[], &[], json!([]))},
+            {"id": "fails", "task": task("exit 3", &[], &[], json!([]))},
+            {"id": "both", "depends_on": [{"id": "skips"}, {"id": "fails"}],
+             "task": task("true", &[], &[], json!([]))}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let run_dir = only_pipeline_run(dir.path());
+    let first = record(&run_dir);
+    assert_eq!(task_record(&first, "skips")["skipped_by"], "exit-code");
+    let both = task_record(&first, "both");
+    assert_eq!(both["skipped_by"], "failed-dependency", "{both:#}");
+    assert_eq!(both["message"], "not run: dependency fails failed");
+
+    let out = pipeline_run(dir.path(), &["--resume", run_dir.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let second = record(&run_dir);
+    let skips = task_record(&second, "skips");
+    assert_eq!(skips["status"], "skipped");
+    assert_eq!(skips["skipped_by"], "exit-code");
+    assert_eq!(skips["attempts"].as_array().unwrap().len(), 1, "not re-run");
+    assert_eq!(
+        task_record(&second, "fails")["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}

@@ -296,9 +296,17 @@ pub(crate) fn parse_templated(
             } else {
                 "template"
             };
+            let fix = if e.undefined.is_some() {
+                format!(
+                    "{}; this file has Jinja outside its strings, so tapir renders it with its own environment before checking it",
+                    e.fix
+                )
+            } else {
+                e.fix
+            };
             let diagnostic = Diagnostic::error(code, format!("templating: {}", e.message))
                 .at(Some(at))
-                .with_fix(e.fix);
+                .with_fix(fix);
             Err((source, Box::new(diagnostic)))
         }
     }

@@ -353,20 +353,34 @@ fn error(e: &Error, source: &str, reads: &[(String, bool)]) -> TemplateError {
             undefined: None,
         };
     }
-    let kind = e.kind().to_string();
-    let message = if detail.is_empty() {
-        kind
-    } else {
-        format!("{kind}: {detail}")
+    let unknown = |what: &str, known: &[&str]| {
+        let name = detail
+            .strip_prefix(what)
+            .and_then(|rest| rest.strip_suffix(" is unknown"))
+            .unwrap_or(detail)
+            .trim()
+            .to_string();
+        let fix = match crate::diagnostic::did_you_mean(&name, known.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("tapir has Jinja2's built-in {what}s: {}", known.join(", ")),
+        };
+        (format!("unknown {what} `{name}`"), fix)
     };
-    let fix = match e.kind() {
-        ErrorKind::UnknownFilter => {
-            "see the filter list in the Jinja2 documentation (tapir has Jinja2's built-in filters)".into()
-        }
-        ErrorKind::SyntaxError => {
-            "fix the Jinja syntax here (`{{ … }}` for values, `{% … %}` for statements, `{# … #}` for comments)".into()
-        }
-        _ => "fix the template expression here".into(),
+    let (message, fix) = match e.kind() {
+        ErrorKind::UnknownFilter => unknown("filter", JINJA2_FILTERS),
+        ErrorKind::UnknownTest => unknown("test", JINJA2_TESTS),
+        ErrorKind::SyntaxError => (
+            format!("Jinja syntax error: {detail}"),
+            "fix the Jinja syntax here (`{{ … }}` for values, `{% … %}` for statements, `{# … #}` for comments)".into(),
+        ),
+        kind => (
+            if detail.is_empty() {
+                kind.to_string()
+            } else {
+                format!("{kind}: {detail}")
+            },
+            "fix the template expression here".into(),
+        ),
     };
     TemplateError {
         message,
@@ -375,6 +389,88 @@ fn error(e: &Error, source: &str, reads: &[(String, bool)]) -> TemplateError {
         undefined: None,
     }
 }
+
+/// Jinja2's built-in filters and tests, for "did you mean" (minijinja has them, and a few
+/// more).
+const JINJA2_FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "capitalize",
+    "center",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "filesizeformat",
+    "first",
+    "float",
+    "format",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+];
+const JINJA2_TESTS: &[&str] = &[
+    "boolean",
+    "callable",
+    "defined",
+    "divisibleby",
+    "eq",
+    "escaped",
+    "even",
+    "false",
+    "filter",
+    "float",
+    "ge",
+    "gt",
+    "in",
+    "integer",
+    "iterable",
+    "le",
+    "lower",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "sameas",
+    "sequence",
+    "string",
+    "test",
+    "true",
+    "undefined",
+    "upper",
+];
 
 /// Which missing `env` name an undefined error is about: the missing one that the failing
 /// expression spells out, else the last one looked up.

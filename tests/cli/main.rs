@@ -12,4 +12,5 @@ mod pipeline;
 mod pipeline_run;
 mod readme;
 mod run;
+mod templating;
 mod validate;

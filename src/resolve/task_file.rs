@@ -104,6 +104,35 @@ pub(crate) fn load(path: &Path) -> Result<LoadedTask, LoadError> {
     })
 }
 
+/// The env values of a task file rendered whole (DESIGN.md decision 4) that came from a
+/// secret-looking variable, as JSON Pointers (`/env/0/value`, and in an inline template
+/// `/taskTemplate/env/0/value`). Empty for a file rendered per string: its values are
+/// still templates until `run` renders them.
+pub(crate) fn whole_text_secret_values(document: &Document) -> Vec<String> {
+    if !template::needs_whole_text(&document.source.text) {
+        return Vec::new();
+    }
+    let variables = Variables::from_process();
+    let secrets = SecretReads {
+        document,
+        variables: &variables,
+        per_string: &[],
+        whole_text: true,
+    };
+    ["/env", "/taskTemplate/env"]
+        .iter()
+        .flat_map(|list| {
+            let count = document
+                .value
+                .pointer(list)
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            (0..count).map(move |i| format!("{list}/{i}/value"))
+        })
+        .filter(|pointer| secrets.reads_a_secret(pointer))
+        .collect()
+}
+
 /// Which rendered values came from a secret-looking variable.
 struct SecretReads<'a> {
     document: &'a Document,

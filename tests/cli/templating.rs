@@ -210,3 +210,30 @@ fn findings_in_the_rendered_json_point_into_the_file() {
         out.stdout
     );
 }
+
+/// In a pipeline the task runs from a derived task file written into the run folder. A
+/// value rendered per string stays a template there (the child renders it); a value
+/// rendered whole from a secret would be written out in clear, so the pipeline refuses
+/// it, at its place in the task file, before anything runs.
+#[test]
+fn a_pipeline_refuses_a_whole_text_task_whose_value_is_rendered_from_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    task_text(
+        dir.path(),
+        r#"  "env": [{"name": "CONNECTION", "value": "db://{{ env.DB_PASSWORD }}@host"}]"#,
+    );
+    std::fs::write(
+        dir.path().join("p.pipeline.json"),
+        r#"{"name": "p", "tasks": [{"id": "a", "task": "task.json"}]}"#,
+    )
+    .unwrap();
+    let out = run(
+        tapir(dir.path(), ["pipeline", "validate", "p.pipeline.json"])
+            .env("DB_PASSWORD", "hunter2secret"),
+    );
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("task.json:13:"), "{all}");
+    assert!(all.contains("rendered from a secret"), "{all}");
+    assert!(!all.contains("hunter2secret"), "{all}");
+}

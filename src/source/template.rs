@@ -113,7 +113,17 @@ pub(crate) struct Rendered {
 #[derive(Debug, Clone)]
 pub(crate) struct RenderedText {
     pub rendered: Rendered,
-    origin: Vec<(Range<usize>, Range<usize>, bool)>,
+    /// Which part of the file produced each part of the output, in output order.
+    origin: Vec<Piece>,
+}
+
+/// A part of the rendered output and the file's bytes that produced it.
+#[derive(Debug, Clone)]
+struct Piece {
+    output: Range<usize>,
+    source: Range<usize>,
+    /// Written as it stands in the file (else: the value of the expression at `source`).
+    verbatim: bool,
 }
 
 impl RenderedText {
@@ -132,17 +142,19 @@ impl RenderedText {
     /// The file's bytes behind the output byte `at`.
     fn original_at(&self, at: usize) -> Range<usize> {
         // Spans are ordered and do not overlap: the last one starting at or before `at`.
-        let index = self.origin.partition_point(|(out, _, _)| out.start <= at);
-        let Some((out, source, verbatim)) = index.checked_sub(1).map(|i| &self.origin[i]) else {
+        let index = self
+            .origin
+            .partition_point(|piece| piece.output.start <= at);
+        let Some(piece) = index.checked_sub(1).map(|i| &self.origin[i]) else {
             return 0..0;
         };
-        if *verbatim {
-            // Past the span's end only when no span covers `at` (it should not happen):
-            // its last byte is the nearest known place.
-            let offset = (at - out.start).min(source.len().saturating_sub(1));
-            source.start + offset..source.start + offset + 1
+        if piece.verbatim {
+            // Past the piece's end only at the end of the output: its last byte is the
+            // nearest place.
+            let offset = (at - piece.output.start).min(piece.source.len().saturating_sub(1));
+            piece.source.start + offset..piece.source.start + offset + 1
         } else {
-            source.clone()
+            piece.source.clone()
         }
     }
 }
@@ -273,12 +285,10 @@ pub(crate) fn render_text(
             },
             origin: spans
                 .iter()
-                .map(|span| {
-                    (
-                        span.output_range(),
-                        span.source_range(),
-                        span.kind() == OutputSpanKind::Raw,
-                    )
+                .map(|span| Piece {
+                    output: span.output_range(),
+                    source: span.source_range(),
+                    verbatim: span.kind() == OutputSpanKind::Raw,
                 })
                 .collect(),
         }),

@@ -12,7 +12,7 @@ use crate::model::target as sizing;
 use crate::model::{GPU_KEYS, complexity, normalize_container_path, quantity};
 use crate::schema::Kind;
 use crate::source::Document;
-use crate::source::template::Template;
+use crate::source::template;
 
 /// Keys of a task `config` that only mean something when `type` is `k8s`.
 const K8S_ONLY_KEYS: &[&str] = &[
@@ -661,10 +661,17 @@ impl Checker<'_> {
         }
     }
 
-    /// Templating syntax in every string of a task file (DESIGN.md decision 4).
+    /// Templating syntax in every string of a task file (DESIGN.md decision 4). A file
+    /// rendered whole was checked by its rendering; its strings are final.
     fn templating(&mut self, value: &Value, pointer: &str) {
+        if template::needs_whole_text(&self.document.source.text) {
+            return;
+        }
         for (pointer, s) in strings(value, pointer) {
-            if let Err(e) = Template::parse(s) {
+            if !template::is_templated(s) {
+                continue;
+            }
+            if let Err(e) = template::check(s) {
                 let position = self.document.string_position(&pointer, e.span.clone());
                 self.out.push(
                     Diagnostic::error("template", format!("templating: {}", e.message))

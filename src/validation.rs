@@ -78,7 +78,12 @@ pub(crate) fn check_source(source: source::Source, rule: KindRule) -> FileReport
         .at(Some(source.position(0..1)))
         .with_fix("save the file as UTF-8 without BOM")
     });
-    let (document, mut diagnostics) = match source::parse(source) {
+    let parsed = if is_templated_task(&path, rule, &source.text) {
+        source::parse_templated(source, &source::template::Variables::from_process())
+    } else {
+        source::parse(source)
+    };
+    let (document, mut diagnostics) = match parsed {
         Ok(parsed) => parsed,
         Err((source, d)) => return failed(&path, rule, Some(source), *d),
     };
@@ -141,6 +146,23 @@ pub(crate) fn check_source(source: source::Source, rule: KindRule) -> FileReport
         unparsed: None,
         diagnostics,
     }
+}
+
+/// A task file with template syntax outside its JSON strings is rendered whole before it
+/// is parsed (DESIGN.md decision 4), with tapir's environment as `env`, as the reference
+/// does for `validate` and `run` alike. A processing-container.json is never rendered
+/// (tapir does not template it at all; the one in an image is not even in the reference).
+fn is_templated_task(path: &Path, rule: KindRule, text: &str) -> bool {
+    let may_be_task = match rule {
+        KindRule::Forced(kind) => kind == Kind::Task,
+        KindRule::Detect => {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(Kind::from_file_name)
+                != Some(Kind::ProcessingContainer)
+        }
+    };
+    may_be_task && source::template::needs_whole_text(text)
 }
 
 fn failed(

@@ -206,8 +206,7 @@ fn prepare(
     record: &mut RunRecord,
     spinner: Option<&Spinner>,
 ) -> Result<Prepared> {
-    let lookup = |name: &str| std::env::var(name).ok();
-    let loaded = match task_file::load(&args.task, &lookup) {
+    let loaded = match task_file::load(&args.task) {
         Ok(loaded) => loaded,
         Err(LoadError::Unreadable(e)) => return Err(e),
         Err(LoadError::Invalid(report)) => {

@@ -1474,7 +1474,13 @@ fn read_report(report: FileReport) -> Option<(Option<Task>, FileFindings)> {
         .filter(|d| !is_bound_by_pipeline(d))
         .cloned()
         .collect();
-    let task = match (&report.document, report.is_valid()) {
+    if let Some(document) = &report.document {
+        diagnostics.extend(secrets_rendered_whole(document));
+    }
+    let task = match (
+        &report.document,
+        diagnostics_allow_a_task(&report, &diagnostics),
+    ) {
         (Some(d), true) => match model::from_value::<Task>(&d.value, "task") {
             Ok(task) => Some(task),
             Err(message) => {
@@ -1490,6 +1496,31 @@ fn read_report(report: FileReport) -> Option<(Option<Task>, FileFindings)> {
         diagnostics,
     };
     Some((task, findings))
+}
+
+fn diagnostics_allow_a_task(report: &FileReport, diagnostics: &[Diagnostic]) -> bool {
+    report.is_valid()
+        && !diagnostics
+            .iter()
+            .any(|d| d.code == "secret-in-derived-file")
+}
+
+/// A task file rendered whole has its values rendered already, and the derived task file
+/// would hold one built from a secret in clear (a file rendered per string keeps the
+/// template, which the task's own `run` renders): refused, at the value.
+fn secrets_rendered_whole(document: &Document) -> Vec<Diagnostic> {
+    crate::resolve::task_file::whole_text_secret_values(document)
+        .into_iter()
+        .map(|pointer| {
+            Diagnostic::error(
+                "secret-in-derived-file",
+                "this value is rendered from a secret-looking variable in a file rendered whole (Jinja outside its strings); a pipeline would write it in clear into the derived task file",
+            )
+            .at(document.value_position(&pointer))
+            .at_pointer(pointer)
+            .with_fix("keep the file's Jinja inside its JSON strings (then the task renders it when it runs), or give the value in the conf file's `task_form`")
+        })
+        .collect()
 }
 
 /// In a pipeline tapir binds the channels (mapped inputs, managed outputs), so a task's

@@ -1,5 +1,5 @@
-//! Loading a task file for a run: check it, render its `{{ env.NAME }}` templating with the
-//! process environment (DESIGN.md decision 4), and read it as a `Task`.
+//! Loading a task file for a run: check it, render its Jinja templating with the process
+//! environment (DESIGN.md decision 4), and read it as a `Task`.
 
 use std::path::Path;
 
@@ -12,7 +12,7 @@ use crate::model::{self, Task};
 use crate::resolve::plan::Problem;
 use crate::schema::Kind;
 use crate::source::Document;
-use crate::source::template::Template;
+use crate::source::template::{self, Variables};
 use crate::validation::{FileReport, KindRule, check_file};
 
 /// A task ready to resolve.
@@ -36,10 +36,10 @@ pub(crate) enum LoadError {
 /// k8s task file runs locally without setting the k8s-only variables.
 const UNUSED_LOCALLY: &[&str] = &["/config"];
 
-pub(crate) fn load(
-    path: &Path,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<LoadedTask, LoadError> {
+/// Loads the task file at `path`, with tapir's own environment as the templates' `env`
+/// (the same one `tapir validate` renders a whole-text file with).
+pub(crate) fn load(path: &Path) -> Result<LoadedTask, LoadError> {
+    let variables = Variables::from_process();
     let mut report =
         check_file(path, KindRule::Forced(Kind::Task)).map_err(LoadError::Unreadable)?;
     if !report.is_valid() {
@@ -50,7 +50,18 @@ pub(crate) fn load(
     };
     let mut value = document.value.clone();
     let mut errors = Vec::new();
-    render(&mut value, "", &document, lookup, &mut errors);
+    // Which strings read which variables, by pointer: a value built from a secret is one.
+    let mut reads: Vec<(String, Vec<String>)> = Vec::new();
+    let whole_text = template::needs_whole_text(&document.source.text);
+    if !whole_text {
+        let mut renderer = PerString {
+            document: &document,
+            variables: &variables,
+            errors: &mut errors,
+            reads: &mut reads,
+        };
+        renderer.render(&mut value, "");
+    }
     let warnings: Vec<Diagnostic> = report
         .diagnostics
         .drain(..)
@@ -69,13 +80,19 @@ pub(crate) fn load(
             return Err(LoadError::Invalid(Box::new(report)));
         }
     };
+    let secrets = SecretReads {
+        document: &document,
+        variables: &variables,
+        per_string: &reads,
+        whole_text,
+    };
     for (index, var) in task.env.iter_mut().enumerate() {
-        var.rendered_from_secret = reads_a_secret(&document.value, &format!("/env/{index}/value"));
+        var.rendered_from_secret = secrets.reads_a_secret(&format!("/env/{index}/value"));
     }
     if let model::TemplateRef::Inline(template) = &mut task.template {
         for (index, var) in template.env.iter_mut().enumerate() {
             var.rendered_from_secret =
-                reads_a_secret(&document.value, &format!("/taskTemplate/env/{index}/value"));
+                secrets.reads_a_secret(&format!("/taskTemplate/env/{index}/value"));
         }
     }
     let sha256 = format!("{:x}", Sha256::digest(document.source.text.as_bytes()));
@@ -87,65 +104,136 @@ pub(crate) fn load(
     })
 }
 
-/// Does the string at `pointer` (as written, before rendering) read a secret-looking
-/// variable?
-fn reads_a_secret(value: &Value, pointer: &str) -> bool {
-    let Some(Ok(Some(template))) = value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .map(Template::parse)
-    else {
-        return false;
+/// The env values of a task file rendered whole (DESIGN.md decision 4) that came from a
+/// secret-looking variable, as JSON Pointers (`/env/0/value`, and in an inline template
+/// `/taskTemplate/env/0/value`). Empty for a file rendered per string: its values are
+/// still templates until `run` renders them.
+pub(crate) fn whole_text_secret_values(document: &Document) -> Vec<String> {
+    if !template::needs_whole_text(&document.source.text) {
+        return Vec::new();
+    }
+    let variables = Variables::from_process();
+    let secrets = SecretReads {
+        document,
+        variables: &variables,
+        per_string: &[],
+        whole_text: true,
     };
-    template
-        .variables()
+    ["/env", "/taskTemplate/env"]
         .iter()
-        .any(|(name, _, _)| crate::resolve::plan::is_secret_name(name))
+        .flat_map(|list| {
+            let count = document
+                .value
+                .pointer(list)
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            (0..count).map(move |i| format!("{list}/{i}/value"))
+        })
+        .filter(|pointer| secrets.reads_a_secret(pointer))
+        .collect()
 }
 
-fn render(
-    value: &mut Value,
-    pointer: &str,
-    document: &Document,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    errors: &mut Vec<Diagnostic>,
-) {
-    match value {
-        Value::String(s) => {
-            let Ok(Some(template)) = Template::parse(s) else {
-                return;
-            };
-            match template.render(lookup) {
-                Ok(rendered) => *s = rendered,
-                Err(_)
-                    if UNUSED_LOCALLY.iter().any(|p| pointer.starts_with(p))
-                        && !pointer.starts_with("/config/labels") => {}
-                Err(e) => errors.push(
-                    Diagnostic::error(
-                        "undefined-variable",
-                        format!(
-                            "{} (needed by {})",
-                            e.message,
-                            crate::diagnostic::json_path(pointer)
-                        ),
-                    )
-                    .at_pointer(pointer)
-                    .at(document.string_position(pointer, e.span.clone()))
-                    .with_fix(e.fix),
-                ),
-            }
+/// Which rendered values came from a secret-looking variable.
+struct SecretReads<'a> {
+    document: &'a Document,
+    variables: &'a Variables,
+    per_string: &'a [(String, Vec<String>)],
+    whole_text: bool,
+}
+
+impl SecretReads<'_> {
+    /// Does the value at `pointer` come from a secret-looking variable? Rendered per
+    /// string, the variables that string read are known exactly. Rendered whole, a value
+    /// is secret when the file's text that produced it names a secret-looking variable, or
+    /// when it holds the value of one that is set (a `{% set %}` elsewhere may have
+    /// carried it there): masking one value too many is harmless, one too few is not.
+    fn reads_a_secret(&self, pointer: &str) -> bool {
+        if !self.whole_text {
+            return self
+                .per_string
+                .iter()
+                .filter(|(p, _)| p == pointer)
+                .flat_map(|(_, names)| names)
+                .any(|name| crate::resolve::plan::is_secret_name(name));
         }
-        Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                render(item, &pointer_join(pointer, i), document, lookup, errors);
+        let Some(rendered) = self.document.value.pointer(pointer).and_then(Value::as_str) else {
+            return false;
+        };
+        let produced_by = self
+            .document
+            .spans
+            .find(pointer)
+            .and_then(|node| self.document.source.text.get(node.value.clone()))
+            .unwrap_or_default();
+        self.variables
+            .names()
+            .filter(|name| crate::resolve::plan::is_secret_name(name))
+            .any(|name| {
+                produced_by.contains(name)
+                    || self
+                        .variables
+                        .get(name)
+                        .is_some_and(|secret| !secret.is_empty() && rendered.contains(secret))
+            })
+    }
+}
+
+/// Renders every string of a document on its own (a file whose template syntax is all
+/// inside strings).
+struct PerString<'a> {
+    document: &'a Document,
+    variables: &'a Variables,
+    errors: &'a mut Vec<Diagnostic>,
+    reads: &'a mut Vec<(String, Vec<String>)>,
+}
+
+impl PerString<'_> {
+    fn render(&mut self, value: &mut Value, pointer: &str) {
+        match value {
+            Value::String(s) => {
+                if !template::is_templated(s) {
+                    return;
+                }
+                match template::render(s, self.variables) {
+                    Ok(rendered) => {
+                        *s = rendered.text;
+                        self.reads.push((pointer.to_string(), rendered.reads));
+                    }
+                    Err(e)
+                        if e.undefined.is_some()
+                            && UNUSED_LOCALLY.iter().any(|p| pointer.starts_with(p))
+                            && !pointer.starts_with("/config/labels") => {}
+                    Err(e) => self.errors.push(
+                        Diagnostic::error(
+                            if e.undefined.is_some() {
+                                "undefined-variable"
+                            } else {
+                                "template"
+                            },
+                            format!(
+                                "{} (needed by {})",
+                                e.message,
+                                crate::diagnostic::json_path(pointer)
+                            ),
+                        )
+                        .at_pointer(pointer)
+                        .at(self.document.string_position(pointer, e.span.clone()))
+                        .with_fix(e.fix),
+                    ),
+                }
             }
-        }
-        Value::Object(members) => {
-            for (key, item) in members.iter_mut() {
-                render(item, &pointer_join(pointer, key), document, lookup, errors);
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.render(item, &pointer_join(pointer, i));
+                }
             }
+            Value::Object(members) => {
+                for (key, item) in members.iter_mut() {
+                    self.render(item, &pointer_join(pointer, key));
+                }
+            }
+            _ => {}
         }
-        _ => {}
     }
 }
 

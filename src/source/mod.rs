@@ -241,12 +241,15 @@ impl Document {
     }
 
     /// Position of a byte range *inside* the string value at `pointer`. Exact when the
-    /// string has no escapes (so decoded and raw offsets agree); otherwise the string.
+    /// string is written as it is (so decoded and raw offsets agree); otherwise the string.
     pub(crate) fn string_position(&self, pointer: &str, inner: Range<usize>) -> Option<Position> {
         let node = self.nearest(pointer)?;
         let raw = &self.source.text[node.value.clone()];
         let decoded = self.value.pointer(pointer).and_then(Value::as_str);
-        if decoded.is_some_and(|d| raw.len() == d.len() + 2 && !raw.contains('\\')) {
+        // The decoded string is the raw one between its quotes: no escapes, and not the
+        // output of a whole-text rendering.
+        if decoded.is_some_and(|d| raw.len() == d.len() + 2 && raw.get(1..raw.len() - 1) == Some(d))
+        {
             let start = node.value.start + 1 + inner.start;
             Some(
                 self.source
@@ -273,8 +276,55 @@ impl Document {
 pub(crate) fn parse(
     source: Source,
 ) -> Result<(Document, Vec<Diagnostic>), (Source, Box<Diagnostic>)> {
+    parse_text(source, None)
+}
+
+/// Parses a task file whose template syntax stands outside JSON strings (DESIGN.md
+/// decision 4): the whole text is rendered with `variables` first, then parsed. The
+/// document keeps the file's own text, and every position in it (spans, syntax errors)
+/// is the place in the file that produced the rendered JSON.
+pub(crate) fn parse_templated(
+    source: Source,
+    variables: &template::Variables,
+) -> Result<(Document, Vec<Diagnostic>), (Source, Box<Diagnostic>)> {
+    match template::render_text(&source.text, variables) {
+        Ok(rendered) => parse_text(source, Some(&rendered)),
+        Err(e) => {
+            let at = source.position(e.span.clone());
+            let code = if e.undefined.is_some() {
+                "undefined-variable"
+            } else {
+                "template"
+            };
+            let fix = if e.undefined.is_some() {
+                format!(
+                    "{}; this file has Jinja outside its strings, so tapir renders it with its own environment before checking it",
+                    e.fix
+                )
+            } else {
+                e.fix
+            };
+            let diagnostic = Diagnostic::error(code, format!("templating: {}", e.message))
+                .at(Some(at))
+                .with_fix(fix);
+            Err((source, Box::new(diagnostic)))
+        }
+    }
+}
+
+/// Parses `source`, or the rendering of its text when given (positions then go back
+/// through the rendering to the file).
+fn parse_text(
+    source: Source,
+    rendered: Option<&template::RenderedText>,
+) -> Result<(Document, Vec<Diagnostic>), (Source, Box<Diagnostic>)> {
     use jsonc_parser::{CollectOptions, ParseOptions, parse_to_ast};
-    if source.text.trim().is_empty() {
+    let text = rendered.map_or(source.text.as_str(), |r| r.rendered.text.as_str());
+    let to_file = |range: Range<usize>| match rendered {
+        Some(r) => r.original(range),
+        None => range,
+    };
+    if text.trim().is_empty() {
         return Err((
             source,
             Box::new(
@@ -295,12 +345,17 @@ pub(crate) fn parse(
         allow_non_finite_numbers: false,
         allow_extended_string_escapes: false,
     };
-    let parsed = match parse_to_ast(&source.text, &CollectOptions::default(), &strict) {
+    let parsed = match parse_to_ast(text, &CollectOptions::default(), &strict) {
         Ok(parsed) => parsed,
         Err(e) => {
             let range = e.range();
-            let (message, fix) = syntax_message(&e.kind().to_string());
-            let at = source.position(range.start..range.end.max(range.start + 1));
+            let (mut message, mut fix) = syntax_message(&e.kind().to_string());
+            if rendered.is_some() {
+                message.push_str(" (in the rendered template)");
+                fix =
+                    format!("{fix}; a value substituted into a string must not hold `\"` or `\\`");
+            }
+            let at = source.position(to_file(range.start..range.end.max(range.start + 1)));
             let diagnostic = Diagnostic::error("syntax", message)
                 .at(Some(at))
                 .with_fix(fix);
@@ -312,7 +367,7 @@ pub(crate) fn parse(
         return Err((source, Box::new(diagnostic)));
     };
     let mut duplicates = Vec::new();
-    let (value, spans) = convert(&source, &root, None, "", &mut duplicates);
+    let (value, spans) = convert(&source, &to_file, &root, None, "", &mut duplicates);
     Ok((
         Document {
             source,
@@ -343,6 +398,7 @@ fn syntax_message(kind: &str) -> (String, String) {
 
 fn convert(
     source: &Source,
+    to_file: &dyn Fn(Range<usize>) -> Range<usize>,
     node: &jsonc_parser::ast::Value<'_>,
     key: Option<Range<usize>>,
     pointer: &str,
@@ -351,7 +407,7 @@ fn convert(
     use jsonc_parser::ast::Value as A;
     use jsonc_parser::common::Ranged;
     let range = node.range();
-    let value_range = range.start..range.end;
+    let value_range = to_file(range.start..range.end);
     let leaf = |value: Value| {
         (
             value,
@@ -376,7 +432,14 @@ fn convert(
             let mut values = Vec::with_capacity(array.elements.len());
             let mut spans = Vec::with_capacity(array.elements.len());
             for (i, element) in array.elements.iter().enumerate() {
-                let (v, s) = convert(source, element, None, &pointer_join(pointer, i), duplicates);
+                let (v, s) = convert(
+                    source,
+                    to_file,
+                    element,
+                    None,
+                    &pointer_join(pointer, i),
+                    duplicates,
+                );
                 values.push(v);
                 spans.push(s);
             }
@@ -395,7 +458,7 @@ fn convert(
             for prop in &object.properties {
                 let name = prop.name.as_str().to_string();
                 let name_range = prop.name.range();
-                let name_range = name_range.start..name_range.end;
+                let name_range = to_file(name_range.start..name_range.end);
                 let member_pointer = pointer_join(pointer, &name);
                 if let Some((_, first)) = spans.iter().find(|(k, _)| *k == name) {
                     let first_at = first.key.clone().map(|r| source.position(r));
@@ -414,6 +477,7 @@ fn convert(
                 }
                 let (v, s) = convert(
                     source,
+                    to_file,
                     &prop.value,
                     Some(name_range),
                     &member_pointer,

@@ -13,4 +13,5 @@ mod pipeline_run;
 mod readme;
 mod run;
 mod run_folder;
+mod templating;
 mod validate;

@@ -1069,15 +1069,19 @@ fn a_killed_pipeline_leaves_no_task_running_and_resume_settles_its_attempt() {
 /// A task run that succeeded after its pipeline tapir was killed (here: the pipeline is
 /// stopped with SIGSTOP while the task runs, so it cannot record the success, then
 /// killed) is adopted by `--resume`: the task counts as succeeded and is not run again;
-/// the task after it runs.
+/// the task after it runs. Being a CCAT step, its products and logs are collected as
+/// after any success, and the next step's manifest names them.
 #[test]
 fn resume_adopts_an_attempt_that_succeeded_after_its_pipeline_was_killed() {
     let dir = tempfile::tempdir().unwrap();
+    let first = "echo started; sleep 2; echo data > \"$WORKFLOW_OUTPUT_DIR/cal.hdf5\"";
+    let second = "cp /workflow/workspace/first/cal.hdf5 \"$WORKFLOW_OUTPUT_DIR/\"";
     let pipeline = json!({
         "name": "adopt",
+        "profile": "ccat",
         "tasks": [
-            {"id": "first", "task": task("echo started; sleep 2", &[], &[("out", "/out")], json!([]))},
-            {"id": "second", "task": task("true", &[], &[], json!([])), "depends_on": [{"id": "first"}]}
+            {"id": "first", "task": task(first, &[], &[], json!([]))},
+            {"id": "second", "task": task(second, &[], &[], json!([])), "depends_on": [{"id": "first"}]}
         ]
     });
     write_json(&dir.path().join("pipeline.json"), &pipeline);
@@ -1121,6 +1125,26 @@ fn resume_adopts_an_attempt_that_succeeded_after_its_pipeline_was_killed() {
     assert_eq!(task_record(&after, "second")["status"], "succeeded");
     assert_eq!(after["status"], "succeeded");
     assert_eq!(started_task_logs(dir.path()).len(), 1);
+    // Collected on adoption: the product, numbered first, and the container logs.
+    let product = &first["products"][0];
+    assert_eq!(product["data_product_id"], 1, "{first:#}");
+    assert_eq!(product["path"], "/workflow/workspace/first/cal.hdf5");
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("logs/first/stdout.log")).unwrap(),
+        "started\n"
+    );
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("config/second/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["input_products"],
+        json!([{"path": "/workflow/workspace/first/cal.hdf5", "data_product_id": 1}])
+    );
+    assert_eq!(
+        task_record(&after, "second")["products"][0]["data_product_id"],
+        2
+    );
 }
 
 /// The check's warnings (here a conf variable the template does not declare) are printed

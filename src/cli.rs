@@ -224,6 +224,12 @@ pub(crate) struct RunArgs {
     /// status (see `tapir logs --follow`, `tapir wait`).
     #[arg(short, long, conflicts_with = "dry_run")]
     pub detach: bool,
+
+    /// Internal (`pipeline run` gives it to each attempt): the pid of the process that
+    /// started this run; when it is gone, the run is cancelled (container stopped,
+    /// record `cancelled`) instead of outliving it (src/execute/parent_watch.rs).
+    #[arg(long, value_name = "PID", hide = true, conflicts_with = "detach")]
+    pub watch_parent: Option<u32>,
 }
 
 /// Where run folders are; shared by every command that reads them.

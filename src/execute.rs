@@ -8,6 +8,7 @@
 //! same task leave identical records.
 
 pub(crate) mod detach;
+pub(crate) mod parent_watch;
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -88,6 +89,8 @@ pub(crate) fn run_to_end(
             None
         }
     };
+    // From here to the handler's close, a lost parent cancels like a signal would.
+    let parent_watch = signal_thread.as_ref().map(|_| parent_watch::arm());
     // The engine client runs in its own process group: a Ctrl-C on the terminal reaches
     // only tapir, which then stops the run itself (`docker stop`: SIGTERM through
     // `--init`, SIGKILL after the grace period; for apptainer the same, sent to the
@@ -109,6 +112,7 @@ pub(crate) fn run_to_end(
         Ok(child) => child,
         Err(e) => {
             cancel.client_done.store(true, Ordering::SeqCst);
+            drop(parent_watch);
             if let Some(thread) = signal_thread {
                 thread.close();
             }
@@ -240,6 +244,7 @@ pub(crate) fn run_to_end(
             }
         }
     }
+    drop(parent_watch);
     if let Some(thread) = signal_thread {
         thread.close();
     }

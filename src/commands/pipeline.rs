@@ -104,6 +104,19 @@ fn human_plan(out: &mut String, plan: &PipelinePlan, p: &Printer) {
     if let Some(key) = plan.sub_group_key.as_deref().filter(|k| !k.is_empty()) {
         let _ = writeln!(out, "  manifest.json sub_group_key: {key:?}");
     }
+    if !plan.input_roles.is_empty() {
+        // As the schema spells them; every other file is `science`.
+        let roles = serde_json::to_string(&plan.input_roles).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  manifest.json input roles: {roles} (first match; others: science)"
+        );
+    }
+    if !plan.environment.is_empty() {
+        // Serialized masked: secrets show as ****.
+        let environment = serde_json::to_string(&plan.environment).unwrap_or_default();
+        let _ = writeln!(out, "  manifest.json environment: {environment}");
+    }
     for task in &plan.tasks {
         human_task(out, task, p);
     }

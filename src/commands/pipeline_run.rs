@@ -65,9 +65,12 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
         || std::thread::available_parallelism().map_or(1, usize::from),
         |n| n as usize,
     );
-    let (run_dir, mut record) = match &args.resume {
+    let (run_dir, mut record, adopted) = match &args.resume {
         Some(resume) => resume_record(resume, &args.runs_dir, &pipeline_sha)?,
-        None => new_record(args, &pipeline_sha)?,
+        None => {
+            let (dir, record) = new_record(args, &pipeline_sha)?;
+            (dir, record, Vec::new())
+        }
     };
     // The folder layout is fixed by the first run: `--profile` cannot change it later.
     if args.resume.is_some() && record.profile != plan.profile {
@@ -107,6 +110,7 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
         run_dir: &run_dir,
         stdin_env,
         shared: Arc::new(Shared::new(jobs)),
+        adopted,
     };
     let status = scheduler.run(&mut record);
     Ok(status)
@@ -158,7 +162,7 @@ fn resume_record(
     resume: &Path,
     runs_dir: &Path,
     pipeline_sha: &str,
-) -> Result<(PathBuf, PipelineRunRecord)> {
+) -> Result<(PathBuf, PipelineRunRecord, Vec<String>)> {
     let candidates = [
         resume.to_path_buf(),
         runs_dir.join(resume),
@@ -209,9 +213,9 @@ fn resume_record(
             store::run_id_of(still).unwrap_or_default()
         )));
     }
-    settle_orphaned_attempts(&mut record, &dir);
+    let adopted = settle_orphaned_attempts(&mut record, &dir);
     record.resumed_at.push(jiff::Timestamp::now());
-    Ok((dir, record))
+    Ok((dir, record, adopted))
 }
 
 /// The plan's tasks into the record, keeping what a resumed run already has: succeeded
@@ -448,12 +452,38 @@ struct Scheduler<'a> {
     run_dir: &'a Path,
     stdin_env: BTreeMap<String, String>,
     shared: Arc<Shared>,
+    /// Tasks `--resume` adopted (their orphaned attempt succeeded): said once, and a
+    /// CCAT step's products and logs are collected as after any success.
+    adopted: Vec<String>,
 }
 
 impl Scheduler<'_> {
     fn run(self, record: &mut PipelineRunRecord) -> ExitStatus {
         let signals = SignalForwarder::install(&self.shared);
         let mut progress = TaskProgress::start();
+        for id in &self.adopted {
+            let Some(i) = record.tasks.iter().position(|t| &t.id == id) else {
+                continue;
+            };
+            progress.event(
+                id,
+                "succeeded (adopted: its task run ended after the pipeline tapir was killed)",
+            );
+            let logs_warning = record.tasks[i]
+                .attempts
+                .last()
+                .and_then(|attempt| self.capture_logs(i, attempt));
+            for warning in self
+                .collect_products(i, record)
+                .into_iter()
+                .chain(logs_warning)
+            {
+                progress.event(id, &format!("warning: {warning}"));
+                if !record.tasks[i].warnings.contains(&warning) {
+                    record.tasks[i].warnings.push(warning);
+                }
+            }
+        }
         let (events, inbox) = mpsc::channel::<Event>();
         let index: BTreeMap<&str, usize> = self
             .plan
@@ -464,6 +494,9 @@ impl Scheduler<'_> {
             .collect();
         let mut running = 0usize;
         let mut threads = Vec::new();
+        // Profile `ccat`: the private folders holding the manifests with secrets, by
+        // task, removed when the task ends.
+        let mut private_configs: BTreeMap<usize, tempfile::TempDir> = BTreeMap::new();
         // Attempts per task before this invocation (a resumed run counts on).
         let mut known_runs = record.linked_run_ids();
         // Something changed since the record was last written.
@@ -494,19 +527,31 @@ impl Scheduler<'_> {
                     }
                     Readiness::Ready if self.shared.try_take_slot() => {
                         changed = true;
-                        if let Err(message) = self.write_manifest(i, record) {
-                            self.shared.give_slot();
-                            progress.event(&record.tasks[i].id, &format!("failed ({message})"));
-                            record.tasks[i].status = TaskStatus::Failed;
-                            record.tasks[i].message = Some(message);
-                            continue;
-                        }
+                        let private_config = match self.write_manifest(i, record) {
+                            Ok(private) => private,
+                            Err(message) => {
+                                self.shared.give_slot();
+                                progress.event(&record.tasks[i].id, &format!("failed ({message})"));
+                                record.tasks[i].status = TaskStatus::Failed;
+                                record.tasks[i].message = Some(message);
+                                continue;
+                            }
+                        };
                         record.tasks[i].status = TaskStatus::Running;
                         record.tasks[i].message = None;
                         record.tasks[i].skipped_by = None;
                         running += 1;
                         let first_number = record.tasks[i].attempts.len() as u32 + 1;
-                        threads.push(self.spawn_task(i, first_number, &known_runs, events.clone()));
+                        threads.push(self.spawn_task(
+                            i,
+                            first_number,
+                            &known_runs,
+                            private_config.as_ref().map(tempfile::TempDir::path),
+                            events.clone(),
+                        ));
+                        if let Some(dir) = private_config {
+                            private_configs.insert(i, dir);
+                        }
                     }
                     Readiness::Ready => {}
                 }
@@ -552,6 +597,10 @@ impl Scheduler<'_> {
                     if let Some(run_id) = &attempt.run_id {
                         known_runs.insert(run_id.clone());
                     }
+                    if let Some(warning) = self.capture_logs(task, &attempt) {
+                        progress.event(&record.tasks[task].id, &format!("warning: {warning}"));
+                        record.tasks[task].warnings.push(warning);
+                    }
                     let entry = &mut record.tasks[task];
                     match entry
                         .attempts
@@ -580,6 +629,8 @@ impl Scheduler<'_> {
                     cancelled_when,
                 } => {
                     running -= 1;
+                    // Its attempts are over: the private manifest goes.
+                    private_configs.remove(&task);
                     let entry = &mut record.tasks[task];
                     entry.status = status;
                     let last = entry.attempts.last();
@@ -673,14 +724,20 @@ impl Scheduler<'_> {
 
     /// Profile `ccat`: writes step `i`'s `/workflow/config/manifest.json` before it starts
     /// (its upstream steps have ended, so their products are known). `Err` in words.
+    ///
+    /// The manifest in the run folder has the secrets of `environment` masked, as every
+    /// file tapir keeps. The container must get the values, so when there are secrets its
+    /// manifest is written to a private folder (mode 0700, under `$XDG_RUNTIME_DIR` when
+    /// set, a per-user tmpfs, else the temp folder), which is mounted as /workflow/config
+    /// instead and removed when the step's attempts are over. Returns that folder.
     fn write_manifest(
         &self,
         i: usize,
         record: &PipelineRunRecord,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<Option<tempfile::TempDir>, String> {
         let task = &self.plan.tasks[i];
         if task.workflow_output_dir.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let folder = |name: &str| {
             task.folders
@@ -699,23 +756,51 @@ impl Scheduler<'_> {
             .filter_map(|d| record.task(&d.id))
             .flat_map(|t| &t.products)
             .collect();
-        let manifest = ccat::manifest(
-            &ccat::ManifestContext {
-                run_id: &record.id,
-                step_name: &task.id,
-                sub_group_key: self.plan.sub_group_key.as_deref().unwrap_or_default(),
-                config: task.step_config.as_ref(),
-            },
-            &input_files,
-            &upstream,
-        );
+        let context = ccat::ManifestContext {
+            run_id: ccat::manifest_run_id(record.created_at),
+            step_name: &task.id,
+            sub_group_key: self.plan.sub_group_key.as_deref().unwrap_or_default(),
+            config: task.step_config.as_ref(),
+            roles: &self.plan.input_roles,
+            environment: &self.plan.environment,
+        };
+        let write = |dir: &Path, reader: ccat::Reader| {
+            let manifest = ccat::manifest(&context, &input_files, &upstream, reader);
+            let path = dir.join(ccat::MANIFEST_FILE);
+            let mut text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+            text.push('\n');
+            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        };
         let Some(config) = folder("config") else {
             return Err("the step has no config folder (internal)".into());
         };
-        let path = config.join(ccat::MANIFEST_FILE);
-        let mut text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-        text.push('\n');
-        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        write(&config, ccat::Reader::RunFolder)?;
+        if !self.plan.environment.has_secrets() {
+            return Ok(None);
+        }
+        let private = private_folder()?;
+        write(private.path(), ccat::Reader::Container)?;
+        Ok(Some(private))
+    }
+
+    /// Profile `ccat`: the container logs of task `i`'s ended `attempt` into the step's
+    /// logs folder (the contract's /workflow/logs/); a warning in words when that fails.
+    fn capture_logs(&self, i: usize, attempt: &Attempt) -> Option<String> {
+        let task = &self.plan.tasks[i];
+        task.workflow_output_dir.as_ref()?;
+        let logs = task
+            .folders
+            .iter()
+            .find(|f| f.mounted_path.as_deref() == Some(ccat::LOGS))?;
+        let task_run = self.run_dir.join(attempt.run_dir.as_deref()?);
+        let logs_dir = ccat::folder_on_host(logs, self.run_dir);
+        ccat::capture_logs(&task_run, &logs_dir).err().map(|e| {
+            format!(
+                "the logs of attempt {} could not be put in {}: {e}",
+                attempt.number,
+                logs_dir.display()
+            )
+        })
     }
 
     /// Profile `ccat`: the products succeeded step `i` left, numbered on from the run's
@@ -755,6 +840,7 @@ impl Scheduler<'_> {
         i: usize,
         first_number: u32,
         known_runs: &BTreeSet<String>,
+        private_config: Option<&Path>,
         events: mpsc::Sender<Event>,
     ) -> std::thread::JoinHandle<()> {
         let task = self.plan.tasks[i].clone();
@@ -771,6 +857,7 @@ impl Scheduler<'_> {
                 &task.folders,
                 task.workflow_output_dir.as_deref(),
                 self.run_dir,
+                private_config,
             ),
             known_runs: known_runs.clone(),
         };
@@ -1003,6 +1090,9 @@ impl AttemptRunner {
             .arg(&self.runs_dir)
             .args(["--mode", self.mode.name()])
             .args(["--grace", &self.grace.to_string()])
+            // The child stops its container if this process dies without passing a
+            // cancel on (SIGKILL): src/execute/parent_watch.rs.
+            .args(["--watch-parent", &std::process::id().to_string()])
             .arg("--color=never");
         if let Some(network) = &self.network {
             command.args(["--network", network]);
@@ -1158,6 +1248,23 @@ fn unlinked_task_run(
         .max_by(|(_, a), (_, b)| a.created_at.cmp(&b.created_at))
 }
 
+/// A new private folder for a manifest with secrets (see `Scheduler::write_manifest`).
+fn private_folder() -> std::result::Result<tempfile::TempDir, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute() && dir.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix("tapir-manifest-")
+        .tempdir_in(&base)
+        .map_err(|e| format!("cannot create a private folder in {}: {e}", base.display()))?;
+    // Before anything is written into it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot make {} private: {e}", dir.path().display()))?;
+    Ok(dir)
+}
+
 /// Fills `attempt` from the record of the task run `dir` it made.
 fn link_task_run(attempt: &mut Attempt, dir: &Path, run: RunRecord, pipeline_run_dir: &Path) {
     attempt.run_dir = Some(
@@ -1175,11 +1282,14 @@ fn link_task_run(attempt: &mut Attempt, dir: &Path, run: RunRecord, pipeline_run
 }
 
 /// A resumed record's attempts still `running`: their pipeline tapir was killed while
-/// they ran, and their task runs (which outlive it) have ended since. Each is linked to
-/// the task run it made, with its final status, or says that it left none.
-fn settle_orphaned_attempts(record: &mut PipelineRunRecord, run_dir: &Path) {
+/// they ran, and their task runs have ended since (cancelled by their parent watch, or
+/// finished just before). Each is linked to the task run it made, with its final status,
+/// or says that it left none. A task whose orphaned attempt succeeded is adopted: the
+/// task succeeded, so `--resume` does not run it again. Returns the adopted tasks' ids.
+fn settle_orphaned_attempts(record: &mut PipelineRunRecord, run_dir: &Path) -> Vec<String> {
     let runs_dir = run_dir.join(RUNS_SUBDIR);
     let mut known_runs = record.linked_run_ids();
+    let mut adopted = Vec::new();
     for task in &mut record.tasks {
         let task_file = run_dir.join(derived_task_file(&task.id));
         for attempt in task
@@ -1206,7 +1316,23 @@ fn settle_orphaned_attempts(record: &mut PipelineRunRecord, run_dir: &Path) {
                 }
             }
         }
+        // Only the last attempt can be the orphan that succeeded (an earlier one ended
+        // in this record, and a success ends a task's attempts).
+        if task.status != TaskStatus::Succeeded
+            && task
+                .attempts
+                .last()
+                .is_some_and(|a| a.status == Status::Succeeded)
+        {
+            task.status = TaskStatus::Succeeded;
+            task.message = Some(
+                "succeeded (its task run ended after the pipeline tapir was killed; adopted on --resume)"
+                    .into(),
+            );
+            adopted.push(task.id.clone());
+        }
     }
+    adopted
 }
 
 /// Forwards SIGINT/SIGTERM/SIGHUP to the running children (as SIGTERM) and cancels the

@@ -28,6 +28,10 @@ struct Prepared {
 
 pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let err = Printer::for_stderr(color);
+    // Started first, so that a parent lost while the run is prepared is noticed too.
+    if let Some(parent) = args.watch_parent {
+        execute::parent_watch::watch(parent);
+    }
     let id = store::new_run_id();
     let mut record = RunRecord {
         format_version: record::FORMAT_VERSION,

@@ -8,14 +8,18 @@
 //! folder, `manifest` and `products` are functions of what was read, so every rule is
 //! tested on its own.
 
+use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
+use globset::{GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::pipeline::model::InputRole;
 use crate::pipeline::plan::{FolderDirection, PlannedFolder, WORKFLOW_OUTPUT_DIR};
+use crate::resolve::plan::{MASK, is_secret_name};
 
 /// Where the contract mounts each folder inside the container.
 pub(crate) const INPUT: &str = "/workflow/input";
@@ -30,9 +34,108 @@ pub(crate) const MANIFEST_FILE: &str = "manifest.json";
 /// The suffix of a sidecar: `scan001_cal.hdf5.metadata.json` describes `scan001_cal.hdf5`.
 pub(crate) const SIDECAR_SUFFIX: &str = ".metadata.json";
 
-/// The `role` of every raw input file: tapir cannot tell science scans from calibration
-/// loads, and the contract says the role is informational.
-pub(crate) const INPUT_ROLE: &str = "science";
+/// The `role` of a raw input file that no `input_roles` pattern matches: most raw files
+/// are scans, and the contract says the role is informational.
+pub(crate) const DEFAULT_INPUT_ROLE: &str = "science";
+
+/// The manifest's `run_id`: the contract's is an integer (a database key), and a
+/// container may parse it as one, so the pipeline run's string id cannot serve. It is
+/// the run's creation time in microseconds since the Unix epoch: unique in practice,
+/// growing with time, the same on every `--resume` (it comes from the record's
+/// `created_at`), and below 2^53 until the year 2255, so exact in every JSON parser
+/// (JavaScript's and jq's numbers are doubles).
+pub(crate) fn manifest_run_id(created_at: jiff::Timestamp) -> u64 {
+    u64::try_from(created_at.as_microsecond()).unwrap_or_default()
+}
+
+/// The pipeline's `input_roles`, compiled.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InputRoles {
+    rules: Vec<(InputRole, GlobMatcher)>,
+}
+
+impl InputRoles {
+    /// `Err((index, message))` for the first pattern that is not a valid glob.
+    pub(crate) fn compile(roles: &[InputRole]) -> Result<Self, (usize, String)> {
+        let mut rules = Vec::new();
+        for (index, role) in roles.iter().enumerate() {
+            let glob = GlobBuilder::new(&role.pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| (index, e.kind().to_string()))?;
+            rules.push((role.clone(), glob.compile_matcher()));
+        }
+        Ok(Self { rules })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The role of the raw file at `relative` (under the input folder, `/`-separated):
+    /// the first pattern that matches (one without `/` is tried on the file's name).
+    pub(crate) fn role_of(&self, relative: &str) -> &str {
+        let name = relative.rsplit('/').next().unwrap_or(relative);
+        self.rules
+            .iter()
+            .find(|(rule, matcher)| {
+                matcher.is_match(if rule.pattern.contains('/') {
+                    relative
+                } else {
+                    name
+                })
+            })
+            .map_or(DEFAULT_INPUT_ROLE, |(rule, _)| rule.role.as_str())
+    }
+}
+
+impl Serialize for InputRoles {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.rules.iter().map(|(rule, _)| rule))
+    }
+}
+
+/// The manifest's `environment`, from the pipeline's. Serialized (plans, records) with
+/// the values of secret-looking names as `****`; `manifest` alone uses the values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Environment(BTreeMap<String, String>);
+
+impl Environment {
+    pub(crate) fn new(values: BTreeMap<String, String>) -> Self {
+        Self(values)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether a value must not be written where the container is not the reader.
+    pub(crate) fn has_secrets(&self) -> bool {
+        self.0.keys().any(|name| is_secret_name(name))
+    }
+
+    fn unmasked(&self) -> Value {
+        json!(self.0)
+    }
+
+    fn masked(&self) -> Value {
+        Value::Object(
+            self.0
+                .iter()
+                .map(|(name, value)| {
+                    let shown = if is_secret_name(name) { MASK } else { value };
+                    (name.clone(), Value::from(shown))
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Serialize for Environment {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.masked().serialize(s)
+    }
+}
 
 /// The contract's DataProductType, plus `INTERMEDIATE` for what intermediate steps leave
 /// in the workspace (the contract has no type for them: they are DataProducts that
@@ -113,23 +216,33 @@ pub(crate) struct ScannedFile {
 /// What a step's manifest is made of.
 #[derive(Debug, Clone)]
 pub(crate) struct ManifestContext<'a> {
-    /// The pipeline run's id.
-    pub run_id: &'a str,
+    /// `manifest_run_id` of the pipeline run.
+    pub run_id: u64,
     pub step_name: &'a str,
     /// The pipeline's `sub_group_key`, or "".
     pub sub_group_key: &'a str,
     /// The step's `step_config`, passed through as-is (`{}` without one).
     pub config: Option<&'a Value>,
+    pub roles: &'a InputRoles,
+    pub environment: &'a Environment,
+}
+
+/// Who reads a manifest: the container gets the environment's values; the copy tapir
+/// keeps in the run folder has its secrets masked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reader {
+    Container,
+    RunFolder,
 }
 
 /// The `manifest.json` of a step: `input_files` are the raw files under the pipeline's
-/// input folder (paths relative to it, as `list_files` gives them), `input_products` the
-/// products of the steps it depends on. `environment` is empty: tapir offers none of the
-/// optional services (InfluxDB, the ops API) the contract lists there.
+/// input folder (paths relative to it, as `list_files` gives them) with their role by
+/// pattern, `input_products` the products of the steps it depends on.
 pub(crate) fn manifest(
     ctx: &ManifestContext,
     input_files: &[String],
     upstream: &[&Product],
+    reader: Reader,
 ) -> Value {
     json!({
         "run_id": ctx.run_id,
@@ -137,14 +250,17 @@ pub(crate) fn manifest(
         "sub_group_key": ctx.sub_group_key,
         "input_files": input_files
             .iter()
-            .map(|relative| json!({"path": format!("{INPUT}/{relative}"), "role": INPUT_ROLE}))
+            .map(|relative| json!({"path": format!("{INPUT}/{relative}"), "role": ctx.roles.role_of(relative)}))
             .collect::<Vec<_>>(),
         "input_products": upstream
             .iter()
             .map(|p| json!({"path": p.path, "data_product_id": p.data_product_id}))
             .collect::<Vec<_>>(),
         "config": ctx.config.cloned().unwrap_or_else(|| json!({})),
-        "environment": {},
+        "environment": match reader {
+            Reader::Container => ctx.environment.unmasked(),
+            Reader::RunFolder => ctx.environment.masked(),
+        },
     })
 }
 
@@ -231,10 +347,14 @@ pub(crate) fn products(
 /// the rest read-write) and `--env WORKFLOW_OUTPUT_DIR=...`. Managed folders are under
 /// `run_dir` (the pipeline run folder); the pipeline's own input is made absolute, since
 /// `--bind` paths are relative to the current folder.
+///
+/// `private_config` replaces the config folder when the container's manifest holds
+/// secrets (`Environment::has_secrets`): it then lives outside the run folder.
 pub(crate) fn step_run_args(
     folders: &[PlannedFolder],
     workflow_output_dir: Option<&str>,
     run_dir: &Path,
+    private_config: Option<&Path>,
 ) -> Vec<String> {
     let mut args = Vec::new();
     for folder in folders {
@@ -245,11 +365,12 @@ pub(crate) fn step_run_args(
             FolderDirection::Input => "ro",
             FolderDirection::Output => "rw",
         };
+        let host = match private_config {
+            Some(private) if container == CONFIG => private.to_path_buf(),
+            _ => folder_on_host(folder, run_dir),
+        };
         args.push("--bind".to_string());
-        args.push(format!(
-            "{}:{container}:{mode}",
-            folder_on_host(folder, run_dir).display()
-        ));
+        args.push(format!("{}:{container}:{mode}", host.display()));
     }
     if let Some(dir) = workflow_output_dir {
         args.push("--env".to_string());
@@ -284,6 +405,32 @@ pub(crate) fn step_output_on_host<'a>(
             Collected::Workspace { step },
         )
     }
+}
+
+/// The contract's `/workflow/logs/` holds the container logs: a finished attempt's
+/// `stdout.log` and `stderr.log` (from its task run folder, byte for byte) are put into
+/// the step's logs folder under the same names, replacing an earlier attempt's (every
+/// attempt's stay in its task run). Hard links where possible (no copy of a large log),
+/// copies otherwise. A log the run did not write (it never started) is skipped.
+pub(crate) fn capture_logs(task_run_dir: &Path, logs_dir: &Path) -> std::io::Result<()> {
+    for name in [
+        crate::record::logs::STDOUT_FILE,
+        crate::record::logs::STDERR_FILE,
+    ] {
+        let from = task_run_dir.join(name);
+        if !from.is_file() {
+            continue;
+        }
+        let to = logs_dir.join(name);
+        match std::fs::remove_file(&to) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
 }
 
 /// The regular files under `dir`, relative and sorted, without reading them (for a
@@ -388,6 +535,17 @@ mod tests {
         }
     }
 
+    fn roles(list: &[(&str, &str)]) -> InputRoles {
+        let list: Vec<InputRole> = list
+            .iter()
+            .map(|(pattern, role)| InputRole {
+                pattern: (*pattern).into(),
+                role: (*role).into(),
+            })
+            .collect();
+        InputRoles::compile(&list).unwrap()
+    }
+
     #[test]
     fn the_manifest_has_every_field_of_the_contract() {
         let config = json!({"baseline_order": 3});
@@ -403,44 +561,133 @@ mod tests {
                 "/workflow/workspace/calibrate/scan002_cal.hdf5",
             ),
         ];
-        let value = manifest(
-            &ManifestContext {
-                run_id: "0000abc",
-                step_name: "baseline",
-                sub_group_key: "source=NGC253|line=CO43",
-                config: Some(&config),
-            },
-            &["chai/2026-03-01/scan001.fits".into()],
-            &upstream.iter().collect::<Vec<_>>(),
-        );
+        let roles = roles(&[("hot_load*.fits", "calibration")]);
+        let environment = Environment::new(BTreeMap::from([
+            (
+                "influxdb_url".to_string(),
+                "http://127.0.0.1:8086".to_string(),
+            ),
+            ("influxdb_token".to_string(), "t0k3n".to_string()),
+        ]));
+        let ctx = ManifestContext {
+            run_id: 123,
+            step_name: "baseline",
+            sub_group_key: "source=NGC253|line=CO43",
+            config: Some(&config),
+            roles: &roles,
+            environment: &environment,
+        };
+        let files = [
+            "chai/2026-03-01/scan001.fits".to_string(),
+            "chai/2026-03-01/hot_load.fits".to_string(),
+        ];
+        let upstream: Vec<&Product> = upstream.iter().collect();
+        let value = manifest(&ctx, &files, &upstream, Reader::Container);
         assert_eq!(
             value,
             json!({
-                "run_id": "0000abc",
+                "run_id": 123,
                 "step_name": "baseline",
                 "sub_group_key": "source=NGC253|line=CO43",
-                "input_files": [{"path": "/workflow/input/chai/2026-03-01/scan001.fits", "role": "science"}],
+                "input_files": [
+                    {"path": "/workflow/input/chai/2026-03-01/scan001.fits", "role": "science"},
+                    {"path": "/workflow/input/chai/2026-03-01/hot_load.fits", "role": "calibration"}
+                ],
                 "input_products": [
                     {"path": "/workflow/workspace/calibrate/scan001_cal.hdf5", "data_product_id": 1},
                     {"path": "/workflow/workspace/calibrate/scan002_cal.hdf5", "data_product_id": 2}
                 ],
                 "config": {"baseline_order": 3},
-                "environment": {}
+                "environment": {"influxdb_token": "t0k3n", "influxdb_url": "http://127.0.0.1:8086"}
             })
         );
+        assert!(value["run_id"].is_u64());
+        // The run folder's copy, like every record and plan, masks the secret.
+        let kept = manifest(&ctx, &files, &upstream, Reader::RunFolder);
+        assert_eq!(
+            kept["environment"],
+            json!({"influxdb_token": "****", "influxdb_url": "http://127.0.0.1:8086"})
+        );
+        assert_eq!(
+            serde_json::to_value(&environment).unwrap(),
+            kept["environment"]
+        );
+        assert!(environment.has_secrets());
         let bare = manifest(
             &ManifestContext {
-                run_id: "r",
+                run_id: 1,
                 step_name: "calibrate",
                 sub_group_key: "",
                 config: None,
+                roles: &InputRoles::default(),
+                environment: &Environment::default(),
             },
             &[],
             &[],
+            Reader::Container,
         );
         assert_eq!(bare["config"], json!({}));
         assert_eq!(bare["input_files"], json!([]));
         assert_eq!(bare["sub_group_key"], "");
+        assert_eq!(bare["environment"], json!({}));
+    }
+
+    #[test]
+    fn roles_come_from_the_first_matching_pattern_by_name_or_by_path() {
+        let roles = roles(&[
+            ("cal/**", "calibration"),
+            ("hot_load*.fits", "hot-load"),
+            ("*/sky_*.fits", "sky"),
+            ("*.fits", "science-scan"),
+        ]);
+        for (file, want) in [
+            ("cal/deep/x.fits", "calibration"),
+            ("night1/hot_load.fits", "hot-load"),
+            ("hot_load_2.fits", "hot-load"),
+            ("night1/sky_01.fits", "sky"),
+            ("a/b/sky_01.fits", "science-scan"),
+            ("scan001.fits", "science-scan"),
+            ("notes.txt", "science"),
+        ] {
+            assert_eq!(roles.role_of(file), want, "{file}");
+        }
+        let bad = [InputRole {
+            pattern: "scan[".into(),
+            role: "x".into(),
+        }];
+        let (index, message) = InputRoles::compile(&bad).unwrap_err();
+        assert_eq!(index, 0);
+        assert!(message.contains("unclosed"), "{message}");
+    }
+
+    #[test]
+    fn the_run_id_is_an_integer_exact_in_a_double() {
+        let created: jiff::Timestamp = "2026-12-06T02:30:00.123456789Z".parse().unwrap();
+        let id = manifest_run_id(created);
+        assert_eq!(id, 1_796_524_200_123_456);
+        assert!(id < 1 << 53);
+    }
+
+    #[test]
+    fn a_steps_logs_are_put_in_its_logs_folder_replacing_an_earlier_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (run, logs) = (dir.path().join("task_run-1"), dir.path().join("logs"));
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::write(logs.join("stdout.log"), "attempt 1\n").unwrap();
+        std::fs::write(run.join("stdout.log"), "attempt 2\n").unwrap();
+        std::fs::write(run.join("stderr.log"), "oops\n").unwrap();
+        capture_logs(&run, &logs).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(logs.join("stdout.log")).unwrap(),
+            "attempt 2\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(logs.join("stderr.log")).unwrap(),
+            "oops\n"
+        );
+        // A run that never started wrote no logs: nothing to capture, no error.
+        capture_logs(&dir.path().join("task_run-2"), &logs).unwrap();
     }
 
     #[test]
@@ -602,8 +849,13 @@ mod tests {
             folder("logs", FolderDirection::Output, true, "logs/cal", LOGS),
         ];
         let run = Path::new("/runs/pipeline-run-1");
+        let private = Path::new("/run/user/1/tapir-manifest-x");
         assert_eq!(
-            step_run_args(&folders, Some("/workflow/workspace/cal/"), run),
+            step_run_args(&folders, None, run, Some(private))[3],
+            "/run/user/1/tapir-manifest-x:/workflow/config:ro"
+        );
+        assert_eq!(
+            step_run_args(&folders, Some("/workflow/workspace/cal/"), run, None),
             [
                 "--bind",
                 "/data/raw:/workflow/input:ro",

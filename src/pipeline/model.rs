@@ -26,6 +26,15 @@ pub(crate) struct Pipeline {
     /// Kaapana injects its platform variables into every task the same way).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Profile `ccat`: the `role` of raw input files by pattern, first match first;
+    /// a file no pattern matches is `science`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_roles: Vec<InputRole>,
+    /// Profile `ccat`: every step's manifest `environment` (the contract's connection
+    /// details for optional services). Secret-looking names are masked wherever tapir
+    /// writes or prints them; only the container's own manifest has the values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
     #[serde(default)]
     pub execution_profile: ExecutionProfile,
     pub tasks: Vec<PipelineTask>,
@@ -50,6 +59,15 @@ impl Profile {
             Profile::Ccat => "ccat",
         }
     }
+}
+
+/// Profile `ccat`: raw input files matching `pattern` have `role` in the manifest.
+/// A pattern without `/` matches a file's name in any folder; one with `/` matches its
+/// path under the input folder (`*` stays within a folder, `**` crosses folders).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InputRole {
+    pub pattern: String,
+    pub role: String,
 }
 
 /// One task of a pipeline.

@@ -82,6 +82,12 @@ pub(crate) struct PipelinePlan {
     /// Profile `ccat`: the manifests' `sub_group_key` (empty when the pipeline has none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub_group_key: Option<String>,
+    /// Profile `ccat`: the manifests' roles of raw files by pattern.
+    #[serde(skip_serializing_if = "crate::pipeline::ccat::InputRoles::is_empty")]
+    pub input_roles: crate::pipeline::ccat::InputRoles,
+    /// Profile `ccat`: the manifests' `environment` (serialized masked).
+    #[serde(skip_serializing_if = "crate::pipeline::ccat::Environment::is_empty")]
+    pub environment: crate::pipeline::ccat::Environment,
     /// Task ids by level: every task of a level depends only on tasks of earlier levels,
     /// so the tasks of one level can run in parallel.
     pub levels: Vec<Vec<String>>,
@@ -1060,11 +1066,13 @@ impl<'a> Planner<'a> {
     /// Profile `kaapana`: `step_config` means nothing; an input channel with no data.
     fn check_kaapana(&mut self) {
         let pipeline = self.pipeline;
-        for (key, value) in [
-            ("input", &pipeline.input),
-            ("sub_group_key", &pipeline.sub_group_key),
+        for (key, present) in [
+            ("input", pipeline.input.is_some()),
+            ("sub_group_key", pipeline.sub_group_key.is_some()),
+            ("input_roles", !pipeline.input_roles.is_empty()),
+            ("environment", !pipeline.environment.is_empty()),
         ] {
-            if value.is_some() {
+            if present {
                 self.warning_at(
                     "ccat-only",
                     &format!("/{key}"),
@@ -1194,6 +1202,19 @@ impl<'a> Planner<'a> {
             .filter(|&i| !self.edges.iter().any(|e| e.upstream == i))
             .map(|i| pipeline.tasks[i].id.as_str())
             .collect();
+        if let Err((index, reason)) =
+            crate::pipeline::ccat::InputRoles::compile(&pipeline.input_roles)
+        {
+            self.error_at(
+                "ccat-input-role",
+                &format!("/input_roles/{index}/pattern"),
+                format!(
+                    "`{}` is not a valid file pattern: {reason}",
+                    pipeline.input_roles[index].pattern
+                ),
+                "use `*` (within a folder), `**` (across folders), `?`, `[abc]` or `{a,b}`; a pattern without `/` matches a file's name".into(),
+            );
+        }
         if finals.len() > 1 {
             self.error_at(
                 "ccat-final-step",
@@ -1242,6 +1263,18 @@ impl<'a> Planner<'a> {
             execution_defaults: self.execution_defaults,
             sub_group_key: (pipeline.profile == Profile::Ccat)
                 .then(|| pipeline.sub_group_key.clone().unwrap_or_default()),
+            // Checked in `check_ccat`; a kaapana pipeline ignores both (with a warning).
+            input_roles: match pipeline.profile {
+                Profile::Ccat => crate::pipeline::ccat::InputRoles::compile(&pipeline.input_roles)
+                    .unwrap_or_default(),
+                Profile::Kaapana => crate::pipeline::ccat::InputRoles::default(),
+            },
+            environment: match pipeline.profile {
+                Profile::Ccat => {
+                    crate::pipeline::ccat::Environment::new(pipeline.environment.clone())
+                }
+                Profile::Kaapana => crate::pipeline::ccat::Environment::default(),
+            },
             levels: by_level,
             tasks,
         })

@@ -96,6 +96,8 @@ fn the_example_pipelines_validate_with_their_plan() {
         "env WORKFLOW_OUTPUT_DIR=/workflow/output/ (tapir)",
         "manifest.json sub_group_key: \"source=NGC253|line=CO43\"",
         "in  /workflow/input ← examples/pipeline/ccat-raw\n",
+        "manifest.json input roles: [{\"pattern\":\"hot_load*.fits\",\"role\":\"calibration\"}] (first match; others: science)",
+        "manifest.json environment: {\"influxdb_token\":\"****\",\"influxdb_url\":\"http://127.0.0.1:8086\"}",
     ] {
         assert!(
             out.stdout.contains(expected),
@@ -103,6 +105,28 @@ fn the_example_pipelines_validate_with_their_plan() {
             out.stdout
         );
     }
+    // The JSON plan masks the environment's secret too.
+    let out = run(&mut tapir(
+        &repo_root(),
+        [
+            "pipeline",
+            "validate",
+            "--format",
+            "json",
+            "examples/pipeline/ccat-pipeline.json",
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        report["plan"]["environment"]["influxdb_token"], "****",
+        "{report:#}"
+    );
+    assert_eq!(
+        report["plan"]["input_roles"][0]["role"], "calibration",
+        "{report:#}"
+    );
+    assert!(!out.stdout.contains("example-token-not-for-records"));
 }
 
 /// The JSON report: findings per file with positions, and the plan of a valid pipeline.

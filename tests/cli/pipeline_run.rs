@@ -646,7 +646,10 @@ fn resume_finds_the_run_by_name_and_refuses_one_still_running() {
 /// The CCAT example (examples/pipeline/ccat-pipeline.json): calibrate reads the raw scans
 /// from /workflow/input and writes /workflow/workspace/calibrate/; baseline, the final
 /// step, reads those and writes /workflow/output/science/ with sidecars. The record
-/// lists the products with their metadata, each attempt's argv and image.
+/// lists the products with their metadata, each attempt's argv and image. The manifest
+/// has the contract's integer `run_id`, roles by the pipeline's `input_roles`, and its
+/// `environment`, whose secret the container reads while no file tapir keeps has it;
+/// each step's container logs are in its /workflow/logs/.
 #[test]
 fn the_ccat_example_reduction_runs_end_to_end_with_products_in_the_record() {
     example_image();
@@ -676,7 +679,13 @@ fn the_ccat_example_reduction_runs_end_to_end_with_products_in_the_record() {
         .expect("a pipeline run folder");
     let record = record(&run_dir);
     assert_eq!(record["status"], "succeeded", "{record:#}");
-    let run_id = record["id"].as_str().unwrap();
+    // The contract's run_id is an integer: the run's creation time in microseconds.
+    let run_id = record["created_at"]
+        .as_str()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_microsecond();
 
     // calibrate's results are intermediates, numbered first.
     let calibrate = task_record(&record, "calibrate");
@@ -720,6 +729,7 @@ fn the_ccat_example_reduction_runs_end_to_end_with_products_in_the_record() {
             "step_name": "baseline",
             "sub_group_key": "source=NGC253|line=CO43",
             "input_files": [
+                {"path": "/workflow/input/hot_load.fits", "role": "calibration"},
                 {"path": "/workflow/input/scan001.fits", "role": "science"},
                 {"path": "/workflow/input/scan002.fits", "role": "science"}
             ],
@@ -728,8 +738,31 @@ fn the_ccat_example_reduction_runs_end_to_end_with_products_in_the_record() {
                 {"path": "/workflow/workspace/calibrate/scan002_cal.hdf5", "data_product_id": 2}
             ],
             "config": {"baseline_order": 3},
-            "environment": {}
+            "environment": {"influxdb_token": "****", "influxdb_url": "http://127.0.0.1:8086"}
         })
+    );
+    assert!(manifest["run_id"].is_u64(), "{manifest:#}");
+
+    // The container's logs, where the contract has them (/workflow/logs/ is
+    // <run>/logs/<step>/): calibrate saw its roles and the real token in its manifest.
+    let calibrate_log = std::fs::read_to_string(run_dir.join("logs/calibrate/stdout.log")).unwrap();
+    assert_eq!(
+        calibrate_log,
+        "calibrate: hot load from the manifest: /workflow/input/hot_load.fits\ncalibrate: an influxdb token of 29 characters\ncalibrate: wrote 2 file(s)\n"
+    );
+    assert!(run_dir.join("logs/calibrate/stderr.log").is_file());
+    assert!(run_dir.join("logs/baseline/stdout.log").is_file());
+    let leaked: Vec<_> = walk(&run_dir)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(p).is_ok_and(|t| t.contains("example-token-not-for-records"))
+        })
+        .collect();
+    assert!(leaked.is_empty(), "the secret is in {leaked:?}");
+    assert!(
+        !out.stderr.contains("example-token-not-for-records"),
+        "{}",
+        out.stderr
     );
 
     // The final products, typed by subfolder, with the sidecar's metadata.
@@ -778,6 +811,21 @@ fn the_ccat_example_reduction_runs_end_to_end_with_products_in_the_record() {
             "{attempt:#}"
         );
     }
+    // With a secret in `environment`, the container's manifest came from a private
+    // folder outside the run folder, gone once the step ended.
+    let config_bind = calibrate["attempts"][0]["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .find(|a| a.ends_with("target=/workflow/config,readonly"))
+        .unwrap();
+    let source = config_bind
+        .split(',')
+        .find_map(|part| part.strip_prefix("source="))
+        .unwrap();
+    assert!(!Path::new(source).starts_with(&run_dir), "{config_bind}");
+    assert!(!Path::new(source).exists(), "{config_bind}");
     let baseline_argv = baseline["attempts"][0]["argv"].to_string();
     assert!(
         baseline_argv.contains("WORKFLOW_OUTPUT_DIR=/workflow/output/")
@@ -909,62 +957,194 @@ fn ctrl_c_during_a_retry_backoff_cancels_the_task_at_once() {
     );
 }
 
-/// A pipeline tapir killed outright leaves an attempt `running` in its record while its
-/// task run goes on to its end. `--resume` links that attempt to the task run it made,
-/// with the run's final status, instead of keeping it `running` for ever.
+/// The task run of the attempt `dir`'s one pipeline run is making, once it has printed
+/// `started` (its container then surely runs), and the pipeline's record.
+fn wait_for_started_task_run(dir: &Path) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(log) = started_task_logs(dir).pop() {
+            return log.parent().unwrap().to_path_buf();
+        }
+        assert!(Instant::now() < deadline, "the task did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits (at most `bound`) until the task run record in `task_run` is no longer
+/// `running`, and returns it.
+fn wait_until_settled(task_run: &Path, bound: Duration) -> Value {
+    let deadline = Instant::now() + bound;
+    loop {
+        let now = record(task_run);
+        if now["status"] != "running" {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task run did not end within {bound:?}: {now:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// A pipeline tapir killed outright (SIGKILL: no chance to pass a cancel on) does not
+/// leave its tasks running: each attempt's `tapir run` notices its parent is gone, stops
+/// its container and records `cancelled`. `--resume` links the attempt the killed
+/// pipeline left `running` to that task run and runs the task again.
 #[test]
-fn resume_after_a_killed_pipeline_settles_the_attempt_it_left_running() {
+fn a_killed_pipeline_leaves_no_task_running_and_resume_settles_its_attempt() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = json!({
         "name": "killed",
-        "tasks": [{"id": "slow", "task": task("echo started; sleep 2; exit 6", &[], &[], json!([]))}]
+        "tasks": [{"id": "slow", "task": task("echo started; sleep 300", &[], &[], json!([]))}]
     });
     write_json(&dir.path().join("pipeline.json"), &pipeline);
-    let mut child = pipeline_command(dir.path(), &[])
+    let mut child = pipeline_command(dir.path(), &["--grace", "1"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let task_run = loop {
-        if let Some(log) = started_task_logs(dir.path()).pop() {
-            break log.parent().unwrap().to_path_buf();
-        }
-        assert!(Instant::now() < deadline, "the task did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    child.kill().unwrap();
+    let task_run = wait_for_started_task_run(dir.path());
+    let run_id = task_run
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .strip_prefix("task_run-")
+        .unwrap()
+        .to_string();
+    signal(child.id(), "-KILL");
     child.wait().unwrap();
+    let killed_at = Instant::now();
+    // Noticed within 100 ms, stopped with --grace 1: well inside the bound.
+    let settled = wait_until_settled(&task_run, Duration::from_secs(20));
+    assert_eq!(settled["status"], "cancelled", "{settled:#}");
+    let label = format!("tapir.run-id={run_id}");
+    while !leftover_containers(&label).is_empty() {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(20),
+            "container left: {}",
+            leftover_containers(&label)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let run_dir = only_pipeline_run(dir.path());
     assert_eq!(
         task_record(&record(&run_dir), "slow")["attempts"][0]["status"],
         "running"
     );
-    // The orphaned task run goes on to its end.
-    while record(&task_run)["status"] == "running" {
-        assert!(Instant::now() < deadline, "the task run did not end");
+
+    // The resumed run links the orphaned attempt and runs the task again (it was
+    // cancelled, not done); a Ctrl-C then ends the second attempt.
+    let resume = run_dir.display().to_string();
+    let mut resumed = pipeline_command(dir.path(), &["--grace", "1", "--resume", &resume])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while started_task_logs(dir.path()).len() < 2 {
+        assert!(Instant::now() < deadline, "the task did not start again");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let resume = run_dir.display().to_string();
-    let out = pipeline_run(dir.path(), &["--resume", &resume]);
-    assert_eq!(out.code, 1, "{}", out.stderr);
+    interrupt(&resumed);
+    assert_eq!(resumed.wait().unwrap().code(), Some(130));
     let after = record(&run_dir);
     let attempts = task_record(&after, "slow")["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2, "{after:#}");
-    let orphan_id = task_run.file_name().unwrap().to_string_lossy().into_owned();
-    assert_eq!(attempts[0]["status"], "failed", "{after:#}");
-    assert_eq!(attempts[0]["exit_code"], 6, "{after:#}");
-    assert_eq!(
-        format!(
-            "task_run-{}",
-            attempts[0]["run_id"].as_str().unwrap_or_default()
-        ),
-        orphan_id,
-        "{after:#}"
-    );
+    assert_eq!(attempts[0]["status"], "cancelled", "{after:#}");
+    assert_eq!(attempts[0]["run_id"], run_id.as_str(), "{after:#}");
     assert!(attempts[0]["ended_at"].is_string(), "{after:#}");
-    assert_eq!(attempts[1]["status"], "failed", "{after:#}");
     assert_ne!(attempts[1]["run_id"], attempts[0]["run_id"], "{after:#}");
+    assert_no_containers_left(&after);
+}
+
+/// A task run that succeeded after its pipeline tapir was killed (here: the pipeline is
+/// stopped with SIGSTOP while the task runs, so it cannot record the success, then
+/// killed) is adopted by `--resume`: the task counts as succeeded and is not run again;
+/// the task after it runs. Being a CCAT step, its products and logs are collected as
+/// after any success, and the next step's manifest names them.
+#[test]
+fn resume_adopts_an_attempt_that_succeeded_after_its_pipeline_was_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = "echo started; sleep 2; echo data > \"$WORKFLOW_OUTPUT_DIR/cal.hdf5\"";
+    let second = "cp /workflow/workspace/first/cal.hdf5 \"$WORKFLOW_OUTPUT_DIR/\"";
+    let pipeline = json!({
+        "name": "adopt",
+        "profile": "ccat",
+        "tasks": [
+            {"id": "first", "task": task(first, &[], &[], json!([]))},
+            {"id": "second", "task": task(second, &[], &[], json!([])), "depends_on": [{"id": "first"}]}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let mut child = pipeline_command(dir.path(), &["--grace", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let task_run = wait_for_started_task_run(dir.path());
+    signal(child.id(), "-STOP");
+    let settled = wait_until_settled(&task_run, Duration::from_secs(60));
+    assert_eq!(settled["status"], "succeeded", "{settled:#}");
+    signal(child.id(), "-KILL");
+    child.wait().unwrap();
+    let run_dir = only_pipeline_run(dir.path());
+    assert_eq!(task_record(&record(&run_dir), "first")["status"], "running");
+
+    let resume = run_dir.display().to_string();
+    let out = pipeline_run(dir.path(), &["--resume", &resume]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("task first: succeeded (adopted"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("task first: started"),
+        "{}",
+        out.stderr
+    );
+    let after = record(&run_dir);
+    let first = task_record(&after, "first");
+    assert_eq!(first["status"], "succeeded", "{first:#}");
+    let attempts = first["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "not run again: {first:#}");
+    assert_eq!(attempts[0]["status"], "succeeded", "{first:#}");
+    assert_eq!(
+        format!("task_run-{}", attempts[0]["run_id"].as_str().unwrap()),
+        task_run.file_name().unwrap().to_string_lossy(),
+    );
+    assert_eq!(task_record(&after, "second")["status"], "succeeded");
+    assert_eq!(after["status"], "succeeded");
+    assert_eq!(started_task_logs(dir.path()).len(), 1);
+    // Collected on adoption: the product, numbered first, and the container logs.
+    let product = &first["products"][0];
+    assert_eq!(product["data_product_id"], 1, "{first:#}");
+    assert_eq!(product["path"], "/workflow/workspace/first/cal.hdf5");
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("logs/first/stdout.log")).unwrap(),
+        "started\n"
+    );
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("config/second/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["input_products"],
+        json!([{"path": "/workflow/workspace/first/cal.hdf5", "data_product_id": 1}])
+    );
+    assert_eq!(
+        task_record(&after, "second")["products"][0]["data_product_id"],
+        2
+    );
 }
 
 /// The check's warnings (here a conf variable the template does not declare) are printed

@@ -16,7 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use crate::backend::docker::{ContainerState, Docker};
+use crate::backend::deadline;
+use crate::backend::docker::{ContainerState, Docker, EngineFailure};
 use crate::error::ExitStatus;
 use crate::model::quantity::format_bytes;
 use crate::output::{self, Spinner};
@@ -119,8 +120,13 @@ pub(crate) fn run_to_end(
     if let Some(seconds) = job.timeout_seconds {
         stop_after(job, &cancel, seconds);
     }
-    if let (Some(spinner), Engine::Docker { docker, container }) = (&attach.spinner, &job.engine) {
-        clear_when_running(spinner.clone(), docker.clone(), container.clone());
+    if let Engine::Docker { docker, container } = &job.engine {
+        watch_start(
+            attach.spinner.clone(),
+            docker.clone(),
+            container.clone(),
+            cancel.clone(),
+        );
     }
 
     let pumps: Vec<_> = [
@@ -164,6 +170,12 @@ pub(crate) fn run_to_end(
     record.ended_at = Some(jiff::Timestamp::now());
     let was_cancelled = cancel.cancelled.load(Ordering::SeqCst);
     let timed_out = cancel.timed_out.load(Ordering::SeqCst) && !was_cancelled;
+    let stalled = cancel
+        .engine_stalled
+        .lock()
+        .ok()
+        .and_then(|m| m.clone())
+        .filter(|_| !was_cancelled);
     let outcome = match &job.engine {
         Engine::Docker { docker, container } => docker_outcome(
             docker,
@@ -175,6 +187,12 @@ pub(crate) fn run_to_end(
         Engine::Apptainer { .. } => process_outcome(&client_status, was_cancelled),
     };
     let outcome = match job.timeout_seconds {
+        _ if stalled.is_some() => Outcome {
+            status: Status::EngineError,
+            ends: ExitStatus::NotStarted,
+            message: stalled.unwrap_or_default(),
+            exit_code: None,
+        },
         Some(seconds) if timed_out => Outcome {
             status: Status::TimedOut,
             ends: ExitStatus::TimedOut,
@@ -182,6 +200,13 @@ pub(crate) fn run_to_end(
             exit_code: outcome.exit_code,
         },
         _ => outcome,
+    };
+    let outcome = Outcome {
+        message: match gpu_hint(job, run_dir, &outcome) {
+            Some(hint) => format!("{}\n  {hint}", outcome.message),
+            None => outcome.message,
+        },
+        ..outcome
     };
     if !job.keep {
         match &job.engine {
@@ -249,6 +274,21 @@ pub(crate) fn write_record(run_dir: &Path, record: &RunRecord) {
             run_dir.display()
         ));
     }
+}
+
+/// A GPU task Docker could not start because it has no GPU runtime: Docker's own words
+/// (`could not select device driver "" with capabilities: [[gpu]]`) do not say what to
+/// do, so the outcome does.
+fn gpu_hint(job: &Job, run_dir: &Path, outcome: &Outcome) -> Option<String> {
+    let asked_for_gpu =
+        matches!(job.engine, Engine::Docker { .. }) && job.argv.iter().any(|a| a == "--gpus");
+    if !asked_for_gpu || outcome.status != Status::EngineError {
+        return None;
+    }
+    let stderr = std::fs::read_to_string(run_dir.join(logs::STDERR_FILE)).unwrap_or_default();
+    stderr.contains("could not select device driver").then(|| {
+        "the task asks for a GPU, and Docker has no NVIDIA runtime here\n  fix: install the NVIDIA Container Toolkit and register it with Docker (`sudo nvidia-ctk runtime configure --runtime=docker`, then restart Docker); `tapir doctor` checks it".to_string()
+    })
 }
 
 /// How a run ended: its status, how tapir ends, the message, and the task's own exit
@@ -432,6 +472,11 @@ struct CancelState {
     client_done: AtomicBool,
     /// `--timeout` expired and the run was stopped because of it.
     timed_out: AtomicBool,
+    /// The engine has created the container (so `docker stop` can reach it).
+    container_seen: AtomicBool,
+    /// Why the run was given up before its container started: the engine did not start
+    /// it within the deadline (the words for the record).
+    engine_stalled: std::sync::Mutex<Option<String>>,
 }
 
 /// Stops the run `seconds` after now, as a cancel would (grace period, then kill), unless
@@ -507,20 +552,29 @@ impl CancelOnSignal {
 }
 
 /// Stops a run gracefully. The container (or process) may not exist yet when the signal
-/// comes early: wait for it, unless the client has already given up.
+/// comes early: wait for it for the grace period, unless the client has already given
+/// up; a `docker run` client whose container has not appeared by then is killed (the
+/// final removal takes the container if the engine creates it after all).
 fn stop(engine: &Engine, state: &CancelState, grace: u32) {
     let tick = std::time::Duration::from_millis(50);
     match engine {
-        Engine::Docker { docker, container } => loop {
-            if state.client_done.load(Ordering::SeqCst) {
-                return;
+        Engine::Docker { docker, container } => {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(grace.into());
+            loop {
+                if state.client_done.load(Ordering::SeqCst) {
+                    return;
+                }
+                if state.container_seen.load(Ordering::SeqCst) {
+                    docker.stop(container, grace);
+                    return;
+                }
+                if std::time::Instant::now() >= deadline {
+                    kill_client(state);
+                    return;
+                }
+                std::thread::sleep(tick);
             }
-            if docker.container(container).is_some() {
-                docker.stop(container, grace);
-                return;
-            }
-            std::thread::sleep(tick);
-        },
+        }
         Engine::Apptainer { .. } => {
             let Some(group) = wait_for_pid(state, tick) else {
                 return;
@@ -541,6 +595,9 @@ fn stop(engine: &Engine, state: &CancelState, grace: u32) {
 fn kill_now(engine: &Engine, state: &CancelState) {
     match engine {
         Engine::Docker { docker, container } => {
+            if !state.container_seen.load(Ordering::SeqCst) {
+                kill_client(state);
+            }
             let _ = docker.remove(container);
         }
         Engine::Apptainer { .. } => {
@@ -549,6 +606,14 @@ fn kill_now(engine: &Engine, state: &CancelState) {
                 signal_group(group, nix::sys::signal::Signal::SIGKILL);
             }
         }
+    }
+}
+
+/// Kills the engine client's process group (a `docker run` still waiting on the engine).
+fn kill_client(state: &CancelState) {
+    let group = state.child_pid.load(Ordering::SeqCst);
+    if group != 0 && !state.client_done.load(Ordering::SeqCst) {
+        signal_group(group, nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -572,15 +637,60 @@ fn signal_group(group: u32, signal: nix::sys::signal::Signal) {
     }
 }
 
-/// Polls the engine until the container has started, then clears the spinner: from then
-/// on, silence means the task is working, not the engine.
-fn clear_when_running(spinner: Spinner, docker: Docker, container: String) {
+/// Polls the engine until the container has started (then clears the spinner: from
+/// then on, silence means the task is working, not the engine), noting when it exists.
+/// A container that has not started within the engine deadline of the client's start —
+/// the engine does not answer, or answers but never starts it — is given up: the
+/// `docker run` client is killed and the run ends as not started (125), in words that
+/// name the deadline and its override.
+fn watch_start(
+    spinner: Option<Spinner>,
+    docker: Docker,
+    container: String,
+    state: Arc<CancelState>,
+) {
+    let limit = deadline::limit();
+    let since = std::time::Instant::now();
     std::thread::spawn(move || {
-        spinner.set_message("starting the container");
-        while !spinner.is_cleared() {
-            if docker.container(&container).is_some_and(|s| s.started) {
-                spinner.clear();
-                break;
+        if let Some(spinner) = spinner.as_ref().filter(|s| !s.is_cleared()) {
+            spinner.set_message("starting the container");
+        }
+        loop {
+            if state.client_done.load(Ordering::SeqCst) || state.cancelled.load(Ordering::SeqCst) {
+                return;
+            }
+            let asked = docker.container_state(&container);
+            if let Ok(Some(found)) = &asked {
+                state.container_seen.store(true, Ordering::SeqCst);
+                if found.started {
+                    if let Some(spinner) = &spinner {
+                        spinner.clear();
+                    }
+                    return;
+                }
+            }
+            if since.elapsed() >= limit
+                && !state.client_done.load(Ordering::SeqCst)
+                && !state.cancelled.load(Ordering::SeqCst)
+            {
+                let why = match asked {
+                    Err(EngineFailure::NoAnswer(why)) => why,
+                    _ => format!(
+                        "{} did not start the container within {} s (`docker run` was still waiting for it)\n  fix: check that the engine is healthy (`tapir doctor`); if it is only slow, give it longer with {}=<seconds> (now {} s)",
+                        docker.engine_name(),
+                        limit.as_secs(),
+                        deadline::TIMEOUT_ENV,
+                        deadline::seconds()
+                    ),
+                };
+                if let Ok(mut stalled) = state.engine_stalled.lock() {
+                    *stalled = Some(why);
+                }
+                if let Some(spinner) = &spinner {
+                    spinner.clear();
+                }
+                kill_client(&state);
+                return;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }

@@ -64,7 +64,7 @@ pub(crate) fn limit() -> Duration {
 pub(crate) fn no_answer(engine: &str, what: &str, limit: Duration) -> String {
     let seconds = limit.as_secs();
     format!(
-        "{engine} did not answer within {seconds} s ({what})\n  fix: check that the engine is healthy (`tapir doctor`, `systemctl status docker`); if it is only slow, give it longer with {TIMEOUT_ENV}=<seconds> (now {} s)",
+        "{engine} did not answer within {seconds} s ({what})\n  fix: check that the engine is healthy (`tapir doctor`); if it is only slow, give it longer with {TIMEOUT_ENV}=<seconds> (now {} s)",
         self::seconds()
     )
 }

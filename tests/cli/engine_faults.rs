@@ -177,7 +177,7 @@ fn doctor_against_a_silent_engine_or_client_says_so_and_gives_125() {
 
     // Through the `docker` client (no socket): the same deadline.
     let (out, took) = run_within(
-        &mut with_client(dir.path(), &["doctor"], "docker-silent", 2),
+        &mut with_client(dir.path(), &["doctor"], "silent-client", 2),
         LIMIT,
     );
     assert_eq!(out.code, 125, "{}{}", out.stdout, out.stderr);
@@ -476,4 +476,22 @@ fn a_gpu_task_without_the_nvidia_runtime_points_at_doctor() {
         record["message"].as_str().unwrap().contains("tapir doctor"),
         "{record}"
     );
+}
+
+#[test]
+fn an_apptainer_that_never_answers_costs_one_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "true", json!({}));
+    // `apptainer exec --help` (what this apptainer can do) hangs: the dry run goes on
+    // without the optional flags after the deadline.
+    let mut cmd = tapir(
+        dir.path(),
+        ["run", "--dry-run", "--mode", "apptainer", "task.json"],
+    );
+    cmd.env("TAPIR_APPTAINER", fixtures().join("engine/silent-client"))
+        .env("TAPIR_ENGINE_TIMEOUT", "2");
+    let (out, took) = run_within(&mut cmd, LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("exec"), "{}", out.stdout);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
 }

@@ -596,6 +596,17 @@ fn execute(
 
     if args.detach {
         clear(spinner.as_ref());
+        // The preparation's handling left these signals ignored (signal-hook keeps its
+        // handler installed): while waiting for the background start they end tapir as
+        // they would by default; the supervisor carries on on its own.
+        let always = Arc::new(AtomicBool::new(true));
+        for signal in [
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ] {
+            let _ = signal_hook::flag::register_conditional_default(signal, always.clone());
+        }
         return Ok(detach(&job, run_dir, &record, &prepared.plan.task_name, p));
     }
     let ends = execute::run_to_end(

@@ -495,3 +495,37 @@ fn an_apptainer_that_never_answers_costs_one_deadline() {
     assert!(out.stdout.contains("exec"), "{}", out.stdout);
     assert!(took < Duration::from_secs(20), "took {took:?}");
 }
+
+#[test]
+fn ctrl_c_while_detach_waits_for_a_stalled_start_ends_tapir_and_rm_force_cancels_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "true", json!({}));
+    let child = with_client(
+        dir.path(),
+        &["run", "--detach", "task.json", "--grace", "1"],
+        "docker-stalls-on-run",
+        300,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let run_dir = wait_for_run_dir(dir.path());
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&child, "INT");
+    // Ended by the signal, as a plain Ctrl-C would end a waiting program.
+    let out = end_within(child, Duration::from_secs(10));
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    // The supervisor still waits on the stalled start; `rm --force` cancels it.
+    let (out, _) = run_within(
+        &mut with_client(
+            dir.path(),
+            &["rm", "--force", &run_dir.display().to_string()],
+            "docker-stalls-on-run",
+            300,
+        ),
+        LIMIT,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!run_dir.exists());
+}

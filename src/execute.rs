@@ -656,7 +656,9 @@ fn watch_start(
             spinner.set_message("starting the container");
         }
         loop {
-            if state.client_done.load(Ordering::SeqCst) || state.cancelled.load(Ordering::SeqCst) {
+            // A cancel does not end the watch: `stop` waits for the container to exist
+            // before it sends `docker stop`, and learns that from here.
+            if state.client_done.load(Ordering::SeqCst) {
                 return;
             }
             let asked = docker.container_state(&container);

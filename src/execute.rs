@@ -201,6 +201,17 @@ pub(crate) fn run_to_end(
         },
         _ => outcome,
     };
+    let unstopped = cancel.engine_unstopped.lock().ok().and_then(|m| m.clone());
+    let outcome = match (&job.engine, unstopped) {
+        (Engine::Docker { container, .. }, Some(why)) if was_cancelled => Outcome {
+            message: format!(
+                "cancelled by a signal, but the engine did not answer `docker stop`: container {container} may still be running (`tapir rm {}` removes it once the engine answers)\n  {why}",
+                run_dir.display()
+            ),
+            ..outcome
+        },
+        _ => outcome,
+    };
     let outcome = Outcome {
         message: match gpu_hint(job, run_dir, &outcome) {
             Some(hint) => format!("{}\n  {hint}", outcome.message),
@@ -477,6 +488,8 @@ struct CancelState {
     /// Why the run was given up before its container started: the engine did not start
     /// it within the deadline (the words for the record).
     engine_stalled: std::sync::Mutex<Option<String>>,
+    /// Why a cancel could not stop the container: the engine did not answer `docker stop`.
+    engine_unstopped: std::sync::Mutex<Option<String>>,
 }
 
 /// Stops the run `seconds` after now, as a cancel would (grace period, then kill), unless
@@ -565,7 +578,15 @@ fn stop(engine: &Engine, state: &CancelState, grace: u32) {
                     return;
                 }
                 if state.container_seen.load(Ordering::SeqCst) {
-                    docker.stop(container, grace);
+                    // An engine that does not answer cannot stop the container, and the
+                    // client would wait on it for as long as the task runs: end the
+                    // client, and let the record say the container may live on.
+                    if let Err(EngineFailure::NoAnswer(why)) = docker.stop(container, grace) {
+                        if let Ok(mut unstopped) = state.engine_unstopped.lock() {
+                            *unstopped = Some(why);
+                        }
+                        kill_client(state);
+                    }
                     return;
                 }
                 if std::time::Instant::now() >= deadline {
@@ -595,10 +616,12 @@ fn stop(engine: &Engine, state: &CancelState, grace: u32) {
 fn kill_now(engine: &Engine, state: &CancelState) {
     match engine {
         Engine::Docker { docker, container } => {
-            if !state.container_seen.load(Ordering::SeqCst) {
+            let removed = docker.remove(container);
+            // Killed at once, as asked: a client whose container is gone ends by itself,
+            // one whose engine did not answer the removal never would.
+            if !state.container_seen.load(Ordering::SeqCst) || removed.is_err() {
                 kill_client(state);
             }
-            let _ = docker.remove(container);
         }
         Engine::Apptainer { .. } => {
             let group = state.child_pid.load(Ordering::SeqCst);

@@ -329,9 +329,14 @@ impl Docker {
 
     /// Stops a container: SIGTERM (through `--init`), then SIGKILL after `grace_seconds`;
     /// the client gets the grace period on top of the deadline.
-    pub(crate) fn stop(&self, name: &str, grace_seconds: u32) {
+    /// `Err` only when the engine did not answer in time (a container that is already
+    /// gone, or any other refusal, leaves nothing for the caller to do).
+    pub(crate) fn stop(&self, name: &str, grace_seconds: u32) -> Result<(), EngineFailure> {
         let limit = deadline::limit() + Duration::from_secs(grace_seconds.into());
-        let _ = self.cli(&["stop", "--time", &grace_seconds.to_string(), name], limit);
+        match self.cli(&["stop", "--time", &grace_seconds.to_string(), name], limit) {
+            Err(failure @ EngineFailure::NoAnswer(_)) => Err(failure),
+            _ => Ok(()),
+        }
     }
 
     /// Reads one file out of an image without running it: create a container (never

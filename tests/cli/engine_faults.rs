@@ -529,3 +529,35 @@ fn ctrl_c_while_detach_waits_for_a_stalled_start_ends_tapir_and_rm_force_cancels
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!run_dir.exists());
 }
+
+#[test]
+fn ctrl_c_when_the_engine_does_not_answer_docker_stop_is_130_and_says_the_container_may_live_on() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "echo started; sleep 300", json!({}));
+    let mut child = crate::support::start_until_started(&mut with_client(
+        dir.path(),
+        &["run", "task.json", "--grace", "1"],
+        "docker-stalls-on-stop",
+        2,
+    ));
+    signal(&child, "INT");
+    // Stdout was read up to "started"; the rest is not needed.
+    let ended = (0..300).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        child.try_wait().unwrap()
+    });
+    let (_, record) = only_record(dir.path());
+    let container = record["container"].as_str().unwrap_or_default().to_string();
+    if ended.is_none() {
+        let _ = child.kill();
+    }
+    let _ = Command::new("docker")
+        .args(["rm", "--force", &container])
+        .output();
+    let ended = ended.expect("tapir ended within 30 s of the signal");
+    assert_eq!(ended.code(), Some(130));
+    assert_eq!(record["status"], "cancelled", "{record}");
+    let message = record["message"].as_str().unwrap();
+    assert!(message.contains("may still be running"), "{message}");
+    assert!(message.contains("TAPIR_ENGINE_TIMEOUT"), "{message}");
+}

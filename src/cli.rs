@@ -40,7 +40,9 @@ pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
         &[
             "run: failed before the task ran (invalid task, image missing, engine down),",
             "or its logs or record could not be written (disk full; the task was stopped);",
-            "pipeline run: the pipeline is invalid (nothing started)",
+            "pipeline run: the pipeline is invalid (nothing started);",
+            "run, inspect, doctor: the engine did not answer within TAPIR_ENGINE_TIMEOUT",
+            "seconds (default 60; every engine call has this deadline)",
         ],
     ),
     (

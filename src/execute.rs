@@ -17,7 +17,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use crate::backend::docker::{ContainerState, Docker};
+use crate::backend::deadline;
+use crate::backend::docker::{ContainerState, Docker, EngineFailure};
 use crate::error::ExitStatus;
 use crate::model::quantity::format_bytes;
 use crate::output::{self, Spinner};
@@ -123,8 +124,13 @@ pub(crate) fn run_to_end(
     if let Some(seconds) = job.timeout_seconds {
         stop_after(job, &cancel, seconds);
     }
-    if let (Some(spinner), Engine::Docker { docker, container }) = (&attach.spinner, &job.engine) {
-        clear_when_running(spinner.clone(), docker.clone(), container.clone());
+    if let Engine::Docker { docker, container } = &job.engine {
+        watch_start(
+            attach.spinner.clone(),
+            docker.clone(),
+            container.clone(),
+            cancel.clone(),
+        );
     }
 
     let pumps: Vec<_> = [
@@ -191,6 +197,12 @@ pub(crate) fn run_to_end(
     record.ended_at = Some(jiff::Timestamp::now());
     let was_cancelled = cancel.cancelled.load(Ordering::SeqCst) && !stopped_for_write;
     let timed_out = cancel.timed_out.load(Ordering::SeqCst) && !was_cancelled;
+    let stalled = cancel
+        .engine_stalled
+        .lock()
+        .ok()
+        .and_then(|m| m.clone())
+        .filter(|_| !was_cancelled);
     let outcome = match &job.engine {
         Engine::Docker { docker, container } => docker_outcome(
             docker,
@@ -202,6 +214,12 @@ pub(crate) fn run_to_end(
         Engine::Apptainer { .. } => process_outcome(&client_status, was_cancelled),
     };
     let outcome = match job.timeout_seconds {
+        _ if stalled.is_some() => Outcome {
+            status: Status::EngineError,
+            ends: ExitStatus::NotStarted,
+            message: stalled.unwrap_or_default(),
+            exit_code: None,
+        },
         Some(seconds) if timed_out => Outcome {
             status: Status::TimedOut,
             ends: ExitStatus::TimedOut,
@@ -209,6 +227,24 @@ pub(crate) fn run_to_end(
             exit_code: outcome.exit_code,
         },
         _ => outcome,
+    };
+    let unstopped = cancel.engine_unstopped.lock().ok().and_then(|m| m.clone());
+    let outcome = match (&job.engine, unstopped) {
+        (Engine::Docker { container, .. }, Some(why)) if was_cancelled => Outcome {
+            message: format!(
+                "cancelled by a signal, but the engine did not answer `docker stop`: container {container} may still be running (`tapir rm {}` removes it once the engine answers)\n  {why}",
+                run_dir.display()
+            ),
+            ..outcome
+        },
+        _ => outcome,
+    };
+    let outcome = Outcome {
+        message: match gpu_hint(job, run_dir, &outcome) {
+            Some(hint) => format!("{}\n  {hint}", outcome.message),
+            None => outcome.message,
+        },
+        ..outcome
     };
     let outcome = match write_error {
         Some(error) => Outcome {
@@ -315,6 +351,21 @@ pub(crate) fn try_write_record(
     record: &RunRecord,
 ) -> Result<(), store::RecordError> {
     store::write_record_atomic(run_dir, &record.to_value())
+}
+
+/// A GPU task Docker could not start because it has no GPU runtime: Docker's own words
+/// (`could not select device driver "" with capabilities: [[gpu]]`) do not say what to
+/// do, so the outcome does.
+fn gpu_hint(job: &Job, run_dir: &Path, outcome: &Outcome) -> Option<String> {
+    let asked_for_gpu =
+        matches!(job.engine, Engine::Docker { .. }) && job.argv.iter().any(|a| a == "--gpus");
+    if !asked_for_gpu || outcome.status != Status::EngineError {
+        return None;
+    }
+    let stderr = std::fs::read_to_string(run_dir.join(logs::STDERR_FILE)).unwrap_or_default();
+    stderr.contains("could not select device driver").then(|| {
+        "the task asks for a GPU, and Docker has no NVIDIA runtime here\n  fix: install the NVIDIA Container Toolkit and register it with Docker (`sudo nvidia-ctk runtime configure --runtime=docker`, then restart Docker); `tapir doctor` checks it".to_string()
+    })
 }
 
 /// How a run ended: its status, how tapir ends, the message, and the task's own exit
@@ -500,6 +551,13 @@ struct CancelState {
     timed_out: AtomicBool,
     /// Writing the output failed and the run was stopped because of it.
     write_failed: AtomicBool,
+    /// The engine has created the container (so `docker stop` can reach it).
+    container_seen: AtomicBool,
+    /// Why the run was given up before its container started: the engine did not start
+    /// it within the deadline (the words for the record).
+    engine_stalled: std::sync::Mutex<Option<String>>,
+    /// Why a cancel could not stop the container: the engine did not answer `docker stop`.
+    engine_unstopped: std::sync::Mutex<Option<String>>,
 }
 
 /// Stops the run `seconds` after now, as a cancel would (grace period, then kill), unless
@@ -575,20 +633,37 @@ impl CancelOnSignal {
 }
 
 /// Stops a run gracefully. The container (or process) may not exist yet when the signal
-/// comes early: wait for it, unless the client has already given up.
+/// comes early: wait for it for the grace period, unless the client has already given
+/// up; a `docker run` client whose container has not appeared by then is killed (the
+/// final removal takes the container if the engine creates it after all).
 fn stop(engine: &Engine, state: &CancelState, grace: u32) {
     let tick = std::time::Duration::from_millis(50);
     match engine {
-        Engine::Docker { docker, container } => loop {
-            if state.client_done.load(Ordering::SeqCst) {
-                return;
+        Engine::Docker { docker, container } => {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(grace.into());
+            loop {
+                if state.client_done.load(Ordering::SeqCst) {
+                    return;
+                }
+                if state.container_seen.load(Ordering::SeqCst) {
+                    // An engine that does not answer cannot stop the container, and the
+                    // client would wait on it for as long as the task runs: end the
+                    // client, and let the record say the container may live on.
+                    if let Err(EngineFailure::NoAnswer(why)) = docker.stop(container, grace) {
+                        if let Ok(mut unstopped) = state.engine_unstopped.lock() {
+                            *unstopped = Some(why);
+                        }
+                        kill_client(state);
+                    }
+                    return;
+                }
+                if std::time::Instant::now() >= deadline {
+                    kill_client(state);
+                    return;
+                }
+                std::thread::sleep(tick);
             }
-            if docker.container(container).is_some() {
-                docker.stop(container, grace);
-                return;
-            }
-            std::thread::sleep(tick);
-        },
+        }
         Engine::Apptainer { .. } => {
             let Some(group) = wait_for_pid(state, tick) else {
                 return;
@@ -609,7 +684,12 @@ fn stop(engine: &Engine, state: &CancelState, grace: u32) {
 fn kill_now(engine: &Engine, state: &CancelState) {
     match engine {
         Engine::Docker { docker, container } => {
-            let _ = docker.remove(container);
+            let removed = docker.remove(container);
+            // Killed at once, as asked: a client whose container is gone ends by itself,
+            // one whose engine did not answer the removal never would.
+            if !state.container_seen.load(Ordering::SeqCst) || removed.is_err() {
+                kill_client(state);
+            }
         }
         Engine::Apptainer { .. } => {
             let group = state.child_pid.load(Ordering::SeqCst);
@@ -617,6 +697,14 @@ fn kill_now(engine: &Engine, state: &CancelState) {
                 signal_group(group, nix::sys::signal::Signal::SIGKILL);
             }
         }
+    }
+}
+
+/// Kills the engine client's process group (a `docker run` still waiting on the engine).
+fn kill_client(state: &CancelState) {
+    let group = state.child_pid.load(Ordering::SeqCst);
+    if group != 0 && !state.client_done.load(Ordering::SeqCst) {
+        signal_group(group, nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -640,15 +728,62 @@ fn signal_group(group: u32, signal: nix::sys::signal::Signal) {
     }
 }
 
-/// Polls the engine until the container has started, then clears the spinner: from then
-/// on, silence means the task is working, not the engine.
-fn clear_when_running(spinner: Spinner, docker: Docker, container: String) {
+/// Polls the engine until the container has started (then clears the spinner: from
+/// then on, silence means the task is working, not the engine), noting when it exists.
+/// A container that has not started within the engine deadline of the client's start —
+/// the engine does not answer, or answers but never starts it — is given up: the
+/// `docker run` client is killed and the run ends as not started (125), in words that
+/// name the deadline and its override.
+fn watch_start(
+    spinner: Option<Spinner>,
+    docker: Docker,
+    container: String,
+    state: Arc<CancelState>,
+) {
+    let limit = deadline::limit();
+    let since = std::time::Instant::now();
     std::thread::spawn(move || {
-        spinner.set_message("starting the container");
-        while !spinner.is_cleared() {
-            if docker.container(&container).is_some_and(|s| s.started) {
-                spinner.clear();
-                break;
+        if let Some(spinner) = spinner.as_ref().filter(|s| !s.is_cleared()) {
+            spinner.set_message("starting the container");
+        }
+        loop {
+            // A cancel does not end the watch: `stop` waits for the container to exist
+            // before it sends `docker stop`, and learns that from here.
+            if state.client_done.load(Ordering::SeqCst) {
+                return;
+            }
+            let asked = docker.container_state(&container);
+            if let Ok(Some(found)) = &asked {
+                state.container_seen.store(true, Ordering::SeqCst);
+                if found.started {
+                    if let Some(spinner) = &spinner {
+                        spinner.clear();
+                    }
+                    return;
+                }
+            }
+            if since.elapsed() >= limit
+                && !state.client_done.load(Ordering::SeqCst)
+                && !state.cancelled.load(Ordering::SeqCst)
+            {
+                let why = match asked {
+                    Err(EngineFailure::NoAnswer(why)) => why,
+                    _ => format!(
+                        "{} did not start the container within {} s (`docker run` was still waiting for it)\n  fix: check that the engine is healthy (`tapir doctor`); if it is only slow, give it longer with {}=<seconds> (now {} s)",
+                        docker.engine_name(),
+                        limit.as_secs(),
+                        deadline::TIMEOUT_ENV,
+                        deadline::seconds()
+                    ),
+                };
+                if let Ok(mut stalled) = state.engine_stalled.lock() {
+                    *stalled = Some(why);
+                }
+                if let Some(spinner) = &spinner {
+                    spinner.clear();
+                }
+                kill_client(&state);
+                return;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }

@@ -41,6 +41,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     let color = cli.color;
+    if let Err(message) = backend::deadline::check_env() {
+        let p = Printer::for_stderr(color);
+        output::stderr(&format!("{} {message}\n", p.red("error:")));
+        return ExitCode::from(error::ExitStatus::Usage.code());
+    }
     let result = match &cli.command {
         Command::Validate(args) => commands::validate::run(args, color),
         Command::Schema(args) => commands::schema::run(args),

@@ -14,8 +14,9 @@
 //!   is known), without a command the image's runscript (ENTRYPOINT + CMD) runs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use crate::backend::deadline::{self, CallError};
 use crate::backend::docker::RenderedRun;
 use crate::error::Error;
 use crate::resolve::plan::{Direction, EnvSource, PlannedUser, RunPlan};
@@ -77,12 +78,7 @@ impl Apptainer {
 
     /// `apptainer --version`, e.g. `apptainer version 1.3.4`.
     pub(crate) fn version(&self) -> Option<String> {
-        let out = self
-            .command()
-            .arg("--version")
-            .stdin(Stdio::null())
-            .output()
-            .ok()?;
+        let out = deadline::output(self.command().arg("--version"), deadline::limit()).ok()?;
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -90,11 +86,7 @@ impl Apptainer {
 
     /// Reads `exec --help` for the flags that vary between versions.
     pub(crate) fn capabilities(&self) -> Capabilities {
-        let help = self
-            .command()
-            .args(["exec", "--help"])
-            .stdin(Stdio::null())
-            .output()
+        let help = deadline::output(self.command().args(["exec", "--help"]), deadline::limit())
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
         Capabilities {
@@ -117,14 +109,26 @@ impl Apptainer {
                 ))),
             };
         }
-        let out = self
-            .command()
-            .args(["exec", "--containall", &image.argument(), "cat", path])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| {
+        // A registry image is downloaded and converted first: that gets pull time.
+        let limit = match image {
+            ImageRef::Docker(_) | ImageRef::Oras(_) => deadline::limit() * deadline::PULL_FACTOR,
+            _ => deadline::limit(),
+        };
+        let out = deadline::output(
+            self.command()
+                .args(["exec", "--containall", &image.argument(), "cat", path]),
+            limit,
+        )
+        .map_err(|e| match e {
+            CallError::TimedOut(limit) => Error::not_started(deadline::no_answer(
+                &format!("apptainer ({})", self.binary.display()),
+                &format!("reading {path} from {}", image.argument()),
+                limit,
+            )),
+            CallError::Spawn(e) => {
                 Error::not_started(format!("cannot run {}: {e}", self.binary.display()))
-            })?;
+            }
+        })?;
         if out.status.success() {
             return Ok(Some(out.stdout));
         }

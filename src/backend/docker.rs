@@ -2,12 +2,16 @@
 //! possible, the CLI otherwise) and the argv of `docker run` for a `RunPlan`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::engine_api;
+use super::deadline::{self, CallError};
+use super::engine_api::{self, Response};
 use crate::error::Error;
 use crate::model::quantity::format_bytes;
 use crate::resolve::plan::{
@@ -86,6 +90,34 @@ pub(crate) struct Docker {
     pub binary: PathBuf,
     /// The API socket, when queries can go straight to it.
     socket: Option<PathBuf>,
+    /// Set once a call has gone unanswered past its deadline: later calls give up at
+    /// once with the same words, so that a silent engine costs one deadline, not one per
+    /// call (a run asks it several things on its way to the record).
+    silent: Arc<AtomicBool>,
+}
+
+/// A call the engine did not answer in time, or could not be made.
+#[derive(Debug, Clone)]
+pub(crate) enum EngineFailure {
+    /// No answer within the deadline (the message names the engine, the call, the
+    /// deadline and `TAPIR_ENGINE_TIMEOUT`).
+    NoAnswer(String),
+    /// Any other failure, in words.
+    Other(String),
+}
+
+impl std::fmt::Display for EngineFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoAnswer(message) | Self::Other(message) => f.write_str(message),
+        }
+    }
+}
+
+impl From<EngineFailure> for Error {
+    fn from(failure: EngineFailure) -> Self {
+        Error::not_started(failure.to_string())
+    }
 }
 
 impl Docker {
@@ -96,6 +128,7 @@ impl Docker {
             return Ok(Self {
                 binary: PathBuf::from(path),
                 socket: None,
+                silent: Arc::default(),
             });
         }
         let binary = which::which("docker").map_err(|_| {
@@ -104,6 +137,7 @@ impl Docker {
         Ok(Self {
             binary,
             socket: engine_api::local_socket(),
+            silent: Arc::default(),
         })
     }
 
@@ -111,15 +145,62 @@ impl Docker {
         Command::new(&self.binary)
     }
 
+    /// The engine as messages name it: its socket, or the client and its DOCKER_HOST.
+    pub(crate) fn engine_name(&self) -> String {
+        match (&self.socket, std::env::var("DOCKER_HOST")) {
+            (Some(socket), _) => format!("the Docker engine at unix://{}", socket.display()),
+            (None, Ok(host)) if !host.is_empty() => format!(
+                "the Docker engine at {host} (through {})",
+                self.binary.display()
+            ),
+            (None, _) => format!("the Docker engine (through {})", self.binary.display()),
+        }
+    }
+
+    /// The message for a call that went unanswered; later calls fail at once.
+    fn no_answer(&self, what: &str, limit: Duration) -> EngineFailure {
+        self.silent.store(true, Ordering::SeqCst);
+        EngineFailure::NoAnswer(deadline::no_answer(&self.engine_name(), what, limit))
+    }
+
+    /// `Err` at once when the engine already left a call unanswered.
+    fn still_silent(&self, what: &str) -> Result<(), EngineFailure> {
+        if self.silent.load(Ordering::SeqCst) {
+            return Err(self.no_answer(what, deadline::limit()));
+        }
+        Ok(())
+    }
+
+    /// One request on the API socket within the deadline. `Ok(None)` when there is no
+    /// socket or it cannot be reached (the CLI then tries, and explains in its words).
+    fn api(&self, method: &str, path: &str, what: &str) -> Result<Option<Response>, EngineFailure> {
+        let Some(socket) = &self.socket else {
+            return Ok(None);
+        };
+        self.still_silent(what)?;
+        let limit = deadline::limit();
+        match engine_api::request(socket, method, path, limit) {
+            Ok(response) => Ok(Some(response)),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(self.no_answer(what, limit)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Runs the `docker` client with `args` within `limit`, output collected.
+    fn cli(&self, args: &[&str], limit: Duration) -> Result<Output, EngineFailure> {
+        let what = format!("`docker {}`", args.join(" "));
+        self.still_silent(&what)?;
+        match deadline::output(self.command().args(args), limit) {
+            Ok(output) => Ok(output),
+            Err(CallError::TimedOut(limit)) => Err(self.no_answer(&what, limit)),
+            Err(CallError::Spawn(e)) => Err(EngineFailure::Other(self.spawn_message(&e))),
+        }
+    }
+
     /// Inspects a local image; `Ok(None)` when it is not present.
     pub(crate) fn image(&self, reference: &str) -> Result<Option<ImageInfo>, Error> {
-        if let Some(socket) = &self.socket
-            && let Ok(response) = engine_api::request(
-                socket,
-                "GET",
-                &format!("/images/{}/json", engine_api::encode(reference)),
-            )
-        {
+        let path = format!("/images/{}/json", engine_api::encode(reference));
+        if let Some(response) = self.api("GET", &path, &format!("inspecting image {reference}"))? {
             return match response.status {
                 200 => {
                     let v: Value = serde_json::from_slice(&response.body).map_err(|e| {
@@ -137,12 +218,10 @@ impl Docker {
                 )),
             };
         }
-        let output = self
-            .command()
-            .args(["image", "inspect", "--format", "{{json .}}", reference])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| self.spawn_error(e))?;
+        let output = self.cli(
+            &["image", "inspect", "--format", "{{json .}}", reference],
+            deadline::limit(),
+        )?;
         if output.status.success() {
             let v: Value = serde_json::from_slice(&output.stdout).map_err(|e| {
                 Error::not_started(format!(
@@ -162,85 +241,102 @@ impl Docker {
         }
     }
 
-    /// The state of a container (by name or id); `None` when it does not exist.
+    /// Pulls an image, its progress on the terminal, within [`deadline::PULL_FACTOR`]
+    /// deadlines (a download may rightly take minutes).
+    pub(crate) fn pull(&self, reference: &str) -> Result<bool, EngineFailure> {
+        let what = format!("`docker pull {reference}`");
+        self.still_silent(&what)?;
+        let limit = deadline::limit() * deadline::PULL_FACTOR;
+        match deadline::status(
+            self.command()
+                .args(["pull", reference])
+                .stdin(Stdio::null()),
+            limit,
+        ) {
+            Ok(output) => Ok(output.status.success()),
+            Err(CallError::TimedOut(limit)) => Err(self.no_answer(&what, limit)),
+            Err(CallError::Spawn(e)) => Err(EngineFailure::Other(self.spawn_message(&e))),
+        }
+    }
+
+    /// The state of a container (by name or id); `None` when it does not exist or the
+    /// engine did not say.
     pub(crate) fn container(&self, name: &str) -> Option<ContainerState> {
-        let v: Value = match &self.socket {
-            Some(socket) => {
-                let response = engine_api::request(
-                    socket,
-                    "GET",
-                    &format!("/containers/{}/json", engine_api::encode(name)),
-                )
-                .ok()?;
-                if response.status != 200 {
-                    return None;
+        self.container_state(name).ok().flatten()
+    }
+
+    /// The state of a container: `Ok(None)` when it does not exist, `Err` when the
+    /// engine did not answer in time.
+    pub(crate) fn container_state(
+        &self,
+        name: &str,
+    ) -> Result<Option<ContainerState>, EngineFailure> {
+        let path = format!("/containers/{}/json", engine_api::encode(name));
+        let what = format!("inspecting container {name}");
+        let v: Value = match self.api("GET", &path, &what)? {
+            Some(response) if response.status == 200 => {
+                match serde_json::from_slice(&response.body) {
+                    Ok(v) => v,
+                    Err(_) => return Ok(None),
                 }
-                serde_json::from_slice(&response.body).ok()?
             }
+            Some(_) => return Ok(None),
             None => {
-                let output = self
-                    .command()
-                    .args(["container", "inspect", "--format", "{{json .}}", name])
-                    .stdin(Stdio::null())
-                    .output()
-                    .ok()?;
+                let output = self.cli(
+                    &["container", "inspect", "--format", "{{json .}}", name],
+                    deadline::limit(),
+                )?;
                 if !output.status.success() {
-                    return None;
+                    return Ok(None);
                 }
-                serde_json::from_slice(&output.stdout).ok()?
+                match serde_json::from_slice(&output.stdout) {
+                    Ok(v) => v,
+                    Err(_) => return Ok(None),
+                }
             }
         };
         let state = &v["State"];
-        Some(ContainerState {
+        Ok(Some(ContainerState {
             exit_code: state["ExitCode"].as_i64().unwrap_or(-1),
             oom_killed: state["OOMKilled"].as_bool().unwrap_or(false),
             started: state["StartedAt"]
                 .as_str()
                 .is_some_and(|s| !s.starts_with("0001-")),
             error: state["Error"].as_str().unwrap_or_default().to_string(),
-        })
+        }))
     }
 
     /// Removes a container (forcibly, so a running one is killed first).
-    pub(crate) fn remove(&self, name: &str) -> Result<(), String> {
-        if let Some(socket) = &self.socket
-            && let Ok(response) = engine_api::request(
-                socket,
-                "DELETE",
-                &format!("/containers/{}?force=true", engine_api::encode(name)),
-            )
-        {
+    pub(crate) fn remove(&self, name: &str) -> Result<(), EngineFailure> {
+        let path = format!("/containers/{}?force=true", engine_api::encode(name));
+        if let Some(response) = self.api("DELETE", &path, &format!("removing container {name}"))? {
             return match response.status {
                 204 | 404 => Ok(()),
-                status => Err(format!(
+                status => Err(EngineFailure::Other(format!(
                     "the engine answered {status}: {}",
                     String::from_utf8_lossy(&response.body).trim()
-                )),
+                ))),
             };
         }
-        let output = self
-            .command()
-            .args(["rm", "--force", name])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| e.to_string())?;
+        let output = self.cli(&["rm", "--force", name], deadline::limit())?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         if output.status.success() || stderr.contains("No such container") {
             Ok(())
         } else {
-            Err(stderr.trim().to_string())
+            Err(EngineFailure::Other(stderr.trim().to_string()))
         }
     }
 
-    /// Stops a container: SIGTERM (through `--init`), then SIGKILL after `grace_seconds`.
-    pub(crate) fn stop(&self, name: &str, grace_seconds: u32) {
-        let _ = self
-            .command()
-            .args(["stop", "--time", &grace_seconds.to_string(), name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+    /// Stops a container: SIGTERM (through `--init`), then SIGKILL after `grace_seconds`;
+    /// the client gets the grace period on top of the deadline.
+    /// `Err` only when the engine did not answer in time (a container that is already
+    /// gone, or any other refusal, leaves nothing for the caller to do).
+    pub(crate) fn stop(&self, name: &str, grace_seconds: u32) -> Result<(), EngineFailure> {
+        let limit = deadline::limit() + Duration::from_secs(grace_seconds.into());
+        match self.cli(&["stop", "--time", &grace_seconds.to_string(), name], limit) {
+            Err(failure @ EngineFailure::NoAnswer(_)) => Err(failure),
+            _ => Ok(()),
+        }
     }
 
     /// Reads one file out of an image without running it: create a container (never
@@ -251,18 +347,16 @@ impl Docker {
         image: &str,
         path: &str,
     ) -> Result<Option<Vec<u8>>, Error> {
-        let created = self
-            .command()
-            .args([
+        let created = self.cli(
+            &[
                 "create",
                 "--label",
                 "tapir.helper=read-file",
                 image,
                 "tapir-never-started",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| self.spawn_error(e))?;
+            ],
+            deadline::limit(),
+        )?;
         if !created.status.success() {
             return Err(cli_error(
                 &format!("docker create {image}"),
@@ -270,15 +364,14 @@ impl Docker {
             ));
         }
         let id = String::from_utf8_lossy(&created.stdout).trim().to_string();
-        let copied = self
-            .command()
-            // -L: an image may link /processing-container.json to its real place;
-            // without it docker sends the link, not the file.
-            .args(["cp", "-L", &format!("{id}:{path}"), "-"])
-            .stdin(Stdio::null())
-            .output();
+        // -L: an image may link /processing-container.json to its real place;
+        // without it docker sends the link, not the file.
+        let copied = self.cli(
+            &["cp", "-L", &format!("{id}:{path}"), "-"],
+            deadline::limit(),
+        );
         let _ = self.remove(&id);
-        let copied = copied.map_err(|e| self.spawn_error(e))?;
+        let copied = copied?;
         if !copied.status.success() {
             let stderr = String::from_utf8_lossy(&copied.stderr);
             if stderr.contains("Could not find") || stderr.contains("No such") {
@@ -296,77 +389,74 @@ impl Docker {
         })
     }
 
-    fn spawn_error(&self, e: std::io::Error) -> Error {
-        Error::not_started(format!(
+    fn spawn_message(&self, e: &std::io::Error) -> String {
+        format!(
             "cannot run {}: {e}\n  fix: check that Docker is installed (or TAPIR_DOCKER points at it)",
             self.binary.display()
-        ))
+        )
     }
 
     /// The engine's `/info` (daemon facts: security options, cgroup version, runtimes),
-    /// or `None` when the daemon does not answer.
-    pub(crate) fn info(&self) -> Option<Value> {
-        if let Some(socket) = &self.socket {
-            let response = engine_api::request(socket, "GET", "/info").ok()?;
-            return (response.status == 200)
-                .then(|| serde_json::from_slice(&response.body).ok())
-                .flatten();
+    /// or why there is none: no answer in time, or another failure.
+    pub(crate) fn info(&self) -> Result<Value, EngineFailure> {
+        let unreadable = || EngineFailure::Other("the daemon's answer is not JSON".into());
+        if let Some(response) = self.api("GET", "/info", "GET /info")? {
+            if response.status != 200 {
+                return Err(EngineFailure::Other(format!(
+                    "the daemon answered {}",
+                    response.status
+                )));
+            }
+            return serde_json::from_slice(&response.body).map_err(|_| unreadable());
         }
-        let output = self
-            .command()
-            .args(["info", "--format", "{{json .}}"])
-            .stdin(Stdio::null())
-            .output()
-            .ok()?;
+        let output = self.cli(&["info", "--format", "{{json .}}"], deadline::limit())?;
         if !output.status.success() {
-            return None;
+            return Err(EngineFailure::Other(
+                String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            ));
         }
-        serde_json::from_slice(&output.stdout).ok()
+        serde_json::from_slice(&output.stdout).map_err(|_| unreadable())
     }
 
-    /// The client's version (`docker version --format {{.Client.Version}}`).
+    /// The client's version (`docker --version`: the client alone, so it answers even
+    /// when the daemon does not).
     pub(crate) fn client_version(&self) -> Option<String> {
-        let output = self
-            .command()
-            .args(["version", "--format", "{{.Client.Version}}"])
-            .stdin(Stdio::null())
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        (!text.is_empty()).then_some(text)
+        let output = deadline::output(self.command().arg("--version"), deadline::limit()).ok()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        // "Docker version 27.3.1, build ce12230"
+        let version = text
+            .trim()
+            .strip_prefix("Docker version ")
+            .unwrap_or(text.trim())
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        (output.status.success() && !version.is_empty()).then_some(version)
     }
 
     /// The containers tapir started (label `tapir.run-id`), running or not.
-    pub(crate) fn tapir_containers(&self) -> Result<Vec<LabelledContainer>, Error> {
+    pub(crate) fn tapir_containers(&self) -> Result<Vec<LabelledContainer>, EngineFailure> {
         let filter = format!(r#"{{"label":["{RUN_ID_LABEL}"]}}"#);
-        let listed: Value = match &self.socket {
-            Some(socket) => {
-                let response = engine_api::request(
-                    socket,
-                    "GET",
-                    &format!(
-                        "/containers/json?all=1&filters={}",
-                        engine_api::encode(&filter)
-                    ),
-                )
-                .map_err(|e| {
-                    Error::not_started(format!("the Docker engine does not answer: {e}"))
-                })?;
+        let path = format!(
+            "/containers/json?all=1&filters={}",
+            engine_api::encode(&filter)
+        );
+        let listed: Value = match self.api("GET", &path, "listing tapir's containers")? {
+            Some(response) => {
                 if response.status != 200 {
-                    return Err(engine_error(
-                        "listing containers",
-                        response.status,
-                        &response.body,
+                    return Err(EngineFailure::Other(
+                        engine_error("listing containers", response.status, &response.body)
+                            .to_string(),
                     ));
                 }
                 serde_json::from_slice(&response.body).map_err(|e| {
-                    Error::not_started(format!("the engine's container list is not JSON: {e}"))
+                    EngineFailure::Other(format!("the engine's container list is not JSON: {e}"))
                 })?
             }
             None => {
-                let output = self
-                    .command()
-                    .args([
+                let output = self.cli(
+                    &[
                         "ps",
                         "--all",
                         "--no-trunc",
@@ -374,14 +464,13 @@ impl Docker {
                         &format!("label={RUN_ID_LABEL}"),
                         "--format",
                         "{{json .}}",
-                    ])
-                    .stdin(Stdio::null())
-                    .output()
-                    .map_err(|e| self.spawn_error(e))?;
+                    ],
+                    deadline::limit(),
+                )?;
                 if !output.status.success() {
-                    return Err(cli_error(
-                        "docker ps",
-                        &String::from_utf8_lossy(&output.stderr),
+                    return Err(EngineFailure::Other(
+                        cli_error("docker ps", &String::from_utf8_lossy(&output.stderr))
+                            .to_string(),
                     ));
                 }
                 // One JSON object per line, with `Names` and a `Labels` string `k=v,k=v`.

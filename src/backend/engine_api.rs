@@ -11,6 +11,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::deadline;
+
 /// The engine's socket when queries can go to it directly: `DOCKER_HOST` unset or
 /// `unix://…`, no Docker context selected, and the socket present. Otherwise `None`,
 /// and callers use the CLI, which knows contexts, ssh and tcp hosts.
@@ -56,10 +58,32 @@ pub(crate) struct Response {
     pub body: Vec<u8>,
 }
 
-/// Sends one request and reads the whole response.
-pub(crate) fn request(socket: &Path, method: &str, path: &str) -> io::Result<Response> {
+/// Sends one request and reads the whole response, within `limit` from connect to the
+/// last byte; past it the error is `ErrorKind::TimedOut`.
+pub(crate) fn request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    limit: Duration,
+) -> io::Result<Response> {
+    let (socket, method, path) = (socket.to_path_buf(), method.to_string(), path.to_string());
+    // `connect` has no timeout of its own (it blocks while the engine's backlog is full),
+    // and each read's timeout restarts with every byte: the whole exchange runs on a
+    // helper thread, waited for at most `limit`.
+    match deadline::within(limit, move || exchange(&socket, &method, &path, limit)) {
+        Some(Err(e)) if deadline::is_timeout(&e) => Err(timed_out()),
+        Some(result) => result,
+        None => Err(timed_out()),
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the engine did not answer in time")
+}
+
+fn exchange(socket: &Path, method: &str, path: &str, limit: Duration) -> io::Result<Response> {
     let mut stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    deadline::bound_stream(&stream, limit)?;
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"

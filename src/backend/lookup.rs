@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use super::apptainer::ImageRef;
 use super::docker::{Docker, ImageInfo};
@@ -68,13 +67,8 @@ fn docker_image(docker: &Docker, reference: &str, pull: bool) -> Result<ImageInf
     Ok(match docker.image(reference)? {
         Some(image) => image,
         None if pull => {
-            let status = docker
-                .command()
-                .args(["pull", reference])
-                .stdin(Stdio::null())
-                .status()
-                .map_err(|e| Error::not_started(format!("cannot run docker pull: {e}")))?;
-            match (status.success(), docker.image(reference)?) {
+            let pulled = docker.pull(reference)?;
+            match (pulled, docker.image(reference)?) {
                 (true, Some(image)) => image,
                 _ => {
                     return Err(Error::not_started(format!(

@@ -7,7 +7,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::backend::apptainer::{self, Apptainer};
-use crate::backend::docker::Docker;
+use crate::backend::deadline::{self, TIMEOUT_ENV};
+use crate::backend::docker::{Docker, EngineFailure};
 use crate::cli::{ColorChoice, DoctorArgs, PlanFormat};
 use crate::error::{ExitStatus, Result};
 use crate::output::{self, Printer};
@@ -28,6 +29,9 @@ struct Check {
     verdict: Verdict,
     detail: String,
 }
+
+/// The words of a check whose engine did not answer within the deadline.
+const NO_ANSWER: &str = "did not answer within";
 
 fn check(area: &'static str, verdict: Verdict, detail: impl Into<String>) -> Check {
     Check {
@@ -78,8 +82,15 @@ pub(crate) fn run(args: &DoctorArgs, color: ColorChoice) -> Result<ExitStatus> {
             output::stdout(&out);
         }
     }
+    // An engine that did not answer in time ends like every other command it stalls:
+    // 125, as `run` would.
+    let engine_silent = checks.iter().any(|c| {
+        c.area.starts_with(chosen) && c.verdict == Verdict::Fail && c.detail.contains(NO_ANSWER)
+    });
     Ok(if can_run {
         ExitStatus::Success
+    } else if engine_silent {
+        ExitStatus::NotStarted
     } else {
         ExitStatus::Failed
     })
@@ -121,13 +132,29 @@ fn docker_checks() -> Vec<Check> {
             docker.client_version().unwrap_or_else(|| "unknown".into())
         ),
     )];
-    let Some(info) = docker.info() else {
-        checks.push(check(
-            "docker daemon",
-            Verdict::Fail,
-            "the daemon does not answer (start it: `sudo systemctl start docker`; check DOCKER_HOST and your access to its socket)",
-        ));
-        return checks;
+    let info = match docker.info() {
+        Ok(info) => info,
+        // Connected, then nothing: a hung daemon, not a stopped one.
+        Err(EngineFailure::NoAnswer(message)) => {
+            checks.push(check(
+                "docker daemon",
+                Verdict::Fail,
+                format!(
+                    "{}; if it is only slow, raise {TIMEOUT_ENV} (now {} s)",
+                    message.lines().next().unwrap_or_default(),
+                    deadline::seconds()
+                ),
+            ));
+            return checks;
+        }
+        Err(EngineFailure::Other(_)) => {
+            checks.push(check(
+                "docker daemon",
+                Verdict::Fail,
+                "the daemon does not answer (start it: `sudo systemctl start docker`; check DOCKER_HOST and your access to its socket)",
+            ));
+            return checks;
+        }
     };
     checks.push(check(
         "docker daemon",

@@ -23,17 +23,14 @@ const OCI_PREFIX: &str = "org.opencontainers.image.";
 
 pub(crate) fn run(args: &InspectArgs, color: ColorChoice) -> Result<ExitStatus> {
     let docker = Docker::locate().map_err(|e| Error::Usage(e.to_string()))?;
-    let image = docker
-        .image(&args.image)
-        .map_err(|e| Error::Usage(e.to_string()))?
-        .ok_or_else(|| {
+    // An engine that fails or does not answer in time ends with 125, as for `run`.
+    let image = docker.image(&args.image)?.ok_or_else(|| {
             Error::Usage(format!(
                 "image {} is not present locally (tapir never pulls)\n  fix: build it, or `docker pull {}` first",
                 args.image, args.image
             ))
         })?;
-    let bytes = processing_container_bytes(&docker, &args.image, &image)
-        .map_err(|e| Error::Usage(e.to_string()))?;
+    let bytes = processing_container_bytes(&docker, &args.image, &image)?;
     let name = format!("{}:/processing-container.json", args.image);
     let report = bytes.map(
         |bytes| match crate::source::decode(Path::new(&name), bytes) {

@@ -128,14 +128,27 @@ pub(crate) fn run(args: &PsArgs, color: ColorChoice) -> Result<ExitStatus> {
     let lost_any = rows
         .iter()
         .any(|row| matches!(&row.listed, Listed::Run(r) if r.is_lost()));
-    let containers: HashMap<String, bool> = if lost_any {
-        Docker::locate()
-            .and_then(|d| d.tapir_containers())
-            .map(|list| list.into_iter().map(|c| (c.run_id, c.running)).collect())
-            .unwrap_or_default()
-    } else {
-        HashMap::new()
+    // The engine is asked within its deadline; when it does not answer, the listing is
+    // still made from the run folders alone, and says what it could not check.
+    let mut engine_unreachable = None;
+    let containers: HashMap<String, bool> = match Docker::locate() {
+        Ok(docker) if lost_any => match docker.tapir_containers() {
+            Ok(list) => list.into_iter().map(|c| (c.run_id, c.running)).collect(),
+            Err(e) => {
+                engine_unreachable = Some(e.to_string());
+                HashMap::new()
+            }
+        },
+        _ => HashMap::new(),
     };
+    if let Some(why) = &engine_unreachable {
+        output::stderr(&format!(
+            "{} engine unreachable: status may be stale (whether lost runs left a container is unknown)
+  {why}
+",
+            Printer::for_stderr(color).yellow("warning:")
+        ));
+    }
 
     match args.format {
         PlanFormat::Json => {

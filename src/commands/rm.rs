@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::backend::docker::Docker;
+use crate::backend::docker::{Docker, EngineFailure};
 use crate::cli::{PruneArgs, RmArgs, StatusArg};
 use crate::error::{Error, ExitStatus, Result};
 use crate::output;
@@ -133,9 +133,22 @@ fn remove_task_run(dir: &Path, force: bool, docker: Option<&Docker>) -> Result<(
             cancel(dir)?;
         }
         if let (Some(container), Some(docker)) = (&r.container, docker) {
-            docker.remove(container).map_err(|e| {
-                Error::Usage(format!("could not remove container {container}: {e}"))
-            })?;
+            match docker.remove(container) {
+                Ok(()) => {}
+                // The run folder needs no engine: it goes, and the container (which
+                // keeps its labels, so `docker ps --filter label=tapir.run-id` finds
+                // it) is named for later.
+                Err(EngineFailure::NoAnswer(why)) => output::stderr(&format!(
+                    "warning: engine unreachable: container {container} (if it is still there) was not removed; later: `docker rm --force {container}`
+  {why}
+"
+                )),
+                Err(e) => {
+                    return Err(Error::Usage(format!(
+                        "could not remove container {container}: {e}"
+                    )));
+                }
+            }
         } else if r.container.is_some() && r.mode == "docker" {
             output::stderr(&format!(
                 "warning: Docker is not available, so container {} (if it is still there) was not removed\n",

@@ -2,6 +2,8 @@
 //! output streamed and kept, and leave a record — also when something fails.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::absolute;
 use super::plan_view::{command_line, plan_rows};
@@ -98,9 +100,11 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     } else {
         Spinner::start("preparing the run")
     };
+    let cancel = CancelWhilePreparing::install(&record, run_dir.as_deref(), spinner.clone());
     let backend = match Backend::locate(args.mode, args.dry_run) {
         Ok(backend) => backend,
         Err(e) => {
+            disarm(cancel);
             clear(spinner.as_ref());
             return Ok(not_started(e, &mut record, run_dir.as_deref(), err));
         }
@@ -108,6 +112,7 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let mut prepared = match prepare(args, &backend, &mut record, spinner.as_ref()) {
         Ok(prepared) => prepared,
         Err(e) => {
+            disarm(cancel);
             clear(spinner.as_ref());
             return Ok(not_started(e, &mut record, run_dir.as_deref(), err));
         }
@@ -136,6 +141,7 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         output::stderr(&format!("{} {warning}\n", err.yellow("warning:")));
     }
     if args.dry_run {
+        disarm(cancel);
         let text = match args.format {
             PlanFormat::Json => dry_run_json(&prepared, backend.program(), &rendered),
             PlanFormat::Human => dry_run_human(
@@ -149,11 +155,14 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         return Ok(ExitStatus::Success);
     }
     let Some(run_dir) = run_dir else {
+        disarm(cancel);
         return Ok(ExitStatus::Success);
     };
     if let Backend::Docker(docker) = &backend {
-        warn_about_orphans(docker, err);
+        warn_about_orphans(docker, &args.runs_dir, err);
     }
+    // From here on `execute` handles signals itself (it stops the container).
+    disarm(cancel);
     execute(
         args,
         &backend,
@@ -165,19 +174,21 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     )
 }
 
-/// Containers left behind by a tapir that was killed (its record says running, but the
-/// process that supervised it is gone): say so, and how to remove them.
-fn warn_about_orphans(docker: &Docker, p: Printer) {
+/// Containers left behind by a tapir that was killed: say so, and how to remove them.
+/// Only containers tapir can prove are its own and abandoned are named — their record,
+/// in the runs folder being used, says the run is lost — and the fix is always
+/// `tapir rm`: a labelled container elsewhere may be someone else's healthy run.
+fn warn_about_orphans(docker: &Docker, runs_dir: &Path, p: Printer) {
     let Ok(containers) = docker.tapir_containers() else {
         return;
     };
-    for orphan in containers.iter().filter(|c| is_orphan(c)) {
-        let fix = match &orphan.run_dir {
-            Some(dir) if dir.exists() => format!("tapir rm {}", dir.display()),
-            _ => format!("docker rm --force {}", orphan.name),
-        };
+    let Ok(runs_dir) = std::fs::canonicalize(runs_dir) else {
+        return;
+    };
+    for orphan in containers.iter().filter(|c| is_orphan(c, &runs_dir)) {
+        let Some(dir) = &orphan.run_dir else { continue };
         output::stderr(&format!(
-            "{} container {} was left behind by a tapir that was killed{}\n  fix: {fix}\n",
+            "{} container {} was left behind by a tapir that was killed{} (its record says running, and the process that ran it is gone)\n  fix: tapir rm {}\n",
             p.yellow("warning:"),
             orphan.name,
             if orphan.running {
@@ -185,21 +196,112 @@ fn warn_about_orphans(docker: &Docker, p: Printer) {
             } else {
                 ""
             },
+            dir.display()
         ));
     }
 }
 
-/// A labelled container whose run is not supervised by a live process.
-fn is_orphan(container: &docker::LabelledContainer) -> bool {
+/// A labelled container whose run folder is in `runs_dir` and whose record there is
+/// that run's (same id, same container name) and says it is lost. A finished run may
+/// keep its container on purpose (`--keep`): only a lost one is an orphan.
+fn is_orphan(container: &docker::LabelledContainer, runs_dir: &Path) -> bool {
     let Some(dir) = &container.run_dir else {
         return false;
     };
+    let in_runs_dir = dir
+        .parent()
+        .and_then(|parent| std::fs::canonicalize(parent).ok())
+        .is_some_and(|parent| parent == runs_dir);
+    if !in_runs_dir {
+        return false;
+    }
     match RunSummary::load_settled(dir) {
-        // The run folder is gone: nobody will ever clean the container up.
-        Err(_) => !dir.exists(),
-        // A finished run may keep its container on purpose (`--keep`): only a lost one
-        // is an orphan.
-        Ok(r) => r.is_lost(),
+        Ok(r) => {
+            r.id == container.run_id
+                && container.name == docker::container_name(&r.id)
+                && r.is_lost()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Ctrl-C, SIGTERM or a closed terminal (SIGHUP) while the run is being prepared — the
+/// engine asked about the image, the template read out of it — ends `run` with 130 and
+/// a `cancelled` record, rather than killing tapir with an empty run folder and an engine
+/// client still waiting. `execute` installs its own handling before the container
+/// starts; [`disarm`] hands over.
+struct CancelWhilePreparing {
+    /// Set by the signal handler itself: a signal that arrives while disarming is seen.
+    signalled: Arc<AtomicBool>,
+    flag_ids: Vec<signal_hook::SigId>,
+    handle: signal_hook::iterator::Handle,
+    thread: std::thread::JoinHandle<()>,
+    cancel: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl CancelWhilePreparing {
+    fn install(
+        record: &RunRecord,
+        run_dir: Option<&Path>,
+        spinner: Option<Spinner>,
+    ) -> Option<Self> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let (record, run_dir) = (record.clone(), run_dir.map(Path::to_path_buf));
+        let cancel: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            crate::backend::deadline::kill_running_clients();
+            clear(spinner.as_ref());
+            let mut record = record.clone();
+            record.status = Status::Cancelled;
+            record.message = Some("cancelled by a signal before the task started".to_string());
+            record.ended_at = Some(jiff::Timestamp::now());
+            match &run_dir {
+                Some(dir) => {
+                    execute::write_record(dir, &record);
+                    output::stderr(&format!(
+                        "\ntapir: cancelled before the task started; record: {}\n",
+                        dir.display()
+                    ));
+                }
+                None => output::stderr("\ntapir: cancelled\n"),
+            }
+            // The main thread may be blocked on the engine until its deadline: end here.
+            // Nothing is left to clean up — no container exists yet, and the engine
+            // clients were killed above.
+            std::process::exit(i32::from(ExitStatus::Cancelled.code()));
+        });
+        let signalled = Arc::new(AtomicBool::new(false));
+        let flag_ids = [SIGINT, SIGTERM, SIGHUP]
+            .into_iter()
+            .filter_map(|signal| signal_hook::flag::register(signal, signalled.clone()).ok())
+            .collect();
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).ok()?;
+        let handle = signals.handle();
+        let on_signal = cancel.clone();
+        let thread = std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                on_signal();
+            }
+        });
+        Some(Self {
+            signalled,
+            flag_ids,
+            handle,
+            thread,
+            cancel,
+        })
+    }
+}
+
+/// Removes the preparation's signal handling; a signal that came meanwhile cancels now.
+fn disarm(cancel: Option<CancelWhilePreparing>) {
+    let Some(cancel) = cancel else { return };
+    cancel.handle.close();
+    let _ = cancel.thread.join();
+    for id in cancel.flag_ids {
+        signal_hook::low_level::unregister(id);
+    }
+    if cancel.signalled.load(Ordering::SeqCst) {
+        (cancel.cancel)();
     }
 }
 
@@ -522,6 +624,17 @@ fn execute(
 
     if args.detach {
         clear(spinner.as_ref());
+        // The preparation's handling left these signals ignored (signal-hook keeps its
+        // handler installed): while waiting for the background start they end tapir as
+        // they would by default; the supervisor carries on on its own.
+        let always = Arc::new(AtomicBool::new(true));
+        for signal in [
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ] {
+            let _ = signal_hook::flag::register_conditional_default(signal, always.clone());
+        }
         return Ok(detach(&job, run_dir, &record, &prepared.plan.task_name, p));
     }
     let ends = execute::run_to_end(
@@ -540,6 +653,16 @@ fn execute(
         .map(|(a, b)| (b.as_millisecond() - a.as_millisecond()) as f64 / 1000.0)
         .unwrap_or(0.0);
     let message = record.message.clone().unwrap_or_default();
+    if record.status == Status::EngineError {
+        // As before the start: the engine's words (with their fix) first, then where the
+        // record is.
+        output::stderr(&format!(
+            "{} {message}\ntapir: the task did not start; record: {}\n",
+            p.red("error:"),
+            run_dir.display()
+        ));
+        return Ok(ends);
+    }
     let task = &prepared.plan.task_name;
     let headline = match record.status {
         Status::Succeeded => p.green(&format!("task `{task}` {message}")),

@@ -5,6 +5,7 @@ mod support;
 
 mod backends;
 mod docs;
+mod engine_faults;
 mod help;
 mod inspect_pipelines;
 mod inspect_runs;

@@ -550,9 +550,14 @@ fn a_container_left_by_a_killed_tapir_is_reported_by_the_next_run() {
     let (run_dir, record) = only_record(dir.path());
     let container = record["container"].as_str().unwrap().to_string();
 
+    // The next run in the same runs folder (with another task file) sees its record.
     let other = tempfile::tempdir().unwrap();
     inline_task(other.path(), "true", json!({}));
-    let out = run(&mut tapir(other.path(), ["run", "task.json"]));
+    let runs_dir = dir.path().display().to_string();
+    let out = run(&mut tapir(
+        other.path(),
+        ["run", "task.json", "--runs-dir", &runs_dir],
+    ));
     let _ = std::process::Command::new("docker")
         .args(["rm", "--force", &container])
         .output();

@@ -29,7 +29,9 @@ pub(crate) fn run(args: &LogsArgs) -> Result<ExitStatus> {
         Located::Task(dir) => dir,
         Located::Pipeline(dir) => match task_run_of(&dir, args)? {
             Some(run_dir) => run_dir,
-            // Followed a task that ended without a task run (skipped, cancelled).
+            // An attempt refused before it started: said in words, and it has no logs.
+            None if !args.follow => return Ok(ExitStatus::Success),
+            // Followed a task that ended without a task run (skipped, cancelled, refused).
             None => return Ok(ExitStatus::Failed),
         },
     };
@@ -110,6 +112,13 @@ fn task_run_of(dir: &Path, args: &LogsArgs) -> Result<Option<std::path::PathBuf>
         use crate::pipeline::record::TaskStatus;
         let may_start = matches!(task.status, TaskStatus::Pending | TaskStatus::Running)
             && !pipeline_runs::is_over(&record);
+        // Refused, and (when following) no retry will come: nothing to wait for.
+        if (!args.follow || !may_start)
+            && let Some(refused) = refused_attempt(dir, task, args.attempt)
+        {
+            crate::output::stderr(&format!("tapir: {refused}\n"));
+            return Ok(None);
+        }
         if !args.follow || args.attempt.is_some() {
             return Err(Error::Usage(format!(
                 "{why}\n  fix: `tapir show {}` shows the pipeline run{}",
@@ -127,6 +136,37 @@ fn task_run_of(dir: &Path, args: &LogsArgs) -> Result<Option<std::path::PathBuf>
         }
         std::thread::sleep(FOLLOW_POLL);
     }
+}
+
+/// What to say of the attempt `number` (the latest when `None`) of `task` when `tapir run`
+/// refused it before it started, so it has no task run and no logs: its message (the
+/// refusal in tapir's words) and where tapir's own output for the task is. `None` for an
+/// attempt that has a task run, or has not ended.
+fn refused_attempt(
+    dir: &Path,
+    task: &crate::pipeline::record::PipelineTaskRecord,
+    number: Option<u32>,
+) -> Option<String> {
+    let attempt = match number {
+        Some(n) => task.attempts.iter().find(|a| a.number == n),
+        None => task.attempts.last(),
+    }?;
+    if attempt.run_id.is_some() || attempt.ended_at.is_none() {
+        return None;
+    }
+    let log = dir
+        .join(crate::pipeline::record::RUNS_SUBDIR)
+        .join(format!("{}.tapir.log", task.id));
+    Some(format!(
+        "attempt {} of task {} did not start, so it has no logs: {}\n  tapir's own output for the task: {}",
+        attempt.number,
+        task.id,
+        attempt
+            .message
+            .as_deref()
+            .unwrap_or(attempt.status.as_str()),
+        log.display()
+    ))
 }
 
 /// With `--follow`, the run's own exit code (like `tapir wait`); otherwise 0.

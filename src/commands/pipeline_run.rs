@@ -1082,6 +1082,12 @@ impl AttemptRunner {
             .create(true)
             .append(true)
             .open(&log_path);
+        // Where this attempt's messages begin in the task's log (attempts append to it).
+        let log_start = log
+            .as_ref()
+            .ok()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.len());
         let mut command = Command::new(&self.program);
         command
             .arg("run")
@@ -1178,13 +1184,19 @@ impl AttemptRunner {
                 } else {
                     Status::EngineError
                 };
-                attempt.message = Some(format!(
-                    "tapir run ended ({}) before it made a run folder; see {}",
-                    attempt
-                        .tapir_exit_code
-                        .map_or("killed".to_string(), |c| format!("exit {c}")),
-                    log_path.display()
-                ));
+                // `tapir run` refused it before anything started (it then makes no run
+                // folder): its error, in its own words, is the attempt's message.
+                let refusal = log_start.and_then(|start| refusal_in_log(&log_path, start));
+                attempt.message = Some(match refusal {
+                    Some(message) if attempt.tapir_exit_code == Some(125) => message,
+                    _ => format!(
+                        "tapir run ended ({}) before it made a run folder; see {}",
+                        attempt
+                            .tapir_exit_code
+                            .map_or("killed".to_string(), |c| format!("exit {c}")),
+                        log_path.display()
+                    ),
+                });
             }
         }
         attempt
@@ -1229,6 +1241,45 @@ fn clean_outputs(task: &PlannedTask, run_dir: &Path) -> std::result::Result<(), 
         }
     }
     Ok(())
+}
+
+/// The longest message kept from a refused attempt's log (a task file with many findings
+/// could print pages; the log keeps them all).
+const MAX_REFUSAL_MESSAGE: usize = 4096;
+
+/// The error `tapir run` printed when it refused an attempt: what it wrote to the task's
+/// log from `start` on (see [`refusal_in`]). `None` when it wrote no error.
+fn refusal_in_log(log_path: &Path, start: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = store::open_run_file(log_path).ok()?;
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut bytes = Vec::new();
+    file.take(MAX_REFUSAL_MESSAGE as u64 * 4)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let mut message = refusal_in(&String::from_utf8_lossy(&bytes))?;
+    if message.len() >= MAX_REFUSAL_MESSAGE {
+        message.push_str(&format!("\n  … (the rest is in {})", log_path.display()));
+    }
+    Some(message)
+}
+
+/// The refusal in what `tapir run` printed: from its first `error` line on (warnings
+/// before it are not the reason), without the `error: ` prefix, at most
+/// [`MAX_REFUSAL_MESSAGE`] bytes. `None` when there is no error line.
+fn refusal_in(output: &str) -> Option<String> {
+    let from = if output.starts_with("error") {
+        0
+    } else {
+        output.find("\nerror")? + 1
+    };
+    let error = output[from..].trim_end();
+    let error = error.strip_prefix("error: ").unwrap_or(error);
+    let mut end = error.len().min(MAX_REFUSAL_MESSAGE);
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(error[..end].to_string())
 }
 
 /// The task run an attempt made: the newest run folder of `task_file` in `runs_dir` that
@@ -1377,5 +1428,26 @@ impl SignalForwarder {
         if let Some(thread) = self.thread {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_taken_from_the_first_error_line_on() {
+        let printed = "warning: channel `x` is not bound\nerror: image a:b is not present locally\n  fix: build it\n";
+        assert_eq!(
+            refusal_in(printed).as_deref(),
+            Some("image a:b is not present locally\n  fix: build it")
+        );
+        let findings = "error[syntax]: invalid JSON\n --> t.json:1:2\ntapir: t.json is not a valid task; the task did not start\n";
+        assert_eq!(refusal_in(findings).as_deref(), Some(findings.trim_end()));
+        assert_eq!(refusal_in("warning: only a warning\n"), None);
+        assert_eq!(refusal_in(""), None);
+        let long = format!("error: {}", "é".repeat(MAX_REFUSAL_MESSAGE));
+        let kept = refusal_in(&long).unwrap_or_default();
+        assert!(kept.len() <= MAX_REFUSAL_MESSAGE && kept.starts_with('é'));
     }
 }

@@ -61,52 +61,29 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         outputs: Vec::new(),
         warnings: Vec::new(),
     };
-    // The run folder comes first, so that every failure after this point leaves a record.
-    let run_dir = if args.dry_run {
-        None
-    } else {
-        let dir = store::create_run_dir(&args.runs_dir, &id).map_err(|e| {
-            Error::io_with_hint(
-                &args.runs_dir,
-                e,
-                "choose a writable folder with --runs-dir or TAPIR_RUNS_DIR",
-            )
-        })?;
-        // Git's ignore file, space for the final record, and the first record: a runs
-        // folder that cannot take them (a full disk) refuses the run now, before anything
-        // starts, and leaves no folder behind.
-        let ready = store::ignore_in_git(&dir)
-            .and_then(|()| store::reserve_space(&dir))
-            .map_err(|e| format!("cannot write {e}"))
-            .and_then(|()| execute::try_write_record(&dir, &record).map_err(|e| e.to_string()));
-        if let Err(e) = ready {
-            store::discard_new_run_dir(&dir);
-            return Err(Error::not_started(format!(
-                "{e}\n  the run was not started, and no run folder was kept; free some space \
-                 in {} or choose another folder with --runs-dir",
-                args.runs_dir.display()
-            )));
-        }
-        Some(dir)
-    };
-
-    // The folder the run has, or would have (dry run): its path is part of the argv.
-    let run_dir_path = run_dir
-        .clone()
-        .unwrap_or_else(|| absolute(&args.runs_dir).join(format!("{}{id}", store::RUN_DIR_PREFIX)));
+    // Where the run folder will be. It is made only once the run is about to start
+    // (`open_run_dir`): a run refused by the checks before that leaves nothing behind
+    // (docs/DESIGN.md decision 9). Its path is part of the argv, so it is known now.
+    let run_dir = args.runs_dir.join(format!("{}{id}", store::RUN_DIR_PREFIX));
 
     let spinner = if args.dry_run {
         None
     } else {
         Spinner::start("preparing the run")
     };
-    let cancel = CancelWhilePreparing::install(&record, run_dir.as_deref(), spinner.clone());
+    // A cancel while preparing is recorded (exit 130 with a record, not an abrupt end), so
+    // it makes the folder then; a dry run has none.
+    let cancel = CancelWhilePreparing::install(
+        &record,
+        (!args.dry_run).then_some((args.runs_dir.as_path(), id.as_str())),
+        spinner.clone(),
+    );
     let backend = match Backend::locate(args.mode, args.dry_run) {
         Ok(backend) => backend,
         Err(e) => {
             disarm(cancel);
             clear(spinner.as_ref());
-            return Ok(not_started(e, &mut record, run_dir.as_deref(), err));
+            return Ok(refused(&e, err));
         }
     };
     let mut prepared = match prepare(args, &backend, &mut record, spinner.as_ref()) {
@@ -114,14 +91,14 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         Err(e) => {
             disarm(cancel);
             clear(spinner.as_ref());
-            return Ok(not_started(e, &mut record, run_dir.as_deref(), err));
+            return Ok(refused(&e, err));
         }
     };
     let (rendered, backend_warnings) = backend.render(
         &mut prepared.plan,
         &prepared.image,
         &id,
-        &absolute(&run_dir_path),
+        &absolute(&run_dir),
     );
     prepared.plan.warnings.extend(backend_warnings);
     // The plan as the engine got it (with the backend's own rules applied).
@@ -154,10 +131,6 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         output::stdout(&text);
         return Ok(ExitStatus::Success);
     }
-    let Some(run_dir) = run_dir else {
-        disarm(cancel);
-        return Ok(ExitStatus::Success);
-    };
     if let Backend::Docker(docker) = &backend {
         warn_about_orphans(docker, &args.runs_dir, err);
     }
@@ -242,11 +215,12 @@ struct CancelWhilePreparing {
 impl CancelWhilePreparing {
     fn install(
         record: &RunRecord,
-        run_dir: Option<&Path>,
+        runs_dir_and_id: Option<(&Path, &str)>,
         spinner: Option<Spinner>,
     ) -> Option<Self> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let (record, run_dir) = (record.clone(), run_dir.map(Path::to_path_buf));
+        let record = record.clone();
+        let runs_dir_and_id = runs_dir_and_id.map(|(dir, id)| (dir.to_path_buf(), id.to_string()));
         let cancel: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
             crate::backend::deadline::kill_running_clients();
             clear(spinner.as_ref());
@@ -254,7 +228,14 @@ impl CancelWhilePreparing {
             record.status = Status::Cancelled;
             record.message = Some("cancelled by a signal before the task started".to_string());
             record.ended_at = Some(jiff::Timestamp::now());
-            match &run_dir {
+            // The folder is made here: until the run starts it does not exist (a refused
+            // run leaves none), but a cancel is the user's act and is kept.
+            let made = runs_dir_and_id.as_ref().and_then(|(runs_dir, id)| {
+                let dir = store::create_run_dir(runs_dir, id).ok()?;
+                let _ = store::ignore_in_git(&dir);
+                Some(dir)
+            });
+            match &made {
                 Some(dir) => {
                     execute::write_record(dir, &record);
                     output::stderr(&format!(
@@ -403,44 +384,125 @@ fn overrides(args: &RunArgs) -> Vec<Override> {
     from_files.chain(from_flags).collect()
 }
 
-/// Reports a failure before the container ran (with the findings it has, shown at their
-/// places in their file), records it, and gives exit 125.
-fn not_started(
-    error: Error,
-    record: &mut RunRecord,
-    run_dir: Option<&Path>,
-    p: Printer,
-) -> ExitStatus {
-    match &error {
-        Error::NotStartedFindings { findings, .. } => {
+/// Says why tapir refused the run before it started (with the findings it has, shown at
+/// their places in their file) and gives exit 125. Nothing was started and no run folder
+/// exists: there is nothing to record.
+fn refused(error: &Error, p: Printer) -> ExitStatus {
+    match error {
+        Error::NotStartedFindings { findings, message } => {
             for d in &findings.diagnostics {
                 output::stderr(&p.diagnostic(&findings.file, findings.source.as_ref(), d));
             }
+            output::stderr(&format!("tapir: {message}; the task did not start\n"));
         }
         e => output::stderr(&format!("{} {e}\n", p.red("error:"))),
     }
+    ExitStatus::NotStarted
+}
+
+/// Reports and records a run that was handed over to be started but did not start, and
+/// gives exit 125: its folder exists and keeps the record (and the supervisor's log).
+fn record_failure(error: &Error, record: &mut RunRecord, run_dir: &Path, p: Printer) -> ExitStatus {
+    output::stderr(&format!("{} {error}\n", p.red("error:")));
     record.status = Status::EngineError;
     record.message = Some(error.to_string());
     record.ended_at = Some(jiff::Timestamp::now());
-    if let Some(dir) = run_dir {
-        match store::write_record_atomic(dir, &record.to_value()) {
-            Ok(()) => output::stderr(&format!(
-                "tapir: the task did not start; record: {}\n",
-                dir.display()
-            )),
-            Err(e) => {
-                output::stderr(&format!(
-                    "{} could not write the record: {e}\n",
-                    p.red("error:")
-                ));
-                // Nothing ran and nothing can be recorded: no folder is left behind (one
-                // holding more than tapir's first files stays, and says what it has).
-                store::discard_new_run_dir(dir);
-            }
-        }
-        store::release_space(dir);
+    match store::write_record_atomic(run_dir, &record.to_value()) {
+        Ok(()) => output::stderr(&format!(
+            "tapir: the task did not start; record: {}\n",
+            run_dir.display()
+        )),
+        Err(e) => output::stderr(&format!(
+            "{} could not write the record: {e}\n",
+            p.red("error:")
+        )),
     }
+    store::release_space(run_dir);
     ExitStatus::NotStarted
+}
+
+/// Makes the run folder of a run that is about to start, with everything it needs before
+/// the engine is asked: git's ignore file, the space set aside for the final record, the
+/// output folders, the missing read-write `--bind` folders, Apptainer's scratch folder,
+/// and the first record. When any of it fails nothing starts, and the folder is removed
+/// again (it holds only what was just written): a refused run leaves no folder.
+fn open_run_dir(args: &RunArgs, plan: &RunPlan, job: &Job, record: &RunRecord) -> Result<PathBuf> {
+    let dir = store::create_run_dir(&args.runs_dir, &record.id).map_err(|e| {
+        Error::io_with_hint(
+            &args.runs_dir,
+            e,
+            "choose a writable folder with --runs-dir or TAPIR_RUNS_DIR",
+        )
+    })?;
+    // A runs folder that cannot take the first files (a full disk) refuses the run.
+    let no_room = |e: String| {
+        Error::not_started(format!(
+            "{e}\n  the run was not started, and no run folder was kept; free some space \
+             in {} or choose another folder with --runs-dir",
+            args.runs_dir.display()
+        ))
+    };
+    let opened = store::ignore_in_git(&dir)
+        .and_then(|()| store::reserve_space(&dir))
+        .map_err(|e| no_room(format!("cannot write {e}")))
+        .and_then(|()| create_folders(plan, job))
+        .and_then(|()| execute::try_write_record(&dir, record).map_err(|e| no_room(e.to_string())));
+    match opened {
+        Ok(()) => Ok(dir),
+        Err(e) => {
+            discard_run_dir(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// Removes the folder of a run that did not start after all: only what tapir wrote so far
+/// (an empty scratch folder, the supervisor's log, the first files), so a folder holding
+/// anything else stays.
+fn discard_run_dir(dir: &Path) {
+    let _ = std::fs::remove_dir(dir.join(apptainer::SCRATCH_DIR));
+    let _ = std::fs::remove_file(dir.join(detach::SUPERVISOR_LOG));
+    store::discard_new_run_dir(dir);
+}
+
+/// The folders the container needs before it starts. Outputs are created by tapir, owned
+/// by the invoking user (Docker would create missing bind sources as root); so is a
+/// missing read-write `--bind` folder (read-only ones were checked to exist).
+fn create_folders(plan: &RunPlan, job: &Job) -> Result<()> {
+    for m in plan
+        .mounts
+        .iter()
+        .filter(|m| m.direction == Direction::Output)
+    {
+        std::fs::create_dir_all(&m.host_path).map_err(|e| {
+            Error::not_started(format!(
+                "cannot create output folder {} for channel `{}`: {e}",
+                m.host_path.display(),
+                m.channel,
+            ))
+        })?;
+    }
+    for bind in plan.binds.iter().filter(|b| !b.read_only) {
+        if bind.host_path.exists() {
+            continue;
+        }
+        std::fs::create_dir_all(&bind.host_path).map_err(|e| {
+            Error::not_started(format!(
+                "cannot create the folder {} for {}: {e}",
+                bind.host_path.display(),
+                bind.label(),
+            ))
+        })?;
+    }
+    if let Engine::Apptainer { scratch } = &job.engine {
+        std::fs::create_dir_all(scratch).map_err(|e| {
+            Error::not_started(format!(
+                "cannot create the scratch folder {}: {e}",
+                scratch.display()
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// The version of the `run --dry-run --format json` document: fields may be added, and
@@ -533,8 +595,9 @@ fn dry_run_human(
     out
 }
 
-/// Creates the outputs, completes the record, and runs the container: attached (output
-/// echoed, Ctrl-C stops it) or, with `--detach`, under a background supervisor.
+/// Opens the run folder (with the outputs and the first record), and runs the container:
+/// attached (output echoed, Ctrl-C stops it) or, with `--detach`, under a background
+/// supervisor.
 fn execute(
     args: &RunArgs,
     backend: &Backend,
@@ -544,8 +607,6 @@ fn execute(
     mut record: RunRecord,
     (p, spinner): (Printer, Option<Spinner>),
 ) -> Result<ExitStatus> {
-    // Outputs are created by tapir, owned by the invoking user, before the container runs
-    // (Docker would create missing bind sources as root).
     let outputs: Vec<(String, PathBuf)> = prepared
         .plan
         .mounts
@@ -553,49 +614,14 @@ fn execute(
         .filter(|m| m.direction == Direction::Output)
         .map(|m| (m.channel.clone(), m.host_path.clone()))
         .collect();
-    for (channel, path) in &outputs {
-        if let Err(e) = std::fs::create_dir_all(path) {
-            clear(spinner.as_ref());
-            let failure = Error::not_started(format!(
-                "cannot create output folder {} for channel `{channel}`: {e}",
-                path.display(),
-            ));
-            return Ok(not_started(failure, &mut record, Some(run_dir), p));
-        }
-    }
-    // A missing read-write `--bind` folder is created the same way; read-only ones were
-    // checked to exist.
-    for bind in prepared.plan.binds.iter().filter(|b| !b.read_only) {
-        if bind.host_path.exists() {
-            continue;
-        }
-        if let Err(e) = std::fs::create_dir_all(&bind.host_path) {
-            clear(spinner.as_ref());
-            let failure = Error::not_started(format!(
-                "cannot create the folder {} for {}: {e}",
-                bind.host_path.display(),
-                bind.label(),
-            ));
-            return Ok(not_started(failure, &mut record, Some(run_dir), p));
-        }
-    }
     let engine = match backend {
         Backend::Docker(docker) => Engine::Docker {
             docker: docker.clone(),
             container: docker::container_name(&record.id),
         },
-        Backend::Apptainer { .. } => {
-            let scratch = run_dir.join(apptainer::SCRATCH_DIR);
-            if let Err(e) = std::fs::create_dir_all(&scratch) {
-                clear(spinner.as_ref());
-                let failure = Error::not_started(format!(
-                    "cannot create the scratch folder {}: {e}",
-                    scratch.display()
-                ));
-                return Ok(not_started(failure, &mut record, Some(run_dir), p));
-            }
-            Engine::Apptainer { scratch }
-        }
+        Backend::Apptainer { .. } => Engine::Apptainer {
+            scratch: run_dir.join(apptainer::SCRATCH_DIR),
+        },
     };
     let job = Job {
         engine,
@@ -616,11 +642,14 @@ fn execute(
     }
     record.warnings = prepared.plan.warnings.clone();
     record.started_at = Some(jiff::Timestamp::now());
-    if let Err(e) = execute::try_write_record(run_dir, &record) {
-        clear(spinner.as_ref());
-        let failure = Error::not_started(e.to_string());
-        return Ok(not_started(failure, &mut record, Some(run_dir), p));
-    }
+    let run_dir = match open_run_dir(args, &prepared.plan, &job, &record) {
+        Ok(dir) => dir,
+        Err(e) => {
+            clear(spinner.as_ref());
+            return Ok(refused(&e, p));
+        }
+    };
+    let run_dir = run_dir.as_path();
 
     if args.detach {
         clear(spinner.as_ref());
@@ -697,7 +726,11 @@ fn detach(job: &Job, run_dir: &Path, record: &RunRecord, task: &str, p: Printer)
             ));
             ExitStatus::NotStarted
         }
-        Detached::Failed(e) => not_started(e, &mut record.clone(), Some(run_dir), p),
+        Detached::NotHandedOver(e) => {
+            discard_run_dir(run_dir);
+            refused(&e, p)
+        }
+        Detached::Failed(e) => record_failure(&e, &mut record.clone(), run_dir, p),
     }
 }
 

@@ -170,6 +170,12 @@ fn show_pipeline(
     Ok(ExitStatus::Success)
 }
 
+/// A message of several lines (an error with its fix, as a refused attempt has) indented
+/// to stay under its row's text instead of starting at the left edge.
+fn under_the_row(text: &str) -> String {
+    text.replace('\n', "\n             ")
+}
+
 fn render_pipeline(r: &PipelineRunRecord, dir: &std::path::Path, p: Printer) -> String {
     let mut out = String::new();
     let mut row = |label: &str, text: String| {
@@ -253,7 +259,7 @@ fn render_pipeline(r: &PipelineRunRecord, dir: &std::path::Path, p: Printer) -> 
             "task",
             colored(
                 status,
-                format!(
+                under_the_row(&format!(
                     "{}: {}",
                     task.id,
                     output::status_with_message(
@@ -261,7 +267,7 @@ fn render_pipeline(r: &PipelineRunRecord, dir: &std::path::Path, p: Printer) -> 
                         &format!(" (level {})", task.level),
                         task.message.as_deref(),
                     )
-                ),
+                )),
             ),
         );
         if !task.source_task.is_empty() {
@@ -304,12 +310,17 @@ fn render_pipeline(r: &PipelineRunRecord, dir: &std::path::Path, p: Printer) -> 
                 _ if a.ended_at.is_none() => {
                     text.push_str(" (its task run is linked when it ends)")
                 }
-                _ => {}
+                // Refused by `tapir run` before anything started: no task run exists.
+                _ => {
+                    if let Some(code) = a.tapir_exit_code {
+                        text.push_str(&format!(", did not start (tapir run exited {code})"));
+                    }
+                }
             }
             if let Some(m) = a.message.as_deref().filter(|m| *m != a.status.as_str()) {
                 text.push_str(&format!(" — {m}"));
             }
-            row("", text);
+            row("", under_the_row(&text));
         }
         // Profile `ccat`: what the step left, as the platform would register it.
         for product in &task.products {

@@ -24,15 +24,18 @@ pub(crate) enum Detached {
     Ended(String),
     /// The supervisor recorded that the task could not start (the record's message).
     RecordedNotStarted(String),
-    /// The job could not be handed over, or the supervisor ended without recording
-    /// anything: the run never starts, and the caller records why.
+    /// The supervisor could not be started: the engine was not asked to start anything,
+    /// and the caller removes the run folder it had opened (a refused run leaves none).
+    NotHandedOver(Error),
+    /// The supervisor ended without recording anything: the run never started (as far as
+    /// anyone can tell), and the caller records why.
     Failed(Error),
 }
 
 /// Starts the supervisor for `job` (whose record is in `run_dir`) and returns once the
 /// container has started or the supervisor has ended, like `docker run --detach`.
 pub(crate) fn start(job: &Job, run_dir: &Path, record: &RunRecord) -> Detached {
-    let fail = |message: String| Detached::Failed(Error::not_started(message));
+    let fail = |message: String| Detached::NotHandedOver(Error::not_started(message));
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
@@ -83,10 +86,10 @@ pub(crate) fn start(job: &Job, run_dir: &Path, record: &RunRecord) -> Detached {
                 }
                 // The supervisor died before it could record anything (a crash, a kill,
                 // an engine it could not reach): this run will never start.
-                _ => fail(format!(
+                _ => Detached::Failed(Error::not_started(format!(
                     "the background supervisor ended without running the task; its messages are in {}",
                     log_path.display()
-                )),
+                ))),
             };
         }
         let started = match &job.engine {

@@ -1483,3 +1483,78 @@ fn a_failure_outweighs_a_self_skip_and_resume_keeps_the_self_skip() {
         2
     );
 }
+
+/// An attempt that `tapir run` refused before the engine was asked (here: its image is
+/// not there) has no task run folder; the pipeline record still says what happened —
+/// failed, exit 125, tapir's message — and `show` and `logs` say it in words.
+#[test]
+fn an_attempt_refused_before_it_started_is_recorded_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut absent = task("true", &[], &[("out", "/out")], json!([]));
+    absent["image"] = json!("tapir-test/absent:none");
+    let pipeline = json!({
+        "name": "refused",
+        "tasks": [
+            {"id": "convert", "task": absent},
+            {"id": "after", "task": task("true", &[], &[], json!([])), "depends_on": [{"id": "convert"}]}
+        ]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let missing = "image tapir-test/absent:none is not present locally";
+    assert!(
+        out.stderr
+            .contains(&format!("task convert: failed (did not start: {missing}")),
+        "{}",
+        out.stderr
+    );
+    let run_dir = only_pipeline_run(dir.path());
+    let record = record(&run_dir);
+    let convert = task_record(&record, "convert");
+    assert_eq!(convert["status"], "failed");
+    let attempt = &convert["attempts"][0];
+    assert_eq!(attempt["status"], "engine-error", "{attempt:#}");
+    assert_eq!(attempt["tapir_exit_code"], 125, "{attempt:#}");
+    assert!(attempt["run_id"].is_null(), "{attempt:#}");
+    let message = attempt["message"].as_str().unwrap();
+    assert!(message.starts_with(missing), "{message}");
+    assert!(message.contains("fix:"), "the whole message: {message}");
+    assert_eq!(task_record(&record, "after")["status"], "skipped");
+    let task_runs: Vec<_> = std::fs::read_dir(run_dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("task_run-"))
+        .collect();
+    assert!(task_runs.is_empty(), "{task_runs:?}");
+    assert!(
+        std::fs::read_to_string(run_dir.join("runs/convert.tapir.log"))
+            .unwrap()
+            .contains(missing),
+        "tapir's own messages are kept"
+    );
+
+    let id = record["id"].as_str().unwrap();
+    let show = run(&mut tapir(dir.path(), ["show", "--runs-dir", "runs", id]));
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    assert!(
+        show.stdout.contains(&format!(
+            "attempt 1: engine-error, did not start (tapir run exited 125) — {missing}"
+        )),
+        "{}",
+        show.stdout
+    );
+    let logs = run(&mut tapir(
+        dir.path(),
+        ["logs", "--runs-dir", "runs", id, "convert"],
+    ));
+    assert_eq!(logs.code, 0, "{}", logs.stderr);
+    assert_eq!(logs.stdout, "");
+    assert!(
+        logs.stderr.contains(&format!(
+            "attempt 1 of task convert did not start, so it has no logs: {missing}"
+        )) && logs.stderr.contains("runs/convert.tapir.log"),
+        "{}",
+        logs.stderr
+    );
+}

@@ -412,3 +412,138 @@ fn ps_shows_the_exit_codes_run_gave_and_no_growing_duration_for_lost_runs() {
     assert_eq!(line("01d")[5], "lost", "{table}");
     assert_eq!(line("01d").last(), Some(&"-"), "{table}");
 }
+
+/// Runs that tapir refuses before it asks the engine to start the container — a task it
+/// cannot read, an image that is not there, an input that is missing, an unknown channel
+/// or template, a refused env value, an engine it cannot reach, an output folder it cannot
+/// make, attached or `--detach` — say why and exit 125, and leave nothing in the folder:
+/// it stays `git status`-clean, ignored files included.
+#[test]
+fn a_run_refused_before_it_starts_leaves_no_folder_and_git_status_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    git(&["init", "-q"]);
+    let tasks: Vec<(&str, serde_json::Value, &str)> = vec![
+        (
+            "image.json",
+            json!({"name": "x", "image": "tapir-test/absent:none", "taskTemplate": {
+                "identifier": "t", "description": "d", "inputs": [], "outputs": [], "env": []}}),
+            "image tapir-test/absent:none is not present locally",
+        ),
+        (
+            "input.json",
+            json!({"name": "x", "image": crate::support::example_image(), "taskTemplate": {
+                "identifier": "t", "description": "d", "outputs": [], "env": [],
+                "inputs": [{"name": "in", "mounted_path": "/in"}]},
+                "inputs": [{"name": "in", "volume_source": {"host_path": "no-such-folder"}}]}),
+            "no-such-folder cannot be used: it does not exist",
+        ),
+        (
+            "channel.json",
+            json!({"name": "x", "image": crate::support::example_image(), "taskTemplate": {
+                "identifier": "t", "description": "d", "inputs": [], "outputs": [], "env": []},
+                "outputs": [{"name": "reslts", "volume_source": {"host_path": "out"}}]}),
+            "reslts",
+        ),
+        (
+            "template.json",
+            json!({"name": "x", "image": crate::support::example_image(), "taskTemplate": "upstrem"}),
+            "template `upstrem` is not in the image's /processing-container.json",
+        ),
+        (
+            "env.json",
+            json!({"name": "x", "image": crate::support::example_image(), "taskTemplate": {
+                "identifier": "t", "description": "d", "inputs": [], "outputs": [],
+                "env": [{"name": "MODE", "value": "fast", "type": "string", "choices": ["fast", "slow"]}]},
+                "env": [{"name": "MODE", "value": "medium"}]}),
+            "medium",
+        ),
+        // Refused after its folder was made (an output folder that cannot be created):
+        // the folder is removed again.
+        (
+            "output.json",
+            json!({"name": "x", "image": crate::support::example_image(), "taskTemplate": {
+                "identifier": "t", "description": "d", "inputs": [], "env": [],
+                "outputs": [{"name": "out", "mounted_path": "/out"}]},
+                "outputs": [{"name": "out", "volume_source": {"host_path": "a-file/out"}}]}),
+            "cannot create output folder",
+        ),
+    ];
+    std::fs::write(dir.path().join("a-file"), "not a folder").unwrap();
+    for (file, task, _) in &tasks {
+        std::fs::write(dir.path().join(file), task.to_string()).unwrap();
+    }
+    std::fs::write(dir.path().join("invalid.json"), "{\"name\": ").unwrap();
+    git(&["add", "."]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-qm",
+        "tasks",
+    ]);
+    let expected_entries = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = expected_entries(dir.path());
+    let mut cases: Vec<(Vec<&str>, &str)> = tasks
+        .iter()
+        .map(|(file, _, words)| (vec!["run", "--network", "none", file], *words))
+        .collect();
+    cases.push((
+        vec!["run", "invalid.json"],
+        "invalid.json is not a valid task",
+    ));
+    cases.push((
+        vec!["run", "--detach", "--network", "none", "image.json"],
+        "image tapir-test/absent:none is not present locally",
+    ));
+    cases.push((
+        vec!["run", "--detach", "--network", "none", "input.json"],
+        "no-such-folder cannot be used: it does not exist",
+    ));
+    for (args, words) in &cases {
+        let out = run(&mut tapir(dir.path(), args));
+        assert_eq!(out.code, 125, "{args:?}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains(words), "{args:?}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains("record:"),
+            "{args:?}: no record is named: {}",
+            out.stderr
+        );
+        assert_eq!(out.stdout, "", "{args:?}: no run id");
+        assert_eq!(expected_entries(dir.path()), before, "{args:?}");
+    }
+    // An engine tapir cannot reach while it checks the image.
+    let out = run(
+        tapir(dir.path(), ["run", "--network", "none", "image.json"])
+            .env("DOCKER_HOST", "unix:///nonexistent/tapir-test.sock"),
+    );
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert_eq!(expected_entries(dir.path()), before, "engine down");
+    assert_eq!(
+        git(&["status", "--porcelain", "--ignored"]),
+        "",
+        "git status is clean, ignored files included"
+    );
+    assert!(!dir.path().join("out").exists(), "no output folder either");
+}

@@ -29,6 +29,8 @@ pub(crate) enum Backend {
         caps: Capabilities,
         /// Not installed (a dry run only): the command is shown for the newest apptainer.
         assumed: bool,
+        /// A dry run: images are not converted to SIFs, only named.
+        dry_run: bool,
     },
 }
 
@@ -69,6 +71,7 @@ impl Backend {
                     docker: Docker::locate().ok(),
                     caps,
                     assumed,
+                    dry_run,
                 }
             }
         })
@@ -103,6 +106,7 @@ impl Backend {
         match (self, &image.image_ref) {
             (Backend::Apptainer { caps, assumed, .. }, Some(image_ref)) => {
                 let facts = ImageFacts {
+                    known: image_ref.is_docker_image(),
                     entrypoint: image.info.entrypoint.clone(),
                     working_dir: image.info.working_dir.clone(),
                 };
@@ -111,7 +115,7 @@ impl Backend {
                     image_ref,
                     &facts,
                     &run_dir.join(apptainer::SCRATCH_DIR),
-                    *caps,
+                    caps,
                 );
                 if *assumed {
                     warnings.insert(0, APPTAINER_ASSUMED.to_string());

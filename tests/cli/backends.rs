@@ -813,16 +813,8 @@ fn doctor_deep_runs_the_site_checks_and_reports_each() {
         );
     }
     // A missing image is a failure of the checks, not of doctor.
-    let missing = run(&mut Backend::Apptainer.tapir(
-        dir.path(),
-        &[
-            "doctor",
-            "--mode",
-            "apptainer",
-            "--deep",
-            "/nonexistent/image",
-        ],
-    ));
+    let missing =
+        run(&mut Backend::Apptainer.tapir(dir.path(), &["doctor", "--deep", "/nonexistent/image"]));
     assert_eq!(missing.code, 1, "{}", missing.stdout);
     assert!(
         missing.stdout.contains("FAIL apptainer deep"),

@@ -15,6 +15,8 @@
 #   note  it behaves differently in a way tapir handles or reports (the text says how),
 #   FAIL  it behaves in a way that breaks tapir's runs here.
 # exit: 0 when no check FAILed, 1 otherwise, 2 when the checks cannot start.
+# SC2016: the single-quoted $VARs are meant for the container's shell.
+# shellcheck disable=SC2016
 set -uo pipefail
 
 apptainer=${APPTAINER:-apptainer}

@@ -702,6 +702,59 @@ fn apptainer_runs_a_docker_image_from_a_sif_converted_once() {
 }
 
 #[test]
+fn apptainer_runs_a_registry_image_pulled_before_without_the_registry() {
+    // On a compute node without network: the SIF pulled once (on a login node, with
+    // --pull) is used without --pull and without asking the registry, which apptainer
+    // itself would do on every run. Here the cached SIF is made by the stand-in's build.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let reference = "docker://registry.invalid/tool:1";
+    let sum = Command::new("sh")
+        .args(["-c", "printf %s \"$1\" | sha256sum", "sh", reference])
+        .output()
+        .unwrap();
+    let key = String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let pulled = cache.join(format!("tapir/apptainer/pulled/{key}.sif"));
+    std::fs::create_dir_all(pulled.parent().unwrap()).unwrap();
+    let built = Command::new(repo_root().join("tests/apptainer/apptainer"))
+        .arg("build")
+        .arg(&pulled)
+        .arg(format!("docker-daemon:{}", example_image()))
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    std::fs::write(
+        dir.path().join("task.json"),
+        json!({
+            "name": "case", "image": reference,
+            "taskTemplate": {"identifier": "t", "description": "case", "inputs": [], "outputs": [], "env": [],
+                             "command": ["sh", "-c", "echo offline"]}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut cmd = Backend::Apptainer.tapir(dir.path(), &["run", "task.json"]);
+    cmd.env("XDG_CACHE_HOME", &cache);
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "offline\n");
+    // Not pulled before: --pull is still needed.
+    let mut cmd = Backend::Apptainer.tapir(dir.path(), &["run", "task.json"]);
+    cmd.env("XDG_CACHE_HOME", dir.path().join("empty-cache"));
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(out.stderr.contains("pass --pull"), "{}", out.stderr);
+}
+
+#[test]
 fn apptainer_keeps_the_sites_tmpdir_and_cache_settings() {
     // APPTAINER_TMPDIR is where apptainer converts images: tapir must pass it on (the
     // stand-in's conversion fails on a missing folder, as apptainer's would).

@@ -755,6 +755,70 @@ fn apptainer_runs_a_registry_image_pulled_before_without_the_registry() {
 }
 
 #[test]
+fn apptainer_reaches_docker_through_the_current_docker_context() {
+    // Apptainer reads DOCKER_HOST, never docker contexts: tapir passes the context's
+    // endpoint on when it converts an image of the Docker engine.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("docker-config");
+    let socket = dir.path().join("engine.sock");
+    std::os::unix::fs::symlink("/var/run/docker.sock", &socket).unwrap();
+    let endpoint = format!("unix://{}", socket.display());
+    let made = Command::new("docker")
+        .env("DOCKER_CONFIG", &config)
+        .args([
+            "context",
+            "create",
+            "tapir-test",
+            "--docker",
+            &format!("host={endpoint}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let used = Command::new("docker")
+        .env("DOCKER_CONFIG", &config)
+        .args(["context", "use", "tapir-test"])
+        .output()
+        .unwrap();
+    assert!(
+        used.status.success(),
+        "{}",
+        String::from_utf8_lossy(&used.stderr)
+    );
+    std::fs::write(
+        dir.path().join("task.json"),
+        json!({
+            "name": "case", "image": example_image(),
+            "taskTemplate": {"identifier": "t", "description": "case", "inputs": [], "outputs": [], "env": [],
+                             "command": ["true"]}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let mut cmd = Backend::Apptainer.tapir(dir.path(), &["run", "task.json"]);
+    cmd.env("XDG_CACHE_HOME", &cache)
+        .env("DOCKER_CONFIG", &config)
+        .env_remove("DOCKER_HOST");
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let converted = std::fs::read_dir(cache.join("tapir/apptainer/docker-daemon"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read_to_string(converted.join(".tapir-standin-engine")).unwrap(),
+        format!("{endpoint}\n")
+    );
+}
+
+#[test]
 fn apptainer_keeps_the_sites_tmpdir_and_cache_settings() {
     // APPTAINER_TMPDIR is where apptainer converts images: tapir must pass it on (the
     // stand-in's conversion fails on a missing folder, as apptainer's would).

@@ -13,8 +13,9 @@
 //!   variables and sets `LANG=C` (README);
 //! - inputs are bound read-only, outputs read-write, at the same container paths;
 //! - the template command replaces CMD and keeps ENTRYPOINT: with `exec ENTRYPOINT CMD…`
-//!   when the entrypoint is known (images from Docker), else with `run IMAGE CMD…`, whose
-//!   runscript is ENTRYPOINT + arguments for images converted from OCI;
+//!   when the entrypoint is known (images from Docker, or none in the runscript), else
+//!   with `run IMAGE CMD…`, whose runscript is ENTRYPOINT + arguments for images
+//!   converted from OCI;
 //! - memory/CPU limits only where apptainer can apply them (it stops with a fatal error
 //!   otherwise), `--cpus` capped to the CPUs this process may use;
 //! - GPUs: `--nv`/`--rocm` plus the scheduler's GPU selection, which `--containall` would
@@ -351,6 +352,23 @@ impl Apptainer {
         }
     }
 
+    /// The image's runscript: read from a sandbox folder, else `apptainer inspect
+    /// --runscript`. `None` when it cannot be read.
+    pub(crate) fn runscript(&self, image: &ImageRef) -> Option<String> {
+        if let ImageRef::Sandbox(dir) = image {
+            return std::fs::read_to_string(dir.join(".singularity.d/runscript")).ok();
+        }
+        let out = output_within(
+            self.command()
+                .args(["inspect", "--runscript", &image.argument()]),
+            READ_FILE_DEADLINE,
+        )
+        .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Makes `target` (a SIF) from `source` once: `apptainer build` for `docker-daemon:`,
     /// `apptainer pull` for registry images. Written beside the target and renamed, so a
     /// cancelled conversion never leaves a half SIF under the cached name, and two runs
@@ -597,13 +615,39 @@ pub(crate) fn daemon_reference(reference: &str, image_id: &str) -> String {
     }
 }
 
-/// The image facts the rendering needs (known for images in the Docker engine).
-#[derive(Debug, Clone, Default)]
+/// The image facts the rendering needs: from Docker for its images, else from the
+/// image's runscript (`runscript_facts`). `None`: not known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ImageFacts {
-    /// The entrypoint and working directory below were read from the image.
-    pub known: bool,
-    pub entrypoint: Vec<String>,
-    pub working_dir: String,
+    /// The ENTRYPOINT, to put before the command (empty: none).
+    pub entrypoint: Option<Vec<String>>,
+    /// The WORKDIR (empty: none, start in `/`).
+    pub working_dir: Option<String>,
+}
+
+/// What an image's runscript tells: apptainer writes `OCI_ENTRYPOINT='…'` into the
+/// runscript of an image converted from OCI. An empty one means no ENTRYPOINT (the
+/// command can be `exec`uted as it is); a set one is applied by `run` (unknown here);
+/// its WORKDIR is not recorded. A runscript without it comes from a definition file:
+/// there is no ENTRYPOINT or WORKDIR to keep. `None`: the runscript could not be read.
+pub(crate) fn runscript_facts(runscript: Option<&str>) -> ImageFacts {
+    let Some(runscript) = runscript else {
+        return ImageFacts::default();
+    };
+    let oci_entrypoint = runscript
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("OCI_ENTRYPOINT="));
+    match oci_entrypoint {
+        Some(value) if matches!(value.trim(), "" | "''" | "\"\"") => ImageFacts {
+            entrypoint: Some(Vec::new()),
+            working_dir: None,
+        },
+        Some(_) => ImageFacts::default(),
+        None => ImageFacts {
+            entrypoint: Some(Vec::new()),
+            working_dir: Some(String::new()),
+        },
+    }
 }
 
 /// Whether `--bind SRC:DST:MODE` would deliver this path unchanged: apptainer's bind
@@ -652,20 +696,21 @@ pub(crate) fn exec_argv(
     // image's ENTRYPOINT only when tapir knows it and puts it first. Otherwise `run`: the
     // runscript of an image converted from OCI is ENTRYPOINT + (arguments, else CMD),
     // which is Docker's rule. Without a command, `run` gives ENTRYPOINT + CMD.
-    let use_runscript = plan.entrypoint.is_none() && (plan.command.is_none() || !facts.known);
+    let use_runscript =
+        plan.entrypoint.is_none() && (plan.command.is_none() || facts.entrypoint.is_none());
     let mut argv: Vec<String> = vec![if use_runscript { "run" } else { "exec" }.into()];
     argv.push("--containall".into());
     if caps.no_eval {
         argv.push("--no-eval".into());
     }
     argv.extend(["--workdir".into(), workdir.display().to_string()]);
-    let pwd = if facts.working_dir.is_empty() {
-        "/"
-    } else {
-        &facts.working_dir
-    };
+    let pwd = facts
+        .working_dir
+        .as_deref()
+        .filter(|w| !w.is_empty())
+        .unwrap_or("/");
     argv.extend(["--pwd".into(), pwd.to_string()]);
-    if !facts.known && !matches!(image, ImageRef::Sandbox(_)) {
+    if facts.working_dir.is_none() {
         warnings.push(format!(
             "the image's WORKDIR is not known for {}: the task starts in / (Docker would start it in the image's WORKDIR)",
             image.argument()
@@ -766,7 +811,7 @@ pub(crate) fn exec_argv(
     } else {
         match &plan.entrypoint {
             Some(entrypoint) => argv.push(entrypoint.clone()),
-            None => argv.extend(facts.entrypoint.iter().cloned()),
+            None => argv.extend(facts.entrypoint.iter().flatten().cloned()),
         }
         argv.extend(plan.command.iter().flatten().cloned());
     }
@@ -932,14 +977,13 @@ mod tests {
         }
     }
 
+    /// Facts of a definition-file image: no ENTRYPOINT, no WORKDIR.
+    fn plain() -> ImageFacts {
+        runscript_facts(Some("#!/bin/sh\nexec /bin/sh \"$@\"\n"))
+    }
+
     fn render(plan: &RunPlan, image: &ImageRef, caps: &Capabilities) -> (RenderedRun, Vec<String>) {
-        exec_argv(
-            plan,
-            image,
-            &ImageFacts::default(),
-            Path::new("/scratch"),
-            caps,
-        )
+        exec_argv(plan, image, &plain(), Path::new("/scratch"), caps)
     }
 
     fn environment(rendered: &RenderedRun) -> BTreeMap<&str, &str> {
@@ -953,7 +997,11 @@ mod tests {
     #[test]
     fn an_unknown_entrypoint_is_kept_by_running_the_runscript_with_the_command() {
         let sif = ImageRef::Sif("/images/tool.sif".into());
-        let (rendered, warnings) = render(&plan(), &sif, &caps());
+        let oci = runscript_facts(Some(
+            "#!/bin/sh\nOCI_ENTRYPOINT='\"/bin/echo\" \"entry\"'\nOCI_CMD='\"sh\"'\n",
+        ));
+        assert_eq!(oci, ImageFacts::default());
+        let (rendered, warnings) = exec_argv(&plan(), &sif, &oci, Path::new("/scratch"), &caps());
         assert_eq!(rendered.argv[0], "run", "{:?}", rendered.argv);
         assert!(
             rendered.argv.ends_with(&[
@@ -972,10 +1020,34 @@ mod tests {
         // An --entrypoint given by the user is run with exec, as before.
         let mut with_entrypoint = plan();
         with_entrypoint.entrypoint = Some("/bin/other".into());
-        let (rendered, _) = render(&with_entrypoint, &sif, &caps());
+        let (rendered, _) = exec_argv(&with_entrypoint, &sif, &oci, Path::new("/scratch"), &caps());
         assert_eq!(rendered.argv[0], "exec");
         let image_at = rendered.argv.iter().position(|w| w == "/images/tool.sif");
         assert_eq!(rendered.argv[image_at.unwrap() + 1], "/bin/other");
+    }
+
+    #[test]
+    fn the_runscript_says_whether_there_is_an_entrypoint() {
+        // OCI image without ENTRYPOINT: exec the command; its WORKDIR is not known.
+        let no_entrypoint =
+            runscript_facts(Some("#!/bin/sh\nOCI_ENTRYPOINT=''\nOCI_CMD='\"sh\"'\n"));
+        assert_eq!(no_entrypoint.entrypoint, Some(Vec::new()));
+        assert_eq!(no_entrypoint.working_dir, None);
+        let (rendered, warnings) = exec_argv(
+            &plan(),
+            &ImageRef::Sif("/i.sif".into()),
+            &no_entrypoint,
+            Path::new("/scratch"),
+            &caps(),
+        );
+        assert_eq!(rendered.argv[0], "exec");
+        assert!(warnings[0].contains("WORKDIR is not known"), "{warnings:?}");
+        // A definition-file image: exec, no warning.
+        let (rendered, warnings) = render(&plan(), &ImageRef::Sif("/i.sif".into()), &caps());
+        assert_eq!(rendered.argv[0], "exec");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // Unreadable: run, and the WORKDIR warning.
+        assert_eq!(runscript_facts(None), ImageFacts::default());
     }
 
     #[test]

@@ -163,9 +163,8 @@ fn render_both(plan: &RunPlan) -> String {
     let names: Vec<&str> = docker.secret_env.iter().map(|(n, _)| n.as_str()).collect();
     let _ = writeln!(out, "  environment: {names:?}");
     let facts = ImageFacts {
-        known: true,
-        entrypoint: vec!["/entry".into()],
-        working_dir: "/work".into(),
+        entrypoint: Some(vec!["/entry".into()]),
+        working_dir: Some("/work".into()),
     };
     let image = ImageRef::DockerDaemon(plan.image.clone());
     for limits in [true, false] {

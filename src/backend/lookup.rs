@@ -32,6 +32,7 @@ impl Backend {
             Backend::Docker(docker) => Ok(FoundImage {
                 info: docker_image(docker, reference, pull)?,
                 image_ref: None,
+                runscript_facts: None,
             }),
             Backend::Apptainer {
                 apptainer,
@@ -51,8 +52,12 @@ impl Backend {
                     pull,
                     *dry_run,
                 )?;
+                let runscript_facts = (!image_ref.is_docker_image()).then(|| {
+                    apptainer::runscript_facts(apptainer.runscript(&image_ref).as_deref())
+                });
                 Ok(FoundImage {
                     image_ref: Some(image_ref),
+                    runscript_facts,
                     ..found
                 })
             }
@@ -167,6 +172,7 @@ fn apptainer_image(
     Ok(FoundImage {
         info,
         image_ref: Some(image_ref),
+        runscript_facts: None,
     })
 }
 

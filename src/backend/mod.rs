@@ -40,6 +40,8 @@ pub(crate) struct FoundImage {
     pub info: ImageInfo,
     /// How apptainer takes the image (apptainer mode only).
     pub image_ref: Option<ImageRef>,
+    /// What the image's runscript tells (apptainer mode, images not from Docker).
+    pub runscript_facts: Option<ImageFacts>,
 }
 
 /// The warning of a dry run without apptainer.
@@ -105,10 +107,13 @@ impl Backend {
     ) -> (RenderedRun, Vec<String>) {
         match (self, &image.image_ref) {
             (Backend::Apptainer { caps, assumed, .. }, Some(image_ref)) => {
-                let facts = ImageFacts {
-                    known: image_ref.is_docker_image(),
-                    entrypoint: image.info.entrypoint.clone(),
-                    working_dir: image.info.working_dir.clone(),
+                let facts = if image_ref.is_docker_image() {
+                    ImageFacts {
+                        entrypoint: Some(image.info.entrypoint.clone()),
+                        working_dir: Some(image.info.working_dir.clone()),
+                    }
+                } else {
+                    image.runscript_facts.clone().unwrap_or_default()
                 };
                 let (rendered, mut warnings) = apptainer::exec_argv(
                     plan,

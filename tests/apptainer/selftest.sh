@@ -205,6 +205,8 @@ expect_ok "-- ends the flags" "x" exec -C -- "$img" echo x
 expect_ok "run executes the runscript with its arguments" "from-run" run -C "$img" sh -c 'echo from-run'
 sa run -C "$img" sh -c 'exit 7';         check "run passes the exit code through" rc_is 7
 expect_ok "-q before the subcommand" "quiet" -q exec -C "$img" echo quiet
+expect_ok "inspect --runscript prints the runscript" "$(cat "$img/.singularity.d/runscript")" inspect --runscript "$img"
+expect_refused "inspect other than --runscript"   "only inspect --runscript" inspect --labels "$img"
 expect_ok "relative command path is resolved from --pwd" "hi" exec -C --pwd /bin "$img" ./echo hi
 
 # ---------------------------------------------------------------------------------------
@@ -256,7 +258,7 @@ else
   check "container for the command-line check started" false
 fi
 kill -KILL "$secret_pid" 2>/dev/null
-wait "$secret_pid" 2>/dev/null
+{ wait "$secret_pid"; } 2>/dev/null
 
 # ---------------------------------------------------------------------------------------
 # file system: read-only image, binds, /tmp, /var/tmp, home, --pwd, --workdir

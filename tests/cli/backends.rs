@@ -595,7 +595,8 @@ fn apptainer_without_root_runs_without_limits_and_says_why() {
 }
 
 /// A sandbox image whose runscript is that of an OCI image with
-/// `ENTRYPOINT ["/bin/echo", "entry"]`: the arguments of `apptainer run` follow it.
+/// `ENTRYPOINT ["/bin/echo", "entry"]` (with apptainer's `OCI_ENTRYPOINT` record): the
+/// arguments of `apptainer run` follow it.
 fn sandbox_with_entrypoint(dir: &Path) -> PathBuf {
     let image = dir.join("entry-image");
     let out = Command::new("bash")
@@ -610,7 +611,7 @@ fn sandbox_with_entrypoint(dir: &Path) -> PathBuf {
     );
     std::fs::write(
         image.join(".singularity.d/runscript"),
-        "#!/bin/sh\nexec /bin/echo entry \"$@\"\n",
+        "#!/bin/sh\nOCI_ENTRYPOINT='\"/bin/echo\" \"entry\"'\nOCI_CMD=''\nexec /bin/echo entry \"$@\"\n",
     )
     .unwrap();
     image
@@ -635,6 +636,13 @@ fn apptainer_keeps_an_entrypoint_it_cannot_read_by_running_the_runscript() {
     assert_eq!(
         out.stdout, "entry say hi\n",
         "Docker would run ENTRYPOINT + command"
+    );
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["argv"][1], "run", "{record}");
+    assert!(
+        out.stderr.contains("WORKDIR is not known"),
+        "{}",
+        out.stderr
     );
 }
 

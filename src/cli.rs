@@ -374,6 +374,10 @@ pub(crate) struct DoctorArgs {
     /// human or json.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
+    /// Also run the checks that need a real Apptainer (tests/apptainer/site-checks.sh)
+    /// with IMAGE (a SIF, sandbox folder or docker-daemon:REF:TAG with a shell).
+    #[arg(long, value_name = "IMAGE")]
+    pub deep: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -94,13 +94,13 @@ pub(crate) fn run_to_end(
     let parent_watch = signal_thread.as_ref().map(|_| parent_watch::arm());
     // The engine client runs in its own process group: a Ctrl-C on the terminal reaches
     // only tapir, which then stops the run itself (`docker stop`: SIGTERM through
-    // `--init`, SIGKILL after the grace period; for apptainer the same, sent to the
-    // process group) instead of leaving it running.
+    // `--init`, SIGKILL after the grace period; for apptainer SIGTERM to apptainer, which
+    // forwards it, and SIGKILL to the process group) instead of leaving it running.
     let mut command = Command::new(program);
     command.args(args);
     if let Engine::Apptainer { .. } = job.engine {
         // Only the plan's own variables and binds reach the container.
-        crate::backend::apptainer::scrub_host_settings(&mut command);
+        crate::backend::apptainer::remove_host_settings(&mut command);
     }
     let spawned = command
         .envs(job.secret_env.iter().map(|(k, v)| (k, v)))
@@ -668,7 +668,16 @@ fn stop(engine: &Engine, state: &CancelState, grace: u32) {
             let Some(group) = wait_for_pid(state, tick) else {
                 return;
             };
-            signal_group(group, nix::sys::signal::Signal::SIGTERM);
+            // SIGTERM to apptainer alone: it forwards it to the task. Sent to the whole
+            // group it would reach the task two or three times (directly, and forwarded
+            // by apptainer's starter and by its init), which some programs take as "quit
+            // now". The SIGKILL after the grace period goes to the whole group.
+            if let Ok(raw) = i32::try_from(group) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(raw),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(grace.into());
             while std::time::Instant::now() < deadline {
                 if state.client_done.load(Ordering::SeqCst) {

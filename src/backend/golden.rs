@@ -118,8 +118,31 @@ fn plans() -> Vec<(&'static str, RunPlan)> {
         },
     ];
 
+    // Paths apptainer's --bind parser would alter (it also splits on `^`, trims blanks and
+    // takes `\` as an escape), and a `"` that --mount's CSV needs quoted.
+    let mut bind_paths_apptainer_would_alter = base();
+    bind_paths_apptainer_would_alter.env.truncate(1);
+    bind_paths_apptainer_would_alter.binds = [
+        ("/data/a^b", "/x", true),
+        ("/data/back\\slash", "/y", false),
+        ("/data/trailing ", "/z", true),
+        ("/data/say \"hi\":x", "/q", true),
+        ("/data/plain dir", "/p", true),
+    ]
+    .into_iter()
+    .map(|(host, container, read_only)| PlannedBind {
+        host_path: PathBuf::from(host),
+        container_path: container.into(),
+        read_only,
+    })
+    .collect();
+
     vec![
         ("minimal", minimal),
+        (
+            "bind-paths-apptainer-would-alter",
+            bind_paths_apptainer_would_alter,
+        ),
         ("binds", binds),
         ("channels-and-limits", channels_and_limits),
         ("secrets-and-awkward-values", secrets_and_awkward_values),
@@ -140,17 +163,19 @@ fn render_both(plan: &RunPlan) -> String {
     let names: Vec<&str> = docker.secret_env.iter().map(|(n, _)| n.as_str()).collect();
     let _ = writeln!(out, "  environment: {names:?}");
     let facts = ImageFacts {
-        entrypoint: vec!["/entry".into()],
-        working_dir: "/work".into(),
+        entrypoint: Some(vec!["/entry".into()]),
+        working_dir: Some("/work".into()),
     };
     let image = ImageRef::DockerDaemon(plan.image.clone());
     for limits in [true, false] {
         let caps = Capabilities {
-            limits,
+            limits_blocked: (!limits).then(|| "cgroups v1".to_string()),
+            usable_cpus: 4,
             no_eval: true,
+            ..Capabilities::default()
         };
         let (rendered, warnings) =
-            apptainer::exec_argv(plan, &image, &facts, &run_dir.join("scratch"), caps);
+            apptainer::exec_argv(plan, &image, &facts, &run_dir.join("scratch"), &caps);
         let _ = writeln!(out, "apptainer (limits supported: {limits}):");
         for word in &rendered.argv {
             let _ = writeln!(out, "  {word:?}");
@@ -208,7 +233,7 @@ fn secrets_and_awkward_values_travel_in_the_environment() {
         &ImageRef::Sandbox("/img".into()),
         &ImageFacts::default(),
         Path::new("/scratch"),
-        Capabilities::default(),
+        &Capabilities::default(),
     );
     let env: BTreeMap<&str, &str> = rendered
         .secret_env

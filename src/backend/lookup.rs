@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::apptainer::ImageRef;
+use super::apptainer::{self, Apptainer, ImageRef};
 use super::docker::{Docker, ImageInfo};
 use super::{Backend, FoundImage};
 use crate::diagnostic::did_you_mean;
@@ -31,9 +31,34 @@ impl Backend {
             Backend::Docker(docker) => Ok(FoundImage {
                 info: docker_image(docker, reference, pull)?,
                 image_ref: None,
+                runscript_facts: None,
             }),
-            Backend::Apptainer { docker, .. } => {
-                apptainer_image(docker.as_ref(), reference, task_dir, pull)
+            Backend::Apptainer {
+                apptainer,
+                docker,
+                dry_run,
+                ..
+            } => {
+                let found = apptainer_image(docker.as_ref(), reference, task_dir, pull)?;
+                let Some(image_ref) = &found.image_ref else {
+                    return Ok(found);
+                };
+                let image_ref = cached_sif(
+                    apptainer,
+                    docker.as_ref(),
+                    image_ref,
+                    &found.info,
+                    pull,
+                    *dry_run,
+                )?;
+                let runscript_facts = (!image_ref.is_docker_image()).then(|| {
+                    apptainer::runscript_facts(apptainer.runscript(&image_ref).as_deref())
+                });
+                Ok(FoundImage {
+                    image_ref: Some(image_ref),
+                    runscript_facts,
+                    ..found
+                })
             }
         }
     }
@@ -46,14 +71,18 @@ impl Backend {
         image: &FoundImage,
     ) -> Result<Option<Vec<u8>>, Error> {
         match (self, &image.image_ref) {
-            (Backend::Docker(docker), _)
-            | (
+            (Backend::Docker(docker), _) => {
+                processing_container_bytes(docker, reference, &image.info)
+            }
+            (
                 Backend::Apptainer {
                     docker: Some(docker),
                     ..
                 },
-                Some(ImageRef::DockerDaemon(_)),
-            ) => processing_container_bytes(docker, reference, &image.info),
+                Some(image_ref),
+            ) if image_ref.is_docker_image() => {
+                processing_container_bytes(docker, reference, &image.info)
+            }
             (Backend::Apptainer { apptainer, .. }, Some(image_ref)) => {
                 apptainer.read_file(image_ref, "/processing-container.json")
             }
@@ -124,12 +153,12 @@ fn apptainer_image(
                 ..ImageInfo::default()
             }
         }
-        ImageRef::Docker(_) | ImageRef::Oras(_) if !pull => {
+        ImageRef::Docker(_) | ImageRef::Oras(_) if !pull && !pulled_sif(&image_ref).is_some_and(|p| p.exists()) => {
             return Err(Error::not_started(format!(
-                "image {reference} is not local (not a sandbox folder, not a .sif file, not in the Docker engine); apptainer would download it\n  fix: pass --pull to allow that, or build the image locally"
+                "image {reference} is not local (not a sandbox folder, not a .sif file, not in the Docker engine, not pulled before); apptainer would download it\n  fix: pass --pull to allow that (once: the SIF is kept in tapir's cache, so later runs, e.g. on compute nodes without network, need no registry), or build the image locally"
             )));
         }
-        ImageRef::Docker(_) | ImageRef::Oras(_) => ImageInfo {
+        ImageRef::Docker(_) | ImageRef::Oras(_) | ImageRef::Cached { .. } => ImageInfo {
             id: image_ref.argument(),
             ..ImageInfo::default()
         },
@@ -137,7 +166,111 @@ fn apptainer_image(
     Ok(FoundImage {
         info,
         image_ref: Some(image_ref),
+        runscript_facts: None,
     })
+}
+
+/// Where tapir keeps the SIF pulled once from a registry reference (`docker://`,
+/// `oras://`): named by the reference's sha256.
+fn pulled_sif(image_ref: &ImageRef) -> Option<PathBuf> {
+    use sha2::Digest;
+    let source = match image_ref {
+        ImageRef::Docker(_) | ImageRef::Oras(_) => image_ref.argument(),
+        _ => return None,
+    };
+    let key = format!("{:x}", sha2::Sha256::digest(source.as_bytes()));
+    Some(
+        cache_dir()?
+            .join("apptainer/pulled")
+            .join(format!("{key}.sif")),
+    )
+}
+
+/// Where tapir keeps the SIF converted once from an image of the Docker engine: named by
+/// the image id (a content hash, so the SIF never goes stale).
+fn converted_sif(image_id: &str) -> Option<PathBuf> {
+    let hex = image_id.trim_start_matches("sha256:");
+    if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(
+        cache_dir()?
+            .join("apptainer/docker-daemon")
+            .join(format!("{hex}.sif")),
+    )
+}
+
+/// Registry and Docker-engine images run from a SIF made once and kept in tapir's cache:
+/// apptainer would otherwise export the whole image from Docker (or ask the registry for
+/// its digest) on every run, which is slow, and impossible on compute nodes without
+/// network. A dry run names the SIF without making it.
+fn cached_sif(
+    apptainer: &Apptainer,
+    docker: Option<&Docker>,
+    image_ref: &ImageRef,
+    info: &ImageInfo,
+    pull: bool,
+    dry_run: bool,
+) -> Result<ImageRef, Error> {
+    let (sif, source, extra_env) = match image_ref {
+        ImageRef::DockerDaemon(reference) => {
+            let source = format!(
+                "docker-daemon:{}",
+                apptainer::daemon_reference(reference, &info.id)
+            );
+            let Some(sif) = converted_sif(&info.id) else {
+                // No cache folder (no HOME): apptainer converts on every run.
+                return Ok(ImageRef::DockerDaemon(
+                    source.trim_start_matches("docker-daemon:").to_string(),
+                ));
+            };
+            (
+                sif,
+                source,
+                docker.map(docker_host_for_apptainer).unwrap_or_default(),
+            )
+        }
+        ImageRef::Docker(_) | ImageRef::Oras(_) => {
+            let Some(sif) = pulled_sif(image_ref) else {
+                return Ok(image_ref.clone());
+            };
+            if sif.exists() || !pull {
+                return Ok(ImageRef::Cached {
+                    sif,
+                    source: image_ref.argument(),
+                });
+            }
+            (sif, image_ref.argument(), Vec::new())
+        }
+        _ => return Ok(image_ref.clone()),
+    };
+    if !dry_run && !sif.exists() {
+        apptainer.make_sif(&sif, &source, &extra_env)?;
+    }
+    Ok(ImageRef::Cached { sif, source })
+}
+
+/// `DOCKER_HOST` for apptainer, which reaches Docker only through it (or the default
+/// socket), never through a docker context: the endpoint of the context the docker CLI
+/// uses, when DOCKER_HOST is not set already.
+fn docker_host_for_apptainer(docker: &Docker) -> Vec<(String, String)> {
+    if std::env::var_os("DOCKER_HOST").is_some() {
+        return Vec::new();
+    }
+    let mut command = docker.command();
+    command.args([
+        "context",
+        "inspect",
+        "--format",
+        "{{.Endpoints.docker.Host}}",
+    ]);
+    let host = apptainer::output_within(&mut command, std::time::Duration::from_secs(30))
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|h| !h.is_empty() && h != "unix:///var/run/docker.sock");
+    host.map(|h| vec![("DOCKER_HOST".to_string(), h)])
+        .unwrap_or_default()
 }
 
 /// The sha256 of a file, streamed (SIF images are large).

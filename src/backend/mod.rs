@@ -30,6 +30,8 @@ pub(crate) enum Backend {
         caps: Capabilities,
         /// Not installed (a dry run only): the command is shown for the newest apptainer.
         assumed: bool,
+        /// A dry run: images are not converted to SIFs, only named.
+        dry_run: bool,
     },
 }
 
@@ -39,6 +41,8 @@ pub(crate) struct FoundImage {
     pub info: ImageInfo,
     /// How apptainer takes the image (apptainer mode only).
     pub image_ref: Option<ImageRef>,
+    /// What the image's runscript tells (apptainer mode, images not from Docker).
+    pub runscript_facts: Option<ImageFacts>,
 }
 
 /// The warning of a dry run without apptainer.
@@ -70,6 +74,7 @@ impl Backend {
                     docker: Docker::locate().ok(),
                     caps,
                     assumed,
+                    dry_run,
                 }
             }
         })
@@ -103,16 +108,20 @@ impl Backend {
     ) -> (RenderedRun, Vec<String>) {
         match (self, &image.image_ref) {
             (Backend::Apptainer { caps, assumed, .. }, Some(image_ref)) => {
-                let facts = ImageFacts {
-                    entrypoint: image.info.entrypoint.clone(),
-                    working_dir: image.info.working_dir.clone(),
+                let facts = if image_ref.is_docker_image() {
+                    ImageFacts {
+                        entrypoint: Some(image.info.entrypoint.clone()),
+                        working_dir: Some(image.info.working_dir.clone()),
+                    }
+                } else {
+                    image.runscript_facts.clone().unwrap_or_default()
                 };
                 let (rendered, mut warnings) = apptainer::exec_argv(
                     plan,
                     image_ref,
                     &facts,
                     &run_dir.join(apptainer::SCRATCH_DIR),
-                    *caps,
+                    caps,
                 );
                 if *assumed {
                     warnings.insert(0, APPTAINER_ASSUMED.to_string());

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::backend::apptainer::{self, Apptainer};
+use crate::backend::apptainer::{self, Apptainer, ApptainerConf};
 use crate::backend::deadline::{self, TIMEOUT_ENV};
 use crate::backend::docker::{Docker, EngineFailure};
 use crate::cli::{ColorChoice, DoctorArgs, PlanFormat};
@@ -44,7 +44,7 @@ fn check(area: &'static str, verdict: Verdict, detail: impl Into<String>) -> Che
 pub(crate) fn run(args: &DoctorArgs, color: ColorChoice) -> Result<ExitStatus> {
     let mut checks = vec![host_checks()];
     checks.extend(docker_checks());
-    checks.extend(apptainer_checks());
+    checks.extend(apptainer_checks(args.deep.as_deref()));
     let chosen = args.mode.name();
     let can_run = !checks
         .iter()
@@ -107,7 +107,7 @@ fn host_checks() -> Check {
         check(
             "host cgroups",
             Verdict::Note,
-            "cgroups v1: Docker enforces limits; Apptainer cannot",
+            "cgroups v1: Docker enforces limits; Apptainer only for root",
         )
     }
 }
@@ -198,14 +198,18 @@ fn docker_checks() -> Vec<Check> {
     checks
 }
 
-fn apptainer_checks() -> Vec<Check> {
+/// What the test stand-in (`tests/apptainer/apptainer`) cannot show about a real
+/// Apptainer, so that `doctor` never passes it off as one.
+const STAND_IN_LIMITS: &str = "this is tapir's test stand-in (bash + bwrap, tests/apptainer/), not Apptainer: it runs sandbox folders and Docker images it copies into a folder, accepts but does not enforce memory/CPU limits, models GPUs as device files and has no registry, SIF, overlay or setuid support; what passes here says little about a real installation (run `tapir doctor --mode apptainer --deep IMAGE` there)";
+
+fn apptainer_checks(deep_image: Option<&str>) -> Vec<Check> {
     let apptainer = match Apptainer::locate() {
         Ok(apptainer) => apptainer,
         Err(_) => {
             return vec![check(
                 "apptainer",
                 Verdict::Fail,
-                "the `apptainer` command is not on PATH (install Apptainer, or set TAPIR_APPTAINER)",
+                "the `apptainer` command is not on PATH (install Apptainer, or set TAPIR_APPTAINER; to try apptainer mode on a machine without it, put tapir's stand-in first: PATH=$PWD/tests/apptainer:$PATH)",
             )];
         }
     };
@@ -224,44 +228,151 @@ fn apptainer_checks() -> Vec<Check> {
         Verdict::Ok,
         format!("{} ({version})", apptainer.binary.display()),
     )];
-    let caps = apptainer.capabilities();
-    let setuid = setuid_starter(&apptainer.binary);
-    let userns = user_namespaces();
-    checks.push(match (setuid, userns) {
-        (true, _) => check("apptainer mode", Verdict::Ok, "setuid installation"),
-        (false, true) => check(
-            "apptainer mode",
+    if version.contains("tapir-standin") {
+        checks.push(check("apptainer stand-in", Verdict::Note, STAND_IN_LIMITS));
+    }
+    let conf = ApptainerConf::of(&apptainer.binary);
+    checks.push(match &conf.path {
+        Some(path) => check(
+            "apptainer config",
             Verdict::Ok,
-            "unprivileged: user namespaces are available",
+            format!("{} read", path.display()),
         ),
-        (false, false) => check(
-            "apptainer mode",
+        None => check(
+            "apptainer config",
             Verdict::Note,
-            "no setuid starter found and user namespaces look disabled: containers may fail to start",
+            "no apptainer.conf found next to the installation or in /etc/apptainer: its defaults are assumed",
         ),
     });
-    checks.push(if caps.limits {
-        check("apptainer limits", Verdict::Ok, "--memory/--cpus are passed")
-    } else {
-        check(
+    checks.push(install_mode(
+        setuid_starter(&apptainer.binary),
+        conf.flag("allow setuid"),
+        user_namespaces(),
+    ));
+    if conf.flag("user bind control") == Some(false) {
+        checks.push(check(
+            "apptainer binds",
+            Verdict::Fail,
+            "apptainer.conf says `user bind control = no`: apptainer ignores --bind, --mount and --workdir with only a warning, so tasks would not see their inputs, outputs or scratch folder",
+        ));
+    }
+    let caps = apptainer.capabilities();
+    checks.push(match &caps.limits_blocked {
+        None => check(
+            "apptainer limits",
+            Verdict::Ok,
+            format!(
+                "--memory/--cpus are passed (--cpus at most {}, the CPUs tapir may use here)",
+                caps.usable_cpus
+            ),
+        ),
+        Some(reason) => check(
             "apptainer limits",
             Verdict::Note,
-            "memory and CPU limits cannot be enforced (needs apptainer with --memory/--cpus and cgroups v2); runs warn about it",
-        )
+            format!("memory and CPU limits are left out, and runs warn about it: {reason}"),
+        ),
     });
-    checks.push(if which::which("nvidia-smi").is_ok() {
-        check(
+    let nvccli = conf.flag("use nvidia-container-cli") == Some(true);
+    checks.push(match (caps.gpu, which::which("nvidia-smi").is_ok()) {
+        (apptainer::GpuKind::Amd, _) => check(
             "apptainer gpu",
             Verdict::Ok,
-            "nvidia-smi found: --nv can bind the GPU",
-        )
-    } else {
-        check(
+            "/dev/kfd found: GPU tasks get --rocm and the scheduler's ROCR_VISIBLE_DEVICES",
+        ),
+        (_, true) if nvccli => check(
+            "apptainer gpu",
+            Verdict::Ok,
+            "nvidia-container-cli in use: tapir sets NVIDIA_VISIBLE_DEVICES (the scheduler's GPUs) so that --nv exposes them",
+        ),
+        (_, true) => check(
+            "apptainer gpu",
+            Verdict::Ok,
+            "nvidia-smi found: GPU tasks get --nv and the scheduler's CUDA_VISIBLE_DEVICES (--nv itself binds every GPU of the node)",
+        ),
+        (_, false) => check(
             "apptainer gpu",
             Verdict::Note,
-            "no nvidia-smi: tasks that request a GPU cannot use one",
-        )
+            "no nvidia-smi and no /dev/kfd: tasks that request a GPU run without one",
+        ),
     });
+    if let Some(image) = deep_image {
+        checks.extend(site_checks(&apptainer, image));
+    }
+    checks
+}
+
+/// How this installation starts containers: setuid only when the starter is setuid root
+/// and `allow setuid` is not `no` (since 1.1 the default install uses user namespaces).
+fn install_mode(setuid_starter: bool, allow_setuid: Option<bool>, userns: bool) -> Check {
+    match (setuid_starter, allow_setuid != Some(false), userns) {
+        (true, true, _) => check(
+            "apptainer mode",
+            Verdict::Ok,
+            "setuid starter in use (allow setuid = yes): keep run folders off root-squashed NFS",
+        ),
+        (starter, _, true) => check(
+            "apptainer mode",
+            Verdict::Ok,
+            if starter {
+                "unprivileged (the setuid starter is installed but `allow setuid = no`): user namespaces are available"
+            } else {
+                "unprivileged: user namespaces are available"
+            },
+        ),
+        (_, _, false) => check(
+            "apptainer mode",
+            Verdict::Note,
+            "no usable setuid starter and user namespaces look disabled: containers may fail to start",
+        ),
+    }
+}
+
+/// The site checks script (`tests/apptainer/site-checks.sh`), run with `image`: each of
+/// its lines (`RESULT\tCHECK\tTEXT`) becomes a check.
+fn site_checks(apptainer: &Apptainer, image: &str) -> Vec<Check> {
+    const SCRIPT: &str = include_str!("../../tests/apptainer/site-checks.sh");
+    let mut command = std::process::Command::new("bash");
+    command
+        .args(["-c", SCRIPT, "site-checks.sh", image])
+        .env("APPTAINER", &apptainer.binary);
+    let out = match apptainer::output_within(&mut command, std::time::Duration::from_secs(900)) {
+        Ok(out) => out,
+        Err(e) => {
+            return vec![check(
+                "apptainer deep",
+                Verdict::Fail,
+                format!("the site checks did not finish: {e}"),
+            )];
+        }
+    };
+    let mut checks: Vec<Check> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, '\t');
+            let verdict = match fields.next()? {
+                "ok" => Verdict::Ok,
+                "note" => Verdict::Note,
+                "FAIL" => Verdict::Fail,
+                _ => return None,
+            };
+            let name = fields.next()?;
+            Some(check(
+                "apptainer deep",
+                verdict,
+                format!("{name}: {}", fields.next().unwrap_or_default()),
+            ))
+        })
+        .collect();
+    if out.status.code() == Some(2) || checks.is_empty() {
+        checks.push(check(
+            "apptainer deep",
+            Verdict::Fail,
+            format!(
+                "the site checks could not start: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
     checks
 }
 

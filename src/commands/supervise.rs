@@ -25,7 +25,9 @@ pub(crate) fn run(args: &SuperviseArgs) -> Result<ExitStatus> {
     // Secrets were masked in the record and handed over in our environment instead.
     let secret_env: Vec<(String, String)> = if record.mode == "apptainer" {
         std::env::vars()
-            .filter(|(name, _)| name.starts_with("APPTAINERENV_"))
+            .filter(|(name, _)| {
+                name.starts_with("APPTAINERENV_") || name == "NVIDIA_VISIBLE_DEVICES"
+            })
             .collect()
     } else {
         plan.env

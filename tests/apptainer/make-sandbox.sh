@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make a tiny sandbox-directory image for the apptainer stand-in (./apptainer): a static
 # busybox with a symlink per applet in /bin, the usual empty mount points, a minimal
-# /etc/passwd and /etc/group, /.singularity.d with a runscript that starts /bin/sh, and
+# /etc/passwd and /etc/group, /.singularity.d with a runscript like an OCI image's with
+# CMD /bin/sh and no ENTRYPOINT (arguments replace CMD), and
 # optionally a processing-container.json at the image's root.
 #
 # usage: make-sandbox.sh DIR [PC_JSON]
@@ -73,8 +74,10 @@ write_file "$dir/etc/group" 0644 'root:x:0:
 nogroup:x:65534:'
 # shellcheck disable=SC2016  # "$@" is for the runscript, not for this script
 write_file "$dir/.singularity.d/runscript" 0755 '#!/bin/sh
-# Default runscript: a shell, given the arguments of `apptainer run`.
-exec /bin/sh "$@"'
+# The runscript apptainer writes for an OCI image without ENTRYPOINT whose CMD is
+# /bin/sh: the arguments of `apptainer run` replace CMD.
+if [ "$#" -gt 0 ]; then exec "$@"; fi
+exec /bin/sh'
 
 if [[ -n $pc ]]; then
   if ! cmp -s -- "$pc" "$dir/processing-container.json"; then

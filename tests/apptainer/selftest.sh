@@ -128,9 +128,9 @@ check "exec --help exits 0" rc_is 0
 for f in --containall -C --no-eval --workdir -W --pwd --bind -B --mount --env; do
   check "exec --help lists $f" contains "$OUT" "$f"
 done
-check "exec --help does not mention --memory" lacks "$OUT" "--memory"
-check "exec --help does not mention --cpus" lacks "$OUT" "--cpus"
-check "exec --help does not mention --nv" lacks "$OUT" "--nv"
+for f in --memory --memory-swap --memory-reservation --cpus --net --network --nv --rocm; do
+  check "exec --help lists $f" contains "$OUT" "$f"
+done
 check "exec --help prints nothing on stderr" test -z "$ERR"
 sa run --help
 check "run --help exits 0 and shows run" test "$RC" = 0 -a -n "$OUT"
@@ -139,17 +139,26 @@ contains "$OUT" "apptainer run" || check "run --help shows the run synopsis" fal
 # ---------------------------------------------------------------------------------------
 # refusals: exit 255, nothing on stdout, a message on stderr
 expect_refused "no --containall"                  "only supports contained runs" exec "$img" true
-expect_refused "unknown flag --memory"            "unknown or unsupported flag: --memory" exec -C --memory 1G "$img" true
-expect_refused "unknown flag --cpus"              "unknown or unsupported flag: --cpus" exec -C --cpus=2 "$img" true
+OUT=$(TAPIR_STANDIN_AS_UID=1000 "$A" exec -C --memory 1G "$img" true 2>"$tmp/stderr"); RC=$?; ERR=$(<"$tmp/stderr")
+check "--memory as a non-root user without systemd/D-Bus is fatal" refused "while applying cgroups config"
+OUT=$(TAPIR_STANDIN_AS_UID=1000 "$A" exec -C --cpus 1 "$img" true 2>"$tmp/stderr"); RC=$?; ERR=$(<"$tmp/stderr")
+check "--cpus as a non-root user without systemd/D-Bus is fatal" refused "while applying cgroups config"
+OUT=$(TAPIR_STANDIN_AS_UID=0 "$A" exec -C --memory 64M --memory-swap 64M --memory-reservation 32M --cpus 0.5 "$img" echo limited 2>"$tmp/stderr"); RC=$?; ERR=$(<"$tmp/stderr")
+check "limits as root are accepted" ok_out limited
+expect_refused "--cpus above the usable CPUs"     "range is 0.01 to $(nproc)" exec -C --cpus "$(($(nproc) + 1))" "$img" true
+expect_refused "--cpus below 0.01"                "range is 0.01" exec -C --cpus 0.001 "$img" true
 expect_refused "unknown flag --cleanenv"          "unknown or unsupported flag: --cleanenv" exec -C --cleanenv "$img" true
 expect_refused "unknown flag -c"                  "unknown or unsupported flag: -c" exec -C -c "$img" true
 expect_refused "unknown flag --writable-tmpfs"    "unknown or unsupported flag: --writable-tmpfs" exec -C --writable-tmpfs "$img" true
 expect_refused "bool flag with a value"           "unknown or unsupported flag: --containall=true" exec --containall=true "$img" true
 expect_refused "unknown global flag"              "unknown or unsupported flag: --debug" --debug exec -C "$img" true
 expect_refused "unsupported command"              "unsupported command: shell" shell "$img"
-expect_refused "--nv"                             "no NVIDIA GPU support in the stand-in" exec -C --nv "$img" true
+expect_refused "--network other than none"        "models only --network none" exec -C --network bridge "$img" true
+expect_refused "--net alone (bridge)"             "models only --network none" exec -C --net "$img" true
 expect_refused "docker:// image"                  "runs only sandbox directories" exec -C docker://busybox true
 expect_refused "docker-daemon: image"             "runs only sandbox directories" exec -C docker-daemon:busybox:latest true
+expect_refused "docker-daemon: without a tag"     "has neither a tag nor a digest" exec -C docker-daemon:busybox true
+expect_refused "build from docker-daemon: without a tag" "has neither a tag nor a digest" build "$tmp/b.sif" docker-daemon:example/busybox
 expect_refused "oras:// image"                    "runs only sandbox directories" exec -C oras://example/x:1 true
 expect_refused "SIF image"                        "runs only sandbox directories" exec -C "$tmp/x.sif" true
 expect_refused "image not a directory"            "runs only sandbox directories" exec -C "$tmp/missing" true
@@ -193,20 +202,29 @@ check "stdout and stderr stay apart" test "$RC" = 0 -a "$OUT" = out -a "$ERR" = 
 sa exec -C "$img" sh -c 'cat' ; check "stdin is passed (here /dev/null)" ok_out ''
 expect_ok "arguments arrive unchanged" $'a b\n"c"\n$HOME\n*' exec -C "$img" sh -c 'printf "%s\n" "$@"' sh 'a b' '"c"' '$HOME' '*'
 expect_ok "-- ends the flags" "x" exec -C -- "$img" echo x
-expect_ok "run executes the runscript with its arguments" "from-run" run -C "$img" -c 'echo from-run'
-sa run -C "$img" -c 'exit 7';            check "run passes the exit code through" rc_is 7
+expect_ok "run executes the runscript with its arguments" "from-run" run -C "$img" sh -c 'echo from-run'
+sa run -C "$img" sh -c 'exit 7';         check "run passes the exit code through" rc_is 7
+expect_ok "-q before the subcommand" "quiet" -q exec -C "$img" echo quiet
+expect_ok "inspect --runscript prints the runscript" "$(cat "$img/.singularity.d/runscript")" inspect --runscript "$img"
+expect_refused "inspect other than --runscript"   "only inspect --runscript" inspect --labels "$img"
 expect_ok "relative command path is resolved from --pwd" "hi" exec -C --pwd /bin "$img" ./echo hi
 
 # ---------------------------------------------------------------------------------------
 # environment
-expected_env_names=$'APPTAINER_CONTAINER\nAPPTAINER_NAME\nHOME\nPATH\nPWD\nUSER'
-"$A" exec -C "$img" env -0 >"$tmp/stdout" 2>"$tmp/stderr"; RC=$? OUT='(env -0)' ERR=$(<"$tmp/stderr")
+expected_env_names=$'APPTAINER_CONTAINER\nAPPTAINER_NAME\nHOME\nLANG\nPATH\nPWD\nUSER'
+env -u TERM -u http_proxy -u https_proxy -u no_proxy -u all_proxy -u ftp_proxy \
+  -u HTTP_PROXY -u HTTPS_PROXY -u NO_PROXY -u ALL_PROXY -u FTP_PROXY \
+  "$A" exec -C "$img" env -0 >"$tmp/stdout" 2>"$tmp/stderr"; RC=$? OUT='(env -0)' ERR=$(<"$tmp/stderr")
 names=$(tr '\0' '\n' <"$tmp/stdout" | sed -n 's/=.*//p' | LC_ALL=C sort)
 check "only the container's own variables, nothing from the host" test "$names" = "$expected_env_names"
 export LEAKY_HOST_VARIABLE=leak
 sa exec -C "$img" env
 check "an exported host variable does not leak" lacks "$OUT" LEAKY_HOST_VARIABLE
 unset LEAKY_HOST_VARIABLE
+OUT=$(TERM=tapir-term https_proxy=http://proxy.invalid:3128 NO_PROXY=.local "$A" exec -C "$img" sh -c 'echo "$TERM $https_proxy $NO_PROXY $LANG"' 2>"$tmp/stderr"); RC=$?; ERR=$(<"$tmp/stderr")
+check "TERM and the proxy variables pass through; LANG=C" ok_out "tapir-term http://proxy.invalid:3128 .local C"
+OUT=$(https_proxy=http://proxy.invalid:3128 "$A" exec -C --env https_proxy= "$img" sh -c 'echo "[$https_proxy]"' 2>"$tmp/stderr"); RC=$?; ERR=$(<"$tmp/stderr")
+check "--env https_proxy= blanks a passed-through proxy" ok_out "[]"
 expect_ok "default PATH" "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" exec -C "$img" sh -c 'echo "$PATH"'
 expect_ok "HOME" "/root" exec -C "$img" sh -c 'echo "$HOME"'
 expect_ok "USER" "$(id -un)" exec -C "$img" sh -c 'echo "$USER"'
@@ -233,14 +251,14 @@ APPTAINERENV_TOKEN=$secret "$A" exec -C -B "$tmp/sig:/sig" "$img" sh -c 'touch /
 secret_pid=$!
 bg_pids+=("$secret_pid")
 if wait_file "$tmp/sig/ready-secret"; then
-  check "the stand-in's process is bwrap itself (exec)" \
-    test "$(readlink "/proc/$secret_pid/exe")" = "$(readlink -f "$(command -v bwrap)")"
+  check "bwrap runs as the stand-in's child" \
+    grep -qxF "$(readlink -f "$(command -v bwrap)")" < <(for c in $(cat "/proc/$secret_pid/task/$secret_pid/children"); do readlink "/proc/$c/exe"; done)
   check "APPTAINERENV_ value is in no process's command line" eval '! procs_with "$secret"'
 else
   check "container for the command-line check started" false
 fi
 kill -KILL "$secret_pid" 2>/dev/null
-wait "$secret_pid" 2>/dev/null
+{ wait "$secret_pid"; } 2>/dev/null
 
 # ---------------------------------------------------------------------------------------
 # file system: read-only image, binds, /tmp, /var/tmp, home, --pwd, --workdir
@@ -297,6 +315,23 @@ sa exec -C "$img" sh -c 'ls /proc | grep -c "^[0-9]"'
 check "/proc shows only the container's processes" test "$RC" = 0 -a "${OUT:-99}" -le 4
 expect_ok "/dev is a fresh minimal /dev" "ok" exec -C "$img" sh -c 'test -c /dev/null && test -c /dev/zero && test ! -e /dev/vda && test ! -e /dev/sda && echo ok'
 expect_ok "runs as the invoking user" "$(id -u)" exec -C "$img" id -u
+expect_ok "--net --network none: only the loopback device" "lo" \
+  exec -C --net --network none "$img" sh -c 'sed -n "3,\$ s/^ *\([^:]*\):.*/\1/p" /proc/net/dev'
+expect_ok "--network none implies --net" "lo" \
+  exec -C --network=none "$img" sh -c 'sed -n "3,\$ s/^ *\([^:]*\):.*/\1/p" /proc/net/dev'
+
+# GPUs (modelled as device files)
+OUT=$(TAPIR_STANDIN_HOST_GPUS=3 CUDA_VISIBLE_DEVICES=1 "$A" exec -C --nv "$img" sh -c 'echo $(ls /dev/nvidia*) "[${CUDA_VISIBLE_DEVICES-unset}]"' 2>"$tmp/stderr"); RC=$?; ERR=$(<"$tmp/stderr")
+check "--nv under --containall exposes every GPU and drops CUDA_VISIBLE_DEVICES" ok_out "/dev/nvidia0 /dev/nvidia1 /dev/nvidia2 [unset]"
+OUT=$(TAPIR_STANDIN_HOST_GPUS=3 TAPIR_STANDIN_NVCCLI=1 "$A" exec -C --nv "$img" sh -c 'ls /dev/nvidia* 2>/dev/null | wc -l' 2>"$tmp/stderr"); RC=$?; ERR=$(<"$tmp/stderr")
+check "nvccli without NVIDIA_VISIBLE_DEVICES exposes no GPU, with a warning" \
+  test "$RC" = 0 -a "$OUT" = 0 -a -n "$(grep 'NVIDIA_VISIBLE_DEVICES must be set' "$tmp/stderr")"
+OUT=$(TAPIR_STANDIN_HOST_GPUS=3 TAPIR_STANDIN_NVCCLI=1 NVIDIA_VISIBLE_DEVICES=0,2 "$A" exec -C --nv "$img" sh -c 'echo $(ls /dev/nvidia*)' 2>"$tmp/stderr"); RC=$?; ERR=$(<"$tmp/stderr")
+check "nvccli exposes the GPUs NVIDIA_VISIBLE_DEVICES names" ok_out "/dev/nvidia0 /dev/nvidia2"
+OUT=$(TAPIR_STANDIN_HOST_GPUS=2 "$A" exec -C --rocm "$img" sh -c 'echo $(ls /dev/kfd /dev/dri)' 2>"$tmp/stderr"); RC=$?; ERR=$(<"$tmp/stderr")
+check "--rocm exposes /dev/kfd and /dev/dri" ok_out "/dev/kfd /dev/dri: renderD128 renderD129"
+sa exec -C --nv "$img" true
+check "--nv without GPUs warns and runs" test "$RC" = 0 -a -n "$(grep 'Could not find any nv files' "$tmp/stderr")"
 mkdir -p "$tmp/img2/root"   # img2 has every mount point, so no underlay is needed
 expect_ok "an image with every mount point is bound read-only at /" "ro" \
   exec -C "$tmp/img2" sh -c 'awk "\$2 == \"/\" { split(\$4, o, \",\"); print o[1] }" /proc/mounts | tail -n1'
@@ -317,6 +352,19 @@ if wait_file "$tmp/sig/ready1"; then
   check "SIGTERM to the process group ends everything (even a command ignoring TERM)" gone "$tok-1"
 else
   check "container for the SIGTERM check started" false
+fi
+
+"$A" exec -C -B "$tmp/sig:/sig" "$img" sh -c 'n=0; trap "n=\$((n+1)); echo \$n >/sig/terms" TERM; touch /sig/ready4; while [ ! -e /sig/stop4 ]; do sleep 0.1; done; exit 3' >/dev/null 2>&1 &
+pid=$!
+bg_pids+=("$pid")
+if wait_file "$tmp/sig/ready4"; then
+  kill -TERM "$pid"
+  wait_file "$tmp/sig/terms"
+  touch "$tmp/sig/stop4"
+  wait "$pid"; RC=$?
+  check "SIGTERM to the stand-in alone reaches the command once (forwarded)" test "$RC" = 3 -a "$(cat "$tmp/sig/terms")" = 1
+else
+  check "container for the forwarding check started" false
 fi
 
 "$A" exec -C -B "$tmp/sig:/sig" "$img" sh -c 'trap "" TERM; touch /sig/ready2; sleep 300; :' "$tok-2" >/dev/null 2>&1 &

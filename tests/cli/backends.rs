@@ -284,6 +284,45 @@ fn timeout_stops_the_task(backend: Backend) {
     assert!(!stray, "{backend:?}: the task still runs");
 }
 
+/// Ctrl-C: the task gets one SIGTERM (Docker through its init; apptainer forwards the
+/// one tapir sends it), not one from the process group and more forwarded on top.
+fn cancel_sends_one_sigterm(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    task(
+        dir.path(),
+        backend,
+        // Counts the SIGTERMs of the second after the first one, then ends cleanly.
+        "n=0; trap 'n=$((n+1)); echo term $n' TERM; echo started; while [ $n = 0 ]; do sleep 0.1; done; i=0; while [ $i -lt 10 ]; do sleep 0.1; i=$((i+1)); done; echo done",
+        json!({}),
+    );
+    let mut child =
+        start_until_started(&mut backend.tapir(dir.path(), &["run", "task.json", "--grace", "10"]));
+    interrupt(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{backend:?}");
+    let (run_dir, _) = only_record(dir.path());
+    let stdout = std::fs::read_to_string(run_dir.join("stdout.log")).unwrap();
+    assert_eq!(stdout, "started\nterm 1\ndone\n", "{backend:?}");
+}
+
+/// `--network none`: only the loopback device, on both backends.
+fn network_none_leaves_only_loopback(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    task(
+        dir.path(),
+        backend,
+        "sed -n '3,$ s/^ *\\([^:]*\\):.*/\\1/p' /proc/net/dev",
+        json!({}),
+    );
+    let out = backend.run(dir.path(), &["run", "task.json", "--network", "none"]);
+    assert_eq!(out.code, 0, "{backend:?}: {}", out.stderr);
+    assert_eq!(out.stdout, "lo\n", "{backend:?}");
+    assert!(
+        !out.stderr.contains("not passed"),
+        "{backend:?}: {}",
+        out.stderr
+    );
+}
+
 /// A two-task pipeline whose data flows through a mapped channel, run in this mode.
 fn pipeline_passes_data_between_tasks(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
@@ -395,6 +434,8 @@ on_both_backends!(
     exit_code_and_logs,
     template_from_the_image,
     cancel_leaves_nothing_running,
+    cancel_sends_one_sigterm,
+    network_none_leaves_only_loopback,
     timeout_stops_the_task,
     pipeline_passes_data_between_tasks,
     ccat_step_gets_its_workflow_folders,
@@ -444,10 +485,20 @@ fn doctor_says_what_works_for_each_mode() {
             .unwrap()
     };
     assert!(detail("apptainer").1.contains("1.3.4-tapir-standin"));
-    assert_eq!(
-        detail("apptainer limits").0,
-        "note",
-        "the stand-in has no --memory"
+    // The stand-in is never passed off as Apptainer: doctor says what it cannot show.
+    let (verdict, stand_in) = detail("apptainer stand-in");
+    assert_eq!(verdict, "note");
+    assert!(
+        stand_in.contains("not Apptainer")
+            && stand_in.contains("does not enforce memory/CPU limits"),
+        "{stand_in}"
+    );
+    // As root apptainer applies limits (the stand-in accepts the flags).
+    assert_eq!(detail("apptainer limits").0, "ok");
+    assert!(
+        missing.stdout.contains("tests/apptainer"),
+        "{}",
+        missing.stdout
     );
 
     // A docker binary that fails: the daemon check fails, and so does docker mode.
@@ -460,19 +511,68 @@ fn doctor_says_what_works_for_each_mode() {
     );
 }
 
+/// A folder `uid` may use (tempdirs are private to their creator).
+fn open_to_everyone(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+}
+
 #[test]
-fn apptainer_mode_says_when_limits_are_not_enforced() {
+fn apptainer_limits_are_passed_where_apptainer_applies_them_and_capped_to_the_cpus() {
+    // These tests run as root, for whom apptainer applies limits (cgroups v1 or v2).
     let dir = tempfile::tempdir().unwrap();
     task(
         dir.path(),
         Backend::Apptainer,
-        "true",
-        json!({"resources": {"limits": {"memory": "64Mi", "cpu": "1"}}}),
+        "echo ran",
+        json!({"resources": {"limits": {"memory": "64Mi", "cpu": "512"}}}),
     );
     let out = Backend::Apptainer.run(dir.path(), &["run", "task.json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "ran\n");
     assert!(
-        out.stderr.contains("limits are NOT enforced"),
+        out.stderr
+            .contains("the CPU limit 512.000 is outside what apptainer accepts here"),
+        "{}",
+        out.stderr
+    );
+    let (_, record) = only_record(dir.path());
+    let argv: Vec<&str> = record["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(argv.contains(&"--memory"), "{argv:?}");
+    let cpus = argv[argv.iter().position(|a| *a == "--cpus").unwrap() + 1];
+    let usable = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(cpus, format!("{usable}.000"), "{argv:?}");
+}
+
+#[test]
+fn apptainer_without_root_runs_without_limits_and_says_why() {
+    // As an ordinary user in a batch job (no systemd user session, no D-Bus), apptainer
+    // would stop with a fatal error if tapir passed --memory/--cpus: tapir leaves them out,
+    // says so, and the task runs.
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    open_to_everyone(dir.path());
+    task(
+        dir.path(),
+        Backend::Apptainer,
+        "echo ran",
+        json!({"resources": {"limits": {"memory": "64Mi", "cpu": "1"}}}),
+    );
+    let mut cmd = Backend::Apptainer.tapir(dir.path(), &["run", "task.json"]);
+    cmd.env("HOME", dir.path()).uid(65534).gid(65534);
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "ran\n");
+    assert!(
+        out.stderr.contains("limits are NOT enforced")
+            && out
+                .stderr
+                .contains("without root apptainer would stop with a fatal error"),
         "{}",
         out.stderr
     );
@@ -486,10 +586,365 @@ fn apptainer_mode_says_when_limits_are_not_enforced() {
         "{record}"
     );
     assert!(
-        record["argv"][0]
-            .as_str()
+        !record["argv"]
+            .as_array()
             .unwrap()
-            .ends_with("tests/apptainer/apptainer")
+            .iter()
+            .any(|a| a == "--memory")
+    );
+}
+
+/// A sandbox image whose runscript is that of an OCI image with
+/// `ENTRYPOINT ["/bin/echo", "entry"]` (with apptainer's `OCI_ENTRYPOINT` record): the
+/// arguments of `apptainer run` follow it.
+fn sandbox_with_entrypoint(dir: &Path) -> PathBuf {
+    let image = dir.join("entry-image");
+    let out = Command::new("bash")
+        .arg(repo_root().join("tests/apptainer/make-sandbox.sh"))
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        image.join(".singularity.d/runscript"),
+        "#!/bin/sh\nOCI_ENTRYPOINT='\"/bin/echo\" \"entry\"'\nOCI_CMD=''\nexec /bin/echo entry \"$@\"\n",
+    )
+    .unwrap();
+    image
+}
+
+#[test]
+fn apptainer_keeps_an_entrypoint_it_cannot_read_by_running_the_runscript() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = sandbox_with_entrypoint(dir.path());
+    std::fs::write(
+        dir.path().join("task.json"),
+        json!({
+            "name": "case", "image": image.display().to_string(),
+            "taskTemplate": {"identifier": "t", "description": "case", "inputs": [], "outputs": [], "env": [],
+                             "command": ["say", "hi"]}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = Backend::Apptainer.run(dir.path(), &["run", "task.json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout, "entry say hi\n",
+        "Docker would run ENTRYPOINT + command"
+    );
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["argv"][1], "run", "{record}");
+    assert!(
+        out.stderr.contains("WORKDIR is not known"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn apptainer_runs_a_docker_image_from_a_sif_converted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // Untagged, as Docker users write it: apptainer itself would refuse it.
+    let reference = example_image().trim_end_matches(":latest");
+    std::fs::write(
+        dir.path().join("task.json"),
+        json!({
+            "name": "case", "image": reference,
+            "taskTemplate": {"identifier": "t", "description": "case", "inputs": [], "outputs": [], "env": [],
+                             "command": ["sh", "-c", "echo from-sif"]}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let runs = |runs_dir: &str| {
+        let mut cmd =
+            Backend::Apptainer.tapir(dir.path(), &["run", "task.json", "--runs-dir", runs_dir]);
+        cmd.env("XDG_CACHE_HOME", &cache);
+        run(&mut cmd)
+    };
+    let first = runs("first");
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(first.stdout, "from-sif\n");
+    let converted: Vec<PathBuf> = std::fs::read_dir(cache.join("tapir/apptainer/docker-daemon"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(converted.len(), 1, "{converted:?}");
+    let (_, record) = only_record(&dir.path().join("first"));
+    let id = record["image"]["id"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    assert_eq!(
+        converted[0].file_name().unwrap().to_string_lossy(),
+        format!("{id}.sif")
+    );
+    assert!(
+        record["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str() == Some(&*converted[0].display().to_string())),
+        "{record}"
+    );
+    // The second run reuses the SIF: the stand-in's conversion leaves a marker naming
+    // the tagged reference; it stays untouched.
+    let marker = converted[0].join(".tapir-standin-sif");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        format!("docker-daemon:{reference}:latest\n")
+    );
+    let before = std::fs::metadata(&marker).unwrap().modified().unwrap();
+    let second = runs("second");
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(
+        std::fs::metadata(&marker).unwrap().modified().unwrap(),
+        before
+    );
+}
+
+#[test]
+fn apptainer_runs_a_registry_image_pulled_before_without_the_registry() {
+    // On a compute node without network: the SIF pulled once (on a login node, with
+    // --pull) is used without --pull and without asking the registry, which apptainer
+    // itself would do on every run. Here the cached SIF is made by the stand-in's build.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let reference = "docker://registry.invalid/tool:1";
+    let sum = Command::new("sh")
+        .args(["-c", "printf %s \"$1\" | sha256sum", "sh", reference])
+        .output()
+        .unwrap();
+    let key = String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let pulled = cache.join(format!("tapir/apptainer/pulled/{key}.sif"));
+    std::fs::create_dir_all(pulled.parent().unwrap()).unwrap();
+    let built = Command::new(repo_root().join("tests/apptainer/apptainer"))
+        .arg("build")
+        .arg(&pulled)
+        .arg(format!("docker-daemon:{}", example_image()))
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    std::fs::write(
+        dir.path().join("task.json"),
+        json!({
+            "name": "case", "image": reference,
+            "taskTemplate": {"identifier": "t", "description": "case", "inputs": [], "outputs": [], "env": [],
+                             "command": ["sh", "-c", "echo offline"]}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut cmd = Backend::Apptainer.tapir(dir.path(), &["run", "task.json"]);
+    cmd.env("XDG_CACHE_HOME", &cache);
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "offline\n");
+    // Not pulled before: --pull is still needed.
+    let mut cmd = Backend::Apptainer.tapir(dir.path(), &["run", "task.json"]);
+    cmd.env("XDG_CACHE_HOME", dir.path().join("empty-cache"));
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(out.stderr.contains("pass --pull"), "{}", out.stderr);
+}
+
+#[test]
+fn apptainer_reaches_docker_through_the_current_docker_context() {
+    // Apptainer reads DOCKER_HOST, never docker contexts: tapir passes the context's
+    // endpoint on when it converts an image of the Docker engine.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("docker-config");
+    let socket = dir.path().join("engine.sock");
+    std::os::unix::fs::symlink("/var/run/docker.sock", &socket).unwrap();
+    let endpoint = format!("unix://{}", socket.display());
+    let made = Command::new("docker")
+        .env("DOCKER_CONFIG", &config)
+        .args([
+            "context",
+            "create",
+            "tapir-test",
+            "--docker",
+            &format!("host={endpoint}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let used = Command::new("docker")
+        .env("DOCKER_CONFIG", &config)
+        .args(["context", "use", "tapir-test"])
+        .output()
+        .unwrap();
+    assert!(
+        used.status.success(),
+        "{}",
+        String::from_utf8_lossy(&used.stderr)
+    );
+    std::fs::write(
+        dir.path().join("task.json"),
+        json!({
+            "name": "case", "image": example_image(),
+            "taskTemplate": {"identifier": "t", "description": "case", "inputs": [], "outputs": [], "env": [],
+                             "command": ["true"]}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let mut cmd = Backend::Apptainer.tapir(dir.path(), &["run", "task.json"]);
+    cmd.env("XDG_CACHE_HOME", &cache)
+        .env("DOCKER_CONFIG", &config)
+        .env_remove("DOCKER_HOST");
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let converted = std::fs::read_dir(cache.join("tapir/apptainer/docker-daemon"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read_to_string(converted.join(".tapir-standin-engine")).unwrap(),
+        format!("{endpoint}\n")
+    );
+}
+
+#[test]
+fn apptainer_keeps_the_sites_tmpdir_and_cache_settings() {
+    // APPTAINER_TMPDIR is where apptainer converts images: tapir must pass it on (the
+    // stand-in's conversion fails on a missing folder, as apptainer's would).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("task.json"),
+        json!({
+            "name": "case", "image": example_image(),
+            "taskTemplate": {"identifier": "t", "description": "case", "inputs": [], "outputs": [], "env": [],
+                             "command": ["true"]}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut cmd = Backend::Apptainer.tapir(dir.path(), &["run", "task.json"]);
+    cmd.env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env("APPTAINER_TMPDIR", "/nonexistent/site-tmp")
+        .env("APPTAINER_BIND", "/etc:/host-etc");
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("/nonexistent/site-tmp"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("APPTAINER_BIND"),
+        "removed: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn apptainer_forwards_the_scheduler_gpu_selection() {
+    let dir = tempfile::tempdir().unwrap();
+    task(
+        dir.path(),
+        Backend::Apptainer,
+        "echo $(ls /dev/nvidia*) cuda=$CUDA_VISIBLE_DEVICES",
+        json!({"resources": {"limits": {"nvidia.com/gpu": "1"}}}),
+    );
+    let gpu_run = |nvccli: bool| {
+        let mut cmd = Backend::Apptainer.tapir(dir.path(), &["run", "task.json"]);
+        cmd.env("TAPIR_STANDIN_HOST_GPUS", "3")
+            .env("CUDA_VISIBLE_DEVICES", "2");
+        if nvccli {
+            cmd.env("TAPIR_STANDIN_NVCCLI", "1");
+        }
+        run(&mut cmd)
+    };
+    // --nv binds every GPU; the scheduler's choice reaches the task.
+    let legacy = gpu_run(false);
+    assert_eq!(legacy.code, 0, "{}", legacy.stderr);
+    assert_eq!(
+        legacy.stdout,
+        "/dev/nvidia0 /dev/nvidia1 /dev/nvidia2 cuda=2\n"
+    );
+    // nvidia-container-cli exposes only the chosen GPU (none without NVIDIA_VISIBLE_DEVICES).
+    let nvccli = gpu_run(true);
+    assert_eq!(nvccli.code, 0, "{}", nvccli.stderr);
+    assert_eq!(nvccli.stdout, "/dev/nvidia2 cuda=2\n");
+}
+
+#[test]
+fn doctor_deep_runs_the_site_checks_and_reports_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = sandbox_image();
+    let out = run(&mut Backend::Apptainer.tapir(
+        dir.path(),
+        &[
+            "doctor",
+            "--format",
+            "json",
+            "--deep",
+            &image.display().to_string(),
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let deep: Vec<(String, String)> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["area"] == "apptainer deep")
+        .map(|c| {
+            (
+                c["verdict"].as_str().unwrap().to_string(),
+                c["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (name, verdict) in [
+        ("runs at all", "ok"),
+        ("--no-eval", "ok"),
+        ("limits here", "ok"),
+        ("--cpus above the usable CPUs", "ok"),
+        ("docker-daemon: untagged", "ok"),
+        ("paths with ^", "ok"),
+        ("--workdir", "ok"),
+        ("--network none", "ok"),
+        ("passed-through variables", "note"),
+        ("SIGTERM forwarding", "ok"),
+        ("runscript", "ok"),
+    ] {
+        assert!(
+            deep.iter()
+                .any(|(v, d)| v == verdict && d.starts_with(&format!("{name}: "))),
+            "{name} should be {verdict}: {deep:#?}"
+        );
+    }
+    // A missing image is a failure of the checks, not of doctor.
+    let missing =
+        run(&mut Backend::Apptainer.tapir(dir.path(), &["doctor", "--deep", "/nonexistent/image"]));
+    assert_eq!(missing.code, 1, "{}", missing.stdout);
+    assert!(
+        missing.stdout.contains("FAIL apptainer deep"),
+        "{}",
+        missing.stdout
     );
 }
 

@@ -46,7 +46,10 @@ impl SilentEngine {
     fn wait_for_a_client(&self, before: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.accepted() <= before {
-            assert!(Instant::now() < deadline, "no client connected to the engine");
+            assert!(
+                Instant::now() < deadline,
+                "no client connected to the engine"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -335,6 +335,12 @@ impl Checker<'_> {
         overridden_at: Option<&str>,
     ) {
         let name = str_field(declared, "name").unwrap_or("?");
+        // A secret's value never reaches a message (the snippet masks it too).
+        let shown = if crate::resolve::plan::is_secret_name(name) {
+            crate::resolve::plan::MASK
+        } else {
+            value
+        };
         if let Some(kind) = str_field(declared, "type") {
             let fits = match kind {
                 "int" => value.trim().parse::<i64>().is_ok(),
@@ -344,7 +350,7 @@ impl Checker<'_> {
             if !fits && !value.contains("{{") {
                 let d = Diagnostic::error(
                     "env-type",
-                    format!("`{name}` is declared as {kind}, but its value is \"{value}\""),
+                    format!("`{name}` is declared as {kind}, but its value is \"{shown}\""),
                 )
                 .at_pointer(pointer)
                 .at(self.document.value_position(pointer))
@@ -365,12 +371,12 @@ impl Checker<'_> {
                     .collect::<Vec<_>>()
                     .join(", ");
                 let fix = match did_you_mean(value, choices.iter().copied()) {
-                    Some(s) => format!("did you mean \"{s}\"? allowed: {list}"),
-                    None => format!("use one of {list}"),
+                    Some(s) if shown == value => format!("did you mean \"{s}\"? allowed: {list}"),
+                    _ => format!("use one of {list}"),
                 };
                 let d = Diagnostic::error(
                     "env-choice",
-                    format!("\"{value}\" is not one of the choices of `{name}`"),
+                    format!("\"{shown}\" is not one of the choices of `{name}`"),
                 )
                 .at_pointer(pointer)
                 .at(self.document.value_position(pointer))

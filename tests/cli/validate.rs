@@ -789,3 +789,66 @@ fn a_nul_character_in_any_string_is_an_error_at_the_character() {
         out.stdout
     );
 }
+
+/// Secret values (by `is_secret_name`: `DB_PASSWORD`, `API_KEY`, `registryPassword`, …)
+/// appear in no snippet, message or fix of `validate` or `pipeline validate`, in any
+/// format, even when a finding sits on their line or on the value itself.
+#[test]
+fn secret_values_appear_in_no_snippet_or_message() {
+    let secrets = ["hunter2", "sk-live-4711", "tok-0815", "pw-1234"];
+    for format in ["human", "json", "github"] {
+        let out = run(&mut tapir(
+            &fixtures(),
+            [
+                "validate",
+                "--format",
+                format,
+                "invalid/secret-values.processing-container.json",
+            ],
+        ));
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        // The findings are there (the non-secret value is shown) …
+        assert!(out.stdout.contains("API_KEY"), "{format}: {}", out.stdout);
+        assert!(
+            out.stdout.contains("\\\"fast\\\"") || out.stdout.contains("\"fast\""),
+            "{format}: {}",
+            out.stdout
+        );
+        // … the secrets are not.
+        for secret in secrets {
+            assert!(
+                !out.stdout.contains(secret),
+                "{format}: {secret} in {}",
+                out.stdout
+            );
+            assert!(
+                !out.stderr.contains(secret),
+                "{format}: {secret} in {}",
+                out.stderr
+            );
+        }
+        let out = run(&mut tapir(
+            &fixtures().join("pipeline/invalid"),
+            [
+                "pipeline",
+                "validate",
+                "--format",
+                format,
+                "secret-lines.pipeline.json",
+            ],
+        ));
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("max_retires"),
+            "{format}: {}",
+            out.stdout
+        );
+        for secret in secrets {
+            assert!(
+                !out.stdout.contains(secret),
+                "{format}: {secret} in {}",
+                out.stdout
+            );
+        }
+    }
+}

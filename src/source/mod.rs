@@ -461,6 +461,16 @@ pub(crate) fn parse(
     };
     let parsed = match parse_to_ast(&source.text, &CollectOptions::default(), &strict) {
         Ok(parsed) => parsed,
+        Err(_) if !source.text.trim_start().starts_with(['{', '[']) => {
+            // Not JSON at all (a path mistyped as a task file: `/etc/shadow`). No
+            // position, so no snippet: its first line may be anything, a password hash too.
+            let diagnostic = Diagnostic::error(
+                "not-json",
+                "this is not a JSON file: it does not start with `{`",
+            )
+            .with_fix("check that this is the right file; a Task API file is a JSON object");
+            return Err((source, Box::new(diagnostic)));
+        }
         Err(e) => {
             let range = e.range();
             let (message, fix) = syntax_message(&e.kind().to_string());
@@ -491,8 +501,9 @@ pub(crate) fn parse(
 
 /// Where the secret values of a document are: every value (its string leaves, inside
 /// the quotes; other leaves whole) of a member whose key looks like a secret
-/// (`registryPassword`, `"API_KEY": …` in an env map), and the `value`, `default` and
-/// `choices` of an env entry whose `name` looks like one. In byte order.
+/// (`registryPassword`, `"API_KEY": …` in an env map), and the `value` and `default`
+/// of an env entry whose `name` looks like one (its `choices` are declared in the open,
+/// and the fixes list them). In byte order.
 fn secret_ranges(value: &Value, spans: &SpanTree) -> Vec<Range<usize>> {
     use crate::resolve::plan::is_secret_name;
     let mut ranges = Vec::new();
@@ -509,8 +520,7 @@ fn secret_ranges(value: &Value, spans: &SpanTree) -> Vec<Range<usize>> {
                     // others are masked whole by their span.
                     let child_secret = secret
                         || is_secret_name(key)
-                        || (named_secret
-                            && matches!(key.as_str(), "value" | "default" | "choices"));
+                        || (named_secret && matches!(key.as_str(), "value" | "default"));
                     match map.get(key) {
                         Some(v) if last.get(key) == Some(&index) => {
                             pending.push((v, child, child_secret));

@@ -404,3 +404,36 @@ fn a_max_exec_time_too_large_is_out_of_range_at_its_position() {
     assert!(report.contains("pipeline.json:4:43"), "{report}");
     assert!(report.contains("error[out-of-range]"), "{report}");
 }
+
+/// A pipeline `task` path that is not JSON (`"task": "/etc/shadow"`) is reported without
+/// echoing any of its content: its first line may be a password hash.
+#[test]
+fn a_task_path_that_is_not_json_is_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("shadow"),
+        "root:$6$s4lt$h4shh4shh4sh:19000:0:99999:7:::\nuser:x:1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("p.pipeline.json"),
+        r#"{"name": "p", "tasks": [{"id": "a", "task": "shadow"}]}"#,
+    )
+    .unwrap();
+    for format in ["human", "json", "github"] {
+        let out = run(&mut tapir(
+            dir.path(),
+            [
+                "pipeline",
+                "validate",
+                "--format",
+                format,
+                "p.pipeline.json",
+            ],
+        ));
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("not-json"), "{format}: {}", out.stdout);
+        assert!(!out.stdout.contains("h4sh"), "{format}: {}", out.stdout);
+        assert!(!out.stdout.contains("root:"), "{format}: {}", out.stdout);
+    }
+}

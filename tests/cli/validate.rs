@@ -852,3 +852,40 @@ fn secret_values_appear_in_no_snippet_or_message() {
         }
     }
 }
+
+/// `mounted_path: "/"` (and other paths no engine can mount) is refused by `validate` and
+/// by the dry run, at its position, instead of failing only in the engine.
+#[test]
+fn an_unmountable_mounted_path_is_refused_before_the_engine() {
+    let out = run(&mut tapir(
+        &fixtures(),
+        ["validate", "invalid/root-mount.processing-container.json"],
+    ));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    for (line, column) in [(9, 48), (10, 42), (12, 43)] {
+        assert!(
+            out.stdout.contains(&format!(
+                "invalid/root-mount.processing-container.json:{line}:{column}"
+            )),
+            "{line}:{column}: {}",
+            out.stdout
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dry_run(
+        dir.path(),
+        serde_json::json!({
+            "template": {"outputs": [{"name": "out", "mounted_path": "/"}]},
+            "outputs": [{"name": "out", "volume_source": {"host_path": "./out"}}],
+        }),
+    );
+    assert_eq!(out.code, 125, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("error[unmountable]")
+            && out
+                .stderr
+                .contains("$.taskTemplate.outputs[0].mounted_path"),
+        "{}",
+        out.stderr
+    );
+}

@@ -246,9 +246,16 @@ fn human(outcomes: &[Outcome], p: Printer, quiet: bool) -> String {
             continue;
         };
         let file = display(&report.path);
-        for d in &report.diagnostics {
+        let (shown, more) = crate::diagnostic::summarise(&report.diagnostics);
+        for d in shown {
             out.push_str(&p.diagnostic(&file, report.source(), d));
             out.push('\n');
+        }
+        for (code, count) in more {
+            out.push_str(&format!(
+                "{}\n\n",
+                crate::diagnostic::more_findings(code, count)
+            ));
         }
         let kind = report.kind.map_or("unknown kind", Kind::label);
         let (errors, warnings) = (
@@ -365,8 +372,15 @@ fn github(outcomes: &[Outcome], base: &Path) -> String {
         match outcome {
             Outcome::Checked(report) => {
                 let file = output::github_path(&report.path, base);
-                for d in &report.diagnostics {
+                let (shown, more) = crate::diagnostic::summarise(&report.diagnostics);
+                for d in shown {
                     out.push_str(&output::github_annotation(&file, d));
+                    out.push('\n');
+                }
+                for (code, count) in more {
+                    let d =
+                        Diagnostic::warning(code, crate::diagnostic::more_findings(code, count));
+                    out.push_str(&output::github_annotation(&file, &d));
                     out.push('\n');
                 }
             }

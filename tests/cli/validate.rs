@@ -889,3 +889,57 @@ fn an_unmountable_mounted_path_is_refused_before_the_engine() {
         out.stderr
     );
 }
+
+/// A one-line task file with `keys` unknown keys (a generated or minified file).
+fn many_unknown_keys(dir: &std::path::Path, keys: usize) -> std::path::PathBuf {
+    let mut text = String::from(r#"{"name":"x","image":"i","taskTemplate":"t""#);
+    for i in 0..keys {
+        text.push_str(&format!(r#","unknown{i:05}":0"#));
+    }
+    text.push('}');
+    let path = dir.join(format!("keys{keys}.task.json"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Thousands of findings on one long line: the time grows linearly (four times the keys
+/// take about four times as long, where it was sixteen), and past 50 findings of one
+/// kind the rest are summarised in one line.
+#[test]
+fn many_findings_on_one_line_take_linear_time_and_are_summarised() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = |keys: usize| {
+        let path = many_unknown_keys(dir.path(), keys);
+        (0..2)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                let out = run(&mut tapir(
+                    dir.path(),
+                    ["validate".as_ref(), path.as_os_str()],
+                ));
+                assert_eq!(out.code, 0, "{}", out.stderr);
+                assert!(
+                    out.stdout.contains(&format!(
+                        "… and {} more unknown keys",
+                        match keys {
+                            5_000 => "4,950",
+                            _ => "19,950",
+                        }
+                    )),
+                    "{}",
+                    &out.stdout[out.stdout.len().saturating_sub(500)..]
+                );
+                assert_eq!(out.stdout.matches("warning[unknown-key]").count(), 50);
+                started.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let small = time(5_000);
+    let large = time(20_000);
+    let ratio = large.as_secs_f64() / small.as_secs_f64();
+    assert!(
+        ratio < 8.0,
+        "4× the findings took {ratio:.1}× as long ({small:?} → {large:?}): not linear"
+    );
+}

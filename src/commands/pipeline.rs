@@ -224,7 +224,7 @@ fn json_report(checked: &Checked) -> String {
     text
 }
 
-fn github(checked: &Checked) -> String {
+pub(super) fn github(checked: &Checked) -> String {
     let base = output::github_base();
     let mut out = String::new();
     for file in &checked.files {

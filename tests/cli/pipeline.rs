@@ -225,21 +225,33 @@ fn schema_pipeline_prints_the_bundled_schemas() {
     }
 }
 
-/// `tapir validate` on a pipeline file says which command checks it.
+/// `tapir validate` recognises a pipeline file, named or found in a folder, and checks
+/// it as `pipeline validate` does (with the task files it uses), instead of skipping it.
 #[test]
-fn plain_validate_points_pipeline_files_to_pipeline_validate() {
+fn plain_validate_checks_pipeline_files_as_pipelines() {
     let out = run(&mut tapir(
         &repo_root(),
         ["validate", "examples/pipeline/pipeline.json"],
     ));
-    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stdout.contains(
-            "fix: this looks like a pipeline: check it with `tapir pipeline validate FILE`"
-        ),
+        out.stdout
+            .contains("valid examples/pipeline/pipeline.json (pipeline)"),
         "{}",
         out.stdout
     );
+    let out = run(&mut tapir(
+        &fixtures().join("pipeline"),
+        ["validate", "invalid"],
+    ));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("invalid invalid/unknown-keys.pipeline.json (pipeline): 5 errors"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("error[cycle]"), "{}", out.stdout);
 }
 
 /// Values of secret-looking variables (`*TOKEN*`, `*PASSWORD*`, …) appear neither in a

@@ -72,6 +72,7 @@ impl Printer {
         let label = match d.severity {
             Severity::Error => self.red(&format!("error[{}]", d.code)),
             Severity::Warning => self.yellow(&format!("warning[{}]", d.code)),
+            Severity::Note => self.cyan(&format!("note[{}]", d.code)),
         };
         let _ = writeln!(out, "{label}{} {}", self.bold(":"), self.bold(&d.message));
         let location = d.position.as_ref().map_or_else(
@@ -139,6 +140,7 @@ impl Printer {
         let carets = match severity {
             Severity::Error => self.red(&carets),
             Severity::Warning => self.yellow(&carets),
+            Severity::Note => self.cyan(&carets),
         };
         let indent = " ".repeat(excerpt.caret_at + prefix.chars().count());
         let _ = writeln!(out, "{pad} {} {indent}{carets}", self.blue("|"));
@@ -226,6 +228,7 @@ pub(crate) fn github_annotation(file: &str, d: &Diagnostic) -> String {
     let command = match d.severity {
         Severity::Error => "error",
         Severity::Warning => "warning",
+        Severity::Note => "notice",
     };
     let mut properties = format!("file={}", escape_property(file));
     if let Some(p) = &d.position {

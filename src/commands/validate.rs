@@ -48,7 +48,7 @@ pub(crate) fn run(args: &ValidateArgs, color: ColorChoice) -> Result<ExitStatus>
     let mut outcomes = check_all(&inputs, rule, args.skip_unknown);
     for outcome in &mut outcomes {
         if let Outcome::Checked(report) = outcome {
-            crate::validation::check_against_sibling(report);
+            crate::validation::check_against_sibling(report, args.container_file.as_deref());
             if args.strict {
                 report.promote_warnings();
             }
@@ -296,6 +296,9 @@ fn human(outcomes: &[Outcome], p: Printer, quiet: bool) -> String {
         let file = display(&report.path);
         let (shown, more) = crate::diagnostic::summarise(&report.diagnostics);
         for d in shown {
+            if quiet && d.severity == Severity::Note {
+                continue; // not a problem
+            }
             out.push_str(&p.diagnostic(&file, report.source(), d));
             out.push('\n');
         }

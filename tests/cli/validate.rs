@@ -123,7 +123,7 @@ fn the_bundled_examples_validate() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains(
-            "checked 7 files: 7 valid, 0 invalid; skipped 3 other JSON files that are neither kind"
+            "checked 9 files: 9 valid, 0 invalid; skipped 1 other JSON file that is neither kind"
         ),
         "{}",
         out.stdout
@@ -942,4 +942,67 @@ fn many_findings_on_one_line_take_linear_time_and_are_summarised() {
         ratio < 8.0,
         "4× the findings took {ratio:.1}× as long ({small:?} → {large:?}): not linear"
     );
+}
+
+/// The processing-container.json of Kaapana's layout (`files/`, as `COPY
+/// files/processing-container.json` in the guide) is found, `--container-file` names one
+/// anywhere, and a task whose template could not be read is told so in a note.
+#[test]
+fn a_task_is_checked_against_files_processing_container_or_container_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("repo/files")).unwrap();
+    std::fs::create_dir_all(d.join("elsewhere")).unwrap();
+    let pc = std::fs::read_to_string(
+        fixtures().join("valid/files-layout/files/processing-container.json"),
+    )
+    .unwrap();
+    std::fs::write(d.join("repo/files/processing-container.json"), &pc).unwrap();
+    std::fs::write(d.join("elsewhere/pc.json"), &pc).unwrap();
+    let task = r#"{"name": "t", "image": "i", "taskTemplate": "process",
+        "inputs": [{"name": "inn", "volume_source": {"host_path": "."}}]}"#;
+    std::fs::write(d.join("repo/task.json"), task).unwrap();
+    std::fs::write(d.join("elsewhere/task.json"), task).unwrap();
+
+    let out = run(&mut tapir(d, ["validate", "repo/task.json"]));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("error[unknown-channel]"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("did you mean `in`?"), "{}", out.stdout);
+
+    let out = run(&mut tapir(d, ["validate", "elsewhere/task.json"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("note[unchecked-template]: template `process` was not checked")
+            && out.stdout.contains("--container-file"),
+        "{}",
+        out.stdout
+    );
+    // A note is not a problem: --strict does not fail on it.
+    let out = run(&mut tapir(
+        d,
+        ["validate", "--strict", "elsewhere/task.json"],
+    ));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+
+    let out = run(&mut tapir(
+        d,
+        [
+            "validate",
+            "--container-file",
+            "elsewhere/pc.json",
+            "elsewhere/task.json",
+        ],
+    ));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("error[unknown-channel]"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("unchecked-template"), "{}", out.stdout);
 }

@@ -258,7 +258,7 @@ pub(crate) fn check(
         edges: Vec::new(),
         task_files: HashMap::new(),
         containers: HashMap::new(),
-        reported_templates: HashSet::new(),
+        reported: HashSet::new(),
     };
     planner.load_tasks();
     planner.check_ids();
@@ -358,8 +358,9 @@ struct Planner<'a> {
     task_files: HashMap<PathBuf, Option<(Task, usize)>>,
     /// Each processing-container.json likewise: `None` when it is unusable.
     containers: HashMap<PathBuf, Option<Rc<ProcessingContainer>>>,
-    /// (findings file, template identifier) already reported as not found.
-    reported_templates: HashSet<(usize, String)>,
+    /// (findings file, what) already reported there: a task file run by many tasks
+    /// gets each of its findings once.
+    reported: HashSet<(usize, String)>,
 }
 
 impl<'a> Planner<'a> {
@@ -479,6 +480,41 @@ impl<'a> Planner<'a> {
                 (task, None, self.base_dir.clone(), self.pipeline_file)
             }
         };
+        let mut task = task;
+        match local_image_path(&base_dir, &task.image) {
+            Ok(Some(path)) => task.image = path,
+            Ok(None) => {}
+            Err(path) => {
+                let message = format!(
+                    "image `{}` is a path, and nothing is there ({path})",
+                    task.image
+                );
+                let fix = "relative image paths are taken from the task file's folder, as `tapir run` takes them; build the image there or fix the path";
+                let d = Diagnostic::error("image-path", message).with_fix(fix);
+                match &file {
+                    Some(_) => {
+                        if self
+                            .reported
+                            .insert((findings_at, format!("image {}", task.image)))
+                        {
+                            let position = self.files[findings_at]
+                                .source
+                                .as_ref()
+                                .and_then(|s| parse_position(s, "/image"));
+                            self.files[findings_at]
+                                .diagnostics
+                                .push(d.at_pointer("/image").at(position));
+                        }
+                    }
+                    None => {
+                        let pointer = format!("/tasks/{index}/task/image");
+                        let position = self.document.value_position(&pointer);
+                        self.report(d.at_pointer(pointer).at(position));
+                    }
+                }
+                return None;
+            }
+        }
         let template = self.template_of(index, &task, file.as_deref(), findings_at)?;
         Some(LoadedTask {
             task,
@@ -579,7 +615,7 @@ impl<'a> Planner<'a> {
             .with_fix(format!("{fix}; or set the task's `container_file` in the pipeline"))
         };
         // A task file run by many tasks gets its finding once.
-        if task_file.is_none() || self.reported_templates.insert((findings_at, identifier)) {
+        if task_file.is_none() || self.reported.insert((findings_at, identifier)) {
             self.files[findings_at]
                 .diagnostics
                 .push(d.at_pointer(doc_pointer).at(position));
@@ -1377,6 +1413,27 @@ impl<'a> Planner<'a> {
             },
         })
     }
+}
+
+/// A task's `image` when it is a path on this machine (a sandbox folder or a `.sif`
+/// file), made absolute against the task file's folder as `tapir run` resolves it: the
+/// derived task file lives in the pipeline run folder, where a relative path would name
+/// nothing (or another image). `Ok(None)`: a registry reference or an explicit scheme,
+/// kept as written. `Err`: it can only be a path (`.sif`, `./`, `../`, `/`), and nothing
+/// is there; the resolved path.
+fn local_image_path(base_dir: &Path, image: &str) -> Result<Option<String>, String> {
+    if image.contains("://") || image.starts_with("docker-daemon:") || image.contains("{{") {
+        return Ok(None);
+    }
+    let path = base_dir.join(image);
+    let absolute = std::path::absolute(&path).unwrap_or(path.clone());
+    if path.is_dir() || path.is_file() {
+        return Ok(Some(absolute.display().to_string()));
+    }
+    if image.ends_with(".sif") || image.starts_with(['.', '/']) {
+        return Err(absolute.display().to_string());
+    }
+    Ok(None)
 }
 
 /// The task and the findings of a checked task file; the task is `None` when invalid.

@@ -449,3 +449,90 @@ fn a_task_path_that_is_not_json_is_not_echoed() {
         assert!(!out.stdout.contains("root:"), "{format}: {}", out.stdout);
     }
 }
+
+/// A relative apptainer image path (a sandbox folder beside the task file) resolves
+/// against the task file's folder in a pipeline too, as it does for `tapir run`: the plan
+/// shows where it is, and the pipeline runs. A `.sif` path that does not exist there is
+/// an error before anything starts.
+#[test]
+fn a_relative_image_path_resolves_against_the_task_file_in_a_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("tasks")).unwrap();
+    let made = std::process::Command::new("bash")
+        .arg(repo_root().join("tests/apptainer/make-sandbox.sh"))
+        .arg(d.join("tasks/sandbox2"))
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let task = |image: &str| {
+        serde_json::json!({
+            "name": "t", "image": image,
+            "taskTemplate": {"identifier": "t", "description": "x", "inputs": [], "outputs": [],
+                "env": [], "command": ["sh", "-c", "echo from-the-sandbox"]}
+        })
+        .to_string()
+    };
+    std::fs::write(d.join("tasks/t.task.json"), task("sandbox2")).unwrap();
+    std::fs::write(
+        d.join("tasks/missing.task.json"),
+        task("images/missing.sif"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("p.pipeline.json"),
+        r#"{"name": "p", "tasks": [{"id": "a", "task": "tasks/t.task.json"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("missing.pipeline.json"),
+        r#"{"name": "p", "tasks": [{"id": "a", "task": "tasks/missing.task.json"}]}"#,
+    )
+    .unwrap();
+
+    let out = run(&mut tapir(
+        d,
+        [
+            "pipeline",
+            "validate",
+            "--format",
+            "json",
+            "p.pipeline.json",
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let image = report["plan"]["tasks"][0]["image"].as_str().unwrap();
+    assert!(
+        Path::new(image).is_absolute() && image.ends_with("tasks/sandbox2"),
+        "{image}"
+    );
+
+    let path = format!(
+        "{}:{}",
+        repo_root().join("tests/apptainer").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run(tapir(
+        d,
+        ["pipeline", "run", "--mode", "apptainer", "p.pipeline.json"],
+    )
+    .env("PATH", path));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+
+    let out = run(&mut tapir(
+        d,
+        ["pipeline", "validate", "missing.pipeline.json"],
+    ));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("error[image-path]")
+            && out.stdout.contains("tasks/missing.task.json:1:"),
+        "{}",
+        out.stdout
+    );
+}

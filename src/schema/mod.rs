@@ -313,13 +313,22 @@ impl Translator<'_> {
                         names.join(" or ")
                     }
                 };
-                let found = value_kind(error.instance());
+                // A secret's value is described, never shown.
+                let secret = self.document.is_secret(&pointer);
+                let found = match error.instance().as_ref() {
+                    Value::Bool(_) if secret => "a boolean".to_string(),
+                    Value::Number(_) if secret => "a number".to_string(),
+                    other => value_kind(other),
+                };
                 let mut d = Diagnostic::error(
                     "type",
                     format!("{} must be {expected}, not {found}", name_of(field)),
                 )
                 .at(here);
                 d = match (expected.as_str(), error.instance().as_ref()) {
+                    ("a string", Value::Number(_) | Value::Bool(_)) if secret => {
+                        d.with_fix("write it in double quotes, as a string")
+                    }
                     ("a string", Value::Number(n)) => {
                         d.with_fix(format!("write it as a string: \"{n}\""))
                     }
@@ -340,9 +349,12 @@ impl Translator<'_> {
                     .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
                 let got = error.instance();
-                let got_text = got
-                    .as_str()
-                    .map_or_else(|| got.to_string(), |s| format!("\"{s}\""));
+                let got_text = if self.document.is_secret(&pointer) {
+                    "\"****\"".to_string()
+                } else {
+                    got.as_str()
+                        .map_or_else(|| got.to_string(), |s| format!("\"{s}\""))
+                };
                 let list = options
                     .iter()
                     .map(|o| format!("`{o}`"))

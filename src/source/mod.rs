@@ -105,6 +105,17 @@ impl Source {
         }
     }
 
+    /// Does `bytes` overlap a secret value? (`false` before parsing.)
+    pub(crate) fn overlaps_secret(&self, bytes: &Range<usize>) -> bool {
+        let Some(secrets) = &self.secret_ranges else {
+            return false;
+        };
+        let first = secrets.partition_point(|r| r.end <= bytes.start);
+        secrets
+            .get(first)
+            .is_some_and(|r| r.start < bytes.end.max(bytes.start + 1))
+    }
+
     /// Byte range of a 1-based line, without its line break.
     fn line_bounds(&self, line: usize) -> (usize, usize) {
         let start = self
@@ -419,6 +430,14 @@ impl Document {
         } else {
             Some(self.source.position(node.value.clone()))
         }
+    }
+
+    /// Is the value at `pointer` (a leaf) a secret, or does it hold one? Messages then
+    /// describe it without showing it.
+    pub(crate) fn is_secret(&self, pointer: &str) -> bool {
+        self.spans
+            .find(pointer)
+            .is_some_and(|n| self.source.overlaps_secret(&n.value))
     }
 
     fn nearest(&self, pointer: &str) -> Option<&SpanTree> {

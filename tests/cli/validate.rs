@@ -795,7 +795,7 @@ fn a_nul_character_in_any_string_is_an_error_at_the_character() {
 /// format, even when a finding sits on their line or on the value itself.
 #[test]
 fn secret_values_appear_in_no_snippet_or_message() {
-    let secrets = ["hunter2", "sk-live-4711", "tok-0815", "pw-1234"];
+    let secrets = ["hunter2", "sk-live-4711", "tok-0815", "pw-1234", "987654"];
     for format in ["human", "json", "github"] {
         let out = run(&mut tapir(
             &fixtures(),

@@ -366,13 +366,29 @@ pub(crate) struct SpanTree {
 #[derive(Debug, Clone)]
 pub(crate) enum SpanChildren {
     Leaf,
-    /// The members in file order, and the index of each key's last member (the one
-    /// whose value counts), so that finding a member of a large object is not a scan.
-    Object(
-        Vec<(String, SpanTree)>,
-        std::collections::HashMap<String, usize>,
-    ),
+    /// The members in file order, and for a large object the index of each key's last
+    /// member (the one whose value counts), so that finding a member of an object with
+    /// thousands of keys is not a scan. Small objects (nearly all) are scanned: an
+    /// index for each would cost more memory than the document.
+    Object(Vec<(String, SpanTree)>, Option<Box<MemberIndex>>),
     Array(Vec<SpanTree>),
+}
+
+/// Key → index of its last member, for objects of more than `INDEXED_MEMBERS` members.
+pub(crate) type MemberIndex = std::collections::HashMap<String, usize>;
+
+const INDEXED_MEMBERS: usize = 16;
+
+/// The index of the member whose value counts for `key` (the last of that name).
+fn last_member(
+    members: &[(String, SpanTree)],
+    index: Option<&MemberIndex>,
+    key: &str,
+) -> Option<usize> {
+    match index {
+        Some(index) => index.get(key).copied(),
+        None => members.iter().rposition(|(k, _)| k == key),
+    }
 }
 
 impl SpanTree {
@@ -383,7 +399,9 @@ impl SpanTree {
             node = match &node.children {
                 // With duplicate keys the value that counts is the last one (as in
                 // serde_json and Python), so look from the end.
-                SpanChildren::Object(members, last) => &members[*last.get(&segment)?].1,
+                SpanChildren::Object(members, index) => {
+                    &members[last_member(members, index.as_deref(), &segment)?].1
+                }
                 SpanChildren::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
                 SpanChildren::Leaf => return None,
             };
@@ -529,7 +547,7 @@ fn secret_ranges(value: &Value, spans: &SpanTree) -> Vec<Range<usize>> {
     let mut pending = vec![(value, spans, false)];
     while let Some((value, span, secret)) = pending.pop() {
         match (value, &span.children) {
-            (Value::Object(map), SpanChildren::Object(members, last)) => {
+            (Value::Object(map), SpanChildren::Object(members, member_index)) => {
                 let named_secret = map
                     .get("name")
                     .and_then(Value::as_str)
@@ -541,7 +559,10 @@ fn secret_ranges(value: &Value, spans: &SpanTree) -> Vec<Range<usize>> {
                         || is_secret_name(key)
                         || (named_secret && matches!(key.as_str(), "value" | "default"));
                     match map.get(key) {
-                        Some(v) if last.get(key) == Some(&index) => {
+                        Some(v)
+                            if last_member(members, member_index.as_deref(), key)
+                                == Some(index) =>
+                        {
                             pending.push((v, child, child_secret));
                         }
                         _ if child_secret => ranges.push(child.value.clone()),
@@ -675,7 +696,10 @@ fn convert(
                 SpanTree {
                     value: value_range,
                     key,
-                    children: SpanChildren::Object(spans, last),
+                    children: SpanChildren::Object(
+                        spans,
+                        (last.len() > INDEXED_MEMBERS).then(|| Box::new(last)),
+                    ),
                 },
             )
         }

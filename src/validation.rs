@@ -215,7 +215,6 @@ pub(crate) fn check_against_sibling(report: &mut FileReport, container_file: Opt
         .at(task.value_position("/taskTemplate"))
         .with_fix(fix)
     };
-    let findings_fix = "validate that file for its own findings";
     if crate::source::template::is_templated(identifier) {
         let d = unchecked(
             "its name is templated, so it is known only when the task runs".into(),
@@ -244,7 +243,7 @@ pub(crate) fn check_against_sibling(report: &mut FileReport, container_file: Opt
     let Some((container, _)) = parsed else {
         let d = unchecked(
             format!("{} could not be read as JSON", container_path.display()),
-            findings_fix,
+            "validate that file for its own findings",
         );
         report.diagnostics.push(d);
         sort_by_position(&mut report.diagnostics);

@@ -1,7 +1,7 @@
 //! Benchmarks of the real `tapir` binary (`cargo bench`). Figures are reported next to a
 //! baseline measured in the same run, never compared with fixed times in a test.
 //!
-//! `cargo bench -- validate` (or `run`, `ps`, `logs`, `pipeline`) picks one group.
+//! `cargo bench -- validate` (or `run`, `ps`, `logs`, `pipeline`, `scale`) picks one group.
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
@@ -426,6 +426,96 @@ fn bench_pipeline() {
     );
 }
 
+/// `validate` and `pipeline validate` at scale: a one-line task file with 10,000 and
+/// 40,000 unknown keys, and a chain of 10,000 and 40,000 tasks (each mapping its
+/// upstream's output, all running one task file). Each size is reported with its time,
+/// its peak memory and the ratio to the size four times smaller (linear: about 4).
+fn bench_scale() {
+    println!("## scale");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let keys = |n: usize| {
+        let mut text = String::from(r#"{"name":"x","image":"i","taskTemplate":"t""#);
+        for i in 0..n {
+            text.push_str(&format!(r#","unknown{i:05}":0"#));
+        }
+        text.push('}');
+        let path = d.join(format!("keys{n}.task.json"));
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    std::fs::write(
+        d.join("task.json"),
+        r#"{"name": "t", "image": "i", "taskTemplate": "run",
+            "inputs": [{"name": "in", "volume_source": {"host_path": "in"}}],
+            "outputs": [{"name": "out", "volume_source": {"host_path": "out"}}]}"#,
+    )
+    .expect("write");
+    std::fs::write(
+        d.join("processing-container.json"),
+        r#"{"name": "pc", "description": "x", "templates": [{"identifier": "run", "description": "x",
+            "inputs": [{"name": "in", "mounted_path": "/in"}],
+            "outputs": [{"name": "out", "mounted_path": "/out"}], "env": []}]}"#,
+    )
+    .expect("write");
+    std::fs::create_dir_all(d.join("in")).expect("mkdir");
+    let chain = |n: usize| {
+        let tasks: Vec<String> = (0..n)
+            .map(|i| match i {
+                0 => r#"{"id": "t0", "task": "task.json"}"#.to_string(),
+                _ => format!(
+                    r#"{{"id": "t{i}", "task": "task.json", "iochannel_maps": [{{"upstream_task": "t{}", "upstream_output_channel": "out", "input_channel": "in"}}]}}"#,
+                    i - 1
+                ),
+            })
+            .collect();
+        let path = d.join(format!("chain{n}.pipeline.json"));
+        std::fs::write(
+            &path,
+            format!(r#"{{"name": "chain", "tasks": [{}]}}"#, tasks.join(",\n")),
+        )
+        .expect("write");
+        path
+    };
+    // `validate` of the keys file exits 1 (the template is not in the sibling file), and
+    // `time_and_peak` does not ask for success: only time and memory matter here.
+    let measure = |args: &[&str], path: &std::path::Path| {
+        time_and_peak(Command::new(tapir()).args(args).arg(path))
+    };
+    for (what, args, sizes, make) in [
+        (
+            "validate, unknown keys on one line",
+            &["validate"][..],
+            [10_000, 40_000],
+            &keys as &dyn Fn(usize) -> PathBuf,
+        ),
+        (
+            "pipeline validate, chain of tasks",
+            &["pipeline", "validate"][..],
+            [10_000, 40_000],
+            &chain as &dyn Fn(usize) -> PathBuf,
+        ),
+    ] {
+        let mut previous: Option<Duration> = None;
+        for n in sizes {
+            let path = make(n);
+            let (time, peak) = measure(args, &path);
+            let ratio = previous.map_or(String::new(), |p| {
+                format!(
+                    ", {:.1}× the time of a quarter of it",
+                    time.as_secs_f64() / p.as_secs_f64()
+                )
+            });
+            println!(
+                "{what}: {n:>6}  {}  peak {} MiB{ratio}",
+                ms(time),
+                peak / 1024
+            );
+            previous = Some(time);
+        }
+    }
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -446,5 +536,8 @@ fn main() {
     }
     if wants("pipeline") {
         bench_pipeline();
+    }
+    if wants("scale") {
+        bench_scale();
     }
 }

@@ -296,6 +296,10 @@ impl Checker<'_> {
                 continue;
             }
             let normal = normalize_container_path(path);
+            if let Some((message, fix)) = unmountable(path, &normal) {
+                self.error_at_value("unmountable", &path_pointer, message, fix);
+                continue;
+            }
             if let Some(first) = mounted.get(&normal) {
                 let related = self.document.value_position(first);
                 self.out.push(
@@ -335,6 +339,12 @@ impl Checker<'_> {
         overridden_at: Option<&str>,
     ) {
         let name = str_field(declared, "name").unwrap_or("?");
+        // A secret's value never reaches a message (the snippet masks it too).
+        let shown = if crate::resolve::plan::is_secret_name(name) {
+            crate::resolve::plan::MASK
+        } else {
+            value
+        };
         if let Some(kind) = str_field(declared, "type") {
             let fits = match kind {
                 "int" => value.trim().parse::<i64>().is_ok(),
@@ -344,7 +354,7 @@ impl Checker<'_> {
             if !fits && !value.contains("{{") {
                 let d = Diagnostic::error(
                     "env-type",
-                    format!("`{name}` is declared as {kind}, but its value is \"{value}\""),
+                    format!("`{name}` is declared as {kind}, but its value is \"{shown}\""),
                 )
                 .at_pointer(pointer)
                 .at(self.document.value_position(pointer))
@@ -365,12 +375,12 @@ impl Checker<'_> {
                     .collect::<Vec<_>>()
                     .join(", ");
                 let fix = match did_you_mean(value, choices.iter().copied()) {
-                    Some(s) => format!("did you mean \"{s}\"? allowed: {list}"),
-                    None => format!("use one of {list}"),
+                    Some(s) if shown == value => format!("did you mean \"{s}\"? allowed: {list}"),
+                    _ => format!("use one of {list}"),
                 };
                 let d = Diagnostic::error(
                     "env-choice",
-                    format!("\"{value}\" is not one of the choices of `{name}`"),
+                    format!("\"{shown}\" is not one of the choices of `{name}`"),
                 )
                 .at_pointer(pointer)
                 .at(self.document.value_position(pointer))
@@ -682,6 +692,45 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// Why no engine can mount a channel on the absolute container path `path` (`normal`
+/// once `.`, `..` and repeated slashes are resolved), if none can: the message and the
+/// fix. Docker refuses a bind mount on `/`, and runc one inside `/proc`; both backends'
+/// mount options (`--mount type=bind,…`, apptainer's comma-separated `--bind`) split a
+/// path at `,`.
+fn unmountable(path: &str, normal: &str) -> Option<(String, String)> {
+    let own_folder = "mount the channel on a folder of its own, e.g. `/data/<channel>`";
+    if normal == "/" {
+        let resolved = if path == "/" {
+            String::new()
+        } else {
+            " (once resolved)".to_string()
+        };
+        return Some((
+            format!(
+                "mounted_path `{path}` is the container's root{resolved}: no engine can mount a folder over it"
+            ),
+            own_folder.into(),
+        ));
+    }
+    if normal == "/proc" || normal.starts_with("/proc/") {
+        return Some((
+            format!(
+                "mounted_path `{path}` is inside /proc, where the container runtime refuses mounts"
+            ),
+            own_folder.into(),
+        ));
+    }
+    if path.contains(',') {
+        return Some((
+            format!(
+                "mounted_path `{path}` holds a comma, which the engines' mount options read as a separator"
+            ),
+            "rename the folder without `,`".into(),
+        ));
+    }
+    None
 }
 
 /// Every string in `value` with its JSON Pointer (below `pointer`), in document order.

@@ -463,6 +463,12 @@ pub(crate) struct ValidateArgs {
     /// .vscode/settings.json a pre-commit hook passes) instead of reporting them.
     #[arg(long)]
     pub skip_unknown: bool,
+
+    /// Check tasks that name their template against this processing-container.json
+    /// (as `run --container-file`), instead of one found beside each task file (in its
+    /// folder or its files/ folder, or above a tasks/ folder).
+    #[arg(long, value_name = "PATH", value_parser = ExistingFileParser)]
+    pub container_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,9 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Severity {
+    /// Something the user should know that is not a problem of the file (a check that
+    /// could not be made): never counted, never turned into an error by `--strict`.
+    Note,
     Warning,
     Error,
 }
@@ -84,6 +87,13 @@ impl Diagnostic {
         }
     }
 
+    pub(crate) fn note(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Note,
+            ..Self::error(code, message)
+        }
+    }
+
     pub(crate) fn at_pointer(mut self, pointer: impl Into<String>) -> Self {
         self.pointer = pointer.into();
         self
@@ -127,6 +137,64 @@ impl Diagnostic {
     pub(crate) fn json_path(&self) -> String {
         json_path(&self.pointer)
     }
+}
+
+/// How many findings of one code a person is shown per file before the rest of that
+/// code are summarised in one line: ten thousand `unknown-key` findings (a generated or
+/// minified file) would bury everything else and fill a CI log. `--format json` keeps all.
+pub(crate) const SHOWN_PER_CODE: usize = 50;
+
+/// The findings to show a person (at most `SHOWN_PER_CODE` of each code, in order) and,
+/// per code in order of first appearance, how many more there are.
+pub(crate) fn summarise(
+    diagnostics: &[Diagnostic],
+) -> (Vec<&Diagnostic>, Vec<(&'static str, usize)>) {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    let mut shown = Vec::new();
+    for d in diagnostics {
+        let index = match counts.iter().position(|(code, _)| *code == d.code) {
+            Some(index) => index,
+            None => {
+                counts.push((d.code, 0));
+                counts.len() - 1
+            }
+        };
+        counts[index].1 += 1;
+        if counts[index].1 <= SHOWN_PER_CODE {
+            shown.push(d);
+        }
+    }
+    let more = counts
+        .into_iter()
+        .filter(|(_, n)| *n > SHOWN_PER_CODE)
+        .map(|(code, n)| (code, n - SHOWN_PER_CODE))
+        .collect();
+    (shown, more)
+}
+
+/// The line that stands for findings left out by `summarise`.
+pub(crate) fn more_findings(code: &str, count: usize) -> String {
+    let noun = match code {
+        "unknown-key" => "unknown keys".to_string(),
+        _ => format!("`{code}` findings"),
+    };
+    format!(
+        "… and {} more {noun} (every finding is in `--format json`)",
+        thousands(count)
+    )
+}
+
+/// `9950` → `9,950`.
+pub(crate) fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Turns a JSON Pointer into a JSONPath-like string: `/a/0/b c` → `$.a[0]["b c"]`.
@@ -193,6 +261,22 @@ mod tests {
             json_path("/limits/nvidia.com~1gpu"),
             "$.limits[\"nvidia.com/gpu\"]"
         );
+    }
+
+    #[test]
+    fn repeated_findings_are_summarised_per_code() {
+        let mut all: Vec<Diagnostic> = (0..SHOWN_PER_CODE + 7)
+            .map(|i| Diagnostic::warning("unknown-key", format!("k{i}")))
+            .collect();
+        all.insert(3, Diagnostic::error("type", "t"));
+        let (shown, more) = summarise(&all);
+        assert_eq!(shown.len(), SHOWN_PER_CODE + 1);
+        assert_eq!(shown[3].code, "type");
+        assert_eq!(more, vec![("unknown-key", 7)]);
+        assert_eq!(thousands(9950), "9,950");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(12), "12");
+        assert!(more_findings("unknown-key", 9950).starts_with("… and 9,950 more unknown keys"));
     }
 
     #[test]

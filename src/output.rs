@@ -6,7 +6,6 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 
 use crate::cli::ColorChoice;
 use crate::diagnostic::{Diagnostic, Position, Severity};
@@ -73,6 +72,7 @@ impl Printer {
         let label = match d.severity {
             Severity::Error => self.red(&format!("error[{}]", d.code)),
             Severity::Warning => self.yellow(&format!("warning[{}]", d.code)),
+            Severity::Note => self.cyan(&format!("note[{}]", d.code)),
         };
         let _ = writeln!(out, "{label}{} {}", self.bold(":"), self.bold(&d.message));
         let location = d.position.as_ref().map_or_else(
@@ -124,51 +124,27 @@ impl Printer {
         severity: Severity,
     ) {
         const WIDTH: usize = 120;
-        let line: Vec<char> = mask_secrets(source.line_text(position.line))
-            .chars()
-            .map(|c| if c == '\t' { ' ' } else { c })
-            .collect();
-        let start = (position.column - 1).min(line.len());
-        // Long lines (minified JSON) are shown as a window around the place.
-        let first = if start > WIDTH / 2 && line.len() > WIDTH {
-            start - WIDTH / 2
-        } else {
-            0
-        };
-        let shown: String = line.iter().skip(first).take(WIDTH).collect();
-        let prefix = if first > 0 { "…" } else { "" };
+        // Secrets are masked by their position in the parsed document; the window keeps
+        // the work per finding bounded on long (minified) lines.
+        let excerpt = source.excerpt(position, WIDTH);
+        let prefix = if excerpt.cut_before { "…" } else { "" };
         let number = position.line.to_string();
         let _ = writeln!(
             out,
-            "{} {} {prefix}{shown}",
+            "{} {} {prefix}{}",
             self.blue(&format!("{number:>width$}", width = pad.len())),
-            self.blue("|")
+            self.blue("|"),
+            excerpt.text
         );
-        let span_chars = source
-            .text
-            .get(position.bytes.clone())
-            .map_or(1, |t| t.chars().take_while(|c| *c != '\n').count());
-        let room = (first + WIDTH).min(line.len()).saturating_sub(start).max(1);
-        let carets = "^".repeat(span_chars.clamp(1, room));
+        let carets = "^".repeat(excerpt.caret_len);
         let carets = match severity {
             Severity::Error => self.red(&carets),
             Severity::Warning => self.yellow(&carets),
+            Severity::Note => self.cyan(&carets),
         };
-        let indent = " ".repeat(start - first + prefix.chars().count());
+        let indent = " ".repeat(excerpt.caret_at + prefix.chars().count());
         let _ = writeln!(out, "{pad} {} {indent}{carets}", self.blue("|"));
     }
-}
-
-/// Hides the value of any key that looks like a secret (`registryPassword`, `…token…`,
-/// `…secret…`) in a line of source shown to the user.
-pub(crate) fn mask_secrets(line: &str) -> String {
-    static SECRET: LazyLock<regex::Regex> = LazyLock::new(|| {
-        regex::Regex::new(
-            r#"(?i)("[^"]*(?:password|passwd|secret|token)[^"]*"\s*:\s*")((?:[^"\\]|\\.)*)(")"#,
-        )
-        .expect("valid regex")
-    });
-    SECRET.replace_all(line, "${1}****${3}").into_owned()
 }
 
 /// `n` and the word, singular for 1 ("1 file", "2 files", "2 retries"; words with a
@@ -252,6 +228,7 @@ pub(crate) fn github_annotation(file: &str, d: &Diagnostic) -> String {
     let command = match d.severity {
         Severity::Error => "error",
         Severity::Warning => "warning",
+        Severity::Note => "notice",
     };
     let mut properties = format!("file={}", escape_property(file));
     if let Some(p) = &d.position {
@@ -447,19 +424,6 @@ mod tests {
             "failed, exit code 3 — the task exited with code 3"
         );
         assert_eq!(status_with_message("running", "", None), "running");
-    }
-
-    #[test]
-    fn secrets_are_masked_in_snippets() {
-        assert_eq!(
-            mask_secrets(r#"  "registryPassword": "hunter2\"x", "a": "b""#),
-            r#"  "registryPassword": "****", "a": "b""#
-        );
-        assert_eq!(
-            mask_secrets(r#""API_TOKEN": "abc""#),
-            r#""API_TOKEN": "****""#
-        );
-        assert_eq!(mask_secrets(r#""name": "x""#), r#""name": "x""#);
     }
 
     #[test]

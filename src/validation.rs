@@ -35,7 +35,9 @@ impl FileReport {
     /// `--strict`: every warning becomes an error.
     pub(crate) fn promote_warnings(&mut self) {
         for d in &mut self.diagnostics {
-            d.severity = Severity::Error;
+            if d.severity == Severity::Warning {
+                d.severity = Severity::Error;
+            }
         }
     }
 
@@ -190,27 +192,33 @@ fn sort_by_position(diagnostics: &mut [Diagnostic]) {
     diagnostics.sort_by_key(|d| d.position.as_ref().map_or((0, 0), |p| (p.line, p.column)));
 }
 
-/// The processing-container.json a task file sits beside: in the task's own folder, or,
-/// for a task in a `tasks/` folder (a container repository such as Kaapana's
-/// `container_templates/dummy`), in the folder above it.
+/// The processing-container.json a task file sits beside: in the task's own folder or
+/// its `files/` folder (the layout Kaapana's guide shows: `COPY
+/// files/processing-container.json /processing-container.json`), or, for a task in a
+/// `tasks/` folder (a container repository such as Kaapana's
+/// `container_templates/dummy`), in the folder above it or that folder's `files/`.
 pub(crate) fn sibling_container(task_path: &Path) -> Option<PathBuf> {
     let folder = task_path.parent()?;
-    let mut candidates = vec![folder.join("processing-container.json")];
+    let mut folders = vec![folder.to_path_buf()];
     if folder.file_name().is_some_and(|n| n == "tasks") {
-        candidates.push(
-            folder
-                .parent()
-                .unwrap_or(Path::new(""))
-                .join("processing-container.json"),
-        );
+        folders.push(folder.parent().unwrap_or(Path::new("")).to_path_buf());
     }
-    candidates.into_iter().find(|c| c.is_file())
+    folders
+        .iter()
+        .flat_map(|f| {
+            [
+                f.join("processing-container.json"),
+                f.join("files").join("processing-container.json"),
+            ]
+        })
+        .find(|c| c.is_file())
 }
 
 /// `tapir validate`: a task that names its template by identifier is also checked
-/// against that template in the sibling processing-container.json (no image needed).
-/// Without a sibling nothing changes: the template is only known to the image.
-pub(crate) fn check_against_sibling(report: &mut FileReport) {
+/// against that template in `container_file` (`--container-file`) or else in the
+/// sibling processing-container.json (no image needed). When neither can be read, a
+/// note says that the template was not checked: only the image knows it.
+pub(crate) fn check_against_sibling(report: &mut FileReport, container_file: Option<&Path>) {
     let Some(task) = report.document.as_ref() else {
         return;
     };
@@ -220,17 +228,47 @@ pub(crate) fn check_against_sibling(report: &mut FileReport) {
     let Some(identifier) = task.value.get("taskTemplate").and_then(|t| t.as_str()) else {
         return;
     };
+    let unchecked = |why: String, fix: &str| {
+        Diagnostic::note(
+            "unchecked-template",
+            format!("template `{identifier}` was not checked: {why}"),
+        )
+        .at_pointer("/taskTemplate")
+        .at(task.value_position("/taskTemplate"))
+        .with_fix(fix)
+    };
     if crate::source::template::is_templated(identifier) {
-        return; // known only once rendered
+        let d = unchecked(
+            "its name is templated, so it is known only when the task runs".into(),
+            "run `tapir run --dry-run` to check it with the values of the run",
+        );
+        report.diagnostics.push(d);
+        sort_by_position(&mut report.diagnostics);
+        return;
     }
-    let Some(container_path) = sibling_container(&report.path) else {
+    let Some(container_path) = container_file
+        .map(Path::to_path_buf)
+        .or_else(|| sibling_container(&report.path))
+    else {
+        let d = unchecked(
+            "no processing-container.json beside the task file (nor in files/, nor above a tasks/ folder), so only the image knows it".into(),
+            "pass `--container-file PATH` to check the task against its template",
+        );
+        report.diagnostics.push(d);
+        sort_by_position(&mut report.diagnostics);
         return;
     };
-    // An unreadable or broken container file is reported when it is validated itself.
-    let Ok(container) = source::read_text(&container_path) else {
-        return;
+    let parsed = match source::read_text(&container_path) {
+        Ok(container) => source::parse(container).ok(),
+        Err(_) => None,
     };
-    let Ok((container, _)) = source::parse(container) else {
+    let Some((container, _)) = parsed else {
+        let d = unchecked(
+            format!("{} could not be read as JSON", container_path.display()),
+            "validate that file for its own findings",
+        );
+        report.diagnostics.push(d);
+        sort_by_position(&mut report.diagnostics);
         return;
     };
     let templates = container
@@ -263,7 +301,7 @@ pub(crate) fn check_against_sibling(report: &mut FileReport) {
                 Diagnostic::error(
                     "unknown-template",
                     format!(
-                        "the sibling {} has no template `{identifier}`",
+                        "{} has no template `{identifier}`",
                         container_path.display()
                     ),
                 )

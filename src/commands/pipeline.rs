@@ -80,9 +80,16 @@ pub(super) fn human_findings(checked: &Checked, p: &Printer) -> String {
     let mut out = String::new();
     for file in &checked.files {
         let name = file.path.display().to_string();
-        for d in &file.diagnostics {
+        let (shown, more) = crate::diagnostic::summarise(&file.diagnostics);
+        for d in shown {
             out.push_str(&p.diagnostic(&name, file.source.as_ref(), d));
             out.push('\n');
+        }
+        for (code, count) in more {
+            out.push_str(&format!(
+                "{}\n\n",
+                crate::diagnostic::more_findings(code, count)
+            ));
         }
     }
     out
@@ -250,13 +257,19 @@ fn json_report(checked: &Checked) -> String {
     text
 }
 
-fn github(checked: &Checked) -> String {
+pub(super) fn github(checked: &Checked) -> String {
     let base = output::github_base();
     let mut out = String::new();
     for file in &checked.files {
         let name = output::github_path(&file.path, &base);
-        for d in &file.diagnostics {
+        let (shown, more) = crate::diagnostic::summarise(&file.diagnostics);
+        for d in shown {
             out.push_str(&output::github_annotation(&name, d));
+            out.push('\n');
+        }
+        for (code, count) in more {
+            let d = Diagnostic::warning(code, crate::diagnostic::more_findings(code, count));
+            out.push_str(&output::github_annotation(&name, &d));
             out.push('\n');
         }
     }

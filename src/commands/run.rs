@@ -516,7 +516,10 @@ fn dry_run_json(prepared: &Prepared, program: &Path, rendered: &RenderedRun) -> 
         "image": {"reference": prepared.plan.image, "id": prepared.image.info.id, "repo_digests": prepared.image.info.repo_digests},
         "argv": std::iter::once(program.display().to_string()).chain(rendered.argv.iter().cloned()).collect::<Vec<_>>(),
         "environment": rendered.secret_env.iter().map(|(name, _)| name).collect::<Vec<_>>(),
-        "template": prepared.template,
+        // Masked as in the record: a secret default, or one rendered from a secret.
+        "template": serde_json::to_value(&prepared.template)
+            .ok()
+            .map(|value| mask_template_secrets(value, &prepared.template)),
     });
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');

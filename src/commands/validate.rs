@@ -8,6 +8,7 @@ use crate::cli::{ColorChoice, KindArg, ValidateArgs, ValidateFormat};
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::error::{Error, ExitStatus, Result};
 use crate::output::{self, Printer, plural};
+use crate::pipeline::plan::Checked;
 use crate::schema::Kind;
 use crate::validation::{FileReport, KindRule, check_file};
 
@@ -27,6 +28,9 @@ struct Input {
 
 enum Outcome {
     Checked(Box<FileReport>),
+    /// A pipeline file (`{"tasks": [...]}`), checked as `tapir pipeline validate` checks
+    /// it: with the task files and processing-container.json files it uses.
+    Pipeline(Box<Checked>),
     Unreadable(Error),
     Skipped,
     /// A folder given on the command line that holds no Task API file (exit 2): a
@@ -44,7 +48,7 @@ pub(crate) fn run(args: &ValidateArgs, color: ColorChoice) -> Result<ExitStatus>
     let mut outcomes = check_all(&inputs, rule, args.skip_unknown);
     for outcome in &mut outcomes {
         if let Outcome::Checked(report) = outcome {
-            crate::validation::check_against_sibling(report);
+            crate::validation::check_against_sibling(report, args.container_file.as_deref());
             if args.strict {
                 report.promote_warnings();
             }
@@ -111,10 +115,11 @@ fn exit_status(outcomes: &[Outcome]) -> ExitStatus {
         .any(|o| matches!(o, Outcome::Unreadable(_) | Outcome::NothingFound(_)))
     {
         ExitStatus::Usage
-    } else if outcomes
-        .iter()
-        .any(|o| matches!(o, Outcome::Checked(r) if !r.is_valid()))
-    {
+    } else if outcomes.iter().any(|o| match o {
+        Outcome::Checked(r) => !r.is_valid(),
+        Outcome::Pipeline(c) => !c.is_valid(),
+        _ => false,
+    }) {
         ExitStatus::Failed
     } else {
         ExitStatus::Success
@@ -176,6 +181,12 @@ fn is_json(path: &Path) -> bool {
 fn check_all(inputs: &[Input], rule: KindRule, skip_unknown: bool) -> Vec<Outcome> {
     let check = |input: &Input| match check_file(&input.path, rule) {
         Err(e) => Outcome::Unreadable(e),
+        Ok(report) if report.kind.is_none() && is_pipeline(&report) => {
+            match crate::pipeline::plan::check(&input.path, None, None) {
+                Ok(checked) => Outcome::Pipeline(Box::new(checked)),
+                Err(e) => Outcome::Unreadable(e),
+            }
+        }
         Ok(report) if (input.found_in_folder || skip_unknown) && report.kind.is_none() => {
             Outcome::Skipped
         }
@@ -198,6 +209,15 @@ fn check_all(inputs: &[Input], rule: KindRule, skip_unknown: bool) -> Vec<Outcom
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
             .collect()
+    })
+}
+
+/// A file of neither Task API kind that holds a pipeline's `tasks` list.
+fn is_pipeline(report: &FileReport) -> bool {
+    report.document.as_ref().is_some_and(|d| {
+        d.value
+            .get("tasks")
+            .is_some_and(serde_json::Value::is_array)
     })
 }
 
@@ -231,6 +251,12 @@ fn totals(outcomes: &[Outcome]) -> Totals {
                 t.errors += r.count(Severity::Error);
                 t.warnings += r.count(Severity::Warning);
             }
+            Outcome::Pipeline(c) => {
+                t.checked += 1;
+                t.valid += usize::from(c.is_valid());
+                t.errors += c.count(Severity::Error);
+                t.warnings += c.count(Severity::Warning);
+            }
             Outcome::Skipped => t.skipped += 1,
             Outcome::Unreadable(_) => t.unreadable += 1,
             Outcome::NothingFound(_) => {}
@@ -242,13 +268,45 @@ fn totals(outcomes: &[Outcome]) -> Totals {
 fn human(outcomes: &[Outcome], p: Printer, quiet: bool) -> String {
     let mut out = String::new();
     for outcome in outcomes {
+        if let Outcome::Pipeline(checked) = outcome {
+            out.push_str(&super::pipeline::human_findings(checked, &p));
+            let file = display(&checked.pipeline);
+            let (errors, warnings) = (
+                checked.count(Severity::Error),
+                checked.count(Severity::Warning),
+            );
+            if errors > 0 {
+                out.push_str(&format!(
+                    "{} {file} (pipeline): {}\n",
+                    p.red("invalid"),
+                    counts(errors, warnings)
+                ));
+            } else if !quiet || warnings > 0 {
+                out.push_str(&format!(
+                    "{} {file} (pipeline{})\n",
+                    p.green("valid"),
+                    warning_note(warnings)
+                ));
+            }
+            continue;
+        }
         let Outcome::Checked(report) = outcome else {
             continue;
         };
         let file = display(&report.path);
-        for d in &report.diagnostics {
+        let (shown, more) = crate::diagnostic::summarise(&report.diagnostics);
+        for d in shown {
+            if quiet && d.severity == Severity::Note {
+                continue; // not a problem
+            }
             out.push_str(&p.diagnostic(&file, report.source(), d));
             out.push('\n');
+        }
+        for (code, count) in more {
+            out.push_str(&format!(
+                "{}\n\n",
+                crate::diagnostic::more_findings(code, count)
+            ));
         }
         let kind = report.kind.map_or("unknown kind", Kind::label);
         let (errors, warnings) = (
@@ -256,23 +314,17 @@ fn human(outcomes: &[Outcome], p: Printer, quiet: bool) -> String {
             report.count(Severity::Warning),
         );
         if errors > 0 {
-            let counts = if warnings > 0 {
-                format!(
-                    "{}, {}",
-                    plural(errors, "error"),
-                    plural(warnings, "warning")
-                )
-            } else {
-                plural(errors, "error")
-            };
-            out.push_str(&format!("{} {file} ({kind}): {counts}\n", p.red("invalid")));
+            out.push_str(&format!(
+                "{} {file} ({kind}): {}\n",
+                p.red("invalid"),
+                counts(errors, warnings)
+            ));
         } else if !quiet || warnings > 0 {
-            let note = if warnings > 0 {
-                format!(", {}", plural(warnings, "warning"))
-            } else {
-                String::new()
-            };
-            out.push_str(&format!("{} {file} ({kind}{note})\n", p.green("valid")));
+            out.push_str(&format!(
+                "{} {file} ({kind}{})\n",
+                p.green("valid"),
+                warning_note(warnings)
+            ));
         }
     }
     let t = totals(outcomes);
@@ -314,6 +366,28 @@ fn human(outcomes: &[Outcome], p: Printer, quiet: bool) -> String {
     out
 }
 
+/// "2 errors, 1 warning" / "2 errors".
+fn counts(errors: usize, warnings: usize) -> String {
+    if warnings > 0 {
+        format!(
+            "{}, {}",
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        )
+    } else {
+        plural(errors, "error")
+    }
+}
+
+/// ", 1 warning" / "".
+fn warning_note(warnings: usize) -> String {
+    if warnings > 0 {
+        format!(", {}", plural(warnings, "warning"))
+    } else {
+        String::new()
+    }
+}
+
 fn json_report(outcomes: &[Outcome]) -> String {
     let mut files = Vec::new();
     for outcome in outcomes {
@@ -326,6 +400,17 @@ fn json_report(outcomes: &[Outcome]) -> String {
                     "valid": report.is_valid(),
                     "findings": findings,
                 }));
+            }
+            Outcome::Pipeline(checked) => {
+                // The pipeline file first, then each file it uses that has findings.
+                for (i, file) in checked.files.iter().enumerate() {
+                    files.push(json!({
+                        "file": display(&file.path),
+                        "kind": if i == 0 { Some("pipeline") } else { None },
+                        "valid": file.diagnostics.iter().all(|d| d.severity != Severity::Error),
+                        "findings": file.diagnostics.iter().map(Diagnostic::to_json).collect::<Vec<_>>(),
+                    }));
+                }
             }
             Outcome::Unreadable(e) => {
                 let file = match e {
@@ -365,10 +450,20 @@ fn github(outcomes: &[Outcome], base: &Path) -> String {
         match outcome {
             Outcome::Checked(report) => {
                 let file = output::github_path(&report.path, base);
-                for d in &report.diagnostics {
+                let (shown, more) = crate::diagnostic::summarise(&report.diagnostics);
+                for d in shown {
                     out.push_str(&output::github_annotation(&file, d));
                     out.push('\n');
                 }
+                for (code, count) in more {
+                    let d =
+                        Diagnostic::warning(code, crate::diagnostic::more_findings(code, count));
+                    out.push_str(&output::github_annotation(&file, &d));
+                    out.push('\n');
+                }
+            }
+            Outcome::Pipeline(checked) => {
+                out.push_str(&super::pipeline::github(checked));
             }
             Outcome::Unreadable(e) => {
                 let d = crate::diagnostic::Diagnostic::error("io", format!("cannot read {e}"));

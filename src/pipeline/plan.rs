@@ -3,8 +3,9 @@
 //! wrong, produce the order of the tasks (levels) and the folders tapir will manage for
 //! each of them. No engine is asked and nothing is written; the filesystem is only read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -298,6 +299,9 @@ pub(crate) fn check(
         loaded: Vec::new(),
         edges: Vec::new(),
         execution_defaults,
+        task_files: HashMap::new(),
+        containers: HashMap::new(),
+        reported: HashSet::new(),
     };
     planner.load_tasks();
     planner.check_ids();
@@ -393,6 +397,14 @@ struct Planner<'a> {
     loaded: Vec<Option<LoadedTask>>,
     edges: Vec<Edge>,
     execution_defaults: ExecutionDefaults,
+    /// Each task file is read and checked once, however many tasks run it (its
+    /// findings once, too): `None` when it is unusable.
+    task_files: HashMap<PathBuf, Option<(Task, usize)>>,
+    /// Each processing-container.json likewise: `None` when it is unusable.
+    containers: HashMap<PathBuf, Option<Rc<ProcessingContainer>>>,
+    /// (findings file, what) already reported there: a task file run by many tasks
+    /// gets each of its findings once.
+    reported: HashSet<(usize, String)>,
 }
 
 impl<'a> Planner<'a> {
@@ -460,23 +472,30 @@ impl<'a> Planner<'a> {
                     );
                     return None;
                 }
-                let report = match check_file(&path, KindRule::Forced(Kind::Task)) {
-                    Ok(report) => report,
-                    Err(e) => {
-                        self.error_at(
-                            "task-file",
-                            &task_pointer,
-                            format!("cannot read task file: {e}"),
-                            "check the path and its permissions".into(),
-                        );
-                        return None;
-                    }
-                };
-                let (task, findings) = read_report(report)?;
                 let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-                self.files.push(findings);
-                let at = self.files.len() - 1;
-                (task?, Some(path), base, at)
+                if let Some(cached) = self.task_files.get(&path) {
+                    let (task, at) = cached.clone()?;
+                    (task, Some(path), base, at)
+                } else {
+                    let report = match check_file(&path, KindRule::Forced(Kind::Task)) {
+                        Ok(report) => report,
+                        Err(e) => {
+                            self.error_at(
+                                "task-file",
+                                &task_pointer,
+                                format!("cannot read task file: {e}"),
+                                "check the path and its permissions".into(),
+                            );
+                            return None;
+                        }
+                    };
+                    let (task, findings) = read_report(report)?;
+                    self.files.push(findings);
+                    let at = self.files.len() - 1;
+                    self.task_files
+                        .insert(path.clone(), task.clone().map(|t| (t, at)));
+                    (task?, Some(path), base, at)
+                }
             }
             TaskRef::Inline(value) => {
                 let sub = sub_document(self.document, &task_pointer, value);
@@ -505,6 +524,41 @@ impl<'a> Planner<'a> {
                 (task, None, self.base_dir.clone(), self.pipeline_file)
             }
         };
+        let mut task = task;
+        match local_image_path(&base_dir, &task.image) {
+            Ok(Some(path)) => task.image = path,
+            Ok(None) => {}
+            Err(path) => {
+                let message = format!(
+                    "image `{}` is a path, and nothing is there ({path})",
+                    task.image
+                );
+                let fix = "relative image paths are taken from the task file's folder, as `tapir run` takes them; build the image there or fix the path";
+                let d = Diagnostic::error("image-path", message).with_fix(fix);
+                match &file {
+                    Some(_) => {
+                        if self
+                            .reported
+                            .insert((findings_at, format!("image {}", task.image)))
+                        {
+                            let position = self.files[findings_at]
+                                .source
+                                .as_ref()
+                                .and_then(|s| parse_position(s, "/image"));
+                            self.files[findings_at]
+                                .diagnostics
+                                .push(d.at_pointer("/image").at(position));
+                        }
+                    }
+                    None => {
+                        let pointer = format!("/tasks/{index}/task/image");
+                        let position = self.document.value_position(&pointer);
+                        self.report(d.at_pointer(pointer).at(position));
+                    }
+                }
+                return None;
+            }
+        }
         let template = self.template_of(index, &task, file.as_deref(), findings_at)?;
         Some(LoadedTask {
             task,
@@ -558,38 +612,7 @@ impl<'a> Planner<'a> {
             );
             return None;
         }
-        let report = match check_file(&path, KindRule::Forced(Kind::ProcessingContainer)) {
-            Ok(report) => report,
-            Err(e) => {
-                self.error_at(
-                    "container-file",
-                    &pointer,
-                    format!("cannot read {e}"),
-                    "check the path and its permissions".into(),
-                );
-                return None;
-            }
-        };
-        let valid = report.is_valid();
-        let value = report.document.as_ref().map(|d| d.value.clone());
-        if !report.diagnostics.is_empty() {
-            self.files.push(FileFindings {
-                path: report.path.clone(),
-                source: report.source().cloned(),
-                diagnostics: report.diagnostics,
-            });
-        }
-        if !valid {
-            return None;
-        }
-        let container: ProcessingContainer =
-            match model::from_value(&value.unwrap_or_default(), "processing-container.json") {
-                Ok(c) => c,
-                Err(message) => {
-                    self.report(Diagnostic::error("internal", message));
-                    return None;
-                }
-            };
+        let container = self.load_container(&path, &pointer)?;
         let label = format!("file:{}", path.display());
         let identifiers: Vec<&str> = container
             .templates
@@ -635,10 +658,58 @@ impl<'a> Planner<'a> {
             )
             .with_fix(format!("{fix}; or set the task's `container_file` in the pipeline"))
         };
-        self.files[findings_at]
-            .diagnostics
-            .push(d.at_pointer(doc_pointer).at(position));
+        // A task file run by many tasks gets its finding once.
+        if task_file.is_none() || self.reported.insert((findings_at, identifier)) {
+            self.files[findings_at]
+                .diagnostics
+                .push(d.at_pointer(doc_pointer).at(position));
+        }
         if explicit { None } else { Some(None) }
+    }
+
+    /// A processing-container.json, read and checked once however many tasks use it
+    /// (its findings once too). `None` when it is unusable (its findings say why).
+    fn load_container(&mut self, path: &Path, pointer: &str) -> Option<Rc<ProcessingContainer>> {
+        if let Some(cached) = self.containers.get(path) {
+            return cached.clone();
+        }
+        let loaded = self.read_container(path, pointer);
+        self.containers.insert(path.to_path_buf(), loaded.clone());
+        loaded
+    }
+
+    fn read_container(&mut self, path: &Path, pointer: &str) -> Option<Rc<ProcessingContainer>> {
+        let report = match check_file(path, KindRule::Forced(Kind::ProcessingContainer)) {
+            Ok(report) => report,
+            Err(e) => {
+                self.error_at(
+                    "container-file",
+                    pointer,
+                    format!("cannot read {e}"),
+                    "check the path and its permissions".into(),
+                );
+                return None;
+            }
+        };
+        let valid = report.is_valid();
+        let value = report.document.as_ref().map(|d| d.value.clone());
+        if !report.diagnostics.is_empty() {
+            self.files.push(FileFindings {
+                path: report.path.clone(),
+                source: report.source().cloned(),
+                diagnostics: report.diagnostics,
+            });
+        }
+        if !valid {
+            return None;
+        }
+        match model::from_value(&value.unwrap_or_default(), "processing-container.json") {
+            Ok(c) => Some(Rc::new(c)),
+            Err(message) => {
+                self.report(Diagnostic::error("internal", message));
+                None
+            }
+        }
     }
 
     fn check_ids(&mut self) {
@@ -693,7 +764,7 @@ impl<'a> Planner<'a> {
         let ids = self.task_ids();
         let fix = match did_you_mean(id, ids.iter().copied()) {
             Some(s) => format!("did you mean `{s}`?"),
-            None => format!("task ids in this pipeline: {}", ids.join(", ")),
+            None => format!("task ids in this pipeline: {}", id_list(&ids)),
         };
         self.error_at(
             "unknown-task",
@@ -906,7 +977,7 @@ impl<'a> Planner<'a> {
                 let ids = self.task_ids();
                 let fix = match did_you_mean(id, ids.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("task ids in the pipeline: {}", ids.join(", ")),
+                    None => format!("task ids in the pipeline: {}", id_list(&ids)),
                 };
                 self.files[file].diagnostics.push(
                     Diagnostic::error(
@@ -1198,8 +1269,9 @@ impl<'a> Planner<'a> {
                 );
             }
         }
+        let upstreams: HashSet<usize> = self.edges.iter().map(|e| e.upstream).collect();
         let finals: Vec<&str> = (0..pipeline.tasks.len())
-            .filter(|&i| !self.edges.iter().any(|e| e.upstream == i))
+            .filter(|i| !upstreams.contains(i))
             .map(|i| pipeline.tasks[i].id.as_str())
             .collect();
         if let Err((index, reason)) =
@@ -1253,9 +1325,14 @@ impl<'a> Planner<'a> {
         } else {
             None
         };
+        // Each task's edges, found once (a scan of all edges per task was quadratic).
+        let mut edges_of: Vec<Vec<&Edge>> = vec![Vec::new(); pipeline.tasks.len()];
+        for edge in &self.edges {
+            edges_of[edge.task].push(edge);
+        }
         let tasks = order
             .iter()
-            .map(|&i| self.plan_task(i, levels[i] + 1, conf, final_step == Some(i)))
+            .map(|&i| self.plan_task(i, levels[i] + 1, conf, final_step == Some(i), &edges_of[i]))
             .collect::<Option<Vec<_>>>()?;
         Some(PipelinePlan {
             name: pipeline.name.clone(),
@@ -1286,12 +1363,13 @@ impl<'a> Planner<'a> {
         level: usize,
         conf: Option<&Conf>,
         is_final: bool,
+        edges: &[&Edge],
     ) -> Option<PlannedTask> {
         let entry = &self.pipeline.tasks[index];
         // Every task of a valid pipeline is loaded; `None` only if that ever broke.
         let loaded = self.loaded[index].as_ref()?;
         let mut depends_on: Vec<PlannedDependency> = Vec::new();
-        for edge in self.edges.iter().filter(|e| e.task == index) {
+        for edge in edges {
             let id = self.pipeline.tasks[edge.upstream].id.clone();
             match depends_on.iter_mut().find(|d| d.id == id) {
                 Some(d) => {
@@ -1499,6 +1577,27 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// A task's `image` when it is a path on this machine (a sandbox folder or a `.sif`
+/// file), made absolute against the task file's folder as `tapir run` resolves it: the
+/// derived task file lives in the pipeline run folder, where a relative path would name
+/// nothing (or another image). `Ok(None)`: a registry reference or an explicit scheme,
+/// kept as written. `Err`: it can only be a path (`.sif`, `./`, `../`, `/`), and nothing
+/// is there; the resolved path.
+fn local_image_path(base_dir: &Path, image: &str) -> Result<Option<String>, String> {
+    if image.contains("://") || image.starts_with("docker-daemon:") || image.contains("{{") {
+        return Ok(None);
+    }
+    let path = base_dir.join(image);
+    let absolute = std::path::absolute(&path).unwrap_or(path.clone());
+    if path.is_dir() || path.is_file() {
+        return Ok(Some(absolute.display().to_string()));
+    }
+    if image.ends_with(".sif") || image.starts_with(['.', '/']) {
+        return Err(absolute.display().to_string());
+    }
+    Ok(None)
+}
+
 /// The task and the findings of a checked task file; the task is `None` when invalid.
 fn read_report(report: FileReport) -> Option<(Option<Task>, FileFindings)> {
     let mut diagnostics: Vec<Diagnostic> = report
@@ -1588,6 +1687,17 @@ fn parse_position(source: &Source, pointer: &str) -> Option<crate::diagnostic::P
 /// Findings in document order (a stable sort: those at one place keep their order).
 fn sort_by_position(diagnostics: &mut [Diagnostic]) {
     diagnostics.sort_by_key(|d| d.position.as_ref().map_or((0, 0), |p| (p.line, p.column)));
+}
+
+/// The task ids for a fix: all of a small pipeline's, the first few of a large one's
+/// (every id in every finding of a large file made the report quadratic in its size).
+fn id_list(ids: &[&str]) -> String {
+    const SHOWN: usize = 10;
+    if ids.len() <= SHOWN {
+        ids.join(", ")
+    } else {
+        format!("{}, … ({} in all)", ids[..SHOWN].join(", "), ids.len())
+    }
 }
 
 fn display_path(path: &Path) -> String {

@@ -84,10 +84,36 @@ impl Kind {
 struct Bundle {
     schema: Value,
     validator: Validator,
+    /// Schema locations (`#/…` fragments) of objects in tapir's own formats (a pipeline,
+    /// its conf file): an unknown key there is an error, because nothing else reads the
+    /// file and a misspelt key (`max_retires`) would silently change what runs. In the
+    /// Task API's own objects it stays a warning: the platform ignores unknown keys.
+    own_format: fn(&str) -> bool,
+}
+
+/// Task API objects are embedded in a pipeline as `$defs/Task` and the task schema's
+/// `$defs`; every other object of the pipeline schema is tapir's own.
+fn is_pipeline_own_object(fragment: &str) -> bool {
+    static TASK_DEFS: LazyLock<Vec<String>> = LazyLock::new(|| {
+        let task: Value = serde_json::from_str(TASK_SCHEMA).expect("bundled schema is valid JSON");
+        let mut defs: Vec<String> = task["$defs"]
+            .as_object()
+            .map(|d| d.keys().map(|k| format!("/$defs/{k}")).collect())
+            .unwrap_or_default();
+        defs.push("/$defs/Task".into());
+        defs
+    });
+    !TASK_DEFS
+        .iter()
+        .any(|def| fragment == def || fragment.starts_with(&format!("{def}/")))
 }
 
 impl Bundle {
     fn new(text: &str) -> Self {
+        Self::with_own_format(text, |_| false)
+    }
+
+    fn with_own_format(text: &str, own_format: fn(&str) -> bool) -> Self {
         // The schemas are part of the binary and checked by unit tests, so a failure here
         // is a build defect, not a user error.
         let schema: Value = serde_json::from_str(text).expect("bundled schema is valid JSON");
@@ -95,7 +121,11 @@ impl Bundle {
             .with_draft(jsonschema::Draft::Draft202012)
             .build(&schema)
             .expect("bundled schema compiles");
-        Self { schema, validator }
+        Self {
+            schema,
+            validator,
+            own_format,
+        }
     }
 
     /// The object schema at a `#/…` fragment of this bundle.
@@ -111,13 +141,15 @@ pub(crate) fn check(document: &Document, kind: Kind) -> Vec<Diagnostic> {
 
 /// Checks a pipeline file against the bundled pipeline schema.
 pub(crate) fn check_pipeline(document: &Document) -> Vec<Diagnostic> {
-    static PIPELINE: LazyLock<Bundle> = LazyLock::new(|| Bundle::new(PIPELINE_SCHEMA));
+    static PIPELINE: LazyLock<Bundle> =
+        LazyLock::new(|| Bundle::with_own_format(PIPELINE_SCHEMA, is_pipeline_own_object));
     check_against(document, &PIPELINE)
 }
 
 /// Checks a pipeline `--conf` file against its bundled schema.
 pub(crate) fn check_pipeline_conf(document: &Document) -> Vec<Diagnostic> {
-    static CONF: LazyLock<Bundle> = LazyLock::new(|| Bundle::new(PIPELINE_CONF_SCHEMA));
+    static CONF: LazyLock<Bundle> =
+        LazyLock::new(|| Bundle::with_own_format(PIPELINE_CONF_SCHEMA, |_| true));
     check_against(document, &CONF)
 }
 
@@ -214,23 +246,48 @@ impl Translator<'_> {
                 );
             }
             ValidationErrorKind::AdditionalProperties { unexpected } => {
-                let known = self.known_properties(error);
+                let fragment = self.object_fragment(error);
+                let own = (self.bundle.own_format)(&fragment);
+                let known = self.known_properties(&fragment);
                 for key in unexpected {
                     let member = pointer_join(&pointer, key);
                     if misspelt.iter().any(|(p, _)| *p == member) {
                         continue;
                     }
-                    let suggestion = did_you_mean(key, known.iter().map(String::as_str));
-                    let mut d = Diagnostic::warning(
-                        "unknown-key",
-                        match suggestion {
-                            Some(s) => format!("unknown key `{key}`: did you mean `{s}`?"),
-                            None => format!("unknown key `{key}`: the platform ignores it"),
-                        },
-                    )
-                    .at_pointer(member.clone())
-                    .at(self.document.key_position(&member));
+                    // A key of an object one level down written one level too high
+                    // (`max_retries` beside `execution_profile` instead of in it).
+                    let suggestion = did_you_mean(key, known.iter().map(String::as_str))
+                        .map(str::to_string)
+                        .or_else(|| {
+                            let nested = self.nested_properties(&fragment);
+                            let child = did_you_mean(key, nested.iter().map(|(_, c)| c.as_str()))?;
+                            nested
+                                .iter()
+                                .find(|(_, c)| c == child)
+                                .map(|(parent, c)| format!("{parent}.{c}"))
+                        });
+                    let message = match (&suggestion, own) {
+                        (Some(s), _) => format!("unknown key `{key}`: did you mean `{s}`?"),
+                        (None, true) => {
+                            format!("unknown key `{key}`: tapir's pipeline format has no such key")
+                        }
+                        (None, false) => format!("unknown key `{key}`: the platform ignores it"),
+                    };
+                    let d = if own {
+                        Diagnostic::error("unknown-key", message)
+                    } else {
+                        Diagnostic::warning("unknown-key", message)
+                    };
+                    let mut d = d
+                        .at_pointer(member.clone())
+                        .at(self.document.key_position(&member));
                     d = match suggestion {
+                        Some(s) if s.contains('.') => {
+                            let (parent, child) = s.split_once('.').unwrap_or_default();
+                            d.with_fix(format!(
+                                "move it into `{parent}`: \"{parent}\": {{\"{child}\": …}}"
+                            ))
+                        }
                         Some(s) => d.with_fix(format!("rename it to `{s}`")),
                         None if known.is_empty() => d.with_fix("remove it"),
                         None => d.with_fix(format!(
@@ -256,13 +313,22 @@ impl Translator<'_> {
                         names.join(" or ")
                     }
                 };
-                let found = value_kind(error.instance());
+                // A secret's value is described, never shown.
+                let secret = self.document.is_secret(&pointer);
+                let found = match error.instance().as_ref() {
+                    Value::Bool(_) if secret => "a boolean".to_string(),
+                    Value::Number(_) if secret => "a number".to_string(),
+                    other => value_kind(other),
+                };
                 let mut d = Diagnostic::error(
                     "type",
                     format!("{} must be {expected}, not {found}", name_of(field)),
                 )
                 .at(here);
                 d = match (expected.as_str(), error.instance().as_ref()) {
+                    ("a string", Value::Number(_) | Value::Bool(_)) if secret => {
+                        d.with_fix("write it in double quotes, as a string")
+                    }
                     ("a string", Value::Number(n)) => {
                         d.with_fix(format!("write it as a string: \"{n}\""))
                     }
@@ -283,9 +349,12 @@ impl Translator<'_> {
                     .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
                 let got = error.instance();
-                let got_text = got
-                    .as_str()
-                    .map_or_else(|| got.to_string(), |s| format!("\"{s}\""));
+                let got_text = if self.document.is_secret(&pointer) {
+                    "\"****\"".to_string()
+                } else {
+                    got.as_str()
+                        .map_or_else(|| got.to_string(), |s| format!("\"{s}\""))
+                };
                 let list = options
                     .iter()
                     .map(|o| format!("`{o}`"))
@@ -517,21 +586,26 @@ impl Translator<'_> {
         }
     }
 
-    /// The property names the schema allows in the object an error is about.
-    fn known_properties(&self, error: &ValidationError<'_>) -> Vec<String> {
+    /// The schema location (`#/…` fragment) of the object an error is about.
+    fn object_fragment(&self, error: &ValidationError<'_>) -> String {
         let Some(location) = error.absolute_keyword_location() else {
-            return Vec::new();
+            return String::new();
         };
         let fragment = location
             .fragment()
             .map(|f| f.as_str().to_string())
             .unwrap_or_default();
         let fragment = percent_decode(&fragment);
-        let parent = fragment
+        fragment
             .strip_suffix("/additionalProperties")
-            .unwrap_or(&fragment);
+            .unwrap_or(&fragment)
+            .to_string()
+    }
+
+    /// The property names the schema allows in the object at `fragment`.
+    fn known_properties(&self, fragment: &str) -> Vec<String> {
         self.bundle
-            .at(parent)
+            .at(fragment)
             .and_then(|schema| schema["properties"].as_object())
             .map(|props| {
                 props
@@ -541,6 +615,26 @@ impl Translator<'_> {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// (parent, child) for the properties of the object-valued properties (by `$ref`)
+    /// of the object at `fragment`.
+    fn nested_properties(&self, fragment: &str) -> Vec<(String, String)> {
+        let Some(props) = self
+            .bundle
+            .at(fragment)
+            .and_then(|schema| schema["properties"].as_object())
+        else {
+            return Vec::new();
+        };
+        props
+            .iter()
+            .filter_map(|(name, schema)| {
+                let target = schema["$ref"].as_str()?.strip_prefix('#')?;
+                Some((name, self.known_properties(target)))
+            })
+            .flat_map(|(name, children)| children.into_iter().map(move |c| (name.clone(), c)))
+            .collect()
     }
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod template;
 use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -21,38 +22,81 @@ use crate::error::Error;
 /// it would only cost time and memory.
 pub(crate) const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
-/// A loaded text with its line index.
+/// A loaded text with its line index. Cheap to clone (the text and its indexes are
+/// shared), because an inline task of a pipeline is checked as a document of its own over
+/// the pipeline file's text: copying that text per task made a large pipeline quadratic.
 #[derive(Debug, Clone)]
 pub(crate) struct Source {
     /// The path as the user gave it (or as found while walking a folder).
     pub path: PathBuf,
-    pub text: String,
+    pub text: Arc<str>,
     /// The file began with a UTF-8 byte-order mark (stripped from `text`).
     pub had_bom: bool,
-    line_starts: Vec<usize>,
+    line_starts: Arc<[usize]>,
+    /// Every character of more than one byte: its byte offset and the extra bytes of all
+    /// such characters up to and including it. A column is then found by a binary search
+    /// instead of counting the characters of its line, which made thousands of findings
+    /// on one long (minified) line quadratic.
+    wide_chars: Arc<[(usize, usize)]>,
+    /// Byte ranges of secret values (sorted, disjoint), found by position in the parsed
+    /// document (`parse`); `None` until the text is parsed.
+    secret_ranges: Option<Arc<[Range<usize>]>>,
 }
 
+/// What a snippet shows of a source line: a window of at most `width` characters around
+/// a place, secrets replaced by `****`, and where the carets go (in shown characters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Excerpt {
+    pub text: String,
+    /// The window starts after the line's beginning (show an ellipsis).
+    pub cut_before: bool,
+    pub caret_at: usize,
+    pub caret_len: usize,
+}
+
+/// What a secret value is shown as.
+const SECRET_MASK: &str = "****";
+
 impl Source {
-    pub(crate) fn new(path: impl Into<PathBuf>, text: String) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>, text: impl Into<Arc<str>>) -> Self {
+        let text: Arc<str> = text.into();
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        let mut extra = 0;
+        let wide_chars = text
+            .char_indices()
+            .filter(|(_, c)| c.len_utf8() > 1)
+            .map(|(i, c)| {
+                extra += c.len_utf8() - 1;
+                (i, extra)
+            })
             .collect();
         Self {
             path: path.into(),
             text,
             had_bom: false,
             line_starts,
+            wide_chars,
+            secret_ranges: None,
+        }
+    }
+
+    /// The extra bytes (beyond one per character) of the characters before `byte`.
+    fn extra_bytes_before(&self, byte: usize) -> usize {
+        match self.wide_chars.partition_point(|&(at, _)| at < byte) {
+            0 => 0,
+            n => self.wide_chars[n - 1].1,
         }
     }
 
     /// Line and column (both 1-based; columns count characters) of a byte range.
     pub(crate) fn position(&self, bytes: Range<usize>) -> Position {
-        let start = bytes.start.min(self.text.len());
+        let start = floor_char_boundary(&self.text, bytes.start.min(self.text.len()));
         let line_index = self.line_starts.partition_point(|&s| s <= start) - 1;
         let line_start = self.line_starts[line_index];
-        let column = self.text[line_start..floor_char_boundary(&self.text, start)]
-            .chars()
-            .count()
+        let column = (start - line_start)
+            - (self.extra_bytes_before(start) - self.extra_bytes_before(line_start))
             + 1;
         Position {
             bytes,
@@ -61,16 +105,144 @@ impl Source {
         }
     }
 
-    /// The text of a 1-based line, without its line break.
-    pub(crate) fn line_text(&self, line: usize) -> &str {
-        let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
+    /// Does `bytes` overlap a secret value? (`false` before parsing.)
+    pub(crate) fn overlaps_secret(&self, bytes: &Range<usize>) -> bool {
+        let Some(secrets) = &self.secret_ranges else {
+            return false;
+        };
+        let first = secrets.partition_point(|r| r.end <= bytes.start);
+        secrets
+            .get(first)
+            .is_some_and(|r| r.start < bytes.end.max(bytes.start + 1))
+    }
+
+    /// Byte range of a 1-based line, without its line break.
+    fn line_bounds(&self, line: usize) -> (usize, usize) {
+        let start = self
+            .line_starts
+            .get(line.saturating_sub(1))
+            .copied()
+            .unwrap_or(0);
         let end = self
             .line_starts
             .get(line)
             .copied()
             .unwrap_or(self.text.len());
-        self.text[start..end].trim_end_matches(['\n', '\r'])
+        let text = self.text[start..end].trim_end_matches(['\n', '\r']);
+        (start, start + text.len())
     }
+
+    /// The part of `position`'s line a snippet shows: the whole line when it is short,
+    /// else `width` characters starting `width / 2` before the place. Secret values are
+    /// replaced by `****`, by their position in the parsed document; a text that could
+    /// not be parsed falls back to recognising `"KEY": "value"` pairs on the line. The
+    /// work is bounded by `width`, not by the line's length.
+    pub(crate) fn excerpt(&self, position: &Position, width: usize) -> Excerpt {
+        let (line_start, line_end) = self.line_bounds(position.line);
+        let line = &self.text[line_start..line_end];
+        let on_line: Vec<Range<usize>> = match &self.secret_ranges {
+            Some(secrets) => {
+                let first = secrets.partition_point(|r| r.end <= line_start);
+                secrets[first..]
+                    .iter()
+                    .take_while(|r| r.start < line_end)
+                    .map(|r| r.start.max(line_start) - line_start..r.end.min(line_end) - line_start)
+                    .collect()
+            }
+            None => secret_pairs_on_line(line),
+        };
+        let start = floor_char_boundary(
+            line,
+            position.bytes.start.clamp(line_start, line_end) - line_start,
+        );
+        let end = position.bytes.end.clamp(line_start, line_end) - line_start;
+        window(line, &on_line, start, end, position.column - 1, width)
+    }
+}
+
+/// See `Source::excerpt`: `start..end` is the place (bytes of `line`), `column` its
+/// 0-based character column, `secrets` the ranges of `line` to mask.
+fn window(
+    line: &str,
+    secrets: &[Range<usize>],
+    start: usize,
+    end: usize,
+    column: usize,
+    width: usize,
+) -> Excerpt {
+    let from = if column > width / 2 && line.len() > width {
+        line[..start]
+            .char_indices()
+            .rev()
+            .nth(width / 2 - 1)
+            .map_or(0, |(i, _)| i)
+    } else {
+        0
+    };
+    let end = end.max(start + 1);
+    let mut text = String::new();
+    let (mut shown, mut caret_at, mut caret_len) = (0, None, 0);
+    let mut secrets = secrets
+        .iter()
+        .filter(|r| !r.is_empty())
+        .skip_while(|r| r.end <= from)
+        .peekable();
+    let mut at = from;
+    while at < line.len() && shown < width {
+        // One unit: a masked secret, or one character.
+        let (unit_end, unit_text, unit_width) = match secrets.peek() {
+            Some(r) if r.start <= at => {
+                let r = secrets.next().map_or(at..at + 1, Clone::clone);
+                (r.end.max(at + 1), SECRET_MASK, SECRET_MASK.len())
+            }
+            _ => {
+                let c = line[at..].chars().next().unwrap_or(' ');
+                let end = at + c.len_utf8();
+                let shown = if c == '\t' { " " } else { &line[at..end] };
+                (end, shown, 1)
+            }
+        };
+        if unit_end > start && at < end {
+            caret_at.get_or_insert(shown);
+            caret_len += unit_width;
+        }
+        text.push_str(unit_text);
+        shown += unit_width;
+        at = unit_end;
+    }
+    Excerpt {
+        caret_at: caret_at.unwrap_or(shown),
+        caret_len: caret_len.max(1),
+        text,
+        cut_before: from > 0,
+    }
+}
+
+/// For a text that could not be parsed: the values (inside their quotes) of every
+/// `"KEY": "value"` on a line whose key looks like a secret, and of the `"value"` after a
+/// secret-looking `"name"`.
+fn secret_pairs_on_line(line: &str) -> Vec<Range<usize>> {
+    static PAIR: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#""((?:[^"\\]|\\.)*)"\s*:\s*(?:"((?:[^"\\]|\\.)*)"|([-+0-9.eE]+))"#)
+            .expect("valid regex")
+    });
+    let mut secret_name = false;
+    let mut ranges = Vec::new();
+    for c in PAIR.captures_iter(line) {
+        let key = &c[1];
+        let Some(value) = c.get(2).or_else(|| c.get(3)) else {
+            continue;
+        };
+        if crate::resolve::plan::is_secret_name(key)
+            || (secret_name && matches!(key, "value" | "default"))
+        {
+            ranges.push(value.range());
+        }
+        if key == "name" {
+            secret_name = crate::resolve::plan::is_secret_name(value.as_str());
+        }
+    }
+    ranges
 }
 
 fn floor_char_boundary(text: &str, mut index: usize) -> usize {
@@ -194,8 +366,29 @@ pub(crate) struct SpanTree {
 #[derive(Debug, Clone)]
 pub(crate) enum SpanChildren {
     Leaf,
-    Object(Vec<(String, SpanTree)>),
+    /// The members in file order, and for a large object the index of each key's last
+    /// member (the one whose value counts), so that finding a member of an object with
+    /// thousands of keys is not a scan. Small objects (nearly all) are scanned: an
+    /// index for each would cost more memory than the document.
+    Object(Vec<(String, SpanTree)>, Option<Box<MemberIndex>>),
     Array(Vec<SpanTree>),
+}
+
+/// Key → index of its last member, for objects of more than `INDEXED_MEMBERS` members.
+pub(crate) type MemberIndex = std::collections::HashMap<String, usize>;
+
+const INDEXED_MEMBERS: usize = 16;
+
+/// The index of the member whose value counts for `key` (the last of that name).
+fn last_member(
+    members: &[(String, SpanTree)],
+    index: Option<&MemberIndex>,
+    key: &str,
+) -> Option<usize> {
+    match index {
+        Some(index) => index.get(key).copied(),
+        None => members.iter().rposition(|(k, _)| k == key),
+    }
 }
 
 impl SpanTree {
@@ -206,8 +399,8 @@ impl SpanTree {
             node = match &node.children {
                 // With duplicate keys the value that counts is the last one (as in
                 // serde_json and Python), so look from the end.
-                SpanChildren::Object(members) => {
-                    &members.iter().rev().find(|(k, _)| *k == segment)?.1
+                SpanChildren::Object(members, index) => {
+                    &members[last_member(members, index.as_deref(), &segment)?].1
                 }
                 SpanChildren::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
                 SpanChildren::Leaf => return None,
@@ -258,6 +451,14 @@ impl Document {
         } else {
             Some(self.source.position(node.value.clone()))
         }
+    }
+
+    /// Is the value at `pointer` (a leaf) a secret, or does it hold one? Messages then
+    /// describe it without showing it.
+    pub(crate) fn is_secret(&self, pointer: &str) -> bool {
+        self.spans
+            .find(pointer)
+            .is_some_and(|n| self.source.overlaps_secret(&n.value))
     }
 
     fn nearest(&self, pointer: &str) -> Option<&SpanTree> {
@@ -319,7 +520,7 @@ fn parse_text(
     rendered: Option<&template::RenderedText>,
 ) -> Result<(Document, Vec<Diagnostic>), (Source, Box<Diagnostic>)> {
     use jsonc_parser::{CollectOptions, ParseOptions, parse_to_ast};
-    let text = rendered.map_or(source.text.as_str(), |r| r.rendered.text.as_str());
+    let text = rendered.map_or(&source.text[..], |r| r.rendered.text.as_str());
     let to_file = |range: Range<usize>| match rendered {
         Some(r) => r.original(range),
         None => range,
@@ -347,6 +548,16 @@ fn parse_text(
     };
     let parsed = match parse_to_ast(text, &CollectOptions::default(), &strict) {
         Ok(parsed) => parsed,
+        Err(_) if !source.text.trim_start().starts_with(['{', '[']) => {
+            // Not JSON at all (a path mistyped as a task file: `/etc/shadow`). No
+            // position, so no snippet: its first line may be anything, a password hash too.
+            let diagnostic = Diagnostic::error(
+                "not-json",
+                "this is not a JSON file: it does not start with `{`",
+            )
+            .with_fix("check that this is the right file; a Task API file is a JSON object");
+            return Err((source, Box::new(diagnostic)));
+        }
         Err(e) => {
             let range = e.range();
             let (mut message, mut fix) = syntax_message(&e.kind().to_string());
@@ -368,6 +579,8 @@ fn parse_text(
     };
     let mut duplicates = Vec::new();
     let (value, spans) = convert(&source, &to_file, &root, None, "", &mut duplicates);
+    let mut source = source;
+    source.secret_ranges = Some(secret_ranges(&value, &spans).into());
     Ok((
         Document {
             source,
@@ -376,6 +589,55 @@ fn parse_text(
         },
         duplicates,
     ))
+}
+
+/// Where the secret values of a document are: every value (its string leaves, inside
+/// the quotes; other leaves whole) of a member whose key looks like a secret
+/// (`registryPassword`, `"API_KEY": …` in an env map), and the `value` and `default`
+/// of an env entry whose `name` looks like one (its `choices` are declared in the open,
+/// and the fixes list them). In byte order.
+fn secret_ranges(value: &Value, spans: &SpanTree) -> Vec<Range<usize>> {
+    use crate::resolve::plan::is_secret_name;
+    let mut ranges = Vec::new();
+    let mut pending = vec![(value, spans, false)];
+    while let Some((value, span, secret)) = pending.pop() {
+        match (value, &span.children) {
+            (Value::Object(map), SpanChildren::Object(members, member_index)) => {
+                let named_secret = map
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(is_secret_name);
+                for (index, (key, child)) in members.iter().enumerate() {
+                    // With duplicate keys, only the last has a value in `map`; the
+                    // others are masked whole by their span.
+                    let child_secret = secret
+                        || is_secret_name(key)
+                        || (named_secret && matches!(key.as_str(), "value" | "default"));
+                    match map.get(key) {
+                        Some(v)
+                            if last_member(members, member_index.as_deref(), key)
+                                == Some(index) =>
+                        {
+                            pending.push((v, child, child_secret));
+                        }
+                        _ if child_secret => ranges.push(child.value.clone()),
+                        _ => {}
+                    }
+                }
+            }
+            (Value::Array(items), SpanChildren::Array(children)) => {
+                pending.extend(items.iter().zip(children).map(|(v, c)| (v, c, secret)));
+            }
+            (Value::String(_), _) if secret => {
+                let r = &span.value;
+                ranges.push((r.start + 1).min(r.end)..r.end.saturating_sub(1).max(r.start));
+            }
+            (_, _) if secret => ranges.push(span.value.clone()),
+            _ => {}
+        }
+    }
+    ranges.sort_by_key(|r| r.start);
+    ranges
 }
 
 /// jsonc-parser's message plus a plain fix for the common mistakes.
@@ -455,12 +717,18 @@ fn convert(
         A::Object(object) => {
             let mut map = Map::new();
             let mut spans: Vec<(String, SpanTree)> = Vec::with_capacity(object.properties.len());
+            let mut last: std::collections::HashMap<String, usize> =
+                std::collections::HashMap::with_capacity(object.properties.len());
             for prop in &object.properties {
                 let name = prop.name.as_str().to_string();
                 let name_range = prop.name.range();
                 let name_range = to_file(name_range.start..name_range.end);
                 let member_pointer = pointer_join(pointer, &name);
-                if let Some((_, first)) = spans.iter().find(|(k, _)| *k == name) {
+                // Only a repeated key is looked for among the members (rare), so a large
+                // object is not scanned once per key.
+                if last.contains_key(&name)
+                    && let Some((_, first)) = spans.iter().find(|(k, _)| *k == name)
+                {
                     let first_at = first.key.clone().map(|r| source.position(r));
                     duplicates.push(
                         Diagnostic::error(
@@ -484,6 +752,7 @@ fn convert(
                     duplicates,
                 );
                 map.insert(name.clone(), v);
+                last.insert(name.clone(), spans.len());
                 spans.push((name, s));
             }
             (
@@ -491,7 +760,10 @@ fn convert(
                 SpanTree {
                     value: value_range,
                     key,
-                    children: SpanChildren::Object(spans),
+                    children: SpanChildren::Object(
+                        spans,
+                        (last.len() > INDEXED_MEMBERS).then(|| Box::new(last)),
+                    ),
                 },
             )
         }
@@ -570,6 +842,65 @@ mod tests {
             panic!("expected a content failure")
         };
         assert_eq!(d.code, "binary");
+    }
+
+    /// The excerpt of the line holding `needle`, with the carets under `needle`.
+    fn excerpt_at(source: &Source, needle: &str, width: usize) -> Excerpt {
+        let at = source.text.find(needle).unwrap();
+        source.excerpt(&source.position(at..at + needle.len()), width)
+    }
+
+    #[test]
+    fn secret_values_are_masked_by_position_in_the_document() {
+        let text = "{\"env\": [{\"name\": \"DB_PASSWORD\", \"value\": \"hunter2\", \"x\": 1},\n {\"name\": \"A\", \"value\": \"shown\"}],\n \"registryPassword\": \"pw\", \"m\": {\"API_KEY\": \"k1\", \"n\": 5}}";
+        let (d, _) = doc(text).unwrap();
+        let e = excerpt_at(&d.source, "\"x\"", 200);
+        assert_eq!(
+            e.text,
+            "{\"env\": [{\"name\": \"DB_PASSWORD\", \"value\": \"****\", \"x\": 1},"
+        );
+        // The carets stay under the finding's key after the masked value.
+        assert_eq!(&e.text[e.caret_at..e.caret_at + e.caret_len], "\"x\"");
+        assert!(
+            excerpt_at(&d.source, "\"A\"", 200)
+                .text
+                .contains("\"shown\"")
+        );
+        let e = excerpt_at(&d.source, "\"n\"", 200);
+        assert_eq!(
+            e.text,
+            " \"registryPassword\": \"****\", \"m\": {\"API_KEY\": \"****\", \"n\": 5}}"
+        );
+        // A finding on the secret itself points at the mask.
+        let e = excerpt_at(&d.source, "hunter2", 200);
+        assert_eq!(&e.text[e.caret_at..e.caret_at + e.caret_len], "****");
+    }
+
+    #[test]
+    fn an_unparsed_line_masks_secret_looking_pairs() {
+        let source = Source::new(
+            "t.json",
+            r#"{"registryPassword": "hunter2\"x", "API_TOKEN": 12, "name": "MY_SECRET", "value": "v", "a": "b",}"#,
+        );
+        let e = excerpt_at(&source, ",}", 200);
+        assert_eq!(
+            e.text,
+            r#"{"registryPassword": "****", "API_TOKEN": ****, "name": "MY_SECRET", "value": "****", "a": "b",}"#
+        );
+        assert_eq!(&e.text[e.caret_at..e.caret_at + e.caret_len], ",}");
+    }
+
+    #[test]
+    fn a_long_line_is_shown_as_a_window_and_columns_count_characters() {
+        let text = format!("{{\"é\": 1, {}\"z\": 2}}", "\"k\": 0, ".repeat(100));
+        let source = Source::new("t.json", text.clone());
+        let at = text.find("\"z\"").unwrap();
+        let p = source.position(at..at + 3);
+        assert_eq!(p.column, text[..at].chars().count() + 1);
+        let e = source.excerpt(&p, 40);
+        assert!(e.cut_before);
+        assert_eq!(e.text, " 0, \"k\": 0, \"k\": 0, \"z\": 2}");
+        assert_eq!(e.caret_at, 20);
     }
 
     #[test]

@@ -249,21 +249,33 @@ fn schema_pipeline_prints_the_bundled_schemas() {
     }
 }
 
-/// `tapir validate` on a pipeline file says which command checks it.
+/// `tapir validate` recognises a pipeline file, named or found in a folder, and checks
+/// it as `pipeline validate` does (with the task files it uses), instead of skipping it.
 #[test]
-fn plain_validate_points_pipeline_files_to_pipeline_validate() {
+fn plain_validate_checks_pipeline_files_as_pipelines() {
     let out = run(&mut tapir(
         &repo_root(),
         ["validate", "examples/pipeline/pipeline.json"],
     ));
-    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stdout.contains(
-            "fix: this looks like a pipeline: check it with `tapir pipeline validate FILE`"
-        ),
+        out.stdout
+            .contains("valid examples/pipeline/pipeline.json (pipeline)"),
         "{}",
         out.stdout
     );
+    let out = run(&mut tapir(
+        &fixtures().join("pipeline"),
+        ["validate", "invalid"],
+    ));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("invalid invalid/unknown-keys.pipeline.json (pipeline): 5 errors"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("error[cycle]"), "{}", out.stdout);
 }
 
 /// Values of secret-looking variables (`*TOKEN*`, `*PASSWORD*`, …) appear neither in a
@@ -427,4 +439,124 @@ fn a_max_exec_time_too_large_is_out_of_range_at_its_position() {
     assert!(report.contains("pipeline.json:2:41"), "{report}");
     assert!(report.contains("pipeline.json:4:43"), "{report}");
     assert!(report.contains("error[out-of-range]"), "{report}");
+}
+
+/// A pipeline `task` path that is not JSON (`"task": "/etc/shadow"`) is reported without
+/// echoing any of its content: its first line may be a password hash.
+#[test]
+fn a_task_path_that_is_not_json_is_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("shadow"),
+        "root:$6$s4lt$h4shh4shh4sh:19000:0:99999:7:::\nuser:x:1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("p.pipeline.json"),
+        r#"{"name": "p", "tasks": [{"id": "a", "task": "shadow"}]}"#,
+    )
+    .unwrap();
+    for format in ["human", "json", "github"] {
+        let out = run(&mut tapir(
+            dir.path(),
+            [
+                "pipeline",
+                "validate",
+                "--format",
+                format,
+                "p.pipeline.json",
+            ],
+        ));
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("not-json"), "{format}: {}", out.stdout);
+        assert!(!out.stdout.contains("h4sh"), "{format}: {}", out.stdout);
+        assert!(!out.stdout.contains("root:"), "{format}: {}", out.stdout);
+    }
+}
+
+/// A relative apptainer image path (a sandbox folder beside the task file) resolves
+/// against the task file's folder in a pipeline too, as it does for `tapir run`: the plan
+/// shows where it is, and the pipeline runs. A `.sif` path that does not exist there is
+/// an error before anything starts.
+#[test]
+fn a_relative_image_path_resolves_against_the_task_file_in_a_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("tasks")).unwrap();
+    let made = std::process::Command::new("bash")
+        .arg(repo_root().join("tests/apptainer/make-sandbox.sh"))
+        .arg(d.join("tasks/sandbox2"))
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let task = |image: &str| {
+        serde_json::json!({
+            "name": "t", "image": image,
+            "taskTemplate": {"identifier": "t", "description": "x", "inputs": [], "outputs": [],
+                "env": [], "command": ["sh", "-c", "echo from-the-sandbox"]}
+        })
+        .to_string()
+    };
+    std::fs::write(d.join("tasks/t.task.json"), task("sandbox2")).unwrap();
+    std::fs::write(
+        d.join("tasks/missing.task.json"),
+        task("images/missing.sif"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("p.pipeline.json"),
+        r#"{"name": "p", "tasks": [{"id": "a", "task": "tasks/t.task.json"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("missing.pipeline.json"),
+        r#"{"name": "p", "tasks": [{"id": "a", "task": "tasks/missing.task.json"}]}"#,
+    )
+    .unwrap();
+
+    let out = run(&mut tapir(
+        d,
+        [
+            "pipeline",
+            "validate",
+            "--format",
+            "json",
+            "p.pipeline.json",
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let image = report["plan"]["tasks"][0]["image"].as_str().unwrap();
+    assert!(
+        Path::new(image).is_absolute() && image.ends_with("tasks/sandbox2"),
+        "{image}"
+    );
+
+    let path = format!(
+        "{}:{}",
+        repo_root().join("tests/apptainer").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run(tapir(
+        d,
+        ["pipeline", "run", "--mode", "apptainer", "p.pipeline.json"],
+    )
+    .env("PATH", path));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+
+    let out = run(&mut tapir(
+        d,
+        ["pipeline", "validate", "missing.pipeline.json"],
+    ));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("error[image-path]")
+            && out.stdout.contains("tasks/missing.task.json:1:"),
+        "{}",
+        out.stdout
+    );
 }

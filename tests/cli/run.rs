@@ -1418,3 +1418,34 @@ fn a_value_rendered_from_a_secret_variable_is_a_secret_too() {
         "passed by name: {record}"
     );
 }
+
+/// `run --dry-run --format json` masks secret template defaults, by name and when
+/// rendered from a secret host variable, as the human dry run and the record do.
+#[test]
+fn the_json_dry_run_masks_secret_template_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(
+        dir.path(),
+        "true",
+        json!({"template": {"env": [
+            {"name": "DB_PASSWORD", "value": "lit3ral-pw"},
+            {"name": "FALLBACK", "value": "{{ env.API_TOKEN }}"},
+            {"name": "PLAIN", "value": "visible"}
+        ]}}),
+    );
+    let out = run(tapir(
+        dir.path(),
+        ["run", "--dry-run", "--format", "json", "task.json"],
+    )
+    .env("API_TOKEN", "h0st-token"));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    for secret in ["lit3ral-pw", "h0st-token"] {
+        assert!(!out.stdout.contains(secret), "{secret}: {}", out.stdout);
+        assert!(!out.stderr.contains(secret), "{secret}: {}", out.stderr);
+    }
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let env = plan["template"]["env"].as_array().unwrap();
+    assert_eq!(env[0]["value"], "****", "{plan}");
+    assert_eq!(env[1]["value"], "****", "{plan}");
+    assert_eq!(env[2]["value"], "visible", "{plan}");
+}

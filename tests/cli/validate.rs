@@ -123,7 +123,7 @@ fn the_bundled_examples_validate() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains(
-            "checked 7 files: 7 valid, 0 invalid; skipped 3 other JSON files that are neither kind"
+            "checked 9 files: 9 valid, 0 invalid; skipped 1 other JSON file that is neither kind"
         ),
         "{}",
         out.stdout
@@ -788,4 +788,221 @@ fn a_nul_character_in_any_string_is_an_error_at_the_character() {
         "{}",
         out.stdout
     );
+}
+
+/// Secret values (by `is_secret_name`: `DB_PASSWORD`, `API_KEY`, `registryPassword`, …)
+/// appear in no snippet, message or fix of `validate` or `pipeline validate`, in any
+/// format, even when a finding sits on their line or on the value itself.
+#[test]
+fn secret_values_appear_in_no_snippet_or_message() {
+    let secrets = ["hunter2", "sk-live-4711", "tok-0815", "pw-1234", "987654"];
+    for format in ["human", "json", "github"] {
+        let out = run(&mut tapir(
+            &fixtures(),
+            [
+                "validate",
+                "--format",
+                format,
+                "invalid/secret-values.processing-container.json",
+            ],
+        ));
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        // The findings are there (the non-secret value is shown) …
+        assert!(out.stdout.contains("API_KEY"), "{format}: {}", out.stdout);
+        assert!(
+            out.stdout.contains("\\\"fast\\\"") || out.stdout.contains("\"fast\""),
+            "{format}: {}",
+            out.stdout
+        );
+        // … the secrets are not.
+        for secret in secrets {
+            assert!(
+                !out.stdout.contains(secret),
+                "{format}: {secret} in {}",
+                out.stdout
+            );
+            assert!(
+                !out.stderr.contains(secret),
+                "{format}: {secret} in {}",
+                out.stderr
+            );
+        }
+        let out = run(&mut tapir(
+            &fixtures().join("pipeline/invalid"),
+            [
+                "pipeline",
+                "validate",
+                "--format",
+                format,
+                "secret-lines.pipeline.json",
+            ],
+        ));
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("max_retires"),
+            "{format}: {}",
+            out.stdout
+        );
+        for secret in secrets {
+            assert!(
+                !out.stdout.contains(secret),
+                "{format}: {secret} in {}",
+                out.stdout
+            );
+        }
+    }
+}
+
+/// `mounted_path: "/"` (and other paths no engine can mount) is refused by `validate` and
+/// by the dry run, at its position, instead of failing only in the engine.
+#[test]
+fn an_unmountable_mounted_path_is_refused_before_the_engine() {
+    let out = run(&mut tapir(
+        &fixtures(),
+        ["validate", "invalid/root-mount.processing-container.json"],
+    ));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    for (line, column) in [(9, 48), (10, 42), (12, 43)] {
+        assert!(
+            out.stdout.contains(&format!(
+                "invalid/root-mount.processing-container.json:{line}:{column}"
+            )),
+            "{line}:{column}: {}",
+            out.stdout
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dry_run(
+        dir.path(),
+        serde_json::json!({
+            "template": {"outputs": [{"name": "out", "mounted_path": "/"}]},
+            "outputs": [{"name": "out", "volume_source": {"host_path": "./out"}}],
+        }),
+    );
+    assert_eq!(out.code, 125, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("error[unmountable]")
+            && out
+                .stderr
+                .contains("$.taskTemplate.outputs[0].mounted_path"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A one-line task file with `keys` unknown keys (a generated or minified file).
+fn many_unknown_keys(dir: &std::path::Path, keys: usize) -> std::path::PathBuf {
+    let mut text = String::from(r#"{"name":"x","image":"i","taskTemplate":"t""#);
+    for i in 0..keys {
+        text.push_str(&format!(r#","unknown{i:05}":0"#));
+    }
+    text.push('}');
+    let path = dir.join(format!("keys{keys}.task.json"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Thousands of findings on one long line: the time grows linearly (four times the keys
+/// take about four times as long, where it was sixteen), and past 50 findings of one
+/// kind the rest are summarised in one line.
+#[test]
+fn many_findings_on_one_line_take_linear_time_and_are_summarised() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = |keys: usize| {
+        let path = many_unknown_keys(dir.path(), keys);
+        (0..2)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                let out = run(&mut tapir(
+                    dir.path(),
+                    ["validate".as_ref(), path.as_os_str()],
+                ));
+                assert_eq!(out.code, 0, "{}", out.stderr);
+                assert!(
+                    out.stdout.contains(&format!(
+                        "… and {} more unknown keys",
+                        match keys {
+                            5_000 => "4,950",
+                            _ => "19,950",
+                        }
+                    )),
+                    "{}",
+                    &out.stdout[out.stdout.len().saturating_sub(500)..]
+                );
+                assert_eq!(out.stdout.matches("warning[unknown-key]").count(), 50);
+                started.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let small = time(5_000);
+    let large = time(20_000);
+    let ratio = large.as_secs_f64() / small.as_secs_f64();
+    assert!(
+        ratio < 8.0,
+        "4× the findings took {ratio:.1}× as long ({small:?} → {large:?}): not linear"
+    );
+}
+
+/// The processing-container.json of Kaapana's layout (`files/`, as `COPY
+/// files/processing-container.json` in the guide) is found, `--container-file` names one
+/// anywhere, and a task whose template could not be read is told so in a note.
+#[test]
+fn a_task_is_checked_against_files_processing_container_or_container_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("repo/files")).unwrap();
+    std::fs::create_dir_all(d.join("elsewhere")).unwrap();
+    let pc = std::fs::read_to_string(
+        fixtures().join("valid/files-layout/files/processing-container.json"),
+    )
+    .unwrap();
+    std::fs::write(d.join("repo/files/processing-container.json"), &pc).unwrap();
+    std::fs::write(d.join("elsewhere/pc.json"), &pc).unwrap();
+    let task = r#"{"name": "t", "image": "i", "taskTemplate": "process",
+        "inputs": [{"name": "inn", "volume_source": {"host_path": "."}}]}"#;
+    std::fs::write(d.join("repo/task.json"), task).unwrap();
+    std::fs::write(d.join("elsewhere/task.json"), task).unwrap();
+
+    let out = run(&mut tapir(d, ["validate", "repo/task.json"]));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("error[unknown-channel]"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("did you mean `in`?"), "{}", out.stdout);
+
+    let out = run(&mut tapir(d, ["validate", "elsewhere/task.json"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("note[unchecked-template]: template `process` was not checked")
+            && out.stdout.contains("--container-file"),
+        "{}",
+        out.stdout
+    );
+    // A note is not a problem: --strict does not fail on it.
+    let out = run(&mut tapir(
+        d,
+        ["validate", "--strict", "elsewhere/task.json"],
+    ));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+
+    let out = run(&mut tapir(
+        d,
+        [
+            "validate",
+            "--container-file",
+            "elsewhere/pc.json",
+            "elsewhere/task.json",
+        ],
+    ));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("error[unknown-channel]"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("unchecked-template"), "{}", out.stdout);
 }

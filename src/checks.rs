@@ -340,7 +340,7 @@ impl Checker<'_> {
     ) {
         let name = str_field(declared, "name").unwrap_or("?");
         // A secret's value never reaches a message (the snippet masks it too).
-        let shown = if crate::resolve::plan::is_secret_name(name) {
+        let shown = if crate::model::secret::is_secret_name(name) {
             crate::resolve::plan::MASK
         } else {
             value

@@ -336,7 +336,7 @@ pub(crate) struct RmArgs {
 #[derive(Debug, Args)]
 pub(crate) struct PruneArgs {
     /// Only runs that ended longer ago than this: 30m, 12h, 7d, 2w, "1d 12h".
-    #[arg(long, value_name = "DURATION", value_parser = crate::commands::rm::parse_age)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_age)]
     pub older_than: Option<std::time::Duration>,
     /// Only runs with these statuses (repeatable or comma-separated; default: every
     /// finished run, but not `lost` or `unreadable` ones).
@@ -407,21 +407,8 @@ pub(crate) struct InspectArgs {
     pub format: PlanFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Mode {
-    Docker,
-    Apptainer,
-}
-
-impl Mode {
-    /// The mode as `--mode` spells it and records name it: `docker`, `apptainer`.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Mode::Docker => "docker",
-            Mode::Apptainer => "apptainer",
-        }
-    }
-}
+// The engine is the backend's notion; `--mode` only names it.
+pub(crate) use crate::backend::Mode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum PlanFormat {
@@ -722,9 +709,63 @@ impl ProfileArg {
     }
 }
 
+/// `--older-than`: any duration jiff's friendly format reads (`90s`, `30m`, `12h`, `7d`,
+/// `2w`, `1d 12h`, `7 days`) or ISO 8601 (`P7D`), with days as 24 hours. Months and years
+/// are refused: their length depends on the calendar, and a prune must be predictable.
+pub(crate) fn parse_age(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let fix = "write a duration such as 90s, 30m, 12h, 7d, 2w or \"1d 12h\"";
+    let span: jiff::Span = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration ({e})\n  fix: {fix}"))?;
+    if span.get_years() != 0 || span.get_months() != 0 {
+        return Err(format!(
+            "{text:?} uses months or years, whose length varies\n  fix: {fix}"
+        ));
+    }
+    if span.is_negative() {
+        return Err(format!("{text:?} is negative\n  fix: {fix}"));
+    }
+    let relative = jiff::SpanRelativeTo::days_are_24_hours();
+    let duration = span
+        .to_duration(relative)
+        .map_err(|e| format!("{text:?} is out of range ({e})\n  fix: {fix}"))?;
+    std::time::Duration::try_from(duration).map_err(|e| format!("{text:?}: {e}\n  fix: {fix}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_are_a_number_and_a_unit() {
+        assert_eq!(parse_age("90s"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_age("30m"), Ok(std::time::Duration::from_secs(1800)));
+        assert_eq!(
+            parse_age("7d"),
+            Ok(std::time::Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(
+            parse_age("2w"),
+            Ok(std::time::Duration::from_secs(14 * 86_400))
+        );
+        assert_eq!(
+            parse_age("1d 12h"),
+            Ok(std::time::Duration::from_secs(36 * 3600))
+        );
+        assert_eq!(
+            parse_age("7 days"),
+            Ok(std::time::Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(
+            parse_age("P2D"),
+            Ok(std::time::Duration::from_secs(2 * 86_400))
+        );
+        for bad in ["", "7", "d", "-1d", "1mo", "2y", "1.5x"] {
+            let err = parse_age(bad).err().unwrap_or_default();
+            assert!(err.contains("fix:"), "{bad:?}: {err}");
+        }
+    }
 
     #[test]
     fn a_mode_is_named_as_its_flag_value() {

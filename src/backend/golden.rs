@@ -18,7 +18,7 @@ fn env(name: &str, value: &str, source: EnvSource) -> PlannedEnv {
         name: name.into(),
         value: EnvValue {
             text: value.into(),
-            secret: crate::resolve::plan::is_secret_name(name),
+            secret: crate::model::secret::is_secret_name(name),
         },
         source,
     }

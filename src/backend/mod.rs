@@ -13,11 +13,27 @@ mod golden;
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::Mode;
 use crate::error::Error;
 use crate::resolve::plan::RunPlan;
 use apptainer::{Apptainer, Capabilities, ImageFacts, ImageRef};
 use docker::{Docker, ImageInfo, RenderedRun};
+
+/// The engine a task runs on (`--mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Mode {
+    Docker,
+    Apptainer,
+}
+
+impl Mode {
+    /// The mode as `--mode` spells it and records name it: `docker`, `apptainer`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mode::Docker => "docker",
+            Mode::Apptainer => "apptainer",
+        }
+    }
+}
 
 /// The engine a run uses, located once.
 pub(crate) enum Backend {

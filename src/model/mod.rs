@@ -4,6 +4,7 @@
 
 pub(crate) mod complexity;
 pub(crate) mod quantity;
+pub(crate) mod secret;
 pub(crate) mod target;
 
 use std::collections::BTreeMap;
@@ -65,7 +66,7 @@ pub(crate) struct TemplateEnv {
 impl TemplateEnv {
     /// Is its default a secret (by its name, or by what it was rendered from)?
     pub(crate) fn is_secret(&self) -> bool {
-        crate::resolve::plan::is_secret_name(&self.name) || self.rendered_from_secret
+        secret::is_secret_name(&self.name) || self.rendered_from_secret
     }
 }
 

@@ -20,12 +20,11 @@ use crate::record::{self, store};
 /// Version of the pipeline run `record.json`.
 pub(crate) const FORMAT_VERSION: u32 = 1;
 
-/// Every pipeline run folder's name is this prefix followed by the run id (same shape as
-/// task run ids).
-pub(crate) const PIPELINE_RUN_DIR_PREFIX: &str = "pipeline-run-";
-
-/// The folder of a pipeline run that holds the derived task files and the task runs.
-pub(crate) const RUNS_SUBDIR: &str = "runs";
+// The run-folder layout is the record layer's (`ps`, `rm` and run lookup know both kinds
+// of run folder); the pipeline uses it.
+pub(crate) use crate::record::store::{
+    PIPELINE_RUN_DIR_PREFIX, PIPELINE_RUNS_SUBDIR as RUNS_SUBDIR,
+};
 
 /// What `record.json` of a pipeline run folder says.
 #[derive(Debug, Clone, Serialize, Deserialize)]

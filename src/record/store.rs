@@ -23,10 +23,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::pipeline::record::{PIPELINE_RUN_DIR_PREFIX, RUNS_SUBDIR as PIPELINE_RUNS_SUBDIR};
-
 /// Every run folder's name is this prefix followed by the run id.
 pub(crate) const RUN_DIR_PREFIX: &str = "task_run-";
+
+/// Every pipeline run folder's name is this prefix followed by the run id (same shape as
+/// task run ids).
+pub(crate) const PIPELINE_RUN_DIR_PREFIX: &str = "pipeline-run-";
+
+/// The folder of a pipeline run that holds the derived task files and the task runs.
+pub(crate) const PIPELINE_RUNS_SUBDIR: &str = "runs";
 
 /// The name of the run record inside a run folder.
 pub(crate) const RECORD_FILE: &str = "record.json";

@@ -290,8 +290,7 @@ pub(crate) struct EnvValue {
     pub secret: bool,
 }
 
-/// What a secret value looks like in records and prints.
-pub(crate) const MASK: &str = "****";
+pub(crate) use crate::model::secret::{MASK, is_secret_name};
 
 fn masked<S: serde::Serializer>(value: &EnvValue, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(value.shown())
@@ -311,23 +310,6 @@ impl EnvValue {
     pub(crate) fn shown(&self) -> &str {
         if self.secret { MASK } else { &self.text }
     }
-}
-
-/// Names whose values are secrets (registry passwords, tokens, keys).
-pub(crate) fn is_secret_name(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    [
-        "PASSWORD",
-        "PASSWD",
-        "SECRET",
-        "TOKEN",
-        "API_KEY",
-        "APIKEY",
-        "PRIVATE_KEY",
-        "CREDENTIAL",
-    ]
-    .iter()
-    .any(|s| upper.contains(s))
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -154,7 +154,7 @@ impl SecretReads<'_> {
                 .iter()
                 .filter(|(p, _)| p == pointer)
                 .flat_map(|(_, names)| names)
-                .any(|name| crate::resolve::plan::is_secret_name(name));
+                .any(|name| crate::model::secret::is_secret_name(name));
         }
         let Some(rendered) = self.document.value.pointer(pointer).and_then(Value::as_str) else {
             return false;
@@ -167,7 +167,7 @@ impl SecretReads<'_> {
             .unwrap_or_default();
         self.variables
             .names()
-            .filter(|name| crate::resolve::plan::is_secret_name(name))
+            .filter(|name| crate::model::secret::is_secret_name(name))
             .any(|name| {
                 produced_by.contains(name)
                     || self

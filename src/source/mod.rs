@@ -233,13 +233,13 @@ fn secret_pairs_on_line(line: &str) -> Vec<Range<usize>> {
         let Some(value) = c.get(2).or_else(|| c.get(3)) else {
             continue;
         };
-        if crate::resolve::plan::is_secret_name(key)
+        if crate::model::secret::is_secret_name(key)
             || (secret_name && matches!(key, "value" | "default"))
         {
             ranges.push(value.range());
         }
         if key == "name" {
-            secret_name = crate::resolve::plan::is_secret_name(value.as_str());
+            secret_name = crate::model::secret::is_secret_name(value.as_str());
         }
     }
     ranges
@@ -597,7 +597,7 @@ fn parse_text(
 /// of an env entry whose `name` looks like one (its `choices` are declared in the open,
 /// and the fixes list them). In byte order.
 fn secret_ranges(value: &Value, spans: &SpanTree) -> Vec<Range<usize>> {
-    use crate::resolve::plan::is_secret_name;
+    use crate::model::secret::is_secret_name;
     let mut ranges = Vec::new();
     let mut pending = vec![(value, spans, false)];
     while let Some((value, span, secret)) = pending.pop() {

@@ -345,49 +345,37 @@ impl Checker<'_> {
         } else {
             value
         };
-        if let Some(kind) = str_field(declared, "type") {
-            let fits = match kind {
-                "int" => value.trim().parse::<i64>().is_ok(),
-                "boolean" => matches!(value.to_ascii_lowercase().as_str(), "true" | "false"),
-                _ => true,
-            };
-            if !fits && !value.contains("{{") {
-                let d = Diagnostic::error(
-                    "env-type",
-                    format!("`{name}` is declared as {kind}, but its value is \"{shown}\""),
-                )
-                .at_pointer(pointer)
-                .at(self.document.value_position(pointer))
-                .with_fix(match kind {
-                    "int" => "use a whole number, e.g. \"5\"".to_string(),
-                    _ => "use \"true\" or \"false\"".to_string(),
-                });
-                let d = self.related_in_template(d, "declared here", overridden_at);
-                self.out.push(d);
-            }
+        // A value still to be rendered (`{{ … }}`) is checked only when the task runs; a
+        // declaration the schema refuses has no rules to apply (its findings say why).
+        if value.contains("{{") {
+            return;
         }
-        if let Some(choices) = declared.get("choices").and_then(Value::as_array) {
-            let choices: Vec<&str> = choices.iter().filter_map(Value::as_str).collect();
-            if !choices.is_empty() && !choices.contains(&value) && !value.contains("{{") {
-                let list = choices
-                    .iter()
-                    .map(|c| format!("\"{c}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let fix = match did_you_mean(value, choices.iter().copied()) {
-                    Some(s) if shown == value => format!("did you mean \"{s}\"? allowed: {list}"),
-                    _ => format!("use one of {list}"),
-                };
-                let d = Diagnostic::error(
-                    "env-choice",
+        let Ok(rules) = serde_json::from_value::<crate::model::TemplateEnv>(declared.clone())
+        else {
+            return;
+        };
+        for breach in rules.breaches(value, shown != value) {
+            let (message, related) = match &breach {
+                // An override's `adjustable: false` is `env_overrides`' finding.
+                crate::model::EnvBreach::NotAdjustable => continue,
+                crate::model::EnvBreach::WrongType(kind) => (
+                    format!(
+                        "`{name}` is declared as {}, but its value is \"{shown}\"",
+                        kind.label()
+                    ),
+                    "declared here",
+                ),
+                crate::model::EnvBreach::NotAChoice { .. } => (
                     format!("\"{shown}\" is not one of the choices of `{name}`"),
-                )
+                    "choices declared here",
+                ),
+            };
+            let d = Diagnostic::error(breach.code(), message)
                 .at_pointer(pointer)
                 .at(self.document.value_position(pointer))
-                .with_fix(fix);
-                let d = self.related_in_template(d, "choices declared here", overridden_at);
-                self.out.push(d);
-            }
+                .with_fix(breach.fix(&rules));
+            let d = self.related_in_template(d, related, overridden_at);
+            self.out.push(d);
         }
     }
 

@@ -68,6 +68,82 @@ impl TemplateEnv {
     pub(crate) fn is_secret(&self) -> bool {
         secret::is_secret_name(&self.name) || self.rendered_from_secret
     }
+
+    /// The template's rules (`adjustable`, `type`, `choices`) that `value`, set over this
+    /// declaration, breaks. The one checker for `run --env`, task files, pipelines and
+    /// conf files: each caller words the message with its own context (who set the value,
+    /// where), the rule and its fix are here. A secret's value gets no "did you mean".
+    pub(crate) fn breaches(&self, value: &str, secret: bool) -> Vec<EnvBreach> {
+        let mut breaches = Vec::new();
+        if !self.adjustable {
+            breaches.push(EnvBreach::NotAdjustable);
+        }
+        if let Some(kind) = self.value_type.filter(|k| !k.accepts(value)) {
+            breaches.push(EnvBreach::WrongType(kind));
+        }
+        if let Some(choices) = self
+            .choices
+            .as_ref()
+            .filter(|c| !c.is_empty() && !c.iter().any(|c| c == value))
+        {
+            let suggestion = if secret {
+                None
+            } else {
+                crate::diagnostic::did_you_mean(value, choices.iter().map(String::as_str))
+                    .map(str::to_string)
+            };
+            breaches.push(EnvBreach::NotAChoice { suggestion });
+        }
+        breaches
+    }
+}
+
+/// A rule of a template's env declaration that a value breaks (see
+/// [`TemplateEnv::breaches`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EnvBreach {
+    /// `adjustable: false`, and the value overrides the default.
+    NotAdjustable,
+    /// The value is not of the declared `type`.
+    WrongType(EnvType),
+    /// The value is not one of the `choices`; the nearest one, when not a secret.
+    NotAChoice { suggestion: Option<String> },
+}
+
+impl EnvBreach {
+    /// The finding code.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            EnvBreach::NotAdjustable => "not-adjustable",
+            EnvBreach::WrongType(_) => "env-type",
+            EnvBreach::NotAChoice { .. } => "env-choice",
+        }
+    }
+
+    /// How to mend it.
+    pub(crate) fn fix(&self, declared: &TemplateEnv) -> String {
+        match self {
+            EnvBreach::NotAdjustable => {
+                "remove the override, or make the variable adjustable in the template".into()
+            }
+            EnvBreach::WrongType(EnvType::Int) => "use a whole number, e.g. \"5\"".into(),
+            EnvBreach::WrongType(EnvType::Boolean) => "use \"true\" or \"false\"".into(),
+            EnvBreach::WrongType(EnvType::String) => "give a string".into(),
+            EnvBreach::NotAChoice { suggestion } => {
+                let allowed = declared
+                    .choices
+                    .iter()
+                    .flatten()
+                    .map(|c| format!("\"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                match suggestion {
+                    Some(s) => format!("did you mean \"{s}\"? allowed: {allowed}"),
+                    None => format!("use one of {allowed}"),
+                }
+            }
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -352,6 +428,42 @@ fn drop_null_members(value: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_rule_for_every_override_of_a_declared_variable() {
+        let declared: TemplateEnv = serde_json::from_value(serde_json::json!({
+            "name": "MODE", "value": "fast", "type": "string",
+            "choices": ["fast", "slow"], "adjustable": false
+        }))
+        .unwrap();
+        assert_eq!(
+            declared.breaches("fsat", false),
+            vec![
+                EnvBreach::NotAdjustable,
+                EnvBreach::NotAChoice {
+                    suggestion: Some("fast".into())
+                }
+            ]
+        );
+        // A secret's value is not compared with the choices in a message.
+        assert_eq!(
+            declared.breaches("fsat", true)[1],
+            EnvBreach::NotAChoice { suggestion: None }
+        );
+        assert_eq!(
+            EnvBreach::NotAChoice { suggestion: None }.fix(&declared),
+            "use one of \"fast\", \"slow\""
+        );
+        let count: TemplateEnv =
+            serde_json::from_value(serde_json::json!({"name": "N", "value": "1", "type": "int"}))
+                .unwrap();
+        assert_eq!(count.breaches(" 7 ", false), vec![]);
+        assert_eq!(
+            count.breaches("seven", false),
+            vec![EnvBreach::WrongType(EnvType::Int)]
+        );
+        assert_eq!(EnvBreach::WrongType(EnvType::Int).code(), "env-type");
+    }
 
     use crate::schema::Kind;
     use crate::validation::{KindRule, check_source};

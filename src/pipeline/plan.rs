@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, Severity, did_you_mean, pointer_join};
 use crate::error::Error;
-use crate::model::{self, ProcessingContainer, Task, Template, TemplateRef};
+use crate::model::{self, EnvBreach, ProcessingContainer, Task, Template, TemplateRef};
 use crate::pipeline::graph::{Edge, find_cycles, levels};
 use crate::pipeline::model::{
     Conf, ConfVar, Execution, ExecutionDefaults, Pipeline, Profile, TaskForm, TaskRef,
@@ -1081,57 +1081,27 @@ impl<'a> Planner<'a> {
         } else {
             value
         };
-        if !declared.adjustable {
-            return Some(
-                Diagnostic::error(
-                    "not-adjustable",
-                    format!("`{name}` is declared `adjustable: false` by template `{}` ({source}); task `{id}` cannot override it", template.identifier),
-                )
-                .with_fix("remove this override, or make the variable adjustable in the template"),
-            );
-        }
-        if let Some(kind) = declared.value_type
-            && !kind.accepts(value)
-            && !value.contains("{{")
-        {
-            return Some(
-                Diagnostic::error(
-                    "env-type",
-                    format!("`{name}` is declared as {} by template `{}`, but this value is \"{shown}\"", kind.label(), template.identifier),
-                )
-                .with_fix(match kind.label() {
-                    "int" => "use a whole number, e.g. \"5\"",
-                    _ => "use \"true\" or \"false\"",
-                }),
-            );
-        }
-        if let Some(choices) = declared.choices.as_ref().filter(|c| !c.is_empty())
-            && !choices.iter().any(|c| c == value)
-        {
-            let list = choices
-                .iter()
-                .map(|c| format!("\"{c}\""))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Some(
-                Diagnostic::error(
-                    "env-choice",
-                    format!(
-                        "\"{shown}\" is not one of the choices of `{name}` (template `{}`)",
-                        template.identifier
-                    ),
-                )
-                .with_fix(
-                    match did_you_mean(value, choices.iter().map(String::as_str)) {
-                        Some(s) if shown == value => {
-                            format!("did you mean \"{s}\"? allowed: {list}")
-                        }
-                        _ => format!("use one of {list}"),
-                    },
-                ),
-            );
-        }
-        None
+        // A value still to be rendered (`{{ … }}`) is typed only when the task runs.
+        let breach = declared
+            .breaches(value, shown != value)
+            .into_iter()
+            .find(|b| !(matches!(b, EnvBreach::WrongType(_)) && value.contains("{{")))?;
+        let message = match &breach {
+            EnvBreach::NotAdjustable => format!(
+                "`{name}` is declared `adjustable: false` by template `{}` ({source}); task `{id}` cannot override it",
+                template.identifier
+            ),
+            EnvBreach::WrongType(kind) => format!(
+                "`{name}` is declared as {} by template `{}`, but this value is \"{shown}\"",
+                kind.label(),
+                template.identifier
+            ),
+            EnvBreach::NotAChoice { .. } => format!(
+                "\"{shown}\" is not one of the choices of `{name}` (template `{}`)",
+                template.identifier
+            ),
+        };
+        Some(Diagnostic::error(breach.code(), message).with_fix(breach.fix(declared)))
     }
 
     /// Profile `kaapana`: `step_config` means nothing; an input channel with no data.

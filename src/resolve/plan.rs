@@ -13,7 +13,8 @@ use crate::diagnostic::did_you_mean;
 use crate::model::quantity::{self, format_bytes};
 use crate::model::target::SizingError;
 use crate::model::{
-    Binding, GPU_KEYS, Mount, ScaleKind, ScaleRule, Task, Template, normalize_container_path,
+    Binding, EnvBreach, GPU_KEYS, Mount, ScaleKind, ScaleRule, Task, Template,
+    normalize_container_path,
 };
 use crate::resolve::host::{HostFacts, PathFact};
 
@@ -825,33 +826,22 @@ fn merge_env(
             value.clone()
         };
         if let Some(declared) = template.env.iter().find(|d| d.name == name) {
-            if !declared.adjustable {
-                problems.push(Problem::new(format!("`{name}` is declared `adjustable: false` by template `{}`; the {source} cannot override it", template.identifier), "remove the override", pointer.clone()));
-            }
-            if let Some(kind) = declared.value_type.filter(|k| !k.accepts(&value)) {
-                problems.push(Problem::new(format!("`{name}` is declared as {} by template `{}`, but the {source} sets \"{shown}\"", kind.label(), template.identifier), "give a value of that type", pointer.clone()));
-            }
-            if let Some(choices) = declared
-                .choices
-                .as_ref()
-                .filter(|c| !c.is_empty() && !c.contains(&value))
-            {
-                let suggestion = if secret {
-                    None
-                } else {
-                    did_you_mean(&value, choices.iter().map(String::as_str))
-                };
-                let fix = match suggestion {
-                    Some(s) => format!("did you mean \"{s}\"? allowed: {}", choices.join(", ")),
-                    None => format!("allowed: {}", choices.join(", ")),
-                };
-                problems.push(Problem::new(
-                    format!(
+            for breach in declared.breaches(&value, secret) {
+                let message = match &breach {
+                    EnvBreach::NotAdjustable => format!(
+                        "`{name}` is declared `adjustable: false` by template `{}`; the {source} cannot override it",
+                        template.identifier
+                    ),
+                    EnvBreach::WrongType(kind) => format!(
+                        "`{name}` is declared as {} by template `{}`, but the {source} sets \"{shown}\"",
+                        kind.label(),
+                        template.identifier
+                    ),
+                    EnvBreach::NotAChoice { .. } => format!(
                         "\"{shown}\" is not one of the choices of `{name}` (set by the {source})"
                     ),
-                    fix,
-                    pointer.clone(),
-                ));
+                };
+                problems.push(Problem::new(message, breach.fix(declared), pointer.clone()));
             }
         }
         let planned = PlannedEnv {

@@ -176,6 +176,40 @@ fn a_runs_folder_already_full_refuses_the_run_and_leaves_no_folder() {
     assert!(left.is_empty(), "no run folder is left: {left:?}");
 }
 
+#[test]
+fn a_runs_folder_already_full_refuses_a_pipeline_run_with_125_and_leaves_no_folder() {
+    let disk = SmallDisk::mount("512k");
+    let runs = disk.path.join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    disk.fill();
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "touch /out/started", json!({}));
+    std::fs::write(
+        dir.path().join("pipeline.json"),
+        json!({"name": "full", "tasks": [{"id": "only", "task": "task.json"}]}).to_string(),
+    )
+    .unwrap();
+    let out = run(tapir(
+        dir.path(),
+        ["pipeline", "run", "pipeline.json", "--runs-dir"],
+    )
+    .arg(&runs));
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot write ") && out.stderr.contains("No space left on device"),
+        "names the file: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("the pipeline was not started"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("task only: started"), "{}", out.stderr);
+    let left: Vec<_> = std::fs::read_dir(&runs).unwrap().flatten().collect();
+    assert!(left.is_empty(), "no pipeline run folder is left: {left:?}");
+}
+
 fn mode_of(path: &Path) -> u32 {
     std::fs::symlink_metadata(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))

@@ -17,6 +17,8 @@ use serde_json::{Map, Value};
 
 use crate::diagnostic::{Diagnostic, Position, pointer_join, pointer_segments};
 use crate::error::Error;
+/// What a secret value is shown as: the mask plans and records use.
+use crate::resolve::plan::MASK as SECRET_MASK;
 
 /// Task API files are small; anything larger than this is certainly not one, and reading
 /// it would only cost time and memory.
@@ -53,9 +55,6 @@ pub(crate) struct Excerpt {
     pub caret_at: usize,
     pub caret_len: usize,
 }
-
-/// What a secret value is shown as.
-const SECRET_MASK: &str = "****";
 
 impl Source {
     pub(crate) fn new(path: impl Into<PathBuf>, text: impl Into<Arc<str>>) -> Self {

@@ -396,6 +396,34 @@ fn a_symlinked_record_is_never_read() {
 }
 
 #[test]
+fn a_symlinked_run_folder_is_never_read() {
+    // The folder itself is the link: `record.json` inside it is a plain file, so only a
+    // check of the folder keeps `show` and `logs` from showing another place's files as
+    // this run's (as `rm` refuses to delete through it).
+    let runs = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("task_run-01target");
+    fake_run(&target, "failed", Some(3));
+    std::fs::write(target.join("stdout.log"), "outside log\n").unwrap();
+    std::os::unix::fs::symlink(&target, runs.path().join("task_run-01linked")).unwrap();
+
+    let out = run(&mut tapir(
+        runs.path(),
+        ["show", "--format", "json", "task_run-01linked"],
+    ));
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(!out.stdout.contains("elsewhere.example"), "{}", out.stdout);
+    assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+
+    let out = run(&mut tapir(runs.path(), ["logs", "task_run-01linked"]));
+    assert!(!out.stdout.contains("outside log"), "{}", out.stdout);
+
+    let out = run(&mut tapir(runs.path(), ["ps"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("unreadable"), "{}", out.stdout);
+}
+
+#[test]
 fn ps_shows_the_exit_codes_run_gave_and_no_growing_duration_for_lost_runs() {
     let runs = tempfile::tempdir().unwrap();
     fake_run(&runs.path().join("task_run-01a"), "cancelled", Some(143));

@@ -163,6 +163,11 @@ impl Docker {
         EngineFailure::NoAnswer(deadline::no_answer(&self.engine_name(), what, limit))
     }
 
+    /// Has a call gone unanswered (so every later one gives up at once)?
+    pub(crate) fn went_silent(&self) -> bool {
+        self.silent.load(Ordering::SeqCst)
+    }
+
     /// `Err` at once when the engine already left a call unanswered.
     fn still_silent(&self, what: &str) -> Result<(), EngineFailure> {
         if self.silent.load(Ordering::SeqCst) {

@@ -124,7 +124,25 @@ fn apptainer_image(
     task_dir: &Path,
     pull: bool,
 ) -> Result<FoundImage, Error> {
-    let in_docker = |r: &str| docker.and_then(|d| d.image(r).ok().flatten());
+    // An engine that did not answer within the deadline is remembered: when the image is
+    // then not found anywhere, that is what the user must hear, not "not local". (Other
+    // failures, e.g. no Docker daemon on a cluster node, stay "not found": apptainer mode
+    // does not need Docker.)
+    let engine_failure = std::cell::RefCell::new(None);
+    let in_docker = |r: &str| match docker.map(|d| (d.image(r), d.went_silent())) {
+        Some((Ok(image), _)) => image,
+        Some((Err(e), true)) => {
+            engine_failure.borrow_mut().get_or_insert(e);
+            None
+        }
+        Some((Err(_), false)) | None => None,
+    };
+    let not_found = |message: String| {
+        engine_failure
+            .borrow_mut()
+            .take()
+            .unwrap_or_else(|| Error::not_started(message))
+    };
     // A plain reference is looked up in Docker while classifying it; keep what was found.
     let mut found = None;
     let image_ref = ImageRef::parse(reference, task_dir, |r| {
@@ -133,7 +151,7 @@ fn apptainer_image(
     });
     let info = match &image_ref {
         ImageRef::DockerDaemon(r) => found.or_else(|| in_docker(r)).ok_or_else(|| {
-            Error::not_started(format!(
+            not_found(format!(
                 "image {r} is not in the local Docker engine (docker-daemon: needs it there)\n  fix: build or load it into Docker, or give a sandbox folder or .sif file as the task's image"
             ))
         })?,
@@ -154,7 +172,7 @@ fn apptainer_image(
             }
         }
         ImageRef::Docker(_) | ImageRef::Oras(_) if !pull && !pulled_sif(&image_ref).is_some_and(|p| p.exists()) => {
-            return Err(Error::not_started(format!(
+            return Err(not_found(format!(
                 "image {reference} is not local (not a sandbox folder, not a .sif file, not in the Docker engine, not pulled before); apptainer would download it\n  fix: pass --pull to allow that (once: the SIF is kept in tapir's cache, so later runs, e.g. on compute nodes without network, need no registry), or build the image locally"
             )));
         }

@@ -94,8 +94,12 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
     record.pid = Some(std::process::id());
     record.host = Some(record::current_host());
     merge_plan(&mut record, plan);
-    prepare_folders(plan, &run_dir)?;
-    write(&run_dir, &record);
+    if args.resume.is_some() {
+        prepare_folders(plan, &run_dir)?;
+        write(&run_dir, &record);
+    } else {
+        open_new_run_dir(args, plan, &run_dir, &record)?;
+    }
     output::stderr(&format!(
         "tapir: pipeline `{}`: {} in {} (up to {jobs} at a time); record: {}\n",
         plan.name,
@@ -116,6 +120,30 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
     Ok(status)
 }
 
+/// Fills a new pipeline run folder before any task starts: git's ignore file, the task
+/// folders and the first record. A runs folder that cannot take them (a full disk) refuses
+/// the pipeline, as `tapir run` refuses a task: exit 125, and the folder, which holds only
+/// what was just written, is removed again.
+fn open_new_run_dir(
+    args: &PipelineRunArgs,
+    plan: &PipelinePlan,
+    run_dir: &Path,
+    record: &PipelineRunRecord,
+) -> Result<()> {
+    let opened = store::ignore_in_git(run_dir)
+        .map_err(|e| format!("cannot write {e}"))
+        .and_then(|()| prepare_folders(plan, run_dir).map_err(|e| format!("cannot write {e}")))
+        .and_then(|()| record.write(run_dir).map_err(|e| e.to_string()));
+    opened.map_err(|e| {
+        let _ = std::fs::remove_dir_all(run_dir);
+        Error::not_started(format!(
+            "{e}\n  the pipeline was not started, and no run folder was kept; free some space \
+             in {} or choose another folder with --runs-dir",
+            args.runs_dir.display()
+        ))
+    })
+}
+
 fn sha256_of(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     Ok(format!("{:x}", Sha256::digest(&bytes)))
@@ -128,7 +156,6 @@ fn new_record(args: &PipelineRunArgs, pipeline_sha: &str) -> Result<(PathBuf, Pi
         .map_err(|e| Error::io_with_hint(&args.runs_dir, e, hint))?;
     let dir = absolute(&args.runs_dir).join(format!("{PIPELINE_RUN_DIR_PREFIX}{id}"));
     std::fs::create_dir(&dir).map_err(|e| Error::io_with_hint(&dir, e, hint))?;
-    store::ignore_in_git(&dir).map_err(|e| Error::io_with_hint(&dir, e, hint))?;
     let record = PipelineRunRecord {
         format_version: precord::FORMAT_VERSION,
         kind: "pipeline-run".into(),

@@ -428,6 +428,15 @@ pub(crate) fn prune(args: &PruneArgs) -> Result<ExitStatus> {
     let mut removed = 0;
     let mut outcome = ExitStatus::Success;
     for (dir, listed) in list(&args.runs.runs_dir, None)? {
+        if refuse_link(&dir).is_err() {
+            // Not this run's folder to delete, whatever its record says (and tapir does
+            // not read a record through the link: it is `unreadable`). `rm` explains.
+            output::stderr(&format!(
+                "warning: skipped {}: it is a symbolic link\n",
+                dir.display()
+            ));
+            continue;
+        }
         let (status, ended) = match &listed {
             Listed::Run(r) if !r.is_over() => continue,
             // A pipeline run holds its tasks' output data: only `tapir rm` removes it.
@@ -453,14 +462,6 @@ pub(crate) fn prune(args: &PruneArgs) -> Result<ExitStatus> {
         });
         let fresh = now.as_millisecond() - ended.as_millisecond() < 60_000;
         if !selected || !old_enough || (status == StatusArg::Unreadable && fresh) {
-            continue;
-        }
-        if refuse_link(&dir).is_err() {
-            // Not this run's folder to delete: `ps` still lists it, `rm` explains.
-            output::stderr(&format!(
-                "warning: skipped {}: it is a symbolic link\n",
-                dir.display()
-            ));
             continue;
         }
         if args.dry_run {

@@ -423,9 +423,21 @@ pub(crate) fn read_run_file(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Opens a file of a run folder for reading, by the rules of [`read_run_file`].
+/// Opens a file of a run folder for reading, by the rules of [`read_run_file`]. The run
+/// folder (the file's own folder) must not be a link either: `O_NOFOLLOW` only guards the
+/// last part of the path.
 pub(crate) fn open_run_file(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
+    let run_dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if run_dir
+        .and_then(|dir| fs::symlink_metadata(dir).ok())
+        .is_some_and(|m| m.file_type().is_symlink())
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "its run folder is a symbolic link, and tapir reads no run file through a link",
+        ));
+    }
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())

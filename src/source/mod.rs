@@ -17,6 +17,8 @@ use serde_json::{Map, Value};
 
 use crate::diagnostic::{Diagnostic, Position, pointer_join, pointer_segments};
 use crate::error::Error;
+/// What a secret value is shown as: the mask plans and records use.
+use crate::resolve::plan::MASK as SECRET_MASK;
 
 /// Task API files are small; anything larger than this is certainly not one, and reading
 /// it would only cost time and memory.
@@ -53,9 +55,6 @@ pub(crate) struct Excerpt {
     pub caret_at: usize,
     pub caret_len: usize,
 }
-
-/// What a secret value is shown as.
-const SECRET_MASK: &str = "****";
 
 impl Source {
     pub(crate) fn new(path: impl Into<PathBuf>, text: impl Into<Arc<str>>) -> Self {
@@ -233,9 +232,7 @@ fn secret_pairs_on_line(line: &str) -> Vec<Range<usize>> {
         let Some(value) = c.get(2).or_else(|| c.get(3)) else {
             continue;
         };
-        if crate::model::secret::is_secret_name(key)
-            || (secret_name && matches!(key, "value" | "default"))
-        {
+        if crate::model::secret::is_secret_name(key) || (secret_name && holds_the_value(key)) {
             ranges.push(value.range());
         }
         if key == "name" {
@@ -243,6 +240,13 @@ fn secret_pairs_on_line(line: &str) -> Vec<Range<usize>> {
         }
     }
     ranges
+}
+
+/// Does this member of an env entry hold its value: `value`, `default`, or a misspelling
+/// of them (`valeu`, reported as one, still holds the secret the user meant to write)?
+fn holds_the_value(key: &str) -> bool {
+    matches!(key, "value" | "default")
+        || crate::diagnostic::did_you_mean(key, ["value", "default"]).is_some()
 }
 
 fn floor_char_boundary(text: &str, mut index: usize) -> usize {
@@ -593,7 +597,8 @@ fn parse_text(
 
 /// Where the secret values of a document are: every value (its string leaves, inside
 /// the quotes; other leaves whole) of a member whose key looks like a secret
-/// (`registryPassword`, `"API_KEY": …` in an env map), and the `value` and `default`
+/// (`registryPassword`, `"API_KEY": …` in an env map), and the `value` and `default` (or a
+/// misspelling of them)
 /// of an env entry whose `name` looks like one (its `choices` are declared in the open,
 /// and the fixes list them). In byte order.
 fn secret_ranges(value: &Value, spans: &SpanTree) -> Vec<Range<usize>> {
@@ -610,9 +615,8 @@ fn secret_ranges(value: &Value, spans: &SpanTree) -> Vec<Range<usize>> {
                 for (index, (key, child)) in members.iter().enumerate() {
                     // With duplicate keys, only the last has a value in `map`; the
                     // others are masked whole by their span.
-                    let child_secret = secret
-                        || is_secret_name(key)
-                        || (named_secret && matches!(key.as_str(), "value" | "default"));
+                    let child_secret =
+                        secret || is_secret_name(key) || (named_secret && holds_the_value(key));
                     match map.get(key) {
                         Some(v)
                             if last_member(members, member_index.as_deref(), key)
@@ -874,6 +878,22 @@ mod tests {
         // A finding on the secret itself points at the mask.
         let e = excerpt_at(&d.source, "hunter2", 200);
         assert_eq!(&e.text[e.caret_at..e.caret_at + e.caret_len], "****");
+    }
+
+    #[test]
+    fn a_misspelt_value_key_of_a_secret_entry_is_masked_too() {
+        // `valeu` is reported as a misspelling of `value`: the snippet must not show the
+        // password the user meant to write there. The entry's own public keys stay shown.
+        let text = "{\"env\": [{\"name\": \"MY_SECRET\", \"valeu\": \"hunter2\", \"type\": \"string\", \"description\": \"d\"}]}";
+        let (d, _) = doc(text).unwrap();
+        let e = excerpt_at(&d.source, "\"valeu\"", 200);
+        assert_eq!(
+            e.text,
+            "{\"env\": [{\"name\": \"MY_SECRET\", \"valeu\": \"****\", \"type\": \"string\", \"description\": \"d\"}]}"
+        );
+        let source = Source::new("t.json", format!("{text},"));
+        let e = excerpt_at(&source, "\"valeu\"", 200);
+        assert!(!e.text.contains("hunter2"), "{}", e.text);
     }
 
     #[test]

@@ -522,6 +522,31 @@ fn an_apptainer_that_never_answers_costs_one_deadline() {
 }
 
 #[test]
+fn apptainer_mode_says_the_docker_engine_did_not_answer_about_the_image() {
+    // The task's image is looked up in the Docker engine (to convert it to a SIF). A
+    // silent engine is not "the image is not local": that would send the user after the
+    // image instead of the engine.
+    let engine = SilentEngine::start();
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "true", json!({}));
+    for args in [
+        &["run", "--mode", "apptainer", "task.json"][..],
+        &["run", "--dry-run", "--mode", "apptainer", "task.json"][..],
+    ] {
+        let mut cmd = engine.tapir(dir.path(), args, 2);
+        cmd.env(
+            "TAPIR_APPTAINER",
+            crate::support::repo_root().join("tests/apptainer/apptainer"),
+        );
+        let (out, took) = run_within(&mut cmd, LIMIT);
+        assert_eq!(out.code, 125, "{args:?}: {}", out.stderr);
+        assert_names_the_deadline(&out, 2);
+        assert!(!out.stderr.contains("is not local"), "{}", out.stderr);
+        assert!(took < Duration::from_secs(20), "took {took:?}");
+    }
+}
+
+#[test]
 fn ctrl_c_while_detach_waits_for_a_stalled_start_ends_tapir_and_rm_force_cancels_the_run() {
     let dir = tempfile::tempdir().unwrap();
     inline_task(dir.path(), "true", json!({}));

@@ -176,6 +176,40 @@ fn a_runs_folder_already_full_refuses_the_run_and_leaves_no_folder() {
     assert!(left.is_empty(), "no run folder is left: {left:?}");
 }
 
+#[test]
+fn a_runs_folder_already_full_refuses_a_pipeline_run_with_125_and_leaves_no_folder() {
+    let disk = SmallDisk::mount("512k");
+    let runs = disk.path.join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    disk.fill();
+    let dir = tempfile::tempdir().unwrap();
+    inline_task(dir.path(), "touch /out/started", json!({}));
+    std::fs::write(
+        dir.path().join("pipeline.json"),
+        json!({"name": "full", "tasks": [{"id": "only", "task": "task.json"}]}).to_string(),
+    )
+    .unwrap();
+    let out = run(tapir(
+        dir.path(),
+        ["pipeline", "run", "pipeline.json", "--runs-dir"],
+    )
+    .arg(&runs));
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot write ") && out.stderr.contains("No space left on device"),
+        "names the file: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("the pipeline was not started"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("task only: started"), "{}", out.stderr);
+    let left: Vec<_> = std::fs::read_dir(&runs).unwrap().flatten().collect();
+    assert!(left.is_empty(), "no pipeline run folder is left: {left:?}");
+}
+
 fn mode_of(path: &Path) -> u32 {
     std::fs::symlink_metadata(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -359,6 +393,34 @@ fn a_symlinked_record_is_never_read() {
     assert!(out.stdout.contains("unreadable"), "{}", out.stdout);
     assert!(!out.stdout.contains("1970"), "{}", out.stdout);
     assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+}
+
+#[test]
+fn a_symlinked_run_folder_is_never_read() {
+    // The folder itself is the link: `record.json` inside it is a plain file, so only a
+    // check of the folder keeps `show` and `logs` from showing another place's files as
+    // this run's (as `rm` refuses to delete through it).
+    let runs = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("task_run-01target");
+    fake_run(&target, "failed", Some(3));
+    std::fs::write(target.join("stdout.log"), "outside log\n").unwrap();
+    std::os::unix::fs::symlink(&target, runs.path().join("task_run-01linked")).unwrap();
+
+    let out = run(&mut tapir(
+        runs.path(),
+        ["show", "--format", "json", "task_run-01linked"],
+    ));
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(!out.stdout.contains("elsewhere.example"), "{}", out.stdout);
+    assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+
+    let out = run(&mut tapir(runs.path(), ["logs", "task_run-01linked"]));
+    assert!(!out.stdout.contains("outside log"), "{}", out.stdout);
+
+    let out = run(&mut tapir(runs.path(), ["ps"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("unreadable"), "{}", out.stdout);
 }
 
 #[test]

@@ -696,13 +696,17 @@ fn execute(
         return Ok(ends);
     }
     let task = &prepared.plan.task_name;
+    // "succeeded after 1.4s" reads well; a failure's message may end in a clause of its
+    // own ("… is not kept"), so there the time comes first.
     let headline = match record.status {
-        Status::Succeeded => p.green(&format!("task `{task}` {message}")),
-        Status::Cancelled => p.yellow(&format!("task `{task}` {message}")),
-        _ => p.red(&format!("task `{task}`: {message}")),
+        Status::Succeeded => p.green(&format!("task `{task}` {message} after {duration:.1}s")),
+        Status::Cancelled => p.yellow(&format!("task `{task}` {message} after {duration:.1}s")),
+        _ => p.red(&format!(
+            "task `{task}` ended after {duration:.1}s: {message}"
+        )),
     };
     output::stderr(&format!(
-        "tapir: {headline} after {duration:.1}s; record: {}\n",
+        "tapir: {headline}; record: {}\n",
         run_dir.display()
     ));
     Ok(ends)

@@ -942,9 +942,19 @@ impl<'a> Planner<'a> {
             for (name, value) in &task.env {
                 let pointer = pointer_join(&format!("/tasks/{index}/env"), name);
                 let at = self.document.value_position(&pointer);
+                if let Some(d) = secret_with_a_line_break(name, value) {
+                    self.report(d.at_pointer(pointer.clone()).at(at.clone()));
+                }
                 if let Some(d) = self.env_fits(index, name, value) {
                     self.report(d.at_pointer(pointer).at(at));
                 }
+            }
+        }
+        for (name, value) in &pipeline.env {
+            let pointer = pointer_join("/env", name);
+            if let Some(d) = secret_with_a_line_break(name, value) {
+                let at = self.document.value_position(&pointer);
+                self.report(d.at_pointer(pointer).at(at));
             }
         }
         // The pipeline's `env` reaches every task that does not set the variable itself
@@ -1680,6 +1690,19 @@ fn display_dir(dir: &Path) -> String {
     } else {
         dir.display().to_string()
     }
+}
+
+/// A secret-looking value of the pipeline's or a task entry's `env` travels to the task on
+/// its standard input, one env-file line a variable, never in the derived task file: one
+/// with a line break could only go into that file, in clear, so it is refused.
+fn secret_with_a_line_break(name: &str, value: &str) -> Option<Diagnostic> {
+    (crate::model::secret::is_secret_name(name) && value.contains(['\n', '\r'])).then(|| {
+        Diagnostic::error(
+            "env-line-break",
+            format!("the secret-looking `{name}` has a line break: it cannot travel to the task on an env-file line, and tapir writes no secret into the derived task file"),
+        )
+        .with_fix("write the value on one line (a key file's content can be base64 on one line), or keep it in the task file")
+    })
 }
 
 /// Why a conf value cannot travel to `tapir run` as a line of an env file, if it cannot:

@@ -129,6 +129,11 @@ fn a_disk_that_fills_mid_run_stops_the_task_and_fails_naming_the_file() {
         "stopped, not left to run: {took:?}"
     );
     assert!(!stderr.contains("succeeded"), "{stderr}");
+    // The time comes before the message, which ends in a clause of its own.
+    assert!(
+        stderr.contains("ended after ") && !stderr.contains("is not kept after"),
+        "{stderr}"
+    );
     // The space set aside at the start is what lets the final record be written.
     let (run_dir, record) = only_record(&runs);
     assert_eq!(record["status"], "write-failed", "{record:#}");

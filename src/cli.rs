@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::record::store;
 use crate::resolve::env_input::{self, EnvFile, EnvOverride};
 use crate::resolve::plan::{self, PlannedBind};
 
@@ -232,6 +233,11 @@ pub(crate) struct RunArgs {
     /// record `cancelled`) instead of outliving it (src/execute/parent_watch.rs).
     #[arg(long, value_name = "PID", hide = true, conflicts_with = "detach")]
     pub watch_parent: Option<u32>,
+
+    /// Internal (`pipeline run` gives it to each attempt): the run's id, assigned by the
+    /// caller, so the run folder `task_run-<ID>` is known before the run starts.
+    #[arg(long, value_name = "ID", hide = true, value_parser = RunIdParser)]
+    pub run_id: Option<String>,
 }
 
 /// Where run folders are; shared by every command that reads them.
@@ -569,6 +575,32 @@ impl clap::builder::TypedValueParser for BindParser {
             .filter(|h| !h.is_empty())
             .map(PathBuf::from);
         plan::parse_bind(text, &cwd, home.as_deref()).map_err(|message| usage_error(cmd, message))
+    }
+}
+
+/// A run id given by a caller: one safe folder-name component.
+#[derive(Debug, Clone, Copy)]
+struct RunIdParser;
+
+impl clap::builder::TypedValueParser for RunIdParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        match value.to_str().filter(|id| store::is_valid_run_id(id)) {
+            Some(id) => Ok(id.to_string()),
+            None => Err(usage_error(
+                cmd,
+                format!(
+                    "--run-id {}: not a run id\n  fix: letters, digits, `-`, `_` and `.` only, not starting with `.`",
+                    value.to_string_lossy()
+                ),
+            )),
+        }
     }
 }
 

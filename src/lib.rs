@@ -8,6 +8,7 @@ pub(crate) mod commands;
 pub(crate) mod diagnostic;
 pub(crate) mod error;
 pub(crate) mod execute;
+pub(crate) mod executor;
 pub(crate) mod model;
 pub(crate) mod output;
 pub(crate) mod pipeline;

@@ -8,21 +8,19 @@
 //! handles its own signals (a SIGTERM stops its container and records `cancelled`). This
 //! module only schedules, forwards signals, and keeps the pipeline record.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
 use super::absolute;
 use super::pipeline::{human as findings_text, human_findings};
-use crate::cli::{ColorChoice, Mode, PipelineRunArgs, ProfileArg};
+use crate::cli::{ColorChoice, PipelineRunArgs, ProfileArg};
 use crate::error::{Error, ExitStatus, Result};
+use crate::executor::local::LocalExecutor;
+use crate::executor::{AttemptRequest, Event, Executor, Reattached, RunRequest, link_task_run};
 use crate::output::{self, Printer, TaskProgress};
 use crate::pipeline::model::Profile;
 use crate::pipeline::plan::{self, FolderDirection, PipelinePlan, PlannedTask};
@@ -30,8 +28,9 @@ use crate::pipeline::record::{
     self as precord, Attempt, PIPELINE_RUN_DIR_PREFIX, PipelineRunRecord, PipelineStatus,
     PipelineTaskRecord, RUNS_SUBDIR, SkipCause, TaskFolder, TaskStatus,
 };
+use crate::pipeline::schedule::{Action, Dependency, End, Schedule, TaskSpec, Why};
 use crate::pipeline::{ccat, derive};
-use crate::record::{self, RunRecord, Status, TaskFile, store};
+use crate::record::{self, Status, TaskFile, store};
 
 pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let err = Printer::for_stderr(color);
@@ -108,15 +107,17 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
         run_dir.display()
     ));
 
-    let scheduler = Scheduler {
+    let driver = Driver {
         args,
         plan,
         run_dir: &run_dir,
+        jobs,
         stdin_env,
-        shared: Arc::new(Shared::new(jobs)),
         adopted,
+        progress: TaskProgress::start(),
+        private_configs: BTreeMap::new(),
     };
-    let status = scheduler.run(&mut record);
+    let status = driver.run(&mut record);
     Ok(status)
 }
 
@@ -240,7 +241,17 @@ fn resume_record(
             store::run_id_of(still).unwrap_or_default()
         )));
     }
-    let adopted = settle_orphaned_attempts(&mut record, &dir);
+    // Attempts ran locally: nothing else is re-attached to yet.
+    let executor = LocalExecutor::new(&dir, mpsc::channel().0);
+    let adopted = settle_orphaned_attempts(&mut record, &dir, &executor).map_err(|still| {
+        Error::Usage(format!(
+            "--resume {}: its task run {} is still running\n  fix: wait for it to end (tapir wait --runs-dir {} {}), or stop it",
+            dir.display(),
+            still.display(),
+            dir.join(RUNS_SUBDIR).display(),
+            store::run_id_of(&still).unwrap_or_default()
+        ))
+    })?;
     record.resumed_at.push(jiff::Timestamp::now());
     Ok((dir, record, adopted))
 }
@@ -358,141 +369,148 @@ fn write(run_dir: &Path, record: &PipelineRunRecord) {
     }
 }
 
-/// Shared between the scheduler, the attempt threads and the signal thread.
-struct Shared {
-    /// Set by the first SIGINT/SIGTERM/SIGHUP; under the `children` lock.
-    cancelled: AtomicBool,
-    /// Running `tapir run` children by task id: the signal thread forwards to them.
-    children: Mutex<BTreeMap<String, u32>>,
-    /// Free places of `--jobs`. A task takes one to start and gives it back when it ends,
-    /// and also for the wait before a retry (a waiting task does not run).
-    free_slots: Mutex<usize>,
-    slot_freed: Condvar,
-}
-
-impl Shared {
-    fn new(jobs: usize) -> Self {
-        Self {
-            cancelled: AtomicBool::new(false),
-            children: Mutex::new(BTreeMap::new()),
-            free_slots: Mutex::new(jobs),
-            slot_freed: Condvar::new(),
-        }
-    }
-
-    /// Takes a free place if there is one (the scheduler, to start a task).
-    fn try_take_slot(&self) -> bool {
-        let mut free = self
-            .free_slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let taken = *free > 0;
-        if taken {
-            *free -= 1;
-        }
-        taken
-    }
-
-    /// Waits for a free place and takes it (a task, to retry); `false` when the pipeline
-    /// is cancelled first.
-    fn take_slot_unless_cancelled(&self) -> bool {
-        let mut free = self
-            .free_slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if self.is_cancelled() {
-                return false;
-            }
-            if *free > 0 {
-                *free -= 1;
-                return true;
-            }
-            free = self
-                .slot_freed
-                .wait_timeout(free, Duration::from_millis(100))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-    }
-
-    fn give_slot(&self) {
-        *self
-            .free_slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) += 1;
-        self.slot_freed.notify_one();
-    }
-
-    fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
-    }
-
-    /// Cancels the pipeline and passes SIGTERM to every running child (a second signal
-    /// passes a second SIGTERM, which makes `tapir run` kill its container at once).
-    fn cancel(&self) {
-        let children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
-        self.cancelled.store(true, Ordering::SeqCst);
-        for pid in children.values() {
-            if let Ok(raw) = i32::try_from(*pid) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(raw),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-        }
-    }
-}
-
-/// What the attempt threads tell the scheduler.
-enum Event {
-    Started {
-        task: usize,
-        number: u32,
-        /// 0 for the first attempt of this invocation.
-        retry: u32,
-        started_at: jiff::Timestamp,
-    },
-    Ended {
-        task: usize,
-        /// Boxed: with its argv and image it outweighs the other events.
-        attempt: Box<Attempt>,
-    },
-    Retrying {
-        task: usize,
-        retry: u32,
-        of: u32,
-        delay: u64,
-    },
-    /// The task's last attempt ended: its final status.
-    Done {
-        task: usize,
-        status: TaskStatus,
-        /// Cancelled without an attempt ending by it: when (`before it started`, …).
-        cancelled_when: Option<&'static str>,
-    },
-}
-
-struct Scheduler<'a> {
+/// Carries out the scheduler's actions (src/pipeline/schedule.rs) through an executor,
+/// and keeps the pipeline record and the progress lines.
+struct Driver<'a> {
     args: &'a PipelineRunArgs,
     plan: &'a PipelinePlan,
     run_dir: &'a Path,
+    jobs: usize,
+    /// Per task: `NAME=VALUE` lines of its secret and conf values, handed to each
+    /// attempt without touching the disk.
     stdin_env: BTreeMap<String, String>,
-    shared: Arc<Shared>,
     /// Tasks `--resume` adopted (their orphaned attempt succeeded): said once, and a
     /// CCAT step's products and logs are collected as after any success.
     adopted: Vec<String>,
+    progress: TaskProgress,
+    /// Profile `ccat`: the private folders holding the manifests with secrets, by task,
+    /// removed when the task ends.
+    private_configs: BTreeMap<usize, tempfile::TempDir>,
 }
 
-impl Scheduler<'_> {
-    fn run(self, record: &mut PipelineRunRecord) -> ExitStatus {
-        let signals = SignalForwarder::install(&self.shared);
-        let mut progress = TaskProgress::start();
+impl Driver<'_> {
+    fn run(mut self, record: &mut PipelineRunRecord) -> ExitStatus {
+        let (events, inbox) = mpsc::channel::<Event>();
+        let signals = SignalForwarder::install(events.clone());
+        let mut executor = LocalExecutor::new(self.run_dir, events);
+        self.settle_adopted(record);
+        let mut schedule = Schedule::new(self.task_specs(record), self.jobs);
+        let mut actions: VecDeque<Action> = schedule.begin().into();
+        // When each task waiting to retry may start again.
+        let mut retry_timers: BTreeSet<(Instant, usize)> = BTreeSet::new();
+        let mut changed = true;
+        loop {
+            while let Some(action) = actions.pop_front() {
+                changed = true;
+                match action {
+                    Action::Start {
+                        task,
+                        number,
+                        retry,
+                    } => {
+                        let more =
+                            self.start(task, number, retry, record, &mut executor, &mut schedule);
+                        actions.extend(more);
+                    }
+                    Action::RetryLater {
+                        task,
+                        retry,
+                        of,
+                        delay,
+                    } => {
+                        let id = &self.plan.tasks[task].id;
+                        let why = record.tasks[task]
+                            .attempts
+                            .last()
+                            .map(describe_attempt)
+                            .unwrap_or_default();
+                        self.progress
+                            .event(id, &format!("{why}; retry {retry}/{of} in {delay}s"));
+                        self.progress
+                            .running(id, &format!("waiting {delay}s to retry"));
+                        retry_timers.insert((Instant::now() + Duration::from_secs(delay), task));
+                    }
+                    Action::Stop { task } => executor.cancel(task),
+                    Action::Settled { task, end } => self.settled(task, end, record),
+                }
+            }
+            if changed {
+                write(self.run_dir, record);
+                changed = false;
+            }
+            if schedule.is_over() {
+                break;
+            }
+            let now = Instant::now();
+            let wait = retry_timers
+                .first()
+                .map_or(Duration::from_secs(3600), |(due, _)| {
+                    due.saturating_duration_since(now)
+                });
+            match inbox.recv_timeout(wait) {
+                Ok(Event::Ended { task, attempt }) => {
+                    actions.extend(self.ended(task, *attempt, record, &mut schedule));
+                }
+                Ok(Event::Interrupted) => actions.extend(schedule.cancel()),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            while let Some(&(due, task)) = retry_timers.first()
+                && due <= now
+            {
+                retry_timers.pop_first();
+                actions.extend(schedule.retry_due(task));
+            }
+        }
+        executor.finish();
+        self.progress.finish();
+        signals.close();
+        self.finish(record, schedule.is_cancelled())
+    }
+
+    /// What the scheduler needs of each task, in plan order (the record's order).
+    fn task_specs(&self, record: &PipelineRunRecord) -> Vec<TaskSpec> {
+        let index: BTreeMap<&str, usize> = self
+            .plan
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i))
+            .collect();
+        self.plan
+            .tasks
+            .iter()
+            .zip(&record.tasks)
+            .map(|(task, kept)| TaskSpec {
+                id: task.id.clone(),
+                depends_on: task
+                    .depends_on
+                    .iter()
+                    .filter_map(|d| {
+                        index.get(d.id.as_str()).map(|&i| Dependency {
+                            task: i,
+                            can_fail: d.can_fail,
+                        })
+                    })
+                    .collect(),
+                execution: task.execution,
+                // A succeeded task, or one that skipped itself ("nothing to do"), is not
+                // run again by `--resume` (see `merge_plan`).
+                kept: (kept.status != TaskStatus::Pending)
+                    .then_some((kept.status, kept.skipped_by)),
+                attempts_before: kept.attempts.len() as u32,
+            })
+            .collect()
+    }
+
+    /// Says the tasks `--resume` adopted, and collects a CCAT step's products and logs.
+    fn settle_adopted(&mut self, record: &mut PipelineRunRecord) {
         for id in &self.adopted {
             let Some(i) = record.tasks.iter().position(|t| &t.id == id) else {
                 continue;
             };
-            progress.event(
+            self.progress.event(
                 id,
                 "succeeded (adopted: its task run ended after the pipeline tapir was killed)",
             );
@@ -505,248 +523,192 @@ impl Scheduler<'_> {
                 .into_iter()
                 .chain(logs_warning)
             {
-                progress.event(id, &format!("warning: {warning}"));
+                self.progress.event(id, &format!("warning: {warning}"));
                 if !record.tasks[i].warnings.contains(&warning) {
                     record.tasks[i].warnings.push(warning);
                 }
             }
         }
-        let (events, inbox) = mpsc::channel::<Event>();
-        let index: BTreeMap<&str, usize> = self
-            .plan
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.id.as_str(), i))
-            .collect();
-        let mut running = 0usize;
-        let mut threads = Vec::new();
-        // Profile `ccat`: the private folders holding the manifests with secrets, by
-        // task, removed when the task ends.
-        let mut private_configs: BTreeMap<usize, tempfile::TempDir> = BTreeMap::new();
-        // Attempts per task before this invocation (a resumed run counts on).
-        let mut known_runs = record.linked_run_ids();
-        // Something changed since the record was last written.
-        let mut changed = true;
-        loop {
-            let cancelled = self.shared.is_cancelled();
-            // Settle what can be settled, start what may start.
-            for i in 0..self.plan.tasks.len() {
-                if record.tasks[i].status != TaskStatus::Pending {
-                    continue;
-                }
-                if cancelled {
-                    changed = true;
-                    record.tasks[i].status = TaskStatus::Cancelled;
-                    record.tasks[i].message =
-                        Some("not started: the pipeline was cancelled".into());
-                    progress.event(&record.tasks[i].id, "cancelled (not started)");
-                    continue;
-                }
-                match self.readiness(i, record, &index) {
-                    Readiness::Waiting => {}
-                    Readiness::Blocked(reason, cause) => {
-                        changed = true;
-                        record.tasks[i].status = TaskStatus::Skipped;
-                        record.tasks[i].skipped_by = Some(cause);
-                        progress.event(&record.tasks[i].id, &format!("skipped ({reason})"));
-                        record.tasks[i].message = Some(format!("not run: {reason}"));
-                    }
-                    Readiness::Ready if self.shared.try_take_slot() => {
-                        changed = true;
-                        let private_config = match self.write_manifest(i, record) {
-                            Ok(private) => private,
-                            Err(message) => {
-                                self.shared.give_slot();
-                                progress.event(&record.tasks[i].id, &format!("failed ({message})"));
-                                record.tasks[i].status = TaskStatus::Failed;
-                                record.tasks[i].message = Some(message);
-                                continue;
-                            }
-                        };
-                        record.tasks[i].status = TaskStatus::Running;
-                        record.tasks[i].message = None;
-                        record.tasks[i].skipped_by = None;
-                        running += 1;
-                        let first_number = record.tasks[i].attempts.len() as u32 + 1;
-                        threads.push(self.spawn_task(
-                            i,
-                            first_number,
-                            &known_runs,
-                            private_config.as_ref().map(tempfile::TempDir::path),
-                            events.clone(),
-                        ));
-                        if let Some(dir) = private_config {
-                            private_configs.insert(i, dir);
-                        }
-                    }
-                    Readiness::Ready => {}
-                }
-            }
-            if changed {
-                write(self.run_dir, record);
-                changed = false;
-            }
-            if running == 0 {
-                break;
-            }
-            let event = match inbox.recv_timeout(Duration::from_millis(200)) {
-                Ok(event) => {
-                    changed = true;
-                    event
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            match event {
-                Event::Started {
-                    task,
-                    number,
-                    retry,
-                    started_at,
-                } => {
-                    let id = record.tasks[task].id.clone();
-                    let of = self.plan.tasks[task].execution.max_retries;
-                    let what = if retry == 0 {
-                        "started".to_string()
-                    } else {
-                        format!("started (retry {retry}/{of})")
-                    };
-                    progress.event(&id, &what);
-                    progress.running(&id, "running");
-                    record.tasks[task].attempts.push(Attempt::started(
-                        number,
-                        started_at,
-                        Status::Running,
-                    ));
-                }
-                Event::Ended { task, attempt } => {
-                    if let Some(run_id) = &attempt.run_id {
-                        known_runs.insert(run_id.clone());
-                    }
-                    if let Some(warning) = self.capture_logs(task, &attempt) {
-                        progress.event(&record.tasks[task].id, &format!("warning: {warning}"));
-                        record.tasks[task].warnings.push(warning);
-                    }
-                    let entry = &mut record.tasks[task];
-                    match entry
-                        .attempts
-                        .iter_mut()
-                        .find(|a| a.number == attempt.number)
-                    {
-                        Some(slot) => *slot = *attempt,
-                        None => entry.attempts.push(*attempt),
-                    }
-                }
-                Event::Retrying {
-                    task,
-                    retry,
-                    of,
-                    delay,
-                } => {
-                    let id = record.tasks[task].id.clone();
-                    let last = record.tasks[task].attempts.last();
-                    let why = last.map(describe_attempt).unwrap_or_default();
-                    progress.event(&id, &format!("{why}; retry {retry}/{of} in {delay}s"));
-                    progress.running(&id, &format!("waiting {delay}s to retry"));
-                }
-                Event::Done {
-                    task,
-                    status,
-                    cancelled_when,
-                } => {
-                    running -= 1;
-                    // Its attempts are over: the private manifest goes.
-                    private_configs.remove(&task);
-                    let entry = &mut record.tasks[task];
-                    entry.status = status;
-                    let last = entry.attempts.last();
-                    let skipped_itself = (status == TaskStatus::Skipped).then(|| {
-                        format!(
-                            "exit {}: its skip_exit_code",
-                            last.and_then(|a| a.exit_code).unwrap_or_default()
-                        )
-                    });
-                    entry.skipped_by = skipped_itself.as_ref().map(|_| SkipCause::ExitCode);
-                    // Not the last attempt's words when it did not end by the cancel
-                    // (it failed before, or belongs to an earlier `--resume`d run).
-                    entry.message = match (cancelled_when, &skipped_itself) {
-                        (Some(when), _) => Some(format!("cancelled {when}")),
-                        (None, Some(why)) => Some(format!("skipped itself ({why})")),
-                        (None, None) => last.and_then(|a| a.message.clone()),
-                    };
-                    let line = match (status, last, cancelled_when) {
-                        (TaskStatus::Succeeded, _, _) => "succeeded".to_string(),
-                        (TaskStatus::Skipped, _, None) => {
-                            format!("skipped ({})", skipped_itself.unwrap_or_default())
-                        }
-                        (_, _, Some(when)) => format!("cancelled ({when})"),
-                        (_, Some(a), None) => describe_attempt(a),
-                        (s, None, None) => s.as_str().to_string(),
-                    };
-                    let id = entry.id.clone();
-                    progress.done(&id);
-                    progress.event(&id, &line);
-                    if status == TaskStatus::Succeeded {
-                        for warning in self.collect_products(task, record) {
-                            progress.event(&id, &format!("warning: {warning}"));
-                        }
-                    }
-                }
-            }
-        }
-        for thread in threads {
-            let _ = thread.join();
-        }
-        progress.finish();
-        signals.close();
-        self.finish(record)
     }
 
-    /// Whether task `i` can start now.
-    fn readiness(
-        &self,
-        i: usize,
-        record: &PipelineRunRecord,
-        index: &BTreeMap<&str, usize>,
-    ) -> Readiness {
-        // The first failure-caused block wins over skips: it is what makes this task's
-        // skip a failure of the pipeline.
-        let mut blocked: Option<(String, SkipCause)> = None;
-        for dep in &self.plan.tasks[i].depends_on {
-            let Some(&d) = index.get(dep.id.as_str()) else {
-                continue;
-            };
-            let dependency = &record.tasks[d];
-            match dependency.status {
-                TaskStatus::Pending | TaskStatus::Running => return Readiness::Waiting,
-                TaskStatus::Succeeded => {}
-                // `can_fail`: the dependant runs whatever became of the dependency.
-                _ if dep.can_fail => {}
-                other => {
-                    let cause = if dependency.ended_well() {
-                        SkipCause::SkippedDependency
-                    } else {
-                        SkipCause::FailedDependency
-                    };
-                    let reason = format!("dependency {} {}", dep.id, describe_status(other));
-                    let replace = match &blocked {
-                        None => true,
-                        Some((_, held)) => {
-                            *held == SkipCause::SkippedDependency
-                                && cause == SkipCause::FailedDependency
-                        }
-                    };
-                    if replace {
-                        blocked = Some((reason, cause));
-                    }
+    /// Starts attempt `number` of task `task` (`retry` 0: its first in this invocation).
+    /// Returns what the scheduler answers when it could not start.
+    fn start(
+        &mut self,
+        task: usize,
+        number: u32,
+        retry: u32,
+        record: &mut PipelineRunRecord,
+        executor: &mut dyn Executor,
+        schedule: &mut Schedule,
+    ) -> Vec<Action> {
+        let planned = &self.plan.tasks[task];
+        if retry == 0 {
+            match self.write_manifest(task, record) {
+                Ok(Some(private)) => {
+                    self.private_configs.insert(task, private);
                 }
+                Ok(None) => {}
+                Err(message) => return schedule.refused(task, message),
             }
         }
-        match blocked {
-            Some((reason, cause)) => Readiness::Blocked(reason, cause),
-            None => Readiness::Ready,
+        let entry = &mut record.tasks[task];
+        entry.status = TaskStatus::Running;
+        entry.message = None;
+        entry.skipped_by = None;
+        let what = if retry == 0 {
+            "started".to_string()
+        } else {
+            format!("started (retry {retry}/{})", planned.execution.max_retries)
+        };
+        self.progress.event(&planned.id, &what);
+        self.progress.running(&planned.id, "running");
+        let started_at = jiff::Timestamp::now();
+        let request = self.request(task, number);
+        let mut attempt = Attempt::started(number, started_at, Status::Running);
+        let run_dir = request.run_dir();
+        attempt.run_id = Some(request.run.run_id.clone());
+        attempt.run_dir = Some(
+            run_dir
+                .strip_prefix(self.run_dir)
+                .unwrap_or(&run_dir)
+                .display()
+                .to_string(),
+        );
+        record.tasks[task].attempts.push(attempt);
+        // Kaapana's operator deletes a task's output folders before each attempt; the
+        // first attempt of a task finds them empty anyway (a `--resume`d one does not).
+        let cleaned = if number > 1 && planned.execution.clean_outputs_before_retry {
+            clean_outputs(planned, self.run_dir)
+        } else {
+            Ok(())
+        };
+        let not_started = match cleaned {
+            Ok(()) => executor.start(request).err(),
+            Err(message) => Some(message),
+        };
+        match not_started {
+            None => Vec::new(),
+            Some(message) => {
+                let mut attempt = Attempt::started(number, started_at, Status::EngineError);
+                attempt.message = Some(message);
+                attempt.ended_at = Some(jiff::Timestamp::now());
+                self.ended(task, attempt, record, schedule)
+            }
         }
+    }
+
+    /// The `tapir run` attempt `number` of task `task` is, with its run id assigned now.
+    fn request(&self, task: usize, number: u32) -> AttemptRequest {
+        let planned = &self.plan.tasks[task];
+        let runs_dir = self.run_dir.join(RUNS_SUBDIR);
+        let mut run = RunRequest::new(
+            &self.run_dir.join(derived_task_file(&planned.id)),
+            &runs_dir,
+            store::fresh_run_id(),
+            self.args.mode,
+        );
+        run.network = self.args.network.clone();
+        run.grace = self.args.grace;
+        run.timeout = planned.execution.max_exec_time;
+        run.container_file = planned.runnable.container_file.as_deref().map(absolute);
+        // The child stops its container if this process dies without passing a cancel
+        // on (SIGKILL): src/execute/parent_watch.rs.
+        run.watch_parent = Some(std::process::id());
+        let private_env = self.stdin_env.get(&planned.id).cloned().unwrap_or_default();
+        if !private_env.is_empty() {
+            run.env_files.push(PathBuf::from("/dev/stdin"));
+        }
+        // Profile `ccat`: the step's /workflow folders and its WORKFLOW_OUTPUT_DIR.
+        let (binds, env) = ccat::step_run_options(
+            &planned.folders,
+            planned.workflow_output_dir.as_deref(),
+            self.run_dir,
+            self.private_configs.get(&task).map(tempfile::TempDir::path),
+        );
+        run.binds = binds;
+        run.env = env;
+        AttemptRequest {
+            task,
+            number,
+            run,
+            private_env,
+            log: runs_dir.join(format!("{}.tapir.log", planned.id)),
+        }
+    }
+
+    /// Task `task`'s attempt ended: into the record, and to the scheduler.
+    fn ended(
+        &mut self,
+        task: usize,
+        attempt: Attempt,
+        record: &mut PipelineRunRecord,
+        schedule: &mut Schedule,
+    ) -> Vec<Action> {
+        if let Some(warning) = self.capture_logs(task, &attempt) {
+            self.progress
+                .event(&record.tasks[task].id, &format!("warning: {warning}"));
+            record.tasks[task].warnings.push(warning);
+        }
+        let (status, exit_code) = (attempt.status, attempt.exit_code);
+        let entry = &mut record.tasks[task];
+        match entry
+            .attempts
+            .iter_mut()
+            .find(|a| a.number == attempt.number)
+        {
+            Some(slot) => *slot = attempt,
+            None => entry.attempts.push(attempt),
+        }
+        schedule.attempt_ended(task, status, exit_code)
+    }
+
+    /// Task `task` ended for good: its status, message and progress line.
+    fn settled(&mut self, task: usize, end: End, record: &mut PipelineRunRecord) {
+        // Its attempts are over: the private manifest goes.
+        self.private_configs.remove(&task);
+        let entry = &mut record.tasks[task];
+        let id = entry.id.clone();
+        entry.status = end.status;
+        entry.skipped_by = end.skipped_by;
+        let last = entry.attempts.last();
+        let (message, line) = match end.why {
+            Why::Dependency(reason) => {
+                (format!("not run: {reason}"), format!("skipped ({reason})"))
+            }
+            Why::NotStarted => (
+                "not started: the pipeline was cancelled".to_string(),
+                "cancelled (not started)".to_string(),
+            ),
+            Why::Refused(message) => (message.clone(), format!("failed ({message})")),
+            Why::SkipExitCode(code) => (
+                format!("skipped itself (exit {code}: its skip_exit_code)"),
+                format!("skipped (exit {code}: its skip_exit_code)"),
+            ),
+            // Not the last attempt's words: it did not end by the cancel (it failed
+            // before, or belongs to an earlier `--resume`d run).
+            Why::Cancelled(when) => (format!("cancelled {when}"), format!("cancelled ({when})")),
+            Why::LastAttempt => {
+                let line = match (end.status, last) {
+                    (TaskStatus::Succeeded, _) => "succeeded".to_string(),
+                    (_, Some(a)) => describe_attempt(a),
+                    (s, None) => s.as_str().to_string(),
+                };
+                let message = last.and_then(|a| a.message.clone());
+                entry.message = message;
+                self.progress.done(&id);
+                self.progress.event(&id, &line);
+                if end.status == TaskStatus::Succeeded {
+                    for warning in self.collect_products(task, record) {
+                        self.progress.event(&id, &format!("warning: {warning}"));
+                    }
+                }
+                return;
+            }
+        };
+        entry.message = Some(message);
+        self.progress.done(&id);
+        self.progress.event(&id, &line);
     }
 
     /// Profile `ccat`: writes step `i`'s `/workflow/config/manifest.json` before it starts
@@ -861,49 +823,9 @@ impl Scheduler<'_> {
         warnings
     }
 
-    /// Starts the thread that runs task `i`'s attempts, retries included.
-    fn spawn_task(
-        &self,
-        i: usize,
-        first_number: u32,
-        known_runs: &BTreeSet<String>,
-        private_config: Option<&Path>,
-        events: mpsc::Sender<Event>,
-    ) -> std::thread::JoinHandle<()> {
-        let task = self.plan.tasks[i].clone();
-        let attempt_runner = AttemptRunner {
-            program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tapir")),
-            task_file: self.run_dir.join(derived_task_file(&task.id)),
-            runs_dir: self.run_dir.join(RUNS_SUBDIR),
-            run_dir: self.run_dir.to_path_buf(),
-            mode: self.args.mode,
-            network: self.args.network.clone(),
-            grace: self.args.grace,
-            stdin_env: self.stdin_env.get(&task.id).cloned().unwrap_or_default(),
-            ccat_args: ccat::step_run_args(
-                &task.folders,
-                task.workflow_output_dir.as_deref(),
-                self.run_dir,
-                private_config,
-            ),
-            known_runs: known_runs.clone(),
-        };
-        let shared = self.shared.clone();
-        std::thread::spawn(move || {
-            let (status, cancelled_when) =
-                attempt_runner.run_all(i, &task, first_number, &shared, &events);
-            let _ = events.send(Event::Done {
-                task: i,
-                status,
-                cancelled_when,
-            });
-        })
-    }
-
     /// The final record, the summary line, and the exit status.
-    fn finish(&self, record: &mut PipelineRunRecord) -> ExitStatus {
+    fn finish(&self, record: &mut PipelineRunRecord, cancelled: bool) -> ExitStatus {
         let count = |s: TaskStatus| record.tasks.iter().filter(|t| t.status == s).count();
-        let cancelled = self.shared.is_cancelled();
         // A task that skipped itself (and what was skipped after it) did all it had to.
         let all_succeeded = record.tasks.iter().all(PipelineTaskRecord::ended_well);
         let (status, exit) = if cancelled {
@@ -940,23 +862,6 @@ impl Scheduler<'_> {
     }
 }
 
-enum Readiness {
-    Waiting,
-    Ready,
-    /// Skipped without running: why, in words, and the cause for the record.
-    Blocked(String, SkipCause),
-}
-
-fn describe_status(status: TaskStatus) -> &'static str {
-    match status {
-        TaskStatus::Failed => "failed",
-        TaskStatus::TimedOut => "timed out",
-        TaskStatus::Skipped => "was skipped",
-        TaskStatus::Cancelled => "was cancelled",
-        _ => "did not succeed",
-    }
-}
-
 /// One line for an ended attempt: `failed (exit 3)`, `timed-out`, `cancelled`, …
 fn describe_attempt(attempt: &Attempt) -> String {
     match attempt.status {
@@ -973,260 +878,6 @@ fn describe_attempt(attempt: &Attempt) -> String {
                 .unwrap_or("see its record")
         ),
         other => other.as_str().to_string(),
-    }
-}
-
-/// Runs one task's attempts as child `tapir run`s.
-struct AttemptRunner {
-    program: PathBuf,
-    task_file: PathBuf,
-    runs_dir: PathBuf,
-    run_dir: PathBuf,
-    mode: Mode,
-    network: Option<String>,
-    grace: u32,
-    /// `NAME=VALUE` lines, handed over on the child's stdin (`--env-file /dev/stdin`).
-    stdin_env: String,
-    /// Profile `ccat`: the step's /workflow folders as `--bind`, and its
-    /// `--env WORKFLOW_OUTPUT_DIR=…` (empty otherwise).
-    ccat_args: Vec<String>,
-    known_runs: BTreeSet<String>,
-}
-
-impl AttemptRunner {
-    /// Every attempt of the task, in the `--jobs` place the scheduler took for it; the
-    /// place is given back when the task ends.
-    fn run_all(
-        self,
-        i: usize,
-        task: &PlannedTask,
-        first_number: u32,
-        shared: &Shared,
-        events: &mpsc::Sender<Event>,
-    ) -> (TaskStatus, Option<&'static str>) {
-        let mut holds_slot = true;
-        let end = self.run_attempts(i, task, first_number, shared, events, &mut holds_slot);
-        if holds_slot {
-            shared.give_slot();
-        }
-        end
-    }
-
-    fn run_attempts(
-        mut self,
-        i: usize,
-        task: &PlannedTask,
-        first_number: u32,
-        shared: &Shared,
-        events: &mpsc::Sender<Event>,
-        holds_slot: &mut bool,
-    ) -> (TaskStatus, Option<&'static str>) {
-        let execution = task.execution;
-        for retry in 0..=execution.max_retries {
-            let number = first_number + retry;
-            if retry > 0 {
-                let delay = execution.backoff_before_retry(retry);
-                // Given back before the scheduler hears of the wait, so it can use it.
-                shared.give_slot();
-                *holds_slot = false;
-                let _ = events.send(Event::Retrying {
-                    task: i,
-                    retry,
-                    of: execution.max_retries,
-                    delay,
-                });
-                let until = Instant::now() + Duration::from_secs(delay);
-                while Instant::now() < until && !shared.is_cancelled() {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                if !shared.take_slot_unless_cancelled() {
-                    return (TaskStatus::Cancelled, Some("while waiting to retry"));
-                }
-                *holds_slot = true;
-            }
-            if shared.is_cancelled() {
-                let when = if retry > 0 {
-                    "while waiting to retry"
-                } else {
-                    "before it started"
-                };
-                return (TaskStatus::Cancelled, Some(when));
-            }
-            let started_at = jiff::Timestamp::now();
-            let _ = events.send(Event::Started {
-                task: i,
-                number,
-                retry,
-                started_at,
-            });
-            let attempt = self.attempt(task, number, started_at, shared);
-            let status = attempt.status;
-            let skipped = status == Status::Failed && execution.skips(attempt.exit_code);
-            let _ = events.send(Event::Ended {
-                task: i,
-                attempt: Box::new(attempt),
-            });
-            // The attempt's own end wins; a cancel only stops what would follow it.
-            let last = retry == execution.max_retries;
-            match status {
-                Status::Succeeded => return (TaskStatus::Succeeded, None),
-                // "Nothing to do" is an answer, not a failure: no retry (Kaapana's operator
-                // raises AirflowSkipException, which Airflow does not retry).
-                _ if skipped => return (TaskStatus::Skipped, None),
-                Status::Cancelled => return (TaskStatus::Cancelled, None),
-                Status::TimedOut if last => return (TaskStatus::TimedOut, None),
-                _ if last => return (TaskStatus::Failed, None),
-                _ if shared.is_cancelled() => {
-                    return (TaskStatus::Cancelled, Some("instead of retrying"));
-                }
-                _ => {}
-            }
-        }
-        (TaskStatus::Failed, None)
-    }
-
-    /// One `tapir run` of the derived task file, to its end.
-    fn attempt(
-        &mut self,
-        task: &PlannedTask,
-        number: u32,
-        started_at: jiff::Timestamp,
-        shared: &Shared,
-    ) -> Attempt {
-        let mut attempt = Attempt::started(number, started_at, Status::EngineError);
-        // Kaapana's operator deletes a task's output folders before each attempt; the
-        // first attempt of a task finds them empty anyway (a `--resume`d one does not).
-        if number > 1
-            && task.execution.clean_outputs_before_retry
-            && let Err(message) = clean_outputs(task, &self.run_dir)
-        {
-            attempt.message = Some(message);
-            attempt.ended_at = Some(jiff::Timestamp::now());
-            return attempt;
-        }
-        let log_path = self.runs_dir.join(format!("{}.tapir.log", task.id));
-        let log = store::run_file_options()
-            .create(true)
-            .append(true)
-            .open(&log_path);
-        // Where this attempt's messages begin in the task's log (attempts append to it).
-        let log_start = log
-            .as_ref()
-            .ok()
-            .and_then(|f| f.metadata().ok())
-            .map(|m| m.len());
-        let mut command = Command::new(&self.program);
-        command
-            .arg("run")
-            .arg(&self.task_file)
-            .arg("--runs-dir")
-            .arg(&self.runs_dir)
-            .args(["--mode", self.mode.name()])
-            .args(["--grace", &self.grace.to_string()])
-            // The child stops its container if this process dies without passing a
-            // cancel on (SIGKILL): src/execute/parent_watch.rs.
-            .args(["--watch-parent", &std::process::id().to_string()])
-            .arg("--color=never");
-        if let Some(network) = &self.network {
-            command.args(["--network", network]);
-        }
-        if let Some(file) = &task.runnable.container_file {
-            command.arg("--container-file").arg(absolute(file));
-        }
-        if let Some(seconds) = task.execution.max_exec_time {
-            command.args(["--timeout", &seconds.to_string()]);
-        }
-        if !self.stdin_env.is_empty() {
-            command.args(["--env-file", "/dev/stdin"]);
-        }
-        command.args(&self.ccat_args);
-        // Each run gets a fresh id (a test's fixed id would collide), and its own process
-        // group: a Ctrl-C on the terminal reaches only us, and we pass it on once.
-        command
-            .env_remove(store::RUN_ID_OVERRIDE_ENV)
-            .env_remove("TAPIR_RUNS_DIR")
-            .stdin(if self.stdin_env.is_empty() {
-                Stdio::null()
-            } else {
-                Stdio::piped()
-            })
-            .stdout(Stdio::null())
-            .stderr(match log {
-                Ok(file) => Stdio::from(file),
-                Err(_) => Stdio::null(),
-            });
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let spawned = {
-            let mut children = shared
-                .children
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if shared.is_cancelled() {
-                attempt.status = Status::Cancelled;
-                attempt.message = Some("not started: the pipeline was cancelled".into());
-                attempt.ended_at = Some(jiff::Timestamp::now());
-                return attempt;
-            }
-            let spawned = command.spawn();
-            if let Ok(child) = &spawned {
-                children.insert(task.id.clone(), child.id());
-            }
-            spawned
-        };
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(e) => {
-                attempt.message = Some(format!("cannot run {}: {e}", self.program.display()));
-                attempt.ended_at = Some(jiff::Timestamp::now());
-                return attempt;
-            }
-        };
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(self.stdin_env.as_bytes());
-        }
-        let exit = child.wait();
-        shared
-            .children
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&task.id);
-        attempt.ended_at = Some(jiff::Timestamp::now());
-        attempt.tapir_exit_code = exit.ok().and_then(|s| s.code());
-        match unlinked_task_run(&self.runs_dir, &self.task_file, &self.known_runs) {
-            Some((dir, run)) => {
-                self.known_runs.insert(run.id.clone());
-                link_task_run(&mut attempt, &dir, run, &self.run_dir);
-                if attempt.status == Status::Running {
-                    // The child ended without settling its record (killed early).
-                    attempt.status = if shared.is_cancelled() {
-                        Status::Cancelled
-                    } else {
-                        Status::EngineError
-                    };
-                }
-            }
-            None => {
-                attempt.status = if shared.is_cancelled() {
-                    Status::Cancelled
-                } else {
-                    Status::EngineError
-                };
-                // `tapir run` refused it before anything started (it then makes no run
-                // folder): its error, in its own words, is the attempt's message.
-                let refusal = log_start.and_then(|start| refusal_in_log(&log_path, start));
-                attempt.message = Some(match refusal {
-                    Some(message) if attempt.tapir_exit_code == Some(125) => message,
-                    _ => format!(
-                        "tapir run ended ({}) before it made a run folder; see {}",
-                        attempt
-                            .tapir_exit_code
-                            .map_or("killed".to_string(), |c| format!("exit {c}")),
-                        log_path.display()
-                    ),
-                });
-            }
-        }
-        attempt
     }
 }
 
@@ -1270,62 +921,6 @@ fn clean_outputs(task: &PlannedTask, run_dir: &Path) -> std::result::Result<(), 
     Ok(())
 }
 
-/// The longest message kept from a refused attempt's log (a task file with many findings
-/// could print pages; the log keeps them all).
-const MAX_REFUSAL_MESSAGE: usize = 4096;
-
-/// The error `tapir run` printed when it refused an attempt: what it wrote to the task's
-/// log from `start` on (see [`refusal_in`]). `None` when it wrote no error.
-fn refusal_in_log(log_path: &Path, start: u64) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = store::open_run_file(log_path).ok()?;
-    file.seek(SeekFrom::Start(start)).ok()?;
-    let mut bytes = Vec::new();
-    file.take(MAX_REFUSAL_MESSAGE as u64 * 4)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    let mut message = refusal_in(&String::from_utf8_lossy(&bytes))?;
-    if message.len() >= MAX_REFUSAL_MESSAGE {
-        message.push_str(&format!("\n  … (the rest is in {})", log_path.display()));
-    }
-    Some(message)
-}
-
-/// The refusal in what `tapir run` printed: from its first `error` line on (warnings
-/// before it are not the reason), without the `error: ` prefix, at most
-/// [`MAX_REFUSAL_MESSAGE`] bytes. `None` when there is no error line.
-fn refusal_in(output: &str) -> Option<String> {
-    let from = if output.starts_with("error") {
-        0
-    } else {
-        output.find("\nerror")? + 1
-    };
-    let error = output[from..].trim_end();
-    let error = error.strip_prefix("error: ").unwrap_or(error);
-    let mut end = error.len().min(MAX_REFUSAL_MESSAGE);
-    while !error.is_char_boundary(end) {
-        end -= 1;
-    }
-    Some(error[..end].to_string())
-}
-
-/// The task run an attempt made: the newest run folder of `task_file` in `runs_dir` that
-/// no attempt is linked to yet.
-fn unlinked_task_run(
-    runs_dir: &Path,
-    task_file: &Path,
-    known_runs: &BTreeSet<String>,
-) -> Option<(PathBuf, RunRecord)> {
-    let wanted = task_file.display().to_string();
-    store::list_runs(runs_dir)
-        .ok()?
-        .into_iter()
-        .filter(|dir| store::run_id_of(dir).is_some_and(|id| !known_runs.contains(id)))
-        .filter_map(|dir| RunRecord::load(&dir).ok().map(|r| (dir, r)))
-        .filter(|(_, r)| r.task_file.path == wanted)
-        .max_by(|(_, a), (_, b)| a.created_at.cmp(&b.created_at))
-}
-
 /// A new private folder for a manifest with secrets (see `Scheduler::write_manifest`).
 fn private_folder() -> std::result::Result<tempfile::TempDir, String> {
     use std::os::unix::fs::PermissionsExt as _;
@@ -1343,50 +938,44 @@ fn private_folder() -> std::result::Result<tempfile::TempDir, String> {
     Ok(dir)
 }
 
-/// Fills `attempt` from the record of the task run `dir` it made.
-fn link_task_run(attempt: &mut Attempt, dir: &Path, run: RunRecord, pipeline_run_dir: &Path) {
-    attempt.run_dir = Some(
-        dir.strip_prefix(pipeline_run_dir)
-            .unwrap_or(dir)
-            .display()
-            .to_string(),
-    );
-    attempt.run_id = Some(run.id);
-    attempt.status = run.status;
-    attempt.exit_code = run.exit_code;
-    attempt.message = run.message;
-    attempt.argv = run.argv;
-    attempt.image = run.image;
-}
-
 /// A resumed record's attempts still `running`: their pipeline tapir was killed while
 /// they ran, and their task runs have ended since (cancelled by their parent watch, or
-/// finished just before). Each is linked to the task run it made, with its final status,
-/// or says that it left none. A task whose orphaned attempt succeeded is adopted: the
-/// task succeeded, so `--resume` does not run it again. Returns the adopted tasks' ids.
-fn settle_orphaned_attempts(record: &mut PipelineRunRecord, run_dir: &Path) -> Vec<String> {
-    let runs_dir = run_dir.join(RUNS_SUBDIR);
-    let mut known_runs = record.linked_run_ids();
+/// finished just before). Each is re-attached to the task run it was assigned (its run
+/// id was recorded before it started) with its final status, or says that it left none.
+/// A task whose orphaned attempt succeeded is adopted: the task succeeded, so `--resume`
+/// does not run it again. Returns the adopted tasks' ids; `Err`: the run folder of an
+/// attempt that still runs.
+fn settle_orphaned_attempts(
+    record: &mut PipelineRunRecord,
+    run_dir: &Path,
+    executor: &dyn Executor,
+) -> std::result::Result<Vec<String>, PathBuf> {
     let mut adopted = Vec::new();
     for task in &mut record.tasks {
-        let task_file = run_dir.join(derived_task_file(&task.id));
         for attempt in task
             .attempts
             .iter_mut()
-            .filter(|a| a.status == Status::Running && a.run_id.is_none())
+            .filter(|a| a.status == Status::Running)
         {
-            match unlinked_task_run(&runs_dir, &task_file, &known_runs) {
-                Some((dir, run)) => {
-                    known_runs.insert(run.id.clone());
+            let task_run = attempt.run_dir.as_ref().map(|d| run_dir.join(d));
+            let reattached = match &task_run {
+                Some(dir) => executor.reattach(dir).ok_or_else(|| dir.clone())?,
+                // Recorded by a tapir that linked task runs only once they ended.
+                None => Reattached::NoRun,
+            };
+            match (reattached, task_run.as_deref()) {
+                (Reattached::Ended(run), Some(dir)) => {
                     attempt.ended_at = run.ended_at.or(Some(jiff::Timestamp::now()));
-                    link_task_run(attempt, &dir, run, run_dir);
+                    link_task_run(attempt, dir, *run, run_dir);
                     if attempt.status == Status::Running {
-                        // Not running (checked before): killed before it settled.
+                        // Not running (checked): killed before it settled.
                         attempt.status = Status::EngineError;
                         attempt.message = Some("its task run is lost (killed)".into());
                     }
                 }
-                None => {
+                _ => {
+                    attempt.run_id = None;
+                    attempt.run_dir = None;
                     attempt.status = Status::EngineError;
                     attempt.message =
                         Some("the pipeline run ended before this attempt made a task run".into());
@@ -1410,18 +999,20 @@ fn settle_orphaned_attempts(record: &mut PipelineRunRecord, run_dir: &Path) -> V
             adopted.push(task.id.clone());
         }
     }
-    adopted
+    Ok(adopted)
 }
 
-/// Forwards SIGINT/SIGTERM/SIGHUP to the running children (as SIGTERM) and cancels the
-/// pipeline, like `tapir run` does for its one container (src/execute.rs).
+/// Turns SIGINT/SIGTERM/SIGHUP into [`Event::Interrupted`]: the driver cancels the
+/// pipeline, and the executor passes a SIGTERM to each running attempt (a second signal
+/// passes a second one, which makes `tapir run` kill its container at once), like
+/// `tapir run` does for its one container (src/execute.rs).
 struct SignalForwarder {
     handle: Option<signal_hook::iterator::Handle>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SignalForwarder {
-    fn install(shared: &Arc<Shared>) -> Self {
+    fn install(events: mpsc::Sender<Event>) -> Self {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
             output::stderr("warning: Ctrl-C will not stop the pipeline's tasks cleanly\n");
@@ -1431,15 +1022,16 @@ impl SignalForwarder {
             };
         };
         let handle = signals.handle();
-        let shared = shared.clone();
         let thread = std::thread::spawn(move || {
+            let mut first = true;
             for _ in signals.forever() {
-                if !shared.is_cancelled() {
+                if first {
                     output::stderr(
                         "\ntapir: cancelling the pipeline: stopping the running tasks (Ctrl-C again kills them now)\n",
                     );
+                    first = false;
                 }
-                shared.cancel();
+                let _ = events.send(Event::Interrupted);
             }
         });
         Self {
@@ -1455,26 +1047,5 @@ impl SignalForwarder {
         if let Some(thread) = self.thread {
             let _ = thread.join();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_refusal_is_taken_from_the_first_error_line_on() {
-        let printed = "warning: channel `x` is not bound\nerror: image a:b is not present locally\n  fix: build it\n";
-        assert_eq!(
-            refusal_in(printed).as_deref(),
-            Some("image a:b is not present locally\n  fix: build it")
-        );
-        let findings = "error[syntax]: invalid JSON\n --> t.json:1:2\ntapir: t.json is not a valid task; the task did not start\n";
-        assert_eq!(refusal_in(findings).as_deref(), Some(findings.trim_end()));
-        assert_eq!(refusal_in("warning: only a warning\n"), None);
-        assert_eq!(refusal_in(""), None);
-        let long = format!("error: {}", "é".repeat(MAX_REFUSAL_MESSAGE));
-        let kept = refusal_in(&long).unwrap_or_default();
-        assert!(kept.len() <= MAX_REFUSAL_MESSAGE && kept.starts_with('é'));
     }
 }

@@ -165,10 +165,8 @@ pub(crate) enum AttemptRun {
     NotYet(String),
 }
 
-/// The task run folder of attempt `number` of `task` (the latest when `None`). An attempt
-/// that is still running is not linked in the record yet (its task run is recorded when it
-/// ends): it is the newest task run of the task's derived task file not linked to any
-/// attempt. Asking for an attempt that does not exist is a usage error.
+/// The task run folder of attempt `number` of `task` (the latest when `None`), as the
+/// record links it. Asking for an attempt that does not exist is a usage error.
 pub(crate) fn attempt_run(
     dir: &Path,
     task: &PipelineTaskRecord,
@@ -197,13 +195,20 @@ pub(crate) fn attempt_run(
             })
         })
     });
+    // An attempt's run id and folder are assigned before it starts; the folder exists
+    // once its `tapir run` is past its checks.
     if let Some(run_dir) = linked {
-        return Ok(AttemptRun::Found(run_dir));
-    }
-    let is_latest =
-        chosen.is_none_or(|a| task.attempts.last().is_some_and(|l| l.number == a.number));
-    if is_latest && let Some(run_dir) = unlinked_run(dir, task) {
-        return Ok(AttemptRun::Found(run_dir));
+        if run_dir.join(store::RECORD_FILE).is_file() {
+            return Ok(AttemptRun::Found(run_dir));
+        }
+        if let Some(a) = chosen.filter(|a| a.status == record::Status::Running) {
+            return Ok(AttemptRun::NotYet(format!(
+                "attempt {} of task {} is starting: its task run {} has no record yet",
+                a.number,
+                task.id,
+                run_dir.display()
+            )));
+        }
     }
     let why = match chosen {
         Some(a) => format!(
@@ -239,33 +244,6 @@ pub(crate) fn latest_task_run(
             "{why}\n  fix: `tapir {command} {query}` {instead}"
         ))),
     }
-}
-
-/// The newest task run under `runs/` made from the task's derived task file and linked to
-/// none of its attempts.
-fn unlinked_run(dir: &Path, task: &PipelineTaskRecord) -> Option<PathBuf> {
-    let task_file = if task.task_file.is_empty() {
-        format!("{RUNS_SUBDIR}/{}.task.json", task.id)
-    } else {
-        task.task_file.clone()
-    };
-    let linked: Vec<&str> = task
-        .attempts
-        .iter()
-        .filter_map(|a| a.run_id.as_deref())
-        .collect();
-    store::list_runs(&dir.join(RUNS_SUBDIR))
-        .ok()?
-        .into_iter()
-        .filter(|run| store::run_id_of(run).is_some_and(|id| !linked.contains(&id)))
-        .find(|run| {
-            // The folder may have moved since: compare the path's end, not all of it.
-            store::read_record(run).ok().is_some_and(|r| {
-                r.pointer("/task_file/path")
-                    .and_then(|p| p.as_str())
-                    .is_some_and(|p| Path::new(p).ends_with(&task_file))
-            })
-        })
 }
 
 /// Which task and attempt of the pipeline run made the task run `run_id`.

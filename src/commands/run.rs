@@ -34,7 +34,7 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     if let Some(parent) = args.watch_parent {
         execute::parent_watch::watch(parent);
     }
-    let id = store::new_run_id();
+    let id = args.run_id.clone().unwrap_or_else(store::new_run_id);
     let mut record = RunRecord {
         format_version: record::FORMAT_VERSION,
         id: id.clone(),

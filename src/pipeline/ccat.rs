@@ -19,7 +19,8 @@ use sha2::{Digest, Sha256};
 
 use crate::pipeline::model::InputRole;
 use crate::pipeline::plan::{FolderDirection, PlannedFolder, WORKFLOW_OUTPUT_DIR};
-use crate::resolve::plan::{MASK, is_secret_name};
+use crate::resolve::env_input::EnvOverride;
+use crate::resolve::plan::{MASK, PlannedBind, is_secret_name};
 
 /// Where the contract mounts each folder inside the container.
 pub(crate) const INPUT: &str = "/workflow/input";
@@ -342,41 +343,42 @@ pub(crate) fn products(
     (products, warnings)
 }
 
-/// The arguments a step's `tapir run` gets beyond the task file: each of its planned
-/// `/workflow/...` folders as `--bind HOST:CONTAINER:ro|rw` (inputs and config read-only,
-/// the rest read-write) and `--env WORKFLOW_OUTPUT_DIR=...`. Managed folders are under
-/// `run_dir` (the pipeline run folder); the pipeline's own input is made absolute, since
-/// `--bind` paths are relative to the current folder.
+/// What a step's `tapir run` gets beyond the task file: each of its planned
+/// `/workflow/...` folders as a bind `HOST:CONTAINER:ro|rw` (inputs and config read-only,
+/// the rest read-write) and `WORKFLOW_OUTPUT_DIR=...`. Managed folders are under
+/// `run_dir` (the pipeline run folder); the pipeline's own input is made absolute.
 ///
 /// `private_config` replaces the config folder when the container's manifest holds
 /// secrets (`Environment::has_secrets`): it then lives outside the run folder.
-pub(crate) fn step_run_args(
+pub(crate) fn step_run_options(
     folders: &[PlannedFolder],
     workflow_output_dir: Option<&str>,
     run_dir: &Path,
     private_config: Option<&Path>,
-) -> Vec<String> {
-    let mut args = Vec::new();
+) -> (Vec<PlannedBind>, Vec<EnvOverride>) {
+    let mut binds = Vec::new();
     for folder in folders {
         let Some(container) = &folder.mounted_path else {
             continue;
         };
-        let mode = match folder.direction {
-            FolderDirection::Input => "ro",
-            FolderDirection::Output => "rw",
-        };
-        let host = match private_config {
+        let host_path = match private_config {
             Some(private) if container == CONFIG => private.to_path_buf(),
             _ => folder_on_host(folder, run_dir),
         };
-        args.push("--bind".to_string());
-        args.push(format!("{}:{container}:{mode}", host.display()));
+        binds.push(PlannedBind {
+            host_path,
+            container_path: container.clone(),
+            read_only: folder.direction == FolderDirection::Input,
+        });
     }
-    if let Some(dir) = workflow_output_dir {
-        args.push("--env".to_string());
-        args.push(format!("{WORKFLOW_OUTPUT_DIR}={dir}"));
-    }
-    args
+    let env = workflow_output_dir
+        .map(|dir| EnvOverride {
+            name: WORKFLOW_OUTPUT_DIR.to_string(),
+            value: dir.to_string(),
+        })
+        .into_iter()
+        .collect();
+    (binds, env)
 }
 
 /// Where a planned folder is on the host.
@@ -850,24 +852,29 @@ mod tests {
         ];
         let run = Path::new("/runs/pipeline-run-1");
         let private = Path::new("/run/user/1/tapir-manifest-x");
+        let bind = |host: &str, container: &str, read_only| PlannedBind {
+            host_path: PathBuf::from(host),
+            container_path: container.into(),
+            read_only,
+        };
         assert_eq!(
-            step_run_args(&folders, None, run, Some(private))[3],
-            "/run/user/1/tapir-manifest-x:/workflow/config:ro"
+            step_run_options(&folders, None, run, Some(private)).0[1],
+            bind("/run/user/1/tapir-manifest-x", CONFIG, true)
         );
         assert_eq!(
-            step_run_args(&folders, Some("/workflow/workspace/cal/"), run, None),
-            [
-                "--bind",
-                "/data/raw:/workflow/input:ro",
-                "--bind",
-                "/runs/pipeline-run-1/config/cal:/workflow/config:ro",
-                "--bind",
-                "/runs/pipeline-run-1/workspace:/workflow/workspace:rw",
-                "--bind",
-                "/runs/pipeline-run-1/logs/cal:/workflow/logs:rw",
-                "--env",
-                "WORKFLOW_OUTPUT_DIR=/workflow/workspace/cal/",
-            ]
+            step_run_options(&folders, Some("/workflow/workspace/cal/"), run, None),
+            (
+                vec![
+                    bind("/data/raw", INPUT, true),
+                    bind("/runs/pipeline-run-1/config/cal", CONFIG, true),
+                    bind("/runs/pipeline-run-1/workspace", WORKSPACE, false),
+                    bind("/runs/pipeline-run-1/logs/cal", LOGS, false),
+                ],
+                vec![EnvOverride {
+                    name: "WORKFLOW_OUTPUT_DIR".into(),
+                    value: "/workflow/workspace/cal/".into()
+                }]
+            )
         );
         assert_eq!(
             step_output_on_host("cal", "/workflow/workspace/cal/", run),

@@ -31,7 +31,7 @@ pub(crate) fn derived_task(planned: &PlannedTask, run_dir: &Path) -> Value {
     }
     for folder in &planned.folders {
         // Profile `ccat`: the /workflow folders are no channels of the template; they
-        // reach the container as `run --bind` (`ccat::step_run_args`).
+        // reach the container as `run --bind` (`ccat::step_run_options`).
         if folder.mounted_path.is_some() {
             continue;
         }

@@ -10,3 +10,4 @@ pub(crate) mod graph;
 pub(crate) mod model;
 pub(crate) mod plan;
 pub(crate) mod record;
+pub(crate) mod schedule;

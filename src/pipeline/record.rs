@@ -289,15 +289,6 @@ impl Attempt {
 }
 
 impl PipelineRunRecord {
-    /// The ids of the task runs its attempts are linked to.
-    pub(crate) fn linked_run_ids(&self) -> std::collections::BTreeSet<String> {
-        self.tasks
-            .iter()
-            .flat_map(|t| &t.attempts)
-            .filter_map(|a| a.run_id.clone())
-            .collect()
-    }
-
     pub(crate) fn to_value(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }

@@ -118,12 +118,22 @@ pub(crate) fn new_run_id() -> String {
 /// Accepts an override only if it is a safe single folder-name component.
 fn valid_override(value: std::ffi::OsString) -> Option<String> {
     let value = value.into_string().ok()?;
-    let safe = !value.is_empty()
-        && !value.starts_with('.')
-        && value
+    is_valid_run_id(&value).then_some(value)
+}
+
+/// Whether `id` can be a run id: a safe single folder-name component.
+pub(crate) fn is_valid_run_id(id: &str) -> bool {
+    !id.is_empty()
+        && !id.starts_with('.')
+        && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    safe.then_some(value)
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A new run id, never the test override: for the runs a process assigns to its
+/// children (each needs its own).
+pub(crate) fn fresh_run_id() -> String {
+    generate_run_id()
 }
 
 fn generate_run_id() -> String {

@@ -551,7 +551,7 @@ fn rm_of_a_pipeline_run_keeps_output_data_unless_asked_and_cancels_only_with_for
 }
 
 #[test]
-fn logs_follow_waits_for_a_pending_task_and_finds_its_running_attempt_before_it_is_linked() {
+fn logs_follow_waits_for_a_pending_task_and_for_the_task_run_its_attempt_was_assigned() {
     let dir = tempfile::tempdir().unwrap();
     let mut holder = std::process::Command::new("sleep")
         .arg("60")
@@ -574,13 +574,50 @@ fn logs_follow_waits_for_a_pending_task_and_finds_its_running_attempt_before_it_
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    // The attempt's task run, not yet linked in the record (as while it runs).
-    task_run(
-        &pipeline,
-        "a",
-        "echo followed; exit 4",
-        &pipeline.join("a/out"),
+    // The attempt starts: its run id and folder are recorded before the folder exists.
+    let mut record: Value =
+        serde_json::from_str(&std::fs::read_to_string(pipeline.join("record.json")).unwrap())
+            .unwrap();
+    record["tasks"][0]["status"] = json!("running");
+    record["tasks"][0]["attempts"] = json!([{
+        "number": 1, "run_id": "01assigned", "run_dir": "runs/task_run-01assigned",
+        "status": "running", "started_at": "2026-11-21T11:00:01Z"
+    }]);
+    std::fs::write(pipeline.join("record.json"), record.to_string()).unwrap();
+    let starting = run(&mut tapir(dir.path(), ["logs", "01run", "a"]));
+    assert_eq!(starting.code, 2, "{}", starting.stderr);
+    assert!(
+        starting
+            .stderr
+            .contains("attempt 1 of task a is starting: its task run"),
+        "{}",
+        starting.stderr
     );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let scratch = tempfile::tempdir().unwrap();
+    let task = inline_task(
+        scratch.path(),
+        "echo followed; exit 4",
+        json!({
+            "template": {"outputs": [{"name": "out", "mounted_path": "/out"}]},
+            "outputs": [{"name": "out", "volume_source": {"host_path": pipeline.join("a/out").display().to_string()}}]
+        }),
+    );
+    std::fs::copy(task, pipeline.join("runs/a.task.json")).unwrap();
+    let done = run(&mut tapir(
+        &pipeline,
+        [
+            "run",
+            "--network",
+            "none",
+            "--runs-dir",
+            "runs",
+            "--run-id",
+            "01assigned",
+            "runs/a.task.json",
+        ],
+    ));
+    assert_eq!(done.code, 4, "{}", done.stderr);
     let followed = follower.wait_with_output().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&followed.stdout),

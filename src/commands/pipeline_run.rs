@@ -25,7 +25,7 @@ use crate::output::{self, Printer, TaskProgress};
 use crate::pipeline::model::Profile;
 use crate::pipeline::plan::{self, FolderDirection, PipelinePlan, PlannedTask};
 use crate::pipeline::record::{
-    self as precord, Attempt, PIPELINE_RUN_DIR_PREFIX, PipelineRunRecord, PipelineStatus,
+    self as precord, Attempt, Journal, PIPELINE_RUN_DIR_PREFIX, PipelineRunRecord, PipelineStatus,
     PipelineTaskRecord, RUNS_SUBDIR, SkipCause, TaskFolder, TaskStatus,
 };
 use crate::pipeline::schedule::{Action, Dependency, End, Schedule, TaskSpec, Why};
@@ -94,7 +94,9 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
     record.host = Some(record::current_host());
     merge_plan(&mut record, plan);
     prepare_folders(plan, &run_dir)?;
-    write(&run_dir, &record);
+    // The whole record first (on `--resume`: with the old journal folded in).
+    let mut journal = Journal::new(&run_dir);
+    report_write(&run_dir, journal.compact(&record));
     output::stderr(&format!(
         "tapir: pipeline `{}`: {} in {} (up to {jobs} at a time); record: {}\n",
         plan.name,
@@ -112,6 +114,7 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
         adopted,
         progress: TaskProgress::start(),
         private_configs: BTreeMap::new(),
+        journal,
     };
     let status = driver.run(&mut record);
     Ok(status)
@@ -153,6 +156,7 @@ fn new_record(args: &PipelineRunArgs, pipeline_sha: &str) -> Result<(PathBuf, Pi
         resumed_at: Vec::new(),
         ended_at: None,
         tasks: Vec::new(),
+        journal_seq: 0,
     };
     Ok((dir, record))
 }
@@ -333,8 +337,8 @@ fn prepare_folders(plan: &PipelinePlan, run_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write(run_dir: &Path, record: &PipelineRunRecord) {
-    if let Err(e) = record.write(run_dir) {
+fn report_write(run_dir: &Path, written: std::result::Result<(), store::RecordError>) {
+    if let Err(e) = written {
         output::stderr(&format!(
             "error: could not write the pipeline record in {}: {e}\n",
             run_dir.display()
@@ -359,6 +363,8 @@ struct Driver<'a> {
     /// Profile `ccat`: the private folders holding the manifests with secrets, by task,
     /// removed when the task ends.
     private_configs: BTreeMap<usize, tempfile::TempDir>,
+    /// Keeps the pipeline record at a cost per event that does not grow with the tasks.
+    journal: Journal,
 }
 
 impl Driver<'_> {
@@ -367,20 +373,25 @@ impl Driver<'_> {
         let signals = SignalForwarder::install(events.clone());
         let mut executor = LocalExecutor::new(self.run_dir, events);
         self.settle_adopted(record);
+        // Tasks whose record changed since the journal was last written.
+        let mut changed: BTreeSet<usize> = self
+            .adopted
+            .iter()
+            .filter_map(|id| record.tasks.iter().position(|t| &t.id == id))
+            .collect();
         let mut schedule = Schedule::new(self.task_specs(record), self.jobs);
         let mut actions: VecDeque<Action> = schedule.begin().into();
         // When each task waiting to retry may start again.
         let mut retry_timers: BTreeSet<(Instant, usize)> = BTreeSet::new();
-        let mut changed = true;
         loop {
             while let Some(action) = actions.pop_front() {
-                changed = true;
                 match action {
                     Action::Start {
                         task,
                         number,
                         retry,
                     } => {
+                        changed.insert(task);
                         let more =
                             self.start(task, number, retry, record, &mut executor, &mut schedule);
                         actions.extend(more);
@@ -404,12 +415,15 @@ impl Driver<'_> {
                         retry_timers.insert((Instant::now() + Duration::from_secs(delay), task));
                     }
                     Action::Stop { task } => executor.cancel(task),
-                    Action::Settled { task, end } => self.settled(task, end, record),
+                    Action::Settled { task, end } => {
+                        changed.insert(task);
+                        self.settled(task, end, record);
+                    }
                 }
             }
-            if changed {
-                write(self.run_dir, record);
-                changed = false;
+            if !changed.is_empty() {
+                let appended = self.journal.append(record, std::mem::take(&mut changed));
+                report_write(self.run_dir, appended);
             }
             if schedule.is_over() {
                 break;
@@ -422,6 +436,7 @@ impl Driver<'_> {
                 });
             match inbox.recv_timeout(wait) {
                 Ok(Event::Ended { task, attempt }) => {
+                    changed.insert(task);
                     actions.extend(self.ended(task, *attempt, record, &mut schedule));
                 }
                 Ok(Event::Interrupted) => actions.extend(schedule.cancel()),
@@ -797,7 +812,7 @@ impl Driver<'_> {
     }
 
     /// The final record, the summary line, and the exit status.
-    fn finish(&self, record: &mut PipelineRunRecord, cancelled: bool) -> ExitStatus {
+    fn finish(&mut self, record: &mut PipelineRunRecord, cancelled: bool) -> ExitStatus {
         let count = |s: TaskStatus| record.tasks.iter().filter(|t| t.status == s).count();
         // A task that skipped itself (and what was skipped after it) did all it had to.
         let all_succeeded = record.tasks.iter().all(PipelineTaskRecord::ended_well);
@@ -824,7 +839,7 @@ impl Driver<'_> {
         record.message = Some(message.clone());
         record.exit_code = Some(exit.code());
         record.ended_at = Some(jiff::Timestamp::now());
-        write(self.run_dir, record);
+        report_write(self.run_dir, self.journal.compact(record));
         output::stderr(&format!(
             "tapir: pipeline `{}` {}: {message}; record: {}\n",
             record.name,

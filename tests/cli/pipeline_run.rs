@@ -84,8 +84,28 @@ fn only_pipeline_run(dir: &Path) -> PathBuf {
     runs[0].clone()
 }
 
+/// The pipeline record as a reader sees it: `record.json`, with the entries of
+/// `journal.jsonl` numbered after its `journal_seq` applied (each a task's new state).
 fn record(run_dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(run_dir.join("record.json")).unwrap()).unwrap()
+    let mut record: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("record.json")).unwrap())
+            .unwrap();
+    let journal = std::fs::read_to_string(run_dir.join("journal.jsonl")).unwrap_or_default();
+    let mut seq = record["journal_seq"].as_u64().unwrap_or(0);
+    for line in journal.lines() {
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            break;
+        };
+        if entry["seq"].as_u64().unwrap_or(0) <= seq {
+            continue;
+        }
+        seq = entry["seq"].as_u64().unwrap_or(0);
+        let tasks = record["tasks"].as_array_mut().unwrap();
+        if let Some(task) = tasks.iter_mut().find(|t| t["id"] == entry["task"]["id"]) {
+            *task = entry["task"].clone();
+        }
+    }
+    record
 }
 
 fn task_record<'a>(record: &'a Value, id: &str) -> &'a Value {

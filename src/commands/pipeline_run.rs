@@ -598,6 +598,9 @@ impl Driver<'_> {
         );
         run.network = self.args.network.clone();
         run.grace = self.args.grace;
+        run.pull = self.args.pull;
+        run.user = self.args.user;
+        run.keep = self.args.keep;
         run.timeout = planned.execution.max_exec_time;
         run.container_file = planned.runnable.container_file.as_deref().map(absolute);
         // The child stops its container if this process dies without passing a cancel
@@ -615,6 +618,7 @@ impl Driver<'_> {
             self.private_configs.get(&task).map(tempfile::TempDir::path),
         );
         run.binds = binds;
+        run.binds.extend(self.args.bind.iter().cloned());
         run.env = env;
         AttemptRequest {
             task,

@@ -238,6 +238,12 @@ pub(crate) struct RunArgs {
     /// caller, so the run folder `task_run-<ID>` is known before the run starts.
     #[arg(long, value_name = "ID", hide = true, value_parser = RunIdParser)]
     pub run_id: Option<String>,
+
+    /// Internal (`pipeline run` gives it): NAME=SOURCE names where a variable of an
+    /// `--env-file` really comes from (the conf file, the pipeline's env), for the
+    /// record, when the file is only the way it travels (standard input).
+    #[arg(long, value_name = "NAME=SOURCE", hide = true, value_parser = EnvOverrideParser)]
+    pub env_source: Vec<EnvOverride>,
 }
 
 /// Where run folders are; shared by every command that reads them.

@@ -31,6 +31,7 @@ use crate::pipeline::record::{
 use crate::pipeline::schedule::{Action, Dependency, End, Schedule, TaskSpec, Why};
 use crate::pipeline::{ccat, derive};
 use crate::record::{self, Status, TaskFile, store};
+use crate::resolve::env_input::EnvOverride;
 
 pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let err = Printer::for_stderr(color);
@@ -47,10 +48,10 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
     };
     // Warnings do not stop the run, but are said first (as `tapir run` does).
     output::stderr(&human_findings(&checked, &err));
-    let stdin_env: BTreeMap<String, String> = plan
+    let stdin_env: BTreeMap<String, Vec<derive::StdinVar>> = plan
         .tasks
         .iter()
-        .map(|task| (task.id.clone(), derive::stdin_env_file(task)))
+        .map(|task| (task.id.clone(), derive::stdin_env(task)))
         .collect();
     let pipeline_sha = sha256_of(&args.pipeline)?;
     let conf_file = match &args.conf {
@@ -355,7 +356,7 @@ struct Driver<'a> {
     jobs: usize,
     /// Per task: `NAME=VALUE` lines of its secret and conf values, handed to each
     /// attempt without touching the disk.
-    stdin_env: BTreeMap<String, String>,
+    stdin_env: BTreeMap<String, Vec<derive::StdinVar>>,
     /// Tasks `--resume` adopted (their orphaned attempt succeeded): said once, and a
     /// CCAT step's products and logs are collected as after any success.
     adopted: Vec<String>,
@@ -606,7 +607,30 @@ impl Driver<'_> {
         // The child stops its container if this process dies without passing a cancel
         // on (SIGKILL): src/execute/parent_watch.rs.
         run.watch_parent = Some(std::process::id());
-        let private_env = self.stdin_env.get(&planned.id).cloned().unwrap_or_default();
+        let mut private_env = String::new();
+        for var in self.stdin_env.get(&planned.id).into_iter().flatten() {
+            private_env.push_str(&format!("{}={}\n", var.name, var.value));
+            // The file on stdin is only how the value travels: the record names where
+            // it comes from.
+            let source = match var.origin {
+                derive::StdinOrigin::Task => "task".to_string(),
+                derive::StdinOrigin::Pipeline => "pipeline env".to_string(),
+                derive::StdinOrigin::Conf => format!(
+                    "conf {} task_form.{}",
+                    self.args
+                        .conf
+                        .as_deref()
+                        .map(absolute)
+                        .unwrap_or_default()
+                        .display(),
+                    planned.id
+                ),
+            };
+            run.env_sources.push(EnvOverride {
+                name: var.name.clone(),
+                value: source,
+            });
+        }
         if !private_env.is_empty() {
             run.env_files.push(PathBuf::from("/dev/stdin"));
         }

@@ -1396,6 +1396,30 @@ fn kaapana_conf_shape_and_pipeline_env_reach_the_task_in_their_precedence() {
     let record = record(&run_dir);
     let argv = task_record(&record, "a")["attempts"][0]["argv"].to_string();
     assert!(argv.contains("\"--memory\",\"67108864\""), "{argv}");
+    // The task run's record names where the conf's values come from, not the standard
+    // input they travelled on.
+    let task_run = run_dir.join(
+        task_record(&record, "a")["attempts"][0]["run_dir"]
+            .as_str()
+            .unwrap(),
+    );
+    let task_run_record: Value =
+        serde_json::from_str(&std::fs::read_to_string(task_run.join("record.json")).unwrap())
+            .unwrap();
+    let conf = dir.path().canonicalize().unwrap().join("conf.json");
+    for name in ["C", "L"] {
+        let entry = task_run_record["plan"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap();
+        assert_eq!(
+            entry["source"],
+            format!("conf {} task_form.a", conf.display()),
+            "{entry}"
+        );
+    }
 }
 
 /// Exit 126 is Kaapana's "skipped": under `profile: kaapana` (or `--profile kaapana`) the

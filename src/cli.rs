@@ -238,6 +238,12 @@ pub(crate) struct RunArgs {
     /// caller, so the run folder `task_run-<ID>` is known before the run starts.
     #[arg(long, value_name = "ID", hide = true, value_parser = RunIdParser)]
     pub run_id: Option<String>,
+
+    /// Internal (`pipeline run` gives it): NAME=SOURCE names where a variable of an
+    /// `--env-file` really comes from (the conf file, the pipeline's env), for the
+    /// record, when the file is only the way it travels (standard input).
+    #[arg(long, value_name = "NAME=SOURCE", hide = true, value_parser = EnvOverrideParser)]
+    pub env_source: Vec<EnvOverride>,
 }
 
 /// Where run folders are; shared by every command that reads them.
@@ -702,6 +708,23 @@ pub(crate) struct PipelineRunArgs {
     /// Seconds a cancelled task gets to stop before it is killed.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub grace: u32,
+
+    /// Pull a task's image when it is not present locally (as `run --pull`).
+    #[arg(long)]
+    pub pull: bool,
+
+    /// Who runs every task: `invoker` (your uid:gid) or `image` (as `run --user`).
+    #[arg(long, value_enum, default_value_t = UserChoice::Invoker)]
+    pub user: UserChoice,
+
+    /// HOST:CONTAINER[:ro|rw]: bind a host path into every task's container (repeatable;
+    /// as `run --bind`).
+    #[arg(long, value_name = "HOST:CONTAINER", value_parser = BindParser)]
+    pub bind: Vec<PlannedBind>,
+
+    /// Keep every task's container after it ends (as `run --keep`).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Args)]

@@ -25,12 +25,13 @@ use crate::output::{self, Printer, TaskProgress};
 use crate::pipeline::model::Profile;
 use crate::pipeline::plan::{self, FolderDirection, PipelinePlan, PlannedTask};
 use crate::pipeline::record::{
-    self as precord, Attempt, PIPELINE_RUN_DIR_PREFIX, PipelineRunRecord, PipelineStatus,
+    self as precord, Attempt, Journal, PIPELINE_RUN_DIR_PREFIX, PipelineRunRecord, PipelineStatus,
     PipelineTaskRecord, RUNS_SUBDIR, SkipCause, TaskFolder, TaskStatus,
 };
 use crate::pipeline::schedule::{Action, Dependency, End, Schedule, TaskSpec, Why};
 use crate::pipeline::{ccat, derive};
 use crate::record::{self, Status, TaskFile, store};
+use crate::resolve::env_input::EnvOverride;
 
 pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let err = Printer::for_stderr(color);
@@ -47,10 +48,10 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
     };
     // Warnings do not stop the run, but are said first (as `tapir run` does).
     output::stderr(&human_findings(&checked, &err));
-    let stdin_env: BTreeMap<String, String> = plan
+    let stdin_env: BTreeMap<String, Vec<derive::StdinVar>> = plan
         .tasks
         .iter()
-        .map(|task| (task.id.clone(), derive::stdin_env_file(task)))
+        .map(|task| (task.id.clone(), derive::stdin_env(task)))
         .collect();
     let pipeline_sha = sha256_of(&args.pipeline)?;
     let conf_file = match &args.conf {
@@ -95,10 +96,13 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
     merge_plan(&mut record, plan);
     if args.resume.is_some() {
         prepare_folders(plan, &run_dir)?;
-        write(&run_dir, &record);
     } else {
+        // A runs folder that cannot take the first files refuses the pipeline (no folder).
         open_new_run_dir(args, plan, &run_dir, &record)?;
     }
+    // The whole record first (on `--resume`: with the old journal folded in).
+    let mut journal = Journal::new(&run_dir);
+    report_write(&run_dir, journal.compact(&record));
     output::stderr(&format!(
         "tapir: pipeline `{}`: {} in {} (up to {jobs} at a time); record: {}\n",
         plan.name,
@@ -116,6 +120,7 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
         adopted,
         progress: TaskProgress::start(),
         private_configs: BTreeMap::new(),
+        journal,
     };
     let status = driver.run(&mut record);
     Ok(status)
@@ -134,7 +139,11 @@ fn open_new_run_dir(
     let opened = store::ignore_in_git(run_dir)
         .map_err(|e| format!("cannot write {e}"))
         .and_then(|()| prepare_folders(plan, run_dir).map_err(|e| format!("cannot write {e}")))
-        .and_then(|()| record.write(run_dir).map_err(|e| e.to_string()));
+        .and_then(|()| {
+            Journal::new(run_dir)
+                .compact(record)
+                .map_err(|e| e.to_string())
+        });
     opened.map_err(|e| {
         let _ = std::fs::remove_dir_all(run_dir);
         Error::not_started(format!(
@@ -180,6 +189,7 @@ fn new_record(args: &PipelineRunArgs, pipeline_sha: &str) -> Result<(PathBuf, Pi
         resumed_at: Vec::new(),
         ended_at: None,
         tasks: Vec::new(),
+        journal_seq: 0,
     };
     Ok((dir, record))
 }
@@ -360,8 +370,8 @@ fn prepare_folders(plan: &PipelinePlan, run_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write(run_dir: &Path, record: &PipelineRunRecord) {
-    if let Err(e) = record.write(run_dir) {
+fn report_write(run_dir: &Path, written: std::result::Result<(), store::RecordError>) {
+    if let Err(e) = written {
         output::stderr(&format!(
             "error: could not write the pipeline record in {}: {e}\n",
             run_dir.display()
@@ -378,7 +388,7 @@ struct Driver<'a> {
     jobs: usize,
     /// Per task: `NAME=VALUE` lines of its secret and conf values, handed to each
     /// attempt without touching the disk.
-    stdin_env: BTreeMap<String, String>,
+    stdin_env: BTreeMap<String, Vec<derive::StdinVar>>,
     /// Tasks `--resume` adopted (their orphaned attempt succeeded): said once, and a
     /// CCAT step's products and logs are collected as after any success.
     adopted: Vec<String>,
@@ -386,6 +396,8 @@ struct Driver<'a> {
     /// Profile `ccat`: the private folders holding the manifests with secrets, by task,
     /// removed when the task ends.
     private_configs: BTreeMap<usize, tempfile::TempDir>,
+    /// Keeps the pipeline record at a cost per event that does not grow with the tasks.
+    journal: Journal,
 }
 
 impl Driver<'_> {
@@ -394,20 +406,25 @@ impl Driver<'_> {
         let signals = SignalForwarder::install(events.clone());
         let mut executor = LocalExecutor::new(self.run_dir, events);
         self.settle_adopted(record);
+        // Tasks whose record changed since the journal was last written.
+        let mut changed: BTreeSet<usize> = self
+            .adopted
+            .iter()
+            .filter_map(|id| record.tasks.iter().position(|t| &t.id == id))
+            .collect();
         let mut schedule = Schedule::new(self.task_specs(record), self.jobs);
         let mut actions: VecDeque<Action> = schedule.begin().into();
         // When each task waiting to retry may start again.
         let mut retry_timers: BTreeSet<(Instant, usize)> = BTreeSet::new();
-        let mut changed = true;
         loop {
             while let Some(action) = actions.pop_front() {
-                changed = true;
                 match action {
                     Action::Start {
                         task,
                         number,
                         retry,
                     } => {
+                        changed.insert(task);
                         let more =
                             self.start(task, number, retry, record, &mut executor, &mut schedule);
                         actions.extend(more);
@@ -431,12 +448,15 @@ impl Driver<'_> {
                         retry_timers.insert((Instant::now() + Duration::from_secs(delay), task));
                     }
                     Action::Stop { task } => executor.cancel(task),
-                    Action::Settled { task, end } => self.settled(task, end, record),
+                    Action::Settled { task, end } => {
+                        changed.insert(task);
+                        self.settled(task, end, record);
+                    }
                 }
             }
-            if changed {
-                write(self.run_dir, record);
-                changed = false;
+            if !changed.is_empty() {
+                let appended = self.journal.append(record, std::mem::take(&mut changed));
+                report_write(self.run_dir, appended);
             }
             if schedule.is_over() {
                 break;
@@ -449,6 +469,7 @@ impl Driver<'_> {
                 });
             match inbox.recv_timeout(wait) {
                 Ok(Event::Ended { task, attempt }) => {
+                    changed.insert(task);
                     actions.extend(self.ended(task, *attempt, record, &mut schedule));
                 }
                 Ok(Event::Interrupted) => actions.extend(schedule.cancel()),
@@ -610,12 +631,38 @@ impl Driver<'_> {
         );
         run.network = self.args.network.clone();
         run.grace = self.args.grace;
+        run.pull = self.args.pull;
+        run.user = self.args.user;
+        run.keep = self.args.keep;
         run.timeout = planned.execution.max_exec_time;
         run.container_file = planned.runnable.container_file.as_deref().map(absolute);
         // The child stops its container if this process dies without passing a cancel
         // on (SIGKILL): src/execute/parent_watch.rs.
         run.watch_parent = Some(std::process::id());
-        let private_env = self.stdin_env.get(&planned.id).cloned().unwrap_or_default();
+        let mut private_env = String::new();
+        for var in self.stdin_env.get(&planned.id).into_iter().flatten() {
+            private_env.push_str(&format!("{}={}\n", var.name, var.value));
+            // The file on stdin is only how the value travels: the record names where
+            // it comes from.
+            let source = match var.origin {
+                derive::StdinOrigin::Task => "task".to_string(),
+                derive::StdinOrigin::Pipeline => "pipeline env".to_string(),
+                derive::StdinOrigin::Conf => format!(
+                    "conf {} task_form.{}",
+                    self.args
+                        .conf
+                        .as_deref()
+                        .map(absolute)
+                        .unwrap_or_default()
+                        .display(),
+                    planned.id
+                ),
+            };
+            run.env_sources.push(EnvOverride {
+                name: var.name.clone(),
+                value: source,
+            });
+        }
         if !private_env.is_empty() {
             run.env_files.push(PathBuf::from("/dev/stdin"));
         }
@@ -627,6 +674,7 @@ impl Driver<'_> {
             self.private_configs.get(&task).map(tempfile::TempDir::path),
         );
         run.binds = binds;
+        run.binds.extend(self.args.bind.iter().cloned());
         run.env = env;
         AttemptRequest {
             task,
@@ -824,7 +872,7 @@ impl Driver<'_> {
     }
 
     /// The final record, the summary line, and the exit status.
-    fn finish(&self, record: &mut PipelineRunRecord, cancelled: bool) -> ExitStatus {
+    fn finish(&mut self, record: &mut PipelineRunRecord, cancelled: bool) -> ExitStatus {
         let count = |s: TaskStatus| record.tasks.iter().filter(|t| t.status == s).count();
         // A task that skipped itself (and what was skipped after it) did all it had to.
         let all_succeeded = record.tasks.iter().all(PipelineTaskRecord::ended_well);
@@ -851,7 +899,7 @@ impl Driver<'_> {
         record.message = Some(message.clone());
         record.exit_code = Some(exit.code());
         record.ended_at = Some(jiff::Timestamp::now());
-        write(self.run_dir, record);
+        report_write(self.run_dir, self.journal.compact(record));
         output::stderr(&format!(
             "tapir: pipeline `{}` {}: {message}; record: {}\n",
             record.name,

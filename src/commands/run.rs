@@ -370,9 +370,12 @@ fn overrides(args: &RunArgs) -> Vec<Override> {
         file.entries.iter().map(|entry| Override {
             name: entry.var.name.clone(),
             value: entry.var.value.clone(),
-            source: EnvSource::EnvFile {
-                path: file.path.display().to_string(),
-                line: entry.line,
+            source: match args.env_source.iter().find(|s| s.name == entry.var.name) {
+                Some(real) => EnvSource::Caller(real.value.clone()),
+                None => EnvSource::EnvFile {
+                    path: file.path.display().to_string(),
+                    line: entry.line,
+                },
             },
         })
     });

@@ -26,6 +26,8 @@ pub(crate) struct RunRequest {
     pub env: Vec<EnvOverride>,
     /// `--env-file`, in order.
     pub env_files: Vec<PathBuf>,
+    /// Where variables of the env files really come from (`--env-source NAME=SOURCE`).
+    pub env_sources: Vec<EnvOverride>,
     pub binds: Vec<PlannedBind>,
     pub container_file: Option<PathBuf>,
     pub pull: bool,
@@ -61,6 +63,12 @@ impl RunRequest {
         }
         for file in &self.env_files {
             pair("--env-file", file.clone().into());
+        }
+        for source in &self.env_sources {
+            pair(
+                "--env-source",
+                format!("{}={}", source.name, source.value).into(),
+            );
         }
         for bind in &self.binds {
             let mut text = OsString::from(&bind.host_path);
@@ -113,6 +121,7 @@ impl RunRequest {
             mode: args.mode,
             env: args.env.clone(),
             env_files: args.env_file.iter().map(|f| f.path.clone()).collect(),
+            env_sources: args.env_source.clone(),
             binds: args.bind.clone(),
             container_file: args.container_file.clone(),
             pull: args.pull,
@@ -136,6 +145,7 @@ impl RunRequest {
             mode,
             env: Vec::new(),
             env_files: Vec::new(),
+            env_sources: Vec::new(),
             binds: Vec::new(),
             container_file: None,
             pull: false,
@@ -192,6 +202,10 @@ mod tests {
                 },
             ],
             env_files: vec![env_file],
+            env_sources: vec![EnvOverride {
+                name: "API_TOKEN".into(),
+                value: "conf /c/conf.json task_form.a".into(),
+            }],
             binds: vec![
                 PlannedBind {
                     host_path: dir.path().join("host:with colon"),

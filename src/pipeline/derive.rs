@@ -88,23 +88,64 @@ fn absolute_host_path(base: &Path, path: &str) -> String {
 /// the secret-looking variables of the task's `env` and the pipeline's over them, then
 /// the conf file's values over both (the pipeline check refuses a conf value with a line
 /// break, `env-line-break`).
-pub(crate) fn stdin_env_file(planned: &PlannedTask) -> String {
+#[cfg(test)]
+fn stdin_env_file(planned: &PlannedTask) -> String {
+    stdin_env(planned)
+        .iter()
+        .map(|var| format!("{}={}\n", var.name, var.value))
+        .collect()
+}
+
+/// Where a value handed over on standard input comes from, for the task run's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StdinOrigin {
+    /// The task file's own `env`.
+    Task,
+    /// The pipeline's `env`, or the pipeline task's.
+    Pipeline,
+    /// The conf file's `task_form` entry of the task.
+    Conf,
+}
+
+/// One value of [`stdin_env`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StdinVar {
+    pub name: String,
+    pub value: String,
+    pub origin: StdinOrigin,
+}
+
+/// The values [`stdin_env_file`] hands over, by name, with where each comes from.
+pub(crate) fn stdin_env(planned: &PlannedTask) -> Vec<StdinVar> {
     let runnable = &planned.runnable;
-    let mut vars: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
-    let own = runnable.task.env.iter().map(|e| (&e.name, &e.value));
-    for (name, value) in own.chain(runnable.pipeline_env.iter().map(|(n, v)| (n, v))) {
+    let mut vars: std::collections::BTreeMap<&str, (&str, StdinOrigin)> =
+        std::collections::BTreeMap::new();
+    let own = runnable
+        .task
+        .env
+        .iter()
+        .map(|e| (&e.name, &e.value, StdinOrigin::Task));
+    let pipeline = runnable
+        .pipeline_env
+        .iter()
+        .map(|(n, v)| (n, v, StdinOrigin::Pipeline));
+    for (name, value, origin) in own.chain(pipeline) {
         if travels_on_stdin(name, value) {
-            vars.insert(name, value);
+            vars.insert(name, (value, origin));
         } else {
             // A later plain value replaces an earlier secret one in the file.
             vars.remove(name.as_str());
         }
     }
     for (name, value) in &runnable.conf_env {
-        vars.insert(name, value);
+        vars.insert(name, (value, StdinOrigin::Conf));
     }
-    vars.iter()
-        .map(|(name, value)| format!("{name}={value}\n"))
+    vars.into_iter()
+        .map(|(name, (value, origin))| StdinVar {
+            name: name.to_string(),
+            value: value.to_string(),
+            origin,
+        })
         .collect()
 }
 
@@ -186,6 +227,17 @@ mod tests {
         // The pipeline's value in the file, the conf's over it on stdin.
         assert_eq!(b["env"], json!([{"name": "WHO", "value": "pipeline"}]));
         assert_eq!(stdin_env_file(&tasks[1]), "API_TOKEN=tok3n\nWHO=conf\n");
+        let origins: Vec<(String, StdinOrigin)> = stdin_env(&tasks[1])
+            .into_iter()
+            .map(|v| (v.name, v.origin))
+            .collect();
+        assert_eq!(
+            origins,
+            [
+                ("API_TOKEN".to_string(), StdinOrigin::Conf),
+                ("WHO".to_string(), StdinOrigin::Conf)
+            ]
+        );
         let a = derived_task(&tasks[0], Path::new("/runs/p"));
         assert_eq!(a["image"], "i", "only the named task's entry applies");
     }

@@ -17,14 +17,14 @@ use crate::pipeline::graph::{Edge, find_cycles, levels};
 use crate::pipeline::model::{
     Conf, ConfVar, Execution, ExecutionDefaults, Pipeline, Profile, TaskForm, TaskRef,
 };
-use crate::pipeline::record::RUNS_SUBDIR;
+use crate::pipeline::record::{JOURNAL_FILE, RUNS_SUBDIR};
 use crate::record::store::RECORD_FILE;
 use crate::schema::{self, Kind};
 use crate::source::{self, Document, LoadFailure, Source, SpanTree};
 use crate::validation::{FileReport, KindRule, check_file};
 
 /// Task ids that would collide with the pipeline run folder's own entries.
-const RESERVED_TASK_IDS: &[&str] = &[RUNS_SUBDIR, RECORD_FILE];
+const RESERVED_TASK_IDS: &[&str] = &[RUNS_SUBDIR, RECORD_FILE, JOURNAL_FILE];
 
 /// The Task fields Kaapana's `task_form` may replace that tapir does not: the pipeline
 /// defines the channels, the template and the configuration.
@@ -721,7 +721,7 @@ impl<'a> Planner<'a> {
                     Diagnostic::error(
                         "reserved-task-id",
                         format!(
-                            "task id `{}` is reserved: a pipeline run folder holds `{RUNS_SUBDIR}/` and `{RECORD_FILE}` next to the tasks' folders",
+                            "task id `{}` is reserved: a pipeline run folder holds `{RUNS_SUBDIR}/`, `{RECORD_FILE}` and `{JOURNAL_FILE}` next to the tasks' folders",
                             task.id
                         ),
                     )

@@ -77,6 +77,14 @@ pub(crate) struct PipelineRunRecord {
     /// In plan order (by level, then file order).
     #[serde(default)]
     pub tasks: Vec<PipelineTaskRecord>,
+    /// The last entry of `journal.jsonl` this record holds: readers apply only the
+    /// entries after it (see [`Journal`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub journal_seq: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn kind() -> String {
@@ -293,8 +301,43 @@ impl PipelineRunRecord {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
-    /// Reads `dir/record.json`; the error names the file.
+    /// Reads `dir/record.json` and applies the journal's newer entries to it; the error
+    /// names the file.
     pub(crate) fn load(dir: &Path) -> Result<Self, store::RecordError> {
+        let mut record = Self::load_compacted(dir)?;
+        record.apply_journal(dir);
+        Ok(record)
+    }
+
+    /// Replaces each task the journal has a newer state of. A line that does not parse
+    /// ends the reading: it can only be the last, cut short by a kill during its write.
+    fn apply_journal(&mut self, dir: &Path) {
+        let Ok(text) = store::read_run_file(&dir.join(JOURNAL_FILE)) else {
+            return;
+        };
+        let index: std::collections::HashMap<String, usize> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.clone(), i))
+            .collect();
+        for line in String::from_utf8_lossy(&text).lines() {
+            let Ok(entry) = serde_json::from_str::<JournalEntry>(line) else {
+                break;
+            };
+            if entry.seq <= self.journal_seq {
+                continue;
+            }
+            self.journal_seq = entry.seq;
+            match index.get(&entry.task.id) {
+                Some(&i) => self.tasks[i] = entry.task,
+                None => self.tasks.push(entry.task),
+            }
+        }
+    }
+
+    /// Reads `dir/record.json` alone.
+    fn load_compacted(dir: &Path) -> Result<Self, store::RecordError> {
         let value = store::read_record(dir)?;
         let mut record: Self = serde_json::from_value(value).map_err(|e| {
             store::RecordError::new(format!(
@@ -316,13 +359,115 @@ impl PipelineRunRecord {
         Ok(record)
     }
 
-    /// Writes it atomically, like a task run record.
-    pub(crate) fn write(&self, dir: &Path) -> Result<(), store::RecordError> {
-        store::write_record_atomic(dir, &self.to_value())
-    }
-
     pub(crate) fn task(&self, id: &str) -> Option<&PipelineTaskRecord> {
         self.tasks.iter().find(|t| t.id == id)
+    }
+}
+
+/// The pipeline record's journal, beside `record.json`.
+pub(crate) const JOURNAL_FILE: &str = "journal.jsonl";
+
+/// One line of the journal: a task's whole new state.
+#[derive(Debug, Serialize, Deserialize)]
+struct JournalEntry {
+    seq: u64,
+    task: PipelineTaskRecord,
+}
+
+/// The smallest journal that is folded into `record.json`: below it, rewriting the
+/// record would cost more than reading the lines.
+const MIN_COMPACTION_BYTES: u64 = 64 * 1024;
+
+/// How a running pipeline keeps its record, at a cost per event that does not grow with
+/// the number of tasks: each change appends the changed tasks to `journal.jsonl` (one
+/// JSON line each, numbered, synced to disk before the next event); once the journal is
+/// as large as the record, the record is rewritten atomically with every entry folded in
+/// (`journal_seq` names the last) and the journal is emptied. Rewriting after appends of
+/// the record's own size keeps the rewrites' share per event constant.
+///
+/// Crash safety: after a kill -9 the record is whole (atomic rename) and the journal
+/// holds every synced line; [`PipelineRunRecord::load`] applies the lines numbered after
+/// `journal_seq`, so a kill between the rewrite and the emptying applies nothing twice,
+/// and a line cut short is ignored (its event was not synced, so nothing relied on it).
+pub(crate) struct Journal {
+    dir: std::path::PathBuf,
+    file: Option<std::fs::File>,
+    /// Bytes appended since the last compaction.
+    appended: u64,
+    /// When to compact next.
+    compact_at: u64,
+}
+
+impl Journal {
+    /// The journal of the pipeline run folder `dir`; [`Journal::compact`] starts it.
+    pub(crate) fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            file: None,
+            appended: 0,
+            compact_at: MIN_COMPACTION_BYTES,
+        }
+    }
+
+    /// Appends the new state of `record`'s tasks `changed` (indexes), and compacts when
+    /// the journal has grown as large as the record.
+    pub(crate) fn append(
+        &mut self,
+        record: &mut PipelineRunRecord,
+        changed: impl IntoIterator<Item = usize>,
+    ) -> Result<(), store::RecordError> {
+        use std::io::Write as _;
+        let path = self.dir.join(JOURNAL_FILE);
+        let mut lines = Vec::new();
+        for i in changed {
+            let Some(task) = record.tasks.get(i) else {
+                continue;
+            };
+            record.journal_seq += 1;
+            let entry = serde_json::json!({"seq": record.journal_seq, "task": task});
+            lines.extend_from_slice(entry.to_string().as_bytes());
+            lines.push(b'\n');
+        }
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(
+                store::run_file_options()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| store::RecordError::io("open", &path, &e))?,
+            ),
+        };
+        file.write_all(&lines)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| store::RecordError::io("write", &path, &e))?;
+        self.appended += lines.len() as u64;
+        if self.appended >= self.compact_at {
+            self.compact(record)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the record with every entry in it, then empties the journal.
+    pub(crate) fn compact(&mut self, record: &PipelineRunRecord) -> Result<(), store::RecordError> {
+        let value = record.to_value();
+        let size = value.to_string().len() as u64;
+        store::write_record_atomic(&self.dir, &value)?;
+        let path = self.dir.join(JOURNAL_FILE);
+        let emptied = match &self.file {
+            Some(file) => file.set_len(0).and_then(|()| file.sync_data()),
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        };
+        emptied.map_err(|e| store::RecordError::io("empty", &path, &e))?;
+        self.appended = 0;
+        self.compact_at = size.max(MIN_COMPACTION_BYTES);
+        Ok(())
     }
 }
 
@@ -360,6 +505,97 @@ mod tests {
         assert_eq!(record.tasks[0].status, TaskStatus::Pending);
         assert_eq!(record.tasks[0].attempts[0].status, record::Status::Unknown);
         assert_eq!(record.tasks[0].skipped_by, None);
+    }
+
+    fn three_tasks() -> PipelineRunRecord {
+        serde_json::from_value(serde_json::json!({
+            "format_version": 1, "kind": "pipeline-run", "id": "j",
+            "tasks": [{"id": "a"}, {"id": "b"}, {"id": "c"}]
+        }))
+        .unwrap()
+    }
+
+    fn on_disk(dir: &Path) -> PipelineRunRecord {
+        serde_json::from_value(store::read_record(dir).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_journal_carries_changes_without_rewriting_the_record_and_survives_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut record = three_tasks();
+        let mut journal = Journal::new(dir.path());
+        journal.compact(&record).unwrap();
+        record.tasks[1].status = TaskStatus::Running;
+        journal.append(&mut record, [1]).unwrap();
+        record.tasks[1].status = TaskStatus::Succeeded;
+        record.tasks[2].status = TaskStatus::Running;
+        journal.append(&mut record, [1, 2]).unwrap();
+        // record.json was not rewritten: the events are in the journal only.
+        assert_eq!(on_disk(dir.path()).tasks[1].status, TaskStatus::Pending);
+        let read = PipelineRunRecord::load(dir.path()).unwrap();
+        let statuses: Vec<TaskStatus> = read.tasks.iter().map(|t| t.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                TaskStatus::Pending,
+                TaskStatus::Succeeded,
+                TaskStatus::Running
+            ]
+        );
+        assert_eq!(read.journal_seq, 3);
+        // A kill -9 in the middle of a line: the line is ignored, the rest is kept.
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"seq\": 4, \"task\": {\"id\": \"c\", \"sta");
+        std::fs::write(&path, text).unwrap();
+        let read = PipelineRunRecord::load(dir.path()).unwrap();
+        assert_eq!(read.tasks[2].status, TaskStatus::Running);
+        assert_eq!(read.journal_seq, 3);
+    }
+
+    #[test]
+    fn a_compaction_folds_the_journal_in_and_a_kill_before_emptying_it_applies_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut record = three_tasks();
+        let mut journal = Journal::new(dir.path());
+        journal.compact(&record).unwrap();
+        record.tasks[0].status = TaskStatus::Running;
+        journal.append(&mut record, [0]).unwrap();
+        let stale_journal = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+        record.tasks[0].status = TaskStatus::Failed;
+        journal.compact(&record).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap(),
+            b"",
+            "emptied"
+        );
+        assert_eq!(on_disk(dir.path()).journal_seq, 1);
+        // As if killed after the record's rewrite and before the journal was emptied:
+        // its entry is already in the record, and older than the record's own state.
+        std::fs::write(dir.path().join(JOURNAL_FILE), stale_journal).unwrap();
+        let read = PipelineRunRecord::load(dir.path()).unwrap();
+        assert_eq!(read.tasks[0].status, TaskStatus::Failed);
+    }
+
+    #[test]
+    fn the_journal_is_compacted_once_it_is_as_large_as_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut record = three_tasks();
+        let mut journal = Journal::new(dir.path());
+        journal.compact(&record).unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut journal_len = 0;
+        let mut appends = 0;
+        while on_disk(dir.path()).journal_seq == 0 {
+            // Not compacted yet: the journal is below the threshold.
+            assert!(journal_len < MIN_COMPACTION_BYTES, "{journal_len}");
+            journal.append(&mut record, [0]).unwrap();
+            appends += 1;
+            journal_len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        }
+        assert_eq!(on_disk(dir.path()).journal_seq, appends, "all folded in");
+        assert_eq!(journal_len, 0, "emptied");
+        assert!(appends > 100, "{appends}: many events per rewrite");
     }
 
     #[test]

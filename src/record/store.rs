@@ -82,7 +82,7 @@ impl RecordError {
         self
     }
 
-    fn io(action: &str, path: &Path, err: &io::Error) -> Self {
+    pub(crate) fn io(action: &str, path: &Path, err: &io::Error) -> Self {
         Self::new(format!("could not {action} {}: {err}", path.display()))
     }
 }

@@ -219,6 +219,9 @@ pub(crate) enum EnvSource {
     Template,
     /// Set by tapir itself, for the reason given (e.g. HOME for a run as the invoker).
     Tapir(&'static str),
+    /// Named by the caller (`pipeline run`: the conf file, the pipeline's env) for a value
+    /// that reached the run through an env file on standard input.
+    Caller(String),
     /// A source this tapir does not know (a record written by another version).
     Other(String),
 }
@@ -234,7 +237,7 @@ impl std::fmt::Display for EnvSource {
             EnvSource::Task => f.write_str("task"),
             EnvSource::Template => f.write_str("template default"),
             EnvSource::Tapir(why) => write!(f, "tapir ({why})"),
-            EnvSource::Other(text) => f.write_str(text),
+            EnvSource::Caller(text) | EnvSource::Other(text) => f.write_str(text),
         }
     }
 }

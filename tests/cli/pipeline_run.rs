@@ -84,8 +84,28 @@ fn only_pipeline_run(dir: &Path) -> PathBuf {
     runs[0].clone()
 }
 
+/// The pipeline record as a reader sees it: `record.json`, with the entries of
+/// `journal.jsonl` numbered after its `journal_seq` applied (each a task's new state).
 fn record(run_dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(run_dir.join("record.json")).unwrap()).unwrap()
+    let mut record: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("record.json")).unwrap())
+            .unwrap();
+    let journal = std::fs::read_to_string(run_dir.join("journal.jsonl")).unwrap_or_default();
+    let mut seq = record["journal_seq"].as_u64().unwrap_or(0);
+    for line in journal.lines() {
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            break;
+        };
+        if entry["seq"].as_u64().unwrap_or(0) <= seq {
+            continue;
+        }
+        seq = entry["seq"].as_u64().unwrap_or(0);
+        let tasks = record["tasks"].as_array_mut().unwrap();
+        if let Some(task) = tasks.iter_mut().find(|t| t["id"] == entry["task"]["id"]) {
+            *task = entry["task"].clone();
+        }
+    }
+    record
 }
 
 fn task_record<'a>(record: &'a Value, id: &str) -> &'a Value {
@@ -327,6 +347,53 @@ fn max_exec_time_stops_the_task_as_timed_out() {
     assert_no_containers_left(&record);
 }
 
+/// `run`'s per-run options reach every task's `tapir run`: `--bind` a host folder,
+/// `--user image` (no `--user` for the engine), `--keep` the container.
+#[test]
+fn run_options_given_to_the_pipeline_reach_every_task() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("reference")).unwrap();
+    std::fs::write(dir.path().join("reference/hello"), "from the host\n").unwrap();
+    let pipeline = json!({
+        "name": "options",
+        "tasks": [{"id": "a", "task": task("cat /reference/hello", &[], &[], json!([]))}]
+    });
+    write_json(&dir.path().join("pipeline.json"), &pipeline);
+    let out = pipeline_run(
+        dir.path(),
+        &[
+            "--bind",
+            "reference:/reference",
+            "--user",
+            "image",
+            "--keep",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let record = record(&only_pipeline_run(dir.path()));
+    let attempt = &task_record(&record, "a")["attempts"][0];
+    let argv: Vec<&str> = attempt["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(!argv.contains(&"--user"), "{argv:?}");
+    let run_dir = only_pipeline_run(dir.path()).join(attempt["run_dir"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("stdout.log")).unwrap(),
+        "from the host\n"
+    );
+    let label = format!("tapir.run-id={}", attempt["run_id"].as_str().unwrap());
+    let kept = leftover_containers(&label);
+    assert!(!kept.is_empty(), "--keep kept the container");
+    let removed = std::process::Command::new("docker")
+        .args(["rm", "-f", kept.trim()])
+        .output()
+        .unwrap();
+    assert!(removed.status.success());
+}
+
 #[test]
 fn ctrl_c_stops_every_running_task_and_records_cancelled() {
     let dir = tempfile::tempdir().unwrap();
@@ -502,6 +569,17 @@ fn an_invalid_pipeline_starts_and_creates_nothing() {
     );
     assert!(out.stderr.contains("pipeline.json:"), "{}", out.stderr);
     assert!(!dir.path().join("runs").exists());
+    // … or with the record's journal.
+    let reserved = json!({"name": "reserved", "tasks": [{"id": "journal.jsonl", "task": task("true", &[], &[], json!([]))}]});
+    write_json(&dir.path().join("pipeline.json"), &reserved);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("error[reserved-task-id]: task id `journal.jsonl` is reserved"),
+        "{}",
+        out.stderr
+    );
 
     // A conf value a task's environment cannot take.
     let fine = json!({"name": "fine", "tasks": [{"id": "a", "task": task("true", &[], &[], json!([{"name": "X", "value": "", "type": "string"}]))}]});
@@ -1318,6 +1396,30 @@ fn kaapana_conf_shape_and_pipeline_env_reach_the_task_in_their_precedence() {
     let record = record(&run_dir);
     let argv = task_record(&record, "a")["attempts"][0]["argv"].to_string();
     assert!(argv.contains("\"--memory\",\"67108864\""), "{argv}");
+    // The task run's record names where the conf's values come from, not the standard
+    // input they travelled on.
+    let task_run = run_dir.join(
+        task_record(&record, "a")["attempts"][0]["run_dir"]
+            .as_str()
+            .unwrap(),
+    );
+    let task_run_record: Value =
+        serde_json::from_str(&std::fs::read_to_string(task_run.join("record.json")).unwrap())
+            .unwrap();
+    let conf = dir.path().canonicalize().unwrap().join("conf.json");
+    for name in ["C", "L"] {
+        let entry = task_run_record["plan"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap();
+        assert_eq!(
+            entry["source"],
+            format!("conf {} task_form.a", conf.display()),
+            "{entry}"
+        );
+    }
 }
 
 /// Exit 126 is Kaapana's "skipped": under `profile: kaapana` (or `--profile kaapana`) the

@@ -30,7 +30,48 @@ pub(crate) fn list(runs_dir: &Path, last: Option<usize>) -> Result<Vec<(PathBuf,
     if let Some(n) = last {
         dirs.truncate(n);
     }
-    Ok(dirs.into_iter().map(|dir| read_listed(dir, true)).collect())
+    Ok(read_all_listed(dirs))
+}
+
+/// Each folder's record (or why it has none), in the folders' order. Over thousands of
+/// runs, parsing the records is most of `ps`'s time, so they are read on a few threads,
+/// each taking a contiguous share; a thread that cannot be started leaves its share to
+/// this one.
+fn read_all_listed(dirs: Vec<PathBuf>) -> Vec<(PathBuf, Listed)> {
+    // Below this many runs per thread, starting threads costs more than it saves.
+    const RUNS_PER_THREAD: usize = 250;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .clamp(1, 8)
+        .min(dirs.len().div_ceil(RUNS_PER_THREAD));
+    if threads <= 1 {
+        return dirs.into_iter().map(|dir| read_listed(dir, true)).collect();
+    }
+    let read_share = |share: &[PathBuf]| -> Vec<(PathBuf, Listed)> {
+        share
+            .iter()
+            .map(|dir| read_listed(dir.clone(), true))
+            .collect()
+    };
+    std::thread::scope(|scope| {
+        let shares: Vec<_> = dirs
+            .chunks(dirs.len().div_ceil(threads))
+            .map(|share| {
+                let started = std::thread::Builder::new()
+                    .name("ps-read".into())
+                    .spawn_scoped(scope, move || read_share(share));
+                (share, started.ok())
+            })
+            .collect();
+        shares
+            .into_iter()
+            .flat_map(|(share, thread)| match thread.map(|t| t.join()) {
+                Some(Ok(listed)) => listed,
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                None => read_share(share),
+            })
+            .collect()
+    })
 }
 
 fn read_listed(dir: PathBuf, pipelines: bool) -> (PathBuf, Listed) {
@@ -360,6 +401,59 @@ pub(crate) fn format_duration(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records are read on several threads; the listing keeps the folders' order (newest
+    /// first), and each entry is its own folder's record, or why that one is unreadable.
+    #[test]
+    fn list_reads_every_record_in_the_order_of_the_folders() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let runs = 1_000;
+        for i in 0..runs {
+            let id = format!("00001m7z{i:05}aaaaaaaa");
+            let dir = store::create_run_dir(tmp.path(), &id).expect("run folder");
+            let record = if i % 97 == 0 {
+                "{ truncated".to_string()
+            } else {
+                json!({"format_version": 1, "id": id, "status": "succeeded",
+                       "task_name": format!("task {i}")})
+                .to_string()
+            };
+            std::fs::write(dir.join(store::RECORD_FILE), record).expect("record");
+        }
+        let listed = list(tmp.path(), None).expect("list");
+        assert_eq!(listed.len(), runs);
+        for (n, (dir, entry)) in listed.iter().enumerate() {
+            let i = runs - 1 - n;
+            let id = format!("00001m7z{i:05}aaaaaaaa");
+            assert_eq!(store::run_id_of(dir), Some(id.as_str()));
+            match entry {
+                Listed::Run(r) if i % 97 != 0 => {
+                    assert_eq!(r.task_name.as_deref(), Some(format!("task {i}").as_str()));
+                }
+                Listed::Unreadable {
+                    id: unreadable,
+                    why,
+                } if i % 97 == 0 => {
+                    assert_eq!(unreadable, &id);
+                    assert!(why.contains(&id), "{why}");
+                }
+                _ => panic!("run {i}: unexpected entry"),
+            }
+        }
+        let newest = list(tmp.path(), Some(3)).expect("list -n 3");
+        let ids: Vec<_> = newest
+            .iter()
+            .filter_map(|(d, _)| store::run_id_of(d))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "00001m7z00999aaaaaaaa",
+                "00001m7z00998aaaaaaaa",
+                "00001m7z00997aaaaaaaa"
+            ]
+        );
+    }
 
     #[test]
     fn durations_read_naturally() {

@@ -346,12 +346,8 @@ impl Schedule {
             if status == TaskStatus::Succeeded || dep.can_fail {
                 continue;
             }
-            let ended_well = status == TaskStatus::Skipped
-                && matches!(
-                    skipped_by,
-                    Some(SkipCause::ExitCode | SkipCause::SkippedDependency)
-                );
-            let cause = if ended_well {
+            // Not succeeded: it ended well only if it skipped without a failure.
+            let cause = if status.ends_well(skipped_by) {
                 SkipCause::SkippedDependency
             } else {
                 SkipCause::FailedDependency

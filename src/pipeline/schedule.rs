@@ -109,7 +109,7 @@ enum State {
 #[derive(Debug)]
 pub(crate) struct Schedule {
     specs: Vec<TaskSpec>,
-    /// Per task: its dependants, with the `can_fail` of that edge.
+    /// Per task: its dependants (the `can_fail` of each edge is in the dependant's spec).
     dependants: Vec<Vec<usize>>,
     state: Vec<State>,
     /// Per task: dependencies that have not ended.

@@ -155,19 +155,17 @@ impl Executor for LocalExecutor {
 /// [`Executor::reattach`] for local attempts: their task run folder is on this machine,
 /// and a run that still runs says so in its record (with its process alive).
 pub(crate) fn reattach(run_dir: &Path) -> Option<Reattached> {
-    {
-        if !run_dir.join(store::RECORD_FILE).is_file() {
-            return Some(Reattached::NoRun);
-        }
-        let still_running =
-            RunSummary::load(run_dir).is_ok_and(|r| r.status == Status::Running && !r.is_lost());
-        if still_running {
-            return None;
-        }
-        match RunRecord::load(run_dir) {
-            Ok(run) => Some(Reattached::Ended(Box::new(run))),
-            Err(_) => Some(Reattached::NoRun),
-        }
+    if !run_dir.join(store::RECORD_FILE).is_file() {
+        return Some(Reattached::NoRun);
+    }
+    let still_running =
+        RunSummary::load(run_dir).is_ok_and(|r| r.status == Status::Running && !r.is_lost());
+    if still_running {
+        return None;
+    }
+    match RunRecord::load(run_dir) {
+        Ok(run) => Some(Reattached::Ended(Box::new(run))),
+        Err(_) => Some(Reattached::NoRun),
     }
 }
 

@@ -219,10 +219,18 @@ impl PipelineTaskRecord {
     /// Whether the task ended in a way that does not make the pipeline fail: it succeeded,
     /// or it (or a dependency, transitively) skipped itself.
     pub(crate) fn ended_well(&self) -> bool {
-        match self.status {
+        self.status.ends_well(self.skipped_by)
+    }
+}
+
+impl TaskStatus {
+    /// Whether a task that ended with this status (and `skipped_by`) does not make the
+    /// pipeline fail: it succeeded, or it (or a dependency, transitively) skipped itself.
+    pub(crate) fn ends_well(self, skipped_by: Option<SkipCause>) -> bool {
+        match self {
             TaskStatus::Succeeded => true,
             TaskStatus::Skipped => matches!(
-                self.skipped_by,
+                skipped_by,
                 Some(SkipCause::ExitCode | SkipCause::SkippedDependency)
             ),
             _ => false,

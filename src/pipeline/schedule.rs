@@ -109,7 +109,7 @@ enum State {
 #[derive(Debug)]
 pub(crate) struct Schedule {
     specs: Vec<TaskSpec>,
-    /// Per task: its dependants, with the `can_fail` of that edge.
+    /// Per task: its dependants (the `can_fail` of each edge is in the dependant's spec).
     dependants: Vec<Vec<usize>>,
     state: Vec<State>,
     /// Per task: dependencies that have not ended.
@@ -346,12 +346,8 @@ impl Schedule {
             if status == TaskStatus::Succeeded || dep.can_fail {
                 continue;
             }
-            let ended_well = status == TaskStatus::Skipped
-                && matches!(
-                    skipped_by,
-                    Some(SkipCause::ExitCode | SkipCause::SkippedDependency)
-                );
-            let cause = if ended_well {
+            // Not succeeded: it ended well only if it skipped without a failure.
+            let cause = if status.ends_well(skipped_by) {
                 SkipCause::SkippedDependency
             } else {
                 SkipCause::FailedDependency

@@ -778,11 +778,10 @@ fn watch_start(
                 let why = match asked {
                     Err(EngineFailure::NoAnswer(why)) => why,
                     _ => format!(
-                        "{} did not start the container within {} s (`docker run` was still waiting for it)\n  fix: check that the engine is healthy (`tapir doctor`); if it is only slow, give it longer with {}=<seconds> (now {} s)",
+                        "{} did not start the container within {} s (`docker run` was still waiting for it)\n  fix: {}",
                         docker.engine_name(),
                         limit.as_secs(),
-                        deadline::TIMEOUT_ENV,
-                        deadline::seconds()
+                        deadline::fix()
                     ),
                 };
                 if let Ok(mut stalled) = state.engine_stalled.lock() {

@@ -64,8 +64,17 @@ pub(crate) fn limit() -> Duration {
 pub(crate) fn no_answer(engine: &str, what: &str, limit: Duration) -> String {
     let seconds = limit.as_secs();
     format!(
-        "{engine} did not answer within {seconds} s ({what})\n  fix: check that the engine is healthy (`tapir doctor`); if it is only slow, give it longer with {TIMEOUT_ENV}=<seconds> (now {} s)",
-        self::seconds()
+        "{engine} did not answer within {seconds} s ({what})\n  fix: {}",
+        fix()
+    )
+}
+
+/// The two ways on from an engine that did not answer or act in time: check the
+/// engine, or give it longer.
+pub(crate) fn fix() -> String {
+    format!(
+        "check that the engine is healthy (`tapir doctor`); if it is only slow, give it longer with {TIMEOUT_ENV}=<seconds> (now {} s)",
+        seconds()
     )
 }
 

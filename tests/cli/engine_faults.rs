@@ -414,19 +414,17 @@ fn a_bad_engine_timeout_is_a_usage_error_naming_the_variable() {
     }
 }
 
-#[test]
-fn a_labelled_container_of_another_runs_folder_is_not_called_orphaned() {
-    // Someone else's container, labelled like tapir's, for a run folder we cannot see.
-    let name = format!("tapir-test-not-ours-{}", std::process::id());
+/// Creates (does not start) a container `name` labelled as tapir labels a run's.
+fn create_labelled_container(name: &str, run_id: &str, run_dir: &str) {
     let created = Command::new("docker")
         .args([
             "create",
             "--name",
-            &name,
+            name,
             "--label",
-            "tapir.run-id=00001m0000000000other",
+            &format!("tapir.run-id={run_id}"),
             "--label",
-            "tapir.run-dir=/somewhere/else/task_run-00001m0000000000other",
+            &format!("tapir.run-dir={run_dir}"),
             "--network",
             "none",
             example_image(),
@@ -439,30 +437,25 @@ fn a_labelled_container_of_another_runs_folder_is_not_called_orphaned() {
         "{}",
         String::from_utf8_lossy(&created.stderr)
     );
+}
+
+#[test]
+fn a_labelled_container_of_another_runs_folder_is_not_called_orphaned() {
+    // Someone else's container, labelled like tapir's, for a run folder we cannot see.
+    let name = format!("tapir-test-not-ours-{}", std::process::id());
+    create_labelled_container(
+        &name,
+        "00001m0000000000other",
+        "/somewhere/else/task_run-00001m0000000000other",
+    );
     // And one whose record is lost but lies in another runs folder.
     let other_runs = tempfile::tempdir().unwrap();
     let lost = lost_run(other_runs.path());
     let name_lost = format!("tapir-test-other-lost-{}", std::process::id());
-    let created = Command::new("docker")
-        .args([
-            "create",
-            "--name",
-            &name_lost,
-            "--label",
-            "tapir.run-id=00001m00000000lostrun",
-            "--label",
-            &format!("tapir.run-dir={}", lost.display()),
-            "--network",
-            "none",
-            example_image(),
-            "true",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
+    create_labelled_container(
+        &name_lost,
+        "00001m00000000lostrun",
+        &lost.display().to_string(),
     );
 
     let dir = tempfile::tempdir().unwrap();

@@ -84,29 +84,32 @@ fn run_within(cmd: &mut Command, limit: Duration) -> (Run, Duration) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("tapir starts");
+    let out = wait_within(
+        child,
+        limit,
+        &format!("tapir was still running after {limit:?}: it hangs"),
+    );
+    (out, started.elapsed())
+}
+
+/// Waits for `child`, killed with `hung` as the panic message when it outlasts `limit`.
+fn wait_within(child: Child, limit: Duration, hung: &str) -> Run {
     let pid = child.id();
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait_with_output());
+        let _ = tx.send(child.wait_with_output());
     });
-    match done_rx.recv_timeout(limit) {
-        Ok(output) => {
-            let output = output.unwrap();
-            (
-                Run {
-                    code: output.status.code().unwrap_or(-1),
-                    stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                    stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-                },
-                started.elapsed(),
-            )
-        }
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("tapir was still running after {limit:?}: it hangs");
-        }
+    let Ok(output) = rx.recv_timeout(limit) else {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("{hung}");
+    };
+    let output = output.unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 
@@ -293,23 +296,11 @@ fn signal(child: &Child, name: &str) {
 }
 
 fn end_within(child: Child, limit: Duration) -> Run {
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let Ok(output) = rx.recv_timeout(limit) else {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-        panic!("tapir did not end within {limit:?} of the signal");
-    };
-    let output = output.unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    wait_within(
+        child,
+        limit,
+        &format!("tapir did not end within {limit:?} of the signal"),
+    )
 }
 
 #[test]

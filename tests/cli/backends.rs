@@ -597,6 +597,20 @@ fn apptainer_without_root_runs_without_limits_and_says_why() {
 /// A sandbox image whose runscript is that of an OCI image with
 /// `ENTRYPOINT ["/bin/echo", "entry"]` (with apptainer's `OCI_ENTRYPOINT` record): the
 /// arguments of `apptainer run` follow it.
+/// A task.json in `dir` running `command` in `image` (the template inline).
+fn image_task(dir: &Path, image: &str, command: serde_json::Value) {
+    std::fs::write(
+        dir.join("task.json"),
+        json!({
+            "name": "case", "image": image,
+            "taskTemplate": {"identifier": "t", "description": "case", "inputs": [], "outputs": [], "env": [],
+                             "command": command}
+        })
+        .to_string(),
+    )
+    .unwrap();
+}
+
 fn sandbox_with_entrypoint(dir: &Path) -> PathBuf {
     let image = dir.join("entry-image");
     let out = Command::new("bash")
@@ -621,16 +635,11 @@ fn sandbox_with_entrypoint(dir: &Path) -> PathBuf {
 fn apptainer_keeps_an_entrypoint_it_cannot_read_by_running_the_runscript() {
     let dir = tempfile::tempdir().unwrap();
     let image = sandbox_with_entrypoint(dir.path());
-    std::fs::write(
-        dir.path().join("task.json"),
-        json!({
-            "name": "case", "image": image.display().to_string(),
-            "taskTemplate": {"identifier": "t", "description": "case", "inputs": [], "outputs": [], "env": [],
-                             "command": ["say", "hi"]}
-        })
-        .to_string(),
-    )
-    .unwrap();
+    image_task(
+        dir.path(),
+        &image.display().to_string(),
+        json!(["say", "hi"]),
+    );
     let out = Backend::Apptainer.run(dir.path(), &["run", "task.json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
@@ -652,16 +661,7 @@ fn apptainer_runs_a_docker_image_from_a_sif_converted_once() {
     let cache = dir.path().join("cache");
     // Untagged, as Docker users write it: apptainer itself would refuse it.
     let reference = example_image().trim_end_matches(":latest");
-    std::fs::write(
-        dir.path().join("task.json"),
-        json!({
-            "name": "case", "image": reference,
-            "taskTemplate": {"identifier": "t", "description": "case", "inputs": [], "outputs": [], "env": [],
-                             "command": ["sh", "-c", "echo from-sif"]}
-        })
-        .to_string(),
-    )
-    .unwrap();
+    image_task(dir.path(), reference, json!(["sh", "-c", "echo from-sif"]));
     let runs = |runs_dir: &str| {
         let mut cmd =
             Backend::Apptainer.tapir(dir.path(), &["run", "task.json", "--runs-dir", runs_dir]);
@@ -739,16 +739,7 @@ fn apptainer_runs_a_registry_image_pulled_before_without_the_registry() {
         "{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    std::fs::write(
-        dir.path().join("task.json"),
-        json!({
-            "name": "case", "image": reference,
-            "taskTemplate": {"identifier": "t", "description": "case", "inputs": [], "outputs": [], "env": [],
-                             "command": ["sh", "-c", "echo offline"]}
-        })
-        .to_string(),
-    )
-    .unwrap();
+    image_task(dir.path(), reference, json!(["sh", "-c", "echo offline"]));
     let mut cmd = Backend::Apptainer.tapir(dir.path(), &["run", "task.json"]);
     cmd.env("XDG_CACHE_HOME", &cache);
     let out = run(&mut cmd);
@@ -797,16 +788,7 @@ fn apptainer_reaches_docker_through_the_current_docker_context() {
         "{}",
         String::from_utf8_lossy(&used.stderr)
     );
-    std::fs::write(
-        dir.path().join("task.json"),
-        json!({
-            "name": "case", "image": example_image(),
-            "taskTemplate": {"identifier": "t", "description": "case", "inputs": [], "outputs": [], "env": [],
-                             "command": ["true"]}
-        })
-        .to_string(),
-    )
-    .unwrap();
+    image_task(dir.path(), example_image(), json!(["true"]));
     let cache = dir.path().join("cache");
     let mut cmd = Backend::Apptainer.tapir(dir.path(), &["run", "task.json"]);
     cmd.env("XDG_CACHE_HOME", &cache)
@@ -831,16 +813,7 @@ fn apptainer_keeps_the_sites_tmpdir_and_cache_settings() {
     // APPTAINER_TMPDIR is where apptainer converts images: tapir must pass it on (the
     // stand-in's conversion fails on a missing folder, as apptainer's would).
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("task.json"),
-        json!({
-            "name": "case", "image": example_image(),
-            "taskTemplate": {"identifier": "t", "description": "case", "inputs": [], "outputs": [], "env": [],
-                             "command": ["true"]}
-        })
-        .to_string(),
-    )
-    .unwrap();
+    image_task(dir.path(), example_image(), json!(["true"]));
     let mut cmd = Backend::Apptainer.tapir(dir.path(), &["run", "task.json"]);
     cmd.env("XDG_CACHE_HOME", dir.path().join("cache"))
         .env("APPTAINER_TMPDIR", "/nonexistent/site-tmp")

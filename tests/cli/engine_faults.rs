@@ -84,29 +84,32 @@ fn run_within(cmd: &mut Command, limit: Duration) -> (Run, Duration) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("tapir starts");
+    let out = wait_within(
+        child,
+        limit,
+        &format!("tapir was still running after {limit:?}: it hangs"),
+    );
+    (out, started.elapsed())
+}
+
+/// Waits for `child`, killed with `hung` as the panic message when it outlasts `limit`.
+fn wait_within(child: Child, limit: Duration, hung: &str) -> Run {
     let pid = child.id();
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait_with_output());
+        let _ = tx.send(child.wait_with_output());
     });
-    match done_rx.recv_timeout(limit) {
-        Ok(output) => {
-            let output = output.unwrap();
-            (
-                Run {
-                    code: output.status.code().unwrap_or(-1),
-                    stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                    stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-                },
-                started.elapsed(),
-            )
-        }
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("tapir was still running after {limit:?}: it hangs");
-        }
+    let Ok(output) = rx.recv_timeout(limit) else {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("{hung}");
+    };
+    let output = output.unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 
@@ -293,23 +296,11 @@ fn signal(child: &Child, name: &str) {
 }
 
 fn end_within(child: Child, limit: Duration) -> Run {
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let Ok(output) = rx.recv_timeout(limit) else {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-        panic!("tapir did not end within {limit:?} of the signal");
-    };
-    let output = output.unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    wait_within(
+        child,
+        limit,
+        &format!("tapir did not end within {limit:?} of the signal"),
+    )
 }
 
 #[test]
@@ -414,19 +405,17 @@ fn a_bad_engine_timeout_is_a_usage_error_naming_the_variable() {
     }
 }
 
-#[test]
-fn a_labelled_container_of_another_runs_folder_is_not_called_orphaned() {
-    // Someone else's container, labelled like tapir's, for a run folder we cannot see.
-    let name = format!("tapir-test-not-ours-{}", std::process::id());
+/// Creates (does not start) a container `name` labelled as tapir labels a run's.
+fn create_labelled_container(name: &str, run_id: &str, run_dir: &str) {
     let created = Command::new("docker")
         .args([
             "create",
             "--name",
-            &name,
+            name,
             "--label",
-            "tapir.run-id=00001m0000000000other",
+            &format!("tapir.run-id={run_id}"),
             "--label",
-            "tapir.run-dir=/somewhere/else/task_run-00001m0000000000other",
+            &format!("tapir.run-dir={run_dir}"),
             "--network",
             "none",
             example_image(),
@@ -439,30 +428,25 @@ fn a_labelled_container_of_another_runs_folder_is_not_called_orphaned() {
         "{}",
         String::from_utf8_lossy(&created.stderr)
     );
+}
+
+#[test]
+fn a_labelled_container_of_another_runs_folder_is_not_called_orphaned() {
+    // Someone else's container, labelled like tapir's, for a run folder we cannot see.
+    let name = format!("tapir-test-not-ours-{}", std::process::id());
+    create_labelled_container(
+        &name,
+        "00001m0000000000other",
+        "/somewhere/else/task_run-00001m0000000000other",
+    );
     // And one whose record is lost but lies in another runs folder.
     let other_runs = tempfile::tempdir().unwrap();
     let lost = lost_run(other_runs.path());
     let name_lost = format!("tapir-test-other-lost-{}", std::process::id());
-    let created = Command::new("docker")
-        .args([
-            "create",
-            "--name",
-            &name_lost,
-            "--label",
-            "tapir.run-id=00001m00000000lostrun",
-            "--label",
-            &format!("tapir.run-dir={}", lost.display()),
-            "--network",
-            "none",
-            example_image(),
-            "true",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
+    create_labelled_container(
+        &name_lost,
+        "00001m00000000lostrun",
+        &lost.display().to_string(),
     );
 
     let dir = tempfile::tempdir().unwrap();

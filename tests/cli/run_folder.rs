@@ -223,22 +223,25 @@ fn mode_of(path: &Path) -> u32 {
         & 0o777
 }
 
+/// Runs git in `dir`, which must succeed, and returns what it printed.
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn run_folder_files_are_private_and_ignored_by_git() {
     let dir = tempfile::tempdir().unwrap();
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .expect("git runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let git = |args: &[&str]| git_in(dir.path(), args);
     git(&["init", "-q"]);
     inline_task(
         dir.path(),
@@ -488,19 +491,7 @@ fn ps_shows_the_exit_codes_run_gave_and_no_growing_duration_for_lost_runs() {
 #[test]
 fn a_run_refused_before_it_starts_leaves_no_folder_and_git_status_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .expect("git runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let git = |args: &[&str]| git_in(dir.path(), args);
     git(&["init", "-q"]);
     let tasks: Vec<(&str, serde_json::Value, &str)> = vec![
         (

@@ -388,7 +388,10 @@ impl Apptainer {
             .envs(extra_env.iter().map(|(k, v)| (k, v)));
         let out = output_within(&mut command, BUILD_DEADLINE).map_err(|e| {
             let _ = remove_any(&partial);
-            Error::not_started(format!("apptainer {verb} {source} failed: {e}"))
+            Error::not_started(format!(
+                "apptainer {verb} {source} into {} failed: {e}\n  fix: check that `apptainer {verb}` works here (`tapir doctor --mode apptainer`); a large image needs time and free space in APPTAINER_TMPDIR (else TMPDIR or /tmp)",
+                target.display()
+            ))
         })?;
         if !out.status.success() {
             let _ = remove_any(&partial);

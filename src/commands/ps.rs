@@ -26,11 +26,16 @@ pub(crate) enum Listed {
 /// pipeline runs), newest first, with its record (or why it has none); only the newest
 /// `last` when given (folder names sort by age, so only their records are read).
 pub(crate) fn list(runs_dir: &Path, last: Option<usize>) -> Result<Vec<(PathBuf, Listed)>> {
+    Ok(read_all_listed(newest_run_dirs(runs_dir, last)?))
+}
+
+/// The run folders of `runs_dir`, newest first, at most `last` of them.
+fn newest_run_dirs(runs_dir: &Path, last: Option<usize>) -> Result<Vec<PathBuf>> {
     let mut dirs = store::list_all_runs(runs_dir).map_err(|e| Error::io(runs_dir, e))?;
     if let Some(n) = last {
         dirs.truncate(n);
     }
-    Ok(read_all_listed(dirs))
+    Ok(dirs)
 }
 
 /// Each folder's record (or why it has none), in the folders' order. Over thousands of
@@ -96,13 +101,8 @@ fn read_listed(dir: PathBuf, pipelines: bool) -> (PathBuf, Listed) {
 /// `ps --quiet`: the folder names alone, newest first. No record is read, so it is as fast
 /// as listing the folder, and a broken record cannot hide a run from completion.
 fn print_names(args: &PsArgs) -> Result<ExitStatus> {
-    let runs_dir = &args.runs.runs_dir;
-    let mut dirs = store::list_all_runs(runs_dir).map_err(|e| Error::io(runs_dir, e))?;
-    if let Some(n) = args.last {
-        dirs.truncate(n);
-    }
     let mut names = String::new();
-    for dir in dirs {
+    for dir in newest_run_dirs(&args.runs.runs_dir, args.last)? {
         if let Some(name) = dir.file_name() {
             names.push_str(&name.to_string_lossy());
             names.push('\n');
@@ -172,15 +172,18 @@ pub(crate) fn run(args: &PsArgs, color: ColorChoice) -> Result<ExitStatus> {
     // The engine is asked within its deadline; when it does not answer, the listing is
     // still made from the run folders alone, and says what it could not check.
     let mut engine_unreachable = None;
-    let containers: HashMap<String, bool> = match Docker::locate() {
-        Ok(docker) if lost_any => match docker.tapir_containers() {
-            Ok(list) => list.into_iter().map(|c| (c.run_id, c.running)).collect(),
-            Err(e) => {
-                engine_unreachable = Some(e.to_string());
-                HashMap::new()
-            }
-        },
-        _ => HashMap::new(),
+    let docker = if lost_any {
+        Docker::locate().ok()
+    } else {
+        None
+    };
+    let containers: HashMap<String, bool> = match docker.map(|d| d.tapir_containers()) {
+        Some(Ok(list)) => list.into_iter().map(|c| (c.run_id, c.running)).collect(),
+        Some(Err(e)) => {
+            engine_unreachable = Some(e.to_string());
+            HashMap::new()
+        }
+        None => HashMap::new(),
     };
     if let Some(why) = &engine_unreachable {
         output::stderr(&format!(

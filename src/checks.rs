@@ -648,7 +648,14 @@ impl Checker<'_> {
     /// Templating syntax in every string of a task file (DESIGN.md decision 4). A file
     /// rendered whole was checked by its rendering; its strings are final.
     fn templating(&mut self, value: &Value, pointer: &str) {
-        if template::needs_whole_text(&self.document.source.text) {
+        // An inline task of a pipeline (a value with a key) is scoped to its own text:
+        // scanning the whole pipeline file per task made a large pipeline quadratic.
+        let text = &self.document.source.text;
+        let scope = match &self.document.spans.key {
+            Some(_) => text.get(self.document.spans.value.clone()).unwrap_or(text),
+            None => text,
+        };
+        if template::needs_whole_text(scope) {
             return;
         }
         for (pointer, s) in strings(value, pointer) {

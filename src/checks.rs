@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, did_you_mean, pointer_join};
 use crate::model::target as sizing;
-use crate::model::{GPU_KEYS, complexity, normalize_container_path, quantity};
+use crate::model::{complexity, normalize_container_path, quantity};
 use crate::schema::Kind;
 use crate::source::Document;
 use crate::source::template;
@@ -594,26 +594,12 @@ impl Checker<'_> {
                 if text.contains("{{") {
                     continue;
                 }
-                let problem = match name.as_str() {
-                    "memory" | "ephemeral-storage" => match quantity::parse_bytes(&text) {
-                        Ok(bytes) => {
-                            if name == "memory" {
-                                memory.insert(section, bytes);
-                            }
-                            None
-                        }
-                        Err(e) => Some(e),
-                    },
-                    "cpu" => quantity::parse_cpu_millis(&text).err(),
-                    gpu if GPU_KEYS.contains(&gpu) => match text.parse::<u64>() {
-                        Ok(_) => None,
-                        Err(_) => Some(quantity::QuantityError {
-                            message: format!("`{text}` is not a number of GPUs"),
-                            fix: "use a whole number, e.g. \"1\"".into(),
-                        }),
-                    },
-                    _ => None, // other names pass through to Kubernetes
-                };
+                let problem = quantity::resource_problem(name, &text);
+                if name == "memory"
+                    && let Ok(bytes) = quantity::parse_bytes(&text)
+                {
+                    memory.insert(section, bytes);
+                }
                 if let Some(e) = problem {
                     self.error_at_value(
                         "quantity",
@@ -662,7 +648,14 @@ impl Checker<'_> {
     /// Templating syntax in every string of a task file (DESIGN.md decision 4). A file
     /// rendered whole was checked by its rendering; its strings are final.
     fn templating(&mut self, value: &Value, pointer: &str) {
-        if template::needs_whole_text(&self.document.source.text) {
+        // An inline task of a pipeline (a value with a key) is scoped to its own text:
+        // scanning the whole pipeline file per task made a large pipeline quadratic.
+        let text = &self.document.source.text;
+        let scope = match &self.document.spans.key {
+            Some(_) => text.get(self.document.spans.value.clone()).unwrap_or(text),
+            None => text,
+        };
+        if template::needs_whole_text(scope) {
             return;
         }
         for (pointer, s) in strings(value, pointer) {

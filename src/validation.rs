@@ -237,39 +237,36 @@ pub(crate) fn check_against_sibling(report: &mut FileReport, container_file: Opt
         .at(task.value_position("/taskTemplate"))
         .with_fix(fix)
     };
-    if crate::source::template::is_templated(identifier) {
-        let d = unchecked(
+    // Why the template cannot be checked, if it cannot: a note, in one place.
+    let container = if crate::source::template::is_templated(identifier) {
+        Err(unchecked(
             "its name is templated, so it is known only when the task runs".into(),
             "run `tapir run --dry-run` to check it with the values of the run",
-        );
-        report.diagnostics.push(d);
-        sort_by_position(&mut report.diagnostics);
-        return;
-    }
-    let Some(container_path) = container_file
+        ))
+    } else if let Some(container_path) = container_file
         .map(Path::to_path_buf)
         .or_else(|| sibling_container(&report.path))
-    else {
-        let d = unchecked(
+    {
+        match source::read_text(&container_path).map(source::parse) {
+            Ok(Ok((container, _))) => Ok((container_path, container)),
+            _ => Err(unchecked(
+                format!("{} could not be read as JSON", container_path.display()),
+                "validate that file for its own findings",
+            )),
+        }
+    } else {
+        Err(unchecked(
             "no processing-container.json beside the task file (nor in files/, nor above a tasks/ folder), so only the image knows it".into(),
             "pass `--container-file PATH` to check the task against its template",
-        );
-        report.diagnostics.push(d);
-        sort_by_position(&mut report.diagnostics);
-        return;
+        ))
     };
-    let parsed = match source::read_text(&container_path) {
-        Ok(container) => source::parse(container).ok(),
-        Err(_) => None,
-    };
-    let Some((container, _)) = parsed else {
-        let d = unchecked(
-            format!("{} could not be read as JSON", container_path.display()),
-            "validate that file for its own findings",
-        );
-        report.diagnostics.push(d);
-        sort_by_position(&mut report.diagnostics);
-        return;
+    let (container_path, container) = match container {
+        Ok(found) => found,
+        Err(note) => {
+            report.diagnostics.push(note);
+            sort_by_position(&mut report.diagnostics);
+            return;
+        }
     };
     let templates = container
         .value

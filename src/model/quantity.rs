@@ -32,6 +32,22 @@ impl fmt::Display for QuantityError {
 
 impl std::error::Error for QuantityError {}
 
+/// Why the value `text` of the resource `name` (a task's or a conf file's
+/// `resources.limits`/`requests`) is not a quantity of its kind, if it is not: memory and
+/// storage as byte quantities, `cpu` as cores, GPUs as whole numbers; other names pass
+/// through to Kubernetes.
+pub(crate) fn resource_problem(name: &str, text: &str) -> Option<QuantityError> {
+    match name {
+        "memory" | "ephemeral-storage" => parse_bytes(text).err(),
+        "cpu" => parse_cpu_millis(text).err(),
+        gpu if super::GPU_KEYS.contains(&gpu) => text.parse::<u64>().err().map(|_| QuantityError {
+            message: format!("`{text}` is not a number of GPUs"),
+            fix: "use a whole number, e.g. \"1\"".into(),
+        }),
+        _ => None,
+    }
+}
+
 /// Parses a memory or storage quantity into bytes.
 ///
 /// Surrounding whitespace is ignored. Fractions round up to the next whole byte. A

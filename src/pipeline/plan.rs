@@ -1738,8 +1738,7 @@ fn unfit_for_an_env_line(name: &str, value: &str) -> Option<(&'static str, Strin
 }
 
 /// The quantities of a conf file's `task_form.<id>.resources` (at `pointer`), checked as
-/// a task file's are: memory and storage as byte quantities, `cpu` as cores, GPUs as
-/// whole numbers; other names pass through.
+/// a task file's are (`quantity::resource_problem`).
 fn conf_resource_findings(document: &Document, pointer: &str) -> Vec<Diagnostic> {
     let mut findings = Vec::new();
     let Some(resources) = document.value.pointer(pointer) else {
@@ -1755,19 +1754,7 @@ fn conf_resource_findings(document: &Document, pointer: &str) -> Vec<Diagnostic>
                 Value::Number(n) => n.to_string(),
                 _ => continue, // the schema reports it
             };
-            let problem = match name.as_str() {
-                "memory" | "ephemeral-storage" => crate::model::quantity::parse_bytes(&text).err(),
-                "cpu" => crate::model::quantity::parse_cpu_millis(&text).err(),
-                gpu if crate::model::GPU_KEYS.contains(&gpu) => {
-                    text.parse::<u64>()
-                        .err()
-                        .map(|_| crate::model::quantity::QuantityError {
-                            message: format!("`{text}` is not a number of GPUs"),
-                            fix: "use a whole number, e.g. \"1\"".into(),
-                        })
-                }
-                _ => None,
-            };
+            let problem = crate::model::quantity::resource_problem(name, &text);
             if let Some(e) = problem {
                 let at = pointer_join(&pointer_join(pointer, section), name);
                 findings.push(

@@ -10,6 +10,7 @@
 
 pub(crate) mod local;
 pub(crate) mod request;
+pub(crate) mod slurm;
 
 use std::path::{Path, PathBuf};
 

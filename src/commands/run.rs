@@ -13,12 +13,18 @@ use crate::cli::{ColorChoice, PlanFormat, RunArgs, UserChoice};
 use crate::error::{Error, ExitStatus, Result};
 use crate::execute::detach::{self, Detached};
 use crate::execute::{self, Attachment, Engine, Job};
+use crate::executor::ExecutorKind;
+use crate::executor::slurm::job as slurm_job;
+use crate::executor::slurm::script as slurm_script;
 use crate::model::{Template, TemplateRef};
 use crate::output::{self, Printer, Spinner};
 use crate::record::{self, ImageRecord, RunRecord, RunSummary, Status, TaskFile, store};
 use crate::resolve::host::HostFacts;
 use crate::resolve::plan::{self, Direction, EnvSource, Options, Override, PlannedUser, RunPlan};
 use crate::resolve::task_file::{self, LoadError, LoadedTask};
+
+/// The label naming the Slurm job on a container a job's node-side tapir starts.
+pub(crate) const SLURM_JOB_LABEL: &str = "tapir.slurm-job-id";
 
 /// Everything needed to start the container.
 struct Prepared {
@@ -67,6 +73,29 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     // (`open_run_dir`): a run refused by the checks before that leaves nothing behind
     // (docs/DESIGN.md decision 9). Its path is part of the argv, so it is known now.
     let run_dir = args.runs_dir.join(format!("{}{id}", store::RUN_DIR_PREFIX));
+    // A Slurm job's node side takes over the folder its submitter made (decision 12).
+    let adopting = args.adopt_queued;
+    if adopting {
+        let job_id = std::env::var("SLURM_JOB_ID").ok();
+        // The job's private values were read with the arguments: off the disk now.
+        let _ = std::fs::remove_file(run_dir.join(slurm_job::PRIVATE_ENV_FILE));
+        match slurm_job::adopt_queued(&run_dir, job_id.as_deref()) {
+            Ok(queued) => {
+                record.created_at = queued.created_at;
+                let mut executor = queued.executor.unwrap_or_default();
+                executor.node = Some(record::current_host());
+                executor.state = Some("RUNNING".into());
+                if executor.job_id.is_none() {
+                    executor.job_id = job_id;
+                }
+                record.executor = Some(executor);
+            }
+            Err(e) => {
+                output::stderr(&format!("{} {e}\n", err.red("error:")));
+                return Ok(ExitStatus::NotStarted);
+            }
+        }
+    }
 
     let spinner = if args.dry_run {
         None
@@ -78,6 +107,7 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let cancel = CancelWhilePreparing::install(
         &record,
         (!args.dry_run).then_some((args.runs_dir.as_path(), id.as_str())),
+        adopting,
         spinner.clone(),
     );
     let backend = match Backend::locate(args.mode, args.dry_run) {
@@ -85,7 +115,7 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         Err(e) => {
             disarm(cancel);
             clear(spinner.as_ref());
-            return Ok(refused(&e, err));
+            return Ok(refused_or_recorded(&e, adopting, &mut record, &run_dir, err));
         }
     };
     let mut prepared = match prepare(args, &backend, &mut record, spinner.as_ref()) {
@@ -93,9 +123,14 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         Err(e) => {
             disarm(cancel);
             clear(spinner.as_ref());
-            return Ok(refused(&e, err));
+            return Ok(refused_or_recorded(&e, adopting, &mut record, &run_dir, err));
         }
     };
+    if adopting && let Some(job) = record.executor.as_ref().and_then(|e| e.job_id.clone()) {
+        // A container of a Slurm job names its job: a site's epilog finds it by this
+        // label (Docker containers are not children of the job).
+        prepared.plan.labels.insert(SLURM_JOB_LABEL.into(), job);
+    }
     let (rendered, backend_warnings) = backend.render(
         &mut prepared.plan,
         &prepared.image,
@@ -131,7 +166,19 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
             ),
         };
         output::stdout(&text);
+        if args.executor == ExecutorKind::Slurm {
+            let (script, sbatch) = super::run_slurm::dry_run(args, &prepared.plan, &id, &run_dir)?;
+            output::stdout(&format!(
+                "\n# the job script ({}), submitted with:\n# {sbatch}\n{script}",
+                absolute(&run_dir).join(slurm_script::SCRIPT_FILE).display()
+            ));
+        }
         return Ok(ExitStatus::Success);
+    }
+    if args.executor == ExecutorKind::Slurm && !adopting {
+        disarm(cancel);
+        clear(spinner.as_ref());
+        return super::run_slurm::submit_and_follow(args, &prepared.plan, record, &run_dir, color);
     }
     if let Backend::Docker(docker) = &backend {
         warn_about_orphans(docker, &args.runs_dir, err);
@@ -218,6 +265,7 @@ impl CancelWhilePreparing {
     fn install(
         record: &RunRecord,
         runs_dir_and_id: Option<(&Path, &str)>,
+        adopting: bool,
         spinner: Option<Spinner>,
     ) -> Option<Self> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -233,6 +281,10 @@ impl CancelWhilePreparing {
             // The folder is made here: until the run starts it does not exist (a refused
             // run leaves none), but a cancel is the user's act and is kept.
             let made = runs_dir_and_id.as_ref().and_then(|(runs_dir, id)| {
+                if adopting {
+                    // A Slurm job's folder exists already (made by its submitter).
+                    return Some(runs_dir.join(format!("{}{id}", store::RUN_DIR_PREFIX)));
+                }
                 let dir = store::create_run_dir(runs_dir, id).ok()?;
                 let _ = store::ignore_in_git(&dir);
                 Some(dir)
@@ -405,6 +457,28 @@ fn refused(error: &Error, p: Printer) -> ExitStatus {
     ExitStatus::NotStarted
 }
 
+/// A refusal before the start: said, and nothing kept (decision 9) — except for a Slurm
+/// job's run, whose folder and `queued` record exist already: its record says why.
+fn refused_or_recorded(
+    error: &Error,
+    adopting: bool,
+    record: &mut RunRecord,
+    run_dir: &Path,
+    p: Printer,
+) -> ExitStatus {
+    if !adopting {
+        return refused(error, p);
+    }
+    let status = refused(error, p);
+    record.status = Status::EngineError;
+    record.message = Some(error.to_string());
+    record.ended_at = Some(jiff::Timestamp::now());
+    if let Err(e) = store::write_record_atomic(run_dir, &record.to_value()) {
+        output::stderr(&format!("{} could not write the record: {e}\n", p.red("error:")));
+    }
+    status
+}
+
 /// Reports and records a run that was handed over to be started but did not start, and
 /// gives exit 125: its folder exists and keeps the record (and the supervisor's log).
 fn record_failure(error: &Error, record: &mut RunRecord, run_dir: &Path, p: Printer) -> ExitStatus {
@@ -432,6 +506,16 @@ fn record_failure(error: &Error, record: &mut RunRecord, run_dir: &Path, p: Prin
 /// and the first record. When any of it fails nothing starts, and the folder is removed
 /// again (it holds only what was just written): a refused run leaves no folder.
 fn open_run_dir(args: &RunArgs, plan: &RunPlan, job: &Job, record: &RunRecord) -> Result<PathBuf> {
+    if args.adopt_queued {
+        // A Slurm job's folder, made and recorded `queued` by its submitter: it stays,
+        // whatever happens, and says why the run did not start.
+        let dir = args.runs_dir.join(format!("{}{}", store::RUN_DIR_PREFIX, record.id));
+        store::reserve_space(&dir)
+            .map_err(|e| Error::not_started(format!("cannot write {e}")))
+            .and_then(|()| create_folders(plan, job))?;
+        execute::try_write_record(&dir, record).map_err(|e| Error::not_started(e.to_string()))?;
+        return Ok(dir);
+    }
     let dir = store::create_run_dir(&args.runs_dir, &record.id).map_err(|e| {
         Error::io_with_hint(
             &args.runs_dir,
@@ -654,7 +738,7 @@ fn execute(
         Ok(dir) => dir,
         Err(e) => {
             clear(spinner.as_ref());
-            return Ok(refused(&e, p));
+            return Ok(refused_or_recorded(&e, args.adopt_queued, &mut record, run_dir, p));
         }
     };
     let run_dir = run_dir.as_path();
@@ -679,7 +763,8 @@ fn execute(
         run_dir,
         &mut record,
         Attachment {
-            echo: true,
+            // A Slurm job's output file would only hold a second copy of the logs.
+            echo: !args.adopt_queued,
             spinner,
             hangup_cancels: true,
         },

@@ -4,5 +4,6 @@
 //! merges the site settings.
 
 pub(crate) mod client;
+pub(crate) mod job;
 pub(crate) mod script;
 pub(crate) mod settings;

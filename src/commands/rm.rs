@@ -314,7 +314,7 @@ fn cancel_pipeline(dir: &Path) -> Result<()> {
 /// what it points to; one of tapir's names that is a folder (a damaged run) goes only with
 /// `force`.
 fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
-    const FILES: [&str; 7] = [
+    const FILES: [&str; 9] = [
         store::RECORD_FILE,
         store::GITIGNORE_FILE,
         store::RESERVE_FILE,
@@ -322,12 +322,15 @@ fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
         crate::record::logs::STDERR_FILE,
         crate::record::logs::INDEX_FILE,
         crate::execute::detach::SUPERVISOR_LOG,
+        crate::executor::slurm::script::SCRIPT_FILE,
+        crate::executor::slurm::job::PRIVATE_ENV_FILE,
     ];
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
         let ours_file = FILES.contains(&name.as_str())
+            || crate::executor::slurm::script::is_job_output(&name)
             || (name.starts_with(".record.json.") && name.ends_with(".tmp"));
         // `file_type` of a directory entry does not follow links.
         let is_folder = entry.file_type().is_ok_and(|t| t.is_dir());
@@ -368,6 +371,13 @@ fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
 /// writes `cancelled`), and waits for that. The pid is read again on every poll: during
 /// the hand-over of `run --detach` it changes from the parent's to the supervisor's.
 fn cancel(dir: &Path) -> Result<()> {
+    use crate::executor::slurm::job;
+    if let Ok(summary) = RunSummary::load(dir)
+        && let Some(job_id) = job::pending_job(summary.status, summary.executor.as_ref())
+    {
+        // A Slurm job: cancelled through Slurm, waited for until it left the queue.
+        return job::cancel_and_wait(dir, &job_id).map_err(Error::Usage);
+    }
     stop_and_wait(dir, "run", |dir| {
         let summary = RunSummary::load_settled(dir).ok()?;
         (!summary.is_over()).then_some(summary.pid)

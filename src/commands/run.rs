@@ -84,7 +84,8 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
                 record.created_at = queued.created_at;
                 let mut executor = queued.executor.unwrap_or_default();
                 executor.node = Some(record::current_host());
-                executor.state = Some("RUNNING".into());
+                // Slurm's own word on the job is the submitter's to record (`job::look`).
+                executor.state = None;
                 if executor.job_id.is_none() {
                     executor.job_id = job_id;
                 }

@@ -159,7 +159,7 @@ pub(crate) fn submit_and_follow(
     let submitted = match job::submit(
         Submission {
             record,
-            runs_dir: args.runs_dir.clone(),
+            runs_dir: absolute(&args.runs_dir),
             script,
             sbatch_args: settings.sbatch_args.clone().unwrap_or_default(),
         },
@@ -255,7 +255,9 @@ fn follow(dir: &Path, job_id: &str, interrupted: &AtomicBool, p: Printer) -> Res
                         p.yellow("warning:")
                     ));
                 }
-                Some(Seen::Active(state)) if state.is_pending() && !said_pending => {
+                Some(Seen::Active(state))
+                    if state.is_pending() && state.reason != "None" && !said_pending =>
+                {
                     said_pending = true;
                     output::stderr(&format!(
                         "tapir: job {job_id} is pending ({})\n",

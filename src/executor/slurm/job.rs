@@ -187,9 +187,16 @@ pub(crate) fn settle(dir: &Path, job_id: &str, state: Option<&JobState>) -> Resu
         .or_else(|| details.as_ref().and_then(|d| d.get("Reason").cloned()))
         .filter(|r| !r.is_empty() && r != "None");
     let output = script::job_output(dir, job_id);
+    let tail = read_tail(&output);
     let was_queued = record.status == Status::Queued;
+    // Without cgroups Slurm's memory kill ends the job FAILED, and only slurmstepd's
+    // words in the output file say why.
+    let memory_kill = tail
+        .as_deref()
+        .is_some_and(|t| t.contains("Exceeded job memory limit"));
     record.status = match state_name.as_deref() {
         Some("OUT_OF_MEMORY") => Status::OomKilled,
+        _ if memory_kill => Status::OomKilled,
         Some("TIMEOUT" | "DEADLINE") => Status::TimedOut,
         Some("CANCELLED") => Status::Cancelled,
         _ => Status::EngineError,
@@ -201,7 +208,7 @@ pub(crate) fn settle(dir: &Path, job_id: &str, state: Option<&JobState>) -> Resu
         reason.as_deref(),
         was_queued,
         &output,
-        read_tail(&output).as_deref(),
+        tail.as_deref(),
     ));
     record.ended_at = Some(jiff::Timestamp::now());
     if let Some(executor) = record.executor.as_mut() {

@@ -44,6 +44,13 @@ pub(crate) fn job_output(run_dir: &Path, id: &str) -> PathBuf {
     run_dir.join(JOB_OUTPUT_PATTERN.replace("%j", id))
 }
 
+/// Is `name` a job output file ([`JOB_OUTPUT_PATTERN`] with a job id)?
+pub(crate) fn is_job_output(name: &str) -> bool {
+    name.strip_prefix("slurm-")
+        .and_then(|rest| rest.strip_suffix(".out"))
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Bytes an `#SBATCH` line cannot carry: Slurm splits its options at white space and
 /// quotes, and expands `%` in file names (`%j`).
 pub(crate) fn header_safe(path: &Path) -> Result<(), String> {

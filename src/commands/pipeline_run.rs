@@ -36,7 +36,10 @@ use crate::resolve::env_input::EnvOverride;
 pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     crate::executor::refuse_unavailable(args.executor)?;
     if args.executor == crate::executor::ExecutorKind::Slurm {
-        return Err(Error::Usage("pipeline run --executor slurm is not available yet\n  fix: use --executor local".into()));
+        return Err(Error::Usage(
+            "pipeline run --executor slurm is not available yet\n  fix: use --executor local"
+                .into(),
+        ));
     }
     let err = Printer::for_stderr(color);
     // Everything is checked before anything is created.

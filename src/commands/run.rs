@@ -116,7 +116,13 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         Err(e) => {
             disarm(cancel);
             clear(spinner.as_ref());
-            return Ok(refused_or_recorded(&e, adopting, &mut record, &run_dir, err));
+            return Ok(refused_or_recorded(
+                &e,
+                adopting,
+                &mut record,
+                &run_dir,
+                err,
+            ));
         }
     };
     let mut prepared = match prepare(args, &backend, &mut record, spinner.as_ref()) {
@@ -124,7 +130,13 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         Err(e) => {
             disarm(cancel);
             clear(spinner.as_ref());
-            return Ok(refused_or_recorded(&e, adopting, &mut record, &run_dir, err));
+            return Ok(refused_or_recorded(
+                &e,
+                adopting,
+                &mut record,
+                &run_dir,
+                err,
+            ));
         }
     };
     if adopting && let Some(job) = record.executor.as_ref().and_then(|e| e.job_id.clone()) {
@@ -475,7 +487,10 @@ fn refused_or_recorded(
     record.message = Some(error.to_string());
     record.ended_at = Some(jiff::Timestamp::now());
     if let Err(e) = store::write_record_atomic(run_dir, &record.to_value()) {
-        output::stderr(&format!("{} could not write the record: {e}\n", p.red("error:")));
+        output::stderr(&format!(
+            "{} could not write the record: {e}\n",
+            p.red("error:")
+        ));
     }
     status
 }
@@ -510,7 +525,9 @@ fn open_run_dir(args: &RunArgs, plan: &RunPlan, job: &Job, record: &RunRecord) -
     if args.adopt_queued {
         // A Slurm job's folder, made and recorded `queued` by its submitter: it stays,
         // whatever happens, and says why the run did not start.
-        let dir = args.runs_dir.join(format!("{}{}", store::RUN_DIR_PREFIX, record.id));
+        let dir = args
+            .runs_dir
+            .join(format!("{}{}", store::RUN_DIR_PREFIX, record.id));
         store::reserve_space(&dir)
             .map_err(|e| Error::not_started(format!("cannot write {e}")))
             .and_then(|()| create_folders(plan, job))?;
@@ -739,7 +756,13 @@ fn execute(
         Ok(dir) => dir,
         Err(e) => {
             clear(spinner.as_ref());
-            return Ok(refused_or_recorded(&e, args.adopt_queued, &mut record, run_dir, p));
+            return Ok(refused_or_recorded(
+                &e,
+                args.adopt_queued,
+                &mut record,
+                run_dir,
+                p,
+            ));
         }
     };
     let run_dir = run_dir.as_path();

@@ -16,10 +16,10 @@ use super::plan_view::command_line;
 use crate::cli::{ColorChoice, RunArgs};
 use crate::error::{Error, ExitStatus, Result};
 use crate::executor::RunRequest;
+use crate::executor::slurm::client;
 use crate::executor::slurm::job::{self, Seen, Submission};
 use crate::executor::slurm::script::{self, JobScript};
 use crate::executor::slurm::settings::SlurmSettings;
-use crate::executor::slurm::client;
 use crate::output::{self, Printer};
 use crate::record::logs::{Cursor, LogReader, Stream};
 use crate::record::{RunRecord, RunSummary, Status};
@@ -44,7 +44,12 @@ pub(crate) fn node_grace(requested: u32, kill_wait: Option<u64>) -> u32 {
 /// The request the node-side tapir gets: `run`'s own options, every path absolute (the
 /// job runs in the run folder).
 fn node_request(args: &RunArgs, id: &str, grace: u32) -> RunRequest {
-    let mut request = RunRequest::new(&absolute(&args.task), &absolute(&args.runs_dir), id.into(), args.mode);
+    let mut request = RunRequest::new(
+        &absolute(&args.task),
+        &absolute(&args.runs_dir),
+        id.into(),
+        args.mode,
+    );
     request.env = args.env.clone();
     request.env_files = args.env_file.iter().map(|f| absolute(&f.path)).collect();
     request.env_sources = args.env_source.clone();
@@ -97,9 +102,10 @@ pub(crate) fn job_script(
 /// The tapir binary the job runs: the site's setting, else this very binary (a shared
 /// install, or a single-machine cluster).
 pub(crate) fn tapir_on_node(settings: &SlurmSettings) -> PathBuf {
-    settings.tapir_on_node.clone().unwrap_or_else(|| {
-        std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tapir"))
-    })
+    settings
+        .tapir_on_node
+        .clone()
+        .unwrap_or_else(|| std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tapir")))
 }
 
 /// `sbatch` as it is called (for the dry run).
@@ -111,11 +117,19 @@ pub(crate) fn sbatch_line(settings: &SlurmSettings, script_path: &Path) -> Strin
 }
 
 /// What `run --dry-run --executor slurm` adds: the job script and the `sbatch` call.
-pub(crate) fn dry_run(args: &RunArgs, plan: &RunPlan, id: &str, run_dir: &Path) -> Result<(String, String)> {
+pub(crate) fn dry_run(
+    args: &RunArgs,
+    plan: &RunPlan,
+    id: &str,
+    run_dir: &Path,
+) -> Result<(String, String)> {
     let settings = settings(args)?;
     // A dry run asks Slurm nothing: the grace is computed for Slurm's default KillWait.
     let script = job_script(args, plan, id, run_dir, &settings, None);
-    Ok((script.render(), sbatch_line(&settings, &absolute(run_dir).join(script::SCRIPT_FILE))))
+    Ok((
+        script.render(),
+        sbatch_line(&settings, &absolute(run_dir).join(script::SCRIPT_FILE)),
+    ))
 }
 
 /// Submits the run and, unless `--detach`, follows it to its end.

@@ -14,5 +14,6 @@ mod pipeline_run;
 mod readme;
 mod run;
 mod run_folder;
+mod slurm;
 mod templating;
 mod validate;

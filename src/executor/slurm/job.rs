@@ -109,7 +109,10 @@ fn write(dir: &Path, record: &RunRecord) -> Result<(), String> {
 }
 
 /// The Slurm job of a run whose record is not final: its id.
-pub(crate) fn pending_job(record_status: Status, executor: Option<&ExecutorRecord>) -> Option<String> {
+pub(crate) fn pending_job(
+    record_status: Status,
+    executor: Option<&ExecutorRecord>,
+) -> Option<String> {
     let executor = executor?;
     (record_status.is_active() && executor.kind == crate::executor::ExecutorKind::Slurm.name())
         .then(|| executor.job_id.clone())
@@ -225,7 +228,8 @@ fn read_tail(path: &Path) -> Option<String> {
     use std::io::{Seek, SeekFrom};
     let mut file = std::fs::File::open(path).ok()?;
     let length = file.metadata().ok()?.len();
-    file.seek(SeekFrom::Start(length.saturating_sub(2048))).ok()?;
+    file.seek(SeekFrom::Start(length.saturating_sub(2048)))
+        .ok()?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).ok()?;
     let text = String::from_utf8_lossy(&bytes);
@@ -384,8 +388,19 @@ mod tests {
         assert!(lost.starts_with("Slurm no longer knows job 7 without tapir recording"));
         assert!(lost.contains("left no output file /runs/task_run-1/slurm-7.out"));
         assert!(lost.contains("file system the nodes share"));
-        let oom = vanished_message("8", Some("OUT_OF_MEMORY"), Some("0:125"), None, false, out, Some(""));
-        assert!(oom.contains("--mem, was exceeded") && oom.contains("is empty"), "{oom}");
+        let oom = vanished_message(
+            "8",
+            Some("OUT_OF_MEMORY"),
+            Some("0:125"),
+            None,
+            false,
+            out,
+            Some(""),
+        );
+        assert!(
+            oom.contains("--mem, was exceeded") && oom.contains("is empty"),
+            "{oom}"
+        );
     }
 
     #[test]
@@ -406,8 +421,14 @@ mod tests {
             job_id: Some("3".into()),
             ..slurm_record(None, None, None)
         };
-        assert_eq!(pending_job(Status::Queued, Some(&slurm)).as_deref(), Some("3"));
-        assert_eq!(pending_job(Status::Running, Some(&slurm)).as_deref(), Some("3"));
+        assert_eq!(
+            pending_job(Status::Queued, Some(&slurm)).as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            pending_job(Status::Running, Some(&slurm)).as_deref(),
+            Some("3")
+        );
         assert_eq!(pending_job(Status::Succeeded, Some(&slurm)), None);
         assert_eq!(pending_job(Status::Running, None), None);
         let k8s = ExecutorRecord {

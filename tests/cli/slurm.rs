@@ -1,0 +1,493 @@
+//! `--executor slurm` end to end on the real single-node cluster tests/setup/slurm.sh
+//! starts (tests/prepare.sh runs it; these tests fail, not skip, without it): each
+//! attempt a batch job whose node-side tapir writes the run folder the submitter made.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{
+    example_image, interrupt, leftover_containers, only_record, repo_root, run, tapir,
+};
+
+/// The test cluster's slurm.conf (the tests' clients find the cluster through it).
+pub(crate) fn slurm_conf() -> PathBuf {
+    let root = std::env::var_os("TAPIR_SLURM_ROOT")
+        .map_or_else(|| PathBuf::from("/tmp/tapir-slurm"), PathBuf::from);
+    let conf = root.join("slurm.conf");
+    assert!(
+        conf.is_file(),
+        "no test Slurm cluster at {}: start it with tests/setup/slurm.sh (tests/prepare.sh does)",
+        conf.display()
+    );
+    conf
+}
+
+/// `tapir ARGS` talking to the test cluster.
+pub(crate) fn slurm_tapir(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = tapir(dir, args);
+    cmd.env("SLURM_CONF", slurm_conf());
+    cmd
+}
+
+/// A Slurm client command on the test cluster; its stdout.
+pub(crate) fn slurm_cli(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .env("SLURM_CONF", slurm_conf())
+        .output()
+        .expect("the Slurm clients are installed (tests/setup/slurm.sh)");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The state Slurm gives job `id` (`squeue -t all`).
+fn job_state(id: &str) -> String {
+    slurm_cli("squeue", &["-h", "-t", "all", "-j", id, "-o", "%T"])
+}
+
+/// A task file `task.json` in `dir` running `script` with busybox sh in the example image.
+fn task(dir: &Path, script: &str, extra: Value) {
+    let mut task = json!({
+        "name": "hello",
+        "image": example_image(),
+        "taskTemplate": {"identifier": "t", "description": "slurm case", "inputs": [], "outputs": [], "env": [],
+                         "command": ["sh", "-c", script]}
+    });
+    if let (Some(task), Some(extra)) = (task.as_object_mut(), extra.as_object()) {
+        task.extend(extra.clone());
+    }
+    std::fs::write(dir.join("task.json"), task.to_string()).unwrap();
+}
+
+fn job_id(record: &Value) -> String {
+    record["executor"]["job_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Waits (at most 60 s) until `check` holds.
+fn eventually(what: &str, check: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn record_of(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("record.json")).unwrap_or_default())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn slurm_run_gives_the_tasks_exit_code_and_records_its_job() {
+    let dir = tempfile::tempdir().unwrap();
+    task(
+        dir.path(),
+        "echo hello from the job; echo to stderr >&2; exit 3",
+        json!({}),
+    );
+    let out = run(&mut slurm_tapir(
+        dir.path(),
+        &["run", "task.json", "--executor", "slurm"],
+    ));
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stdout.contains("hello from the job"), "{out:?}");
+    assert!(out.stderr.contains("queued as Slurm job"), "{out:?}");
+    let (run_dir, record) = only_record(dir.path());
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["exit_code"], 3);
+    let id = job_id(&record);
+    assert!(
+        !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()),
+        "{record}"
+    );
+    assert_eq!(record["executor"]["kind"], "slurm");
+    assert_eq!(record["executor"]["node"], slurm_cli("hostname", &["-s"]));
+    // Slurm ran it (the job's end is its own: the node-side tapir's exit code).
+    assert_eq!(job_state(&id), "FAILED");
+    let script = run_dir.join("job.sh");
+    let text = std::fs::read_to_string(&script).unwrap();
+    let run_id = record["id"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("#SBATCH --job-name=tapir-hello-{run_id}\n")),
+        "{text}"
+    );
+    assert!(text.contains("--adopt-queued"), "{text}");
+    assert_eq!(
+        std::fs::metadata(&script).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(run_dir.join(format!("slurm-{id}.out")).is_file());
+
+    let ps = run(&mut slurm_tapir(dir.path(), &["ps"]));
+    assert!(
+        ps.stdout.contains(run_id) && ps.stdout.contains("failed"),
+        "{ps:?}"
+    );
+    let logs = run(&mut slurm_tapir(dir.path(), &["logs", run_id]));
+    assert!(
+        logs.stdout.contains("hello from the job") && logs.stderr.contains("to stderr"),
+        "{logs:?}"
+    );
+    let show = run(&mut slurm_tapir(dir.path(), &["show", run_id]));
+    assert!(
+        show.stdout
+            .contains(&format!("executor   slurm job {id} on ")),
+        "{show:?}"
+    );
+    let wait = run(&mut slurm_tapir(dir.path(), &["wait", run_id]));
+    assert_eq!(wait.code, 3, "{wait:?}");
+    let rm = run(&mut slurm_tapir(dir.path(), &["rm", run_id]));
+    assert_eq!(rm.code, 0, "{rm:?}");
+    assert!(!run_dir.exists());
+}
+
+#[test]
+fn slurm_dry_run_shows_the_job_script_and_the_sbatch_call_from_every_settings_level() {
+    let dir = tempfile::tempdir().unwrap();
+    task(
+        dir.path(),
+        "true",
+        json!({"resources": {"limits": {"memory": "64Mi", "cpu": "1500m"}}}),
+    );
+    let settings = dir.path().join("slurm.json");
+    std::fs::write(
+        &settings,
+        r#"{"partition": "from-file", "account": "ccat", "qos": "from-file"}"#,
+    )
+    .unwrap();
+    let out = run(slurm_tapir(
+        dir.path(),
+        &[
+            "run",
+            "task.json",
+            "--executor",
+            "slurm",
+            "--dry-run",
+            "--timeout",
+            "30",
+            "--qos",
+            "from-flag",
+            "--sbatch-arg=--exclusive",
+        ],
+    )
+    .env("TAPIR_SLURM_CONFIG", &settings)
+    .env("TAPIR_SLURM_PARTITION", "other"));
+    assert_eq!(out.code, 0, "{out:?}");
+    for line in [
+        "#SBATCH --partition=other\n",
+        "#SBATCH --account=ccat\n",
+        "#SBATCH --qos=from-flag\n",
+        "#SBATCH --mem=164M\n",
+        "#SBATCH --cpus-per-task=2\n",
+        "#SBATCH --time=2\n",
+        "#SBATCH --no-requeue\n",
+        "# sbatch --parsable --exclusive ",
+        "  --adopt-queued\n",
+    ] {
+        assert!(
+            out.stdout.contains(line),
+            "missing {line:?} in {}",
+            out.stdout
+        );
+    }
+    // Nothing was submitted or made.
+    assert!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with("task_run-"))
+    );
+
+    std::fs::write(&settings, "{\n  \"partiton\": \"x\"\n}").unwrap();
+    let bad = run(slurm_tapir(
+        dir.path(),
+        &["run", "task.json", "--executor", "slurm", "--dry-run"],
+    )
+    .env("TAPIR_SLURM_CONFIG", &settings));
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(
+        bad.stderr.contains("slurm.json:2:") && bad.stderr.contains("partiton"),
+        "{bad:?}"
+    );
+}
+
+#[test]
+fn slurm_run_times_out_as_a_local_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    task(dir.path(), "sleep 30", json!({}));
+    let out = run(&mut slurm_tapir(
+        dir.path(),
+        &["run", "task.json", "--executor", "slurm", "--timeout", "1"],
+    ));
+    assert_eq!(out.code, 124, "{out:?}");
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["status"], "timed-out");
+    assert_eq!(
+        leftover_containers(&format!("tapir.run-id={}", record["id"].as_str().unwrap())),
+        ""
+    );
+}
+
+#[test]
+fn ctrl_c_cancels_the_slurm_job_and_waits_until_it_left_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    task(dir.path(), "echo started; sleep 60", json!({}));
+    let mut child = slurm_tapir(dir.path(), &["run", "task.json", "--executor", "slurm"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("the task to run", || {
+        std::fs::read_dir(dir.path()).unwrap().flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with("task_run-")
+                && std::fs::read_to_string(e.path().join("stdout.log"))
+                    .is_ok_and(|s| s.contains("started"))
+        })
+    });
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("cancelling Slurm job"), "{stderr}");
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["status"], "cancelled", "{record}");
+    assert_eq!(job_state(&job_id(&record)), "CANCELLED");
+    assert_eq!(
+        leftover_containers(&format!("tapir.run-id={}", record["id"].as_str().unwrap())),
+        ""
+    );
+    let _ = child.kill();
+}
+
+#[test]
+fn a_container_over_its_memory_limit_in_a_slurm_job_is_oom_killed() {
+    // Docker enforces the limit itself (the container is not the job's child, so Slurm
+    // could not); the node-side tapir records it.
+    let dir = tempfile::tempdir().unwrap();
+    task(
+        dir.path(),
+        "exec dd if=/dev/zero of=/dev/null bs=300M count=1",
+        json!({"resources": {"limits": {"memory": "50Mi"}}}),
+    );
+    let out = run(&mut slurm_tapir(
+        dir.path(),
+        &["run", "task.json", "--executor", "slurm"],
+    ));
+    assert_eq!(out.code, 137, "{out:?}");
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["status"], "oom-killed", "{record}");
+}
+
+/// The apptainer stand-in first on PATH.
+fn with_apptainer(cmd: &mut Command) -> &mut Command {
+    let path = format!(
+        "{}:{}",
+        repo_root().join("tests/apptainer").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    cmd.env("PATH", path)
+}
+
+#[test]
+fn slurm_kills_an_apptainer_task_over_its_mem_and_the_record_says_oom() {
+    // Apptainer's container is a child of the job: Slurm's --mem (limit + 100 MiB for
+    // tapir) is enforced by slurmstepd, which kills tapir too; the submitter settles the
+    // record from the job's state and its output file.
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = dir.path().join("sandbox");
+    let made = Command::new("bash")
+        .arg(repo_root().join("tests/apptainer/make-sandbox.sh"))
+        .arg(&sandbox)
+        .arg(repo_root().join("examples/dummy/processing-container.json"))
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    task(
+        dir.path(),
+        "dd if=/dev/zero of=/dev/null bs=300M count=200; echo survived",
+        json!({"image": sandbox.display().to_string(), "resources": {"limits": {"memory": "50Mi"}}}),
+    );
+    let out = run(with_apptainer(&mut slurm_tapir(
+        dir.path(),
+        &[
+            "run",
+            "task.json",
+            "--executor",
+            "slurm",
+            "--mode",
+            "apptainer",
+        ],
+    )));
+    assert_eq!(out.code, 137, "{out:?}");
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["status"], "oom-killed", "{record}");
+    let message = record["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Exceeded job memory limit") && message.contains("slurm-"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_job_whose_node_has_no_tapir_is_reported_with_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    task(dir.path(), "true", json!({}));
+    let out = run(&mut slurm_tapir(
+        dir.path(),
+        &[
+            "run",
+            "task.json",
+            "--executor",
+            "slurm",
+            "--tapir-on-node",
+            "/nowhere/bin/tapir",
+        ],
+    ));
+    assert_eq!(out.code, 125, "{out:?}");
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["status"], "engine-error");
+    let message = record["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("before tapir started on the node"),
+        "{message}"
+    );
+    assert!(
+        message.contains("/nowhere/bin/tapir is not an executable"),
+        "{message}"
+    );
+    assert!(message.contains("exit code 127"), "{message}");
+    assert!(out.stderr.contains(message), "{out:?}");
+}
+
+#[test]
+fn a_held_job_is_queued_logs_follow_waits_and_an_admin_cancel_is_said_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    task(dir.path(), "echo released and ran; exit 4", json!({}));
+    let submit = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "task.json",
+            "--executor",
+            "slurm",
+            "--detach",
+            "--sbatch-arg=--hold",
+        ];
+        args.extend_from_slice(extra);
+        run(&mut slurm_tapir(dir.path(), &args))
+    };
+    let first = submit(&[]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let run_id = first.stdout.trim().to_string();
+    let run_dir = dir.path().join(format!("task_run-{run_id}"));
+    let record = record_of(&run_dir);
+    assert_eq!(record["status"], "queued", "{record}");
+    let job = job_id(&record);
+    let ps = run(&mut slurm_tapir(dir.path(), &["ps"]));
+    assert!(ps.stdout.contains("queued"), "{ps:?}");
+
+    let follower = slurm_tapir(dir.path(), &["logs", "--follow", &run_id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(record_of(&run_dir)["status"], "queued");
+    slurm_cli("scontrol", &["release", &job]);
+    let followed = follower.wait_with_output().unwrap();
+    assert_eq!(followed.status.code(), Some(4), "{followed:?}");
+    assert!(String::from_utf8_lossy(&followed.stdout).contains("released and ran"));
+
+    // Cancelled by someone else while it waited: no record from the node, so the
+    // submitter's side says what Slurm says.
+    let second = submit(&[]);
+    let run_id = second.stdout.trim().to_string();
+    let job = job_id(&record_of(&dir.path().join(format!("task_run-{run_id}"))));
+    slurm_cli("scancel", &[&job]);
+    let waited = run(&mut slurm_tapir(dir.path(), &["wait", &run_id]));
+    assert_eq!(waited.code, 130, "{waited:?}");
+    assert!(
+        waited
+            .stderr
+            .contains(&format!("Slurm job {job} ended (CANCELLED")),
+        "{waited:?}"
+    );
+    assert!(
+        waited.stderr.contains("before tapir started on the node"),
+        "{waited:?}"
+    );
+}
+
+/// A folder holding an `squeue` that fails as one does when the controller is down.
+fn failing_squeue(dir: &Path) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let squeue = bin.join("squeue");
+    std::fs::write(&squeue, "#!/bin/sh\necho 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)' >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&squeue, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn a_failing_squeue_is_unknown_never_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = failing_squeue(dir.path());
+    // Attached: the record decides; squeue failing is said and waited through.
+    task(dir.path(), "sleep 1; echo done", json!({}));
+    let out = run(
+        slurm_tapir(dir.path(), &["run", "task.json", "--executor", "slurm"]).env("PATH", &path),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("cannot ask Slurm about job")
+            && out.stderr.contains("Unable to contact"),
+        "{out:?}"
+    );
+
+    // A job that is gone but cannot be asked about stays as its record says.
+    let runs = dir.path().join("held");
+    let held = run(&mut slurm_tapir(
+        dir.path(),
+        &[
+            "run",
+            "task.json",
+            "--executor",
+            "slurm",
+            "--detach",
+            "--sbatch-arg=--hold",
+            "--runs-dir",
+            "held",
+        ],
+    ));
+    assert_eq!(held.code, 0, "{held:?}");
+    let run_id = held.stdout.trim().to_string();
+    let run_dir = runs.join(format!("task_run-{run_id}"));
+    slurm_cli("scancel", &[&job_id(&record_of(&run_dir))]);
+    eventually("the job to leave the queue", || {
+        job_state(&job_id(&record_of(&run_dir))) == "CANCELLED"
+    });
+    let ps = run(slurm_tapir(dir.path(), &["ps", "--runs-dir", "held"]).env("PATH", &path));
+    assert!(ps.stdout.contains("queued"), "{ps:?}");
+    assert!(ps.stderr.contains("cannot ask Slurm"), "{ps:?}");
+    assert_eq!(record_of(&run_dir)["status"], "queued");
+    // Once Slurm answers, it is settled.
+    let ps = run(&mut slurm_tapir(dir.path(), &["ps", "--runs-dir", "held"]));
+    assert!(ps.stdout.contains("cancelled"), "{ps:?}");
+}

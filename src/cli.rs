@@ -746,6 +746,9 @@ pub(crate) struct PipelineRunArgs {
     #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
     pub executor: ExecutorKind,
 
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+
     /// Where the pipeline run folder (pipeline-run-<id>/) is created.
     #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]
     pub runs_dir: PathBuf,

@@ -25,20 +25,9 @@ use crate::record::logs::{Cursor, LogReader, Stream};
 use crate::record::{RunRecord, RunSummary, Status};
 use crate::resolve::plan::RunPlan;
 
-/// The Slurm default for `KillWait` (seconds), when the cluster's cannot be read.
-const DEFAULT_KILL_WAIT: u64 = 30;
-
 /// The site settings for this run: flags over environment over files.
 pub(crate) fn settings(args: &RunArgs) -> Result<SlurmSettings> {
     SlurmSettings::resolve(args.slurm.flags()).map_err(Error::Usage)
-}
-
-/// The node-side grace: shorter than Slurm's `KillWait`, so tapir has stopped the
-/// container and written the record before Slurm's SIGKILL.
-pub(crate) fn node_grace(requested: u32, kill_wait: Option<u64>) -> u32 {
-    let kill_wait = kill_wait.unwrap_or(DEFAULT_KILL_WAIT);
-    let room = kill_wait.saturating_sub(2).max(1);
-    requested.min(u32::try_from(room).unwrap_or(u32::MAX))
 }
 
 /// The request the node-side tapir gets: `run`'s own options, every path absolute (the
@@ -81,7 +70,7 @@ pub(crate) fn job_script(
     settings: &SlurmSettings,
     kill_wait: Option<u64>,
 ) -> JobScript {
-    let grace = node_grace(args.grace, kill_wait);
+    let grace = script::node_grace(args.grace, kill_wait);
     let mut argv: Vec<OsString> = node_request(args, id, grace).argv();
     argv.push("--adopt-queued".into());
     JobScript {
@@ -284,18 +273,5 @@ fn follow(dir: &Path, job_id: &str, interrupted: &AtomicBool, p: Printer) -> Res
             next_ask = Instant::now() + poll;
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_node_side_grace_ends_before_slurms_kill_wait() {
-        assert_eq!(node_grace(10, Some(5)), 3);
-        assert_eq!(node_grace(10, None), 10);
-        assert_eq!(node_grace(2, Some(30)), 2);
-        assert_eq!(node_grace(10, Some(1)), 1);
     }
 }

@@ -5,5 +5,6 @@
 
 pub(crate) mod client;
 pub(crate) mod job;
+pub(crate) mod pipeline;
 pub(crate) mod script;
 pub(crate) mod settings;

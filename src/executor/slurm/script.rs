@@ -105,6 +105,17 @@ pub(crate) fn memory_mib(limit_bytes: Option<u64>) -> Option<u64> {
     Some(limit_bytes?.div_ceil(1024 * 1024) + TAPIR_ROOM_MIB)
 }
 
+/// The Slurm default for `KillWait` (seconds), when the cluster's cannot be read.
+const DEFAULT_KILL_WAIT: u64 = 30;
+
+/// The node-side grace: shorter than Slurm's `KillWait`, so tapir has stopped the
+/// container and written the record before Slurm's SIGKILL.
+pub(crate) fn node_grace(requested: u32, kill_wait: Option<u64>) -> u32 {
+    let kill_wait = kill_wait.unwrap_or(DEFAULT_KILL_WAIT);
+    let room = kill_wait.saturating_sub(2).max(1);
+    requested.min(u32::try_from(room).unwrap_or(u32::MAX))
+}
+
 /// Quotes one word for a POSIX shell.
 pub(crate) fn shell_word(word: &str) -> String {
     if !word.is_empty()
@@ -261,6 +272,14 @@ mod tests {
         assert_eq!(time_minutes(Some(3600), 10), Some(62));
         assert_eq!(memory_mib(None), None);
         assert_eq!(memory_mib(Some(50 * 1024 * 1024)), Some(150));
+    }
+
+    #[test]
+    fn the_node_side_grace_ends_before_slurms_kill_wait() {
+        assert_eq!(node_grace(10, Some(5)), 3);
+        assert_eq!(node_grace(10, None), 10);
+        assert_eq!(node_grace(2, Some(30)), 2);
+        assert_eq!(node_grace(10, Some(1)), 1);
     }
 
     #[test]

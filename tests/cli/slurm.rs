@@ -111,8 +111,9 @@ fn slurm_run_gives_the_tasks_exit_code_and_records_its_job() {
     );
     assert_eq!(record["executor"]["kind"], "slurm");
     assert_eq!(record["executor"]["node"], slurm_cli("hostname", &["-s"]));
-    // Slurm ran it (the job's end is its own: the node-side tapir's exit code).
-    assert_eq!(job_state(&id), "FAILED");
+    // Slurm ran it (the job's end is its own: the node-side tapir's exit code; `run`
+    // returns on the record, the job may still be completing).
+    eventually("the job to end FAILED", || job_state(&id) == "FAILED");
     let script = run_dir.join("job.sh");
     let text = std::fs::read_to_string(&script).unwrap();
     let run_id = record["id"].as_str().unwrap();
@@ -490,4 +491,233 @@ fn a_failing_squeue_is_unknown_never_done() {
     // Once Slurm answers, it is settled.
     let ps = run(&mut slurm_tapir(dir.path(), &["ps", "--runs-dir", "held"]));
     assert!(ps.stdout.contains("cancelled"), "{ps:?}");
+}
+
+/// An inline pipeline task running `script` in the example image.
+fn pipeline_task(script: &str, inputs: &[(&str, &str)], outputs: &[(&str, &str)]) -> Value {
+    let channels = |list: &[(&str, &str)]| -> Vec<Value> {
+        list.iter()
+            .map(|(name, path)| json!({"name": name, "mounted_path": path}))
+            .collect()
+    };
+    json!({
+        "name": "slurm pipeline task",
+        "image": example_image(),
+        "taskTemplate": {"identifier": "t", "description": "test", "inputs": channels(inputs),
+                         "outputs": channels(outputs), "env": [], "command": ["sh", "-c", script]}
+    })
+}
+
+fn pipeline_command(dir: &Path, pipeline: &Value, extra: &[&str]) -> Command {
+    std::fs::write(dir.join("pipeline.json"), pipeline.to_string()).unwrap();
+    let mut args = vec![
+        "pipeline",
+        "run",
+        "pipeline.json",
+        "--executor",
+        "slurm",
+        "--network",
+        "none",
+        "--runs-dir",
+        "runs",
+    ];
+    args.extend_from_slice(extra);
+    slurm_tapir(dir, &args)
+}
+
+fn the_pipeline_run(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir.join("runs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("pipeline-run-"))
+        })
+        .unwrap_or_default()
+}
+
+/// The pipeline record with its journal applied (each journal line is a task's new
+/// state), as tapir's readers see it.
+fn pipeline_record(dir: &Path) -> Value {
+    let run = the_pipeline_run(dir);
+    let mut record = record_of(&run);
+    let journal = std::fs::read_to_string(run.join("journal.jsonl")).unwrap_or_default();
+    for line in journal.lines() {
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if let Some(tasks) = record["tasks"].as_array_mut()
+            && let Some(task) = tasks.iter_mut().find(|t| t["id"] == entry["task"]["id"])
+        {
+            *task = entry["task"].clone();
+        }
+    }
+    record
+}
+
+fn task_status(record: &Value, id: &str) -> Value {
+    record["tasks"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["id"] == id))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_pipeline_on_slurm_keeps_can_fail_retries_and_data_between_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "three on slurm",
+        "execution_profile": {"max_retries": 1, "retry_backoff_seconds": 1},
+        "tasks": [
+            {"id": "bad", "task": pipeline_task("exit 3", &[], &[]), "execution_profile": {"max_retries": 0}},
+            {"id": "flaky", "task": pipeline_task("if [ -f /out/marker ]; then echo second > /out/result; else touch /out/marker; exit 5; fi", &[], &[("out", "/out")]),
+             "depends_on": [{"id": "bad", "can_fail": true}]},
+            {"id": "last", "task": pipeline_task("cat /in/result", &[("in", "/in")], &[]),
+             "iochannel_maps": [{"upstream_task": "flaky", "upstream_output_channel": "out", "input_channel": "in"}]}
+        ]
+    });
+    let out = run(&mut pipeline_command(dir.path(), &pipeline, &[]));
+    assert_eq!(out.code, 1, "{out:?}");
+    let record = pipeline_record(dir.path());
+    assert_eq!(
+        task_status(&record, "bad")["status"],
+        "failed",
+        "{record:#}"
+    );
+    assert_eq!(task_status(&record, "bad")["attempts"][0]["exit_code"], 3);
+    let flaky = task_status(&record, "flaky");
+    assert_eq!(flaky["status"], "succeeded", "{record:#}");
+    assert_eq!(flaky["attempts"][0]["status"], "failed");
+    assert_eq!(flaky["attempts"][1]["status"], "succeeded");
+    assert_eq!(task_status(&record, "last")["status"], "succeeded");
+    // Every attempt was its own Slurm job, named after its task.
+    let run_dir = the_pipeline_run(dir.path());
+    let last_run = run_dir.join(
+        task_status(&record, "last")["attempts"][0]["run_dir"]
+            .as_str()
+            .unwrap(),
+    );
+    let task_run = record_of(&last_run);
+    assert_eq!(task_run["executor"]["kind"], "slurm");
+    let job = job_id(&task_run);
+    assert_eq!(
+        slurm_cli("squeue", &["-h", "-t", "all", "-j", &job, "-o", "%j"]),
+        format!("tapir-last-{}", task_run["id"].as_str().unwrap())
+    );
+    let logs = run(&mut slurm_tapir(
+        dir.path(),
+        &[
+            "logs",
+            "--runs-dir",
+            "runs",
+            &run_dir.display().to_string(),
+            "last",
+        ],
+    ));
+    assert_eq!(logs.stdout, "second\n", "{logs:?}");
+}
+
+#[test]
+fn ctrl_c_cancels_a_pipelines_slurm_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({"name": "long", "tasks": [
+        {"id": "a", "task": pipeline_task("echo started; sleep 120", &[], &[])},
+        {"id": "b", "task": pipeline_task("echo started; sleep 120", &[], &[])}
+    ]});
+    let mut child = pipeline_command(dir.path(), &pipeline, &["--jobs", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("both tasks to run", || {
+        let record = pipeline_record(dir.path());
+        ["a", "b"].iter().all(|id| {
+            task_status(&record, id)["attempts"][0]["run_dir"]
+                .as_str()
+                .is_some_and(|d| {
+                    std::fs::read_to_string(the_pipeline_run(dir.path()).join(d).join("stdout.log"))
+                        .is_ok_and(|s| s.contains("started"))
+                })
+        })
+    });
+    interrupt(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let record = pipeline_record(dir.path());
+    for id in ["a", "b"] {
+        let attempt = &task_status(&record, id)["attempts"][0];
+        assert_eq!(attempt["status"], "cancelled", "{record:#}");
+        let task_run =
+            record_of(&the_pipeline_run(dir.path()).join(attempt["run_dir"].as_str().unwrap()));
+        assert_eq!(job_state(&job_id(&task_run)), "CANCELLED");
+        assert_eq!(
+            leftover_containers(&format!(
+                "tapir.run-id={}",
+                task_run["id"].as_str().unwrap()
+            )),
+            ""
+        );
+    }
+}
+
+#[test]
+fn resume_reattaches_to_a_slurm_job_the_killed_pipeline_left_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({"name": "resumable", "tasks": [
+        {"id": "first", "task": pipeline_task("echo started; sleep 10; echo made > /out/file", &[], &[("out", "/out")])},
+        {"id": "second", "task": pipeline_task("cat /in/file", &[("in", "/in")], &[]),
+         "iochannel_maps": [{"upstream_task": "first", "upstream_output_channel": "out", "input_channel": "in"}]}
+    ]});
+    let mut child = pipeline_command(dir.path(), &pipeline, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the first task to run", || {
+        task_status(&pipeline_record(dir.path()), "first")["attempts"][0]["run_dir"]
+            .as_str()
+            .is_some_and(|d| {
+                std::fs::read_to_string(the_pipeline_run(dir.path()).join(d).join("stdout.log"))
+                    .is_ok_and(|s| s.contains("started"))
+            })
+    });
+    // Killed outright: the job is Slurm's and runs on.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run_dir = the_pipeline_run(dir.path());
+    let first = task_status(&pipeline_record(dir.path()), "first")["attempts"][0].clone();
+    let task_run = run_dir.join(first["run_dir"].as_str().unwrap());
+    assert_eq!(record_of(&task_run)["status"], "running");
+    let resumed = run(&mut pipeline_command(
+        dir.path(),
+        &pipeline,
+        &["--resume", &run_dir.display().to_string()],
+    ));
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    assert!(
+        resumed.stderr.contains("waiting for Slurm job"),
+        "{resumed:?}"
+    );
+    let record = pipeline_record(dir.path());
+    let attempts = task_status(&record, "first")["attempts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    // Not submitted again: its one attempt, adopted.
+    assert_eq!(attempts.len(), 1, "{record:#}");
+    assert_eq!(attempts[0]["status"], "succeeded");
+    assert_eq!(task_status(&record, "second")["status"], "succeeded");
+    let logs = run(&mut slurm_tapir(
+        dir.path(),
+        &[
+            "logs",
+            "--runs-dir",
+            "runs",
+            &run_dir.display().to_string(),
+            "second",
+        ],
+    ));
+    assert_eq!(logs.stdout, "made\n", "{logs:?}");
 }

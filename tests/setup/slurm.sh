@@ -90,8 +90,9 @@ ReturnToService=2
 SlurmdTimeout=60
 SlurmctldTimeout=60
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus $topology RealMemory=$memory State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP DefMemPerCPU=512
-PartitionName=other Nodes=$host Default=NO MaxTime=INFINITE State=UP DefMemPerCPU=512
+# OverSubscribe: up to 16 jobs share a core (the tests' jobs mostly sleep, many at once).
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP DefMemPerCPU=512 OverSubscribe=FORCE:16
+PartitionName=other Nodes=$host Default=NO MaxTime=INFINITE State=UP DefMemPerCPU=512 OverSubscribe=FORCE:16
 CONF
 )
 conf_changed=0
@@ -132,9 +133,23 @@ start() {
   for _ in $(seq 100); do running "$pidfile" "$program" && return 0; sleep 0.1; done
   say "$program did not start; the end of its log:"; tail -20 "$state/log/$program.log" >&2; exit 1
 }
-start slurmctld -R
+start slurmctld
 start slurmd
-if ((conf_changed && controller_was_running)); then scontrol reconfigure; fi
+# A changed slurm.conf needs the daemons restarted (reconfigure does not change every
+# setting, e.g. SelectTypeParameters).
+if ((conf_changed && controller_was_running)); then
+  for program in slurmd slurmctld; do
+    pidfile=$state/run/$program.pid
+    running "$pidfile" "$program" || continue
+    pid=$(<"$pidfile")
+    kill -TERM "$pid"
+    for _ in $(seq 100); do [[ -e /proc/$pid ]] || break; sleep 0.1; done
+    [[ -e /proc/$pid ]] && kill -KILL "$pid"
+    rm -f "$pidfile"
+  done
+  start slurmctld
+  start slurmd
+fi
 
 deadline=$((SECONDS + wait_seconds))
 while :; do

@@ -39,6 +39,8 @@ pub(crate) struct SlurmExecutor {
     /// Submitted attempts not yet reported ended, by task.
     watched: Arc<Mutex<BTreeMap<usize, Watched>>>,
     cancelled: Arc<AtomicBool>,
+    /// Jobs `cancel` asked Slurm to cancel: `finish` waits until they left the queue.
+    cancelled_jobs: Vec<String>,
     /// Set by `finish`: the watcher stops once nothing is watched.
     finishing: Arc<AtomicBool>,
     watcher: Option<std::thread::JoinHandle<()>>,
@@ -67,6 +69,7 @@ impl SlurmExecutor {
             kill_wait: super::client::kill_wait_seconds(),
             watched,
             cancelled,
+            cancelled_jobs: Vec::new(),
             finishing,
             watcher: Some(watcher),
         }
@@ -234,8 +237,9 @@ impl Executor for SlurmExecutor {
             .map(|w| w.job_id.clone());
         if let Some(job) = job {
             // The node-side tapir gets SIGTERM, stops its container and records the
-            // end; the watcher reports it once the job has left the queue.
+            // end; the watcher reports it once the record is final.
             let _ = super::client::scancel(&job);
+            self.cancelled_jobs.push(job);
         }
     }
 
@@ -248,6 +252,7 @@ impl Executor for SlurmExecutor {
         if let Some(watcher) = self.watcher.take() {
             let _ = watcher.join();
         }
+        wait_until_gone(&self.cancelled_jobs);
     }
 }
 
@@ -255,6 +260,27 @@ impl Drop for SlurmExecutor {
     fn drop(&mut self) {
         // An executor dropped without `finish` (made only to re-attach) ends its watcher.
         self.finishing.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Waits (bounded by the deadline and a minute) until the cancelled `jobs` have left the
+/// queue: a cancelled pipeline ends when its jobs are gone, not merely their records.
+fn wait_until_gone(jobs: &[String]) {
+    if jobs.is_empty() {
+        return;
+    }
+    let ids: Vec<&str> = jobs.iter().map(String::as_str).collect();
+    let limit = crate::backend::deadline::limit() + Duration::from_secs(60);
+    let start = std::time::Instant::now();
+    let mut poll = job::FIRST_POLL;
+    while start.elapsed() < limit {
+        if let super::client::QueueAnswer::Known(states) = super::client::squeue(&ids)
+            && states.values().all(super::client::JobState::is_final)
+        {
+            return;
+        }
+        std::thread::sleep(poll);
+        poll = job::next_poll(poll);
     }
 }
 

@@ -252,7 +252,7 @@ pub(crate) struct RunArgs {
     pub env_source: Vec<EnvOverride>,
 
     #[command(flatten)]
-    pub slurm: SlurmArgs,
+    pub slurm: Box<SlurmArgs>,
 
     /// Internal (a Slurm job script gives it): take over the run folder the submitter
     /// made for --run-id, whose record says `queued`, instead of making a new one.
@@ -747,7 +747,7 @@ pub(crate) struct PipelineRunArgs {
     pub executor: ExecutorKind,
 
     #[command(flatten)]
-    pub slurm: SlurmArgs,
+    pub slurm: Box<SlurmArgs>,
 
     /// Where the pipeline run folder (pipeline-run-<id>/) is created.
     #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]

@@ -1059,7 +1059,10 @@ fn sbatch_wrap_and_poll(conf: &Path, engine_command: &str, count: usize) -> Dura
                 .iter()
                 .all(|s| matches!(*s, "COMPLETED" | "FAILED" | "CANCELLED" | "TIMEOUT"))
         {
-            assert!(states.iter().all(|s| *s == "COMPLETED"), "baseline jobs failed: {states:?}");
+            assert!(
+                states.iter().all(|s| *s == "COMPLETED"),
+                "baseline jobs failed: {states:?}"
+            );
             return start.elapsed();
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -1086,17 +1089,26 @@ fn bench_slurm() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     let dir = tempfile::tempdir().expect("tmp");
-    println!("slurm: tapir --executor slurm vs sbatch --wrap + a squeue polling loop (same engine command), {rounds} rounds, medians");
+    println!(
+        "slurm: tapir --executor slurm vs sbatch --wrap + a squeue polling loop (same engine command), {rounds} rounds, medians"
+    );
     let single_task = dir.path().join("single.json");
     std::fs::write(&single_task, noop_task(image, 0).to_string()).expect("write");
     let (mut mine, mut others) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         others.push(sbatch_wrap_and_poll(&conf, &engine_command, 1));
         let mut cmd = Command::new(tapir());
-        cmd.args(["run", "--executor", "slurm", "--network", "none", "--runs-dir"])
-            .arg(dir.path().join("runs"))
-            .arg(&single_task)
-            .env("SLURM_CONF", &conf);
+        cmd.args([
+            "run",
+            "--executor",
+            "slurm",
+            "--network",
+            "none",
+            "--runs-dir",
+        ])
+        .arg(dir.path().join("runs"))
+        .arg(&single_task)
+        .env("SLURM_CONF", &conf);
         mine.push(time(&mut cmd));
     }
     let (ours, theirs) = (median(mine), median(others));
@@ -1114,12 +1126,20 @@ fn bench_slurm() {
         for _ in 0..rounds {
             others.push(sbatch_wrap_and_poll(&conf, &engine_command, tasks));
             let mut cmd = Command::new(tapir());
-            cmd.args(["pipeline", "run", "--executor", "slurm", "--network", "none", "--jobs"])
-                .arg(tasks.to_string())
-                .arg("--runs-dir")
-                .arg(dir.path().join("runs"))
-                .arg(&pipeline)
-                .env("SLURM_CONF", &conf);
+            cmd.args([
+                "pipeline",
+                "run",
+                "--executor",
+                "slurm",
+                "--network",
+                "none",
+                "--jobs",
+            ])
+            .arg(tasks.to_string())
+            .arg("--runs-dir")
+            .arg(dir.path().join("runs"))
+            .arg(&pipeline)
+            .env("SLURM_CONF", &conf);
             mine.push(time(&mut cmd));
         }
         let (mine, others) = (median(mine), median(others));

@@ -9,6 +9,7 @@ pub(crate) mod diagnostic;
 pub(crate) mod error;
 pub(crate) mod execute;
 pub(crate) mod executor;
+pub(crate) mod k8s;
 pub(crate) mod model;
 pub(crate) mod output;
 pub(crate) mod pipeline;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::executor::ExecutorKind;
 use crate::record::store;
 use crate::resolve::env_input::{self, EnvFile, EnvOverride};
 use crate::resolve::plan::{self, PlannedBind};
@@ -156,6 +157,11 @@ pub(crate) struct RunArgs {
     /// The engine to run the container with.
     #[arg(long, value_enum, default_value_t = Mode::Docker)]
     pub mode: Mode,
+
+    /// Where the task runs: `local` (this machine), `slurm` (a batch job whose node runs
+    /// the engine given by --mode) or `k8s` (a Kubernetes object, through kubectl).
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
 
     /// Set a variable, above the task's and the template's values (repeatable). `--env
     /// NAME` takes the value from tapir's own environment.
@@ -690,6 +696,11 @@ pub(crate) struct PipelineRunArgs {
     /// The engine every task runs with.
     #[arg(long, value_enum, default_value_t = Mode::Docker)]
     pub mode: Mode,
+
+    /// Where every task runs: `local`, `slurm` (a batch job per attempt) or `k8s` (a
+    /// Kubernetes object per attempt); as `run --executor`.
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
 
     /// Where the pipeline run folder (pipeline-run-<id>/) is created.
     #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]

@@ -34,6 +34,7 @@ use crate::record::{self, Status, TaskFile, store};
 use crate::resolve::env_input::EnvOverride;
 
 pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
+    crate::executor::refuse_unavailable(args.executor)?;
     let err = Printer::for_stderr(color);
     // Everything is checked before anything is created.
     let checked = plan::check(

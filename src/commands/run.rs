@@ -29,6 +29,7 @@ struct Prepared {
 }
 
 pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
+    crate::executor::refuse_unavailable(args.executor)?;
     let err = Printer::for_stderr(color);
     // Started first, so that a parent lost while the run is prepared is noticed too.
     if let Some(parent) = args.watch_parent {
@@ -60,6 +61,7 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         exit_code: None,
         outputs: Vec::new(),
         warnings: Vec::new(),
+        executor: None,
     };
     // Where the run folder will be. It is made only once the run is about to start
     // (`open_run_dir`): a run refused by the checks before that leaves nothing behind

@@ -126,10 +126,50 @@ pub(crate) enum Command {
     /// For example `tapir man > ~/.local/share/man/man1/tapir.1` (then `man tapir`), or
     /// `tapir man validate | man -l -`.
     Man(ManArgs),
+    /// Write a task's Kubernetes manifests to files, for applying with your own tools.
+    Export(ExportArgs),
     /// Internal: the background process of `run --detach` (captures the logs and writes
     /// the final record). Not for direct use.
     #[command(hide = true)]
     Supervise(SuperviseArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    #[command(subcommand)]
+    pub target: ExportTarget,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ExportTarget {
+    /// The Pod Kaapana's task runner would create for the task (as `run --executor k8s
+    /// --dry-run` prints it), and a README naming the Secrets to create first.
+    K8s(ExportK8sArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportK8sArgs {
+    /// The task file.
+    #[arg(value_name = "TASK.JSON", value_parser = ExistingFileParser)]
+    pub task: PathBuf,
+
+    /// The folder to write into (created if missing; files of an earlier export of the
+    /// same task are replaced).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// `human` writes YAML, `json` JSON.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+    pub format: PlanFormat,
+
+    /// Read the template from this processing-container.json instead of the image.
+    #[arg(long, value_name = "PATH", value_parser = ExistingFileParser)]
+    pub container_file: Option<PathBuf>,
+
+    /// Set a variable, above the task's and the template's values (repeatable). `--env
+    /// NAME` takes the value from tapir's own environment.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
+    pub env: Vec<EnvOverride>,
 }
 
 #[derive(Debug, Args)]

@@ -65,6 +65,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Completions(args) => commands::completions::run(args),
         Command::Man(args) => commands::man::run(args),
         Command::Supervise(args) => commands::supervise::run(args),
+        Command::Export(args) => match &args.target {
+            cli::ExportTarget::K8s(args) => commands::k8s::export(args, color),
+        },
     };
     match result {
         Ok(status) => ExitCode::from(status.code()),

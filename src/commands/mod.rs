@@ -4,6 +4,7 @@
 pub(crate) mod completions;
 pub(crate) mod doctor;
 pub(crate) mod inspect;
+pub(crate) mod k8s;
 pub(crate) mod logs;
 pub(crate) mod man;
 pub(crate) mod outputs;

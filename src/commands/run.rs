@@ -29,6 +29,9 @@ struct Prepared {
 }
 
 pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
+    if args.executor == crate::executor::ExecutorKind::K8s {
+        return super::k8s::run(args, color);
+    }
     crate::executor::refuse_unavailable(args.executor)?;
     let err = Printer::for_stderr(color);
     // Started first, so that a parent lost while the run is prepared is noticed too.
@@ -367,7 +370,7 @@ fn mask_template_secrets(mut value: serde_json::Value, template: &Template) -> s
 
 /// `--env-file` values, then `--env` values (which win), as plan overrides (both were
 /// checked while the arguments were parsed).
-fn overrides(args: &RunArgs) -> Vec<Override> {
+pub(super) fn overrides(args: &RunArgs) -> Vec<Override> {
     let from_files = args.env_file.iter().flat_map(|file| {
         file.entries.iter().map(|entry| Override {
             name: entry.var.name.clone(),

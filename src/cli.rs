@@ -203,6 +203,15 @@ pub(crate) struct RunArgs {
     #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
     pub executor: ExecutorKind,
 
+    /// `--executor k8s`: the kubectl context to use (default: kubectl's current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// `--executor k8s`: the namespace, over the task's `config.namespace` (default: the
+    /// context's).
+    #[arg(long, value_name = "NAME")]
+    pub namespace: Option<String>,
+
     /// Set a variable, above the task's and the template's values (repeatable). `--env
     /// NAME` takes the value from tapir's own environment.
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]

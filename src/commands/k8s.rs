@@ -9,6 +9,7 @@ use super::absolute;
 use crate::backend::{Backend, lookup};
 use crate::cli::{ColorChoice, ExportK8sArgs, Mode, PlanFormat, RunArgs};
 use crate::error::{Error, ExitStatus, Result};
+use crate::k8s::kubectl::{self, Target};
 use crate::k8s::manifest::SecretPurpose;
 use crate::k8s::{self, ManifestFormat, Manifests, MergedResources};
 use crate::output::{self, Printer};
@@ -29,7 +30,11 @@ struct Inputs<'a> {
 
 /// Task file → checked manifests, with the warnings to show. An error is shown by the
 /// caller with the task file's text (exit 125, nothing made).
-fn prepare(inputs: &Inputs<'_>, run_id: Option<&str>) -> Result<(Manifests, Vec<String>)> {
+fn prepare(
+    inputs: &Inputs<'_>,
+    run_id: Option<&str>,
+    namespace: Option<&str>,
+) -> Result<(Manifests, Vec<String>)> {
     let loaded = match task_file::load(inputs.task) {
         Ok(loaded) => loaded,
         Err(LoadError::Unreadable(e)) => return Err(e),
@@ -60,8 +65,7 @@ fn prepare(inputs: &Inputs<'_>, run_id: Option<&str>) -> Result<(Manifests, Vec<
         entrypoint: inputs.entrypoint.clone(),
         binds: inputs.binds.clone(),
     };
-    let mut host =
-        HostFacts::gather(&loaded.task, &template, &task_dir).with_binds(&options.binds);
+    let mut host = HostFacts::gather(&loaded.task, &template, &task_dir).with_binds(&options.binds);
     let inputs_here: Vec<PathBuf> = loaded
         .task
         .inputs
@@ -73,8 +77,11 @@ fn prepare(inputs: &Inputs<'_>, run_id: Option<&str>) -> Result<(Manifests, Vec<
     let node_paths = on_the_node(&mut host, &inputs_here);
     let plan = plan::resolve(&loaded.task, &template, &source, &task_dir, &options, &host)
         .map_err(|problems| task_file::problems_error(&problems, &loaded))?;
-    let config = k8s::config::read(&loaded.config, &loaded.unrendered_config)
+    let mut config = k8s::config::read(&loaded.config, &loaded.unrendered_config)
         .map_err(|problems| task_file::problems_error(&problems, &loaded))?;
+    if let Some(ns) = namespace {
+        config.namespace = Some(ns.to_string());
+    }
     let resources = MergedResources::of(&loaded.task, &template);
     let manifests = k8s::manifests_for(&plan, &resources, &config, &loaded.task.name, run_id)
         .map_err(|problems| task_file::problems_error(&problems, &loaded))?;
@@ -97,7 +104,7 @@ fn on_the_node(host: &mut HostFacts, inputs: &[PathBuf]) -> Vec<String> {
             // node is created by the kubelet).
             if inputs.contains(path) {
                 warnings.push(format!(
-                "{} cannot be used on this machine ({reason}); the pod's node must have it",
+                    "{} cannot be used on this machine ({reason}); the pod's node must have it",
                     path.display()
                 ));
             }
@@ -114,6 +121,27 @@ fn on_the_node(host: &mut HostFacts, inputs: &[PathBuf]) -> Vec<String> {
         }
     }
     warnings
+}
+
+/// What a run of these manifests would ask kubectl, said after a dry run (tapir does not
+/// submit them yet): the exact calls, each with its deadline.
+fn submission_note(target: &Target, manifests: &Manifests) -> String {
+    let limit = crate::backend::deadline::limit();
+    let pod = manifests.pod_name();
+    let secrets: Vec<String> = manifests.secrets.iter().map(|s| s.name.clone()).collect();
+    let calls = [
+        kubectl::create(target, manifests, limit),
+        kubectl::logs(target, pod, true, limit, limit),
+        kubectl::status(target, pod, limit),
+        kubectl::delete(target, pod, &secrets, 10, limit),
+    ];
+    let mut text = String::from(
+        "note: tapir does not submit to a cluster yet (README, \"Kubernetes\"); a run would call, in this order (create: the real Secrets on standard input, never in a file or the argv):\n",
+    );
+    for call in calls {
+        text.push_str(&format!("  {}\n", call.shown()));
+    }
+    text
 }
 
 fn show_warnings(warnings: &[String], p: Printer) {
@@ -159,7 +187,14 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         .run_id
         .clone()
         .unwrap_or_else(crate::record::store::new_run_id);
-    let (manifests, warnings) = match prepare(&inputs, Some(&id)) {
+    if let Some(ns) = &args.namespace
+        && let Some(why) = k8s::rules::dns_label_problem(ns)
+    {
+        return Err(Error::Usage(format!(
+            "--namespace `{ns}`: {why}\n  fix: give a namespace name like `my-project`"
+        )));
+    }
+    let (manifests, warnings) = match prepare(&inputs, Some(&id), args.namespace.as_deref()) {
         Ok(prepared) => prepared,
         Err(e) => return Ok(show_refusal(&e, p)),
     };
@@ -169,6 +204,10 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         PlanFormat::Human => ManifestFormat::Yaml,
     };
     output::stdout(&k8s::render_masked(&manifests, format));
+    if format == ManifestFormat::Yaml {
+        let target = Target::for_manifests(args.context.clone(), None, &manifests);
+        output::stderr(&submission_note(&target, &manifests));
+    }
     Ok(ExitStatus::Success)
 }
 
@@ -193,7 +232,7 @@ pub(crate) fn export(args: &ExportK8sArgs, color: ColorChoice) -> Result<ExitSta
         network: None,
         pull: false,
     };
-    let (manifests, warnings) = match prepare(&inputs, None) {
+    let (manifests, warnings) = match prepare(&inputs, None, None) {
         Ok(prepared) => prepared,
         Err(e) => return Ok(show_refusal(&e, p)),
     };

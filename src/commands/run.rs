@@ -32,6 +32,11 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     if args.executor == crate::executor::ExecutorKind::K8s {
         return super::k8s::run(args, color);
     }
+    if args.context.is_some() || args.namespace.is_some() {
+        return Err(Error::Usage(
+            "--context and --namespace are for --executor k8s\n  fix: add --executor k8s, or leave them out".into(),
+        ));
+    }
     crate::executor::refuse_unavailable(args.executor)?;
     let err = Printer::for_stderr(color);
     // Started first, so that a parent lost while the run is prepared is noticed too.

@@ -174,15 +174,31 @@ mod tests {
         assert_eq!(read.image_pull_policy.as_deref(), Some("IfNotPresent"));
         assert_eq!(read.registry.as_ref().unwrap().password, "p");
         assert!(!format!("{:?}", read.registry).contains("\"p\""));
-        assert_eq!((read.env_vars.len(), read.volumes.len(), read.volume_mounts.len()), (1, 1, 1));
+        assert_eq!(
+            (
+                read.env_vars.len(),
+                read.volumes.len(),
+                read.volume_mounts.len()
+            ),
+            (1, 1, 1)
+        );
     }
 
     #[test]
     fn partial_credentials_and_unrendered_values_are_refused() {
-        let problems = read(&json!({"registryUrl": "r", "registryPassword": "p"}), &[]).unwrap_err();
+        let problems =
+            read(&json!({"registryUrl": "r", "registryPassword": "p"}), &[]).unwrap_err();
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].message.contains("registryUsername missing"), "{}", problems[0].message);
-        let problems = read(&json!({"namespace": "{{ env.NS }}"}), &["/config/namespace".into()]).unwrap_err();
+        assert!(
+            problems[0].message.contains("registryUsername missing"),
+            "{}",
+            problems[0].message
+        );
+        let problems = read(
+            &json!({"namespace": "{{ env.NS }}"}),
+            &["/config/namespace".into()],
+        )
+        .unwrap_err();
         assert_eq!(problems[0].pointer.as_deref(), Some("/config/namespace"));
         // No config at all is an empty one.
         assert!(read(&Value::Null, &[]).unwrap().labels.is_empty());

@@ -49,7 +49,10 @@ impl MergedResources {
         let inline = matches!(task.template, TemplateRef::Inline(_));
         let mut merged = MergedResources::default();
         for (resources, base) in [
-            (template.resources.as_ref(), inline.then_some("/taskTemplate/resources")),
+            (
+                template.resources.as_ref(),
+                inline.then_some("/taskTemplate/resources"),
+            ),
             (task.resources.as_ref(), Some("/resources")),
         ] {
             let Some(resources) = resources else { continue };
@@ -110,7 +113,7 @@ impl SecretManifest {
     /// The keys it holds (what a user must put in it when they create it themselves).
     pub(crate) fn keys(&self) -> Vec<String> {
         self.masked
-            .get("stringData")
+            .get("data")
             .and_then(Value::as_object)
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default()
@@ -137,12 +140,15 @@ impl Manifests {
         self.pod["metadata"]["namespace"].as_str()
     }
 
-    /// The task file pointer for a manifest pointer (its own or its nearest ancestor's).
+    /// The task file pointer for a manifest pointer: its nearest recorded ancestor's
+    /// origin, with the rest of the path after it (parts a task writes in Kubernetes' own
+    /// shape, such as `config.volumes`, are copied as they are; where the rest names
+    /// nothing in the task file, positions fall back to the nearest existing place).
     pub(crate) fn origin(&self, manifest_pointer: &str) -> Option<String> {
         let mut pointer = manifest_pointer;
         loop {
             if let Some(origin) = self.origins.get(pointer) {
-                return Some(origin.clone());
+                return Some(format!("{origin}{}", &manifest_pointer[pointer.len()..]));
             }
             pointer = &pointer[..pointer.rfind('/')?];
         }
@@ -178,10 +184,18 @@ pub(crate) fn pod_name(task_name: &str, run_id: Option<&str>) -> Result<String, 
     })
 }
 
-/// Memory as an exact Kubernetes quantity: the largest binary unit that divides it.
+/// Memory as an exact Kubernetes quantity: the largest binary, else decimal, unit that
+/// divides it (`500Mi`, `1G`), else bytes.
 pub(crate) fn memory_quantity(bytes: u64) -> String {
-    for (unit, size) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-        if bytes >= size && bytes % size == 0 {
+    for (unit, size) in [
+        ("Gi", 1u64 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+        ("G", 1_000_000_000),
+        ("M", 1_000_000),
+        ("k", 1_000),
+    ] {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }
@@ -230,7 +244,11 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -243,7 +261,12 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-fn secret_object(name: &str, namespace: Option<&str>, kind: &str, data: Map<String, Value>) -> Value {
+fn secret_object(
+    name: &str,
+    namespace: Option<&str>,
+    kind: &str,
+    data: Map<String, Value>,
+) -> Value {
     let mut metadata = Map::new();
     metadata.insert("name".into(), name.into());
     if let Some(ns) = namespace {
@@ -265,18 +288,30 @@ fn registry_secret(name: &str, namespace: Option<&str>, registry: &Registry) -> 
         kind,
         Map::from_iter([(key.to_string(), Value::String(config.to_string()))]),
     );
-    let masked = secret_object(
-        name,
-        namespace,
-        kind,
-        Map::from_iter([(key.to_string(), Value::String(MASK.into()))]),
-    );
+    let masked = masked_secret(&real);
     SecretManifest {
         name: name.into(),
         purpose: SecretPurpose::Registry,
         masked,
         real,
     }
+}
+
+/// The Secret as shown and written: its values `****` under `data`, which is not base64,
+/// so a masked Secret that is applied by mistake is refused by kubectl instead of
+/// replacing a real one with the mask.
+fn masked_secret(real: &Value) -> Value {
+    let mut masked = real.clone();
+    if let Some(fields) = masked.as_object_mut()
+        && let Some(Value::Object(data)) = fields.remove("stringData")
+    {
+        let data: Map<String, Value> = data
+            .into_iter()
+            .map(|(k, _)| (k, Value::String(MASK.into())))
+            .collect();
+        fields.insert("data".into(), Value::Object(data));
+    }
+    masked
 }
 
 /// Builds the Pod and its Secrets. `pod_name` comes from [`pod_name`]; `run_id` labels
@@ -368,7 +403,9 @@ pub(crate) fn build(
             let source = env[at].2.clone();
             let source_words = source
                 .as_ref()
-                .map_or("an earlier config.env_vars entry".to_string(), |s| s.to_string());
+                .map_or("an earlier config.env_vars entry".to_string(), |s| {
+                    s.to_string()
+                });
             if matches!(
                 source,
                 Some(EnvSource::CommandLine | EnvSource::EnvFile { .. } | EnvSource::Caller(_))
@@ -398,15 +435,12 @@ pub(crate) fn build(
         env.push((entry, Some(origin), None));
     }
     if !env_secret_data.is_empty() {
-        let masked_data = env_secret_data
-            .keys()
-            .map(|k| (k.clone(), Value::String(MASK.into())))
-            .collect();
+        let real = secret_object(&env_secret_name, namespace, "Opaque", env_secret_data);
         secrets.push(SecretManifest {
             name: env_secret_name.clone(),
             purpose: SecretPurpose::Env,
-            masked: secret_object(&env_secret_name, namespace, "Opaque", masked_data),
-            real: secret_object(&env_secret_name, namespace, "Opaque", env_secret_data),
+            masked: masked_secret(&real),
+            real,
         });
     }
 
@@ -415,7 +449,12 @@ pub(crate) fn build(
     let mut limits = Map::new();
     let mut requests = Map::new();
     for (section, values, out, memory) in [
-        ("limits", &resources.limits, &mut limits, plan.limits.memory_bytes),
+        (
+            "limits",
+            &resources.limits,
+            &mut limits,
+            plan.limits.memory_bytes,
+        ),
         (
             "requests",
             &resources.requests,
@@ -457,7 +496,9 @@ pub(crate) fn build(
                 continue;
             }
             let name = volume_name("vol-", &mount.channel, &volume_names);
-            volumes.push(json!({"name": name, "hostPath": {"path": mount.host_path.to_string_lossy()}}));
+            volumes.push(
+                json!({"name": name, "hostPath": {"path": mount.host_path.to_string_lossy()}}),
+            );
             let mut entry = json!({"name": name, "mountPath": mount.container_path});
             if mount.read_only {
                 entry["readOnly"] = true.into();
@@ -592,13 +633,22 @@ mod tests {
         assert_eq!(memory_quantity(500 * 1024 * 1024), "500Mi");
         assert_eq!(memory_quantity(2 << 30), "2Gi");
         assert_eq!(memory_quantity(1536), "1536");
-        assert_eq!(memory_quantity(1000), "1000");
+        assert_eq!(memory_quantity(1000), "1k");
+        assert_eq!(memory_quantity(1_000_000_000), "1G");
+        assert_eq!(memory_quantity(1001), "1001");
         assert_eq!(memory_quantity(3 << 10), "3Ki");
     }
 
     #[test]
     fn base64_matches_rfc4648() {
-        for (input, output) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("user:pass", "dXNlcjpwYXNz")] {
+        for (input, output) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("user:pass", "dXNlcjpwYXNz"),
+        ] {
             assert_eq!(base64(input.as_bytes()), output);
         }
     }

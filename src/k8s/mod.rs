@@ -5,6 +5,7 @@
 
 pub(crate) mod check;
 pub(crate) mod config;
+pub(crate) mod kubectl;
 pub(crate) mod manifest;
 pub(crate) mod rules;
 pub(crate) mod yaml;

@@ -22,7 +22,10 @@ pub(crate) fn dns_label_problem(text: &str) -> Option<String> {
         return Some("it is empty".into());
     }
     if text.len() > 63 {
-        return Some(format!("it has {} characters, at most 63 are allowed", text.len()));
+        return Some(format!(
+            "it has {} characters, at most 63 are allowed",
+            text.len()
+        ));
     }
     if let Some(bad) = text.chars().find(|c| !alnum_lower(*c) && *c != '-') {
         return Some(format!(
@@ -122,7 +125,10 @@ pub(crate) fn label_value_problem(value: &str) -> Option<String> {
 pub(crate) fn annotations_size_problem<'a>(
     annotations: impl IntoIterator<Item = (&'a String, &'a String)>,
 ) -> Option<String> {
-    let total: usize = annotations.into_iter().map(|(k, v)| k.len() + v.len()).sum();
+    let total: usize = annotations
+        .into_iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
     (total > ANNOTATIONS_MAX_BYTES).then(|| {
         format!("the annotations hold {total} bytes together, at most {ANNOTATIONS_MAX_BYTES} are allowed")
     })
@@ -144,7 +150,21 @@ pub(crate) fn quantity_problem(text: &str) -> Option<String> {
         && number.chars().any(|c| c.is_ascii_digit());
     let suffix_ok = matches!(
         suffix,
-        "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E"
+        "" | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+            | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
     ) || exponent_ok(suffix);
     if number_ok && suffix_ok {
         None
@@ -206,14 +226,21 @@ mod tests {
     #[test]
     fn kaapana_name_follows_the_runner() {
         let cases = [
-            ("Kubernetes task for dummy image", "kubernetes-task-for-dummy-image"),
+            (
+                "Kubernetes task for dummy image",
+                "kubernetes-task-for-dummy-image",
+            ),
             ("  --Seg_Task v1.2!! ", "seg-task-v1.2"),
             ("ÄÖÜ total", "total"),
             ("a..b", "a..b"),
             ("UPPER", "upper"),
         ];
         for (input, expected) in cases {
-            assert_eq!(kaapana_name(input, KAAPANA_NAME_MAX).as_deref(), Some(expected), "{input}");
+            assert_eq!(
+                kaapana_name(input, KAAPANA_NAME_MAX).as_deref(),
+                Some(expected),
+                "{input}"
+            );
         }
         assert_eq!(kaapana_name("!!!", KAAPANA_NAME_MAX), None);
         // Cut to 62, then a trailing `-` left by the cut is dropped.
@@ -236,10 +263,23 @@ mod tests {
 
     #[test]
     fn label_syntax() {
-        for good in ["app", "kaapana.ai/type", "a_b.c-d", "app.kubernetes.io/managed-by"] {
+        for good in [
+            "app",
+            "kaapana.ai/type",
+            "a_b.c-d",
+            "app.kubernetes.io/managed-by",
+        ] {
             assert_eq!(qualified_key_problem(good), None, "{good}");
         }
-        for bad in ["", "/x", "Kaapana.AI/type", "a/b/c", "-a", "a b", &"k".repeat(64)] {
+        for bad in [
+            "",
+            "/x",
+            "Kaapana.AI/type",
+            "a/b/c",
+            "-a",
+            "a b",
+            &"k".repeat(64),
+        ] {
             assert!(qualified_key_problem(bad).is_some(), "{bad:?}");
         }
         for good in ["", "processing-container", "V1.2_x"] {
@@ -253,17 +293,35 @@ mod tests {
     #[test]
     fn annotation_size() {
         let small: Vec<(String, String)> = vec![("a".into(), "b".repeat(10))];
-        assert_eq!(annotations_size_problem(small.iter().map(|(k, v)| (k, v))), None);
+        assert_eq!(
+            annotations_size_problem(small.iter().map(|(k, v)| (k, v))),
+            None
+        );
         let big: Vec<(String, String)> = vec![("a".into(), "b".repeat(ANNOTATIONS_MAX_BYTES))];
         assert!(annotations_size_problem(big.iter().map(|(k, v)| (k, v))).is_some());
     }
 
     #[test]
     fn quantities_as_the_api_server_reads_them() {
-        for good in ["500Mi", "1", "0.5", ".5", "1.", "250m", "1e3", "1E", "2Gi", "+1", "12E-2", "100k"] {
+        for good in [
+            "500Mi", "1", "0.5", ".5", "1.", "250m", "1e3", "1E", "2Gi", "+1", "12E-2", "100k",
+        ] {
             assert_eq!(quantity_problem(good), None, "{good}");
         }
-        for bad in ["", "500MB", "1mi", "1KiB", " 1", "1 ", "abc", ".", "1.2.3", "1e", "Mi", "100000000B"] {
+        for bad in [
+            "",
+            "500MB",
+            "1mi",
+            "1KiB",
+            " 1",
+            "1 ",
+            "abc",
+            ".",
+            "1.2.3",
+            "1e",
+            "Mi",
+            "100000000B",
+        ] {
             assert!(quantity_problem(bad).is_some(), "{bad:?}");
         }
     }

@@ -9,6 +9,7 @@ mod engine_faults;
 mod help;
 mod inspect_pipelines;
 mod inspect_runs;
+mod k8s;
 mod pipeline;
 mod pipeline_run;
 mod readme;

@@ -609,6 +609,114 @@ pub(crate) fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resolve::plan::{EnvValue, PlannedEnv};
+
+    fn env(name: &str, value: &str, source: EnvSource) -> PlannedEnv {
+        PlannedEnv {
+            name: name.into(),
+            value: EnvValue {
+                text: value.into(),
+                secret: crate::model::secret::is_secret_name(name),
+            },
+            source,
+        }
+    }
+
+    /// config.env_vars come after the plan's env and replace a task's or template's
+    /// value of the same name (Kaapana: later wins), but never the command line's; secret
+    /// values go to the `<pod>-env` Secret, in the Pod only as a reference.
+    #[test]
+    fn env_order_and_precedence() {
+        let mut plan: RunPlan =
+            serde_json::from_value(json!({"task_name": "t", "image": "x:1"})).unwrap();
+        plan.env = vec![
+            env("A", "template", EnvSource::Template),
+            env("B", "task", EnvSource::Task),
+            env("C", "cli", EnvSource::CommandLine),
+            env("DB_PASSWORD", "hunter2", EnvSource::Task),
+        ];
+        let config = K8sConfig {
+            env_vars: vec![
+                json!({"name": "B", "value": "config"}),
+                json!({"name": "C", "value": "config"}),
+                json!({"name": "REF", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}),
+                json!({"name": "API_TOKEN", "value": "tok"}),
+            ],
+            ..K8sConfig::default()
+        };
+        let built = build(&plan, &MergedResources::default(), &config, "t", None);
+        let env = &built.pod["spec"]["containers"][0]["env"];
+        let names: Vec<&str> = env
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["A", "C", "DB_PASSWORD", "B", "REF", "API_TOKEN"]);
+        assert_eq!(env[0]["value"], "template");
+        assert_eq!(
+            env[1]["value"], "cli",
+            "the command line wins over config.env_vars"
+        );
+        assert_eq!(
+            env[3]["value"], "config",
+            "config.env_vars wins over the task"
+        );
+        assert_eq!(
+            env[2]["valueFrom"]["secretKeyRef"],
+            json!({"name": "t-env", "key": "DB_PASSWORD"})
+        );
+        assert_eq!(
+            env[5]["valueFrom"]["secretKeyRef"],
+            json!({"name": "t-env", "key": "API_TOKEN"})
+        );
+        assert!(
+            !built.pod.to_string().contains("hunter2") && !built.pod.to_string().contains("tok\"")
+        );
+        assert_eq!(built.warnings.len(), 2, "{:?}", built.warnings);
+        let secret = &built.secrets[0];
+        assert_eq!(secret.keys(), ["DB_PASSWORD", "API_TOKEN"]);
+        assert_eq!(secret.real()["stringData"]["DB_PASSWORD"], "hunter2");
+        assert_eq!(secret.masked["data"]["DB_PASSWORD"], "****");
+        assert!(!format!("{secret:?}").contains("hunter2"));
+        // Problems in config.env_vars point into the task file.
+        assert_eq!(
+            built
+                .origin("/spec/containers/0/env/4/valueFrom")
+                .as_deref(),
+            Some("/config/env_vars/2/valueFrom")
+        );
+    }
+
+    #[test]
+    fn memory_from_the_plan_other_resources_as_written() {
+        let mut plan: RunPlan =
+            serde_json::from_value(json!({"task_name": "t", "image": "x:1"})).unwrap();
+        plan.limits.memory_bytes = Some(300 << 20);
+        plan.limits.memory_reservation_bytes = Some(100 << 20);
+        let value = |text: &str, pointer: &str| ResourceValue {
+            text: text.into(),
+            pointer: Some(pointer.into()),
+        };
+        let resources = MergedResources {
+            limits: BTreeMap::from([
+                ("memory".into(), value("200Mi", "/resources/limits/memory")),
+                ("cpu".into(), value("2", "/resources/limits/cpu")),
+            ]),
+            requests: BTreeMap::new(),
+        };
+        let built = build(&plan, &resources, &K8sConfig::default(), "t", None);
+        assert_eq!(
+            built.pod["spec"]["containers"][0]["resources"],
+            json!({"limits": {"cpu": "2", "memory": "300Mi"}, "requests": {"memory": "100Mi"}})
+        );
+        assert_eq!(
+            built
+                .origin("/spec/containers/0/resources/limits/cpu")
+                .as_deref(),
+            Some("/resources/limits/cpu")
+        );
+    }
 
     #[test]
     fn pod_names() {

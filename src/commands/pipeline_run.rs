@@ -17,12 +17,13 @@ use sha2::{Digest, Sha256};
 
 use super::absolute;
 use super::pipeline::{human as findings_text, human_findings};
-use crate::cli::{ColorChoice, PipelineRunArgs, ProfileArg};
+use crate::cli::{ColorChoice, PipelineRunArgs, ProfileArg, UserChoice};
+use crate::backend::lookup::PULL_FIX;
 use crate::error::{Error, ExitStatus, Result};
 use crate::executor::local::LocalExecutor;
 use crate::executor::{AttemptRequest, Event, Executor, Reattached, RunRequest, link_task_run};
 use crate::output::{self, Printer, TaskProgress};
-use crate::pipeline::model::Profile;
+use crate::pipeline::model::{Profile, RunUser};
 use crate::pipeline::plan::{self, FolderDirection, PipelinePlan, PlannedTask};
 use crate::pipeline::record::{
     self as precord, Attempt, Journal, PIPELINE_RUN_DIR_PREFIX, PipelineRunRecord, PipelineStatus,
@@ -341,6 +342,17 @@ fn merge_plan(record: &mut PipelineRunRecord, plan: &PipelinePlan) {
     }
 }
 
+/// A task run's message as the pipeline's user must read it: `run`'s fix "pass --pull"
+/// names the pipeline file's key and the `pipeline run` flag instead.
+fn in_pipeline_words(message: &str, task_id: &str) -> String {
+    message.replace(
+        PULL_FIX,
+        &format!(
+            "set `\"run_options\": {{\"pull\": true}}` on task `{task_id}` (or on the whole pipeline) in the pipeline file, or pass `pipeline run --pull`"
+        ),
+    )
+}
+
 /// `runs/<task id>.task.json`, relative to the pipeline run folder.
 fn derived_task_file(task_id: &str) -> String {
     format!("{RUNS_SUBDIR}/{task_id}.task.json")
@@ -629,11 +641,19 @@ impl Driver<'_> {
             store::fresh_run_id(),
             self.args.mode,
         );
-        run.network = self.args.network.clone();
-        run.grace = self.args.grace;
-        run.pull = self.args.pull;
-        run.user = self.args.user;
-        run.keep = self.args.keep;
+        // Flags given to `pipeline run` win over the pipeline file's `run_options` (the
+        // task's over the pipeline's, already merged in the plan): they are what the
+        // user asked for this invocation (docs/DESIGN.md decision 10).
+        let options = &planned.run_options;
+        run.network = self.args.network.clone().or_else(|| options.network.clone());
+        run.grace = self.args.grace.unwrap_or(options.grace);
+        run.pull = self.args.pull || options.pull;
+        run.user = self.args.user.unwrap_or(match options.user {
+            RunUser::Invoker => UserChoice::Invoker,
+            RunUser::Image => UserChoice::Image,
+        });
+        run.keep = self.args.keep || options.keep;
+        run.entrypoint = options.entrypoint.clone();
         run.timeout = planned.execution.max_exec_time;
         run.container_file = planned.runnable.container_file.as_deref().map(absolute);
         // The child stops its container if this process dies without passing a cancel
@@ -674,6 +694,21 @@ impl Driver<'_> {
             self.private_configs.get(&task).map(tempfile::TempDir::path),
         );
         run.binds = binds;
+        // The file's binds, then the command line's: one at the same container path
+        // replaces the file's.
+        run.binds.extend(
+            options
+                .binds
+                .iter()
+                .map(|b| b.bind.clone())
+                .filter(|b| {
+                    !self
+                        .args
+                        .bind
+                        .iter()
+                        .any(|given| given.container_path == b.container_path)
+                }),
+        );
         run.binds.extend(self.args.bind.iter().cloned());
         run.env = env;
         AttemptRequest {
@@ -693,6 +728,10 @@ impl Driver<'_> {
         record: &mut PipelineRunRecord,
         schedule: &mut Schedule,
     ) -> Vec<Action> {
+        let mut attempt = attempt;
+        if let Some(message) = attempt.message.as_mut() {
+            *message = in_pipeline_words(message, &self.plan.tasks[task].id);
+        }
         if let Some(warning) = self.capture_logs(task, &attempt) {
             self.progress
                 .event(&record.tasks[task].id, &format!("warning: {warning}"));

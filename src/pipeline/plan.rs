@@ -15,8 +15,8 @@ use crate::error::Error;
 use crate::model::{self, EnvBreach, ProcessingContainer, Task, Template, TemplateRef};
 use crate::pipeline::graph::{Edge, find_cycles, levels};
 use crate::pipeline::model::{
-    Conf, ConfVar, Execution, ExecutionDefaults, Pipeline, Profile, RunOptions, RunUser,
-    TaskForm, TaskRef,
+    Conf, ConfVar, Execution, ExecutionDefaults, Pipeline, Profile, RunOptions, RunUser, TaskForm,
+    TaskRef,
 };
 use crate::pipeline::record::{JOURNAL_FILE, RUNS_SUBDIR};
 use crate::record::store::RECORD_FILE;
@@ -193,7 +193,10 @@ impl PlannedRunOptions {
             user: task.user.or(pipeline.user).unwrap_or(defaults.user),
             keep: task.keep.or(pipeline.keep).unwrap_or(defaults.keep),
             binds,
-            entrypoint: task.entrypoint.clone().or_else(|| pipeline.entrypoint.clone()),
+            entrypoint: task
+                .entrypoint
+                .clone()
+                .or_else(|| pipeline.entrypoint.clone()),
             network: task.network.clone().or_else(|| pipeline.network.clone()),
             grace: task.grace.or(pipeline.grace).unwrap_or(defaults.grace),
         }
@@ -1041,8 +1044,10 @@ impl<'a> Planner<'a> {
         let pipeline = self.pipeline;
         let pipeline_binds = self.checked_binds("/run_options/bind", &pipeline.run_options);
         for (index, task) in pipeline.tasks.iter().enumerate() {
-            let task_binds =
-                self.checked_binds(&format!("/tasks/{index}/run_options/bind"), &task.run_options);
+            let task_binds = self.checked_binds(
+                &format!("/tasks/{index}/run_options/bind"),
+                &task.run_options,
+            );
             let inside = |x: &str, y: &str| x == y || x.starts_with(&format!("{y}/"));
             let nested_in = |a: &str, b: &str| inside(a, b) || inside(b, a);
             // The pipeline's binds this task keeps, and the task's own.
@@ -1113,7 +1118,11 @@ impl<'a> Planner<'a> {
     /// The binds of one `run_options` that read well, with their pointers; errors for
     /// the others, a read-only one that does not exist, and two in the same list whose
     /// container paths overlap.
-    fn checked_binds(&mut self, list_pointer: &str, options: &RunOptions) -> Vec<(String, PlannedBind)> {
+    fn checked_binds(
+        &mut self,
+        list_pointer: &str,
+        options: &RunOptions,
+    ) -> Vec<(String, PlannedBind)> {
         let mut good: Vec<(String, PlannedBind)> = Vec::new();
         for (k, text) in options.bind.iter().flatten().enumerate() {
             let pointer = format!("{list_pointer}/{k}");

@@ -175,7 +175,10 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let inputs = Inputs {
         task: &args.task,
         container_file: args.container_file.as_deref(),
-        overrides: super::run::overrides(args),
+        overrides: super::run::overrides(
+            &crate::executor::RunRequest::from_args(args),
+            &args.env_file,
+        ),
         binds: args.bind.clone(),
         entrypoint: args.entrypoint.clone(),
         network: args.network.clone(),

@@ -140,7 +140,11 @@ fn kubernetes_validate() -> PathBuf {
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
-        .chain([PathBuf::from("/opt/tapir-kubernetes-validate/bin")]);
+        .chain([PathBuf::from("/opt/tapir-kubernetes-validate/bin")])
+        .chain(
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".local/share/tapir/kubernetes-validate/bin")),
+        );
     for dir in candidates {
         let tool = dir.join("kubernetes-validate");
         if tool.is_file() {

@@ -26,6 +26,8 @@ struct Inputs<'a> {
     entrypoint: Option<String>,
     network: Option<String>,
     pull: bool,
+    /// `run --timeout`: the Pod's `activeDeadlineSeconds`.
+    timeout: Option<u64>,
 }
 
 /// Task file → checked manifests, with the warnings to show. An error is shown by the
@@ -82,6 +84,7 @@ fn prepare(
     if let Some(ns) = namespace {
         config.namespace = Some(ns.to_string());
     }
+    config.active_deadline_seconds = inputs.timeout;
     let resources = MergedResources::of(&loaded.task, &template);
     let manifests = k8s::manifests_for(&plan, &resources, &config, &loaded.task.name, run_id)
         .map_err(|problems| task_file::problems_error(&problems, &loaded))?;
@@ -183,6 +186,7 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         entrypoint: args.entrypoint.clone(),
         network: args.network.clone(),
         pull: args.pull,
+        timeout: args.timeout,
     };
     // A dry run has no run id of its own unless one is given: the Pod is named as a run of
     // it would be named with the id shown.
@@ -234,6 +238,7 @@ pub(crate) fn export(args: &ExportK8sArgs, color: ColorChoice) -> Result<ExitSta
         entrypoint: None,
         network: None,
         pull: false,
+        timeout: None,
     };
     let (manifests, warnings) = match prepare(&inputs, None, None) {
         Ok(prepared) => prepared,

@@ -42,6 +42,9 @@ pub(crate) struct K8sConfig {
     pub env_vars: Vec<Value>,
     pub volumes: Vec<Value>,
     pub volume_mounts: Vec<Value>,
+    /// Not from the task file: `run --timeout`, as the Pod's `activeDeadlineSeconds`
+    /// (Kubernetes then stops the pod, phase `Failed`, reason `DeadlineExceeded`).
+    pub active_deadline_seconds: Option<u64>,
 }
 
 /// Pointer of a config key in the task file.
@@ -143,6 +146,7 @@ pub(crate) fn read(config: &Value, unrendered: &[String]) -> Result<K8sConfig, V
         env_vars: list("env_vars"),
         volumes: list("volumes"),
         volume_mounts: list("volume_mounts"),
+        active_deadline_seconds: None,
     };
     if problems.is_empty() {
         Ok(read)

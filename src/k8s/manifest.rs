@@ -584,6 +584,9 @@ pub(crate) fn build(
 
     let mut spec = Map::new();
     spec.insert("restartPolicy".into(), "Never".into());
+    if let Some(seconds) = config.active_deadline_seconds {
+        spec.insert("activeDeadlineSeconds".into(), seconds.into());
+    }
     if !pull_secrets.is_empty() {
         spec.insert("imagePullSecrets".into(), Value::Array(pull_secrets));
     }

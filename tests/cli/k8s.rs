@@ -372,6 +372,7 @@ fn k8s_dry_run_masks_every_secret_and_names_the_pod_per_run() {
             &repo_root(),
             ["run", "--executor", "k8s", "--dry-run", "--format", format],
         );
+        cmd.args(["--timeout", "5400"]);
         cmd.arg(&task).arg("--container-file").arg(&dummy);
         cmd.args(["--env", "API_TOKEN=tok-never-shown-5678"]);
         for (name, value) in KAAPANA_ENV {
@@ -404,6 +405,13 @@ fn k8s_dry_run_masks_every_secret_and_names_the_pod_per_run() {
         );
         assert!(done.stdout.contains("secretKeyRef"), "{}", done.stdout);
         assert!(done.stdout.contains("****"));
+        // --timeout is the Pod's own deadline.
+        assert!(
+            done.stdout.contains("activeDeadlineSeconds: 5400")
+                || done.stdout.contains("\"activeDeadlineSeconds\": 5400"),
+            "{}",
+            done.stdout
+        );
         assert!(
             done.stdout
                 .contains("kubernetes-task-for-dummy-image-0000abcd"),

@@ -143,15 +143,25 @@ pub(crate) struct ExportArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ExportTarget {
     /// The Pod Kaapana's task runner would create for the task (as `run --executor k8s
-    /// --dry-run` prints it), and a README naming the Secrets to create first.
+    /// --dry-run` prints it), or one per task of a pipeline, and a README naming the
+    /// Secrets to create first and the order to apply them in.
     K8s(ExportK8sArgs),
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct ExportK8sArgs {
-    /// The task file.
-    #[arg(value_name = "TASK.JSON", value_parser = ExistingFileParser)]
+    /// The task file, or a pipeline file (one Pod per task).
+    #[arg(value_name = "TASK.JSON|PIPELINE.JSON", value_parser = ExistingFileParser)]
     pub task: PathBuf,
+
+    /// A pipeline's conf file (`task_form` values), as `pipeline run --conf`.
+    #[arg(long, value_name = "CONF.JSON")]
+    pub conf: Option<PathBuf>,
+
+    /// A pipeline's folders (its channels between tasks) on the node: the hostPath under
+    /// which each task's managed folders are (default: DIR/data, made absolute).
+    #[arg(long, value_name = "NODE_DIR")]
+    pub data_dir: Option<PathBuf>,
 
     /// The folder to write into (created if missing; files of an earlier export of the
     /// same task are replaced).

@@ -221,6 +221,9 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
 /// `export k8s TASK -o DIR`: the Pod as `<pod>.yaml` (or `.json`), and a README saying how
 /// to create the Secrets it refers to and how to apply it. Secret values are never written.
 pub(crate) fn export(args: &ExportK8sArgs, color: ColorChoice) -> Result<ExitStatus> {
+    if is_pipeline(&args.task) {
+        return export_pipeline(args, color);
+    }
     let p = Printer::for_stderr(color);
     let inputs = Inputs {
         task: &args.task,
@@ -268,6 +271,125 @@ pub(crate) fn export(args: &ExportK8sArgs, color: ColorChoice) -> Result<ExitSta
     Ok(ExitStatus::Success)
 }
 
+/// A pipeline file has a top-level `tasks` list (a task file has none). A file that is
+/// not plain JSON (Jinja outside strings) is a task file: pipelines are never templated.
+fn is_pipeline(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .is_some_and(|v| v.get("tasks").is_some_and(serde_json::Value::is_array))
+}
+
+/// `export k8s PIPELINE -o DIR`: one Pod per task, named after the task id, each task as
+/// the pipeline would run it (its channels bound to the pipeline's folders under
+/// `--data-dir` on the node, the pipeline's and the conf file's variables), and a README
+/// that gives the order: Kubernetes has no dependencies between pods.
+fn export_pipeline(args: &ExportK8sArgs, color: ColorChoice) -> Result<ExitStatus> {
+    use crate::pipeline::{derive, plan as pipeline_plan};
+    let p = Printer::for_stderr(color);
+    let checked = pipeline_plan::check(&args.task, args.conf.as_deref(), None)?;
+    let Some(plan) = checked.plan.as_ref().filter(|_| checked.is_valid()) else {
+        output::stderr(&super::pipeline::human(&checked, p));
+        output::stderr("tapir: the pipeline is invalid; no manifest was made\n");
+        return Ok(ExitStatus::NotStarted);
+    };
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => absolute(&args.output).join("data"),
+    };
+    let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let (format, extension) = match args.format {
+        PlanFormat::Json => (ManifestFormat::Json, "json"),
+        PlanFormat::Human => (ManifestFormat::Yaml, "yaml"),
+    };
+    // (level, task id, pod, file name, manifests)
+    let mut made = Vec::new();
+    for planned in &plan.tasks {
+        let mut derived = derive::derived_task(planned, &data_dir);
+        derived["name"] = planned.id.clone().into();
+        // The model keeps no Kubernetes config keys: they come from the task file itself.
+        if planned.task != "inline"
+            && let Ok(original) = task_file::load(Path::new(&planned.task))
+            && !original.config.is_null()
+        {
+            derived["config"] = original.config;
+        }
+        let task_path = scratch.path().join(format!("{}.task.json", made.len()));
+        crate::record::store::write_run_file(
+            &task_path,
+            serde_json::to_string_pretty(&derived)
+                .unwrap_or_default()
+                .as_bytes(),
+        )
+        .map_err(|e| Error::io(&task_path, e))?;
+        let overrides = derive::stdin_env(planned)
+            .into_iter()
+            .map(|var| Override {
+                name: var.name,
+                value: var.value,
+                source: EnvSource::Caller(format!("pipeline task {}", planned.id)),
+            })
+            .collect();
+        let inputs = Inputs {
+            task: &task_path,
+            container_file: planned.runnable.container_file.as_deref(),
+            overrides,
+            binds: Vec::new(),
+            entrypoint: None,
+            network: None,
+            pull: false,
+            timeout: None,
+        };
+        let (manifests, warnings) = match prepare(&inputs, None, None) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                output::stderr(&format!("tapir: pipeline task `{}`:\n", planned.id));
+                return Ok(show_refusal(&e, p));
+            }
+        };
+        for warning in warnings {
+            output::stderr(&format!(
+                "{} task `{}`: {warning}\n",
+                p.yellow("warning:"),
+                planned.id
+            ));
+        }
+        let file = format!("{:02}-{}.{extension}", made.len() + 1, manifests.pod_name());
+        made.push((planned.level, planned.id.clone(), file, manifests));
+    }
+    std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
+    let mut readme = format!(
+        "# Kubernetes manifests of pipeline `{}`\n\nWritten by `tapir export k8s`; nothing here was applied to a cluster. One Pod per task,\nnamed after its task id. Kubernetes has no dependencies between pods: apply them level by\nlevel, each level once every pod of the one before has succeeded. The pipeline's folders\nare host paths under {} on the node (`--data-dir`), so the tasks of a level must run on\nnodes that see the folders of the levels before (one node, or a shared file system).\n\n",
+        plan.name,
+        data_dir.display()
+    );
+    let mut level = 0;
+    for (task_level, id, file, manifests) in &made {
+        let text = match format {
+            ManifestFormat::Yaml => k8s::yaml::to_yaml(&manifests.pod),
+            ManifestFormat::Json => {
+                let mut text = serde_json::to_string_pretty(&manifests.pod).unwrap_or_default();
+                text.push('\n');
+                text
+            }
+        };
+        let path = args.output.join(file);
+        write_new(&path, &text)?;
+        output::stdout(&format!("{}\n", path.display()));
+        if *task_level != level {
+            level = *task_level;
+            readme.push_str(&format!("## Level {level}\n\n"));
+        }
+        readme.push_str(&format!("### Task `{id}`\n\n"));
+        readme.push_str(&apply_steps(manifests, &path));
+        readme.push('\n');
+    }
+    let readme_path = args.output.join("README.md");
+    write_new(&readme_path, &readme)?;
+    output::stdout(&format!("{}\n", readme_path.display()));
+    Ok(ExitStatus::Success)
+}
+
 /// Writes a file, replacing an earlier export's.
 fn write_new(path: &PathBuf, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
@@ -276,6 +398,18 @@ fn write_new(path: &PathBuf, text: &str) -> Result<()> {
 /// How to apply an exported task: the Secrets to create first (by a command that keeps
 /// their values out of files tapir writes and out of shell history), then the Pod.
 pub(crate) fn export_readme(manifests: &Manifests, pod_file: &Path) -> String {
+    format!(
+        "# Kubernetes manifests of task `{}`\n\nWritten by `tapir export k8s`. The Pod is what Kaapana's task runner creates for this\ntask (see tapir's README, \"Kubernetes\"). Nothing here was applied to a cluster.\n\n{}",
+        manifests.pod["metadata"]["annotations"][k8s::manifest::TASK_ANNOTATION]
+            .as_str()
+            .unwrap_or_default(),
+        apply_steps(manifests, pod_file)
+    )
+}
+
+/// The Secrets to create for one Pod, then the commands that apply it, wait for it and
+/// show its logs.
+fn apply_steps(manifests: &Manifests, pod_file: &Path) -> String {
     let file = pod_file
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
@@ -284,12 +418,7 @@ pub(crate) fn export_readme(manifests: &Manifests, pod_file: &Path) -> String {
         .namespace()
         .map(|n| format!(" --namespace {n}"))
         .unwrap_or_default();
-    let mut text = format!(
-        "# Kubernetes manifests of task `{}`\n\nWritten by `tapir export k8s`. The Pod is what Kaapana's task runner creates for this\ntask (see tapir's README, \"Kubernetes\"). Nothing here was applied to a cluster.\n\n",
-        manifests.pod["metadata"]["annotations"][k8s::manifest::TASK_ANNOTATION]
-            .as_str()
-            .unwrap_or_default()
-    );
+    let mut text = String::new();
     if manifests.secrets.is_empty() {
         text.push_str("It needs no Secret.\n\n");
     } else {

@@ -527,3 +527,59 @@ fn k8s_run_without_dry_run_says_submission_is_not_built() {
     assert_eq!(done.code, 2, "{}", done.stderr);
     assert!(done.stderr.contains("tapir export k8s"), "{}", done.stderr);
 }
+
+/// A pipeline exports one Pod per task, named after the task id, with the channel an
+/// upstream task writes bound as its downstream's input under `--data-dir`, and a README
+/// giving the order (Kubernetes has none).
+#[test]
+fn k8s_export_of_a_pipeline_writes_one_pod_per_task_in_level_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("k8s");
+    let pipeline = repo_root().join("examples/pipeline");
+    let mut cmd = tapir(
+        &pipeline,
+        ["export", "k8s", "pipeline.json", "--conf", "conf.json"],
+    );
+    cmd.arg("-o")
+        .arg(&out)
+        .args(["--data-dir", "/srv/pipeline-data"]);
+    let done = run(&mut cmd);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "01-get-data.yaml",
+            "02-process-data.yaml",
+            "03-upload-data.yaml",
+            "README.md"
+        ]
+    );
+    let process = std::fs::read_to_string(out.join("02-process-data.yaml")).unwrap();
+    if let Some(diff) = check_snapshot(&golden_dir().join("pipeline-process-data.yaml"), &process) {
+        panic!("{diff}");
+    }
+    // The conf file's value reached the task.
+    assert!(process.contains("value: upper"), "{process}");
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    let order: Vec<usize> = [
+        "## Level 1",
+        "get-data.yaml",
+        "## Level 2",
+        "02-process-data.yaml",
+        "## Level 3",
+        "03-upload-data.yaml",
+    ]
+    .iter()
+    .map(|s| {
+        readme
+            .find(s)
+            .unwrap_or_else(|| panic!("`{s}` not in:\n{readme}"))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{readme}");
+}

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::record::store;
 use crate::resolve::env_input::{self, EnvFile, EnvOverride};
 use crate::resolve::plan::{self, PlannedBind};
+use crate::resolve::run_options::{self, EngineOptions, GpuRequest, PublishedPort};
 
 /// The README's "Exit codes" table, short: each code and its meaning, in lines as `--help`
 /// shows them (`tapir man` joins them). tests/cli/help.rs checks every code is here.
@@ -209,6 +210,9 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "PROGRAM")]
     pub entrypoint: Option<String>,
 
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
     /// Keep the container after it ends (it is removed once its logs are safe otherwise).
     #[arg(long)]
     pub keep: bool,
@@ -244,6 +248,49 @@ pub(crate) struct RunArgs {
     /// record, when the file is only the way it travels (standard input).
     #[arg(long, value_name = "NAME=SOURCE", hide = true, value_parser = EnvOverrideParser)]
     pub env_source: Vec<EnvOverride>,
+}
+
+/// The engine options no task file carries (`run`, `session`); see
+/// `resolve::run_options`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct EngineArgs {
+    /// Size of the container's /dev/shm, e.g. `2Gi` (PyTorch data loaders, browsers).
+    /// Docker only: apptainer has no such setting.
+    #[arg(long, value_name = "SIZE", value_parser = run_options::parse_shm_size, help_heading = "Engine options")]
+    pub shm_size: Option<u64>,
+
+    /// GPUs for the task: `all`, a number (`2`) or devices (`device=0,1`, indexes or
+    /// UUIDs). Wins over the task's `resources.limits` GPU count. Docker: `--gpus`;
+    /// apptainer: `--nv`/`--rocm` with CUDA_VISIBLE_DEVICES (ROCR_…) and
+    /// NVIDIA_VISIBLE_DEVICES set to the devices.
+    #[arg(long, value_name = "GPUS", value_parser = run_options::parse_gpus, help_heading = "Engine options")]
+    pub gpus: Option<GpuRequest>,
+
+    /// [[ADDRESS:]HOST_PORT:]CONTAINER_PORT[/udp]: publish a container port (repeatable).
+    /// Bound to 127.0.0.1 unless ADDRESS is written (`0.0.0.0:8080:80` opens it to the
+    /// network); without HOST_PORT the engine picks a free one. Under apptainer the
+    /// container shares the host's network: nothing is mapped.
+    #[arg(short = 'p', long = "publish", value_name = "PORT", value_parser = run_options::parse_publish, help_heading = "Engine options")]
+    pub publish: Vec<PublishedPort>,
+
+    /// Pass ARG to the engine verbatim, before the image (repeatable; one word each:
+    /// `--engine-arg=--cap-add=SYS_PTRACE`). Refused: flags that break how tapir runs
+    /// the container (`--rm`, `-d`, `--name`, `-t`, …) and those tapir has an option for
+    /// (`--env`, `-v`, `--user`, `--gpus`, …).
+    #[arg(long = "engine-arg", value_name = "ARG", allow_hyphen_values = true, help_heading = "Engine options")]
+    pub engine_arg: Vec<String>,
+}
+
+impl EngineArgs {
+    /// The typed options the plan carries.
+    pub(crate) fn options(&self) -> EngineOptions {
+        EngineOptions {
+            shm_size_bytes: self.shm_size,
+            gpus: self.gpus.clone(),
+            ports: self.publish.clone(),
+            engine_args: self.engine_arg.clone(),
+        }
+    }
 }
 
 /// Where run folders are; shared by every command that reads them.

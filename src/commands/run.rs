@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::absolute;
 use super::plan_view::{command_line, plan_rows};
 use crate::backend::docker::{self, Docker, RenderedRun};
-use crate::backend::{Backend, FoundImage, apptainer, lookup};
+use crate::backend::{Backend, FoundImage, apptainer, engine_args, lookup};
 use crate::cli::{ColorChoice, PlanFormat, RunArgs, UserChoice};
 use crate::error::{Error, ExitStatus, Result};
 use crate::execute::detach::{self, Detached};
@@ -78,6 +78,12 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         (!args.dry_run).then_some((args.runs_dir.as_path(), id.as_str())),
         spinner.clone(),
     );
+    // Checked before the engine is asked anything: the answer does not depend on it.
+    if let Err(message) = engine_args::check(args.mode, &args.engine.engine_arg) {
+        disarm(cancel);
+        clear(spinner.as_ref());
+        return Ok(refused(&Error::not_started(message), err));
+    }
     let backend = match Backend::locate(args.mode, args.dry_run) {
         Ok(backend) => backend,
         Err(e) => {
@@ -337,6 +343,7 @@ fn prepare(
         network: args.network.clone(),
         entrypoint: args.entrypoint.clone(),
         binds: args.bind.clone(),
+        engine: args.engine.options(),
     };
     let host = HostFacts::gather(&loaded.task, &template, &task_dir).with_binds(&options.binds);
     match plan::resolve(&loaded.task, &template, &source, &task_dir, &options, &host) {

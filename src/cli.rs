@@ -277,7 +277,12 @@ pub(crate) struct EngineArgs {
     /// `--engine-arg=--cap-add=SYS_PTRACE`). Refused: flags that break how tapir runs
     /// the container (`--rm`, `-d`, `--name`, `-t`, …) and those tapir has an option for
     /// (`--env`, `-v`, `--user`, `--gpus`, …).
-    #[arg(long = "engine-arg", value_name = "ARG", allow_hyphen_values = true, help_heading = "Engine options")]
+    #[arg(
+        long = "engine-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        help_heading = "Engine options"
+    )]
     pub engine_arg: Vec<String>,
 }
 

@@ -14,10 +14,10 @@ use super::deadline::{self, CallError};
 use super::engine_api::{self, Response};
 use crate::error::Error;
 use crate::model::quantity::format_bytes;
-use crate::resolve::run_options::GpuRequest;
 use crate::resolve::plan::{
     EnvSource, EnvValue, HOME_FOR_INVOKER, PlannedEnv, PlannedUser, RunPlan,
 };
+use crate::resolve::run_options::GpuRequest;
 
 /// What tapir needs to know about a local image.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

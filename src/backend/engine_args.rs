@@ -28,33 +28,99 @@ const fn refused(
 }
 
 const DOCKER: &[Refused] = &[
-    refused(&["--rm"], None, "tapir removes the container itself once its logs are safe; --keep keeps it"),
+    refused(
+        &["--rm"],
+        None,
+        "tapir removes the container itself once its logs are safe; --keep keeps it",
+    ),
     refused(&["--detach"], Some('d'), "use `tapir run --detach`"),
-    refused(&["--name"], None, "tapir names the container after the run id, to find it again"),
-    refused(&["--tty"], Some('t'), "a terminal would merge stdout and stderr in the logs"),
-    refused(&["--interactive"], Some('i'), "tapir gives the task no standard input"),
-    refused(&["--attach"], Some('a'), "tapir attaches to both output streams itself"),
+    refused(
+        &["--name"],
+        None,
+        "tapir names the container after the run id, to find it again",
+    ),
+    refused(
+        &["--tty"],
+        Some('t'),
+        "a terminal would merge stdout and stderr in the logs",
+    ),
+    refused(
+        &["--interactive"],
+        Some('i'),
+        "tapir gives the task no standard input",
+    ),
+    refused(
+        &["--attach"],
+        Some('a'),
+        "tapir attaches to both output streams itself",
+    ),
     refused(&["--pull"], None, "use `tapir run --pull`"),
-    refused(&["--cidfile"], None, "the container is known by its name, in the record"),
+    refused(
+        &["--cidfile"],
+        None,
+        "the container is known by its name, in the record",
+    ),
     refused(&["--user"], Some('u'), "use `--user`"),
     refused(&["--network", "--net"], None, "use `--network`"),
     refused(&["--entrypoint"], None, "use `--entrypoint`"),
-    refused(&["--env", "--env-file"], Some('e'), "use `--env` or `--env-file`"),
-    refused(&["--volume", "--mount", "--volumes-from"], Some('v'), "use `--bind`"),
-    refused(&["--publish", "--publish-all"], Some('p'), "use `--publish`"),
+    refused(
+        &["--env", "--env-file"],
+        Some('e'),
+        "use `--env` or `--env-file`",
+    ),
+    refused(
+        &["--volume", "--mount", "--volumes-from"],
+        Some('v'),
+        "use `--bind`",
+    ),
+    refused(
+        &["--publish", "--publish-all"],
+        Some('p'),
+        "use `--publish`",
+    ),
     refused(&["--gpus"], None, "use `--gpus`"),
     refused(&["--shm-size"], None, "use `--shm-size`"),
-    refused(&["--memory", "--memory-swap", "--memory-reservation", "--cpus"], Some('m'), "set `resources.limits` in the task"),
+    refused(
+        &[
+            "--memory",
+            "--memory-swap",
+            "--memory-reservation",
+            "--cpus",
+        ],
+        Some('m'),
+        "set `resources.limits` in the task",
+    ),
 ];
 
 const APPTAINER: &[Refused] = &[
     refused(&["--bind", "--mount"], Some('B'), "use `--bind`"),
-    refused(&["--env", "--env-file", "--cleanenv"], Some('e'), "use `--env` or `--env-file`"),
+    refused(
+        &["--env", "--env-file", "--cleanenv"],
+        Some('e'),
+        "use `--env` or `--env-file`",
+    ),
     refused(&["--nv", "--rocm", "--nvccli"], None, "use `--gpus`"),
     refused(&["--net", "--network"], None, "use `--network`"),
-    refused(&["--workdir", "--containall", "--contain"], Some('W'), "tapir gives each run its own scratch folder inside the run folder"),
-    refused(&["--pwd"], None, "the task starts in the image's WORKDIR, as under Docker"),
-    refused(&["--memory", "--memory-swap", "--memory-reservation", "--cpus"], None, "set `resources.limits` in the task"),
+    refused(
+        &["--workdir", "--containall", "--contain"],
+        Some('W'),
+        "tapir gives each run its own scratch folder inside the run folder",
+    ),
+    refused(
+        &["--pwd"],
+        None,
+        "the task starts in the image's WORKDIR, as under Docker",
+    ),
+    refused(
+        &[
+            "--memory",
+            "--memory-swap",
+            "--memory-reservation",
+            "--cpus",
+        ],
+        None,
+        "set `resources.limits` in the task",
+    ),
 ];
 
 /// Why `args` cannot go to `mode`'s engine, if one cannot: the first refused argument,
@@ -67,7 +133,8 @@ pub(crate) fn check(mode: Mode, args: &[String]) -> Result<(), String> {
     for arg in args {
         if let Some(entry) = table.iter().find(|entry| matches(entry, arg)) {
             return Err(format!(
-                "--engine-arg {arg} is refused for {}: {}\n  fix: {}",
+                "--engine-arg {} is refused for {}: {}\n  fix: {}",
+                shown(entry, arg),
                 mode.name(),
                 if entry.instead.starts_with("use") || entry.instead.starts_with("set") {
                     "tapir has an option for it, which it checks and records"
@@ -79,6 +146,19 @@ pub(crate) fn check(mode: Mode, args: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The refused flag without any value written into the argument (it may be a secret:
+/// `--env=TOKEN=…`).
+fn shown(entry: &Refused, arg: &str) -> String {
+    match arg.split_once('=') {
+        Some((flag, _)) if arg.starts_with("--") => format!("{flag}=…"),
+        _ if arg.starts_with("--") => arg.to_string(),
+        _ => match entry.short {
+            Some(short) if arg.len() > 2 => format!("-{short} (in a group of short flags)"),
+            _ => arg.chars().take(2).collect(),
+        },
+    }
 }
 
 /// `--flag`, `--flag=value`, or a cluster of short flags holding the short one (`-it`).
@@ -112,9 +192,30 @@ mod tests {
 
     #[test]
     fn flags_that_break_the_run_or_bypass_options_are_refused() {
+        let error = check(Mode::Docker, &args(&["--env=TOKEN=s3cret"])).expect_err("env");
+        assert!(
+            error.starts_with("--engine-arg --env=… is refused"),
+            "{error}"
+        );
+        let error = check(Mode::Docker, &args(&["-eTOKEN=s3cret"])).expect_err("env");
+        assert!(!error.contains("s3cret"), "{error}");
         for refused in [
-            "--rm", "-d", "--detach", "--name=x", "-it", "-t", "--env=A=1", "-eA=1", "-v",
-            "--volume", "--publish", "-p", "--gpus=all", "--user", "--memory=1g", "--net=host",
+            "--rm",
+            "-d",
+            "--detach",
+            "--name=x",
+            "-it",
+            "-t",
+            "--env=A=1",
+            "-eA=1",
+            "-v",
+            "--volume",
+            "--publish",
+            "-p",
+            "--gpus=all",
+            "--user",
+            "--memory=1g",
+            "--net=host",
         ] {
             let error = check(Mode::Docker, &args(&[refused])).expect_err(refused);
             assert!(error.contains("fix:"), "{error}");

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use super::apptainer::{self, Capabilities, ImageFacts, ImageRef};
 use super::docker;
-use crate::resolve::run_options::{self, EngineOptions, GpuRequest};
 use crate::resolve::plan::{
     CommandSource, Direction, EnvSource, EnvValue, HOME_FOR_INVOKER, Limits, PlannedBind,
     PlannedEnv, PlannedMount, PlannedUser, RunPlan,
 };
+use crate::resolve::run_options::{self, EngineOptions, GpuRequest};
 
 fn env(name: &str, value: &str, source: EnvSource) -> PlannedEnv {
     PlannedEnv {

@@ -66,7 +66,9 @@ pub(crate) fn parse_gpus(text: &str) -> Result<GpuRequest, String> {
     }
     if let Ok(count) = text.parse::<u64>() {
         return match count {
-            0 => Err(format!("`0` GPUs asks for none; leave --gpus out\n  fix: {fix}")),
+            0 => Err(format!(
+                "`0` GPUs asks for none; leave --gpus out\n  fix: {fix}"
+            )),
             n => Ok(GpuRequest::Count(n)),
         };
     }

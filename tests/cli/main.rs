@@ -6,6 +6,7 @@ mod support;
 mod backends;
 mod docs;
 mod engine_faults;
+mod engine_options;
 mod help;
 mod inspect_pipelines;
 mod inspect_runs;

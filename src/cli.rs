@@ -94,6 +94,9 @@ pub(crate) enum Command {
     Pipeline(PipelineArgs),
     /// Run a task.json in a container, stream its output and record the run.
     Run(RunArgs),
+    /// Start an image (or task) that serves a web UI, on 127.0.0.1 only; print its URL
+    /// once it answers HTTP; Ctrl-C ends it. Logs and record as for any run.
+    Session(SessionArgs),
     /// Show what a run wrote (stdout and stderr interleaved as they arrived).
     Logs(LogsArgs),
     /// List runs, newest first.
@@ -248,6 +251,58 @@ pub(crate) struct RunArgs {
     /// record, when the file is only the way it travels (standard input).
     #[arg(long, value_name = "NAME=SOURCE", hide = true, value_parser = EnvOverrideParser)]
     pub env_source: Vec<EnvOverride>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SessionArgs {
+    /// A task file (TASK.JSON), or a local image whose own CMD (or, with --canfar, its
+    /// /skaha/startup.sh) serves the UI.
+    #[arg(value_name = "IMAGE|TASK.JSON")]
+    pub target: String,
+
+    /// The port the UI listens on inside the container (CANFAR's contributed sessions:
+    /// 5000, the default).
+    #[arg(long, value_name = "PORT", default_value_t = 5000, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+
+    /// The port on 127.0.0.1 to publish it on (default: a free one).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub host_port: Option<u16>,
+
+    /// The path asked for to see whether the UI answers (any HTTP answer counts).
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub path: String,
+
+    /// Seconds to wait for the first HTTP answer; after them the session is stopped, its
+    /// last log lines are shown and tapir exits with 124.
+    #[arg(long = "wait", value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub wait_seconds: u64,
+
+    /// Check the image as a CANFAR "contributed" session: port 5000, started as
+    /// `/skaha/startup.sh SESSION_ID` (IMAGE only), run as your uid rather than root;
+    /// says what CANFAR would need that the image lacks.
+    #[arg(long)]
+    pub canfar: bool,
+
+    /// The session id given to /skaha/startup.sh (default: the run id).
+    #[arg(long, value_name = "ID", requires = "canfar")]
+    pub session_id: Option<String>,
+
+    /// Set a variable in the container (repeatable), as `run --env`.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
+    pub env: Vec<EnvOverride>,
+
+    /// Who runs it: `invoker` (your uid:gid, as CANFAR runs sessions as the user) or
+    /// `image` (the image's own USER).
+    #[arg(long, value_enum, default_value_t = UserChoice::Invoker)]
+    pub user: UserChoice,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// Where run folders (task_run-<id>/) are written.
+    #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]
+    pub runs_dir: PathBuf,
 }
 
 /// The engine options no task file carries (`run`, `session`); see

@@ -52,6 +52,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Schema(args) => commands::schema::run(args),
         Command::Pipeline(args) => commands::pipeline::run(args, color),
         Command::Run(args) => commands::run::run(args, color),
+        Command::Session(args) => commands::session::run(args, color),
         Command::Logs(args) => commands::logs::run(args),
         Command::Ps(args) => commands::ps::run(args, color),
         Command::Show(args) => commands::show::run(args, color),

@@ -14,6 +14,7 @@ pub(crate) mod ps;
 pub(crate) mod rm;
 pub(crate) mod run;
 pub(crate) mod schema;
+pub(crate) mod session;
 pub(crate) mod show;
 pub(crate) mod supervise;
 pub(crate) mod validate;

@@ -15,5 +15,6 @@ mod pipeline_run;
 mod readme;
 mod run;
 mod run_folder;
+mod session;
 mod templating;
 mod validate;

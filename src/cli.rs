@@ -97,6 +97,10 @@ pub(crate) enum Command {
     /// Start an image (or task) that serves a web UI, on 127.0.0.1 only; print its URL
     /// once it answers HTTP; Ctrl-C ends it. Logs and record as for any run.
     Session(SessionArgs),
+    /// Create a new container repository that validates, builds and runs as it is.
+    Init(InitArgs),
+    /// Write a new file from what an image or processing-container.json declares.
+    New(NewArgs),
     /// Show what a run wrote (stdout and stderr interleaved as they arrived).
     Logs(LogsArgs),
     /// List runs, newest first.
@@ -303,6 +307,55 @@ pub(crate) struct SessionArgs {
     /// Where run folders (task_run-<id>/) are written.
     #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]
     pub runs_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The folder to create the repository in (made if missing; existing files are
+    /// never overwritten).
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// The base image of the Dockerfile (it needs /bin/sh).
+    #[arg(long = "from", value_name = "IMAGE", default_value = crate::commands::scaffold::DEFAULT_BASE)]
+    pub base: String,
+
+    /// The image name (default: the folder's name, made a valid image name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewArgs {
+    #[command(subcommand)]
+    pub what: NewCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NewCommand {
+    /// Write a task.json for a template: every channel bound to a folder beside it,
+    /// every adjustable env entry at its default. Descriptions are printed as notes on
+    /// stderr (task.json has no place for them).
+    Task(NewTaskArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewTaskArgs {
+    /// A local image with /processing-container.json, or a processing-container.json.
+    #[arg(value_name = "IMAGE|PC.JSON")]
+    pub source: String,
+
+    /// The template's identifier.
+    #[arg(value_name = "TEMPLATE")]
+    pub template: String,
+
+    /// Write the task here (never over an existing file) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// The task's image, for a PC.JSON source (default: its `name`, tag `latest`).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
 }
 
 /// The engine options no task file carries (`run`, `session`); see

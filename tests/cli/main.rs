@@ -15,6 +15,7 @@ mod pipeline_run;
 mod readme;
 mod run;
 mod run_folder;
+mod scaffold;
 mod session;
 mod templating;
 mod validate;

@@ -15,7 +15,10 @@ use crate::resolve::run_options::{self, EngineOptions, GpuRequest, PublishedPort
 pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
     (
         "0",
-        &["success (validate: every file is valid; run --detach: the task started)"],
+        &[
+            "success (validate: every file is valid; run --detach: the task started;",
+            "session: it answered and was ended with Ctrl-C)",
+        ],
     ),
     (
         "1",
@@ -35,7 +38,10 @@ pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
     ),
     (
         "124",
-        &["run --timeout: the task ran too long and was stopped"],
+        &[
+            "run --timeout: the task ran too long and was stopped;",
+            "session: it did not answer HTTP within --wait seconds",
+        ],
     ),
     (
         "125",

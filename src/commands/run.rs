@@ -634,6 +634,7 @@ fn dry_run_human(
 /// Opens the run folder (with the outputs and the first record), and runs the container:
 /// attached (output echoed, Ctrl-C stops it) or, with `--detach`, under a background
 /// supervisor.
+#[allow(clippy::too_many_arguments)]
 fn execute(
     request: &RunRequest,
     detach_it: bool,

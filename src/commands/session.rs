@@ -1,6 +1,7 @@
 //! `tapir session IMAGE|TASK.JSON`: an interactive image run like any task — run folder,
 //! logs, record — with its UI port published on 127.0.0.1, a bounded wait for its first
-//! HTTP answer, and Ctrl-C as its normal end (DESIGN.md decision 13, "A session is a run").
+//! HTTP answer, and Ctrl-C as its normal end (DESIGN.md decision 13, "A session is a
+//! run").
 //!
 //! A session is `tapir run` with a published port: the run goes through
 //! [`super::run::run`] unchanged (in this thread, which owns the signals), while a
@@ -52,6 +53,12 @@ pub(crate) fn run(args: &SessionArgs, color: ColorChoice) -> Result<ExitStatus> 
             args.port
         )));
     }
+    if !args.path.starts_with('/') {
+        return Err(Error::Usage(format!(
+            "--path {} is not a URL path\n  fix: start it with `/`, e.g. `--path /health`",
+            args.path
+        )));
+    }
     let session_id = args.session_id.clone().unwrap_or_else(|| run_id.clone());
     let target = Target::read(&args.target);
     // A task file is checked by the run itself (with its findings shown in the file);
@@ -69,9 +76,10 @@ pub(crate) fn run(args: &SessionArgs, color: ColorChoice) -> Result<ExitStatus> 
                     "the image {image} is not on this machine\n  fix: build it (`docker build -t {image} .`) or pull it"
                 ))
             })?;
-            let has_startup = docker
-                .read_file_from_image(image, CANFAR_STARTUP)?
-                .is_some();
+            let has_startup = args.canfar
+                && docker
+                    .read_file_from_image(image, CANFAR_STARTUP)?
+                    .is_some();
             (Some(info), has_startup)
         }
         None => (None, false),
@@ -295,7 +303,7 @@ fn watch_port(
             ));
             if let Some(id) = canfar {
                 output::stderr(&format!(
-                    "tapir: on CANFAR the browser would use …/session/contrib/{id}/ and the platform would forward it to / in the container\n"
+                    "tapir: on CANFAR the browser would open …/sessions/contrib/{id} and the platform would send its requests to / in the container, port {CANFAR_PORT}\n"
                 ));
             }
             lock(watch).answered = Some(status_line);

@@ -302,3 +302,23 @@ fn a_canfar_session_starts_with_the_startup_script_and_the_session_id() {
         .unwrap();
     assert!(stdout.contains("startup for session abc123"), "{stdout}");
 }
+
+#[test]
+fn session_flags_that_cannot_work_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (
+            vec!["session", "some/image", "--path", "health"],
+            "not a URL path",
+        ),
+        (
+            vec!["session", "some/image", "--canfar", "--port", "8080"],
+            "--canfar listens on port 5000",
+        ),
+    ] {
+        let out = crate::support::run(&mut tapir(dir.path(), &args));
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(says), "{}", out.stderr);
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -289,8 +289,8 @@ pub(crate) struct SessionArgs {
     #[arg(long, value_name = "PATH", default_value = "/")]
     pub path: String,
 
-    /// Seconds to wait for the first HTTP answer; after them the session is stopped, its
-    /// last log lines are shown and tapir exits with 124.
+    /// Seconds to wait, once the container is started, for the first HTTP answer; after
+    /// them the session is stopped, its last log lines are shown and tapir exits with 124.
     #[arg(long = "wait", value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub wait_seconds: u64,
 

@@ -153,12 +153,12 @@ pub(crate) fn run(args: &SessionArgs, color: ColorChoice) -> Result<ExitStatus> 
     let watcher = {
         let (ended, watch) = (ended.clone(), watch.clone());
         let run_dir = request.run_dir();
-        let deadline = Instant::now() + Duration::from_secs(args.wait_seconds);
+        let wait = Duration::from_secs(args.wait_seconds);
         let (path, url) = (args.path.clone(), url.clone());
         let canfar = args.canfar.then(|| session_id.clone());
         std::thread::spawn(move || {
             watch_port(
-                host_port, &path, deadline, &ended, &watch, &run_dir, &url, canfar, p,
+                host_port, &path, wait, &ended, &watch, &run_dir, &url, canfar, p,
             )
         })
     };
@@ -281,13 +281,15 @@ fn free_loopback_port() -> Result<u16> {
         .map_err(|e| Error::not_started(format!("cannot find a free port on 127.0.0.1: {e}")))
 }
 
-/// Asks the port until it answers HTTP, the run ends, or the deadline passes (then it
-/// stops the run as Ctrl-C would, after showing the last log lines).
+/// Asks the port until it answers HTTP, the run ends, or `wait` has passed since the
+/// container was handed to the engine (its run folder has a record; the preparation
+/// before has deadlines of its own, and a stop sent then would end `run` without a
+/// record of why); then it shows the last log lines and stops the run as Ctrl-C would.
 #[allow(clippy::too_many_arguments)]
 fn watch_port(
     port: u16,
     path: &str,
-    deadline: Instant,
+    wait: Duration,
     ended: &AtomicBool,
     watch: &Mutex<Watch>,
     run_dir: &Path,
@@ -295,6 +297,7 @@ fn watch_port(
     canfar: Option<String>,
     p: Printer,
 ) {
+    let mut deadline = None;
     while !ended.load(Ordering::SeqCst) {
         if let Some(status_line) = http_status_line(port, path) {
             output::stderr(&format!(
@@ -309,7 +312,10 @@ fn watch_port(
             lock(watch).answered = Some(status_line);
             return;
         }
-        if Instant::now() >= deadline {
+        if deadline.is_none() && run_dir.join("record.json").is_file() {
+            deadline = Some(Instant::now() + wait);
+        }
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             lock(watch).gave_up = true;
             output::stderr(&format!(
                 "{} nothing answered HTTP at {url} in time; stopping the session\n{}",

@@ -38,6 +38,13 @@ pub(crate) fn init(args: &InitArgs) -> Result<ExitStatus> {
         }
         None => image_name_from(&args.dir),
     };
+    // One word: it is written into the Dockerfile's FROM line as it is.
+    if args.base.is_empty() || args.base.chars().any(char::is_whitespace) {
+        return Err(Error::Usage(format!(
+            "--from {:?} is not an image reference\n  fix: e.g. `--from debian:bookworm-slim`",
+            args.base
+        )));
+    }
     let files = repository_files(&name, &args.base);
     // Nothing is written when anything is there already: a half-made repository mixed
     // with the user's own files is worse than a clear refusal.
@@ -58,8 +65,9 @@ pub(crate) fn init(args: &InitArgs) -> Result<ExitStatus> {
         write_new(&path, &file.content, file.executable)?;
     }
     output::stderr(&format!(
-        "tapir: created a container repository in {dir} for the image {name}:latest\n  next: cd {dir}\n        tapir validate .\n        docker build -t {name}:latest .\n        tapir run tasks/process.task.json\n",
-        dir = args.dir.display()
+        "tapir: created a container repository in {} for the image {name}:latest\n  next: cd {}\n        tapir validate .\n        docker build -t {name}:latest .\n        tapir run tasks/process.task.json\n",
+        args.dir.display(),
+        super::plan_view::command_line([args.dir.display().to_string()]),
     ));
     Ok(ExitStatus::Success)
 }

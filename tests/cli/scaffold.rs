@@ -15,6 +15,7 @@ fn an_initialised_repository_validates_builds_and_runs_as_it_is() {
     ));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("edge-finder:latest"), "{}", out.stderr);
+    assert!(out.stderr.contains("cd 'Edge Finder'"), "{}", out.stderr);
     for file in [
         "Dockerfile",
         "files/processing-container.json",
@@ -63,6 +64,16 @@ fn init_never_overwrites_and_checks_the_image_name() {
     assert_eq!(out.code, 2);
     assert!(
         out.stderr.contains("not a valid image name"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&mut tapir(
+        dir.path(),
+        ["init", "new", "--from", "x\nRUN rm -rf /"],
+    ));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("is not an image reference"),
         "{}",
         out.stderr
     );

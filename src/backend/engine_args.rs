@@ -131,6 +131,9 @@ pub(crate) fn check(mode: Mode, args: &[String]) -> Result<(), String> {
         Mode::Docker => DOCKER,
         Mode::Apptainer => APPTAINER,
     };
+    if mode == Mode::Docker {
+        tapir_labels(args)?;
+    }
     for arg in args {
         if let Some(entry) = table.iter().find(|entry| matches(entry, arg)) {
             return Err(format!(
@@ -143,6 +146,32 @@ pub(crate) fn check(mode: Mode, args: &[String]) -> Result<(), String> {
                     "it would break how tapir runs the container"
                 },
                 entry.instead
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Docker labels under `tapir.` are how tapir finds its containers again (run id, run
+/// folder): one set through the hatch would win over tapir's and hide or misname a run.
+/// Other labels pass; a label file cannot be looked into, so it is refused.
+fn tapir_labels(args: &[String]) -> Result<(), String> {
+    let fix = "set labels in the task's `config.labels` (tapir adds its own `tapir.` ones)";
+    for (i, arg) in args.iter().enumerate() {
+        if arg == "--label-file" || arg.starts_with("--label-file=") {
+            return Err(format!(
+                "--engine-arg --label-file is refused for docker: tapir cannot see whether it sets its own `tapir.` labels\n  fix: {fix}"
+            ));
+        }
+        let value = match arg.as_str() {
+            "--label" | "-l" => args.get(i + 1).map(String::as_str),
+            _ => arg
+                .strip_prefix("--label=")
+                .or_else(|| arg.strip_prefix("-l=").or_else(|| arg.strip_prefix("-l"))),
+        };
+        if value.is_some_and(|v| v.starts_with("tapir.")) {
+            return Err(format!(
+                "--engine-arg --label tapir.… is refused for docker: tapir's own labels find its containers again\n  fix: {fix}"
             ));
         }
     }
@@ -236,6 +265,19 @@ mod tests {
         ] {
             assert_eq!(check(Mode::Docker, &args(&[allowed])), Ok(()), "{allowed}");
         }
+        for labels in [
+            &["--label", "tapir.run-id=x"][..],
+            &["--label=tapir.task=x"],
+            &["-ltapir.run-dir=/"],
+            &["--label-file", "labels"],
+        ] {
+            let error = check(Mode::Docker, &args(labels)).expect_err("a tapir label");
+            assert!(error.contains("config.labels"), "{error}");
+        }
+        assert_eq!(
+            check(Mode::Docker, &args(&["--label", "team=astro", "-l", "x=1"])),
+            Ok(())
+        );
         assert!(check(Mode::Apptainer, &args(&["--nv"])).is_err());
         assert!(check(Mode::Apptainer, &args(&["-B", "/a:/b"])).is_err());
         assert_eq!(check(Mode::Apptainer, &args(&["--fakeroot"])), Ok(()));

@@ -322,3 +322,52 @@ fn session_flags_that_cannot_work_are_usage_errors() {
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn a_task_file_runs_as_a_session_on_its_own_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = serde_json::json!({
+        "name": "ui task",
+        "image": httpd_image(),
+        "taskTemplate": {
+            "identifier": "ui",
+            "description": "serves /www",
+            "inputs": [],
+            "outputs": [],
+            "env": [{"name": "UI_PORT", "value": "8000"}],
+            "command": ["sh", "-c", "exec httpd -f -p \"$UI_PORT\" -h /www"]
+        }
+    });
+    std::fs::write(dir.path().join("ui.json"), task.to_string()).unwrap();
+    let mut child = tapir(
+        dir.path(),
+        [
+            "session",
+            "ui.json",
+            "--port",
+            "8000",
+            "--path",
+            "/index.html",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let lines = Lines::of(&mut child);
+    let url = ready_url(&lines.until("session ready at"));
+    assert!(url.ends_with("/index.html"), "{url}");
+    assert!(get(&url).contains("tapir session"));
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    let rest = lines.rest();
+    assert_eq!(status.code(), Some(0), "{rest}");
+    let (_, record) = only_record(dir.path());
+    assert_eq!(record["task_name"], "ui task");
+    assert!(
+        record["task_file"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("ui.json")
+    );
+}

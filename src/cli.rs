@@ -725,6 +725,12 @@ pub(crate) struct PipelineRunArgs {
     /// Keep every task's container after it ends (as `run --keep`).
     #[arg(long)]
     pub keep: bool,
+
+    /// NAME=VALUE: a run-time parameter the pipeline declares in `params` (repeatable;
+    /// Tapis' submission params). Read by a task's `env` through
+    /// `{"value_from": {"params": "NAME"}}`; never shown when its name looks secret.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
+    pub param: Vec<EnvOverride>,
 }
 
 #[derive(Debug, Args)]

@@ -194,7 +194,18 @@ fn human_task(out: &mut String, task: &PlannedTask, p: &Printer) {
         let _ = writeln!(out, "    manifest.json config: {config}");
     }
     for env in &task.env {
-        let _ = writeln!(out, "    env {}={} ({})", env.name, env.value, env.source);
+        match &env.from {
+            Some(from) => {
+                let _ = writeln!(
+                    out,
+                    "    env {}={} ({}: {from})",
+                    env.name, env.value, env.source
+                );
+            }
+            None => {
+                let _ = writeln!(out, "    env {}={} ({})", env.name, env.value, env.source);
+            }
+        }
     }
     let _ = writeln!(out, "    {}", describe_execution(&task.execution));
 }

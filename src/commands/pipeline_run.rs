@@ -29,17 +29,19 @@ use crate::pipeline::record::{
     PipelineTaskRecord, RUNS_SUBDIR, SkipCause, TaskFolder, TaskStatus,
 };
 use crate::pipeline::schedule::{Action, Dependency, End, Schedule, TaskSpec, Why};
-use crate::pipeline::{ccat, derive};
+use crate::pipeline::{ccat, derive, values};
 use crate::record::{self, Status, TaskFile, store};
 use crate::resolve::env_input::EnvOverride;
+use crate::resolve::plan::PlannedBind;
 
 pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let err = Printer::for_stderr(color);
     // Everything is checked before anything is created.
-    let checked = plan::check(
+    let checked = plan::check_with_params(
         &args.pipeline,
         args.conf.as_deref(),
         args.profile.map(ProfileArg::profile),
+        Some(&args.param),
     )?;
     let Some(plan) = checked.plan.as_ref().filter(|_| checked.is_valid()) else {
         output::stderr(&findings_text(&checked, err));
@@ -120,6 +122,7 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
         adopted,
         progress: TaskProgress::start(),
         private_configs: BTreeMap::new(),
+        upstream_values: BTreeMap::new(),
         journal,
     };
     let status = driver.run(&mut record);
@@ -398,6 +401,9 @@ struct Driver<'a> {
     private_configs: BTreeMap<usize, tempfile::TempDir>,
     /// Keeps the pipeline record at a cost per event that does not grow with the tasks.
     journal: Journal,
+    /// Per task: its `value_from` values read from upstream outputs files when it first
+    /// started (name, value, where from), handed to each attempt on standard input.
+    upstream_values: BTreeMap<usize, Vec<(String, String, String)>>,
 }
 
 impl Driver<'_> {
@@ -572,6 +578,12 @@ impl Driver<'_> {
                 Ok(None) => {}
                 Err(message) => return schedule.refused(task, message),
             }
+            match self.read_upstream_values(task) {
+                Ok(values) => {
+                    self.upstream_values.insert(task, values);
+                }
+                Err(message) => return schedule.refused(task, message),
+            }
         }
         let entry = &mut record.tasks[task];
         entry.status = TaskStatus::Running;
@@ -604,6 +616,14 @@ impl Driver<'_> {
         } else {
             Ok(())
         };
+        // What an earlier attempt wrote for later tasks is not this attempt's word.
+        let cleaned = cleaned.and_then(|()| {
+            if planned.publishes_values {
+                values::reset_outputs(self.run_dir, &planned.id).map(|_| ())
+            } else {
+                Ok(())
+            }
+        });
         let not_started = match cleaned {
             Ok(()) => executor.start(request).err(),
             Err(message) => Some(message),
@@ -640,7 +660,14 @@ impl Driver<'_> {
         // on (SIGKILL): src/execute/parent_watch.rs.
         run.watch_parent = Some(std::process::id());
         let mut private_env = String::new();
-        for var in self.stdin_env.get(&planned.id).into_iter().flatten() {
+        let from_values = &planned.runnable.value_from;
+        for var in self
+            .stdin_env
+            .get(&planned.id)
+            .into_iter()
+            .flatten()
+            .filter(|var| !from_values.iter().any(|v| v.name == var.name))
+        {
             private_env.push_str(&format!("{}={}\n", var.name, var.value));
             // The file on stdin is only how the value travels: the record names where
             // it comes from.
@@ -663,6 +690,25 @@ impl Driver<'_> {
                 value: source,
             });
         }
+        // `value_from`: the plan's values, then what upstream tasks wrote.
+        let known = from_values.iter().filter_map(|v| {
+            v.source
+                .known()
+                .map(|value| (v.name.clone(), value.to_string(), v.source.describe()))
+        });
+        let read = self
+            .upstream_values
+            .get(&task)
+            .into_iter()
+            .flatten()
+            .cloned();
+        for (name, value, source) in known.chain(read) {
+            private_env.push_str(&format!("{name}={value}\n"));
+            run.env_sources.push(EnvOverride {
+                name,
+                value: source,
+            });
+        }
         if !private_env.is_empty() {
             run.env_files.push(PathBuf::from("/dev/stdin"));
         }
@@ -676,6 +722,17 @@ impl Driver<'_> {
         run.binds = binds;
         run.binds.extend(self.args.bind.iter().cloned());
         run.env = env;
+        if planned.publishes_values {
+            run.binds.push(PlannedBind {
+                host_path: absolute(&values::outputs_dir(self.run_dir, &planned.id)),
+                container_path: values::OUTPUTS_MOUNT.to_string(),
+                read_only: false,
+            });
+            run.env.push(EnvOverride {
+                name: values::OUTPUTS_FILE_VAR.to_string(),
+                value: values::outputs_file_in_container(),
+            });
+        }
         AttemptRequest {
             task,
             number,
@@ -683,6 +740,34 @@ impl Driver<'_> {
             private_env,
             log: runs_dir.join(format!("{}.tapir.log", planned.id)),
         }
+    }
+
+    /// The values task `task` takes from upstream tasks' outputs files (`value_from:
+    /// {task_output: …}`), with where each comes from. `Err`: an upstream did not
+    /// succeed, did not write the value, or wrote a file tapir will not read.
+    fn read_upstream_values(
+        &self,
+        task: usize,
+    ) -> std::result::Result<Vec<(String, String, String)>, String> {
+        let planned = &self.plan.tasks[task];
+        let mut values = Vec::new();
+        let mut files: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+        for from in &planned.runnable.value_from {
+            let values::ValueSource::TaskOutput { task_id, output_id } = &from.source else {
+                continue;
+            };
+            if !files.contains_key(task_id.as_str()) {
+                files.insert(task_id, values::read_outputs(self.run_dir, task_id)?);
+            }
+            let Some(value) = files.get(task_id.as_str()).and_then(|f| f.get(output_id)) else {
+                return Err(format!(
+                    "`{}` takes `{output_id}` from task `{task_id}`, which did not write it to its $TAPIR_OUTPUTS_FILE (write `{output_id}=VALUE` lines there: `echo \"{output_id}=…\" >> \"$TAPIR_OUTPUTS_FILE\"`)",
+                    from.name
+                ));
+            };
+            values.push((from.name.clone(), value.clone(), from.source.describe()));
+        }
+        Ok(values)
     }
 
     /// Task `task`'s attempt ended: into the record, and to the scheduler.

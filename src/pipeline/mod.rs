@@ -2,7 +2,8 @@
 //! `model` is the file format, `plan` the pure checks and the planned order and folders,
 //! `graph` the cycle search and the levels, `record` the pipeline run record, `derive`
 //! the task file each pipeline task runs as, `ccat` the CCAT container contract
-//! (manifest, products, the folders as `run --bind`).
+//! (manifest, products, the folders as `run --bind`), `values` Tapis' `value_from`
+//! (parameters, upstream values and the outputs file).
 
 pub(crate) mod ccat;
 pub(crate) mod derive;
@@ -11,3 +12,4 @@ pub(crate) mod model;
 pub(crate) mod plan;
 pub(crate) mod record;
 pub(crate) mod schedule;
+pub(crate) mod values;

@@ -37,6 +37,10 @@ pub(crate) struct Pipeline {
     pub environment: BTreeMap<String, String>,
     #[serde(default)]
     pub execution_profile: ExecutionProfile,
+    /// Tapis' submission parameters: values given at `pipeline run --param NAME=VALUE`,
+    /// read by a task's `env` through `value_from: {params: NAME}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, Param>,
     pub tasks: Vec<PipelineTask>,
 }
 
@@ -83,12 +87,64 @@ pub(crate) struct PipelineTask {
     pub depends_on: Vec<TaskDependency>,
     #[serde(default)]
     pub iochannel_maps: Vec<IoMapping>,
+    /// A literal value, or Tapis' `value_from` (see [`EnvEntry`]).
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvEntry>,
     #[serde(default)]
     pub execution_profile: ExecutionProfile,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_config: Option<Value>,
+}
+
+/// One entry of a pipeline task's `env`: a literal value, or where the value comes from
+/// (Tapis' `value_from`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum EnvEntry {
+    Literal(String),
+    From { value_from: ValueFrom },
+}
+
+impl EnvEntry {
+    /// The literal value, `None` for a `value_from`.
+    pub(crate) fn literal(&self) -> Option<&str> {
+        match self {
+            EnvEntry::Literal(value) => Some(value),
+            EnvEntry::From { .. } => None,
+        }
+    }
+}
+
+/// Tapis' ValueFrom object: exactly one of its keys (the schema says so).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ValueFrom {
+    /// A variable of the pipeline's `env`.
+    Env(String),
+    /// A run-time parameter (`pipeline run --param`), declared in `params`.
+    Params(String),
+    /// A value an upstream task wrote to its `$TAPIR_OUTPUTS_FILE`.
+    TaskOutput(TaskOutputRef),
+}
+
+/// Tapis' TaskOutput object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TaskOutputRef {
+    pub task_id: String,
+    pub output_id: String,
+}
+
+/// A declared run-time parameter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Param {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Used when `--param` does not give the parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// `pipeline run` refuses to start without it (a default satisfies it).
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// A task file (path relative to the pipeline file's folder) or a whole task object.

@@ -1,0 +1,264 @@
+//! Tapis pipeline features on the real Docker engine (seed 003): `value_from` with
+//! `--param` and upstream task outputs.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::support::{example_image, run, tapir};
+
+/// An inline task running `script` under `sh -c` on the example image, with the given
+/// template env declarations.
+fn task(script: &str, env: Value) -> Value {
+    json!({
+        "name": "tapis test task",
+        "image": example_image(),
+        "taskTemplate": {
+            "identifier": "t", "description": "test", "inputs": [], "outputs": [],
+            "env": env, "command": ["sh", "-c", script]
+        }
+    })
+}
+
+fn write_pipeline(dir: &Path, pipeline: &Value) {
+    std::fs::write(
+        dir.join("pipeline.json"),
+        serde_json::to_string_pretty(pipeline).unwrap(),
+    )
+    .unwrap();
+}
+
+/// `tapir pipeline run pipeline.json` in `dir`, without a network, runs under `dir/runs`.
+fn pipeline_run(dir: &Path, extra: &[&str]) -> crate::support::Run {
+    let mut args = vec![
+        "pipeline",
+        "run",
+        "pipeline.json",
+        "--network",
+        "none",
+        "--runs-dir",
+        "runs",
+        "--grace",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    run(&mut tapir(dir, &args))
+}
+
+/// The one pipeline run folder under `dir/runs`.
+fn only_pipeline_run(dir: &Path) -> PathBuf {
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
+        .expect("runs folder")
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pipeline-run-")
+        })
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
+
+/// The compacted pipeline record (`record.json`, written whole when the run ends).
+fn record(run_dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(run_dir.join("record.json")).unwrap()).unwrap()
+}
+
+/// The task run folder of task `id`'s last attempt.
+fn last_task_run(run_dir: &Path, record: &Value, id: &str) -> PathBuf {
+    let task = record["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("task {id} in {record:#}"));
+    let attempt = task["attempts"].as_array().unwrap().last().unwrap();
+    run_dir.join(attempt["run_dir"].as_str().unwrap())
+}
+
+/// Every file under `dir` whose text contains `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    walkdir(dir)
+        .into_iter()
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(needle)))
+        .collect()
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn value_from_takes_params_the_pipeline_env_and_an_upstream_tasks_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "values",
+        "params": {
+            "GREETING": {"default": "hi"},
+            "RUN_TOKEN": {"required": true},
+            "LABEL": {"description": "optional, no default"}
+        },
+        "env": {"SITE": "lab-3"},
+        "tasks": [
+            {"id": "count",
+             "task": task("echo \"COUNT=3\" >> \"$TAPIR_OUTPUTS_FILE\"; echo \"SAID=$SAY\" >> \"$TAPIR_OUTPUTS_FILE\"; echo COUNT=4 >> \"$TAPIR_OUTPUTS_FILE\"",
+                          json!([{"name": "SAY", "value": "?"}])),
+             "env": {"SAY": {"value_from": {"params": "GREETING"}}}},
+            // No depends_on: reading `count`'s output makes it run after `count`.
+            {"id": "report",
+             "task": task("echo \"n=$N said=$SAID where=$WHERE token=${#API_TOKEN} label=$LABEL\"",
+                          json!([{"name": "LABEL", "value": "task-default"}])),
+             "env": {
+                 "N": {"value_from": {"task_output": {"task_id": "count", "output_id": "COUNT"}}},
+                 "SAID": {"value_from": {"task_output": {"task_id": "count", "output_id": "SAID"}}},
+                 "WHERE": {"value_from": {"env": "SITE"}},
+                 "API_TOKEN": {"value_from": {"params": "RUN_TOKEN"}},
+                 "LABEL": {"value_from": {"params": "LABEL"}}
+             }}
+        ]
+    });
+    write_pipeline(dir.path(), &pipeline);
+    let out = pipeline_run(
+        dir.path(),
+        &[
+            "--param",
+            "GREETING=hello",
+            "--param",
+            "RUN_TOKEN=s3cret-param-value",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run_dir = only_pipeline_run(dir.path());
+    let record = record(&run_dir);
+    let report = last_task_run(&run_dir, &record, "report");
+    assert_eq!(
+        std::fs::read_to_string(report.join("stdout.log")).unwrap(),
+        // The last COUNT written wins; an optional parameter not given sets nothing.
+        "n=4 said=hello where=lab-3 token=18 label=task-default\n"
+    );
+    // Each value's source is in the task run's record, never the secret.
+    let task_record = std::fs::read_to_string(report.join("record.json")).unwrap();
+    for source in [
+        "task count output COUNT",
+        "pipeline env SITE",
+        "param RUN_TOKEN",
+    ] {
+        assert!(task_record.contains(source), "{source} in {task_record}");
+    }
+    assert_eq!(
+        files_containing(dir.path(), "s3cret-param-value"),
+        Vec::<PathBuf>::new()
+    );
+    assert!(!out.stderr.contains("s3cret-param-value"), "{}", out.stderr);
+    // The dependency the value implies is in the record.
+    let report_entry = record["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "report")
+        .unwrap();
+    assert_eq!(
+        report_entry["depends_on"],
+        json!(["count"]),
+        "{report_entry:#}"
+    );
+}
+
+#[test]
+fn a_value_the_upstream_did_not_write_fails_the_reader_with_what_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "missing-value",
+        "tasks": [
+            {"id": "quiet", "task": task("echo OTHER=1 >> \"$TAPIR_OUTPUTS_FILE\"", json!([]))},
+            {"id": "reader", "task": task("echo never", json!([])),
+             "env": {"N": {"value_from": {"task_output": {"task_id": "quiet", "output_id": "COUNT"}}}}}
+        ]
+    });
+    write_pipeline(dir.path(), &pipeline);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("did not write it to its $TAPIR_OUTPUTS_FILE"),
+        "{}",
+        out.stderr
+    );
+    let record = record(&only_pipeline_run(dir.path()));
+    let reader = record["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "reader")
+        .unwrap();
+    assert_eq!(reader["status"], "failed", "{reader:#}");
+    assert!(
+        reader["attempts"].as_array().is_none_or(Vec::is_empty),
+        "it never started: {reader:#}"
+    );
+}
+
+#[test]
+fn params_are_checked_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "params",
+        "params": {"API_TOKEN": {"required": true}, "LEVEL": {"default": "1"}},
+        "tasks": [{"id": "a", "task": task("true", json!([])),
+                   "env": {"API_TOKEN": {"value_from": {"params": "API_TOKEN"}}}}]
+    });
+    write_pipeline(dir.path(), &pipeline);
+    // A required parameter missing: its declaration is named.
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("error[missing-param]: parameter `API_TOKEN` is required and has no value"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("pipeline.json:4:"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("pass `--param API_TOKEN=VALUE`"),
+        "{}",
+        out.stderr
+    );
+    // An undeclared one (a typo) is not silently unused.
+    let out = pipeline_run(
+        dir.path(),
+        &["--param", "API_TOKEN=abc", "--param", "LEVLE=2"],
+    );
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("error[unknown-param]: --param LEVLE: the pipeline declares no parameter"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("did you mean `--param LEVEL=…`?"),
+        "{}",
+        out.stderr
+    );
+    // A value an env line cannot carry, without echoing it.
+    let out = pipeline_run(dir.path(), &["--param", "API_TOKEN=two\nlines-secret"]);
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error[env-line-break]"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("lines-secret"), "{}", out.stderr);
+    assert!(!dir.path().join("runs").exists(), "nothing was created");
+}

@@ -731,6 +731,17 @@ pub(crate) struct PipelineRunArgs {
     /// `{"value_from": {"params": "NAME"}}`; never shown when its name looks secret.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
     pub param: Vec<EnvOverride>,
+
+    /// Copy the results of the tasks that succeeded to DIR/<pipeline run folder name>/
+    /// when the run ends (replaces the pipeline file's `archive.path`; its `include`
+    /// still applies). Every file is verified; nothing is overwritten.
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
+
+    /// When the whole run succeeded, remove its managed output folders at the end (after
+    /// a complete archive, if one is asked for). Records and logs stay.
+    #[arg(long)]
+    pub clean_succeeded: bool,
 }
 
 #[derive(Debug, Args)]

@@ -108,6 +108,24 @@ fn human_plan(out: &mut String, plan: &PipelinePlan, p: &Printer) {
     for (i, level) in plan.levels.iter().enumerate() {
         let _ = writeln!(out, "  level {}: {}", i + 1, level.join(", "));
     }
+    if let Some(archive) = &plan.archive {
+        let include = if archive.include.is_empty() {
+            "every output folder".to_string()
+        } else {
+            archive.include.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "  archive: {}/<pipeline run>/ ({include}, of the tasks that succeeded)",
+            archive.path.display()
+        );
+    }
+    if plan.clean_succeeded {
+        let _ = writeln!(
+            out,
+            "  clean_succeeded: the output folders are removed when every task succeeded"
+        );
+    }
     if let Some(key) = plan.sub_group_key.as_deref().filter(|k| !k.is_empty()) {
         let _ = writeln!(out, "  manifest.json sub_group_key: {key:?}");
     }

@@ -29,7 +29,7 @@ use crate::pipeline::record::{
     PipelineTaskRecord, RUNS_SUBDIR, SkipCause, TaskFolder, TaskStatus,
 };
 use crate::pipeline::schedule::{Action, Dependency, End, Schedule, TaskSpec, Why};
-use crate::pipeline::{ccat, derive, values};
+use crate::pipeline::{archive, ccat, derive, values};
 use crate::record::{self, Status, TaskFile, store};
 use crate::resolve::env_input::EnvOverride;
 use crate::resolve::plan::PlannedBind;
@@ -193,6 +193,8 @@ fn new_record(args: &PipelineRunArgs, pipeline_sha: &str) -> Result<(PathBuf, Pi
         ended_at: None,
         tasks: Vec::new(),
         journal_seq: 0,
+        archives: Vec::new(),
+        cleaned: Vec::new(),
     };
     Ok((dir, record))
 }
@@ -958,16 +960,29 @@ impl Driver<'_> {
 
     /// The final record, the summary line, and the exit status.
     fn finish(&mut self, record: &mut PipelineRunRecord, cancelled: bool) -> ExitStatus {
-        let count = |s: TaskStatus| record.tasks.iter().filter(|t| t.status == s).count();
         // A task that skipped itself (and what was skipped after it) did all it had to.
         let all_succeeded = record.tasks.iter().all(PipelineTaskRecord::ended_well);
-        let (status, exit) = if cancelled {
+        let (mut status, mut exit) = if cancelled {
             (PipelineStatus::Cancelled, ExitStatus::Cancelled)
         } else if all_succeeded {
             (PipelineStatus::Succeeded, ExitStatus::Success)
         } else {
             (PipelineStatus::Failed, ExitStatus::Failed)
         };
+        // A cancelled run keeps everything where it is: it is not over.
+        let kept = if cancelled {
+            Ok(())
+        } else {
+            self.archive_and_clean(record, all_succeeded)
+        };
+        if let Err(message) = &kept {
+            output::stderr(&format!("error: {message}\n"));
+            // The results are not where they were asked to be: the run did not do its
+            // job. `--resume` archives again (into a new folder).
+            status = PipelineStatus::Failed;
+            exit = ExitStatus::Failed;
+        }
+        let count = |s: TaskStatus| record.tasks.iter().filter(|t| t.status == s).count();
         let parts: Vec<String> = [
             TaskStatus::Succeeded,
             TaskStatus::Failed,
@@ -979,7 +994,10 @@ impl Driver<'_> {
         .filter(|s| count(*s) > 0)
         .map(|s| format!("{} {}", count(s), s.as_str()))
         .collect();
-        let message = parts.join(", ");
+        let mut message = parts.join(", ");
+        if kept.is_err() {
+            message.push_str("; the archive failed");
+        }
         record.status = status;
         record.message = Some(message.clone());
         record.exit_code = Some(exit.code());
@@ -992,6 +1010,101 @@ impl Driver<'_> {
             self.run_dir.display()
         ));
         exit
+    }
+}
+
+impl Driver<'_> {
+    /// Archives the results of the tasks that succeeded (the file's `archive` or
+    /// `--archive`), then, when the whole run succeeded and `clean_succeeded` is asked
+    /// for, removes the managed output folders — never after a failed archive.
+    /// `Err`: what failed (the record says it too).
+    fn archive_and_clean(
+        &mut self,
+        record: &mut PipelineRunRecord,
+        all_succeeded: bool,
+    ) -> std::result::Result<(), String> {
+        let planned = match (&self.args.archive, &self.plan.archive) {
+            (Some(dir), planned) => Some(archive::PlannedArchive {
+                path: absolute(dir),
+                include: planned
+                    .as_ref()
+                    .map(|a| a.include.clone())
+                    .unwrap_or_default(),
+            }),
+            (None, planned) => planned.as_ref().map(|a| archive::PlannedArchive {
+                path: absolute(&a.path),
+                include: a.include.clone(),
+            }),
+        };
+        let outputs = |only_succeeded: bool| -> Vec<archive::OutputFolder> {
+            self.plan
+                .tasks
+                .iter()
+                .zip(&record.tasks)
+                .filter(|(_, kept)| !only_succeeded || kept.status == TaskStatus::Succeeded)
+                .flat_map(|(task, _)| {
+                    task.folders
+                        .iter()
+                        .filter(|f| f.managed && f.direction == FolderDirection::Output)
+                        .map(|f| archive::OutputFolder {
+                            label: format!("{}/{}", task.id, f.channel),
+                            path: f.path.clone(),
+                        })
+                })
+                .collect()
+        };
+        if let Some(planned) = &planned {
+            let base = self
+                .run_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // Each invocation archives into its own folder: a resumed run's second
+            // archive must not touch the first.
+            let name = match record.resumed_at.len() {
+                0 => base,
+                n => format!("{base}.resume-{n}"),
+            };
+            let made = archive::archive(self.run_dir, &name, planned, &outputs(true));
+            let line = match &made.message {
+                None => format!(
+                    "tapir: archived {} ({} in {}) to {}\n",
+                    output::plural(made.folders.len(), "folder"),
+                    output::plural(made.files as usize, "file"),
+                    crate::model::quantity::format_bytes(made.bytes),
+                    made.path
+                ),
+                Some(message) => format!("tapir: the archive failed: {message}\n"),
+            };
+            output::stderr(&line);
+            for entry in &made.not_copied {
+                output::stderr(&format!(
+                    "warning: not archived (a link or a special file): {entry}\n"
+                ));
+            }
+            let failed = made.message.clone();
+            record.archives.push(made);
+            if let Some(message) = failed {
+                return Err(format!(
+                    "the archive failed ({message}); nothing was cleaned"
+                ));
+            }
+        }
+        let clean = self.args.clean_succeeded || self.plan.clean_succeeded;
+        if clean && all_succeeded {
+            let mut paths: Vec<String> = outputs(false).into_iter().map(|f| f.path).collect();
+            paths.dedup();
+            let (removed, problems) = archive::clean(self.run_dir, &paths);
+            output::stderr(&format!(
+                "tapir: removed {} of the succeeded run (--clean-succeeded)\n",
+                output::plural(removed.len(), "output folder")
+            ));
+            record.cleaned.extend(removed);
+            if !problems.is_empty() {
+                return Err(format!("cleaning: {}", problems.join("; ")));
+            }
+        }
+        Ok(())
     }
 }
 

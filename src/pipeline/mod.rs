@@ -3,8 +3,10 @@
 //! `graph` the cycle search and the levels, `record` the pipeline run record, `derive`
 //! the task file each pipeline task runs as, `ccat` the CCAT container contract
 //! (manifest, products, the folders as `run --bind`), `values` Tapis' `value_from`
-//! (parameters, upstream values and the outputs file).
+//! (parameters, upstream values and the outputs file), `archive` Tapis' archives and
+//! the cleaning of a succeeded run.
 
+pub(crate) mod archive;
 pub(crate) mod ccat;
 pub(crate) mod derive;
 pub(crate) mod graph;

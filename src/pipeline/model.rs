@@ -41,6 +41,13 @@ pub(crate) struct Pipeline {
     /// read by a task's `env` through `value_from: {params: NAME}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, Param>,
+    /// Where to copy the results of a run when it ends (Tapis' archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveConf>,
+    /// Remove the managed output folders when the whole run succeeded (after the
+    /// archive, if any, is complete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_succeeded: Option<bool>,
     pub tasks: Vec<PipelineTask>,
 }
 
@@ -132,6 +139,16 @@ pub(crate) enum ValueFrom {
 pub(crate) struct TaskOutputRef {
     pub task_id: String,
     pub output_id: String,
+}
+
+/// The pipeline file's `archive`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ArchiveConf {
+    /// Relative to the pipeline file's folder.
+    pub path: String,
+    /// `task/channel` globs; empty or absent: every managed output folder.
+    #[serde(default)]
+    pub include: Vec<String>,
 }
 
 /// A declared run-time parameter.

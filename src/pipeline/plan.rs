@@ -92,6 +92,12 @@ pub(crate) struct PipelinePlan {
     /// Profile `ccat`: the manifests' `environment` (serialized masked).
     #[serde(skip_serializing_if = "crate::pipeline::ccat::Environment::is_empty")]
     pub environment: crate::pipeline::ccat::Environment,
+    /// Where the results are copied when the run ends (the file's `archive`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<crate::pipeline::archive::PlannedArchive>,
+    /// Remove the managed output folders when the whole run succeeded.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub clean_succeeded: bool,
     /// Task ids by level: every task of a level depends only on tasks of earlier levels,
     /// so the tasks of one level can run in parallel.
     pub levels: Vec<Vec<String>>,
@@ -341,6 +347,7 @@ pub(crate) fn check_with_params(
     planner.check_env(conf.as_ref().map(|(d, i, c)| (d, *i, c)));
     planner.check_params();
     planner.check_value_from();
+    planner.check_archive();
     if pipeline.profile == Profile::Ccat {
         planner.check_ccat(conf.as_ref().map(|(_, _, c)| c));
     } else {
@@ -1385,6 +1392,14 @@ impl<'a> Planner<'a> {
                 }
                 Profile::Kaapana => crate::pipeline::ccat::Environment::default(),
             },
+            archive: pipeline
+                .archive
+                .as_ref()
+                .map(|a| crate::pipeline::archive::PlannedArchive {
+                    path: self.base_dir.join(&a.path),
+                    include: a.include.clone(),
+                }),
+            clean_succeeded: pipeline.clean_succeeded.unwrap_or(false),
             levels: by_level,
             tasks,
         })
@@ -1816,6 +1831,61 @@ impl Planner<'_> {
                     };
                     self.report(d.at_pointer(pointer).at(at));
                 }
+            }
+        }
+    }
+
+    /// The archive's `include` globs compile, and each selects some output folder.
+    fn check_archive(&mut self) {
+        let Some(archive) = &self.pipeline.archive else {
+            return;
+        };
+        let labels: Vec<String> = self
+            .pipeline
+            .tasks
+            .iter()
+            .zip(&self.loaded)
+            .flat_map(|(task, loaded)| {
+                let channels = match (self.pipeline.profile, loaded) {
+                    (Profile::Kaapana, Some(loaded)) => loaded.channels(false).0,
+                    (Profile::Ccat, _) => {
+                        ["workspace", "output", "logs"].map(String::from).to_vec()
+                    }
+                    (Profile::Kaapana, None) => Vec::new(),
+                };
+                channels
+                    .into_iter()
+                    .map(move |channel| format!("{}/{channel}", task.id))
+            })
+            .collect();
+        for (k, pattern) in archive.include.iter().enumerate() {
+            let set = match crate::pipeline::archive::compile(std::slice::from_ref(pattern)) {
+                Ok(set) => set,
+                Err((_, why)) => {
+                    self.error_at(
+                        "archive-include",
+                        &format!("/archive/include/{k}"),
+                        format!("not a valid glob: {why}"),
+                        "write `task/channel` with `*` for any part, e.g. `*/results`".into(),
+                    );
+                    continue;
+                }
+            };
+            if !labels.iter().any(|label| set.is_match(label)) {
+                self.warning_at(
+                    "archive-include-unmatched",
+                    &format!("/archive/include/{k}"),
+                    format!("`{pattern}` selects no output folder of this pipeline"),
+                    format!(
+                        "output folders: {}",
+                        labels
+                            .iter()
+                            .take(8)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
             }
         }
     }

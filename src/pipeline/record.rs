@@ -81,6 +81,12 @@ pub(crate) struct PipelineRunRecord {
     /// entries after it (see [`Journal`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub journal_seq: u64,
+    /// Every archive made at the end of this run (one per invocation that asked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub archives: Vec<crate::pipeline::archive::ArchiveRecord>,
+    /// The managed output folders removed by `--clean-succeeded` (relative).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cleaned: Vec<String>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -262,3 +262,128 @@ fn params_are_checked_before_anything_starts() {
     assert!(!out.stderr.contains("lines-secret"), "{}", out.stderr);
     assert!(!dir.path().join("runs").exists(), "nothing was created");
 }
+
+/// An inline task with output channels `(name, mounted path)`.
+fn task_with_outputs(script: &str, outputs: &[(&str, &str)]) -> Value {
+    let mut task = task(script, json!([]));
+    task["taskTemplate"]["outputs"] = outputs
+        .iter()
+        .map(|(name, path)| json!({"name": name, "mounted_path": path}))
+        .collect();
+    task
+}
+
+#[test]
+fn archive_copies_the_chosen_results_and_clean_succeeded_removes_the_run_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "archived",
+        "archive": {"path": "kept", "include": ["*/results"]},
+        "tasks": [
+            {"id": "make",
+             "task": task_with_outputs(
+                 "mkdir -p /results/deep && echo r > /results/deep/r.txt && echo s > /scratch/s.txt && ln -s /etc/passwd /results/link",
+                 &[("results", "/results"), ("scratch", "/scratch")])},
+            {"id": "use", "depends_on": [{"id": "make"}],
+             "task": task_with_outputs("echo u > /results/u.txt", &[("results", "/results")])}
+        ]
+    });
+    write_pipeline(dir.path(), &pipeline);
+    let out = pipeline_run(dir.path(), &["--clean-succeeded"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run_dir = only_pipeline_run(dir.path());
+    let name = run_dir.file_name().unwrap().to_string_lossy().into_owned();
+    let archived = dir.path().join("kept").join(&name);
+    assert_eq!(
+        std::fs::read_to_string(archived.join("make/results/deep/r.txt")).unwrap(),
+        "r\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(archived.join("use/results/u.txt")).unwrap(),
+        "u\n"
+    );
+    assert!(!archived.join("make/scratch").exists(), "not included");
+    assert!(
+        archived
+            .join("make/results/link")
+            .symlink_metadata()
+            .is_err(),
+        "a link is not copied"
+    );
+    assert!(
+        out.stderr
+            .contains("not archived (a link or a special file): make/results/link"),
+        "{}",
+        out.stderr
+    );
+    // Cleaned after the archive: the output folders are gone, records and logs stay.
+    assert!(!run_dir.join("make/results").exists());
+    assert!(!run_dir.join("make/scratch").exists());
+    let record = self::record(&run_dir);
+    assert_eq!(record["status"], "succeeded");
+    assert_eq!(record["archives"][0]["status"], "archived", "{record:#}");
+    assert_eq!(record["archives"][0]["files"], 2);
+    assert_eq!(record["cleaned"].as_array().unwrap().len(), 3, "{record:#}");
+    assert!(
+        last_task_run(&run_dir, &record, "use")
+            .join("record.json")
+            .exists()
+    );
+
+    // An archive that cannot be made fails the run and cleans nothing.
+    let blocked = tempfile::tempdir().unwrap();
+    std::fs::write(
+        blocked.path().join("kept"),
+        "a file where the folder should be",
+    )
+    .unwrap();
+    std::fs::write(
+        blocked.path().join("pipeline.json"),
+        std::fs::read(dir.path().join("pipeline.json")).unwrap(),
+    )
+    .unwrap();
+    let out = pipeline_run(blocked.path(), &["--clean-succeeded"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("the archive failed"), "{}", out.stderr);
+    let run_dir = only_pipeline_run(blocked.path());
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("use/results/u.txt")).unwrap(),
+        "u\n",
+        "nothing was cleaned"
+    );
+    let blocked_record = self::record(&run_dir);
+    assert_eq!(blocked_record["status"], "failed");
+    assert_eq!(blocked_record["archives"][0]["status"], "failed");
+    assert!(
+        blocked_record.get("cleaned").is_none(),
+        "{blocked_record:#}"
+    );
+}
+
+#[test]
+fn a_failed_run_is_archived_but_never_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "half",
+        "tasks": [
+            {"id": "good", "task": task_with_outputs("echo g > /out/g.txt", &[("out", "/out")])},
+            {"id": "bad", "task": task_with_outputs("echo b > /out/b.txt; exit 3", &[("out", "/out")])}
+        ]
+    });
+    write_pipeline(dir.path(), &pipeline);
+    let out = pipeline_run(dir.path(), &["--archive", "elsewhere", "--clean-succeeded"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let run_dir = only_pipeline_run(dir.path());
+    let archived = dir
+        .path()
+        .join("elsewhere")
+        .join(run_dir.file_name().unwrap());
+    assert!(archived.join("good/out/g.txt").exists());
+    assert!(
+        !archived.join("bad").exists(),
+        "a failed task's outputs are not results"
+    );
+    // `--resume` needs the outputs of the tasks that succeeded.
+    assert!(run_dir.join("good/out/g.txt").exists());
+    assert!(run_dir.join("bad/out/b.txt").exists());
+}

@@ -120,6 +120,16 @@ fn human_plan(out: &mut String, plan: &PipelinePlan, p: &Printer) {
             archive.path.display()
         );
     }
+    for build in &plan.builds {
+        let _ = writeln!(
+            out,
+            "  build {}: docker build {} (file {}) → {}, before any task",
+            build.id,
+            build.context.display(),
+            build.dockerfile.display(),
+            build.tag
+        );
+    }
     if plan.clean_succeeded {
         let _ = writeln!(
             out,
@@ -165,6 +175,9 @@ fn human_task(out: &mut String, task: &PlannedTask, p: &Printer) {
         task.image,
         task.template
     );
+    if let Some(build) = &task.image_from {
+        let _ = writeln!(out, "    image built by `{build}` (image_from)");
+    }
     if !task.conf_overrides.is_empty() {
         let _ = writeln!(
             out,

@@ -50,6 +50,24 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
     };
     // Warnings do not stop the run, but are said first (as `tapir run` does).
     output::stderr(&human_findings(&checked, &err));
+    // Apptainer runs a built image from the local Docker engine (converted to a SIF
+    // once, like any `docker-daemon:` image).
+    let apptainer_plan;
+    let plan = if args.mode == crate::cli::Mode::Apptainer && !plan.builds.is_empty() {
+        let mut converted = plan.clone();
+        for task in converted
+            .tasks
+            .iter_mut()
+            .filter(|t| t.image_from.is_some())
+        {
+            task.image = format!("docker-daemon:{}", task.image);
+            task.runnable.task.image = task.image.clone();
+        }
+        apptainer_plan = converted;
+        &apptainer_plan
+    } else {
+        plan
+    };
     let stdin_env: BTreeMap<String, Vec<derive::StdinVar>> = plan
         .tasks
         .iter()
@@ -194,6 +212,7 @@ fn new_record(args: &PipelineRunArgs, pipeline_sha: &str) -> Result<(PathBuf, Pi
         tasks: Vec::new(),
         journal_seq: 0,
         archives: Vec::new(),
+        builds: Vec::new(),
         cleaned: Vec::new(),
     };
     Ok((dir, record))
@@ -413,6 +432,12 @@ impl Driver<'_> {
         let (events, inbox) = mpsc::channel::<Event>();
         let signals = SignalForwarder::install(events.clone());
         let mut executor = LocalExecutor::new(self.run_dir, events);
+        if let Some(refused) = self.run_builds(record, &inbox) {
+            executor.finish();
+            self.progress.finish();
+            signals.close();
+            return self.finish(record, refused);
+        }
         self.settle_adopted(record);
         // Tasks whose record changed since the journal was last written.
         let mut changed: BTreeSet<usize> = self
@@ -1014,6 +1039,59 @@ impl Driver<'_> {
 }
 
 impl Driver<'_> {
+    /// Builds the pipeline's images, in file order, before any task starts. `None`: all
+    /// built. `Some(cancelled)`: a build did not succeed (or Ctrl-C came), so no task
+    /// starts; the tasks still to run are recorded skipped (or cancelled) with why.
+    fn run_builds(
+        &mut self,
+        record: &mut PipelineRunRecord,
+        inbox: &mpsc::Receiver<Event>,
+    ) -> Option<bool> {
+        let mut interrupted = false;
+        for build in &self.plan.builds {
+            output::stderr(&format!("build {}: started ({})\n", build.id, build.tag));
+            let made = crate::pipeline::build::run_build(
+                build,
+                &self.run_dir.join(RUNS_SUBDIR),
+                self.run_dir,
+                || {
+                    while let Ok(event) = inbox.try_recv() {
+                        if matches!(event, Event::Interrupted) {
+                            interrupted = true;
+                        }
+                    }
+                    interrupted
+                },
+            );
+            let line = match &made.message {
+                Some(message) => format!("build {}: {} — {message}\n", build.id, made.status),
+                None => format!("build {}: {}\n", build.id, made.status),
+            };
+            output::stderr(&line);
+            let ok = made.status == "succeeded";
+            let why = format!("not started: build `{}` {}", build.id, made.status);
+            record.builds.push(made);
+            if !ok {
+                let cancelled = interrupted;
+                for task in record
+                    .tasks
+                    .iter_mut()
+                    .filter(|t| t.status == TaskStatus::Pending)
+                {
+                    if cancelled {
+                        task.status = TaskStatus::Cancelled;
+                    } else {
+                        task.status = TaskStatus::Skipped;
+                        task.skipped_by = Some(SkipCause::FailedDependency);
+                    }
+                    task.message = Some(why.clone());
+                }
+                return Some(cancelled);
+            }
+        }
+        None
+    }
+
     /// Archives the results of the tasks that succeeded (the file's `archive` or
     /// `--archive`), then, when the whole run succeeded and `clean_succeeded` is asked
     /// for, removes the managed output folders — never after a failed archive.

@@ -4,9 +4,10 @@
 //! the task file each pipeline task runs as, `ccat` the CCAT container contract
 //! (manifest, products, the folders as `run --bind`), `values` Tapis' `value_from`
 //! (parameters, upstream values and the outputs file), `archive` Tapis' archives and
-//! the cleaning of a succeeded run.
+//! the cleaning of a succeeded run, `build` the image builds run before the tasks.
 
 pub(crate) mod archive;
+pub(crate) mod build;
 pub(crate) mod ccat;
 pub(crate) mod derive;
 pub(crate) mod graph;

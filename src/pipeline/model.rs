@@ -48,6 +48,10 @@ pub(crate) struct Pipeline {
     /// archive, if any, is complete).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clean_succeeded: Option<bool>,
+    /// Images built with `docker build` before any task starts (Tapis' `image_build`
+    /// tasks); a task names one with `image_from`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builds: Vec<BuildStep>,
     pub tasks: Vec<PipelineTask>,
 }
 
@@ -101,6 +105,9 @@ pub(crate) struct PipelineTask {
     pub execution_profile: ExecutionProfile,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_config: Option<Value>,
+    /// The id of a `builds` entry whose image this task runs in (instead of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_from: Option<String>,
 }
 
 /// One entry of a pipeline task's `env`: a literal value, or where the value comes from
@@ -139,6 +146,23 @@ pub(crate) enum ValueFrom {
 pub(crate) struct TaskOutputRef {
     pub task_id: String,
     pub output_id: String,
+}
+
+/// One `builds` entry: `docker build -f <context>/<dockerfile> -t <tag> <context>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BuildStep {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The build context folder, relative to the pipeline file's folder.
+    pub context: String,
+    /// Relative to the context; default `Dockerfile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    pub tag: String,
+    /// Seconds the build may take; default 30 × the engine deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_exec_time: Option<u64>,
 }
 
 /// The pipeline file's `archive`.

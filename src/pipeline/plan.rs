@@ -98,6 +98,9 @@ pub(crate) struct PipelinePlan {
     /// Remove the managed output folders when the whole run succeeded.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub clean_succeeded: bool,
+    /// Images built before any task starts, in file order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub builds: Vec<crate::pipeline::build::PlannedBuild>,
     /// Task ids by level: every task of a level depends only on tasks of earlier levels,
     /// so the tasks of one level can run in parallel.
     pub levels: Vec<Vec<String>>,
@@ -132,6 +135,9 @@ pub(crate) struct PlannedTask {
     /// Profile `ccat`: the `config` of the step's manifest.json.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_config: Option<Value>,
+    /// The `builds` entry whose image the task runs in (`image` is its tag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_from: Option<String>,
     /// A later task reads values this task writes to `$TAPIR_OUTPUTS_FILE`
     /// (`value_from: {task_output: …}`): tapir gives it that file.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -348,6 +354,7 @@ pub(crate) fn check_with_params(
     planner.check_params();
     planner.check_value_from();
     planner.check_archive();
+    planner.check_builds();
     if pipeline.profile == Profile::Ccat {
         planner.check_ccat(conf.as_ref().map(|(_, _, c)| c));
     } else {
@@ -1400,6 +1407,11 @@ impl<'a> Planner<'a> {
                     include: a.include.clone(),
                 }),
             clean_succeeded: pipeline.clean_succeeded.unwrap_or(false),
+            builds: pipeline
+                .builds
+                .iter()
+                .map(|b| crate::pipeline::build::PlannedBuild::new(b, &self.base_dir))
+                .collect(),
             levels: by_level,
             tasks,
         })
@@ -1615,6 +1627,15 @@ impl<'a> Planner<'a> {
         // Kaapana's task_form replaces these Task fields wholesale; the template's
         // resources still merge under the task's, key by key, as for any task.
         let mut task = loaded.task.clone();
+        // A built image replaces the task's own; the conf file's `image` still wins
+        // (Kaapana's task_form replaces the field whatever it was).
+        if let Some(build) = entry
+            .image_from
+            .as_ref()
+            .and_then(|id| self.pipeline.builds.iter().find(|b| b.id == *id))
+        {
+            task.image = build.tag.clone();
+        }
         if let Some(form) = form {
             if let Some(image) = &form.image {
                 task.image = image.clone();
@@ -1645,6 +1666,7 @@ impl<'a> Planner<'a> {
                 .effective(&self.pipeline.execution_profile, self.execution_defaults),
             workflow_output_dir,
             step_config: entry.step_config.clone(),
+            image_from: entry.image_from.clone(),
             publishes_values: self.pipeline.tasks.iter().any(|t| {
                 t.env.values().any(|e| {
                     matches!(e, EnvEntry::From { value_from: ValueFrom::TaskOutput(o) } if o.task_id == entry.id)
@@ -1832,6 +1854,96 @@ impl Planner<'_> {
                     self.report(d.at_pointer(pointer).at(at));
                 }
             }
+        }
+    }
+
+    /// `builds`: ids unique (also against task ids), the context folder and its
+    /// Dockerfile there, tags unique; every `image_from` names a build.
+    fn check_builds(&mut self) {
+        let pipeline = self.pipeline;
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut tags: BTreeMap<&str, usize> = BTreeMap::new();
+        for (k, build) in pipeline.builds.iter().enumerate() {
+            let pointer = format!("/builds/{k}");
+            if let Some(first) = seen.insert(&build.id, k) {
+                let related = self.document.value_position(&format!("/builds/{first}/id"));
+                let at = self.document.value_position(&format!("{pointer}/id"));
+                self.report(
+                    Diagnostic::error(
+                        "duplicate-build-id",
+                        format!("build id `{}` is used twice", build.id),
+                    )
+                    .at_pointer(format!("{pointer}/id"))
+                    .at(at)
+                    .with_related("first used here", related)
+                    .with_fix("rename one of the two"),
+                );
+            } else if self.ids.contains_key(build.id.as_str()) {
+                self.error_at(
+                    "duplicate-build-id",
+                    &format!("{pointer}/id"),
+                    format!("build id `{}` is also a task id; progress lines and records would mix them up", build.id),
+                    "rename the build (e.g. `build-…`)".into(),
+                );
+            }
+            if let Some(first) = tags.insert(&build.tag, k) {
+                self.error_at(
+                    "duplicate-build-tag",
+                    &format!("{pointer}/tag"),
+                    format!("tag `{}` is built twice (also by `{}`): the second build would replace the first image", build.tag, pipeline.builds[first].id),
+                    "give each build its own tag".into(),
+                );
+            }
+            let planned = crate::pipeline::build::PlannedBuild::new(build, &self.base_dir);
+            if !planned.context.is_dir() {
+                self.error_at(
+                    "build-context",
+                    &format!("{pointer}/context"),
+                    format!(
+                        "the build context {} is not a folder",
+                        display_path(&planned.context)
+                    ),
+                    "name a folder, relative to the pipeline file's folder".into(),
+                );
+            } else if !planned.dockerfile.is_file() {
+                let at = if build.dockerfile.is_some() {
+                    format!("{pointer}/dockerfile")
+                } else {
+                    format!("{pointer}/context")
+                };
+                self.error_at(
+                    "build-dockerfile",
+                    &at,
+                    format!(
+                        "there is no Dockerfile at {}",
+                        display_path(&planned.dockerfile)
+                    ),
+                    "add it, or name it with `dockerfile` (relative to the context)".into(),
+                );
+            }
+        }
+        let ids: Vec<&str> = pipeline.builds.iter().map(|b| b.id.as_str()).collect();
+        for (index, task) in pipeline.tasks.iter().enumerate() {
+            let Some(id) = &task.image_from else {
+                continue;
+            };
+            if ids.contains(&id.as_str()) {
+                continue;
+            }
+            let fix = match did_you_mean(id, ids.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if ids.is_empty() => {
+                    "add a `builds` entry with this id (`{\"id\", \"context\", \"tag\"}`)"
+                        .to_string()
+                }
+                None => format!("builds in this pipeline: {}", id_list(&ids)),
+            };
+            self.error_at(
+                "unknown-build",
+                &format!("/tasks/{index}/image_from"),
+                format!("image_from `{id}` is not a build of this pipeline"),
+                fix,
+            );
         }
     }
 

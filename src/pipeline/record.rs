@@ -84,6 +84,9 @@ pub(crate) struct PipelineRunRecord {
     /// Every archive made at the end of this run (one per invocation that asked).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub archives: Vec<crate::pipeline::archive::ArchiveRecord>,
+    /// The image builds of each invocation, in order (`builds` in the pipeline file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builds: Vec<crate::pipeline::build::BuildRecord>,
     /// The managed output folders removed by `--clean-succeeded` (relative).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cleaned: Vec<String>,

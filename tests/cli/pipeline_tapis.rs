@@ -387,3 +387,95 @@ fn a_failed_run_is_archived_but_never_cleaned() {
     assert!(run_dir.join("good/out/g.txt").exists());
     assert!(run_dir.join("bad/out/b.txt").exists());
 }
+
+/// Removes a test image when the test ends, however it ends.
+struct RemoveImage(&'static str);
+
+impl Drop for RemoveImage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["image", "rm", "-f", self.0])
+            .output();
+    }
+}
+
+#[test]
+fn a_build_step_makes_the_image_the_next_task_runs_in() {
+    const TAG: &str = "tapir-test/pipeline-built:dev";
+    let _cleanup = RemoveImage(TAG);
+    let dir = tempfile::tempdir().unwrap();
+    let context = dir.path().join("image");
+    std::fs::create_dir(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {}\nCOPY marker.txt /marker.txt\n", example_image()),
+    )
+    .unwrap();
+    std::fs::write(context.join("marker.txt"), "built by the pipeline\n").unwrap();
+    let pipeline = json!({
+        "name": "build-then-run",
+        "builds": [{"id": "tool", "context": "image", "tag": TAG}],
+        "tasks": [{"id": "use", "image_from": "tool", "task": task("cat /marker.txt", json!([]))}]
+    });
+    write_pipeline(dir.path(), &pipeline);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("build tool: started"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("build tool: succeeded"),
+        "{}",
+        out.stderr
+    );
+    let run_dir = only_pipeline_run(dir.path());
+    let record = record(&run_dir);
+    let use_run = last_task_run(&run_dir, &record, "use");
+    assert_eq!(
+        std::fs::read_to_string(use_run.join("stdout.log")).unwrap(),
+        "built by the pipeline\n"
+    );
+    // The build is recorded with its image id, and has a run folder like any run.
+    let build = &record["builds"][0];
+    assert_eq!(build["status"], "succeeded", "{record:#}");
+    let image_id = build["image_id"].as_str().unwrap();
+    assert!(image_id.starts_with("sha256:"), "{build:#}");
+    let task_run_record: Value =
+        serde_json::from_str(&std::fs::read_to_string(use_run.join("record.json")).unwrap())
+            .unwrap();
+    assert_eq!(task_run_record["image"]["id"], image_id);
+    let build_dir = run_dir.join(build["run_dir"].as_str().unwrap());
+    let build_record: Value =
+        serde_json::from_str(&std::fs::read_to_string(build_dir.join("record.json")).unwrap())
+            .unwrap();
+    assert_eq!(build_record["status"], "succeeded");
+    assert_eq!(build_record["argv"][0], "docker");
+    assert!(build_dir.join("stderr.log").exists() && build_dir.join("stdout.log").exists());
+    // `tapir logs` reads a build's folder like a task run's.
+    let logs = run(&mut tapir(
+        dir.path(),
+        ["logs", build_dir.to_str().unwrap()],
+    ));
+    assert_eq!(logs.code, 0, "{}{}", logs.stdout, logs.stderr);
+
+    // A broken build: no task starts, the pipeline fails, the log says why.
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {}\nCOPY missing-file.txt /x\n", example_image()),
+    )
+    .unwrap();
+    let again = tempfile::tempdir().unwrap();
+    std::fs::rename(&context, again.path().join("image")).unwrap();
+    write_pipeline(again.path(), &pipeline);
+    let out = pipeline_run(again.path(), &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("build tool: failed"), "{}", out.stderr);
+    let run_dir = only_pipeline_run(again.path());
+    let record = self::record(&run_dir);
+    assert_eq!(record["status"], "failed");
+    let use_task = &record["tasks"][0];
+    assert_eq!(use_task["status"], "skipped", "{record:#}");
+    assert_eq!(use_task["message"], "not started: build `tool` failed");
+    let build_dir = run_dir.join(record["builds"][0]["run_dir"].as_str().unwrap());
+    let build_log = std::fs::read_to_string(build_dir.join("stderr.log")).unwrap()
+        + &std::fs::read_to_string(build_dir.join("stdout.log")).unwrap();
+    assert!(build_log.contains("missing-file.txt"), "{build_log}");
+}

@@ -129,15 +129,26 @@ fn value_from_takes_params_the_pipeline_env_and_an_upstream_tasks_output() {
         ]
     });
     write_pipeline(dir.path(), &pipeline);
-    let out = pipeline_run(
+    // `--param NAME` alone takes the value from the environment: the secret stays out
+    // of the process list.
+    let mut command = tapir(
         dir.path(),
-        &[
+        [
+            "pipeline",
+            "run",
+            "pipeline.json",
+            "--network",
+            "none",
+            "--runs-dir",
+            "runs",
             "--param",
             "GREETING=hello",
             "--param",
-            "RUN_TOKEN=s3cret-param-value",
+            "RUN_TOKEN",
         ],
     );
+    command.env("RUN_TOKEN", "s3cret-param-value");
+    let out = run(&mut command);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let run_dir = only_pipeline_run(dir.path());
     let record = record(&run_dir);
@@ -207,6 +218,20 @@ fn a_value_the_upstream_did_not_write_fails_the_reader_with_what_to_write() {
         reader["attempts"].as_array().is_none_or(Vec::is_empty),
         "it never started: {reader:#}"
     );
+}
+
+#[test]
+fn pipeline_run_help_names_the_tapis_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&mut tapir(dir.path(), ["pipeline", "run", "--help"]));
+    assert_eq!(out.code, 0);
+    for flag in [
+        "--param <NAME=VALUE>",
+        "--archive <DIR>",
+        "--clean-succeeded",
+    ] {
+        assert!(out.stdout.contains(flag), "{flag}: {}", out.stdout);
+    }
 }
 
 #[test]

@@ -504,3 +504,75 @@ fn a_build_step_makes_the_image_the_next_task_runs_in() {
         + &std::fs::read_to_string(build_dir.join("stdout.log")).unwrap();
     assert!(build_log.contains("missing-file.txt"), "{build_log}");
 }
+
+#[test]
+fn under_apptainer_a_built_image_runs_converted_from_the_docker_engine() {
+    const TAG: &str = "tapir-test/pipeline-built-apptainer:dev";
+    let _cleanup = RemoveImage(TAG);
+    let dir = tempfile::tempdir().unwrap();
+    let context = dir.path().join("image");
+    std::fs::create_dir(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {}\nCOPY marker.txt /marker.txt\n", example_image()),
+    )
+    .unwrap();
+    std::fs::write(context.join("marker.txt"), "converted\n").unwrap();
+    let pipeline = json!({
+        "name": "build-then-run-apptainer",
+        "builds": [{"id": "tool", "context": "image", "tag": TAG}],
+        "tasks": [{"id": "use", "image_from": "tool", "task": task("cat /marker.txt", json!([]))}]
+    });
+    write_pipeline(dir.path(), &pipeline);
+    // The apptainer stand-in (tests/apptainer) first on PATH, as the backend tests do.
+    let path = format!(
+        "{}:{}",
+        crate::support::repo_root()
+            .join("tests/apptainer")
+            .display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = tapir(
+        dir.path(),
+        [
+            "pipeline",
+            "run",
+            "pipeline.json",
+            "--runs-dir",
+            "runs",
+            "--mode",
+            "apptainer",
+        ],
+    );
+    // tapir's cache is where the SIF converted from the Docker engine is kept.
+    command
+        .env("PATH", path)
+        .env("XDG_CACHE_HOME", dir.path().join("cache"));
+    let out = run(&mut command);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run_dir = only_pipeline_run(dir.path());
+    let record = record(&run_dir);
+    let use_run = last_task_run(&run_dir, &record, "use");
+    assert_eq!(
+        std::fs::read_to_string(use_run.join("stdout.log")).unwrap(),
+        "converted\n"
+    );
+    // One SIF (a folder, for the stand-in) converted from the built image.
+    let converted: Vec<String> =
+        std::fs::read_dir(dir.path().join("cache/tapir/apptainer/docker-daemon"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".sif"))
+            .collect();
+    assert_eq!(converted.len(), 1, "{converted:?}");
+    assert_eq!(
+        converted.len(),
+        1,
+        "one SIF made from the built image: {converted:?}"
+    );
+    let derived = std::fs::read_to_string(run_dir.join("runs/use.task.json")).unwrap();
+    assert!(
+        derived.contains(&format!("\"docker-daemon:{TAG}\"")),
+        "{derived}"
+    );
+}

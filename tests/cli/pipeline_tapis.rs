@@ -576,3 +576,47 @@ fn under_apptainer_a_built_image_runs_converted_from_the_docker_engine() {
         "{derived}"
     );
 }
+
+#[test]
+fn a_build_over_its_max_exec_time_is_stopped_and_no_task_starts() {
+    const TAG: &str = "tapir-test/pipeline-slow-build:dev";
+    let _cleanup = RemoveImage(TAG);
+    let dir = tempfile::tempdir().unwrap();
+    let context = dir.path().join("image");
+    std::fs::create_dir(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {}\nRUN sleep 60\n", example_image()),
+    )
+    .unwrap();
+    let pipeline = json!({
+        "name": "slow-build",
+        "builds": [{"id": "slow", "context": "image", "tag": TAG, "max_exec_time": 2}],
+        "tasks": [{"id": "use", "image_from": "slow", "task": task("true", json!([]))}]
+    });
+    write_pipeline(dir.path(), &pipeline);
+    let started = std::time::Instant::now();
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "stopped at its deadline, not after the sleep"
+    );
+    assert!(
+        out.stderr.contains("build slow: timed-out"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("took longer than 2 s"),
+        "{}",
+        out.stderr
+    );
+    let record = record(&only_pipeline_run(dir.path()));
+    assert_eq!(record["builds"][0]["status"], "timed-out", "{record:#}");
+    assert_eq!(record["tasks"][0]["status"], "skipped");
+    assert_eq!(
+        record["tasks"][0]["message"],
+        "not started: build `slow` timed-out"
+    );
+}

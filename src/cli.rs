@@ -780,6 +780,12 @@ pub(crate) struct PipelineValidateArgs {
     /// github (workflow annotations).
     #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
     pub format: ValidateFormat,
+
+    /// NAME=VALUE: check the pipeline's parameters as `pipeline run --param` would
+    /// (undeclared ones, required ones missing, values against the templates); without
+    /// any, parameters show their defaults.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
+    pub param: Vec<EnvOverride>,
 }
 
 /// `--profile` of `pipeline run` and `pipeline validate`.

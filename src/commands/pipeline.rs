@@ -28,10 +28,12 @@ pub(crate) fn run(args: &PipelineArgs, color: ColorChoice) -> Result<ExitStatus>
 }
 
 fn validate(args: &PipelineValidateArgs, color: ColorChoice) -> Result<ExitStatus> {
-    let checked = plan::check(
+    // With `--param`, the parameters are checked as for a run.
+    let checked = plan::check_with_params(
         &args.pipeline,
         args.conf.as_deref(),
         args.profile.map(ProfileArg::profile),
+        (!args.param.is_empty()).then_some(args.param.as_slice()),
     )?;
     let text = match args.format {
         ValidateFormat::Human => human(&checked, Printer::for_stdout(color)),

@@ -109,6 +109,7 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
     record.mode = args.mode.name().into();
     record.jobs = jobs;
     record.conf_file = conf_file;
+    record.params = plan.params.clone();
     record.status = PipelineStatus::Running;
     record.message = None;
     record.exit_code = None;
@@ -214,6 +215,7 @@ fn new_record(args: &PipelineRunArgs, pipeline_sha: &str) -> Result<(PathBuf, Pi
         tasks: Vec::new(),
         journal_seq: 0,
         archives: Vec::new(),
+        params: BTreeMap::new(),
         builds: Vec::new(),
         cleaned: Vec::new(),
     };

@@ -99,6 +99,10 @@ pub(crate) struct PipelinePlan {
     /// Remove the managed output folders when the whole run succeeded.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub clean_succeeded: bool,
+    /// The run's parameters: given, else defaulted (secret-looking names masked); only
+    /// when checked for a run (`--param`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
     /// Images built before any task starts, in file order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub builds: Vec<crate::pipeline::build::PlannedBuild>,
@@ -1642,6 +1646,7 @@ impl<'a> Planner<'a> {
                     include: a.include.clone(),
                 }),
             clean_succeeded: pipeline.clean_succeeded.unwrap_or(false),
+            params: self.masked_params(),
             builds: pipeline
                 .builds
                 .iter()
@@ -2240,6 +2245,31 @@ impl Planner<'_> {
                 );
             }
         }
+    }
+
+    /// The parameters a run gets (given, else their defaults), masked where secret.
+    fn masked_params(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Some(given) = self.params else {
+            return out;
+        };
+        for (name, param) in &self.pipeline.params {
+            let value = given
+                .iter()
+                .rev()
+                .find(|p| p.name == *name)
+                .map(|p| p.value.clone())
+                .or_else(|| param.default.clone());
+            if let Some(value) = value {
+                let shown = if crate::resolve::plan::is_secret_name(name) {
+                    crate::resolve::plan::MASK.to_string()
+                } else {
+                    value
+                };
+                out.insert(name.clone(), shown);
+            }
+        }
+        out
     }
 
     /// Task `index`'s `value_from` variables with what the plan knows of their values;

@@ -84,6 +84,10 @@ pub(crate) struct PipelineRunRecord {
     /// Every archive made at the end of this run (one per invocation that asked).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub archives: Vec<crate::pipeline::archive::ArchiveRecord>,
+    /// The `--param` values of the latest invocation, and the defaults it used; a
+    /// secret-looking name's value is masked.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub params: std::collections::BTreeMap<String, String>,
     /// The image builds of each invocation, in order (`builds` in the pipeline file).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub builds: Vec<crate::pipeline::build::BuildRecord>,

@@ -172,6 +172,12 @@ fn value_from_takes_params_the_pipeline_env_and_an_upstream_tasks_output() {
         Vec::<PathBuf>::new()
     );
     assert!(!out.stderr.contains("s3cret-param-value"), "{}", out.stderr);
+    // The run's parameters are in its record, a secret one masked.
+    assert_eq!(
+        record["params"],
+        json!({"GREETING": "hello", "RUN_TOKEN": "****"}),
+        "{record:#}"
+    );
     // The dependency the value implies is in the record.
     let report_entry = record["tasks"]
         .as_array()
@@ -286,6 +292,39 @@ fn params_are_checked_before_anything_starts() {
     );
     assert!(!out.stderr.contains("lines-secret"), "{}", out.stderr);
     assert!(!dir.path().join("runs").exists(), "nothing was created");
+    // `pipeline validate --param` checks them the same way; without, the defaults show.
+    let out = run(&mut tapir(
+        dir.path(),
+        [
+            "pipeline",
+            "validate",
+            "pipeline.json",
+            "--param",
+            "LEVLE=2",
+        ],
+    ));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("error[unknown-param]"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("error[missing-param]"),
+        "{}",
+        out.stdout
+    );
+    let out = run(&mut tapir(
+        dir.path(),
+        ["pipeline", "validate", "pipeline.json"],
+    ));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("env API_TOKEN=**** (value_from: param API_TOKEN)"),
+        "{}",
+        out.stdout
+    );
 }
 
 /// An inline task with output channels `(name, mounted path)`.

@@ -122,8 +122,12 @@ pub(crate) fn run_build(
             .display()
             .to_string(),
     );
-    let mut run: RunRecord = serde_json::from_value(serde_json::json!({}))
-        .unwrap_or_else(|_| unreachable!("every field of a run record has a default"));
+    // Every field of a run record has a default: start from an empty one.
+    let Ok(mut run) = serde_json::from_value::<RunRecord>(serde_json::json!({})) else {
+        record.message = Some("internal: an empty run record did not read".into());
+        record.ended_at = Some(jiff::Timestamp::now());
+        return record;
+    };
     run.format_version = crate::record::FORMAT_VERSION;
     run.id = id;
     run.tapir_version = env!("CARGO_PKG_VERSION").to_string();

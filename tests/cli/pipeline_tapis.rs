@@ -482,7 +482,8 @@ fn a_build_step_makes_the_image_the_next_task_runs_in() {
         "tasks": [{"id": "use", "image_from": "tool", "task": task("cat /marker.txt", json!([]))}]
     });
     write_pipeline(dir.path(), &pipeline);
-    let out = pipeline_run(dir.path(), &[]);
+    // `--pull` pulls only missing images: the built one is there.
+    let out = pipeline_run(dir.path(), &["--pull"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("build tool: started"), "{}", out.stderr);
     assert!(

@@ -660,3 +660,41 @@ fn a_build_over_its_max_exec_time_is_stopped_and_no_task_starts() {
         "not started: build `slow` timed-out"
     );
 }
+
+/// An inline task with one output channel `out` at `/out`.
+fn task_with_out(script: &str) -> Value {
+    task_with_outputs(script, &[("out", "/out")])
+}
+
+#[test]
+fn a_retry_starts_with_an_empty_outputs_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first attempt writes a value and fails; the retry writes another.
+    let flaky = "if [ -f /out/tried ]; then echo V=second >> \"$TAPIR_OUTPUTS_FILE\"; \
+                 else touch /out/tried; echo V=first >> \"$TAPIR_OUTPUTS_FILE\"; \
+                 echo STALE=yes >> \"$TAPIR_OUTPUTS_FILE\"; exit 1; fi";
+    let pipeline = json!({
+        "name": "retry-values",
+        "tasks": [
+            {"id": "flaky", "task": task_with_out(flaky),
+             "execution_profile": {"max_retries": 1, "retry_backoff_seconds": 1}},
+            {"id": "reader", "task": task("echo \"v=$V\"", json!([])),
+             "env": {"V": {"value_from": {"task_output": {"task_id": "flaky", "output_id": "V"}}}}}
+        ]
+    });
+    write_pipeline(dir.path(), &pipeline);
+    let out = pipeline_run(dir.path(), &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run_dir = only_pipeline_run(dir.path());
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("runs/flaky.outputs/values.env")).unwrap(),
+        "V=second\n",
+        "the failed attempt's values are gone"
+    );
+    let record = self::record(&run_dir);
+    let reader = last_task_run(&run_dir, &record, "reader");
+    assert_eq!(
+        std::fs::read_to_string(reader.join("stdout.log")).unwrap(),
+        "v=second\n"
+    );
+}

@@ -393,6 +393,16 @@ fn archive_copies_the_chosen_results_and_clean_succeeded_removes_the_run_folders
             .join("record.json")
             .exists()
     );
+    // `tapir show` says where the results went and what was cleaned.
+    let show = run(&mut tapir(dir.path(), ["show", run_dir.to_str().unwrap()]));
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    assert!(
+        show.stdout
+            .contains(&format!("{}: archived (2 files", archived.display())),
+        "{}",
+        show.stdout
+    );
+    assert!(show.stdout.contains("make/results"), "{}", show.stdout);
 
     // An archive that cannot be made fails the run and cleans nothing.
     let blocked = tempfile::tempdir().unwrap();
@@ -514,6 +524,12 @@ fn a_build_step_makes_the_image_the_next_task_runs_in() {
     assert_eq!(build_record["status"], "succeeded");
     assert_eq!(build_record["argv"][0], "docker");
     assert!(build_dir.join("stderr.log").exists() && build_dir.join("stdout.log").exists());
+    let show = run(&mut tapir(dir.path(), ["show", run_dir.to_str().unwrap()]));
+    assert!(
+        show.stdout.contains(&format!("tool → {TAG}: succeeded")),
+        "{}",
+        show.stdout
+    );
     // `tapir logs` reads a build's folder like a task run's.
     let logs = run(&mut tapir(
         dir.path(),

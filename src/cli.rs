@@ -908,6 +908,23 @@ pub(crate) struct PipelineRunArgs {
     /// pipeline file's `run_options.keep` says.
     #[arg(long)]
     pub keep: bool,
+
+    /// NAME=VALUE: a run-time parameter the pipeline declares in `params` (repeatable;
+    /// Tapis' submission params). Read by a task's `env` through
+    /// `{"value_from": {"params": "NAME"}}`; never shown when its name looks secret.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
+    pub param: Vec<EnvOverride>,
+
+    /// Copy the results of the tasks that succeeded to DIR/<pipeline run folder name>/
+    /// when the run ends (replaces the pipeline file's `archive.path`; its `include`
+    /// still applies). Every file is verified; nothing is overwritten.
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
+
+    /// When the whole run succeeded, remove its managed output folders at the end (after
+    /// a complete archive, if one is asked for). Records and logs stay.
+    #[arg(long)]
+    pub clean_succeeded: bool,
 }
 
 #[derive(Debug, Args)]
@@ -929,6 +946,12 @@ pub(crate) struct PipelineValidateArgs {
     /// github (workflow annotations).
     #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
     pub format: ValidateFormat,
+
+    /// NAME=VALUE: check the pipeline's parameters as `pipeline run --param` would
+    /// (undeclared ones, required ones missing, values against the templates); without
+    /// any, parameters show their defaults.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
+    pub param: Vec<EnvOverride>,
 }
 
 /// `--profile` of `pipeline run` and `pipeline validate`.

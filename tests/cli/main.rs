@@ -12,6 +12,7 @@ mod inspect_pipelines;
 mod inspect_runs;
 mod pipeline;
 mod pipeline_run;
+mod pipeline_tapis;
 mod readme;
 mod run;
 mod run_folder;

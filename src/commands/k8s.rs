@@ -1,5 +1,5 @@
 //! The Kubernetes face: `run --executor k8s --dry-run` prints a task's manifests and
-//! `export k8s TASK -o DIR` writes them (DESIGN.md decision 12). Both go through one
+//! `export k8s TASK -o DIR` writes them (DESIGN.md decision 15). Both go through one
 //! preparation: task file → template → the same `RunPlan` a local run makes → manifests,
 //! checked. No cluster is contacted.
 
@@ -66,6 +66,9 @@ fn prepare(
         network: inputs.network.clone(),
         entrypoint: inputs.entrypoint.clone(),
         binds: inputs.binds.clone(),
+        // Docker's and Apptainer's options (`--shm-size`, `--gpus`, `--publish`,
+        // `--engine-arg`) have no place in a Pod: `run` warns when they are given.
+        engine: Default::default(),
     };
     let mut host = HostFacts::gather(&loaded.task, &template, &task_dir).with_binds(&options.binds);
     let inputs_here: Vec<PathBuf> = loaded
@@ -206,6 +209,15 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         Err(e) => return Ok(show_refusal(&e, p)),
     };
     show_warnings(&warnings, p);
+    if !crate::executor::RunRequest::from_args(args)
+        .engine
+        .is_empty()
+    {
+        show_warnings(
+            &["--shm-size, --gpus, --publish and --engine-arg are engine options; they are not in the manifest (a GPU is asked for with the task's resources.limits, e.g. nvidia.com/gpu)".to_string()],
+            p,
+        );
+    }
     let format = match args.format {
         PlanFormat::Json => ManifestFormat::Json,
         PlanFormat::Human => ManifestFormat::Yaml,

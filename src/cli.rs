@@ -173,8 +173,8 @@ pub(crate) struct ExportK8sArgs {
     pub conf: Option<PathBuf>,
 
     /// A pipeline's folders (its channels between tasks) on the node: the hostPath under
-    /// which each task's managed folders are (default: DIR/data, made absolute).
-    #[arg(long, value_name = "NODE_DIR")]
+    /// which each task's managed folders are (default: `data/` in the --output folder).
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
     /// The folder to write into (created if missing; files of an earlier export of the

@@ -438,8 +438,15 @@ pub(crate) enum UserChoice {
 pub(crate) struct ValidateArgs {
     /// Files or folders to check. Folders are searched recursively for both kinds
     /// (skipping target/, .git/ and node_modules/).
-    #[arg(required = true, value_name = "FILE|DIR")]
+    #[arg(required_unless_present = "images", value_name = "FILE|DIR")]
     pub paths: Vec<PathBuf>,
+
+    /// Check a local image as a platform would (repeatable): its embedded
+    /// /processing-container.json and whether it fits the image (programs present and
+    /// runnable by any uid, no mount over a file), the OCI catalogue labels (with the
+    /// LABEL lines to add), a non-root user, no secrets in ENV. The image is never run.
+    #[arg(long = "image", value_name = "IMAGE")]
+    pub images: Vec<String>,
 
     /// Treat every file as this kind instead of detecting it.
     #[arg(long, value_enum, value_name = "KIND")]

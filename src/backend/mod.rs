@@ -6,6 +6,8 @@ pub(crate) mod apptainer;
 pub(crate) mod deadline;
 pub(crate) mod docker;
 pub(crate) mod engine_api;
+pub(crate) mod image_check;
+pub(crate) mod image_fs;
 pub(crate) mod lookup;
 
 #[cfg(test)]

@@ -510,7 +510,7 @@ mod tests {
 
     fn pc(command: &str, mounted: &str) -> Vec<u8> {
         format!(
-            r#"{{"name": "t", "description": "d", "templates": [{{"identifier": "a", "description": "d", "command": {command}, "inputs": [], "outputs": [{{"name": "o", "mounted_path": "{mounted}"}}]}}]}}"#
+            r#"{{"name": "t", "description": "d", "templates": [{{"identifier": "a", "description": "d", "command": {command}, "env": [], "inputs": [], "outputs": [{{"name": "o", "mounted_path": "{mounted}"}}]}}]}}"#
         )
         .into_bytes()
     }

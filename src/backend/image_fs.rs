@@ -263,7 +263,7 @@ pub(crate) struct EngineImageFs<'a> {
     image: String,
     container: String,
     /// Without the API socket: every entry of `docker export`, by path.
-    exported: Option<HashMap<String, Entry>>,
+    exported: Option<IndexFs>,
 }
 
 impl<'a> EngineImageFs<'a> {
@@ -277,7 +277,7 @@ impl<'a> EngineImageFs<'a> {
             exported: None,
         };
         if !docker.has_socket() {
-            fs.exported = Some(export_index(docker, &fs.container, image)?);
+            fs.exported = Some(IndexFs(export_index(docker, &fs.container, image)?));
         }
         Ok(fs)
     }
@@ -292,17 +292,7 @@ impl Drop for EngineImageFs<'_> {
 impl ImageFs for EngineImageFs<'_> {
     fn lstat(&self, path: &str) -> Result<Option<Entry>, Error> {
         if let Some(index) = &self.exported {
-            let key = path.trim_start_matches('/').trim_end_matches('/');
-            return Ok(index.get(key).cloned().or_else(|| {
-                // A folder the archive does not list on its own (the root, or one only
-                // implied by its files).
-                let prefix = format!("{key}/");
-                (key.is_empty() || index.keys().any(|k| k.starts_with(&prefix))).then(|| Entry {
-                    kind: EntryKind::Dir,
-                    mode: 0o755,
-                    link_target: String::new(),
-                })
-            }));
+            return index.lstat(path);
         }
         let what = format!("looking at {path} in image {}", self.image);
         let request = Request {
@@ -463,17 +453,18 @@ pub(crate) fn index_tar(stream: impl Read) -> std::io::Result<HashMap<String, En
     Ok(index)
 }
 
-/// A fixed set of entries, for tests and for images read from a registry's layers.
-#[cfg(test)]
+/// A fixed set of entries by path (no leading `/`): an exported file system, or a test's.
 #[derive(Debug, Default)]
 pub(crate) struct IndexFs(pub HashMap<String, Entry>);
 
-#[cfg(test)]
 impl ImageFs for IndexFs {
     fn lstat(&self, path: &str) -> Result<Option<Entry>, Error> {
         let key = path.trim_start_matches('/').trim_end_matches('/');
         Ok(self.0.get(key).cloned().or_else(|| {
-            key.is_empty().then(|| Entry {
+            // A folder the archive does not list on its own (the root, or one only
+            // implied by its files).
+            let prefix = format!("{key}/");
+            (key.is_empty() || self.0.keys().any(|k| k.starts_with(&prefix))).then(|| Entry {
                 kind: EntryKind::Dir,
                 mode: 0o755,
                 link_target: String::new(),

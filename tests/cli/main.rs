@@ -7,6 +7,7 @@ mod backends;
 mod docs;
 mod engine_faults;
 mod help;
+mod images;
 mod inspect_pipelines;
 mod inspect_runs;
 mod pipeline;

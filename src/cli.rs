@@ -112,6 +112,9 @@ pub(crate) enum Command {
     /// Show an image's /processing-container.json (validated) and its metadata.
     #[command(visible_alias = "processing-container")]
     Inspect(InspectArgs),
+    /// List and search the Task API images (those with a /processing-container.json):
+    /// their templates and descriptions.
+    Images(ImagesArgs),
     /// Check which engines work here, and what will and will not work with them.
     Doctor(DoctorArgs),
     /// Print a shell completion script.
@@ -417,6 +420,39 @@ pub(crate) struct InspectArgs {
     /// human or json.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImagesArgs {
+    /// Show only images whose references, title, description, label values or
+    /// templates (identifier, description) hold every one of these words (any case).
+    #[arg(value_name = "KEYWORD")]
+    pub keywords: Vec<String>,
+    /// label=KEY (the label is set) or label=KEY=VALUE (to that value); repeatable,
+    /// all must match.
+    #[arg(long = "filter", value_name = "label=KEY[=VALUE]", value_parser = LabelFilterParser)]
+    pub filters: Vec<crate::backend::catalog::LabelFilter>,
+    /// human or json.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+    pub format: PlanFormat,
+}
+
+/// `--filter label=KEY[=VALUE]`.
+#[derive(Debug, Clone, Copy)]
+struct LabelFilterParser;
+
+impl clap::builder::TypedValueParser for LabelFilterParser {
+    type Value = crate::backend::catalog::LabelFilter;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        crate::backend::catalog::LabelFilter::parse(&value.to_string_lossy())
+            .map_err(|message| usage_error(cmd, message))
+    }
 }
 
 // The engine is the backend's notion; `--mode` only names it.

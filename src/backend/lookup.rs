@@ -402,16 +402,21 @@ pub(crate) fn processing_container_bytes(
     reference: &str,
     image: &ImageInfo,
 ) -> Result<Option<Vec<u8>>, Error> {
-    let cache = cache_dir().map(|d| {
-        d.join("processing-container")
-            .join(format!("{}.json", image.id.trim_start_matches("sha256:")))
-    });
+    let hex = image.id.trim_start_matches("sha256:");
+    let cache = cache_dir().map(|d| d.join("processing-container").join(format!("{hex}.json")));
+    // An image without the file is remembered too (`tapir images` asks every local image).
+    let absent = cache_dir().map(|d| d.join("processing-container").join(format!("{hex}.none")));
     if let Some(bytes) = cache.as_ref().and_then(|p| std::fs::read(p).ok()) {
         return Ok(Some(bytes));
     }
+    if !hex.is_empty() && absent.as_ref().is_some_and(|p| p.exists()) {
+        return Ok(None);
+    }
     let bytes = docker.read_file_from_image(reference, "/processing-container.json")?;
-    if let (Some(path), Some(bytes)) = (&cache, &bytes) {
-        write_cache(path, bytes);
+    match (&bytes, &cache, &absent) {
+        (Some(bytes), Some(path), _) => write_cache(path, bytes),
+        (None, _, Some(path)) if !hex.is_empty() => write_cache(path, b""),
+        _ => {}
     }
     Ok(bytes)
 }

@@ -3,6 +3,7 @@
 //! renders a `RunPlan` as the engine's command line.
 
 pub(crate) mod apptainer;
+pub(crate) mod catalog;
 pub(crate) mod deadline;
 pub(crate) mod docker;
 pub(crate) mod engine_api;

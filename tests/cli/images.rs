@@ -111,7 +111,8 @@ fn a_good_image_passes_the_image_check_without_findings() {
     assert_eq!(v["summary"]["warnings"], 0);
     // No helper container is left behind.
     let left = Command::new("docker")
-        .args(["ps", "-a", "-q", "--filter", "label=tapir.helper=image-check"])
+        .args(["ps", "-a", "-q", "--filter", "label=tapir.helper=image-check", "--filter"])
+        .arg(format!("ancestor={image}"))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "");
@@ -200,4 +201,56 @@ fn strict_fails_on_warnings_and_a_missing_image_is_a_usage_error() {
     let both = run(&mut tapir(dir.path(), ["validate".as_ref(), task.as_os_str(), "--image".as_ref(), image.as_ref()]));
     assert_eq!(both.code, 0, "{}\n{}", both.stdout, both.stderr);
     assert!(both.stdout.contains("checked 2 files"), "{}", both.stdout);
+}
+
+#[test]
+fn images_lists_only_task_api_images_and_searches_them() {
+    let good = good_image();
+    let (bad, ctx) = bad_image();
+    let _no_pc = build("tapir-test/images-no-pc:1", &[r#"RUN ["rm", "/processing-container.json"]"#], &[]);
+    let dir = ctx.path();
+
+    let all = run(&mut tapir(dir, ["images", "--format", "json"]));
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    let v: serde_json::Value = serde_json::from_str(&all.stdout).unwrap();
+    let references: Vec<String> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["references"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()))
+        .collect();
+    assert!(references.contains(&good.to_string()), "{references:?}");
+    assert!(references.contains(&bad.to_string()), "{references:?}");
+    assert!(!references.iter().any(|r| r == "tapir-test/images-no-pc:1"), "{references:?}");
+    let good_entry = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["references"][0] == good)
+        .unwrap();
+    assert_eq!(good_entry["title"], "tapir-good");
+    assert_eq!(good_entry["templates"][0]["identifier"], "upstream");
+    assert_eq!(good_entry["valid"], true);
+
+    // Keywords (any case, every one) in descriptions and templates; label filters.
+    let search = run(&mut tapir(dir, ["images", "SPECTRA", "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&search.stdout).unwrap();
+    assert_eq!(v["images"].as_array().unwrap().len(), 1, "{}", search.stdout);
+    assert_eq!(v["images"][0]["references"][0], good);
+    let by_template = run(&mut tapir(dir, ["images", "tool in /root"]));
+    assert_eq!(by_template.code, 0);
+    assert!(by_template.stdout.starts_with(bad), "{}", by_template.stdout);
+    assert!(by_template.stdout.contains("closed  runs a tool in /root"), "{}", by_template.stdout);
+    assert!(by_template.stderr.contains("1 matches"), "{}", by_template.stderr);
+    let labelled = run(&mut tapir(dir, ["images", "--filter", "label=org.example.team=astro", "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&labelled.stdout).unwrap();
+    assert_eq!(v["images"].as_array().unwrap().len(), 1, "{}", labelled.stdout);
+    let none = run(&mut tapir(dir, ["images", "spectra", "--filter", "label=org.example.team=radio"]));
+    assert_eq!(none.code, 0);
+    assert_eq!(none.stdout, "");
+    assert!(none.stderr.starts_with("0 match"), "{}", none.stderr);
+
+    let bad_filter = run(&mut tapir(dir, ["images", "--filter", "team=astro"]));
+    assert_eq!(bad_filter.code, 2);
+    assert!(bad_filter.stderr.contains("label=KEY"), "{}", bad_filter.stderr);
 }

@@ -10,6 +10,7 @@ use super::docker::{Docker, ImageInfo};
 use super::{Backend, FoundImage};
 use crate::diagnostic::did_you_mean;
 use crate::error::Error;
+use crate::model::registry::RegistryCredentials;
 use crate::model::{self, ProcessingContainer, Template, TemplateRef};
 use crate::resolve::plan::Problem;
 use crate::resolve::task_file::{self, LoadedTask};
@@ -21,15 +22,18 @@ impl Backend {
     /// The task's image: in the local Docker engine (pulled only with `pull`), or for
     /// apptainer a sandbox folder, a SIF file (relative to `task_dir`), an image of the
     /// local Docker engine, or a registry reference (only with `pull`).
+    /// `registry`: the task's credentials, used when Docker pulls (Apptainer's pull does
+    /// not get them: it reads its own `APPTAINER_DOCKER_USERNAME`/`_PASSWORD`).
     pub(crate) fn find_image(
         &self,
         reference: &str,
         pull: bool,
+        registry: &RegistryCredentials,
         task_dir: &Path,
     ) -> Result<FoundImage, Error> {
         match self {
             Backend::Docker(docker) => Ok(FoundImage {
-                info: docker_image(docker, reference, pull)?,
+                info: docker_image(docker, reference, pull, registry)?,
                 image_ref: None,
                 runscript_facts: None,
             }),
@@ -92,11 +96,22 @@ impl Backend {
 }
 
 /// The image in the local Docker engine (pulled only with `--pull`).
-fn docker_image(docker: &Docker, reference: &str, pull: bool) -> Result<ImageInfo, Error> {
+fn docker_image(
+    docker: &Docker,
+    reference: &str,
+    pull: bool,
+    registry: &RegistryCredentials,
+) -> Result<ImageInfo, Error> {
     Ok(match docker.image(reference)? {
         Some(image) => image,
         None if pull => {
-            let pulled = docker.pull(reference)?;
+            let pulled = match registry.login_for(reference).map_err(Error::not_started)? {
+                Some(login) => {
+                    super::registry_pull::pull_with_login(docker, reference, &login)?;
+                    true
+                }
+                None => docker.pull(reference)?,
+            };
             match (pulled, docker.image(reference)?) {
                 (true, Some(image)) => image,
                 _ => {

@@ -308,7 +308,7 @@ fn prepare(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let image = backend.find_image(&loaded.task.image, args.pull, &task_dir)?;
+    let image = backend.find_image(&loaded.task.image, args.pull, &loaded.registry, &task_dir)?;
     record.image = Some(ImageRecord {
         reference: loaded.task.image.clone(),
         id: image.info.id.clone(),

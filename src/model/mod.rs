@@ -4,6 +4,7 @@
 
 pub(crate) mod complexity;
 pub(crate) mod quantity;
+pub(crate) mod registry;
 pub(crate) mod secret;
 pub(crate) mod target;
 

@@ -13,6 +13,7 @@ mod inspect_runs;
 mod pipeline;
 mod pipeline_run;
 mod readme;
+mod registry;
 mod run;
 mod run_folder;
 mod templating;

@@ -37,8 +37,6 @@ if ((${#missing[@]})); then
   fi
   say "installing ${missing[*]}"
   "${as_root[@]}" apt-get -o DPkg::Lock::Timeout=300 update -qq
-
-
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${missing[@]}" >/dev/null
 fi
 registry=$(command -v docker-registry || echo /usr/bin/docker-registry)

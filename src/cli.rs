@@ -415,7 +415,9 @@ pub(crate) struct ManArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
-    /// A local image (never pulled).
+    /// A local image (never pulled), or `docker://HOST/REPOSITORY:TAG` to read it from
+    /// its registry without pulling it (manifest, config and the layers down to
+    /// /processing-container.json).
     pub image: String,
     /// human or json.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
@@ -435,6 +437,10 @@ pub(crate) struct ImagesArgs {
     /// human or json.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
+    /// List a registry's Task API images instead of the local ones, through its
+    /// catalogue (`/v2/_catalog`): HOST[:PORT] or a URL (plain http only for loopback).
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
 }
 
 /// `--filter label=KEY[=VALUE]`.
@@ -481,6 +487,8 @@ pub(crate) struct ValidateArgs {
     /// /processing-container.json and whether it fits the image (programs present and
     /// runnable by any uid, no mount over a file), the OCI catalogue labels (with the
     /// LABEL lines to add), a non-root user, no secrets in ENV. The image is never run.
+    /// `docker://HOST/REPOSITORY:TAG` reads it from its registry instead (every layer's
+    /// file list is streamed; nothing is stored or pulled into the engine).
     #[arg(long = "image", value_name = "IMAGE")]
     pub images: Vec<String>,
 

@@ -251,6 +251,37 @@ pub(crate) fn local_task_api_images(docker: &Docker) -> Result<(Vec<TaskApiImage
     Ok((found, total))
 }
 
+/// The Task API images of a registry: every tag of every repository in its catalogue,
+/// each read through its manifest, config and top layers (down to the embedded file).
+pub(crate) fn registry_task_api_images(url: &str) -> Result<(Vec<TaskApiImage>, usize), Error> {
+    let mut registry = super::registry::Registry::from_url(url).map_err(Error::Usage)?;
+    let host = crate::model::registry::registry_host(url);
+    let mut found = Vec::new();
+    let mut total = 0;
+    for repository in registry.catalog()? {
+        for tag in registry.tags(&repository)? {
+            total += 1;
+            let remote = super::registry::RemoteRef {
+                registry: host.clone(),
+                repository: repository.clone(),
+                reference: tag,
+            };
+            let image = registry.image(&remote)?;
+            let Some(bytes) = registry.read_file(&image, "/processing-container.json")? else {
+                continue;
+            };
+            found.extend(TaskApiImage::from_parts(
+                vec![remote.display()],
+                image.info.id,
+                image.info.labels,
+                bytes,
+            ));
+        }
+    }
+    found.sort_by(|a, b| a.references.cmp(&b.references));
+    Ok((found, total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

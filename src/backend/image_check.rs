@@ -96,6 +96,17 @@ pub(crate) fn check_local(docker: &Docker, reference: &str) -> Result<Option<Ima
     judge(reference, info, bytes, &fs).map(Some)
 }
 
+/// Checks an image in its registry (`docker://REF`) without pulling it into the engine:
+/// manifest, config and every layer's file list (streamed, contents skipped).
+pub(crate) fn check_remote(reference: &str) -> Result<ImageCheck, Error> {
+    let remote = super::registry::RemoteRef::parse(reference).map_err(Error::Usage)?;
+    let mut registry = super::registry::Registry::new(&remote.registry);
+    let image = registry.image(&remote)?;
+    let bytes = registry.read_file(&image, "/processing-container.json")?;
+    let fs = registry.index(&image)?;
+    judge(reference, image.info, bytes, &fs)
+}
+
 /// Judges an image from its configuration, its embedded file's bytes and its files.
 pub(crate) fn judge(
     reference: &str,

@@ -10,6 +10,7 @@ pub(crate) mod engine_api;
 pub(crate) mod image_check;
 pub(crate) mod image_fs;
 pub(crate) mod lookup;
+pub(crate) mod registry;
 pub(crate) mod registry_pull;
 
 #[cfg(test)]

@@ -13,8 +13,10 @@ use crate::output::{self, Printer, plural};
 const JSON_FORMAT_VERSION: u32 = 1;
 
 pub(crate) fn run(args: &ImagesArgs, color: ColorChoice) -> Result<ExitStatus> {
-    let docker = Docker::locate()?;
-    let (all, total) = catalog::local_task_api_images(&docker)?;
+    let (all, total) = match &args.registry {
+        Some(url) => catalog::registry_task_api_images(url)?,
+        None => catalog::local_task_api_images(&Docker::locate()?)?,
+    };
     let shown: Vec<&TaskApiImage> = all
         .iter()
         .filter(|i| i.matches(&args.keywords, &args.filters))
@@ -27,7 +29,13 @@ pub(crate) fn run(args: &ImagesArgs, color: ColorChoice) -> Result<ExitStatus> {
         PlanFormat::Human => {
             output::stdout(&human(&shown, &Printer::for_stdout(color)));
             let searched = !args.keywords.is_empty() || !args.filters.is_empty();
-            let among = format!("{} among {}", plural(all.len(), "Task API image"), plural(total, "local image"));
+            let place = match (&args.registry, total) {
+                (Some(_), 1) => "image in the registry",
+                (Some(_), _) => "images in the registry",
+                (None, 1) => "local image",
+                (None, _) => "local images",
+            };
+            let among = format!("{} among {total} {place}", plural(all.len(), "Task API image"));
             output::stderr(&if searched {
                 format!(
                     "{} {} ({among})\n",

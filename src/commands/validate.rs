@@ -94,10 +94,22 @@ fn check_images(images: &[String], strict: bool) -> Result<Vec<Outcome>> {
     if images.is_empty() {
         return Ok(Vec::new());
     }
-    let docker = crate::backend::docker::Docker::locate()?;
+    let mut docker = None;
     let mut outcomes = Vec::new();
     for image in images {
-        outcomes.push(match image_check::check_local(&docker, image)? {
+        if image.starts_with(crate::backend::registry::REMOTE_PREFIX) {
+            let mut checked = image_check::check_remote(image)?;
+            if strict {
+                checked.promote_warnings();
+            }
+            outcomes.push(Outcome::Image(Box::new(checked)));
+            continue;
+        }
+        if docker.is_none() {
+            docker = Some(crate::backend::docker::Docker::locate()?);
+        }
+        let Some(docker) = docker.as_ref() else { continue };
+        outcomes.push(match image_check::check_local(docker, image)? {
             Some(mut checked) => {
                 if strict {
                     checked.promote_warnings();

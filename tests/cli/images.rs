@@ -67,7 +67,7 @@ const BAD_PC: &str = r#"{
 }
 "#;
 
-fn bad_image() -> (&'static str, tempfile::TempDir) {
+pub(crate) fn bad_image() -> (&'static str, tempfile::TempDir) {
     let ctx = build(
         "tapir-test/image-bad:latest",
         &[

@@ -167,3 +167,110 @@ fn run_pull_logs_in_with_the_tasks_credentials_and_never_keeps_the_password() {
         assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
     }
 }
+
+fn json(out: &crate::support::Run) -> serde_json::Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr))
+}
+
+#[test]
+fn inspect_reads_an_image_from_its_registry_as_it_reads_a_local_one() {
+    let local = good_image();
+    let image = push(OPEN, "tapir-test/remote-inspect", "1.2.0");
+    let dir = tempfile::tempdir().unwrap();
+    let here = json(&run(&mut tapir(dir.path(), ["inspect", "--format", "json", local])));
+    let remote = run(&mut tapir(dir.path(), ["inspect", "--format", "json", &format!("docker://{image}")]));
+    assert_eq!(remote.code, 0, "{}", remote.stderr);
+    let there = json(&remote);
+    for key in ["id", "labels", "oci_annotations", "user", "cmd", "entrypoint", "processing_container", "valid", "findings"] {
+        assert_eq!(here[key], there[key], "{key}");
+    }
+    assert!(
+        there["repo_digests"][0].as_str().unwrap().starts_with("127.0.0.1:5117/tapir-test/remote-inspect@sha256:"),
+        "{}",
+        there["repo_digests"]
+    );
+    // Nothing was pulled into the engine.
+    assert!(!docker(&["image", "inspect", &image]).status.success());
+
+    let missing = run(&mut tapir(dir.path(), ["inspect", &format!("docker://{OPEN}/tapir-test/not-there:1")]));
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(missing.stderr.contains("no such image"), "{}", missing.stderr);
+}
+
+#[test]
+fn the_image_check_of_a_registry_image_finds_what_the_local_check_finds() {
+    let (local, ctx) = crate::images::bad_image();
+    let reference = format!("{OPEN}/tapir-test/remote-bad:1");
+    assert!(docker(&["tag", local, &reference]).status.success());
+    assert!(docker(&["push", &reference]).status.success());
+    assert!(docker(&["rmi", &reference]).status.success());
+    let here = run(&mut tapir(ctx.path(), ["validate", "--format", "json", "--image", local]));
+    let there = run(&mut tapir(ctx.path(), ["validate", "--format", "json", "--image", &format!("docker://{reference}")]));
+    assert_eq!(there.code, 1, "{}", there.stderr);
+    let (here, there) = (json(&here), json(&there));
+    let findings = |v: &serde_json::Value, i: usize| {
+        v["files"][i]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["code"].clone(), f["pointer"].clone(), f["line"].clone(), f["message"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(findings(&here, 0), findings(&there, 0));
+    assert_eq!(findings(&here, 1), findings(&there, 1));
+    assert_eq!(here["files"][0]["label_lines"], there["files"][0]["label_lines"]);
+    assert!(!there.to_string().contains("tok-3f9a7c"));
+}
+
+#[test]
+fn images_lists_a_registrys_task_api_images_with_or_without_credentials() {
+    let open = push(OPEN, "tapir-test/listed", "1");
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&mut tapir(dir.path(), ["images", "--registry", OPEN, "--format", "json", "spectra"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let references: Vec<String> = json(&out)["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["references"][0].as_str().unwrap().to_string())
+        .collect();
+    assert!(references.contains(&open), "{references:?}");
+
+    let protected = push(AUTH, "tapir-test/listed-auth", "1");
+    let url = format!("http://{AUTH}");
+    let refused = run(&mut tapir(dir.path(), ["images", "--registry", &url]));
+    assert_eq!(refused.code, 125, "{}", refused.stderr);
+    assert!(refused.stderr.contains("wants credentials"), "{}", refused.stderr);
+    let mut wrong = tapir(dir.path(), ["images", "--registry", &url]);
+    wrong.env("TAPIR_REGISTRY_USERNAME", USER).env("TAPIR_REGISTRY_PASSWORD", "nope-0192");
+    let wrong = run(&mut wrong);
+    assert_eq!(wrong.code, 125, "{}", wrong.stderr);
+    assert!(!wrong.stderr.contains("nope-0192"), "{}", wrong.stderr);
+    let mut right = tapir(dir.path(), ["images", "--registry", &url, "--format", "json"]);
+    right.env("TAPIR_REGISTRY_USERNAME", USER).env("TAPIR_REGISTRY_PASSWORD", PASSWORD);
+    let right = run(&mut right);
+    assert_eq!(right.code, 0, "{}", right.stderr);
+    assert!(right.stdout.contains(&protected), "{}", right.stdout);
+    assert!(!right.stdout.contains(PASSWORD));
+}
+
+#[test]
+fn a_registry_that_never_answers_costs_one_deadline() {
+    // A listener that accepts and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let mut cmd = tapir(dir.path(), ["inspect".to_string(), format!("docker://127.0.0.1:{port}/x/y:1")]);
+    cmd.env("TAPIR_ENGINE_TIMEOUT", "2");
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(out.stderr.contains("did not answer within 2 s"), "{}", out.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+}

@@ -68,7 +68,9 @@ impl LabelFilter {
             None => (rest, None),
         };
         if key.is_empty() {
-            return Err(format!("filter {text:?} names no label\n  fix: --filter label=KEY or label=KEY=VALUE"));
+            return Err(format!(
+                "filter {text:?} names no label\n  fix: --filter label=KEY or label=KEY=VALUE"
+            ));
         }
         Ok(Self {
             key: key.to_string(),
@@ -172,7 +174,10 @@ pub(crate) fn local_images(docker: &Docker) -> Result<Vec<ListedImage>, Error> {
     } else {
         let ids = docker.cli(&["image", "ls", "--quiet", "--no-trunc"], deadline::limit())?;
         if !ids.status.success() {
-            return Err(cli_error("docker image ls", &String::from_utf8_lossy(&ids.stderr)));
+            return Err(cli_error(
+                "docker image ls",
+                &String::from_utf8_lossy(&ids.stderr),
+            ));
         }
         let mut unique: Vec<String> = String::from_utf8_lossy(&ids.stdout)
             .lines()
@@ -189,10 +194,14 @@ pub(crate) fn local_images(docker: &Docker) -> Result<Vec<ListedImage>, Error> {
         args.extend(unique.iter().map(String::as_str));
         let inspected = docker.cli(&args, deadline::limit())?;
         if !inspected.status.success() {
-            return Err(cli_error("docker image inspect", &String::from_utf8_lossy(&inspected.stderr)));
+            return Err(cli_error(
+                "docker image inspect",
+                &String::from_utf8_lossy(&inspected.stderr),
+            ));
         }
-        let all: Value = serde_json::from_slice(&inspected.stdout)
-            .map_err(|e| Error::not_started(format!("`docker image inspect` did not print JSON: {e}")))?;
+        let all: Value = serde_json::from_slice(&inspected.stdout).map_err(|e| {
+            Error::not_started(format!("`docker image inspect` did not print JSON: {e}"))
+        })?;
         // The API's list shape: Id, RepoTags, Labels.
         Value::Array(
             all.as_array()
@@ -245,7 +254,12 @@ pub(crate) fn local_task_api_images(docker: &Docker) -> Result<(Vec<TaskApiImage
         let Some(bytes) = processing_container_bytes(docker, &image.id, &info)? else {
             continue;
         };
-        found.extend(TaskApiImage::from_parts(image.tags, image.id, image.labels, bytes));
+        found.extend(TaskApiImage::from_parts(
+            image.tags,
+            image.id,
+            image.labels,
+            bytes,
+        ));
     }
     found.sort_by(|a, b| a.references.cmp(&b.references));
     Ok((found, total))
@@ -290,10 +304,19 @@ mod tests {
         let pc = br#"{"name": "spectra", "description": "Fits spectra", "templates": [
             {"identifier": "fit", "description": "Fits a Gaussian to each line", "command": ["sh"], "env": [], "inputs": [], "outputs": []}]}"#;
         let labels = BTreeMap::from([
-            ("org.opencontainers.image.licenses".to_string(), "Apache-2.0".to_string()),
+            (
+                "org.opencontainers.image.licenses".to_string(),
+                "Apache-2.0".to_string(),
+            ),
             ("org.example.team".to_string(), "Radio".to_string()),
         ]);
-        TaskApiImage::from_parts(vec!["reg/spectra:1".into()], "sha256:ab".into(), labels, pc.to_vec()).unwrap()
+        TaskApiImage::from_parts(
+            vec!["reg/spectra:1".into()],
+            "sha256:ab".into(),
+            labels,
+            pc.to_vec(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -303,8 +326,14 @@ mod tests {
         assert_eq!(image.description, "Fits spectra");
         assert!(image.valid);
         assert_eq!(image.templates[0].identifier, "fit");
-        assert!(TaskApiImage::from_parts(vec![], "x".into(), BTreeMap::new(), b"{\"a\": 1}".to_vec()).is_none());
-        assert!(TaskApiImage::from_parts(vec![], "x".into(), BTreeMap::new(), b"not json".to_vec()).is_none());
+        assert!(
+            TaskApiImage::from_parts(vec![], "x".into(), BTreeMap::new(), b"{\"a\": 1}".to_vec())
+                .is_none()
+        );
+        assert!(
+            TaskApiImage::from_parts(vec![], "x".into(), BTreeMap::new(), b"not json".to_vec())
+                .is_none()
+        );
     }
 
     #[test]
@@ -314,12 +343,17 @@ mod tests {
         assert!(image.matches(&words(&["GAUSSIAN", "radio"]), &[]));
         assert!(image.matches(&words(&["reg/spec"]), &[]));
         assert!(!image.matches(&words(&["gaussian", "optical"]), &[]));
-        let licence = LabelFilter::parse("label=org.opencontainers.image.licenses=Apache-2.0").unwrap();
+        let licence =
+            LabelFilter::parse("label=org.opencontainers.image.licenses=Apache-2.0").unwrap();
         let team = LabelFilter::parse("label=org.example.team").unwrap();
         let other = LabelFilter::parse("label=org.opencontainers.image.licenses=MIT").unwrap();
         assert!(image.matches(&[], &[licence.clone(), team]));
         assert!(!image.matches(&[], &[licence, other]));
-        assert!(LabelFilter::parse("name=x").unwrap_err().contains("label=KEY"));
+        assert!(
+            LabelFilter::parse("name=x")
+                .unwrap_err()
+                .contains("label=KEY")
+        );
         assert!(LabelFilter::parse("label=").is_err());
     }
 }

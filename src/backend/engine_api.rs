@@ -139,19 +139,14 @@ fn exchange(socket: &Path, request: &Request, limit: Duration) -> io::Result<Res
 
 /// Reads a status line, headers and body (none for a HEAD request, whatever its
 /// Content-Length says).
-pub(crate) fn read_response(
-    mut reader: impl BufRead,
-    head_only: bool,
-) -> io::Result<Response> {
+pub(crate) fn read_response(mut reader: impl BufRead, head_only: bool) -> io::Result<Response> {
     let mut status_line = String::new();
     reader.read_line(&mut status_line)?;
     let status = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| {
-            io::Error::other(format!("bad HTTP response: {status_line:?}"))
-        })?;
+        .ok_or_else(|| io::Error::other(format!("bad HTTP response: {status_line:?}")))?;
     let mut length = None;
     let mut chunked = false;
     let mut headers = Vec::new();

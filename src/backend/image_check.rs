@@ -128,7 +128,10 @@ pub(crate) fn judge(
             None
         }
         Some(bytes) => match crate::source::decode(Path::new(&name), bytes) {
-            Ok(source) => Some(check_source(source, KindRule::Forced(Kind::ProcessingContainer))),
+            Ok(source) => Some(check_source(
+                source,
+                KindRule::Forced(Kind::ProcessingContainer),
+            )),
             Err(LoadFailure::Content(d)) => {
                 findings.push(*d);
                 None
@@ -141,7 +144,10 @@ pub(crate) fn judge(
         && let Some(document) = &report.document
     {
         let mut fitting = Vec::new();
-        let templates = document.value["templates"].as_array().cloned().unwrap_or_default();
+        let templates = document.value["templates"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         for (i, template) in templates.iter().enumerate() {
             let pointer = pointer_join("/templates", i);
             let identifier = template["identifier"].as_str().unwrap_or("?");
@@ -149,9 +155,16 @@ pub(crate) fn judge(
                 .as_array()
                 .map(|c| c.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            let (program, origin) = match (info.entrypoint.first(), command.first(), info.cmd.first()) {
+            let (program, origin) = match (
+                info.entrypoint.first(),
+                command.first(),
+                info.cmd.first(),
+            ) {
                 (Some(p), _, _) => (p.as_str(), Origin::Entrypoint),
-                (None, Some(p), _) => (*p, Origin::Template(pointer_join(&pointer_join(&pointer, "command"), 0))),
+                (None, Some(p), _) => (
+                    *p,
+                    Origin::Template(pointer_join(&pointer_join(&pointer, "command"), 0)),
+                ),
                 (None, None, Some(p)) => (p.as_str(), Origin::Cmd),
                 (None, None, None) => {
                     fitting.push(
@@ -168,7 +181,12 @@ pub(crate) fn judge(
             };
             match &origin {
                 Origin::Template(at) => {
-                    if let Some(d) = check_program(fs, &info, program, &format!("the command of template `{identifier}`"))? {
+                    if let Some(d) = check_program(
+                        fs,
+                        &info,
+                        program,
+                        &format!("the command of template `{identifier}`"),
+                    )? {
                         fitting.push(d.at_pointer(at.clone()).at(document.value_position(at)));
                     }
                 }
@@ -183,12 +201,18 @@ pub(crate) fn judge(
                 }
                 _ => {}
             }
-            for (side, channels) in [("inputs", &template["inputs"]), ("outputs", &template["outputs"])] {
+            for (side, channels) in [
+                ("inputs", &template["inputs"]),
+                ("outputs", &template["outputs"]),
+            ] {
                 for (j, channel) in channels.as_array().into_iter().flatten().enumerate() {
                     let Some(mounted) = channel["mounted_path"].as_str() else {
                         continue;
                     };
-                    let at = pointer_join(&pointer_join(&pointer_join(&pointer, side), j), "mounted_path");
+                    let at = pointer_join(
+                        &pointer_join(&pointer_join(&pointer, side), j),
+                        "mounted_path",
+                    );
                     if let Some(d) = check_mount(fs, mounted)? {
                         fitting.push(d.at_pointer(at.clone()).at(document.value_position(&at)));
                     }
@@ -199,7 +223,11 @@ pub(crate) fn judge(
     }
     if report.is_none() && !checked_image_program {
         // No template to say what runs: the image's own program is what would.
-        let program = info.entrypoint.first().map(|p| (p, "the image's ENTRYPOINT")).or_else(|| info.cmd.first().map(|p| (p, "the image's CMD")));
+        let program = info
+            .entrypoint
+            .first()
+            .map(|p| (p, "the image's ENTRYPOINT"))
+            .or_else(|| info.cmd.first().map(|p| (p, "the image's CMD")));
         if let Some((program, what)) = program {
             findings.extend(check_program(fs, &info, program, what)?);
         }
@@ -254,7 +282,11 @@ fn check_program(
             .with_fix("install it in the image, or correct the command (a program the image has, or its absolute path)"),
         ));
     };
-    let Resolved { path, entry, folders } = found;
+    let Resolved {
+        path,
+        entry,
+        folders,
+    } = found;
     let Some(entry) = entry else { return Ok(None) };
     if entry.kind != EntryKind::File {
         return Ok(Some(
@@ -269,7 +301,10 @@ fn check_program(
         return Ok(Some(
             Diagnostic::error(
                 "command-not-executable",
-                format!("`{program}` ({what}) is {path}, mode {:04o}: not executable", entry.mode),
+                format!(
+                    "`{program}` ({what}) is {path}, mode {:04o}: not executable",
+                    entry.mode
+                ),
             )
             .with_fix(format!("add `RUN chmod 0755 {path}` to the Dockerfile")),
         ));
@@ -285,7 +320,10 @@ fn check_program(
             reasons.push(format!("{path} is mode {:04o}", entry.mode));
         }
         if !closed.is_empty() {
-            reasons.push(format!("only its owner and group may enter {}", closed.join(", ")));
+            reasons.push(format!(
+                "only its owner and group may enter {}",
+                closed.join(", ")
+            ));
         }
         let folders: Vec<&str> = folders
             .iter()
@@ -409,24 +447,39 @@ fn label_findings(
             continue;
         }
         let (line, arg) = match *key {
-            "created" => (format!("LABEL {full}=$CREATED"), Some(("CREATED", "$(date -u +%Y-%m-%dT%H:%M:%SZ)"))),
-            "revision" => (format!("LABEL {full}=$REVISION"), Some(("REVISION", "$(git rev-parse HEAD)"))),
+            "created" => (
+                format!("LABEL {full}=$CREATED"),
+                Some(("CREATED", "$(date -u +%Y-%m-%dT%H:%M:%SZ)")),
+            ),
+            "revision" => (
+                format!("LABEL {full}=$REVISION"),
+                Some(("REVISION", "$(git rev-parse HEAD)")),
+            ),
             _ => {
                 let suggested = match *key {
                     "title" => from_pc("name").unwrap_or_else(|| repository_name(reference)),
-                    "description" => from_pc("description").unwrap_or_else(|| "<what the image does>".into()),
-                    "version" => tag_of(reference).filter(|t| *t != "latest").map_or_else(|| "<version, e.g. 1.0.0>".to_string(), str::to_string),
+                    "description" => {
+                        from_pc("description").unwrap_or_else(|| "<what the image does>".into())
+                    }
+                    "version" => tag_of(reference)
+                        .filter(|t| *t != "latest")
+                        .map_or_else(|| "<version, e.g. 1.0.0>".to_string(), str::to_string),
                     "authors" => "<name> <email>".into(),
                     "source" => "<URL of the source repository>".into(),
                     "documentation" => "<URL of the documentation>".into(),
                     _ => "<SPDX licence expression, e.g. Apache-2.0>".into(),
                 };
-                (format!("LABEL {full}={}", dockerfile_quote(&suggested)), None)
+                (
+                    format!("LABEL {full}={}", dockerfile_quote(&suggested)),
+                    None,
+                )
             }
         };
         let mut fix = format!("add `{line}` to the Dockerfile");
         if let Some((arg, value)) = arg {
-            fix.push_str(&format!(" after `ARG {arg}`, and build with `--build-arg {arg}={value}`"));
+            fix.push_str(&format!(
+                " after `ARG {arg}`, and build with `--build-arg {arg}={value}`"
+            ));
             build_args.push(arg);
         }
         findings.push(
@@ -438,7 +491,10 @@ fn label_findings(
         );
         lines.push(line);
     }
-    let mut all = build_args.iter().map(|a| format!("ARG {a}")).collect::<Vec<_>>();
+    let mut all = build_args
+        .iter()
+        .map(|a| format!("ARG {a}"))
+        .collect::<Vec<_>>();
     all.extend(lines);
     (findings, all)
 }
@@ -487,7 +543,11 @@ mod tests {
                 .map(|(p, k, m, l)| {
                     (
                         (*p).to_string(),
-                        Entry { kind: *k, mode: *m, link_target: (*l).to_string() },
+                        Entry {
+                            kind: *k,
+                            mode: *m,
+                            link_target: (*l).to_string(),
+                        },
                     )
                 })
                 .collect(),
@@ -513,7 +573,16 @@ mod tests {
             user: "1000".into(),
             labels: CATALOGUE_LABELS
                 .iter()
-                .map(|k| (format!("{OCI_PREFIX}{k}"), if *k == "created" { "2026-01-02T03:04:05Z".into() } else { "x".into() }))
+                .map(|k| {
+                    (
+                        format!("{OCI_PREFIX}{k}"),
+                        if *k == "created" {
+                            "2026-01-02T03:04:05Z".into()
+                        } else {
+                            "x".into()
+                        },
+                    )
+                })
                 .collect(),
             ..ImageInfo::default()
         }
@@ -532,25 +601,50 @@ mod tests {
 
     #[test]
     fn a_fitting_image_has_no_findings() {
-        let check = judge("x:1", info(), Some(pc(r#"["sh", "-c", "true"]"#, "/out")), &busybox()).unwrap();
+        let check = judge(
+            "x:1",
+            info(),
+            Some(pc(r#"["sh", "-c", "true"]"#, "/out")),
+            &busybox(),
+        )
+        .unwrap();
         assert_eq!(codes(&check), Vec::<&str>::new());
         assert!(check.label_lines.is_empty());
     }
 
     #[test]
     fn a_missing_or_closed_program_and_a_mount_over_a_file_are_errors_at_their_place() {
-        let check = judge("x:1", info(), Some(pc(r#"["python3", "x.py"]"#, "/etc/hosts")), &busybox()).unwrap();
+        let check = judge(
+            "x:1",
+            info(),
+            Some(pc(r#"["python3", "x.py"]"#, "/etc/hosts")),
+            &busybox(),
+        )
+        .unwrap();
         assert_eq!(codes(&check), ["command-not-found", "mount-over-file"]);
         let report = check.embedded.as_ref().unwrap();
         assert_eq!(report.diagnostics[0].pointer, "/templates/0/command/0");
         assert!(report.diagnostics[0].position.is_some());
         assert!(report.diagnostics[0].message.contains("PATH (/bin)"));
-        assert_eq!(report.diagnostics[1].pointer, "/templates/0/outputs/0/mounted_path");
+        assert_eq!(
+            report.diagnostics[1].pointer,
+            "/templates/0/outputs/0/mounted_path"
+        );
 
-        let check = judge("x:1", info(), Some(pc(r#"["/root/run.sh"]"#, "/out")), &busybox()).unwrap();
+        let check = judge(
+            "x:1",
+            info(),
+            Some(pc(r#"["/root/run.sh"]"#, "/out")),
+            &busybox(),
+        )
+        .unwrap();
         assert_eq!(codes(&check), ["command-not-runnable-by-any-user"]);
         let d = &check.embedded.as_ref().unwrap().diagnostics[0];
-        assert!(d.message.contains("/ (mode") || d.message.contains("/root (mode 0700)"), "{}", d.message);
+        assert!(
+            d.message.contains("/ (mode") || d.message.contains("/root (mode 0700)"),
+            "{}",
+            d.message
+        );
         assert!(d.fix.as_deref().unwrap().contains("chmod a+x /root"));
     }
 
@@ -572,11 +666,20 @@ mod tests {
         image.env.push("EMPTY_PASSWORD=".into());
         image.labels.remove("org.opencontainers.image.licenses");
         image.labels.remove("org.opencontainers.image.created");
-        image.labels.insert("org.opencontainers.image.version".into(), " ".into());
+        image
+            .labels
+            .insert("org.opencontainers.image.version".into(), " ".into());
         let check = judge("reg:5000/g/name:2.1", image, None, &busybox()).unwrap();
         assert_eq!(
             codes(&check),
-            ["no-processing-container", "runs-as-root", "secret-in-image", "missing-oci-label", "missing-oci-label", "missing-oci-label"]
+            [
+                "no-processing-container",
+                "runs-as-root",
+                "secret-in-image",
+                "missing-oci-label",
+                "missing-oci-label",
+                "missing-oci-label"
+            ]
         );
         for d in check.all_findings() {
             let text = format!("{} {:?}", d.message, d.fix);

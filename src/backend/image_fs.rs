@@ -100,7 +100,10 @@ pub(crate) fn resolve(fs: &dyn ImageFs, path: &str, follow_last: bool) -> Result
             }
             _ => {}
         }
-        let candidate = format!("/{}", [current.clone(), vec![name.clone()]].concat().join("/"));
+        let candidate = format!(
+            "/{}",
+            [current.clone(), vec![name.clone()]].concat().join("/")
+        );
         let is_last = pending.is_empty();
         let Some(entry) = fs.lstat(&candidate)? else {
             return Ok(Resolved {
@@ -145,7 +148,10 @@ pub(crate) fn resolve(fs: &dyn ImageFs, path: &str, follow_last: bool) -> Result
             // A file in the middle of a path: nothing is under it.
             _ => {
                 return Ok(Resolved {
-                    path: format!("{candidate}/{}", pending.iter().rev().cloned().collect::<Vec<_>>().join("/")),
+                    path: format!(
+                        "{candidate}/{}",
+                        pending.iter().rev().cloned().collect::<Vec<_>>().join("/")
+                    ),
                     entry: None,
                     folders,
                 });
@@ -174,7 +180,8 @@ fn components(path: &str) -> Vec<String> {
 }
 
 /// The PATH a container gets when its image sets none (Docker's default).
-pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Where the engine finds `program`: as given when it holds a `/` (relative to
 /// `working_dir`), else the first match on `path_var` that is a file (as `execvp`).
@@ -189,14 +196,25 @@ pub(crate) fn find_program(
         let full = if program.starts_with('/') {
             program.to_string()
         } else {
-            format!("{}/{program}", if working_dir.is_empty() { "/" } else { working_dir })
+            format!(
+                "{}/{program}",
+                if working_dir.is_empty() {
+                    "/"
+                } else {
+                    working_dir
+                }
+            )
         };
         let found = resolve(fs, &full, true)?;
         return Ok(found.entry.is_some().then_some(found));
     }
     for folder in path_var.split(':').filter(|f| f.starts_with('/')) {
         let found = resolve(fs, &format!("{folder}/{program}"), true)?;
-        if found.entry.as_ref().is_some_and(|e| e.kind == EntryKind::File) {
+        if found
+            .entry
+            .as_ref()
+            .is_some_and(|e| e.kind == EntryKind::File)
+        {
             return Ok(Some(found));
         }
     }
@@ -347,10 +365,11 @@ fn create_helper(docker: &Docker, image: &str) -> Result<String, Error> {
             return Err(engine_error(&what, response.status, &response.body));
         }
         let v: Value = serde_json::from_slice(&response.body).unwrap_or_default();
-        return v["Id"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| Error::not_started(format!("the engine did not say which container it made while {what}")));
+        return v["Id"].as_str().map(str::to_string).ok_or_else(|| {
+            Error::not_started(format!(
+                "the engine did not say which container it made while {what}"
+            ))
+        });
     }
     let created = docker.cli(
         &[
@@ -524,7 +543,10 @@ mod tests {
         assert_eq!(not_followed.entry.unwrap().kind, EntryKind::Symlink);
         assert!(resolve(&fs, "/loop", true).unwrap().entry.is_none());
         assert!(resolve(&fs, "/data.txt/x", true).unwrap().entry.is_none());
-        assert_eq!(resolve(&fs, "/app/../bin/./busybox", true).unwrap().path, "/bin/busybox");
+        assert_eq!(
+            resolve(&fs, "/app/../bin/./busybox", true).unwrap().path,
+            "/bin/busybox"
+        );
         let root = resolve(&fs, "/root/run.sh", true).unwrap();
         let folders: Vec<&str> = root.folders.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(folders, ["/", "/root"]);
@@ -534,9 +556,15 @@ mod tests {
     #[test]
     fn programs_are_found_on_path_or_by_their_path() {
         let fs = image();
-        let sh = find_program(&fs, "sh", "/nowhere:/usr/bin", "/").unwrap().unwrap();
+        let sh = find_program(&fs, "sh", "/nowhere:/usr/bin", "/")
+            .unwrap()
+            .unwrap();
         assert_eq!(sh.path, "/bin/busybox");
-        assert!(find_program(&fs, "python3", DEFAULT_PATH, "/").unwrap().is_none());
+        assert!(
+            find_program(&fs, "python3", DEFAULT_PATH, "/")
+                .unwrap()
+                .is_none()
+        );
         let relative = find_program(&fs, "./run", "/bin", "/app").unwrap().unwrap();
         assert_eq!(relative.path, "/app/run");
         assert!(!relative.entry.unwrap().others_can_run());
@@ -566,7 +594,9 @@ mod tests {
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(3);
         header.set_mode(0o700);
-        builder.append_data(&mut header, "app/run", &b"abc"[..]).unwrap();
+        builder
+            .append_data(&mut header, "app/run", &b"abc"[..])
+            .unwrap();
         let mut link = tar::Header::new_gnu();
         link.set_entry_type(tar::EntryType::Symlink);
         link.set_size(0);

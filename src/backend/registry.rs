@@ -60,7 +60,9 @@ impl RemoteRef {
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let rest = text.strip_prefix(REMOTE_PREFIX).unwrap_or(text);
         let bad = || {
-            format!("{text:?} is not an image reference\n  fix: write docker://HOST[:PORT]/REPOSITORY[:TAG], e.g. docker://127.0.0.1:5000/group/image:1.0")
+            format!(
+                "{text:?} is not an image reference\n  fix: write docker://HOST[:PORT]/REPOSITORY[:TAG], e.g. docker://127.0.0.1:5000/group/image:1.0"
+            )
         };
         if rest.is_empty() || rest.contains(char::is_whitespace) {
             return Err(bad());
@@ -70,14 +72,20 @@ impl RemoteRef {
                 (first.to_string(), path.to_string())
             }
             _ if rest.contains('/') => ("registry-1.docker.io".to_string(), rest.to_string()),
-            _ => ("registry-1.docker.io".to_string(), format!("library/{rest}")),
+            _ => (
+                "registry-1.docker.io".to_string(),
+                format!("library/{rest}"),
+            ),
         };
         let (repository, reference) = if let Some((repo, digest)) = path.split_once('@') {
             (repo.to_string(), digest.to_string())
         } else {
             let last_slash = path.rfind('/').map_or(0, |i| i + 1);
             match path[last_slash..].rfind(':') {
-                Some(i) => (path[..last_slash + i].to_string(), path[last_slash + i + 1..].to_string()),
+                Some(i) => (
+                    path[..last_slash + i].to_string(),
+                    path[last_slash + i + 1..].to_string(),
+                ),
                 None => (path.clone(), "latest".to_string()),
             }
         };
@@ -93,8 +101,15 @@ impl RemoteRef {
 
     /// As `docker` names it: `host/repository:tag` (or `@digest`).
     pub(crate) fn display(&self) -> String {
-        let sep = if self.reference.contains(':') { '@' } else { ':' };
-        format!("{}/{}{sep}{}", self.registry, self.repository, self.reference)
+        let sep = if self.reference.contains(':') {
+            '@'
+        } else {
+            ':'
+        };
+        format!(
+            "{}/{}{sep}{}",
+            self.registry, self.repository, self.reference
+        )
     }
 }
 
@@ -107,7 +122,9 @@ pub(crate) fn is_loopback(registry: &str) -> bool {
     };
     host == "localhost"
         || host == "::1"
-        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A response whose body is still to be read.
@@ -130,7 +147,9 @@ impl Opened {
         let mut body = Vec::new();
         (&mut self.body).take(max + 1).read_to_end(&mut body)?;
         if body.len() as u64 > max {
-            return Err(io::Error::other(format!("the answer is larger than {max} bytes")));
+            return Err(io::Error::other(format!(
+                "the answer is larger than {max} bytes"
+            )));
         }
         Ok(body)
     }
@@ -147,7 +166,9 @@ pub(crate) struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("base", &self.base).finish_non_exhaustive()
+        f.debug_struct("Registry")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
     }
 }
 
@@ -155,7 +176,11 @@ impl Registry {
     /// A client for `registry` (`host[:port]`), with credentials from the environment or
     /// Docker's configuration.
     pub(crate) fn new(registry: &str) -> Self {
-        let scheme = if is_loopback(registry) { "http" } else { "https" };
+        let scheme = if is_loopback(registry) {
+            "http"
+        } else {
+            "https"
+        };
         Self {
             registry: registry.to_string(),
             base: format!("{scheme}://{registry}"),
@@ -169,21 +194,38 @@ impl Registry {
     pub(crate) fn from_url(url: &str) -> Result<Self, String> {
         let host = crate::model::registry::registry_host(url);
         if host.is_empty() {
-            return Err(format!("{url:?} names no registry\n  fix: give HOST[:PORT], e.g. --registry 127.0.0.1:5000"));
+            return Err(format!(
+                "{url:?} names no registry\n  fix: give HOST[:PORT], e.g. --registry 127.0.0.1:5000"
+            ));
         }
         if url.starts_with("http://") && !is_loopback(&host) {
-            return Err(format!("{url}: plain HTTP is used only for registries on this machine (loopback)\n  fix: use https://{host}"));
+            return Err(format!(
+                "{url}: plain HTTP is used only for registries on this machine (loopback)\n  fix: use https://{host}"
+            ));
         }
         Ok(Self::new(&host))
     }
 
     fn failure(&self, what: &str, detail: impl std::fmt::Display) -> Error {
-        Error::not_started(format!("the registry {} failed while {what}: {detail}", self.registry))
+        Error::not_started(format!(
+            "the registry {} failed while {what}: {detail}",
+            self.registry
+        ))
     }
 
     /// GET `path` (or a full URL), with auth and redirects handled; the body unread.
-    fn get(&mut self, path: &str, accept: &str, what: &str, limit: Duration) -> Result<Opened, Error> {
-        let mut url = if path.starts_with("http") { path.to_string() } else { format!("{}{path}", self.base) };
+    fn get(
+        &mut self,
+        path: &str,
+        accept: &str,
+        what: &str,
+        limit: Duration,
+    ) -> Result<Opened, Error> {
+        let mut url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        };
         let mut tried_auth = false;
         for _ in 0..6 {
             let same_host = url.starts_with(&self.base);
@@ -191,11 +233,15 @@ impl Registry {
             if let (true, Some(authorization)) = (same_host, &self.authorization) {
                 headers.push(("Authorization".to_string(), authorization.clone()));
             }
-            let opened = open(&url, &headers, limit).map_err(|e| self.transport_error(what, &e, limit))?;
+            let opened =
+                open(&url, &headers, limit).map_err(|e| self.transport_error(what, &e, limit))?;
             match opened.status {
                 401 if same_host && !tried_auth => {
                     tried_auth = true;
-                    let challenge = opened.header("www-authenticate").unwrap_or_default().to_string();
+                    let challenge = opened
+                        .header("www-authenticate")
+                        .unwrap_or_default()
+                        .to_string();
                     self.authorization = Some(self.authorize(&challenge, what, limit)?);
                 }
                 301 | 302 | 303 | 307 | 308 => {
@@ -214,7 +260,11 @@ impl Registry {
 
     fn transport_error(&self, what: &str, e: &io::Error, limit: Duration) -> Error {
         if deadline::is_timeout(e) {
-            Error::not_started(deadline::no_answer(&format!("the registry {}", self.registry), what, limit))
+            Error::not_started(deadline::no_answer(
+                &format!("the registry {}", self.registry),
+                what,
+                limit,
+            ))
         } else {
             Error::not_started(format!(
                 "cannot reach the registry {} ({what}): {e}\n  fix: check the registry's address and that it is running",
@@ -240,7 +290,10 @@ impl Registry {
             return basic.ok_or_else(no_credentials);
         }
         if !lower.starts_with("bearer") {
-            return Err(self.failure(what, format!("an authentication scheme tapir does not speak: {challenge:?}")));
+            return Err(self.failure(
+                what,
+                format!("an authentication scheme tapir does not speak: {challenge:?}"),
+            ));
         }
         let params = challenge_params(challenge);
         let realm = params.get("realm").cloned().unwrap_or_default();
@@ -255,16 +308,22 @@ impl Registry {
         if let Some(basic) = &basic {
             headers.push(("Authorization".to_string(), basic.clone()));
         }
-        let opened = open(&url, &headers, limit).map_err(|e| self.transport_error("asking for a token", &e, limit))?;
+        let opened = open(&url, &headers, limit)
+            .map_err(|e| self.transport_error("asking for a token", &e, limit))?;
         if opened.status == 401 || opened.status == 403 {
             return Err(if self.credentials.is_some() {
-                Error::not_started(format!("the registry {} refused the credentials ({what})\n  fix: check TAPIR_REGISTRY_USERNAME/TAPIR_REGISTRY_PASSWORD or `docker login {}`", self.registry, self.registry))
+                Error::not_started(format!(
+                    "the registry {} refused the credentials ({what})\n  fix: check TAPIR_REGISTRY_USERNAME/TAPIR_REGISTRY_PASSWORD or `docker login {}`",
+                    self.registry, self.registry
+                ))
             } else {
                 no_credentials()
             });
         }
         let status = opened.status;
-        let body = opened.read_all(MAX_JSON_BYTES).map_err(|e| self.transport_error("reading a token", &e, limit))?;
+        let body = opened
+            .read_all(MAX_JSON_BYTES)
+            .map_err(|e| self.transport_error("reading a token", &e, limit))?;
         if status != 200 {
             return Err(self.failure(what, format!("the token service answered {status}")));
         }
@@ -277,11 +336,18 @@ impl Registry {
     }
 
     /// A small JSON document (manifest, config, catalogue) and its headers.
-    fn get_json(&mut self, path: &str, accept: &str, what: &str) -> Result<(Value, Vec<(String, String)>), Error> {
+    fn get_json(
+        &mut self,
+        path: &str,
+        accept: &str,
+        what: &str,
+    ) -> Result<(Value, Vec<(String, String)>), Error> {
         let limit = deadline::limit();
         let opened = self.get(path, accept, what, limit)?;
         let (status, headers) = (opened.status, opened.headers.clone());
-        let body = opened.read_all(MAX_JSON_BYTES).map_err(|e| self.transport_error(what, &e, limit))?;
+        let body = opened
+            .read_all(MAX_JSON_BYTES)
+            .map_err(|e| self.transport_error(what, &e, limit))?;
         match status {
             200 => serde_json::from_slice(&body)
                 .map(|v| (v, headers))
@@ -290,8 +356,20 @@ impl Registry {
                 "the registry {} refused access ({what})\n  fix: check the credentials (TAPIR_REGISTRY_USERNAME/TAPIR_REGISTRY_PASSWORD, or `docker login {}`)",
                 self.registry, self.registry
             ))),
-            404 => Err(Error::Usage(format!("{what}: the registry {} has no such image (404)", self.registry))),
-            status => Err(self.failure(what, format!("HTTP {status}: {}", String::from_utf8_lossy(&body).chars().take(300).collect::<String>()))),
+            404 => Err(Error::Usage(format!(
+                "{what}: the registry {} has no such image (404)",
+                self.registry
+            ))),
+            status => Err(self.failure(
+                what,
+                format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(300)
+                        .collect::<String>()
+                ),
+            )),
         }
     }
 
@@ -300,11 +378,30 @@ impl Registry {
         let mut out = Vec::new();
         let mut path = "/v2/_catalog?n=1000".to_string();
         loop {
-            let (v, headers) = self.get_json(&path, "application/json", "listing its catalogue (/v2/_catalog)")?;
-            out.extend(v["repositories"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string));
-            let next = headers.iter().find(|(n, _)| n == "link").and_then(|(_, l)| {
-                l.split(';').next().map(|u| u.trim().trim_start_matches('<').trim_end_matches('>').to_string())
-            });
+            let (v, headers) = self.get_json(
+                &path,
+                "application/json",
+                "listing its catalogue (/v2/_catalog)",
+            )?;
+            out.extend(
+                v["repositories"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string),
+            );
+            let next = headers
+                .iter()
+                .find(|(n, _)| n == "link")
+                .and_then(|(_, l)| {
+                    l.split(';').next().map(|u| {
+                        u.trim()
+                            .trim_start_matches('<')
+                            .trim_end_matches('>')
+                            .to_string()
+                    })
+                });
             match next {
                 Some(next) if !next.is_empty() && out.len() < 100_000 => path = next,
                 _ => return Ok(out),
@@ -314,15 +411,28 @@ impl Registry {
 
     /// A repository's tags.
     pub(crate) fn tags(&mut self, repository: &str) -> Result<Vec<String>, Error> {
-        let (v, _) = self.get_json(&format!("/v2/{repository}/tags/list"), "application/json", &format!("listing the tags of {repository}"))?;
-        Ok(v["tags"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect())
+        let (v, _) = self.get_json(
+            &format!("/v2/{repository}/tags/list"),
+            "application/json",
+            &format!("listing the tags of {repository}"),
+        )?;
+        Ok(v["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect())
     }
 
     /// The image's manifest for this machine's platform and its config.
     pub(crate) fn image(&mut self, remote: &RemoteRef) -> Result<RemoteImage, Error> {
         let what = format!("reading the manifest of {}", remote.display());
-        let (mut manifest, mut headers) =
-            self.get_json(&format!("/v2/{}/manifests/{}", remote.repository, remote.reference), MANIFEST_TYPES, &what)?;
+        let (mut manifest, mut headers) = self.get_json(
+            &format!("/v2/{}/manifests/{}", remote.repository, remote.reference),
+            MANIFEST_TYPES,
+            &what,
+        )?;
         if manifest["manifests"].is_array() {
             let (os, arch) = ("linux", host_architecture());
             let chosen = manifest["manifests"]
@@ -331,11 +441,20 @@ impl Registry {
                 .flatten()
                 .find(|m| m["platform"]["os"] == os && m["platform"]["architecture"] == arch)
                 .and_then(|m| m["digest"].as_str())
-                .ok_or_else(|| Error::Usage(format!("{} has no image for {os}/{arch}", remote.display())))?
+                .ok_or_else(|| {
+                    Error::Usage(format!("{} has no image for {os}/{arch}", remote.display()))
+                })?
                 .to_string();
-            (manifest, headers) = self.get_json(&format!("/v2/{}/manifests/{chosen}", remote.repository), MANIFEST_TYPES, &what)?;
+            (manifest, headers) = self.get_json(
+                &format!("/v2/{}/manifests/{chosen}", remote.repository),
+                MANIFEST_TYPES,
+                &what,
+            )?;
         }
-        let digest = headers.iter().find(|(n, _)| n == "docker-content-digest").map(|(_, v)| v.clone());
+        let digest = headers
+            .iter()
+            .find(|(n, _)| n == "docker-content-digest")
+            .map(|(_, v)| v.clone());
         let config_digest = manifest["config"]["digest"]
             .as_str()
             .ok_or_else(|| self.failure(&what, "the manifest names no config (a schema 1 manifest? push the image again with a current Docker)"))?
@@ -355,11 +474,20 @@ impl Registry {
                 size: l["size"].as_u64().unwrap_or_default(),
             })
             .collect();
-        let strings = |v: &Value| -> Vec<String> { v.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect() };
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        };
         let c = &config["config"];
         let info = ImageInfo {
             id: config_digest,
-            repo_digests: digest.map(|d| vec![format!("{}/{}@{d}", remote.registry, remote.repository)]).unwrap_or_default(),
+            repo_digests: digest
+                .map(|d| vec![format!("{}/{}@{d}", remote.registry, remote.repository)])
+                .unwrap_or_default(),
             user: c["User"].as_str().unwrap_or_default().to_string(),
             entrypoint: strings(&c["Entrypoint"]),
             cmd: strings(&c["Cmd"]),
@@ -368,10 +496,17 @@ impl Registry {
             created: config["created"].as_str().unwrap_or_default().to_string(),
             size_bytes: layers.iter().map(|l| l.size).sum(),
             os: config["os"].as_str().unwrap_or_default().to_string(),
-            architecture: config["architecture"].as_str().unwrap_or_default().to_string(),
+            architecture: config["architecture"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             labels: c["Labels"]
                 .as_object()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect::<BTreeMap<_, _>>())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect::<BTreeMap<_, _>>()
+                })
                 .unwrap_or_default(),
         };
         Ok(RemoteImage {
@@ -387,11 +522,20 @@ impl Registry {
         &mut self,
         remote: &RemoteRef,
         layer: &Layer,
-        visit: &mut dyn FnMut(&str, &mut tar::Entry<'_, Box<dyn Read + Send>>) -> io::Result<bool>,
+        visit: &mut LayerVisitor<'_>,
     ) -> Result<(), Error> {
-        let what = format!("reading layer {} of {}", short(&layer.digest), remote.display());
+        let what = format!(
+            "reading layer {} of {}",
+            short(&layer.digest),
+            remote.display()
+        );
         let limit = deadline::limit() * deadline::PULL_FACTOR;
-        let opened = self.get(&format!("/v2/{}/blobs/{}", remote.repository, layer.digest), "*/*", &what, limit)?;
+        let opened = self.get(
+            &format!("/v2/{}/blobs/{}", remote.repository, layer.digest),
+            "*/*",
+            &what,
+            limit,
+        )?;
         if opened.status != 200 {
             return Err(self.failure(&what, format!("HTTP {}", opened.status)));
         }
@@ -401,14 +545,21 @@ impl Registry {
         } else if media.ends_with(".tar") || media.ends_with("tar.v1") {
             opened.body
         } else {
-            return Err(self.failure(&what, format!("layers of type {media} cannot be read by tapir (gzip and plain tar can)")));
+            return Err(self.failure(
+                &what,
+                format!("layers of type {media} cannot be read by tapir (gzip and plain tar can)"),
+            ));
         };
         let mut archive = tar::Archive::new(stream);
         let result: io::Result<()> = (|| {
             for entry in archive.entries()? {
                 let mut entry = entry?;
                 let path = entry.path()?.to_string_lossy().into_owned();
-                let key = path.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/').to_string();
+                let key = path
+                    .trim_start_matches("./")
+                    .trim_start_matches('/')
+                    .trim_end_matches('/')
+                    .to_string();
                 if !visit(&key, &mut entry)? {
                     break;
                 }
@@ -420,7 +571,11 @@ impl Registry {
 
     /// A file's content, read from the layers top down (`Ok(None)` when the image does
     /// not have it). A link is followed (within the image) a few times.
-    pub(crate) fn read_file(&mut self, image: &RemoteImage, path: &str) -> Result<Option<Vec<u8>>, Error> {
+    pub(crate) fn read_file(
+        &mut self,
+        image: &RemoteImage,
+        path: &str,
+    ) -> Result<Option<Vec<u8>>, Error> {
         let mut wanted = path.trim_start_matches('/').to_string();
         for _ in 0..8 {
             let mut found: Option<Result<Vec<u8>, String>> = None;
@@ -430,18 +585,31 @@ impl Registry {
                     Some((parent, name)) => (name.to_string(), parent.to_string()),
                     None => (wanted.clone(), String::new()),
                 };
-                let whiteout = if parent.is_empty() { format!(".wh.{name}") } else { format!("{parent}/.wh.{name}") };
-                let opaque = if parent.is_empty() { ".wh..wh..opq".to_string() } else { format!("{parent}/.wh..wh..opq") };
+                let whiteout = if parent.is_empty() {
+                    format!(".wh.{name}")
+                } else {
+                    format!("{parent}/.wh.{name}")
+                };
+                let opaque = if parent.is_empty() {
+                    ".wh..wh..opq".to_string()
+                } else {
+                    format!("{parent}/.wh..wh..opq")
+                };
                 let mut opaque_here = false;
                 self.walk_layer(&image.remote, layer, &mut |key, entry| {
                     if key == wanted {
                         let kind = entry.header().entry_type();
                         found = Some(if kind.is_symlink() {
-                            let target = entry.link_name()?.map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+                            let target = entry
+                                .link_name()?
+                                .map(|l| l.to_string_lossy().into_owned())
+                                .unwrap_or_default();
                             Err(target)
                         } else {
                             let mut content = Vec::new();
-                            Read::by_ref(entry).take(MAX_JSON_BYTES).read_to_end(&mut content)?;
+                            Read::by_ref(entry)
+                                .take(MAX_JSON_BYTES)
+                                .read_to_end(&mut content)?;
                             Ok(content)
                         });
                         return Ok(false);
@@ -490,7 +658,11 @@ impl Registry {
                 if name == ".wh..wh..opq" {
                     opaque.push(parent.to_string());
                 } else if let Some(gone) = name.strip_prefix(".wh.") {
-                    removed.insert(if parent.is_empty() { gone.to_string() } else { format!("{parent}/{gone}") });
+                    removed.insert(if parent.is_empty() {
+                        gone.to_string()
+                    } else {
+                        format!("{parent}/{gone}")
+                    });
                 } else {
                     let header = entry.header();
                     let kind = match header.entry_type() {
@@ -499,8 +671,18 @@ impl Registry {
                         t if t.is_file() || t.is_hard_link() => EntryKind::File,
                         _ => EntryKind::Other,
                     };
-                    let link_target = entry.link_name()?.map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
-                    added.push((key.to_string(), Entry { kind, mode: header.mode()? & 0o777, link_target }));
+                    let link_target = entry
+                        .link_name()?
+                        .map(|l| l.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    added.push((
+                        key.to_string(),
+                        Entry {
+                            kind,
+                            mode: header.mode()? & 0o777,
+                            link_target,
+                        },
+                    ));
                 }
                 Ok(true)
             })?;
@@ -517,6 +699,10 @@ impl Registry {
         Ok(IndexFs(index))
     }
 }
+
+/// Called with each entry of a layer (path without leading `/`); `false` stops the walk.
+type LayerVisitor<'a> =
+    dyn FnMut(&str, &mut tar::Entry<'_, Box<dyn Read + Send>>) -> io::Result<bool> + 'a;
 
 /// An image in a registry: where it is, its config, its layers (bottom first).
 #[derive(Debug, Clone)]
@@ -554,7 +740,14 @@ fn challenge_params(challenge: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let mut chars = rest.chars().peekable();
     loop {
-        let key: String = chars.by_ref().take_while(|c| *c != '=').collect::<String>().trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let key: String = chars
+            .by_ref()
+            .take_while(|c| *c != '=')
+            .collect::<String>()
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
         if key.is_empty() {
             break;
         }
@@ -586,18 +779,24 @@ fn base64_standard(bytes: &[u8]) -> String {
 /// The credentials for `registry`: `TAPIR_REGISTRY_USERNAME`/`_PASSWORD`, else an
 /// `auths` entry of Docker's config.json (`$DOCKER_CONFIG` or `~/.docker`).
 fn credentials_for(registry: &str) -> Option<(String, String)> {
-    if let (Ok(user), Ok(password)) = (std::env::var("TAPIR_REGISTRY_USERNAME"), std::env::var("TAPIR_REGISTRY_PASSWORD")) {
+    if let (Ok(user), Ok(password)) = (
+        std::env::var("TAPIR_REGISTRY_USERNAME"),
+        std::env::var("TAPIR_REGISTRY_PASSWORD"),
+    ) {
         return Some((user, password));
     }
     let dir = std::env::var_os("DOCKER_CONFIG")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")))?;
-    let config: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
     let auths = config["auths"].as_object()?;
     let hub = registry == "registry-1.docker.io";
     let auth = auths.iter().find_map(|(key, v)| {
         let host = crate::model::registry::registry_host(key);
-        (host == registry || (hub && host.contains("docker.io"))).then(|| v["auth"].as_str()).flatten()
+        (host == registry || (hub && host.contains("docker.io")))
+            .then(|| v["auth"].as_str())
+            .flatten()
     })?;
     let decoded = String::from_utf8(base64_decode(auth)?).ok()?;
     let (user, password) = decoded.split_once(':')?;
@@ -612,7 +811,9 @@ fn open(url: &str, headers: &[(String, String)], limit: Duration) -> io::Result<
             None => (rest, "/"),
         };
         if !is_loopback(host) {
-            return Err(io::Error::other(format!("plain HTTP to {host} refused: only loopback registries are spoken to without TLS")));
+            return Err(io::Error::other(format!(
+                "plain HTTP to {host} refused: only loopback registries are spoken to without TLS"
+            )));
         }
         return open_plain(host, path, headers, limit);
     }
@@ -622,7 +823,12 @@ fn open(url: &str, headers: &[(String, String)], limit: Duration) -> io::Result<
     Err(io::Error::other(format!("not an http(s) URL: {url}")))
 }
 
-fn open_plain(host: &str, path: &str, headers: &[(String, String)], limit: Duration) -> io::Result<Opened> {
+fn open_plain(
+    host: &str,
+    path: &str,
+    headers: &[(String, String)],
+    limit: Duration,
+) -> io::Result<Opened> {
     let started = Instant::now();
     let address = host
         .to_socket_addrs()?
@@ -631,7 +837,9 @@ fn open_plain(host: &str, path: &str, headers: &[(String, String)], limit: Durat
     let mut stream = TcpStream::connect_timeout(&address, limit)?;
     stream.set_read_timeout(Some(limit))?;
     stream.set_write_timeout(Some(limit))?;
-    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: tapir\r\n");
+    let mut head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: tapir\r\n"
+    );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -639,10 +847,19 @@ fn open_plain(host: &str, path: &str, headers: &[(String, String)], limit: Durat
     stream.write_all(head.as_bytes())?;
     let mut reader = BufReader::new(stream);
     let (status, headers) = read_head(&mut reader)?;
-    let length = headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse::<u64>().ok());
-    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse::<u64>().ok());
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
     let body: Box<dyn Read + Send> = if chunked {
-        Box::new(Chunked { inner: reader, left: 0, done: false })
+        Box::new(Chunked {
+            inner: reader,
+            left: 0,
+            done: false,
+        })
     } else if let Some(length) = length {
         Box::new(reader.take(length))
     } else {
@@ -651,7 +868,10 @@ fn open_plain(host: &str, path: &str, headers: &[(String, String)], limit: Durat
     Ok(Opened {
         status,
         headers,
-        body: Box::new(Bounded { inner: body, until: started + limit }),
+        body: Box::new(Bounded {
+            inner: body,
+            until: started + limit,
+        }),
     })
 }
 
@@ -703,10 +923,15 @@ impl<R: BufRead> Read for Chunked<R> {
                 return Ok(0);
             }
         }
-        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the registry's answer was cut short"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the registry's answer was cut short",
+            ));
         }
         self.left -= n as u64;
         Ok(n)
@@ -732,9 +957,15 @@ impl<R: Read> Read for Bounded<R> {
 /// https through the system's `curl`: the URL and headers (credentials among them) go
 /// in a config on its standard input, so no argv holds them; `--max-time` bounds it.
 fn open_with_curl(url: &str, headers: &[(String, String)], limit: Duration) -> io::Result<Opened> {
-    let mut config = format!("url = \"{}\"\n", url.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut config = format!(
+        "url = \"{}\"\n",
+        url.replace('\\', "\\\\").replace('"', "\\\"")
+    );
     for (name, value) in headers {
-        config.push_str(&format!("header = \"{name}: {}\"\n", value.replace('\\', "\\\\").replace('"', "\\\"")));
+        config.push_str(&format!(
+            "header = \"{name}: {}\"\n",
+            value.replace('\\', "\\\\").replace('"', "\\\"")
+        ));
     }
     let mut child = Command::new("curl")
         .args(["--silent", "--show-error", "--include", "--max-time", &limit.as_secs().max(1).to_string(), "--config", "-"])
@@ -746,7 +977,10 @@ fn open_with_curl(url: &str, headers: &[(String, String)], limit: Duration) -> i
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(config.as_bytes())?;
     }
-    let stdout = child.stdout.take().ok_or_else(|| io::Error::other("curl gave no output"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| io::Error::other("curl gave no output"))?;
     let mut reader = BufReader::new(stdout);
     let (mut status, mut headers) = read_head(&mut reader)?;
     // `100 Continue` and proxy `200 Connection established` heads come first.
@@ -786,12 +1020,29 @@ mod tests {
     #[test]
     fn references_are_read_as_docker_reads_them() {
         let r = RemoteRef::parse("docker://127.0.0.1:5117/tapir-test/good:1").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.reference.as_str()), ("127.0.0.1:5117", "tapir-test/good", "1"));
+        assert_eq!(
+            (
+                r.registry.as_str(),
+                r.repository.as_str(),
+                r.reference.as_str()
+            ),
+            ("127.0.0.1:5117", "tapir-test/good", "1")
+        );
         assert_eq!(r.display(), "127.0.0.1:5117/tapir-test/good:1");
         let hub = RemoteRef::parse("docker://ubuntu").unwrap();
-        assert_eq!((hub.registry.as_str(), hub.repository.as_str(), hub.reference.as_str()), ("registry-1.docker.io", "library/ubuntu", "latest"));
+        assert_eq!(
+            (
+                hub.registry.as_str(),
+                hub.repository.as_str(),
+                hub.reference.as_str()
+            ),
+            ("registry-1.docker.io", "library/ubuntu", "latest")
+        );
         let digest = RemoteRef::parse("localhost:5000/a/b@sha256:ab").unwrap();
-        assert_eq!((digest.repository.as_str(), digest.reference.as_str()), ("a/b", "sha256:ab"));
+        assert_eq!(
+            (digest.repository.as_str(), digest.reference.as_str()),
+            ("a/b", "sha256:ab")
+        );
         assert_eq!(digest.display(), "localhost:5000/a/b@sha256:ab");
         assert!(RemoteRef::parse("docker://").is_err());
         assert!(RemoteRef::parse("docker://a b").is_err());
@@ -806,13 +1057,21 @@ mod tests {
         assert!(!is_loopback("registry.example.org:5000"));
         assert!(!is_loopback("10.0.0.1:5000"));
         assert!(Registry::from_url("http://10.0.0.1:5000").is_err());
-        assert_eq!(Registry::from_url("http://127.0.0.1:5117").unwrap().base, "http://127.0.0.1:5117");
-        assert_eq!(Registry::from_url("registry.example.org").unwrap().base, "https://registry.example.org");
+        assert_eq!(
+            Registry::from_url("http://127.0.0.1:5117").unwrap().base,
+            "http://127.0.0.1:5117"
+        );
+        assert_eq!(
+            Registry::from_url("registry.example.org").unwrap().base,
+            "https://registry.example.org"
+        );
     }
 
     #[test]
     fn bearer_challenges_are_read() {
-        let p = challenge_params(r#"Bearer realm="https://auth.example.org/token",service="registry.example.org",scope="repository:a/b:pull""#);
+        let p = challenge_params(
+            r#"Bearer realm="https://auth.example.org/token",service="registry.example.org",scope="repository:a/b:pull""#,
+        );
         assert_eq!(p["realm"], "https://auth.example.org/token");
         assert_eq!(p["service"], "registry.example.org");
         assert_eq!(p["scope"], "repository:a/b:pull");
@@ -823,7 +1082,13 @@ mod tests {
     fn a_chunked_body_is_joined() {
         let raw = b"4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\n\r\n";
         let mut out = String::new();
-        Chunked { inner: &raw[..], left: 0, done: false }.read_to_string(&mut out).unwrap();
+        Chunked {
+            inner: &raw[..],
+            left: 0,
+            done: false,
+        }
+        .read_to_string(&mut out)
+        .unwrap();
         assert_eq!(out, "Wikipedia");
     }
 }

@@ -28,7 +28,10 @@ pub(crate) fn pull_with_login(
     login: &RegistryLogin,
 ) -> Result<(), Error> {
     let limit = deadline::limit() * deadline::PULL_FACTOR;
-    let what = format!("pulling {reference} (logged in to {} as {})", login.server, login.username);
+    let what = format!(
+        "pulling {reference} (logged in to {} as {})",
+        login.server, login.username
+    );
     let request = Request {
         method: "POST".into(),
         path: format!("/images/create?{}", pull_query(reference)),
@@ -82,11 +85,14 @@ fn registry_auth_header(login: &RegistryLogin) -> String {
 
 /// URL-safe base64 with padding (Go's `base64.URLEncoding`, which the engine decodes).
 pub(crate) fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -104,7 +110,10 @@ pub(crate) fn base64url(bytes: &[u8]) -> String {
 fn refused(reference: &str, login: &RegistryLogin, message: &str) -> Error {
     let message = login.scrub(message.trim());
     let lower = message.to_lowercase();
-    if lower.contains("unauthorized") || lower.contains("authentication required") || lower.contains("denied") {
+    if lower.contains("unauthorized")
+        || lower.contains("authentication required")
+        || lower.contains("denied")
+    {
         Error::not_started(format!(
             "the registry {} refused the task's credentials (config.registryUsername `{}` and its registryPassword) for {reference}: {message}\n  fix: check the username and the password (or token) the task's config reads, and that this user may pull {reference}",
             login.server, login.username
@@ -126,19 +135,33 @@ fn pull_through_cli(
     let config = tempfile::Builder::new()
         .prefix("tapir-docker-login-")
         .tempdir()
-        .map_err(|e| Error::not_started(format!("cannot make a private folder for `docker login`: {e}")))?;
+        .map_err(|e| {
+            Error::not_started(format!(
+                "cannot make a private folder for `docker login`: {e}"
+            ))
+        })?;
     let mut login_command = docker.command();
-    login_command
-        .env("DOCKER_CONFIG", config.path())
-        .args(["login", "--username", &login.username, "--password-stdin", &login.server]);
-    let (ok, output) = run_with_input(&mut login_command, login.password().as_bytes(), deadline::limit())
-        .map_err(|e| Error::not_started(login.scrub(&e)))?;
+    login_command.env("DOCKER_CONFIG", config.path()).args([
+        "login",
+        "--username",
+        &login.username,
+        "--password-stdin",
+        &login.server,
+    ]);
+    let (ok, output) = run_with_input(
+        &mut login_command,
+        login.password().as_bytes(),
+        deadline::limit(),
+    )
+    .map_err(|e| Error::not_started(login.scrub(&e)))?;
     if !ok {
         return Err(refused(reference, login, &output));
     }
     let mut pull = docker.command();
-    pull.env("DOCKER_CONFIG", config.path()).args(["pull", reference]);
-    let (ok, output) = run_with_input(&mut pull, b"", limit).map_err(|e| Error::not_started(login.scrub(&e)))?;
+    pull.env("DOCKER_CONFIG", config.path())
+        .args(["pull", reference]);
+    let (ok, output) =
+        run_with_input(&mut pull, b"", limit).map_err(|e| Error::not_started(login.scrub(&e)))?;
     drop(config);
     if ok {
         Ok(())
@@ -181,7 +204,10 @@ fn run_with_input(
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => {
             if let Ok(pid) = i32::try_from(pid) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             Err(deadline::no_answer(
                 &format!("{:?}", command.get_program()),
@@ -203,21 +229,33 @@ mod tests {
         assert_eq!(base64url(b"fo"), "Zm8=");
         assert_eq!(base64url(b"foo"), "Zm9v");
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8=");
-        let decoded = super::super::image_fs::base64_decode(&base64url(b"{\"a\": \"\xc3\xa9\"}")).unwrap();
+        let decoded =
+            super::super::image_fs::base64_decode(&base64url(b"{\"a\": \"\xc3\xa9\"}")).unwrap();
         assert_eq!(decoded, b"{\"a\": \"\xc3\xa9\"}");
     }
 
     #[test]
     fn a_reference_without_tag_pulls_latest_only() {
-        assert_eq!(pull_query("127.0.0.1:5118/g/x"), "fromImage=127.0.0.1:5118/g/x&tag=latest");
-        assert_eq!(pull_query("127.0.0.1:5118/g/x:1"), "fromImage=127.0.0.1:5118/g/x:1");
+        assert_eq!(
+            pull_query("127.0.0.1:5118/g/x"),
+            "fromImage=127.0.0.1:5118/g/x&tag=latest"
+        );
+        assert_eq!(
+            pull_query("127.0.0.1:5118/g/x:1"),
+            "fromImage=127.0.0.1:5118/g/x:1"
+        );
         assert!(!pull_query("x@sha256:ab").contains("tag="));
     }
 
     #[test]
     fn a_refusal_names_the_credentials_but_never_the_password() {
         let login = RegistryLogin::new("127.0.0.1:5118".into(), "u".into(), "pw-123".into());
-        let e = refused("r/x:1", &login, "unauthorized: authentication required (pw-123)").to_string();
+        let e = refused(
+            "r/x:1",
+            &login,
+            "unauthorized: authentication required (pw-123)",
+        )
+        .to_string();
         assert!(e.contains("refused the task's credentials"), "{e}");
         assert!(!e.contains("pw-123"), "{e}");
     }

@@ -35,7 +35,10 @@ pub(crate) fn run(args: &ImagesArgs, color: ColorChoice) -> Result<ExitStatus> {
                 (None, 1) => "local image",
                 (None, _) => "local images",
             };
-            let among = format!("{} among {total} {place}", plural(all.len(), "Task API image"));
+            let among = format!(
+                "{} among {total} {place}",
+                plural(all.len(), "Task API image")
+            );
             output::stderr(&if searched {
                 format!(
                     "{} {} ({among})\n",
@@ -57,9 +60,15 @@ pub(crate) fn human(images: &[&TaskApiImage], p: &Printer) -> String {
     for image in images {
         let short = image.id.trim_start_matches("sha256:");
         let short = &short[..short.len().min(12)];
-        out.push_str(&format!("{}  {short}", p.bold(&image.references.join(", "))));
+        out.push_str(&format!(
+            "{}  {short}",
+            p.bold(&image.references.join(", "))
+        ));
         if !image.valid {
-            out.push_str(&format!("  {}", p.red("(invalid /processing-container.json: see `tapir inspect`)")));
+            out.push_str(&format!(
+                "  {}",
+                p.red("(invalid /processing-container.json: see `tapir inspect`)")
+            ));
         }
         out.push('\n');
         let about = match (image.title.is_empty(), image.description.is_empty()) {
@@ -70,9 +79,18 @@ pub(crate) fn human(images: &[&TaskApiImage], p: &Printer) -> String {
         if !about.is_empty() {
             out.push_str(&format!("    {about}\n"));
         }
-        let width = image.templates.iter().map(|t| t.identifier.chars().count()).max().unwrap_or(0);
+        let width = image
+            .templates
+            .iter()
+            .map(|t| t.identifier.chars().count())
+            .max()
+            .unwrap_or(0);
         for t in &image.templates {
-            out.push_str(&format!("    {} {}\n", p.cyan(&format!("{:<width$}", t.identifier)), t.description));
+            out.push_str(&format!(
+                "    {} {}\n",
+                p.cyan(&format!("{:<width$}", t.identifier)),
+                t.description
+            ));
         }
         out.push('\n');
     }

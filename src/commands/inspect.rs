@@ -22,9 +22,13 @@ use crate::backend::lookup::processing_container_bytes;
 const OCI_PREFIX: &str = "org.opencontainers.image.";
 
 pub(crate) fn run(args: &InspectArgs, color: ColorChoice) -> Result<ExitStatus> {
-    let (image, bytes) = if args.image.starts_with(crate::backend::registry::REMOTE_PREFIX) {
+    let (image, bytes) = if args
+        .image
+        .starts_with(crate::backend::registry::REMOTE_PREFIX)
+    {
         // From its registry: manifest, config, and the layers down to the file.
-        let remote = crate::backend::registry::RemoteRef::parse(&args.image).map_err(Error::Usage)?;
+        let remote =
+            crate::backend::registry::RemoteRef::parse(&args.image).map_err(Error::Usage)?;
         let mut registry = crate::backend::registry::Registry::new(&remote.registry);
         let image = registry.image(&remote)?;
         let bytes = registry.read_file(&image, "/processing-container.json")?;

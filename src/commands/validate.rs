@@ -108,7 +108,9 @@ fn check_images(images: &[String], strict: bool) -> Result<Vec<Outcome>> {
         if docker.is_none() {
             docker = Some(crate::backend::docker::Docker::locate()?);
         }
-        let Some(docker) = docker.as_ref() else { continue };
+        let Some(docker) = docker.as_ref() else {
+            continue;
+        };
         outcomes.push(match image_check::check_local(docker, image)? {
             Some(mut checked) => {
                 if strict {
@@ -307,8 +309,14 @@ fn totals(outcomes: &[Outcome]) -> Totals {
             Outcome::Image(c) => {
                 t.checked += 1;
                 t.valid += usize::from(image_is_valid(c));
-                t.errors += c.all_findings().filter(|d| d.severity == Severity::Error).count();
-                t.warnings += c.all_findings().filter(|d| d.severity == Severity::Warning).count();
+                t.errors += c
+                    .all_findings()
+                    .filter(|d| d.severity == Severity::Error)
+                    .count();
+                t.warnings += c
+                    .all_findings()
+                    .filter(|d| d.severity == Severity::Warning)
+                    .count();
             }
             Outcome::Skipped => t.skipped += 1,
             Outcome::Unreadable(_) => t.unreadable += 1,
@@ -448,8 +456,14 @@ fn human_image(check: &ImageCheck, p: &Printer, quiet: bool) -> String {
         }
         out.push('\n');
     }
-    let errors = check.all_findings().filter(|d| d.severity == Severity::Error).count();
-    let warnings = check.all_findings().filter(|d| d.severity == Severity::Warning).count();
+    let errors = check
+        .all_findings()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = check
+        .all_findings()
+        .filter(|d| d.severity == Severity::Warning)
+        .count();
     if errors > 0 {
         out.push_str(&format!(
             "{} {} (image): {}\n",

@@ -102,11 +102,22 @@ impl RegistryCredentials {
         let (Some(username), Some(password)) = (&self.username, &self.password) else {
             return Err(format!(
                 "the task's config has `{}` but not `{}`\n  fix: give both registryUsername and registryPassword (the password from the environment: \"{{{{ env.REGISTRY_PASSWORD }}}}\"), or neither",
-                if self.username.is_some() { "registryUsername" } else { "registryPassword" },
-                if self.username.is_some() { "registryPassword" } else { "registryUsername" },
+                if self.username.is_some() {
+                    "registryUsername"
+                } else {
+                    "registryPassword"
+                },
+                if self.username.is_some() {
+                    "registryPassword"
+                } else {
+                    "registryUsername"
+                },
             ));
         };
-        for (key, value) in [("registryUsername", username), ("registryPassword", password)] {
+        for (key, value) in [
+            ("registryUsername", username),
+            ("registryPassword", password),
+        ] {
             if value.contains("{{") {
                 return Err(format!(
                     "config.{key} is a template whose variable is not set in tapir's environment\n  fix: set the variable it reads (e.g. `export REGISTRY_PASSWORD=…` before `tapir run --pull`)"
@@ -119,7 +130,11 @@ impl RegistryCredentials {
             .filter(|u| !u.contains("{{"))
             .map(registry_host)
             .unwrap_or_else(|| image_registry(image));
-        Ok(Some(RegistryLogin::new(server, username.clone(), password.clone())))
+        Ok(Some(RegistryLogin::new(
+            server,
+            username.clone(),
+            password.clone(),
+        )))
     }
 }
 
@@ -163,12 +178,23 @@ mod tests {
 
     #[test]
     fn incomplete_or_unrendered_credentials_say_what_is_missing_without_values() {
-        let only_user = RegistryCredentials::from_config(&serde_json::json!({"registryUsername": "u"}));
-        assert!(only_user.login_for("x").unwrap_err().contains("not `registryPassword`"));
+        let only_user =
+            RegistryCredentials::from_config(&serde_json::json!({"registryUsername": "u"}));
+        assert!(
+            only_user
+                .login_for("x")
+                .unwrap_err()
+                .contains("not `registryPassword`")
+        );
         let unrendered = RegistryCredentials::from_config(
             &serde_json::json!({"registryUsername": "u", "registryPassword": "{{ env.REGISTRY_PASSWORD }}"}),
         );
-        assert!(unrendered.login_for("x").unwrap_err().contains("config.registryPassword is a template"));
+        assert!(
+            unrendered
+                .login_for("x")
+                .unwrap_err()
+                .contains("config.registryPassword is a template")
+        );
         assert_eq!(RegistryCredentials::default().login_for("x"), Ok(None));
     }
 
@@ -176,7 +202,10 @@ mod tests {
     fn the_registry_of_an_image_is_found_as_docker_finds_it() {
         assert_eq!(image_registry("127.0.0.1:5118/g/x:1"), "127.0.0.1:5118");
         assert_eq!(image_registry("localhost/x"), "localhost");
-        assert_eq!(image_registry("registry.example.org/x"), "registry.example.org");
+        assert_eq!(
+            image_registry("registry.example.org/x"),
+            "registry.example.org"
+        );
         assert_eq!(image_registry("library/ubuntu"), "docker.io");
         assert_eq!(image_registry("ubuntu"), "docker.io");
     }

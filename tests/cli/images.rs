@@ -48,7 +48,11 @@ pub(crate) const ALL_LABELS: &str = r#"LABEL org.opencontainers.image.title="tap
 pub(crate) fn good_image() -> &'static str {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
-        let _ctx = build("tapir-test/image-good:1.2.0", &[ALL_LABELS, "USER 1000:1000"], &[]);
+        let _ctx = build(
+            "tapir-test/image-good:1.2.0",
+            &[ALL_LABELS, "USER 1000:1000"],
+            &[],
+        );
     });
     "tapir-test/image-good:1.2.0"
 }
@@ -81,7 +85,10 @@ pub(crate) fn bad_image() -> (&'static str, tempfile::TempDir) {
 }
 
 fn which_docker() -> String {
-    let out = Command::new("sh").args(["-c", "command -v docker"]).output().unwrap();
+    let out = Command::new("sh")
+        .args(["-c", "command -v docker"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -98,20 +105,33 @@ fn codes(file: &serde_json::Value) -> Vec<String> {
 fn a_good_image_passes_the_image_check_without_findings() {
     let image = good_image();
     let dir = tempfile::tempdir().unwrap();
-    let out = run(&mut tapir(dir.path(), ["validate", "--image", image, "--format", "json"]));
+    let out = run(&mut tapir(
+        dir.path(),
+        ["validate", "--image", image, "--format", "json"],
+    ));
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let files = v["files"].as_array().unwrap();
     assert_eq!(files[0]["kind"], "image");
     assert_eq!(files[0]["valid"], true);
     assert_eq!(codes(&files[0]), Vec::<String>::new(), "{}", out.stdout);
-    assert_eq!(files[1]["file"], format!("{image}:/processing-container.json"));
+    assert_eq!(
+        files[1]["file"],
+        format!("{image}:/processing-container.json")
+    );
     assert_eq!(codes(&files[1]), Vec::<String>::new(), "{}", out.stdout);
     assert_eq!(v["summary"]["errors"], 0);
     assert_eq!(v["summary"]["warnings"], 0);
     // No helper container is left behind.
     let left = Command::new("docker")
-        .args(["ps", "-a", "-q", "--filter", "label=tapir.helper=image-check", "--filter"])
+        .args([
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            "label=tapir.helper=image-check",
+            "--filter",
+        ])
         .arg(format!("ancestor={image}"))
         .output()
         .unwrap();
@@ -121,14 +141,20 @@ fn a_good_image_passes_the_image_check_without_findings() {
 #[test]
 fn a_bad_image_gets_every_finding_at_its_place_and_no_secret_value() {
     let (image, ctx) = bad_image();
-    let out = run(&mut tapir(ctx.path(), ["validate", "--image", image, "--format", "json"]));
+    let out = run(&mut tapir(
+        ctx.path(),
+        ["validate", "--image", image, "--format", "json"],
+    ));
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert!(!out.stdout.contains("tok-3f9a7c"), "{}", out.stdout);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let files = v["files"].as_array().unwrap();
     let image_codes = codes(&files[0]);
     for code in ["runs-as-root", "secret-in-image", "missing-oci-label"] {
-        assert!(image_codes.contains(&code.to_string()), "{code}: {image_codes:?}");
+        assert!(
+            image_codes.contains(&code.to_string()),
+            "{code}: {image_codes:?}"
+        );
     }
     // Only the secret with a value is reported.
     let secrets: Vec<&serde_json::Value> = files[0]["findings"]
@@ -138,7 +164,12 @@ fn a_bad_image_gets_every_finding_at_its_place_and_no_secret_value() {
         .filter(|f| f["code"] == "secret-in-image")
         .collect();
     assert_eq!(secrets.len(), 1, "{}", out.stdout);
-    assert!(secrets[0]["message"].as_str().unwrap().contains("API_TOKEN"));
+    assert!(
+        secrets[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("API_TOKEN")
+    );
     let lines: Vec<&str> = files[0]["label_lines"]
         .as_array()
         .unwrap()
@@ -146,40 +177,88 @@ fn a_bad_image_gets_every_finding_at_its_place_and_no_secret_value() {
         .map(|l| l.as_str().unwrap())
         .collect();
     assert!(lines.contains(&"LABEL org.opencontainers.image.licenses=\"<SPDX licence expression, e.g. Apache-2.0>\""), "{lines:?}");
-    assert!(lines.contains(&"LABEL org.opencontainers.image.created=$CREATED"), "{lines:?}");
+    assert!(
+        lines.contains(&"LABEL org.opencontainers.image.created=$CREATED"),
+        "{lines:?}"
+    );
 
     let embedded = &files[1];
     assert_eq!(
         codes(embedded),
-        ["command-not-found", "mount-over-file", "command-not-runnable-by-any-user"],
+        [
+            "command-not-found",
+            "mount-over-file",
+            "command-not-runnable-by-any-user"
+        ],
         "{}",
         out.stdout
     );
     let findings = embedded["findings"].as_array().unwrap();
     assert_eq!(findings[0]["pointer"], "/templates/0/command/0");
     assert_eq!(findings[0]["line"], 5);
-    assert_eq!(findings[1]["pointer"], "/templates/0/outputs/0/mounted_path");
-    assert!(findings[2]["message"].as_str().unwrap().contains("/root (mode 0700)"), "{}", findings[2]);
+    assert_eq!(
+        findings[1]["pointer"],
+        "/templates/0/outputs/0/mounted_path"
+    );
+    assert!(
+        findings[2]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/root (mode 0700)"),
+        "{}",
+        findings[2]
+    );
 
     // Without the API socket (TAPIR_DOCKER: everything through the CLI, `docker export`
     // read as a stream) the check finds the same.
     let docker = which_docker();
-    let through_cli = run(tapir(ctx.path(), ["validate", "--image", image, "--format", "json"]).env("TAPIR_DOCKER", docker));
+    let through_cli = run(tapir(
+        ctx.path(),
+        ["validate", "--image", image, "--format", "json"],
+    )
+    .env("TAPIR_DOCKER", docker));
     assert_eq!(through_cli.code, 1, "{}", through_cli.stderr);
     assert_eq!(through_cli.stdout, out.stdout);
 
     // The human form: snippets in the embedded file, the LABEL lines, the verdict.
     let human = run(&mut tapir(ctx.path(), ["validate", "--image", image]));
     assert_eq!(human.code, 1);
-    assert!(human.stdout.contains(&format!("--> {image}:/processing-container.json:5:")), "{}", human.stdout);
-    assert!(human.stdout.contains("    LABEL org.opencontainers.image.revision=$REVISION"), "{}", human.stdout);
-    assert!(human.stdout.contains(&format!("invalid {image} (image): 4 errors")), "{}", human.stdout);
+    assert!(
+        human
+            .stdout
+            .contains(&format!("--> {image}:/processing-container.json:5:")),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human
+            .stdout
+            .contains("    LABEL org.opencontainers.image.revision=$REVISION"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human
+            .stdout
+            .contains(&format!("invalid {image} (image): 4 errors")),
+        "{}",
+        human.stdout
+    );
     assert!(!human.stdout.contains("tok-3f9a7c") && !human.stderr.contains("tok-3f9a7c"));
 
     // GitHub annotations name the image and the embedded file.
-    let github = run(&mut tapir(ctx.path(), ["validate", "--image", image, "--format", "github"]));
+    let github = run(&mut tapir(
+        ctx.path(),
+        ["validate", "--image", image, "--format", "github"],
+    ));
     assert_eq!(github.code, 1);
-    assert!(github.stdout.contains("::error file=tapir-test/image-bad%3Alatest%3A/processing-container.json,line=5"), "{}", github.stdout);
+    assert!(
+        github.stdout.contains(
+            "::error file=tapir-test/image-bad%3Alatest%3A/processing-container.json,line=5"
+        ),
+        "{}",
+        github.stdout
+    );
     assert!(!github.stdout.contains("tok-3f9a7c"));
 }
 
@@ -189,16 +268,36 @@ fn strict_fails_on_warnings_and_a_missing_image_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let lenient = run(&mut tapir(dir.path(), ["validate", "--image", image, "-q"]));
     assert_eq!(lenient.code, 0, "{}", lenient.stdout);
-    let strict = run(&mut tapir(dir.path(), ["validate", "--image", image, "--strict"]));
+    let strict = run(&mut tapir(
+        dir.path(),
+        ["validate", "--image", image, "--strict"],
+    ));
     assert_eq!(strict.code, 1, "{}", strict.stdout);
 
-    let missing = run(&mut tapir(dir.path(), ["validate", "--image", "tapir-test/not-here:9"]));
+    let missing = run(&mut tapir(
+        dir.path(),
+        ["validate", "--image", "tapir-test/not-here:9"],
+    ));
     assert_eq!(missing.code, 2, "{}", missing.stderr);
-    assert!(missing.stderr.contains("tapir-test/not-here:9: image not present locally"), "{}", missing.stderr);
+    assert!(
+        missing
+            .stderr
+            .contains("tapir-test/not-here:9: image not present locally"),
+        "{}",
+        missing.stderr
+    );
 
     // Files and images in one call: the worst verdict wins.
     let task = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/upstream-task.json");
-    let both = run(&mut tapir(dir.path(), ["validate".as_ref(), task.as_os_str(), "--image".as_ref(), image.as_ref()]));
+    let both = run(&mut tapir(
+        dir.path(),
+        [
+            "validate".as_ref(),
+            task.as_os_str(),
+            "--image".as_ref(),
+            image.as_ref(),
+        ],
+    ));
     assert_eq!(both.code, 0, "{}\n{}", both.stdout, both.stderr);
     assert!(both.stdout.contains("checked 2 files"), "{}", both.stdout);
 }
@@ -207,7 +306,11 @@ fn strict_fails_on_warnings_and_a_missing_image_is_a_usage_error() {
 fn images_lists_only_task_api_images_and_searches_them() {
     let good = good_image();
     let (bad, ctx) = bad_image();
-    let _no_pc = build("tapir-test/images-no-pc:1", &[r#"RUN ["rm", "/processing-container.json"]"#], &[]);
+    let _no_pc = build(
+        "tapir-test/images-no-pc:1",
+        &[r#"RUN ["rm", "/processing-container.json"]"#],
+        &[],
+    );
     let dir = ctx.path();
 
     let all = run(&mut tapir(dir, ["images", "--format", "json"]));
@@ -217,11 +320,20 @@ fn images_lists_only_task_api_images_and_searches_them() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|i| i["references"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()))
+        .flat_map(|i| {
+            i["references"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+        })
         .collect();
     assert!(references.contains(&good.to_string()), "{references:?}");
     assert!(references.contains(&bad.to_string()), "{references:?}");
-    assert!(!references.iter().any(|r| r == "tapir-test/images-no-pc:1"), "{references:?}");
+    assert!(
+        !references.iter().any(|r| r == "tapir-test/images-no-pc:1"),
+        "{references:?}"
+    );
     let good_entry = v["images"]
         .as_array()
         .unwrap()
@@ -235,22 +347,65 @@ fn images_lists_only_task_api_images_and_searches_them() {
     // Keywords (any case, every one) in descriptions and templates; label filters.
     let search = run(&mut tapir(dir, ["images", "SPECTRA", "--format", "json"]));
     let v: serde_json::Value = serde_json::from_str(&search.stdout).unwrap();
-    assert_eq!(v["images"].as_array().unwrap().len(), 1, "{}", search.stdout);
+    assert_eq!(
+        v["images"].as_array().unwrap().len(),
+        1,
+        "{}",
+        search.stdout
+    );
     assert_eq!(v["images"][0]["references"][0], good);
     let by_template = run(&mut tapir(dir, ["images", "tool in /root"]));
     assert_eq!(by_template.code, 0);
-    assert!(by_template.stdout.starts_with(bad), "{}", by_template.stdout);
-    assert!(by_template.stdout.contains("closed  runs a tool in /root"), "{}", by_template.stdout);
-    assert!(by_template.stderr.contains("1 matches"), "{}", by_template.stderr);
-    let labelled = run(&mut tapir(dir, ["images", "--filter", "label=org.example.team=astro", "--format", "json"]));
+    assert!(
+        by_template.stdout.starts_with(bad),
+        "{}",
+        by_template.stdout
+    );
+    assert!(
+        by_template.stdout.contains("closed  runs a tool in /root"),
+        "{}",
+        by_template.stdout
+    );
+    assert!(
+        by_template.stderr.contains("1 matches"),
+        "{}",
+        by_template.stderr
+    );
+    let labelled = run(&mut tapir(
+        dir,
+        [
+            "images",
+            "--filter",
+            "label=org.example.team=astro",
+            "--format",
+            "json",
+        ],
+    ));
     let v: serde_json::Value = serde_json::from_str(&labelled.stdout).unwrap();
-    assert_eq!(v["images"].as_array().unwrap().len(), 1, "{}", labelled.stdout);
-    let none = run(&mut tapir(dir, ["images", "spectra", "--filter", "label=org.example.team=radio"]));
+    assert_eq!(
+        v["images"].as_array().unwrap().len(),
+        1,
+        "{}",
+        labelled.stdout
+    );
+    let none = run(&mut tapir(
+        dir,
+        [
+            "images",
+            "spectra",
+            "--filter",
+            "label=org.example.team=radio",
+        ],
+    ));
     assert_eq!(none.code, 0);
     assert_eq!(none.stdout, "");
     assert!(none.stderr.starts_with("0 match"), "{}", none.stderr);
 
     let bad_filter = run(&mut tapir(dir, ["images", "--filter", "team=astro"]));
     assert_eq!(bad_filter.code, 2);
-    assert!(bad_filter.stderr.contains("label=KEY"), "{}", bad_filter.stderr);
+    assert!(
+        bad_filter.stderr.contains("label=KEY"),
+        "{}",
+        bad_filter.stderr
+    );
 }

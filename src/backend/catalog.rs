@@ -105,6 +105,11 @@ impl TaskApiImage {
         let document = report.document.as_ref()?;
         let templates = document.value.get("templates")?.as_array()?;
         let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_string();
+        let labels = super::image_check::mask_secret_labels(ImageInfo {
+            labels,
+            ..ImageInfo::default()
+        })
+        .labels;
         let label = |key: &str| {
             labels
                 .get(&format!("{OCI_PREFIX}{key}"))
@@ -281,7 +286,7 @@ pub(crate) fn registry_task_api_images(url: &str) -> Result<(Vec<TaskApiImage>, 
                 reference: tag,
             };
             let image = registry.image(&remote)?;
-            let Some(bytes) = registry.read_file(&image, "/processing-container.json")? else {
+            let Some(bytes) = registry.processing_container(&image)? else {
                 continue;
             };
             found.extend(TaskApiImage::from_parts(

@@ -81,6 +81,17 @@ impl ImageCheck {
     }
 }
 
+/// The image with the values of secret-looking labels masked, for anything that shows
+/// labels (`inspect`, `images`): the check reports them, nothing prints them.
+pub(crate) fn mask_secret_labels(mut info: ImageInfo) -> ImageInfo {
+    for (key, value) in &mut info.labels {
+        if is_secret_name(key) && !value.is_empty() {
+            *value = crate::model::secret::MASK.to_string();
+        }
+    }
+    info
+}
+
 /// The name the embedded file is shown under: `IMAGE:/processing-container.json`.
 pub(crate) fn embedded_name(reference: &str) -> String {
     format!("{reference}:/processing-container.json")
@@ -102,7 +113,7 @@ pub(crate) fn check_remote(reference: &str) -> Result<ImageCheck, Error> {
     let remote = super::registry::RemoteRef::parse(reference).map_err(Error::Usage)?;
     let mut registry = super::registry::Registry::new(&remote.registry);
     let image = registry.image(&remote)?;
-    let bytes = registry.read_file(&image, "/processing-container.json")?;
+    let bytes = registry.processing_container(&image)?;
     let fs = registry.index(&image)?;
     judge(reference, image.info, bytes, &fs)
 }

@@ -417,23 +417,47 @@ pub(crate) fn processing_container_bytes(
     reference: &str,
     image: &ImageInfo,
 ) -> Result<Option<Vec<u8>>, Error> {
-    let hex = image.id.trim_start_matches("sha256:");
-    let cache = cache_dir().map(|d| d.join("processing-container").join(format!("{hex}.json")));
-    // An image without the file is remembered too (`tapir images` asks every local image).
-    let absent = cache_dir().map(|d| d.join("processing-container").join(format!("{hex}.none")));
-    if let Some(bytes) = cache.as_ref().and_then(|p| std::fs::read(p).ok()) {
-        return Ok(Some(bytes));
-    }
-    if !hex.is_empty() && absent.as_ref().is_some_and(|p| p.exists()) {
-        return Ok(None);
+    if let Some(known) = cached_processing_container(&image.id) {
+        return Ok(known);
     }
     let bytes = docker.read_file_from_image(reference, "/processing-container.json")?;
-    match (&bytes, &cache, &absent) {
-        (Some(bytes), Some(path), _) => write_cache(path, bytes),
-        (None, _, Some(path)) if !hex.is_empty() => write_cache(path, b""),
-        _ => {}
-    }
+    remember_processing_container(&image.id, bytes.as_deref());
     Ok(bytes)
+}
+
+/// What the cache knows of an image's `/processing-container.json`, by image id (a
+/// content hash, so an answer never goes stale; a registry image's config digest is the
+/// same id): `Some(Some(bytes))`, `Some(None)` for "has none" (`tapir images` asks every
+/// image), `None` when it does not know.
+pub(crate) fn cached_processing_container(id: &str) -> Option<Option<Vec<u8>>> {
+    let (file, absent) = cache_paths(id)?;
+    if let Ok(bytes) = std::fs::read(&file) {
+        return Some(Some(bytes));
+    }
+    absent.exists().then_some(None)
+}
+
+/// Remembers what an image holds at `/processing-container.json` (best effort).
+pub(crate) fn remember_processing_container(id: &str, bytes: Option<&[u8]>) {
+    if let Some((file, absent)) = cache_paths(id) {
+        match bytes {
+            Some(bytes) => write_cache(&file, bytes),
+            None => write_cache(&absent, b""),
+        }
+    }
+}
+
+/// The cache files for an image id: its copy, and its "has none" marker.
+fn cache_paths(id: &str) -> Option<(PathBuf, PathBuf)> {
+    let hex = id.trim_start_matches("sha256:");
+    if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let dir = cache_dir()?.join("processing-container");
+    Some((
+        dir.join(format!("{hex}.json")),
+        dir.join(format!("{hex}.none")),
+    ))
 }
 
 /// `$XDG_CACHE_HOME/tapir` or `~/.cache/tapir`.

@@ -645,6 +645,21 @@ impl Registry {
         Ok(None)
     }
 
+    /// The image's `/processing-container.json`: from tapir's cache when this image (by
+    /// its config digest, which is also its id once pulled) was read before, else from
+    /// its layers.
+    pub(crate) fn processing_container(
+        &mut self,
+        image: &RemoteImage,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(known) = super::lookup::cached_processing_container(&image.info.id) {
+            return Ok(known);
+        }
+        let bytes = self.read_file(image, "/processing-container.json")?;
+        super::lookup::remember_processing_container(&image.info.id, bytes.as_deref());
+        Ok(bytes)
+    }
+
     /// Every path of the image's file system with its entry: all layers, bottom up, with
     /// whiteouts applied (contents are skipped).
     pub(crate) fn index(&mut self, image: &RemoteImage) -> Result<IndexFs, Error> {

@@ -31,7 +31,7 @@ pub(crate) fn run(args: &InspectArgs, color: ColorChoice) -> Result<ExitStatus> 
             crate::backend::registry::RemoteRef::parse(&args.image).map_err(Error::Usage)?;
         let mut registry = crate::backend::registry::Registry::new(&remote.registry);
         let image = registry.image(&remote)?;
-        let bytes = registry.read_file(&image, "/processing-container.json")?;
+        let bytes = registry.processing_container(&image)?;
         (image.info, bytes)
     } else {
         let docker = Docker::locate().map_err(|e| Error::Usage(e.to_string()))?;
@@ -45,6 +45,7 @@ pub(crate) fn run(args: &InspectArgs, color: ColorChoice) -> Result<ExitStatus> 
         let bytes = processing_container_bytes(&docker, &args.image, &image)?;
         (image, bytes)
     };
+    let image = crate::backend::image_check::mask_secret_labels(image);
     let name = format!("{}:/processing-container.json", args.image);
     let report = bytes.map(
         |bytes| match crate::source::decode(Path::new(&name), bytes) {

@@ -385,6 +385,29 @@ fn images_lists_only_task_api_images_and_searches_them() {
     assert_eq!(good_entry["templates"][0]["identifier"], "upstream");
     assert_eq!(good_entry["valid"], true);
 
+    // Without the API socket (everything through the docker CLI) the list is the same.
+    let through_cli =
+        run(tapir(dir, ["images", "--format", "json"]).env("TAPIR_DOCKER", which_docker()));
+    assert_eq!(through_cli.code, 0, "{}", through_cli.stderr);
+    let listed = |text: &str| {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        v["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| {
+                i["references"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r == good || r == bad)
+            })
+            .map(|i| (i["id"].clone(), i["title"].clone(), i["templates"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(&all.stdout), listed(&through_cli.stdout));
+    assert_eq!(listed(&all.stdout).len(), 2);
+
     // Keywords (any case, every one) in descriptions and templates; label filters.
     let search = run(&mut tapir(dir, ["images", "SPECTRA", "--format", "json"]));
     let v: serde_json::Value = serde_json::from_str(&search.stdout).unwrap();

@@ -357,7 +357,7 @@ impl Registry {
                 self.registry, self.registry
             ))),
             404 => Err(Error::Usage(format!(
-                "{what}: the registry {} has no such image (404)",
+                "{what}: not found in the registry {} (404)",
                 self.registry
             ))),
             status => Err(self.failure(
@@ -378,11 +378,16 @@ impl Registry {
         let mut out = Vec::new();
         let mut path = "/v2/_catalog?n=1000".to_string();
         loop {
-            let (v, headers) = self.get_json(
-                &path,
-                "application/json",
-                "listing its catalogue (/v2/_catalog)",
-            )?;
+            let (v, headers) = self
+                .get_json(&path, "application/json", "listing its catalogue (/v2/_catalog)")
+                .map_err(|e| match e {
+                    // The catalogue is an optional part of the API (seed 004: "no standard").
+                    Error::Usage(_) => Error::Usage(format!(
+                        "the registry {} offers no catalogue (/v2/_catalog answered 404), so its images cannot be listed\n  fix: read one image you know: `tapir inspect docker://{}/REPOSITORY:TAG`",
+                        self.registry, self.registry
+                    )),
+                    other => other,
+                })?;
             out.extend(
                 v["repositories"]
                     .as_array()

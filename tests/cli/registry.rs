@@ -283,7 +283,9 @@ fn inspect_reads_an_image_from_its_registry_as_it_reads_a_local_one() {
     ));
     assert_eq!(missing.code, 2, "{}", missing.stderr);
     assert!(
-        missing.stderr.contains("no such image"),
+        missing
+            .stderr
+            .contains("not found in the registry 127.0.0.1:5117 (404)"),
         "{}",
         missing.stderr
     );
@@ -414,5 +416,40 @@ fn a_registry_that_never_answers_costs_one_deadline() {
         started.elapsed() < std::time::Duration::from_secs(15),
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[test]
+fn a_registry_without_a_catalogue_is_said_so() {
+    // A server that answers 404 to everything, as registries that do not offer
+    // /v2/_catalog do there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&mut tapir(
+        dir.path(),
+        [
+            "images".to_string(),
+            "--registry".to_string(),
+            format!("127.0.0.1:{port}"),
+        ],
+    ));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("offers no catalogue"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("tapir inspect docker://"),
+        "{}",
+        out.stderr
     );
 }

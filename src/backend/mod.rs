@@ -7,6 +7,7 @@ pub(crate) mod catalog;
 pub(crate) mod deadline;
 pub(crate) mod docker;
 pub(crate) mod engine_api;
+pub(crate) mod engine_args;
 pub(crate) mod image_check;
 pub(crate) mod image_fs;
 pub(crate) mod lookup;

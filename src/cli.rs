@@ -50,7 +50,8 @@ pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
             "run: failed before the task ran (invalid task, image missing, engine down),",
             "or its logs or record could not be written (disk full; the task was stopped);",
             "pipeline run: the pipeline is invalid (nothing started);",
-            "run, inspect, doctor: the engine did not answer within TAPIR_ENGINE_TIMEOUT",
+            "run, inspect, doctor, images, validate --image: the engine (or registry) did",
+            "not answer within TAPIR_ENGINE_TIMEOUT",
             "seconds (default 60; every engine call has this deadline)",
         ],
     ),
@@ -127,6 +128,9 @@ pub(crate) enum Command {
     /// Show an image's /processing-container.json (validated) and its metadata.
     #[command(visible_alias = "processing-container")]
     Inspect(InspectArgs),
+    /// List and search the Task API images (those with a /processing-container.json):
+    /// their templates and descriptions.
+    Images(ImagesArgs),
     /// Check which engines work here, and what will and will not work with them.
     Doctor(DoctorArgs),
     /// Print a shell completion script.
@@ -584,11 +588,50 @@ pub(crate) struct ManArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
-    /// A local image (never pulled).
+    /// A local image (never pulled), or `docker://HOST/REPOSITORY:TAG` to read it from
+    /// its registry without pulling it (manifest, config and the layers down to
+    /// /processing-container.json).
     pub image: String,
     /// human or json.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImagesArgs {
+    /// Show only images whose references, title, description, label values or
+    /// templates (identifier, description) hold every one of these words (any case).
+    #[arg(value_name = "KEYWORD")]
+    pub keywords: Vec<String>,
+    /// label=KEY (the label is set) or label=KEY=VALUE (to that value); repeatable,
+    /// all must match.
+    #[arg(long = "filter", value_name = "label=KEY[=VALUE]", value_parser = LabelFilterParser)]
+    pub filters: Vec<crate::backend::catalog::LabelFilter>,
+    /// human or json.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+    pub format: PlanFormat,
+    /// List a registry's Task API images instead of the local ones, through its
+    /// catalogue (`/v2/_catalog`): HOST[:PORT] or a URL (plain http only for loopback).
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
+}
+
+/// `--filter label=KEY[=VALUE]`.
+#[derive(Debug, Clone, Copy)]
+struct LabelFilterParser;
+
+impl clap::builder::TypedValueParser for LabelFilterParser {
+    type Value = crate::backend::catalog::LabelFilter;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        crate::backend::catalog::LabelFilter::parse(&value.to_string_lossy())
+            .map_err(|message| usage_error(cmd, message))
+    }
 }
 
 // The engine is the backend's notion; `--mode` only names it.
@@ -610,8 +653,17 @@ pub(crate) enum UserChoice {
 pub(crate) struct ValidateArgs {
     /// Files or folders to check. Folders are searched recursively for both kinds
     /// (skipping target/, .git/ and node_modules/).
-    #[arg(required = true, value_name = "FILE|DIR")]
+    #[arg(required_unless_present = "images", value_name = "FILE|DIR")]
     pub paths: Vec<PathBuf>,
+
+    /// Check a local image as a platform would (repeatable): its embedded
+    /// /processing-container.json and whether it fits the image (programs present and
+    /// runnable by any uid, no mount over a file), the OCI catalogue labels (with the
+    /// LABEL lines to add), a non-root user, no secrets in ENV. The image is never run.
+    /// `docker://HOST/REPOSITORY:TAG` reads it from its registry instead (every layer's
+    /// file list is streamed; nothing is stored or pulled into the engine).
+    #[arg(long = "image", value_name = "IMAGE")]
+    pub images: Vec<String>,
 
     /// Treat every file as this kind instead of detecting it.
     #[arg(long, value_enum, value_name = "KIND")]

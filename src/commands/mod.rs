@@ -3,6 +3,7 @@
 
 pub(crate) mod completions;
 pub(crate) mod doctor;
+pub(crate) mod images;
 pub(crate) mod inspect;
 pub(crate) mod logs;
 pub(crate) mod man;

@@ -23,6 +23,8 @@ pub(crate) struct LoadedTask {
     pub sha256: String,
     /// Warnings from the checks (shown, not fatal).
     pub warnings: Vec<Diagnostic>,
+    /// `config.registryUsername`/`registryPassword` (rendered), for `run --pull`.
+    pub registry: crate::model::registry::RegistryCredentials,
 }
 
 /// Why a task cannot be loaded: the report to show (exit 125).
@@ -96,11 +98,13 @@ pub(crate) fn load(path: &Path) -> Result<LoadedTask, LoadError> {
         }
     }
     let sha256 = format!("{:x}", Sha256::digest(document.source.text.as_bytes()));
+    let registry = crate::model::registry::RegistryCredentials::from_config(&value["config"]);
     Ok(LoadedTask {
         task,
         document,
         sha256,
         warnings,
+        registry,
     })
 }
 

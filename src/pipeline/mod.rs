@@ -6,6 +6,7 @@
 
 pub(crate) mod ccat;
 pub(crate) mod derive;
+pub(crate) mod export;
 pub(crate) mod graph;
 pub(crate) mod model;
 pub(crate) mod plan;

@@ -143,6 +143,9 @@ pub(crate) struct RunnableTask {
     /// `task_form` variables (which win over both).
     pub pipeline_env: Vec<(String, String)>,
     pub conf_env: Vec<(String, String)>,
+    /// The template when tapir knows it without the image (inline, or from a
+    /// processing-container.json file): what `pipeline export` puts into a derived image.
+    pub template: Option<Template>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1552,6 +1555,7 @@ impl<'a> Planner<'a> {
                     .map(|relative| self.base_dir.join(relative)),
                 pipeline_env: pipeline_env.into_iter().collect(),
                 conf_env: conf_vars.into_iter().map(|v| (v.name, v.value)).collect(),
+                template: loaded.template.as_ref().map(|(t, _)| t.clone()),
             },
         })
     }

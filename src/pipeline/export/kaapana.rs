@@ -100,6 +100,9 @@ pub(crate) fn export(input: &ExportInput) -> Export {
     };
     let files = exporter.run();
     let mut findings = exporter.findings;
+    if findings.iter().any(|d| d.severity == Severity::Error) {
+        findings.retain(|d| d.code != "export-not-installed");
+    }
     findings.sort_by_key(|d| {
         (
             d.position.as_ref().map_or(0, |p| p.bytes.start),
@@ -750,6 +753,8 @@ impl Exporter<'_> {
     /// Secrets and Kaapana's own variables among the operators' env.
     fn check_env(&mut self, tasks: &[TaskOut]) {
         let pipeline = self.input.pipeline;
+        // A pipeline-wide variable reaches every task: one finding at its place.
+        let mut reported: HashSet<(String, &'static str)> = HashSet::new();
         for task in tasks {
             let entry = &pipeline.tasks[task.index];
             for (name, value) in &task.env {
@@ -764,7 +769,10 @@ impl Exporter<'_> {
                 } else {
                     format!("/tasks/{}/task", task.index)
                 };
-                if is_secret_name(name) && !value.is_empty() {
+                if is_secret_name(name)
+                    && !value.is_empty()
+                    && reported.insert((pointer.clone(), "secret"))
+                {
                     self.error(
                         "export-literal-secret",
                         &pointer,
@@ -775,7 +783,7 @@ impl Exporter<'_> {
                         "remove the value from the pipeline; on Kaapana pass it at run time in the trigger conf's task_form",
                     );
                 }
-                if name.starts_with("KAAPANA_") {
+                if name.starts_with("KAAPANA_") && reported.insert((pointer.clone(), "reserved")) {
                     self.warning(
                         "export-reserved-env",
                         &pointer,
@@ -965,27 +973,35 @@ impl Exporter<'_> {
         for gate in &gates {
             let _ = write!(
                 out,
-                "\n    # `{}` runs even when {} fails; its other upstream tasks must succeed.\n    {} = EmptyOperator(task_id={}, trigger_rule=\"all_done\")\n",
-                python::comment_text(&gate.for_tasks.join("`, `")),
+                "\n    # {} may run after `{}` failed; their other upstream tasks must succeed.\n    {} = EmptyOperator(task_id={}, trigger_rule=\"all_done\")\n",
+                python::comment_text(&format!(
+                    "{} `{}`",
+                    if gate.for_tasks.len() == 1 { "Task" } else { "Tasks" },
+                    gate.for_tasks.join("`, `")
+                )),
                 python::comment_text(&gate.upstream_id),
                 gate.variable,
                 python::string(&gate.task_id)
             );
         }
         out.push('\n');
-        // One line per edge, in pipeline order.
+        // One line per edge, in pipeline order; a gate's own edge before its first use.
+        let mut gates_linked: HashSet<&str> = HashSet::new();
         for task in tasks {
             let mixed = is_mixed(task.planned);
             for dep in &task.planned.depends_on {
                 let up = variable_of(tasks, &dep.id);
-                if mixed && dep.can_fail {
-                    let gate = gates
-                        .iter()
-                        .find(|g| g.upstream_id == dep.id)
-                        .map_or("", |g| g.variable.as_str());
-                    let _ = writeln!(out, "    {up} >> {gate} >> {}", task.variable);
-                } else {
-                    let _ = writeln!(out, "    {up} >> {}", task.variable);
+                let gate = gates.iter().find(|g| g.upstream_id == dep.id);
+                match gate.filter(|_| mixed && dep.can_fail) {
+                    Some(gate) => {
+                        if gates_linked.insert(gate.variable.as_str()) {
+                            let _ = writeln!(out, "    {up} >> {}", gate.variable);
+                        }
+                        let _ = writeln!(out, "    {} >> {}", gate.variable, task.variable);
+                    }
+                    None => {
+                        let _ = writeln!(out, "    {up} >> {}", task.variable);
+                    }
                 }
             }
         }

@@ -50,3 +50,4 @@ docker version --format 'prepare.sh: docker engine {{.Server.Version}}' >&2 || {
   echo "prepare.sh: the Docker engine does not answer (docker version); start it — the engine tests and the example need it" >&2
   exit 1
 }
+bash "$(dirname "$0")/setup/python3.sh"

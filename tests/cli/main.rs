@@ -10,6 +10,7 @@ mod help;
 mod inspect_pipelines;
 mod inspect_runs;
 mod pipeline;
+mod pipeline_export;
 mod pipeline_run;
 mod readme;
 mod run;

@@ -976,7 +976,11 @@ impl Exporter<'_> {
                 "\n    # {} may run after `{}` failed; their other upstream tasks must succeed.\n    {} = EmptyOperator(task_id={}, trigger_rule=\"all_done\")\n",
                 python::comment_text(&format!(
                     "{} `{}`",
-                    if gate.for_tasks.len() == 1 { "Task" } else { "Tasks" },
+                    if gate.for_tasks.len() == 1 {
+                        "Task"
+                    } else {
+                        "Tasks"
+                    },
                     gate.for_tasks.join("`, `")
                 )),
                 python::comment_text(&gate.upstream_id),

@@ -98,9 +98,13 @@ impl Problem {
     }
 
     fn diagnostic(&self, source: &Source) -> Diagnostic {
-        Diagnostic::error(self.code, self.message.clone())
-            .at(Some(source.position(self.at.clone())))
-            .with_fix(self.fix.clone())
+        let d = Diagnostic::error(self.code, self.message.clone())
+            .at(Some(source.position(self.at.clone())));
+        if self.fix.is_empty() {
+            d
+        } else {
+            d.with_fix(self.fix.clone())
+        }
     }
 }
 
@@ -1467,6 +1471,15 @@ impl Reader<'_> {
             inline.insert("name".into(), task.id.clone().into());
             inline.insert("image".into(), task.image.clone().into());
             inline.insert("taskTemplate".into(), task.template.clone().into());
+            // In the task, in the DAG's order (a pipeline's `env` is sorted by name).
+            if !task.env.is_empty() {
+                let env: Vec<Value> = task
+                    .env
+                    .iter()
+                    .map(|(name, value)| json!({"name": name, "value": value}))
+                    .collect();
+                inline.insert("env".into(), Value::Array(env));
+            }
             if let Some(command) = &task.command {
                 inline.insert("command".into(), json!(command));
             }
@@ -1491,14 +1504,6 @@ impl Reader<'_> {
             }
             if !maps.is_empty() {
                 entry.insert("iochannel_maps".into(), Value::Array(maps));
-            }
-            if !task.env.is_empty() {
-                let env: Map<String, Value> = task
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone().into()))
-                    .collect();
-                entry.insert("env".into(), Value::Object(env));
             }
             let mut profile = Map::new();
             profile.insert(

@@ -1,4 +1,4 @@
-//! Pipelines to and from other platforms' workflow formats (docs/DESIGN.md decision 20).
+//! Pipelines to and from other platforms' workflow formats (docs/DESIGN.md decision 12).
 //! `kaapana` writes a Kaapana workflow chart from a checked pipeline; `kaapana_import`
 //! reads a Kaapana DAG file back into a pipeline. Both are pure: the command writes.
 

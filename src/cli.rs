@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::executor::ExecutorKind;
 use crate::record::store;
 use crate::resolve::env_input::{self, EnvFile, EnvOverride};
 use crate::resolve::plan::{self, PlannedBind};
@@ -156,6 +157,11 @@ pub(crate) struct RunArgs {
     /// The engine to run the container with.
     #[arg(long, value_enum, default_value_t = Mode::Docker)]
     pub mode: Mode,
+
+    /// Where the task runs: `local` (this machine), `slurm` (a batch job whose node runs
+    /// the engine given by --mode) or `k8s` (a Kubernetes object, through kubectl).
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
 
     /// Set a variable, above the task's and the template's values (repeatable). `--env
     /// NAME` takes the value from tapir's own environment.
@@ -773,11 +779,17 @@ pub(crate) struct PipelineRunArgs {
     #[arg(long, value_enum, default_value_t = Mode::Docker)]
     pub mode: Mode,
 
+    /// Where every task runs: `local`, `slurm` (a batch job per attempt) or `k8s` (a
+    /// Kubernetes object per attempt); as `run --executor`.
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
+
     /// Where the pipeline run folder (pipeline-run-<id>/) is created.
     #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]
     pub runs_dir: PathBuf,
 
-    /// Docker network for every task (default: the engine's default).
+    /// Docker network for every task, over the pipeline file's `run_options.network`
+    /// (default: the file's, else the engine's default).
     #[arg(long, value_name = "NAME")]
     pub network: Option<String>,
 
@@ -787,24 +799,29 @@ pub(crate) struct PipelineRunArgs {
     #[arg(long, value_name = "PIPELINE-RUN")]
     pub resume: Option<PathBuf>,
 
-    /// Seconds a cancelled task gets to stop before it is killed.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    pub grace: u32,
+    /// Seconds a cancelled task gets to stop before it is killed, for every task (default:
+    /// the pipeline file's `run_options.grace`, else 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub grace: Option<u32>,
 
-    /// Pull a task's image when it is not present locally (as `run --pull`).
+    /// Pull a task's image when it is not present locally (as `run --pull`), for every
+    /// task, whatever the pipeline file's `run_options.pull` says.
     #[arg(long)]
     pub pull: bool,
 
-    /// Who runs every task: `invoker` (your uid:gid) or `image` (as `run --user`).
-    #[arg(long, value_enum, default_value_t = UserChoice::Invoker)]
-    pub user: UserChoice,
+    /// Who runs every task: `invoker` (your uid:gid) or `image` (as `run --user`), over
+    /// the pipeline file's `run_options.user` (default: the file's, else invoker).
+    #[arg(long, value_enum)]
+    pub user: Option<UserChoice>,
 
     /// HOST:CONTAINER[:ro|rw]: bind a host path into every task's container (repeatable;
-    /// as `run --bind`).
+    /// as `run --bind`, HOST relative to the current folder); it replaces a
+    /// `run_options.bind` of the pipeline file at the same container path.
     #[arg(long, value_name = "HOST:CONTAINER", value_parser = BindParser)]
     pub bind: Vec<PlannedBind>,
 
-    /// Keep every task's container after it ends (as `run --keep`).
+    /// Keep every task's container after it ends (as `run --keep`), whatever the
+    /// pipeline file's `run_options.keep` says.
     #[arg(long)]
     pub keep: bool,
 }

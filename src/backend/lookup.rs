@@ -91,6 +91,11 @@ impl Backend {
     }
 }
 
+/// The words of a missing image's fix that ask for `run --pull`. A pipeline, whose user
+/// asks for it otherwise (`run_options.pull`, `pipeline run --pull`), puts its own words
+/// in their place (`commands/pipeline_run.rs`).
+pub(crate) const PULL_FIX: &str = "pass --pull";
+
 /// The image in the local Docker engine (pulled only with `--pull`).
 fn docker_image(docker: &Docker, reference: &str, pull: bool) -> Result<ImageInfo, Error> {
     Ok(match docker.image(reference)? {
@@ -108,8 +113,7 @@ fn docker_image(docker: &Docker, reference: &str, pull: bool) -> Result<ImageInf
         }
         None => {
             return Err(Error::not_started(format!(
-                "image {} is not present locally (tapir never pulls unless asked)\n  fix: build it (`docker build -t {} .`), or pass --pull",
-                reference, reference
+                "image {reference} is not present locally (tapir never pulls unless asked)\n  fix: build it (`docker build -t {reference} .`), or {PULL_FIX}"
             )));
         }
     })
@@ -173,7 +177,7 @@ fn apptainer_image(
         }
         ImageRef::Docker(_) | ImageRef::Oras(_) if !pull && !pulled_sif(&image_ref).is_some_and(|p| p.exists()) => {
             return Err(not_found(format!(
-                "image {reference} is not local (not a sandbox folder, not a .sif file, not in the Docker engine, not pulled before); apptainer would download it\n  fix: pass --pull to allow that (once: the SIF is kept in tapir's cache, so later runs, e.g. on compute nodes without network, need no registry), or build the image locally"
+                "image {reference} is not local (not a sandbox folder, not a .sif file, not in the Docker engine, not pulled before); apptainer would download it\n  fix: {PULL_FIX} to allow that (once: the SIF is kept in tapir's cache, so later runs, e.g. on compute nodes without network, need no registry), or build the image locally"
             )));
         }
         ImageRef::Docker(_) | ImageRef::Oras(_) | ImageRef::Cached { .. } => ImageInfo {

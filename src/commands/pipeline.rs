@@ -13,7 +13,9 @@ use crate::diagnostic::{Diagnostic, Severity};
 use crate::error::{ExitStatus, Result};
 use crate::output::{self, Printer, plural};
 use crate::pipeline::model::{Execution, RetryPolicy};
-use crate::pipeline::plan::{self, Checked, FolderDirection, PipelinePlan, PlannedTask};
+use crate::pipeline::plan::{
+    self, Checked, FolderDirection, PipelinePlan, PlannedRunOptions, PlannedTask,
+};
 
 /// Version of the `--format json` output.
 pub(crate) const JSON_FORMAT_VERSION: u32 = 1;
@@ -199,6 +201,45 @@ fn human_task(out: &mut String, task: &PlannedTask, p: &Printer) {
         let _ = writeln!(out, "    env {}={} ({})", env.name, env.value, env.source);
     }
     let _ = writeln!(out, "    {}", describe_execution(&task.execution));
+    if let Some(options) = describe_run_options(&task.run_options) {
+        let _ = writeln!(out, "    run options: {options}");
+    }
+    for bind in &task.run_options.binds {
+        let _ = writeln!(
+            out,
+            "    bind {} ← {} ({}, {})",
+            bind.bind.container_path,
+            bind.bind.host_path.display(),
+            if bind.bind.read_only { "ro" } else { "rw" },
+            bind.source
+        );
+    }
+}
+
+/// The `run_options` that differ from `tapir run`'s defaults, as `run` flags (`None`:
+/// all defaults). Binds are listed on their own lines.
+fn describe_run_options(options: &PlannedRunOptions) -> Option<String> {
+    let defaults = PlannedRunOptions::default();
+    let mut parts: Vec<String> = Vec::new();
+    if options.pull {
+        parts.push("--pull".into());
+    }
+    if options.user != defaults.user {
+        parts.push(format!("--user {}", options.user.label()));
+    }
+    if options.keep {
+        parts.push("--keep".into());
+    }
+    if let Some(entrypoint) = &options.entrypoint {
+        parts.push(format!("--entrypoint {entrypoint}"));
+    }
+    if let Some(network) = &options.network {
+        parts.push(format!("--network {network}"));
+    }
+    if options.grace != defaults.grace {
+        parts.push(format!("--grace {}", options.grace));
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
 }
 
 fn describe_execution(e: &Execution) -> String {

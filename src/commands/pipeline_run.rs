@@ -17,13 +17,14 @@ use sha2::{Digest, Sha256};
 
 use super::absolute;
 use super::pipeline::{human as findings_text, human_findings};
-use crate::cli::{ColorChoice, PipelineRunArgs, ProfileArg};
+use crate::backend::lookup::PULL_FIX;
+use crate::cli::{ColorChoice, PipelineRunArgs, ProfileArg, UserChoice};
 use crate::error::{Error, ExitStatus, Result};
 use crate::executor::local::LocalExecutor;
 use crate::executor::{AttemptRequest, Event, Executor, Reattached, RunRequest, link_task_run};
 use crate::output::{self, Printer, TaskProgress};
-use crate::pipeline::model::Profile;
-use crate::pipeline::plan::{self, FolderDirection, PipelinePlan, PlannedTask};
+use crate::pipeline::model::{Profile, RunUser};
+use crate::pipeline::plan::{self, FolderDirection, PipelinePlan, PlannedRunOptions, PlannedTask};
 use crate::pipeline::record::{
     self as precord, Attempt, Journal, PIPELINE_RUN_DIR_PREFIX, PipelineRunRecord, PipelineStatus,
     PipelineTaskRecord, RUNS_SUBDIR, SkipCause, TaskFolder, TaskStatus,
@@ -32,8 +33,10 @@ use crate::pipeline::schedule::{Action, Dependency, End, Schedule, TaskSpec, Why
 use crate::pipeline::{ccat, derive};
 use crate::record::{self, Status, TaskFile, store};
 use crate::resolve::env_input::EnvOverride;
+use crate::resolve::plan::PlannedBind;
 
 pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
+    crate::executor::refuse_unavailable(args.executor)?;
     let err = Printer::for_stderr(color);
     // Everything is checked before anything is created.
     let checked = plan::check(
@@ -341,6 +344,50 @@ fn merge_plan(record: &mut PipelineRunRecord, plan: &PipelinePlan) {
     }
 }
 
+/// `tapir run`'s options for an attempt: the pipeline file's `run_options` (the task's
+/// over the pipeline's, merged in the plan), with the flags given to `pipeline run` over
+/// them — they are what the user asked for this invocation (docs/DESIGN.md decision 10).
+/// `--pull` and `--keep` can only turn an option on; a `--bind` replaces the file's bind
+/// at the same container path, and the others add to them.
+fn apply_run_options(run: &mut RunRequest, options: &PlannedRunOptions, args: &PipelineRunArgs) {
+    run.network = args.network.clone().or_else(|| options.network.clone());
+    run.grace = args.grace.unwrap_or(options.grace);
+    run.pull = args.pull || options.pull;
+    run.user = args.user.unwrap_or(match options.user {
+        RunUser::Invoker => UserChoice::Invoker,
+        RunUser::Image => UserChoice::Image,
+    });
+    run.keep = args.keep || options.keep;
+    run.entrypoint = options.entrypoint.clone();
+    run.binds.extend(
+        options
+            .binds
+            .iter()
+            .map(|b| PlannedBind {
+                host_path: absolute(&b.bind.host_path),
+                ..b.bind.clone()
+            })
+            .filter(|b| {
+                !args
+                    .bind
+                    .iter()
+                    .any(|given| given.container_path == b.container_path)
+            }),
+    );
+    run.binds.extend(args.bind.iter().cloned());
+}
+
+/// A task run's message as the pipeline's user must read it: `run`'s fix "pass --pull"
+/// names the pipeline file's key and the `pipeline run` flag instead.
+fn in_pipeline_words(message: &str, task_id: &str) -> String {
+    message.replace(
+        PULL_FIX,
+        &format!(
+            "set `\"run_options\": {{\"pull\": true}}` on task `{task_id}` (or on the whole pipeline) in the pipeline file, or pass `pipeline run --pull`"
+        ),
+    )
+}
+
 /// `runs/<task id>.task.json`, relative to the pipeline run folder.
 fn derived_task_file(task_id: &str) -> String {
     format!("{RUNS_SUBDIR}/{task_id}.task.json")
@@ -629,11 +676,6 @@ impl Driver<'_> {
             store::fresh_run_id(),
             self.args.mode,
         );
-        run.network = self.args.network.clone();
-        run.grace = self.args.grace;
-        run.pull = self.args.pull;
-        run.user = self.args.user;
-        run.keep = self.args.keep;
         run.timeout = planned.execution.max_exec_time;
         run.container_file = planned.runnable.container_file.as_deref().map(absolute);
         // The child stops its container if this process dies without passing a cancel
@@ -674,7 +716,7 @@ impl Driver<'_> {
             self.private_configs.get(&task).map(tempfile::TempDir::path),
         );
         run.binds = binds;
-        run.binds.extend(self.args.bind.iter().cloned());
+        apply_run_options(&mut run, &planned.run_options, self.args);
         run.env = env;
         AttemptRequest {
             task,
@@ -693,6 +735,10 @@ impl Driver<'_> {
         record: &mut PipelineRunRecord,
         schedule: &mut Schedule,
     ) -> Vec<Action> {
+        let mut attempt = attempt;
+        if let Some(message) = attempt.message.as_mut() {
+            *message = in_pipeline_words(message, &self.plan.tasks[task].id);
+        }
         if let Some(warning) = self.capture_logs(task, &attempt) {
             self.progress
                 .event(&record.tasks[task].id, &format!("warning: {warning}"));
@@ -1095,5 +1141,138 @@ impl SignalForwarder {
         if let Some(thread) = self.thread {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command, Mode, PipelineCommand};
+    use crate::pipeline::plan::PlannedRunBind;
+    use clap::Parser as _;
+
+    fn pipeline_run_args(flags: &[&str]) -> PipelineRunArgs {
+        let mut argv = vec!["tapir", "pipeline", "run", "p.json"];
+        argv.extend_from_slice(flags);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Pipeline(p) => match p.command {
+                PipelineCommand::Run(args) => args,
+                PipelineCommand::Validate(_) => unreachable!("a run was parsed"),
+            },
+            _ => unreachable!("a pipeline command was parsed"),
+        }
+    }
+
+    fn bind(host: &str, container: &str, read_only: bool) -> PlannedBind {
+        PlannedBind {
+            host_path: PathBuf::from(host),
+            container_path: container.into(),
+            read_only,
+        }
+    }
+
+    #[test]
+    fn pipeline_run_flags_win_over_the_files_run_options() {
+        let from_file = PlannedRunOptions {
+            pull: true,
+            user: RunUser::Image,
+            keep: true,
+            binds: vec![
+                PlannedRunBind {
+                    bind: bind("/ref", "/reference", true),
+                    source: "pipeline",
+                },
+                PlannedRunBind {
+                    bind: bind("/scratch", "/scratch", false),
+                    source: "task",
+                },
+            ],
+            entrypoint: Some("/bin/busybox".into()),
+            network: Some("none".into()),
+            grace: 3,
+        };
+        let fresh = || {
+            RunRequest::new(
+                Path::new("/t.json"),
+                Path::new("/r"),
+                "01a".into(),
+                Mode::Docker,
+            )
+        };
+
+        // No flags: the file's options, as they are.
+        let mut run = fresh();
+        apply_run_options(&mut run, &from_file, &pipeline_run_args(&[]));
+        assert!(run.pull && run.keep);
+        assert_eq!(run.user, UserChoice::Image);
+        assert_eq!(run.network.as_deref(), Some("none"));
+        assert_eq!(run.entrypoint.as_deref(), Some("/bin/busybox"));
+        assert_eq!(run.grace, 3);
+        assert_eq!(
+            run.binds,
+            vec![
+                bind("/ref", "/reference", true),
+                bind("/scratch", "/scratch", false)
+            ]
+        );
+
+        // Flags given: theirs; a --bind at a file bind's container path replaces it.
+        let mut run = fresh();
+        let args = pipeline_run_args(&[
+            "--user",
+            "invoker",
+            "--network",
+            "bridge",
+            "--grace",
+            "0",
+            "--bind",
+            "/other:/reference",
+            "--bind",
+            "/extra:/extra:rw",
+        ]);
+        apply_run_options(&mut run, &from_file, &args);
+        assert_eq!(run.user, UserChoice::Invoker);
+        assert_eq!(run.network.as_deref(), Some("bridge"));
+        assert_eq!(run.grace, 0);
+        assert!(run.pull && run.keep, "a flag not given leaves the file's");
+        assert_eq!(
+            run.binds,
+            vec![
+                bind("/scratch", "/scratch", false),
+                bind("/other", "/reference", true),
+                bind("/extra", "/extra", false)
+            ]
+        );
+
+        // Nothing in the file, nothing given: `tapir run`'s defaults.
+        let mut run = fresh();
+        apply_run_options(
+            &mut run,
+            &PlannedRunOptions::default(),
+            &pipeline_run_args(&[]),
+        );
+        let defaults = fresh();
+        assert_eq!(run, defaults);
+        // --pull and --keep turn the options on for every task.
+        let mut run = fresh();
+        let args = pipeline_run_args(&["--pull", "--keep"]);
+        apply_run_options(&mut run, &PlannedRunOptions::default(), &args);
+        assert!(run.pull && run.keep);
+    }
+
+    #[test]
+    fn a_missing_images_fix_names_the_pipeline_key_and_flag() {
+        let message = format!(
+            "image a:b is not present locally (tapir never pulls unless asked)\n  fix: build it (`docker build -t a:b .`), or {PULL_FIX}"
+        );
+        let words = in_pipeline_words(&message, "convert");
+        assert!(!words.contains(PULL_FIX), "{words}");
+        assert!(
+            words.ends_with(
+                "or set `\"run_options\": {\"pull\": true}` on task `convert` (or on the whole pipeline) in the pipeline file, or pass `pipeline run --pull`"
+            ),
+            "{words}"
+        );
+        assert_eq!(in_pipeline_words("exit 3", "convert"), "exit 3");
     }
 }

@@ -249,6 +249,7 @@ fn json_entry(row: &Row, containers: &HashMap<String, bool>) -> serde_json::Valu
             "ended_at": r.ended_at,
             "duration_seconds": r.duration_seconds(),
             "container_left": containers.get(&r.id).filter(|_| r.is_lost()).map(|running| if *running { "running" } else { "stopped" }),
+            "executor": r.executor,
         }),
         Listed::Pipeline(r) => json!({
             "kind": "pipeline-run",

@@ -123,7 +123,7 @@ fn remove_task_run(dir: &Path, force: bool, docker: Option<&Docker>) -> Result<(
             )));
         }
         let summary = RunSummary::load_settled(dir).unwrap_or_else(|_| r.summary());
-        if summary.status == crate::record::Status::Running && !summary.is_lost() {
+        if summary.status.is_active() && !summary.is_lost() {
             if !force {
                 return Err(Error::Usage(format!(
                     "run {} is still running\n  fix: wait for it (`tapir wait {}`), or cancel and remove it with `tapir rm --force`",
@@ -202,8 +202,7 @@ fn remove_pipeline_run(
     let task_runs = pipeline_runs::task_runs(dir);
     if !force
         && let Some(running) = task_runs.iter().find(|d| {
-            RunSummary::load_settled(d)
-                .is_ok_and(|r| r.status == crate::record::Status::Running && !r.is_lost())
+            RunSummary::load_settled(d).is_ok_and(|r| r.status.is_active() && !r.is_lost())
         })
     {
         return Err(Error::Usage(format!(
@@ -503,7 +502,7 @@ fn status_arg(r: &RunSummary) -> Option<StatusArg> {
         Status::TimedOut => StatusArg::TimedOut,
         Status::EngineError => StatusArg::EngineError,
         Status::WriteFailed => StatusArg::WriteFailed,
-        Status::Running | Status::Unknown => return None,
+        Status::Queued | Status::Running | Status::Unknown => return None,
     })
 }
 

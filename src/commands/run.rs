@@ -13,9 +13,11 @@ use crate::cli::{ColorChoice, PlanFormat, RunArgs, UserChoice};
 use crate::error::{Error, ExitStatus, Result};
 use crate::execute::detach::{self, Detached};
 use crate::execute::{self, Attachment, Engine, Job};
+use crate::executor::RunRequest;
 use crate::model::{Template, TemplateRef};
 use crate::output::{self, Printer, Spinner};
 use crate::record::{self, ImageRecord, RunRecord, RunSummary, Status, TaskFile, store};
+use crate::resolve::env_input::EnvFile;
 use crate::resolve::host::HostFacts;
 use crate::resolve::plan::{self, Direction, EnvSource, Options, Override, PlannedUser, RunPlan};
 use crate::resolve::task_file::{self, LoadError, LoadedTask};
@@ -29,21 +31,24 @@ struct Prepared {
 }
 
 pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
+    crate::executor::refuse_unavailable(args.executor)?;
     let err = Printer::for_stderr(color);
+    // The run's settings, as one typed value: the same a pipeline attempt is made from.
+    let request = RunRequest::from_args(args);
     // Started first, so that a parent lost while the run is prepared is noticed too.
-    if let Some(parent) = args.watch_parent {
+    if let Some(parent) = request.watch_parent {
         execute::parent_watch::watch(parent);
     }
-    let id = args.run_id.clone().unwrap_or_else(store::new_run_id);
+    let id = request.run_id.clone();
     let mut record = RunRecord {
         format_version: record::FORMAT_VERSION,
         id: id.clone(),
         tapir_version: env!("CARGO_PKG_VERSION").to_string(),
-        mode: args.mode.name().into(),
+        mode: request.mode.name().into(),
         status: Status::Running,
         message: None,
         task_file: TaskFile {
-            path: absolute(&args.task).display().to_string(),
+            path: absolute(&request.task_file).display().to_string(),
             sha256: None,
         },
         task_name: None,
@@ -60,11 +65,12 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         exit_code: None,
         outputs: Vec::new(),
         warnings: Vec::new(),
+        executor: None,
     };
     // Where the run folder will be. It is made only once the run is about to start
     // (`open_run_dir`): a run refused by the checks before that leaves nothing behind
     // (docs/DESIGN.md decision 9). Its path is part of the argv, so it is known now.
-    let run_dir = args.runs_dir.join(format!("{}{id}", store::RUN_DIR_PREFIX));
+    let run_dir = request.run_dir();
 
     let spinner = if args.dry_run {
         None
@@ -75,10 +81,10 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     // it makes the folder then; a dry run has none.
     let cancel = CancelWhilePreparing::install(
         &record,
-        (!args.dry_run).then_some((args.runs_dir.as_path(), id.as_str())),
+        (!args.dry_run).then_some((request.runs_dir.as_path(), id.as_str())),
         spinner.clone(),
     );
-    let backend = match Backend::locate(args.mode, args.dry_run) {
+    let backend = match Backend::locate(request.mode, args.dry_run) {
         Ok(backend) => backend,
         Err(e) => {
             disarm(cancel);
@@ -86,7 +92,13 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
             return Ok(refused(&e, err));
         }
     };
-    let mut prepared = match prepare(args, &backend, &mut record, spinner.as_ref()) {
+    let mut prepared = match prepare(
+        &request,
+        &args.env_file,
+        &backend,
+        &mut record,
+        spinner.as_ref(),
+    ) {
         Ok(prepared) => prepared,
         Err(e) => {
             disarm(cancel);
@@ -109,7 +121,7 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     }
     for warning in prepared.loaded.warnings.iter() {
         output::stderr(&err.diagnostic(
-            &args.task.display().to_string(),
+            &request.task_file.display().to_string(),
             Some(&prepared.loaded.document.source),
             warning,
         ));
@@ -132,12 +144,13 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         return Ok(ExitStatus::Success);
     }
     if let Backend::Docker(docker) = &backend {
-        warn_about_orphans(docker, &args.runs_dir, err);
+        warn_about_orphans(docker, &request.runs_dir, err);
     }
     // From here on `execute` handles signals itself (it stops the container).
     disarm(cancel);
     execute(
-        args,
+        &request,
+        args.detach,
         &backend,
         prepared,
         rendered,
@@ -288,27 +301,28 @@ fn disarm(cancel: Option<CancelWhilePreparing>) {
 
 /// The pre-start pipeline: task → image → template → plan.
 fn prepare(
-    args: &RunArgs,
+    request: &RunRequest,
+    env_files: &[EnvFile],
     backend: &Backend,
     record: &mut RunRecord,
     spinner: Option<&Spinner>,
 ) -> Result<Prepared> {
-    let loaded = match task_file::load(&args.task) {
+    let loaded = match task_file::load(&request.task_file) {
         Ok(loaded) => loaded,
         Err(LoadError::Unreadable(e)) => return Err(e),
         Err(LoadError::Invalid(report)) => {
-            let message = format!("{} is not a valid task", args.task.display());
+            let message = format!("{} is not a valid task", request.task_file.display());
             return Err(task_file::report_error(&report, message));
         }
     };
     record.task_file.sha256 = Some(loaded.sha256.clone());
     record.task_name = Some(loaded.task.name.clone());
 
-    let task_dir = absolute(&args.task)
+    let task_dir = absolute(&request.task_file)
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let image = backend.find_image(&loaded.task.image, args.pull, &task_dir)?;
+    let image = backend.find_image(&loaded.task.image, request.pull, &task_dir)?;
     record.image = Some(ImageRecord {
         reference: loaded.task.image.clone(),
         id: image.info.id.clone(),
@@ -320,23 +334,23 @@ fn prepare(
     }
     let read_image_file = || backend.processing_container(&loaded.task.image, &image);
     let (template, source) =
-        lookup::template_for(&loaded, args.container_file.as_deref(), &read_image_file)?;
+        lookup::template_for(&loaded, request.container_file.as_deref(), &read_image_file)?;
     record.template = serde_json::to_value(&template)
         .ok()
         .map(|value| mask_template_secrets(value, &template));
 
     let options = Options {
-        overrides: overrides(args),
-        user: match args.user {
+        overrides: overrides(request, env_files),
+        user: match request.user {
             UserChoice::Invoker => PlannedUser::Invoker {
                 uid: nix::unistd::getuid().as_raw(),
                 gid: nix::unistd::getgid().as_raw(),
             },
             UserChoice::Image => PlannedUser::Image,
         },
-        network: args.network.clone(),
-        entrypoint: args.entrypoint.clone(),
-        binds: args.bind.clone(),
+        network: request.network.clone(),
+        entrypoint: request.entrypoint.clone(),
+        binds: request.binds.clone(),
     };
     let host = HostFacts::gather(&loaded.task, &template, &task_dir).with_binds(&options.binds);
     match plan::resolve(&loaded.task, &template, &source, &task_dir, &options, &host) {
@@ -364,13 +378,17 @@ fn mask_template_secrets(mut value: serde_json::Value, template: &Template) -> s
 }
 
 /// `--env-file` values, then `--env` values (which win), as plan overrides (both were
-/// checked while the arguments were parsed).
-fn overrides(args: &RunArgs) -> Vec<Override> {
-    let from_files = args.env_file.iter().flat_map(|file| {
+/// checked while the arguments were parsed; `env_files` are the request's files as read).
+fn overrides(request: &RunRequest, env_files: &[EnvFile]) -> Vec<Override> {
+    let from_files = env_files.iter().flat_map(|file| {
         file.entries.iter().map(|entry| Override {
             name: entry.var.name.clone(),
             value: entry.var.value.clone(),
-            source: match args.env_source.iter().find(|s| s.name == entry.var.name) {
+            source: match request
+                .env_sources
+                .iter()
+                .find(|s| s.name == entry.var.name)
+            {
                 Some(real) => EnvSource::Caller(real.value.clone()),
                 None => EnvSource::EnvFile {
                     path: file.path.display().to_string(),
@@ -379,7 +397,7 @@ fn overrides(args: &RunArgs) -> Vec<Override> {
             },
         })
     });
-    let from_flags = args.env.iter().map(|var| Override {
+    let from_flags = request.env.iter().map(|var| Override {
         name: var.name.clone(),
         value: var.value.clone(),
         source: EnvSource::CommandLine,
@@ -429,10 +447,15 @@ fn record_failure(error: &Error, record: &mut RunRecord, run_dir: &Path, p: Prin
 /// output folders, the missing read-write `--bind` folders, Apptainer's scratch folder,
 /// and the first record. When any of it fails nothing starts, and the folder is removed
 /// again (it holds only what was just written): a refused run leaves no folder.
-fn open_run_dir(args: &RunArgs, plan: &RunPlan, job: &Job, record: &RunRecord) -> Result<PathBuf> {
-    let dir = store::create_run_dir(&args.runs_dir, &record.id).map_err(|e| {
+fn open_run_dir(
+    request: &RunRequest,
+    plan: &RunPlan,
+    job: &Job,
+    record: &RunRecord,
+) -> Result<PathBuf> {
+    let dir = store::create_run_dir(&request.runs_dir, &record.id).map_err(|e| {
         Error::io_with_hint(
-            &args.runs_dir,
+            &request.runs_dir,
             e,
             "choose a writable folder with --runs-dir or TAPIR_RUNS_DIR",
         )
@@ -442,7 +465,7 @@ fn open_run_dir(args: &RunArgs, plan: &RunPlan, job: &Job, record: &RunRecord) -
         Error::not_started(format!(
             "{e}\n  the run was not started, and no run folder was kept; free some space \
              in {} or choose another folder with --runs-dir",
-            args.runs_dir.display()
+            request.runs_dir.display()
         ))
     };
     let opened = store::ignore_in_git(&dir)
@@ -605,7 +628,8 @@ fn dry_run_human(
 /// attached (output echoed, Ctrl-C stops it) or, with `--detach`, under a background
 /// supervisor.
 fn execute(
-    args: &RunArgs,
+    request: &RunRequest,
+    detach_it: bool,
     backend: &Backend,
     prepared: Prepared,
     rendered: RenderedRun,
@@ -637,9 +661,9 @@ fn execute(
         secret_env: rendered.secret_env,
         outputs,
         memory_limit: prepared.plan.limits.memory_bytes,
-        grace_seconds: args.grace,
-        keep: args.keep,
-        timeout_seconds: args.timeout,
+        grace_seconds: request.grace,
+        keep: request.keep,
+        timeout_seconds: request.timeout,
     };
     record.argv = job.argv.clone();
     record.mode = backend.mode().into();
@@ -648,7 +672,7 @@ fn execute(
     }
     record.warnings = prepared.plan.warnings.clone();
     record.started_at = Some(jiff::Timestamp::now());
-    let run_dir = match open_run_dir(args, &prepared.plan, &job, &record) {
+    let run_dir = match open_run_dir(request, &prepared.plan, &job, &record) {
         Ok(dir) => dir,
         Err(e) => {
             clear(spinner.as_ref());
@@ -657,7 +681,7 @@ fn execute(
     };
     let run_dir = run_dir.as_path();
 
-    if args.detach {
+    if detach_it {
         clear(spinner.as_ref());
         // The preparation's handling left these signals ignored (signal-hook keeps its
         // handler installed): while waiting for the background start they end tapir as

@@ -1,15 +1,15 @@
-//! The typed request for one `tapir run`: what an executor starts for an attempt. It is
-//! turned into `tapir run` arguments ([`RunRequest::argv`]) and read back from the parsed
-//! ones ([`RunRequest::from_args`]); the round trip is the identity (tested), so a
-//! pipeline attempt gets exactly the settings the request says, through the same parser
-//! and checks as a `tapir run` typed by hand.
+//! The typed request for one `tapir run`: what an executor starts for an attempt, and
+//! what `tapir run` itself works from (`commands/run.rs` reads its settings from this
+//! value, not from the raw flags). It is turned into `tapir run` arguments
+//! ([`RunRequest::argv`]) and read back from the parsed ones ([`RunRequest::from_args`]);
+//! the round trip is the identity (tested), so a pipeline attempt gets exactly the
+//! settings the request says, through the same parser and checks as a `tapir run` typed
+//! by hand, and the two cannot drift apart.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-#[cfg(test)]
-use crate::cli::RunArgs;
-use crate::cli::{Mode, UserChoice};
+use crate::cli::{Mode, RunArgs, UserChoice};
 use crate::record::store;
 use crate::resolve::env_input::EnvOverride;
 use crate::resolve::plan::PlannedBind;
@@ -110,14 +110,15 @@ impl RunRequest {
         argv
     }
 
-    /// The request parsed `tapir run` arguments make (`None` without a run id: only a
-    /// caller that assigns ids makes requests).
-    #[cfg(test)]
-    pub(crate) fn from_args(args: &RunArgs) -> Option<Self> {
-        Some(Self {
+    /// The request parsed `tapir run` arguments make: `tapir run` works from this value
+    /// alone (with the `--env-file` contents read while parsing), whether a user typed
+    /// it or a pipeline rendered it with [`RunRequest::argv`]. Without `--run-id` the run
+    /// gets a new id here.
+    pub(crate) fn from_args(args: &RunArgs) -> Self {
+        Self {
             task_file: args.task.clone(),
             runs_dir: args.runs_dir.clone(),
-            run_id: args.run_id.clone()?,
+            run_id: args.run_id.clone().unwrap_or_else(store::new_run_id),
             mode: args.mode,
             env: args.env.clone(),
             env_files: args.env_file.iter().map(|f| f.path.clone()).collect(),
@@ -132,7 +133,7 @@ impl RunRequest {
             grace: args.grace,
             timeout: args.timeout,
             watch_parent: args.watch_parent,
-        })
+        }
     }
 
     /// A request for `task_file` into `runs_dir` with every option at `tapir run`'s
@@ -173,7 +174,7 @@ mod tests {
             Ok(Cli {
                 command: Command::Run(args),
                 ..
-            }) => RunRequest::from_args(&args),
+            }) => Some(RunRequest::from_args(&args)),
             Ok(_) => None,
             Err(e) => panic!("the request's argv does not parse: {e}"),
         }

@@ -37,6 +37,10 @@ pub(crate) struct Pipeline {
     pub environment: BTreeMap<String, String>,
     #[serde(default)]
     pub execution_profile: ExecutionProfile,
+    /// `tapir run`'s per-run options for every task (a task's own override these, field
+    /// by field).
+    #[serde(default)]
+    pub run_options: RunOptions,
     pub tasks: Vec<PipelineTask>,
 }
 
@@ -87,6 +91,8 @@ pub(crate) struct PipelineTask {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub execution_profile: ExecutionProfile,
+    #[serde(default)]
+    pub run_options: RunOptions,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_config: Option<Value>,
 }
@@ -135,6 +141,56 @@ pub(crate) struct ExecutionProfile {
     /// before every attempt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clean_outputs_before_retry: Option<bool>,
+}
+
+/// The options of `tapir run` that make sense per task, as a pipeline file gives them (on
+/// the pipeline and on a task; every field a task leaves unset inherits the pipeline's,
+/// then `tapir run`'s default). `timeout` is the execution profile's `max_exec_time`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct RunOptions {
+    /// Pull the image when it is not present locally (`run --pull`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<bool>,
+    /// Who runs the container (`run --user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<RunUser>,
+    /// Keep the container after it ends (`run --keep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<bool>,
+    /// `HOST:CONTAINER[:ro|rw]` (`run --bind`), HOST relative to the pipeline file's
+    /// folder. A task's binds add to the pipeline's; one at the same container path
+    /// replaces the pipeline's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<Vec<String>>,
+    /// Replace the image's ENTRYPOINT (`run --entrypoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+    /// Docker network (`run --network`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Seconds a cancelled task gets to stop before it is killed (`run --grace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<u32>,
+}
+
+/// `run_options.user`: as `tapir run --user`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RunUser {
+    /// The invoking user's uid:gid, so outputs are theirs.
+    #[default]
+    Invoker,
+    /// The image's own USER.
+    Image,
+}
+
+impl RunUser {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            RunUser::Invoker => "invoker",
+            RunUser::Image => "image",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

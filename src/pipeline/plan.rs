@@ -15,10 +15,12 @@ use crate::error::Error;
 use crate::model::{self, EnvBreach, ProcessingContainer, Task, Template, TemplateRef};
 use crate::pipeline::graph::{Edge, find_cycles, levels};
 use crate::pipeline::model::{
-    Conf, ConfVar, Execution, ExecutionDefaults, Pipeline, Profile, TaskForm, TaskRef,
+    Conf, ConfVar, Execution, ExecutionDefaults, Pipeline, Profile, RunOptions, RunUser, TaskForm,
+    TaskRef,
 };
 use crate::pipeline::record::{JOURNAL_FILE, RUNS_SUBDIR};
 use crate::record::store::RECORD_FILE;
+use crate::resolve::plan::PlannedBind;
 use crate::schema::{self, Kind};
 use crate::source::{self, Document, LoadFailure, Source, SpanTree};
 use crate::validation::{FileReport, KindRule, check_file};
@@ -117,6 +119,10 @@ pub(crate) struct PlannedTask {
     /// Overrides from the pipeline and the conf file, highest precedence last applied.
     pub env: Vec<PlannedEnv>,
     pub execution: Execution,
+    /// `tapir run`'s options for the task's attempts, from the pipeline file (shown only
+    /// when one differs from `run`'s default).
+    #[serde(skip_serializing_if = "PlannedRunOptions::is_default")]
+    pub run_options: PlannedRunOptions,
     /// Profile `ccat`: the container's `$WORKFLOW_OUTPUT_DIR`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_output_dir: Option<String>,
@@ -126,6 +132,100 @@ pub(crate) struct PlannedTask {
     /// What running the task needs beyond what `validate` shows (values unmasked).
     #[serde(skip)]
     pub runnable: RunnableTask,
+}
+
+/// A task's `run_options` with the pipeline's under them and `tapir run`'s defaults under
+/// both. `pipeline run` flags are applied over these when an attempt starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct PlannedRunOptions {
+    pub pull: bool,
+    pub user: RunUser,
+    pub keep: bool,
+    /// The pipeline's binds, then the task's (one at the same container path replacing
+    /// the pipeline's), host paths resolved against the pipeline file's folder.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub binds: Vec<PlannedRunBind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    pub grace: u32,
+}
+
+/// `tapir run --grace`'s default.
+pub(crate) const DEFAULT_GRACE_SECONDS: u32 = 10;
+
+impl Default for PlannedRunOptions {
+    fn default() -> Self {
+        Self {
+            pull: false,
+            user: RunUser::Invoker,
+            keep: false,
+            binds: Vec::new(),
+            entrypoint: None,
+            network: None,
+            grace: DEFAULT_GRACE_SECONDS,
+        }
+    }
+}
+
+impl PlannedRunOptions {
+    pub(crate) fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `task`'s options over `pipeline`'s, field by field; binds resolved against
+    /// `base_dir` (only valid ones: the check reports the others).
+    fn effective(task: &RunOptions, pipeline: &RunOptions, base_dir: &Path) -> Self {
+        let defaults = Self::default();
+        let mut binds: Vec<PlannedRunBind> = Vec::new();
+        for (list, source) in [(&pipeline.bind, "pipeline"), (&task.bind, "task")] {
+            for text in list.iter().flatten() {
+                let Ok(bind) = parse_file_bind(text, base_dir) else {
+                    continue;
+                };
+                binds.retain(|b| b.bind.container_path != bind.container_path);
+                binds.push(PlannedRunBind { bind, source });
+            }
+        }
+        Self {
+            pull: task.pull.or(pipeline.pull).unwrap_or(defaults.pull),
+            user: task.user.or(pipeline.user).unwrap_or(defaults.user),
+            keep: task.keep.or(pipeline.keep).unwrap_or(defaults.keep),
+            binds,
+            entrypoint: task
+                .entrypoint
+                .clone()
+                .or_else(|| pipeline.entrypoint.clone()),
+            network: task.network.clone().or_else(|| pipeline.network.clone()),
+            grace: task.grace.or(pipeline.grace).unwrap_or(defaults.grace),
+        }
+    }
+}
+
+/// One `run_options.bind` entry, resolved, with the level that set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct PlannedRunBind {
+    #[serde(flatten)]
+    pub bind: PlannedBind,
+    /// `pipeline` (the pipeline's `run_options`) or `task` (the task's).
+    pub source: &'static str,
+}
+
+/// A `run_options.bind` entry as `run --bind` reads it, HOST relative to `base_dir` (the
+/// pipeline file's folder). `Err` is (message, fix).
+fn parse_file_bind(text: &str, base_dir: &Path) -> Result<PlannedBind, (String, String)> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
+    crate::resolve::plan::parse_bind(text, base_dir, home.as_deref()).map_err(|e| {
+        // `parse_bind` words its errors for the command line.
+        let (message, fix) = e.split_once("\n  fix: ").unwrap_or((&e, ""));
+        (
+            message.replacen("--bind ", "bind ", 1),
+            fix.replace("--bind ", ""),
+        )
+    })
 }
 
 /// The task as running it needs it: the task file's content, where its relative paths
@@ -314,6 +414,7 @@ pub(crate) fn check(
         false => None,
     };
     planner.check_mappings();
+    planner.check_run_options();
     planner.check_env(conf.as_ref().map(|(d, i, c)| (d, *i, c)));
     if pipeline.profile == Profile::Ccat {
         planner.check_ccat(conf.as_ref().map(|(_, _, c)| c));
@@ -937,6 +1038,141 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// `run_options.bind` entries, on the pipeline and on each task: each reads as `run
+    /// --bind` reads it (HOST relative to the pipeline file's folder), a read-only one
+    /// exists, and none shares or nests in another's container path or a channel's of
+    /// the task's template. A task's bind at exactly a pipeline bind's container path
+    /// replaces it.
+    fn check_run_options(&mut self) {
+        let pipeline = self.pipeline;
+        let pipeline_binds = self.checked_binds("/run_options/bind", &pipeline.run_options);
+        for (index, task) in pipeline.tasks.iter().enumerate() {
+            let task_binds = self.checked_binds(
+                &format!("/tasks/{index}/run_options/bind"),
+                &task.run_options,
+            );
+            let inside = |x: &str, y: &str| x == y || x.starts_with(&format!("{y}/"));
+            let nested_in = |a: &str, b: &str| inside(a, b) || inside(b, a);
+            // The pipeline's binds this task keeps, and the task's own.
+            let inherited: Vec<&(String, PlannedBind)> = pipeline_binds
+                .iter()
+                .filter(|(_, p)| {
+                    !task_binds
+                        .iter()
+                        .any(|(_, t)| t.container_path == p.container_path)
+                })
+                .collect();
+            let mut problems: Vec<(String, String, String)> = Vec::new();
+            for (pointer, bind) in &task_binds {
+                if let Some((_, other)) = inherited
+                    .iter()
+                    .find(|(_, p)| nested_in(&p.container_path, &bind.container_path))
+                {
+                    problems.push((
+                        pointer.clone(),
+                        format!(
+                            "bind `{}` of task `{}` and the pipeline's bind at `{}` overlap inside the container",
+                            bind.container_path, task.id, other.container_path
+                        ),
+                        "give each bind its own container path, none inside another (a task's bind at exactly the pipeline's container path replaces it)".into(),
+                    ));
+                }
+            }
+            let mounts: Vec<(String, String)> = match self.loaded[index]
+                .as_ref()
+                .and_then(|l| l.template.as_ref())
+            {
+                Some((template, _)) => template
+                    .inputs
+                    .iter()
+                    .chain(&template.outputs)
+                    .map(|m| (format!("channel `{}`", m.name), m.mounted_path.clone()))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let workflow = (pipeline.profile == Profile::Ccat)
+                .then(|| ("the CCAT folders".to_string(), "/workflow".to_string()));
+            for (pointer, bind) in inherited
+                .iter()
+                .map(|(p, b)| (p, b))
+                .chain(task_binds.iter().map(|(p, b)| (p, b)))
+            {
+                if let Some((what, path)) = mounts
+                    .iter()
+                    .chain(workflow.iter())
+                    .find(|(_, path)| nested_in(path, &bind.container_path))
+                {
+                    problems.push((
+                        pointer.clone(),
+                        format!(
+                            "bind `{}` and {what} ({path}) of task `{}` overlap inside the container",
+                            bind.container_path, task.id
+                        ),
+                        "bind it at a container path outside the task's channels".into(),
+                    ));
+                }
+            }
+            for (pointer, message, fix) in problems {
+                self.error_at("bind-overlap", &pointer, message, fix);
+            }
+        }
+    }
+
+    /// The binds of one `run_options` that read well, with their pointers; errors for
+    /// the others, a read-only one that does not exist, and two in the same list whose
+    /// container paths overlap.
+    fn checked_binds(
+        &mut self,
+        list_pointer: &str,
+        options: &RunOptions,
+    ) -> Vec<(String, PlannedBind)> {
+        let mut good: Vec<(String, PlannedBind)> = Vec::new();
+        for (k, text) in options.bind.iter().flatten().enumerate() {
+            let pointer = format!("{list_pointer}/{k}");
+            let bind = match parse_file_bind(text, &self.base_dir) {
+                Ok(bind) => bind,
+                Err((message, fix)) => {
+                    self.error_at("bad-bind", &pointer, message, fix);
+                    continue;
+                }
+            };
+            if bind.read_only && std::fs::metadata(&bind.host_path).is_err() {
+                self.error_at(
+                    "bind-missing",
+                    &pointer,
+                    format!(
+                        "bind `{text}`: {} does not exist, and a read-only bind must",
+                        bind.host_path.display()
+                    ),
+                    format!(
+                        "create it, fix the path (relative to the pipeline file's folder, {}), or add `:rw` to have tapir create it",
+                        display_dir(&self.base_dir)
+                    ),
+                );
+                continue;
+            }
+            let inside = |x: &str, y: &str| x == y || x.starts_with(&format!("{y}/"));
+            if let Some((_, other)) = good.iter().find(|(_, b)| {
+                inside(&b.container_path, &bind.container_path)
+                    || inside(&bind.container_path, &b.container_path)
+            }) {
+                let message = format!(
+                    "bind `{text}` and the bind at `{}` overlap inside the container",
+                    other.container_path
+                );
+                self.error_at(
+                    "bind-overlap",
+                    &pointer,
+                    message,
+                    "give each bind its own container path, none inside another".into(),
+                );
+                continue;
+            }
+            good.push((pointer, bind));
+        }
+        good
+    }
+
     /// Env overrides from the pipeline and the conf file: ids exist, values respect the
     /// template's `adjustable`, `type` and `choices`.
     fn check_env(&mut self, conf: Option<(&Document, usize, &Conf)>) {
@@ -1544,6 +1780,11 @@ impl<'a> Planner<'a> {
             execution: entry
                 .execution_profile
                 .effective(&self.pipeline.execution_profile, self.execution_defaults),
+            run_options: PlannedRunOptions::effective(
+                &entry.run_options,
+                &self.pipeline.run_options,
+                &self.base_dir,
+            ),
             workflow_output_dir,
             step_config: entry.step_config.clone(),
             runnable: RunnableTask {

@@ -304,6 +304,10 @@ impl Exporter<'_> {
                 );
             }
         }
+        self.check_run_options("", &pipeline.run_options);
+        for (index, task) in pipeline.tasks.iter().enumerate() {
+            self.check_run_options(&format!("/tasks/{index}"), &task.run_options);
+        }
         let name = &pipeline.name;
         let title_ok = !name.is_empty()
             && name.len() <= TITLE_MAX
@@ -332,6 +336,52 @@ impl Exporter<'_> {
             );
         }
         chart
+    }
+
+    /// `run_options` are `tapir run` flags: a bind or an ENTRYPOINT cannot be expressed
+    /// (the operator mounts only channels, and its `command` already replaces the
+    /// ENTRYPOINT); the others are how tapir runs containers locally and are left out.
+    fn check_run_options(&mut self, base: &str, options: &crate::pipeline::model::RunOptions) {
+        let pointer = |key: &str| format!("{base}/run_options/{key}");
+        if options.bind.as_ref().is_some_and(|b| !b.is_empty()) {
+            self.error(
+                "export-host-path",
+                &pointer("bind"),
+                "`run_options.bind` mounts a host path: Kaapana's operator mounts only the channels".into(),
+                "remove the bind; feed the data through an input channel and an IOMapping",
+            );
+        }
+        if options.entrypoint.is_some() {
+            self.error(
+                "export-run-options",
+                &pointer("entrypoint"),
+                "`run_options.entrypoint` has no KaapanaTaskOperator equivalent (its `command` replaces the image's ENTRYPOINT)".into(),
+                "put the entrypoint at the start of the task's `command` instead",
+            );
+        }
+        let local: Vec<&str> = [
+            ("pull", options.pull.is_some()),
+            ("user", options.user.is_some()),
+            ("keep", options.keep.is_some()),
+            ("network", options.network.is_some()),
+            ("grace", options.grace.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect();
+        if let Some(first) = local.first() {
+            self.warning(
+                "export-run-options",
+                &pointer(first),
+                format!(
+                    "run_options {} {} how tapir runs containers here; Kaapana decides that itself, and the export leaves {} out",
+                    local.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+                    if local.len() == 1 { "says" } else { "say" },
+                    if local.len() == 1 { "it" } else { "them" },
+                ),
+                "",
+            );
+        }
     }
 
     fn check_pod_names(&mut self) {
@@ -777,8 +827,12 @@ impl Exporter<'_> {
                         "export-literal-secret",
                         &pointer,
                         format!(
-                            "variable {name} of task `{}` looks like a secret: its value would be stored in the DAG file, the ConfigMap and the workflow-api's database",
-                            task.planned.id
+                            "variable {name} {} looks like a secret: its value would be stored in the DAG file, the ConfigMap and the workflow-api's database",
+                            if pointer.starts_with("/env/") {
+                                "(the pipeline's `env`, for every task)".to_string()
+                            } else {
+                                format!("of task `{}`", task.planned.id)
+                            }
                         ),
                         "remove the value from the pipeline; on Kaapana pass it at run time in the trigger conf's task_form",
                     );

@@ -30,6 +30,12 @@ fn cases() -> Vec<Case> {
             dir: fixtures().join("export/mapping"),
             conf: Some("conf.json"),
         },
+        // Warnings for what Kaapana does differently (`profile: kaapana`: fewer).
+        Case {
+            name: "differences",
+            dir: fixtures().join("export/differences"),
+            conf: None,
+        },
     ]
 }
 
@@ -199,7 +205,7 @@ print("ok")
         );
         checked += 1;
     }
-    assert_eq!(checked, 2);
+    assert_eq!(checked, cases().len());
     // The check can fail: an unescaped tag in a string does not survive.
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.py");
@@ -234,28 +240,47 @@ fn export_is_deterministic() {
 
 #[test]
 fn an_export_that_cannot_be_expressed_writes_nothing() {
-    let dir = fixtures().join("export/refused");
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("chart");
-    let out = run(&mut tapir(&dir, export_args(None, &out_dir)));
-    let report = format!("exit: {}\n{}{}", out.code, out.stdout, out.stderr);
-    if let Some(diff) = check_snapshot(&dir.join("report.txt"), &report) {
-        panic!("{diff}");
-    }
-    assert_eq!(out.code, 1);
-    assert!(!out_dir.exists());
-    for code in [
-        "export-title",
-        "export-literal-secret",
-        "export-pod-name",
-        "export-scale-complexity",
-        "export-channel-name",
-        "export-host-path",
+    for (case, codes) in [
+        (
+            "refused",
+            &[
+                "export-title",
+                "export-literal-secret",
+                "export-pod-name",
+                "export-scale-complexity",
+                "export-channel-name",
+                "export-host-path",
+            ][..],
+        ),
+        (
+            "refused-images",
+            &[
+                "export-identifier-clash",
+                "export-template-source",
+                "export-run-options",
+                "export-unrendered-template",
+            ][..],
+        ),
     ] {
-        assert!(out.stdout.contains(&format!("error[{code}]")), "{code}");
+        let dir = fixtures().join("export").join(case);
+        let out = run(&mut tapir(&dir, export_args(None, &out_dir)));
+        let report = format!("exit: {}\n{}{}", out.code, out.stdout, out.stderr);
+        if let Some(diff) = check_snapshot(&dir.join("report.txt"), &report) {
+            panic!("{diff}");
+        }
+        assert_eq!(out.code, 1, "{case}");
+        assert!(!out_dir.exists(), "{case}");
+        for code in codes {
+            assert!(
+                out.stdout.contains(&format!("error[{code}]")),
+                "{case}: {code}"
+            );
+        }
+        // No literal secret in what tapir prints.
+        assert!(!out.stdout.contains("abc123"));
     }
-    // No litteral secret in what tapir prints.
-    assert!(!out.stdout.contains("abc123"));
     // Profile ccat: the bundled CCAT example.
     let out = run(&mut tapir(
         &repo_root().join("examples/pipeline"),

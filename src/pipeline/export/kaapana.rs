@@ -616,8 +616,22 @@ impl Exporter<'_> {
         let raw = &self.input.raw_tasks[index];
         let runnable = &planned.runnable;
         // {{ env.X }} in the task: the chart would depend on this machine's environment.
+        // Only what the export writes: the task's bindings and dropped config keys are
+        // replaced or left out, whatever they hold.
+        let mut exported = raw.clone();
+        if let Some(members) = exported.as_object_mut() {
+            members.retain(|key, _| !matches!(key.as_str(), "name" | "inputs" | "outputs"));
+            if let Some(config) = members.get_mut("config").and_then(Value::as_object_mut) {
+                config.retain(|key, _| {
+                    matches!(
+                        key.as_str(),
+                        "labels" | "annotations" | "registryUrl" | "registryUsername"
+                    )
+                });
+            }
+        }
         let mut templated = Vec::new();
-        collect_templated(raw, "", &mut templated);
+        collect_templated(&exported, "", &mut templated);
         if let Some(template) = &runnable.template
             && let Ok(value) = serde_json::to_value(template)
         {

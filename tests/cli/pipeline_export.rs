@@ -487,3 +487,116 @@ fn export_then_import_gives_the_same_pipeline() {
         assert_eq!(body(&dag, true), body(&again, false), "{}", case.name);
     }
 }
+
+/// Runs each golden DAG (rendered as the workflow-api renders it) against stand-ins for
+/// Airflow and Kaapana's operator (`tests/fixtures/export/standin/load_dag.py`: the
+/// operator's signature, its pinned retry_delay, string-only BaseEnv) and checks what it
+/// wires against the plan `pipeline validate` makes: retries, backoff, time limit,
+/// template, IOMappings, and every dependency with its `can_fail` (all_done, or a gate).
+/// Not Airflow itself (see README: not loaded in a real Airflow here).
+#[test]
+fn generated_dags_wire_what_the_plan_says() {
+    let loader = fixtures().join("export/standin/load_dag.py");
+    for case in cases() {
+        let tmp = tempfile::tempdir().unwrap();
+        let golden = fixtures()
+            .join("export")
+            .join(case.name)
+            .join("expected/workflow-chart/files/workflow_definition.py");
+        let rendered = tmp.path().join("case_v1.py");
+        let source = std::fs::read_to_string(&golden).unwrap();
+        std::fs::write(
+            &rendered,
+            source.replacen("\"{{ dag_id }}\"", "\"case_v1\"", 1),
+        )
+        .unwrap();
+        let out = std::process::Command::new("python3")
+            .arg(&loader)
+            .arg(&rendered)
+            .output()
+            .expect("python3 runs (tests/setup/python3.sh installs it)");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            case.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dag: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let validate = run(&mut tapir(
+            &case.dir,
+            ["pipeline", "validate", "pipeline.json", "--format", "json"],
+        ));
+        assert_eq!(validate.code, 0, "{}", validate.stdout);
+        let plan: serde_json::Value = serde_json::from_str(&validate.stdout).unwrap();
+        let edges: Vec<(String, String)> = dag["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e[0].as_str().unwrap().into(), e[1].as_str().unwrap().into()))
+            .collect();
+        let has = |a: &str, b: &str| edges.iter().any(|(x, y)| x == a && y == b);
+        let mut expected_edges = 0;
+        let mut gates = std::collections::BTreeSet::new();
+        assert_eq!(dag["dag_id"], "case_v1");
+        assert!(dag["schedule"].is_null(), "never scheduled by itself");
+        for task in plan["plan"]["tasks"].as_array().unwrap() {
+            let id = task["id"].as_str().unwrap();
+            let op = &dag["tasks"][id];
+            let e = &task["execution"];
+            let what = format!("{}: {id}", case.name);
+            assert_eq!(op["kind"], "kaapana", "{what}");
+            assert_eq!(op["template"], task["template"], "{what}");
+            assert_eq!(op["retries"], e["max_retries"], "{what}");
+            assert_eq!(op["retry_delay"], e["retry_backoff_seconds"], "{what}");
+            assert_eq!(
+                op["exponential"],
+                e["retry_policy"] == "exponential_backoff",
+                "{what}"
+            );
+            let limit = e["max_exec_time"].as_u64().unwrap_or(31_536_000);
+            assert_eq!(op["timeout"].as_u64(), Some(limit), "{what}");
+            let deps = task["depends_on"].as_array().unwrap();
+            let all_can_fail = !deps.is_empty() && deps.iter().all(|d| d["can_fail"] == true);
+            let expected_rule = if all_can_fail {
+                "all_done"
+            } else {
+                "all_success"
+            };
+            assert_eq!(op["trigger_rule"], expected_rule, "{what}");
+            let mut mapped: Vec<&str> = Vec::new();
+            for dep in deps {
+                let up = dep["id"].as_str().unwrap();
+                if dep["via"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v == "iochannel_maps")
+                {
+                    mapped.push(up);
+                }
+                if dep["can_fail"] == true && !all_can_fail {
+                    let gate = format!("{up}__done");
+                    assert_eq!(dag["tasks"][&gate]["trigger_rule"], "all_done", "{what}");
+                    assert!(has(up, &gate) && has(&gate, id), "{what}: through {gate}");
+                    gates.insert(gate);
+                    expected_edges += 1;
+                } else {
+                    assert!(has(up, id), "{what}: after {up}");
+                    expected_edges += 1;
+                }
+            }
+            let mut maps: Vec<&str> = op["maps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m[0].as_str().unwrap())
+                .collect();
+            maps.sort_unstable();
+            maps.dedup();
+            mapped.sort_unstable();
+            assert_eq!(maps, mapped, "{what}: IOMappings");
+        }
+        // Nothing else: one edge per dependency, one into each gate.
+        assert_eq!(edges.len(), expected_edges + gates.len(), "{}", case.name);
+    }
+}

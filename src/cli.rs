@@ -751,7 +751,8 @@ pub(crate) struct PipelineImportArgs {
     pub build_version: String,
 
     /// The pipeline name when the DAG's id is the workflow-api's `{{ dag_id }}`
-    /// (default: the file name without `.py`).
+    /// (default: the pipeline a DAG exported by tapir names in its header, else the
+    /// file name without `.py`).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 }

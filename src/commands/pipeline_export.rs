@@ -306,12 +306,17 @@ pub(crate) fn import(args: &PipelineImportArgs, color: ColorChoice) -> Result<Ex
             return Ok(ExitStatus::Failed);
         }
     };
-    let fallback_name = args.name.clone().unwrap_or_else(|| {
-        args.dag.file_stem().map_or_else(
-            || "imported".to_string(),
-            |s| s.to_string_lossy().into_owned(),
-        )
-    });
+    // --name, else the pipeline an exported DAG's header names, else the file's name.
+    let fallback_name = args
+        .name
+        .clone()
+        .or_else(|| kaapana_import::exported_name(&source.text))
+        .unwrap_or_else(|| {
+            args.dag.file_stem().map_or_else(
+                || "imported".to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            )
+        });
     let options = ImportOptions {
         registry: args.registry.clone(),
         build_version: args.build_version.clone(),

@@ -461,8 +461,14 @@ fn export_then_import_gives_the_same_pipeline() {
             .to_string();
         let imported_dir = tmp.path().join("imported");
         std::fs::create_dir(&imported_dir).unwrap();
-        let out = import_to(&dag, &imported_dir.join("pipeline.json"), Some(&name));
+        // No --name: the exported DAG's header names the pipeline.
+        let out = import_to(&dag, &imported_dir.join("pipeline.json"), None);
         assert_eq!(out.code, 0, "{}: {}", case.name, out.stderr);
+        let imported: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(imported_dir.join("pipeline.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(imported["name"], name.as_str(), "{}", case.name);
         let out = run(&mut tapir(
             &imported_dir,
             ["pipeline", "validate", "pipeline.json"],

@@ -584,16 +584,27 @@ impl Exporter<'_> {
             }
             paths.push(&mount.mounted_path);
         }
+        let inline = planned
+            .get(index)
+            .is_some_and(|t| t.template_source.as_deref() == Some("inline"));
         for var in &template.env {
             if var.is_secret() && !var.value.is_empty() {
-                self.error(
+                // The pipeline's own text puts it there: refuse. A processing-container.json
+                // file already holds it (and likely the image too): the copy adds no leak.
+                let severity = if inline {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                };
+                self.finding(
+                    severity,
                     "export-literal-secret",
                     &pointer,
                     format!(
-                        "template `{}` gives secret-looking variable {} a default: it would be stored in the derived image and the workflow's parameters",
+                        "template `{}` gives secret-looking variable {} a default: the derived image's /processing-container.json holds it (the workflow parameter gets no default)",
                         template.identifier, var.name
                     ),
-                    "leave its default empty; on Kaapana, pass it at run time",
+                    "leave its default empty; on Kaapana, pass it at run time in the trigger conf",
                 );
             }
             if !var.adjustable {

@@ -90,7 +90,8 @@ pub(crate) enum Command {
     Validate(ValidateArgs),
     /// Print a bundled JSON Schema (for editors and other tools).
     Schema(SchemaArgs),
-    /// Pipelines of tasks joined by IOMappings: check them, run them.
+    /// Pipelines of tasks joined by IOMappings: check them, run them, export them to
+    /// Kaapana, import Kaapana DAGs.
     Pipeline(PipelineArgs),
     /// Run a task.json in a container, stream its output and record the run.
     Run(RunArgs),

@@ -50,7 +50,13 @@ pub(crate) fn import(
     options: &ImportOptions,
 ) -> Result<(Value, Vec<Diagnostic>), Vec<Diagnostic>> {
     let tokens = tokenize(&source.text).map_err(|e| vec![e.diagnostic(source)])?;
-    let statements = Parser { tokens, at: 0 }
+    let mut parser = Parser {
+        text: &source.text,
+        tokens,
+        at: 0,
+        unsupported: Vec::new(),
+    };
+    let statements = parser
         .statements()
         .map_err(|e| vec![e.diagnostic(source)])?;
     let mut reader = Reader {
@@ -67,7 +73,10 @@ pub(crate) fn import(
     for statement in &statements {
         reader.statement(statement);
     }
-    let mut errors: Vec<Diagnostic> = reader.errors.iter().map(|e| e.diagnostic(source)).collect();
+    let mut problems = std::mem::take(&mut parser.unsupported);
+    problems.extend(reader.errors.iter().cloned());
+    problems.sort_by_key(|p| p.at.start);
+    let mut errors: Vec<Diagnostic> = problems.iter().map(|e| e.diagnostic(source)).collect();
     if reader.tasks.is_empty() && errors.is_empty() {
         errors.push(
             Diagnostic::error("import-no-tasks", "the file defines no KaapanaTaskOperator")
@@ -392,12 +401,43 @@ enum Statement {
     Expr(Node),
 }
 
-struct Parser {
+struct Parser<'t> {
+    text: &'t str,
     tokens: Vec<Token>,
     at: usize,
+    /// Statements outside the subset, skipped (the parse goes on).
+    unsupported: Vec<Problem>,
 }
 
-impl Parser {
+impl Parser<'_> {
+    /// The column (0-based, in bytes) of the line's first character at byte `at`.
+    fn indent_at(&self, at: usize) -> usize {
+        let line_start = self.text[..at].rfind('\n').map_or(0, |n| n + 1);
+        self.text[line_start..]
+            .bytes()
+            .take_while(|b| *b == b' ' || *b == b'\t')
+            .count()
+    }
+
+    /// Skips the statement starting at byte `start` and the lines indented deeper
+    /// than it (its block).
+    fn skip_block(&mut self, start: usize) {
+        let indent = self.indent_at(start);
+        loop {
+            while !matches!(self.peek().tok, Tok::Newline | Tok::End) {
+                self.next();
+            }
+            if self.peek().tok == Tok::End {
+                return;
+            }
+            self.next();
+            let next = self.peek().clone();
+            if next.tok == Tok::End || self.indent_at(next.at.start) <= indent {
+                return;
+            }
+        }
+    }
+
     fn peek(&self) -> &Token {
         &self.tokens[self.at.min(self.tokens.len() - 1)]
     }
@@ -428,7 +468,7 @@ impl Parser {
         }
     }
 
-    fn statements(mut self) -> Result<Vec<(Statement, Range<usize>)>, Problem> {
+    fn statements(&mut self) -> Result<Vec<(Statement, Range<usize>)>, Problem> {
         let mut out = Vec::new();
         loop {
             let token = self.peek().clone();
@@ -490,12 +530,15 @@ impl Parser {
                             | "finally"
                     ) =>
                 {
-                    return Err(Problem::new(
+                    // Said, then skipped with its indented block, so the rest of the file
+                    // is still read and every problem is reported at once.
+                    self.unsupported.push(Problem::new(
                         "import-unsupported",
                         token.at.clone(),
                         format!("`{word}` is outside the DAGs tapir imports"),
                         UNDERSTOOD,
                     ));
+                    self.skip_block(token.at.start);
                 }
                 _ => {
                     let first = self.expression()?;

@@ -55,6 +55,7 @@ pub(crate) fn import(
         tokens,
         at: 0,
         unsupported: Vec::new(),
+        depth: 0,
     };
     let statements = parser
         .statements()
@@ -407,7 +408,12 @@ struct Parser<'t> {
     at: usize,
     /// Statements outside the subset, skipped (the parse goes on).
     unsupported: Vec<Problem>,
+    /// How deep the expression being read is nested.
+    depth: usize,
 }
+
+/// Deeper than any DAG needs.
+const MAX_NESTING: usize = 64;
 
 impl Parser<'_> {
     /// The column (0-based, in bytes) of the line's first character at byte `at`.
@@ -576,6 +582,23 @@ impl Parser<'_> {
 
     /// `a >> b >> c`, or one primary.
     fn expression(&mut self) -> Result<Node, Problem> {
+        // Nesting is bounded, so a hostile file cannot exhaust the stack.
+        if self.depth >= MAX_NESTING {
+            let t = self.peek();
+            return Err(Problem::new(
+                "import-syntax",
+                t.at.clone(),
+                format!("expressions nested deeper than {MAX_NESTING} levels"),
+                UNDERSTOOD,
+            ));
+        }
+        self.depth += 1;
+        let node = self.shift_expression();
+        self.depth -= 1;
+        node
+    }
+
+    fn shift_expression(&mut self) -> Result<Node, Problem> {
         let first = self.unary()?;
         if !self.is_op(">>") {
             return Ok(first);
@@ -606,9 +629,32 @@ impl Parser<'_> {
         self.primary()
     }
 
+    /// How many attribute and call links `node` is made of.
+    fn links(&self, node: &Node) -> usize {
+        let mut count = 0;
+        let mut at = node;
+        loop {
+            match &at.expr {
+                Expr::Attr(base, _) => at = base,
+                Expr::Call { func, .. } => at = func,
+                _ => return count,
+            }
+            count += 1;
+        }
+    }
+
     fn primary(&mut self) -> Result<Node, Problem> {
         let mut node = self.atom()?;
+        // `a.b(…).c…`: each link nests the node once more (bounded as expressions are).
         loop {
+            if self.depth + self.links(&node) >= MAX_NESTING * 2 {
+                return Err(Problem::new(
+                    "import-syntax",
+                    node.at.clone(),
+                    format!("a chain of more than {MAX_NESTING} attributes or calls"),
+                    UNDERSTOOD,
+                ));
+            }
             if self.is_op(".") {
                 self.next();
                 let name = match self.next() {
@@ -1635,6 +1681,16 @@ mod tests {
                     })
                     .collect()
             })
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("x = {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let errors = read(&deep).unwrap_err();
+        assert_eq!(errors[0].0, "import-syntax");
+        assert!(read(&"(".repeat(100_000)).is_err());
+        let chain = format!("x = a{}\n", ".b".repeat(100_000));
+        assert_eq!(read(&chain).unwrap_err()[0].0, "import-syntax");
     }
 
     #[test]

@@ -9,13 +9,17 @@ use crate::executor::ExecutorKind;
 use crate::record::store;
 use crate::resolve::env_input::{self, EnvFile, EnvOverride};
 use crate::resolve::plan::{self, PlannedBind};
+use crate::resolve::run_options::{self, EngineOptions, GpuRequest, PublishedPort};
 
 /// The README's "Exit codes" table, short: each code and its meaning, in lines as `--help`
 /// shows them (`tapir man` joins them). tests/cli/help.rs checks every code is here.
 pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
     (
         "0",
-        &["success (validate: every file is valid; run --detach: the task started)"],
+        &[
+            "success (validate: every file is valid; run --detach: the task started;",
+            "session: it answered and was ended with Ctrl-C)",
+        ],
     ),
     (
         "1",
@@ -35,7 +39,10 @@ pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
     ),
     (
         "124",
-        &["run --timeout: the task ran too long and was stopped"],
+        &[
+            "run --timeout: the task ran too long and was stopped;",
+            "session: it did not answer HTTP within --wait seconds",
+        ],
     ),
     (
         "125",
@@ -95,6 +102,13 @@ pub(crate) enum Command {
     Pipeline(PipelineArgs),
     /// Run a task.json in a container, stream its output and record the run.
     Run(RunArgs),
+    /// Start an image (or task) that serves a web UI, on 127.0.0.1 only; print its URL
+    /// once it answers HTTP; Ctrl-C ends it. Logs and record as for any run.
+    Session(SessionArgs),
+    /// Create a new container repository that validates, builds and runs as it is.
+    Init(InitArgs),
+    /// Write a new file from what an image or processing-container.json declares.
+    New(NewArgs),
     /// Show what a run wrote (stdout and stderr interleaved as they arrived).
     Logs(LogsArgs),
     /// List runs, newest first.
@@ -216,6 +230,9 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "PROGRAM")]
     pub entrypoint: Option<String>,
 
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
     /// Keep the container after it ends (it is removed once its logs are safe otherwise).
     #[arg(long)]
     pub keep: bool,
@@ -251,6 +268,155 @@ pub(crate) struct RunArgs {
     /// record, when the file is only the way it travels (standard input).
     #[arg(long, value_name = "NAME=SOURCE", hide = true, value_parser = EnvOverrideParser)]
     pub env_source: Vec<EnvOverride>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SessionArgs {
+    /// A task file (TASK.JSON), or a local image whose own CMD (or, with --canfar, its
+    /// /skaha/startup.sh) serves the UI.
+    #[arg(value_name = "IMAGE|TASK.JSON")]
+    pub target: String,
+
+    /// The port the UI listens on inside the container (CANFAR's contributed sessions:
+    /// 5000, the default).
+    #[arg(long, value_name = "PORT", default_value_t = 5000, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+
+    /// The port on 127.0.0.1 to publish it on (default: a free one).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub host_port: Option<u16>,
+
+    /// The path asked for to see whether the UI answers (any HTTP answer counts).
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub path: String,
+
+    /// Seconds to wait, once the container is started, for the first HTTP answer; after
+    /// them the session is stopped, its last log lines are shown and tapir exits with 124.
+    #[arg(long = "wait", value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub wait_seconds: u64,
+
+    /// Check the image as a CANFAR "contributed" session: port 5000, started as
+    /// `/skaha/startup.sh SESSION_ID` (IMAGE only), run as your uid rather than root;
+    /// says what CANFAR would need that the image lacks.
+    #[arg(long)]
+    pub canfar: bool,
+
+    /// The session id given to /skaha/startup.sh (default: the run id).
+    #[arg(long, value_name = "ID", requires = "canfar")]
+    pub session_id: Option<String>,
+
+    /// Set a variable in the container (repeatable), as `run --env`.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
+    pub env: Vec<EnvOverride>,
+
+    /// Who runs it: `invoker` (your uid:gid, as CANFAR runs sessions as the user) or
+    /// `image` (the image's own USER).
+    #[arg(long, value_enum, default_value_t = UserChoice::Invoker)]
+    pub user: UserChoice,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// Where run folders (task_run-<id>/) are written.
+    #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]
+    pub runs_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The folder to create the repository in (made if missing; existing files are
+    /// never overwritten).
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// The base image of the Dockerfile (it needs /bin/sh).
+    #[arg(long = "from", value_name = "IMAGE", default_value = crate::commands::scaffold::DEFAULT_BASE)]
+    pub base: String,
+
+    /// The image name (default: the folder's name, made a valid image name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewArgs {
+    #[command(subcommand)]
+    pub what: NewCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NewCommand {
+    /// Write a task.json for a template: every channel bound to a folder beside it,
+    /// every adjustable env entry at its default. Descriptions are printed as notes on
+    /// stderr (task.json has no place for them).
+    Task(NewTaskArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewTaskArgs {
+    /// A local image with /processing-container.json, or a processing-container.json.
+    #[arg(value_name = "IMAGE|PC.JSON")]
+    pub source: String,
+
+    /// The template's identifier.
+    #[arg(value_name = "TEMPLATE")]
+    pub template: String,
+
+    /// Write the task here (never over an existing file) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// The task's image, for a PC.JSON source (default: its `name`, tag `latest`).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+}
+
+/// The engine options no task file carries (`run`, `session`); see
+/// `resolve::run_options`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct EngineArgs {
+    /// Size of the container's /dev/shm, e.g. `2Gi` (PyTorch data loaders, browsers).
+    /// Docker only: apptainer has no such setting.
+    #[arg(long, value_name = "SIZE", value_parser = run_options::parse_shm_size, help_heading = "Engine options")]
+    pub shm_size: Option<u64>,
+
+    /// GPUs for the task: `all`, a number (`2`) or devices (`device=0,1`, indexes or
+    /// UUIDs). Wins over the task's `resources.limits` GPU count. Docker: `--gpus`;
+    /// apptainer: `--nv`/`--rocm` with CUDA_VISIBLE_DEVICES (ROCR_…) and
+    /// NVIDIA_VISIBLE_DEVICES set to the devices.
+    #[arg(long, value_name = "GPUS", value_parser = run_options::parse_gpus, help_heading = "Engine options")]
+    pub gpus: Option<GpuRequest>,
+
+    /// [[ADDRESS:]HOST_PORT:]CONTAINER_PORT[/udp]: publish a container port (repeatable).
+    /// Bound to 127.0.0.1 unless ADDRESS is written (`0.0.0.0:8080:80` opens it to the
+    /// network); without HOST_PORT the engine picks a free one. Under apptainer the
+    /// container shares the host's network: nothing is mapped.
+    #[arg(short = 'p', long = "publish", value_name = "PORT", value_parser = run_options::parse_publish, help_heading = "Engine options")]
+    pub publish: Vec<PublishedPort>,
+
+    /// Pass ARG to the engine verbatim, before the image (repeatable; one word each:
+    /// `--engine-arg=--cap-add=SYS_PTRACE`). Refused: flags that break how tapir runs
+    /// the container (`--rm`, `-d`, `--name`, `-t`, …) and those tapir has an option for
+    /// (`--env`, `-v`, `--user`, `--gpus`, …).
+    #[arg(
+        long = "engine-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        help_heading = "Engine options"
+    )]
+    pub engine_arg: Vec<String>,
+}
+
+impl EngineArgs {
+    /// The typed options the plan carries.
+    pub(crate) fn options(&self) -> EngineOptions {
+        EngineOptions {
+            shm_size_bytes: self.shm_size,
+            gpus: self.gpus.clone(),
+            ports: self.publish.clone(),
+            engine_args: self.engine_arg.clone(),
+        }
+    }
 }
 
 /// Where run folders are; shared by every command that reads them.
@@ -826,6 +992,23 @@ pub(crate) struct PipelineRunArgs {
     /// pipeline file's `run_options.keep` says.
     #[arg(long)]
     pub keep: bool,
+
+    /// NAME=VALUE: a run-time parameter the pipeline declares in `params` (repeatable;
+    /// Tapis' submission params). Read by a task's `env` through
+    /// `{"value_from": {"params": "NAME"}}`; never shown when its name looks secret.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
+    pub param: Vec<EnvOverride>,
+
+    /// Copy the results of the tasks that succeeded to DIR/<pipeline run folder name>/
+    /// when the run ends (replaces the pipeline file's `archive.path`; its `include`
+    /// still applies). Every file is verified; nothing is overwritten.
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
+
+    /// When the whole run succeeded, remove its managed output folders at the end (after
+    /// a complete archive, if one is asked for). Records and logs stay.
+    #[arg(long)]
+    pub clean_succeeded: bool,
 }
 
 #[derive(Debug, Args)]
@@ -847,6 +1030,12 @@ pub(crate) struct PipelineValidateArgs {
     /// github (workflow annotations).
     #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
     pub format: ValidateFormat,
+
+    /// NAME=VALUE: check the pipeline's parameters as `pipeline run --param` would
+    /// (undeclared ones, required ones missing, values against the templates); without
+    /// any, parameters show their defaults.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
+    pub param: Vec<EnvOverride>,
 }
 
 /// `--profile` of `pipeline run` and `pipeline validate`.

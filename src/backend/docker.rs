@@ -17,6 +17,7 @@ use crate::model::quantity::format_bytes;
 use crate::resolve::plan::{
     EnvSource, EnvValue, HOME_FOR_INVOKER, PlannedEnv, PlannedUser, RunPlan,
 };
+use crate::resolve::run_options::GpuRequest;
 
 /// What tapir needs to know about a local image.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -640,8 +641,19 @@ pub(crate) fn run_argv(plan: &RunPlan, run_id: &str, run_dir: &Path) -> Rendered
             format!("{}.{:03}", millis / 1000, millis % 1000),
         ]);
     }
-    if let Some(gpus) = plan.limits.gpus {
-        argv.extend(["--gpus".into(), gpus.to_string()]);
+    match plan.gpu_request() {
+        None => {}
+        // Docker reads `--gpus` as CSV: a list of devices must be quoted to keep its comma.
+        Some(GpuRequest::Devices(devices)) => {
+            argv.extend(["--gpus".into(), format!("\"device={}\"", devices.join(","))]);
+        }
+        Some(gpus) => argv.extend(["--gpus".into(), gpus.to_string()]),
+    }
+    if let Some(bytes) = plan.engine.shm_size_bytes {
+        argv.extend(["--shm-size".into(), bytes.to_string()]);
+    }
+    for port in &plan.engine.ports {
+        argv.extend(["--publish".into(), port.docker_spec()]);
     }
     let channel_mounts = plan
         .mounts
@@ -672,6 +684,8 @@ pub(crate) fn run_argv(plan: &RunPlan, run_id: &str, run_dir: &Path) -> Rendered
     if let Some(entrypoint) = &plan.entrypoint {
         argv.extend(["--entrypoint".into(), entrypoint.clone()]);
     }
+    // Last before the image, verbatim (refused ones were stopped by `engine_args::check`).
+    argv.extend(plan.engine.engine_args.iter().cloned());
     argv.push(plan.image.clone());
     if let Some(command) = &plan.command {
         argv.extend(command.iter().cloned());

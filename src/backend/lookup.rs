@@ -362,7 +362,10 @@ pub(crate) fn template_for(
     }
 }
 
-fn read_container(report: &FileReport, name: &str) -> Result<ProcessingContainer, Error> {
+pub(crate) fn read_container(
+    report: &FileReport,
+    name: &str,
+) -> Result<ProcessingContainer, Error> {
     if !report.is_valid() {
         return Err(task_file::report_error(
             report,
@@ -377,7 +380,7 @@ fn read_container(report: &FileReport, name: &str) -> Result<ProcessingContainer
     model::from_value(&value, "processing-container.json").map_err(Error::not_started)
 }
 
-fn container_from_image(
+pub(crate) fn container_from_image(
     read_image_file: &dyn Fn() -> Result<Option<Vec<u8>>, Error>,
     reference: &str,
 ) -> Result<ProcessingContainer, Error> {

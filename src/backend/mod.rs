@@ -6,6 +6,7 @@ pub(crate) mod apptainer;
 pub(crate) mod deadline;
 pub(crate) mod docker;
 pub(crate) mod engine_api;
+pub(crate) mod engine_args;
 pub(crate) mod lookup;
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! `tapir pipeline export --to kaapana` and `tapir pipeline import --from kaapana`
-//! (docs/DESIGN.md decision 12). Export: the pipeline is checked as `pipeline validate`
+//! (docs/DESIGN.md decision 15). Export: the pipeline is checked as `pipeline validate`
 //! checks it, then the pure exporter (`pipeline::export::kaapana`) turns the plan into
 //! files and findings, which are shown as `validate` shows its own; the files are written
 //! into a temporary folder beside the output and renamed into place, so an export that

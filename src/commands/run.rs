@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::absolute;
 use super::plan_view::{command_line, plan_rows};
 use crate::backend::docker::{self, Docker, RenderedRun};
-use crate::backend::{Backend, FoundImage, apptainer, lookup};
+use crate::backend::{Backend, FoundImage, apptainer, engine_args, lookup};
 use crate::cli::{ColorChoice, PlanFormat, RunArgs, UserChoice};
 use crate::error::{Error, ExitStatus, Result};
 use crate::execute::detach::{self, Detached};
@@ -84,6 +84,12 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         (!args.dry_run).then_some((request.runs_dir.as_path(), id.as_str())),
         spinner.clone(),
     );
+    // Checked before the engine is asked anything: the answer does not depend on it.
+    if let Err(message) = engine_args::check(request.mode, &request.engine.engine_args) {
+        disarm(cancel);
+        clear(spinner.as_ref());
+        return Ok(refused(&Error::not_started(message), err));
+    }
     let backend = match Backend::locate(request.mode, args.dry_run) {
         Ok(backend) => backend,
         Err(e) => {
@@ -351,6 +357,7 @@ fn prepare(
         network: request.network.clone(),
         entrypoint: request.entrypoint.clone(),
         binds: request.binds.clone(),
+        engine: request.engine.clone(),
     };
     let host = HostFacts::gather(&loaded.task, &template, &task_dir).with_binds(&options.binds);
     match plan::resolve(&loaded.task, &template, &source, &task_dir, &options, &host) {
@@ -627,6 +634,7 @@ fn dry_run_human(
 /// Opens the run folder (with the outputs and the first record), and runs the container:
 /// attached (output echoed, Ctrl-C stops it) or, with `--detach`, under a background
 /// supervisor.
+#[allow(clippy::too_many_arguments)]
 fn execute(
     request: &RunRequest,
     detach_it: bool,

@@ -1,4 +1,4 @@
-//! A checked pipeline as a Kaapana "workflow v2" (docs/DESIGN.md decision 12): a Helm
+//! A checked pipeline as a Kaapana "workflow v2" (docs/DESIGN.md decision 15): a Helm
 //! chart whose DAG runs every task with `KaapanaTaskOperator`, the derived processing
 //! images that carry the templates tapir knows but the images do not, and a trigger conf.
 //! Pure: the plan and the files' text in, the files' bytes and the findings out. The

@@ -1,4 +1,4 @@
-//! A Kaapana DAG file back into a pipeline (docs/DESIGN.md decision 12), for DAGs made of
+//! A Kaapana DAG file back into a pipeline (docs/DESIGN.md decision 15), for DAGs made of
 //! `KaapanaTaskOperator`s, `IOMapping`s and `>>` (and the `EmptyOperator` gates and
 //! `retry_delay` assignments `pipeline export` writes). A small reader of that subset of
 //! Python, not a Python parser: every construct outside it is an error at its line and

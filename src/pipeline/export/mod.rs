@@ -1,4 +1,4 @@
-//! Pipelines to and from other platforms' workflow formats (docs/DESIGN.md decision 12).
+//! Pipelines to and from other platforms' workflow formats (docs/DESIGN.md decision 15).
 //! `kaapana` writes a Kaapana workflow chart from a checked pipeline; `kaapana_import`
 //! reads a Kaapana DAG file back into a pipeline. Both are pure: the command writes.
 

@@ -1,5 +1,5 @@
 //! Python text for a DAG file that Kaapana's workflow-api renders with Jinja before
-//! Airflow reads it (docs/DESIGN.md decision 12): string literals whose `{{`, `{%` and
+//! Airflow reads it (docs/DESIGN.md decision 15): string literals whose `{{`, `{%` and
 //! `{#` cannot open a Jinja tag, identifiers made from task ids, comments that stay text.
 
 /// Python's keywords and soft keywords: never a variable name.

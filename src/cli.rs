@@ -98,7 +98,8 @@ pub(crate) enum Command {
     Validate(ValidateArgs),
     /// Print a bundled JSON Schema (for editors and other tools).
     Schema(SchemaArgs),
-    /// Pipelines of tasks joined by IOMappings: check them, run them.
+    /// Pipelines of tasks joined by IOMappings: check them, run them, export them to
+    /// Kaapana, import Kaapana DAGs.
     Pipeline(PipelineArgs),
     /// Run a task.json in a container, stream its output and record the run.
     Run(RunArgs),
@@ -890,6 +891,89 @@ pub(crate) enum PipelineCommand {
     /// when `can_fail` let the others run); 125 the pipeline is invalid (nothing started);
     /// 130 cancelled by Ctrl-C or SIGTERM; 2 usage error or a refused --resume.
     Run(PipelineRunArgs),
+    /// Write a pipeline as another platform's workflow: `--to kaapana` writes a Kaapana
+    /// workflow chart (KaapanaTaskOperator DAG, workflow.json, derived processing images,
+    /// trigger conf), after checking what Kaapana would run differently.
+    ///
+    /// Exit codes: 0 written (warnings are shown); 1 the pipeline is invalid or cannot be
+    /// expressed on the platform (nothing written); 2 usage error, unreadable input, or an
+    /// output folder that is not empty and not an earlier export (see --force).
+    Export(PipelineExportArgs),
+    /// Read another platform's workflow as a pipeline: `--from kaapana` reads a DAG file
+    /// made of KaapanaTaskOperator, IOMapping and `>>`.
+    ///
+    /// Exit codes: 0 written; 1 the DAG uses something tapir does not read (nothing
+    /// written); 2 usage error or unreadable input.
+    Import(PipelineImportArgs),
+}
+
+/// The platforms `pipeline export` and `pipeline import` know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum WorkflowPlatform {
+    /// Kaapana's "workflow v2": a Helm chart with a KaapanaTaskOperator DAG.
+    Kaapana,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PipelineExportArgs {
+    /// The pipeline file.
+    #[arg(value_name = "PIPELINE.JSON")]
+    pub pipeline: PathBuf,
+
+    /// The platform to write for.
+    #[arg(long, value_enum, value_name = "PLATFORM")]
+    pub to: WorkflowPlatform,
+
+    /// User input for a run, as for `pipeline run`: written as the platform's trigger
+    /// conf (Kaapana: trigger-conf.json with `task_form.<id>.env` lists).
+    #[arg(long, value_name = "CONF.JSON")]
+    pub conf: Option<PathBuf>,
+
+    /// The folder to write (created; an earlier export there is replaced).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// Replace the output folder even when it holds files no export of tapir wrote.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Output format of the findings: human, json, or github (workflow annotations).
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
+    pub format: ValidateFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PipelineImportArgs {
+    /// The workflow file (Kaapana: the DAG's .py file).
+    #[arg(value_name = "DAG.PY")]
+    pub dag: PathBuf,
+
+    /// The platform the file comes from.
+    #[arg(long, value_enum, value_name = "PLATFORM")]
+    pub from: WorkflowPlatform,
+
+    /// Where to write the pipeline (default: standard output). An existing file is
+    /// replaced only with --force.
+    #[arg(short, long, value_name = "PIPELINE.JSON")]
+    pub output: Option<PathBuf>,
+
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
+
+    /// The registry for `{DEFAULT_REGISTRY}` in the DAG's image names.
+    #[arg(long, value_name = "HOST", default_value = "localhost")]
+    pub registry: String,
+
+    /// The tag for `{KAAPANA_BUILD_VERSION}` in the DAG's image names.
+    #[arg(long, value_name = "TAG", default_value = "latest")]
+    pub build_version: String,
+
+    /// The pipeline name when the DAG's id is the workflow-api's `{{ dag_id }}`
+    /// (default: the pipeline a DAG exported by tapir names in its header, else the
+    /// file name without `.py`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]

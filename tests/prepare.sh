@@ -51,3 +51,4 @@ docker version --format 'prepare.sh: docker engine {{.Server.Version}}' >&2 || {
   exit 1
 }
 bash "$(dirname "${BASH_SOURCE[0]}")/setup/registry.sh"  # loopback registries for the registry tests
+bash "$(dirname "${BASH_SOURCE[0]}")/setup/python3.sh"  # python3 + Jinja2 for the export tests

@@ -9,6 +9,7 @@ pub(crate) mod logs;
 pub(crate) mod man;
 pub(crate) mod outputs;
 pub(crate) mod pipeline;
+pub(crate) mod pipeline_export;
 pub(crate) mod pipeline_run;
 pub(crate) mod plan_view;
 pub(crate) mod ps;

@@ -12,6 +12,7 @@ mod images;
 mod inspect_pipelines;
 mod inspect_runs;
 mod pipeline;
+mod pipeline_export;
 mod pipeline_run;
 mod pipeline_tapis;
 mod readme;

@@ -50,7 +50,8 @@ pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
             "run: failed before the task ran (invalid task, image missing, engine down),",
             "or its logs or record could not be written (disk full; the task was stopped);",
             "pipeline run: the pipeline is invalid (nothing started);",
-            "run, inspect, doctor: the engine did not answer within TAPIR_ENGINE_TIMEOUT",
+            "run, inspect, doctor, images, validate --image: the engine (or registry) did",
+            "not answer within TAPIR_ENGINE_TIMEOUT",
             "seconds (default 60; every engine call has this deadline)",
         ],
     ),
@@ -97,7 +98,8 @@ pub(crate) enum Command {
     Validate(ValidateArgs),
     /// Print a bundled JSON Schema (for editors and other tools).
     Schema(SchemaArgs),
-    /// Pipelines of tasks joined by IOMappings: check them, run them.
+    /// Pipelines of tasks joined by IOMappings: check them, run them, export them to
+    /// Kaapana, import Kaapana DAGs.
     Pipeline(PipelineArgs),
     /// Run a task.json in a container, stream its output and record the run.
     Run(RunArgs),
@@ -127,6 +129,9 @@ pub(crate) enum Command {
     /// Show an image's /processing-container.json (validated) and its metadata.
     #[command(visible_alias = "processing-container")]
     Inspect(InspectArgs),
+    /// List and search the Task API images (those with a /processing-container.json):
+    /// their templates and descriptions.
+    Images(ImagesArgs),
     /// Check which engines work here, and what will and will not work with them.
     Doctor(DoctorArgs),
     /// Print a shell completion script.
@@ -643,11 +648,50 @@ pub(crate) struct ManArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
-    /// A local image (never pulled).
+    /// A local image (never pulled), or `docker://HOST/REPOSITORY:TAG` to read it from
+    /// its registry without pulling it (manifest, config and the layers down to
+    /// /processing-container.json).
     pub image: String,
     /// human or json.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImagesArgs {
+    /// Show only images whose references, title, description, label values or
+    /// templates (identifier, description) hold every one of these words (any case).
+    #[arg(value_name = "KEYWORD")]
+    pub keywords: Vec<String>,
+    /// label=KEY (the label is set) or label=KEY=VALUE (to that value); repeatable,
+    /// all must match.
+    #[arg(long = "filter", value_name = "label=KEY[=VALUE]", value_parser = LabelFilterParser)]
+    pub filters: Vec<crate::backend::catalog::LabelFilter>,
+    /// human or json.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+    pub format: PlanFormat,
+    /// List a registry's Task API images instead of the local ones, through its
+    /// catalogue (`/v2/_catalog`): HOST[:PORT] or a URL (plain http only for loopback).
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
+}
+
+/// `--filter label=KEY[=VALUE]`.
+#[derive(Debug, Clone, Copy)]
+struct LabelFilterParser;
+
+impl clap::builder::TypedValueParser for LabelFilterParser {
+    type Value = crate::backend::catalog::LabelFilter;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        crate::backend::catalog::LabelFilter::parse(&value.to_string_lossy())
+            .map_err(|message| usage_error(cmd, message))
+    }
 }
 
 // The engine is the backend's notion; `--mode` only names it.
@@ -669,8 +713,17 @@ pub(crate) enum UserChoice {
 pub(crate) struct ValidateArgs {
     /// Files or folders to check. Folders are searched recursively for both kinds
     /// (skipping target/, .git/ and node_modules/).
-    #[arg(required = true, value_name = "FILE|DIR")]
+    #[arg(required_unless_present = "images", value_name = "FILE|DIR")]
     pub paths: Vec<PathBuf>,
+
+    /// Check a local image as a platform would (repeatable): its embedded
+    /// /processing-container.json and whether it fits the image (programs present and
+    /// runnable by any uid, no mount over a file), the OCI catalogue labels (with the
+    /// LABEL lines to add), a non-root user, no secrets in ENV. The image is never run.
+    /// `docker://HOST/REPOSITORY:TAG` reads it from its registry instead (every layer's
+    /// file list is streamed; nothing is stored or pulled into the engine).
+    #[arg(long = "image", value_name = "IMAGE")]
+    pub images: Vec<String>,
 
     /// Treat every file as this kind instead of detecting it.
     #[arg(long, value_enum, value_name = "KIND")]
@@ -897,6 +950,89 @@ pub(crate) enum PipelineCommand {
     /// when `can_fail` let the others run); 125 the pipeline is invalid (nothing started);
     /// 130 cancelled by Ctrl-C or SIGTERM; 2 usage error or a refused --resume.
     Run(PipelineRunArgs),
+    /// Write a pipeline as another platform's workflow: `--to kaapana` writes a Kaapana
+    /// workflow chart (KaapanaTaskOperator DAG, workflow.json, derived processing images,
+    /// trigger conf), after checking what Kaapana would run differently.
+    ///
+    /// Exit codes: 0 written (warnings are shown); 1 the pipeline is invalid or cannot be
+    /// expressed on the platform (nothing written); 2 usage error, unreadable input, or an
+    /// output folder that is not empty and not an earlier export (see --force).
+    Export(PipelineExportArgs),
+    /// Read another platform's workflow as a pipeline: `--from kaapana` reads a DAG file
+    /// made of KaapanaTaskOperator, IOMapping and `>>`.
+    ///
+    /// Exit codes: 0 written; 1 the DAG uses something tapir does not read (nothing
+    /// written); 2 usage error or unreadable input.
+    Import(PipelineImportArgs),
+}
+
+/// The platforms `pipeline export` and `pipeline import` know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum WorkflowPlatform {
+    /// Kaapana's "workflow v2": a Helm chart with a KaapanaTaskOperator DAG.
+    Kaapana,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PipelineExportArgs {
+    /// The pipeline file.
+    #[arg(value_name = "PIPELINE.JSON")]
+    pub pipeline: PathBuf,
+
+    /// The platform to write for.
+    #[arg(long, value_enum, value_name = "PLATFORM")]
+    pub to: WorkflowPlatform,
+
+    /// User input for a run, as for `pipeline run`: written as the platform's trigger
+    /// conf (Kaapana: trigger-conf.json with `task_form.<id>.env` lists).
+    #[arg(long, value_name = "CONF.JSON")]
+    pub conf: Option<PathBuf>,
+
+    /// The folder to write (created; an earlier export there is replaced).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// Replace the output folder even when it holds files no export of tapir wrote.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Output format of the findings: human, json, or github (workflow annotations).
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
+    pub format: ValidateFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PipelineImportArgs {
+    /// The workflow file (Kaapana: the DAG's .py file).
+    #[arg(value_name = "DAG.PY")]
+    pub dag: PathBuf,
+
+    /// The platform the file comes from.
+    #[arg(long, value_enum, value_name = "PLATFORM")]
+    pub from: WorkflowPlatform,
+
+    /// Where to write the pipeline (default: standard output). An existing file is
+    /// replaced only with --force.
+    #[arg(short, long, value_name = "PIPELINE.JSON")]
+    pub output: Option<PathBuf>,
+
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
+
+    /// The registry for `{DEFAULT_REGISTRY}` in the DAG's image names.
+    #[arg(long, value_name = "HOST", default_value = "localhost")]
+    pub registry: String,
+
+    /// The tag for `{KAAPANA_BUILD_VERSION}` in the DAG's image names.
+    #[arg(long, value_name = "TAG", default_value = "latest")]
+    pub build_version: String,
+
+    /// The pipeline name when the DAG's id is the workflow-api's `{{ dag_id }}`
+    /// (default: the pipeline a DAG exported by tapir names in its header, else the
+    /// file name without `.py`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -64,6 +64,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Rm(args) => commands::rm::rm(args),
         Command::Prune(args) => commands::rm::prune(args),
         Command::Inspect(args) => commands::inspect::run(args, color),
+        Command::Images(args) => commands::images::run(args, color),
         Command::Doctor(args) => commands::doctor::run(args, color),
         Command::Completions(args) => commands::completions::run(args),
         Command::Man(args) => commands::man::run(args),

@@ -159,7 +159,7 @@ impl Docker {
     }
 
     /// The message for a call that went unanswered; later calls fail at once.
-    fn no_answer(&self, what: &str, limit: Duration) -> EngineFailure {
+    pub(crate) fn no_answer(&self, what: &str, limit: Duration) -> EngineFailure {
         self.silent.store(true, Ordering::SeqCst);
         EngineFailure::NoAnswer(deadline::no_answer(&self.engine_name(), what, limit))
     }
@@ -192,8 +192,32 @@ impl Docker {
         }
     }
 
+    /// A request with headers or a body on the API socket within `limit`; `Ok(None)`
+    /// when there is no socket or it cannot be reached.
+    pub(crate) fn api_send(
+        &self,
+        request: engine_api::Request,
+        what: &str,
+        limit: Duration,
+    ) -> Result<Option<Response>, EngineFailure> {
+        let Some(socket) = &self.socket else {
+            return Ok(None);
+        };
+        self.still_silent(what)?;
+        match engine_api::send(socket, request, limit) {
+            Ok(response) => Ok(Some(response)),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(self.no_answer(what, limit)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Is the engine's API socket reachable directly (else everything goes through the CLI)?
+    pub(crate) fn has_socket(&self) -> bool {
+        self.socket.is_some()
+    }
+
     /// Runs the `docker` client with `args` within `limit`, output collected.
-    fn cli(&self, args: &[&str], limit: Duration) -> Result<Output, EngineFailure> {
+    pub(crate) fn cli(&self, args: &[&str], limit: Duration) -> Result<Output, EngineFailure> {
         let what = format!("`docker {}`", args.join(" "));
         self.still_silent(&what)?;
         match deadline::output(self.command().args(args), limit) {
@@ -693,7 +717,7 @@ pub(crate) fn run_argv(plan: &RunPlan, run_id: &str, run_dir: &Path) -> Rendered
     RenderedRun { argv, secret_env }
 }
 
-fn engine_error(what: &str, status: u16, body: &[u8]) -> Error {
+pub(crate) fn engine_error(what: &str, status: u16, body: &[u8]) -> Error {
     let message = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v["message"].as_str().map(str::to_string))
@@ -703,7 +727,7 @@ fn engine_error(what: &str, status: u16, body: &[u8]) -> Error {
     ))
 }
 
-fn cli_error(what: &str, stderr: &str) -> Error {
+pub(crate) fn cli_error(what: &str, stderr: &str) -> Error {
     let stderr = stderr.trim();
     if stderr.contains("Cannot connect to the Docker daemon")
         || stderr.contains("Is the docker daemon running")

@@ -1,5 +1,5 @@
 //! `--engine-arg`: the escape hatch for engine flags tapir has no option for, passed
-//! verbatim before the image. Two kinds are refused (DESIGN.md decision 12, "Engine
+//! verbatim before the image. Two kinds are refused (DESIGN.md decision 13, "Engine
 //! options beyond the task"):
 //! - flags that break how tapir runs a container: it names, streams, stops and removes
 //!   the container itself (`--rm`, `--detach`, `--name`, `--tty`, `--attach`, …);

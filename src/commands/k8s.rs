@@ -1,5 +1,5 @@
 //! The Kubernetes face: `run --executor k8s --dry-run` prints a task's manifests and
-//! `export k8s TASK -o DIR` writes them (DESIGN.md decision 15). Both go through one
+//! `export k8s TASK -o DIR` writes them (DESIGN.md decision 18). Both go through one
 //! preparation: task file → template → the same `RunPlan` a local run makes → manifests,
 //! checked. No cluster is contacted.
 
@@ -53,7 +53,8 @@ fn prepare(
     // itself, so it need not be on this machine otherwise.
     let read_image_file = || {
         let backend = Backend::locate(Mode::Docker, true)?;
-        let image = backend.find_image(&loaded.task.image, inputs.pull, &task_dir)?;
+        let image =
+            backend.find_image(&loaded.task.image, inputs.pull, &loaded.registry, &task_dir)?;
         backend.processing_container(&loaded.task.image, &image)
     };
     let (template, source) =

@@ -24,6 +24,8 @@ pub(crate) fn run(args: &PipelineArgs, color: ColorChoice) -> Result<ExitStatus>
     match &args.command {
         PipelineCommand::Validate(args) => validate(args, color),
         PipelineCommand::Run(args) => super::pipeline_run::run(args, color),
+        PipelineCommand::Export(args) => super::pipeline_export::export(args, color),
+        PipelineCommand::Import(args) => super::pipeline_export::import(args, color),
     }
 }
 

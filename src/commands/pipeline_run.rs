@@ -1434,7 +1434,7 @@ mod tests {
         match Cli::try_parse_from(argv).expect("parses").command {
             Command::Pipeline(p) => match p.command {
                 PipelineCommand::Run(args) => args,
-                PipelineCommand::Validate(_) => unreachable!("a run was parsed"),
+                _ => unreachable!("a run was parsed"),
             },
             _ => unreachable!("a pipeline command was parsed"),
         }

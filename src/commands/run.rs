@@ -336,7 +336,12 @@ fn prepare(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let image = backend.find_image(&loaded.task.image, request.pull, &task_dir)?;
+    let image = backend.find_image(
+        &loaded.task.image,
+        request.pull,
+        &loaded.registry,
+        &task_dir,
+    )?;
     record.image = Some(ImageRecord {
         reference: loaded.task.image.clone(),
         id: image.info.id.clone(),

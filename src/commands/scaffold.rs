@@ -1,6 +1,6 @@
 //! `tapir init [DIR]` (a new container repository that validates, builds and runs as
 //! it is) and `tapir new task IMAGE|PC.JSON TEMPLATE` (a task.json for a template, every
-//! channel and adjustable env entry filled in). DESIGN.md decision 14, "Scaffolding".
+//! channel and adjustable env entry filled in). DESIGN.md decision 15, "Scaffolding".
 
 use std::path::Path;
 

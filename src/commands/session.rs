@@ -1,6 +1,6 @@
 //! `tapir session IMAGE|TASK.JSON`: an interactive image run like any task — run folder,
 //! logs, record — with its UI port published on 127.0.0.1, a bounded wait for its first
-//! HTTP answer, and Ctrl-C as its normal end (DESIGN.md decision 13, "A session is a
+//! HTTP answer, and Ctrl-C as its normal end (DESIGN.md decision 14, "A session is a
 //! run").
 //!
 //! A session is `tapir run` with a published port: the run goes through

@@ -1,5 +1,5 @@
 //! Kubernetes: a task as the objects Kaapana's `KubernetesRunner` creates (reference §9,
-//! DESIGN.md decision 15). Pure: a `RunPlan` and the task's `config` become manifests
+//! DESIGN.md decision 18). Pure: a `RunPlan` and the task's `config` become manifests
 //! (`manifest`), checked for what the API server would refuse (`check`, `rules`), printed
 //! as YAML or JSON (`yaml`). Nothing here talks to a cluster.
 

@@ -1,4 +1,4 @@
-//! YAML for manifests, written by hand from a JSON value (DESIGN.md decision 15).
+//! YAML for manifests, written by hand from a JSON value (DESIGN.md decision 18).
 //!
 //! A manifest is plain JSON data: maps, lists, strings, numbers, booleans. Its YAML is the
 //! block style `kubectl get -o yaml` prints, with one rule that keeps every reader

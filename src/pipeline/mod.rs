@@ -10,6 +10,7 @@ pub(crate) mod archive;
 pub(crate) mod build;
 pub(crate) mod ccat;
 pub(crate) mod derive;
+pub(crate) mod export;
 pub(crate) mod graph;
 pub(crate) mod model;
 pub(crate) mod plan;

@@ -265,6 +265,9 @@ pub(crate) struct RunnableTask {
     /// `task_form` variables (which win over both).
     pub pipeline_env: Vec<(String, String)>,
     pub conf_env: Vec<(String, String)>,
+    /// The template when tapir knows it without the image (inline, or from a
+    /// processing-container.json file): what `pipeline export` puts into a derived image.
+    pub template: Option<Template>,
     /// The task's `value_from` variables (none of which `pipeline_env` has): they travel
     /// on the attempt's standard input, after the upstream values are read.
     pub value_from: Vec<FromValue>,
@@ -1926,6 +1929,7 @@ impl<'a> Planner<'a> {
                     .map(|relative| self.base_dir.join(relative)),
                 pipeline_env: pipeline_env.into_iter().collect(),
                 conf_env: conf_vars.into_iter().map(|v| (v.name, v.value)).collect(),
+                template: loaded.template.as_ref().map(|(t, _)| t.clone()),
                 value_from,
             },
         })

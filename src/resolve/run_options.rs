@@ -1,6 +1,6 @@
 //! The engine options of a run that no Task API file carries — `--shm-size`, `--gpus`,
 //! `--publish`, `--engine-arg` — as typed values: parsed once from the command line (or a
-//! `RunRequest`), carried by the plan, rendered by each backend (DESIGN.md decision 12,
+//! `RunRequest`), carried by the plan, rendered by each backend (DESIGN.md decision 13,
 //! "Engine options beyond the task").
 
 use std::fmt;

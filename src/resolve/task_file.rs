@@ -29,6 +29,8 @@ pub(crate) struct LoadedTask {
     /// Pointers of `config` strings left unrendered because a variable is not set (a
     /// local run does not need them; a Kubernetes manifest does).
     pub unrendered_config: Vec<String>,
+    /// `config.registryUsername`/`registryPassword` (rendered), for `run --pull`.
+    pub registry: crate::model::registry::RegistryCredentials,
 }
 
 /// Why a task cannot be loaded: the report to show (exit 125).
@@ -105,6 +107,7 @@ pub(crate) fn load(path: &Path) -> Result<LoadedTask, LoadError> {
     }
     let sha256 = format!("{:x}", Sha256::digest(document.source.text.as_bytes()));
     let config = value.get("config").cloned().unwrap_or(Value::Null);
+    let registry = crate::model::registry::RegistryCredentials::from_config(&value["config"]);
     Ok(LoadedTask {
         task,
         document,
@@ -112,6 +115,7 @@ pub(crate) fn load(path: &Path) -> Result<LoadedTask, LoadError> {
         warnings,
         config,
         unrendered_config,
+        registry,
     })
 }
 

@@ -451,7 +451,7 @@ fn apply_steps(manifests: &Manifests, pod_file: &Path) -> String {
         }
     }
     text.push_str(&format!(
-        "Then:\n\n    kubectl{ns} apply -f {file}\n    kubectl{ns} wait --for=jsonpath='{{.status.phase}}'=Succeeded pod/{name} --timeout=1h\n    kubectl{ns} logs -f pod/{name}\n",
+        "Then (`wait --for=jsonpath` needs kubectl 1.23 or newer):\n\n    kubectl{ns} apply -f {file}\n    kubectl{ns} wait --for=jsonpath='{{.status.phase}}'=Succeeded pod/{name} --timeout=1h\n    kubectl{ns} logs -f pod/{name}\n",
         name = manifests.pod_name()
     ));
     text

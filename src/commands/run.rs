@@ -8,17 +8,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::absolute;
 use super::plan_view::{command_line, plan_rows};
 use crate::backend::docker::{self, Docker, RenderedRun};
-use crate::backend::{Backend, FoundImage, apptainer, lookup};
+use crate::backend::{Backend, FoundImage, apptainer, engine_args, lookup};
 use crate::cli::{ColorChoice, PlanFormat, RunArgs, UserChoice};
 use crate::error::{Error, ExitStatus, Result};
 use crate::execute::detach::{self, Detached};
 use crate::execute::{self, Attachment, Engine, Job};
 use crate::executor::ExecutorKind;
+use crate::executor::RunRequest;
 use crate::executor::slurm::job as slurm_job;
 use crate::executor::slurm::script as slurm_script;
 use crate::model::{Template, TemplateRef};
 use crate::output::{self, Printer, Spinner};
 use crate::record::{self, ImageRecord, RunRecord, RunSummary, Status, TaskFile, store};
+use crate::resolve::env_input::EnvFile;
 use crate::resolve::host::HostFacts;
 use crate::resolve::plan::{self, Direction, EnvSource, Options, Override, PlannedUser, RunPlan};
 use crate::resolve::task_file::{self, LoadError, LoadedTask};
@@ -35,22 +37,32 @@ struct Prepared {
 }
 
 pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
+    if args.executor == crate::executor::ExecutorKind::K8s {
+        return super::k8s::run(args, color);
+    }
+    if args.context.is_some() || args.namespace.is_some() {
+        return Err(Error::Usage(
+            "--context and --namespace are for --executor k8s\n  fix: add --executor k8s, or leave them out".into(),
+        ));
+    }
     crate::executor::refuse_unavailable(args.executor)?;
     let err = Printer::for_stderr(color);
+    // The run's settings, as one typed value: the same a pipeline attempt is made from.
+    let request = RunRequest::from_args(args);
     // Started first, so that a parent lost while the run is prepared is noticed too.
-    if let Some(parent) = args.watch_parent {
+    if let Some(parent) = request.watch_parent {
         execute::parent_watch::watch(parent);
     }
-    let id = args.run_id.clone().unwrap_or_else(store::new_run_id);
+    let id = request.run_id.clone();
     let mut record = RunRecord {
         format_version: record::FORMAT_VERSION,
         id: id.clone(),
         tapir_version: env!("CARGO_PKG_VERSION").to_string(),
-        mode: args.mode.name().into(),
+        mode: request.mode.name().into(),
         status: Status::Running,
         message: None,
         task_file: TaskFile {
-            path: absolute(&args.task).display().to_string(),
+            path: absolute(&request.task_file).display().to_string(),
             sha256: None,
         },
         task_name: None,
@@ -72,8 +84,8 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     // Where the run folder will be. It is made only once the run is about to start
     // (`open_run_dir`): a run refused by the checks before that leaves nothing behind
     // (docs/DESIGN.md decision 9). Its path is part of the argv, so it is known now.
-    let run_dir = args.runs_dir.join(format!("{}{id}", store::RUN_DIR_PREFIX));
-    // A Slurm job's node side takes over the folder its submitter made (decision 12).
+    let run_dir = request.run_dir();
+    // A Slurm job's node side takes over the folder its submitter made (decision 19).
     let adopting = args.adopt_queued;
     if adopting {
         let job_id = std::env::var("SLURM_JOB_ID").ok();
@@ -107,11 +119,17 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     // it makes the folder then; a dry run has none.
     let cancel = CancelWhilePreparing::install(
         &record,
-        (!args.dry_run).then_some((args.runs_dir.as_path(), id.as_str())),
+        (!args.dry_run).then_some((request.runs_dir.as_path(), id.as_str())),
         adopting,
         spinner.clone(),
     );
-    let backend = match Backend::locate(args.mode, args.dry_run) {
+    // Checked before the engine is asked anything: the answer does not depend on it.
+    if let Err(message) = engine_args::check(request.mode, &request.engine.engine_args) {
+        disarm(cancel);
+        clear(spinner.as_ref());
+        return Ok(refused(&Error::not_started(message), err));
+    }
+    let backend = match Backend::locate(request.mode, args.dry_run) {
         Ok(backend) => backend,
         Err(e) => {
             disarm(cancel);
@@ -125,7 +143,13 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
             ));
         }
     };
-    let mut prepared = match prepare(args, &backend, &mut record, spinner.as_ref()) {
+    let mut prepared = match prepare(
+        &request,
+        &args.env_file,
+        &backend,
+        &mut record,
+        spinner.as_ref(),
+    ) {
         Ok(prepared) => prepared,
         Err(e) => {
             disarm(cancel);
@@ -159,7 +183,7 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     }
     for warning in prepared.loaded.warnings.iter() {
         output::stderr(&err.diagnostic(
-            &args.task.display().to_string(),
+            &request.task_file.display().to_string(),
             Some(&prepared.loaded.document.source),
             warning,
         ));
@@ -194,12 +218,13 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         return super::run_slurm::submit_and_follow(args, &prepared.plan, record, &run_dir, color);
     }
     if let Backend::Docker(docker) = &backend {
-        warn_about_orphans(docker, &args.runs_dir, err);
+        warn_about_orphans(docker, &request.runs_dir, err);
     }
     // From here on `execute` handles signals itself (it stops the container).
     disarm(cancel);
     execute(
-        args,
+        &request,
+        (args.detach, adopting),
         &backend,
         prepared,
         rendered,
@@ -355,27 +380,33 @@ fn disarm(cancel: Option<CancelWhilePreparing>) {
 
 /// The pre-start pipeline: task → image → template → plan.
 fn prepare(
-    args: &RunArgs,
+    request: &RunRequest,
+    env_files: &[EnvFile],
     backend: &Backend,
     record: &mut RunRecord,
     spinner: Option<&Spinner>,
 ) -> Result<Prepared> {
-    let loaded = match task_file::load(&args.task) {
+    let loaded = match task_file::load(&request.task_file) {
         Ok(loaded) => loaded,
         Err(LoadError::Unreadable(e)) => return Err(e),
         Err(LoadError::Invalid(report)) => {
-            let message = format!("{} is not a valid task", args.task.display());
+            let message = format!("{} is not a valid task", request.task_file.display());
             return Err(task_file::report_error(&report, message));
         }
     };
     record.task_file.sha256 = Some(loaded.sha256.clone());
     record.task_name = Some(loaded.task.name.clone());
 
-    let task_dir = absolute(&args.task)
+    let task_dir = absolute(&request.task_file)
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let image = backend.find_image(&loaded.task.image, args.pull, &task_dir)?;
+    let image = backend.find_image(
+        &loaded.task.image,
+        request.pull,
+        &loaded.registry,
+        &task_dir,
+    )?;
     record.image = Some(ImageRecord {
         reference: loaded.task.image.clone(),
         id: image.info.id.clone(),
@@ -387,23 +418,24 @@ fn prepare(
     }
     let read_image_file = || backend.processing_container(&loaded.task.image, &image);
     let (template, source) =
-        lookup::template_for(&loaded, args.container_file.as_deref(), &read_image_file)?;
+        lookup::template_for(&loaded, request.container_file.as_deref(), &read_image_file)?;
     record.template = serde_json::to_value(&template)
         .ok()
         .map(|value| mask_template_secrets(value, &template));
 
     let options = Options {
-        overrides: overrides(args),
-        user: match args.user {
+        overrides: overrides(request, env_files),
+        user: match request.user {
             UserChoice::Invoker => PlannedUser::Invoker {
                 uid: nix::unistd::getuid().as_raw(),
                 gid: nix::unistd::getgid().as_raw(),
             },
             UserChoice::Image => PlannedUser::Image,
         },
-        network: args.network.clone(),
-        entrypoint: args.entrypoint.clone(),
-        binds: args.bind.clone(),
+        network: request.network.clone(),
+        entrypoint: request.entrypoint.clone(),
+        binds: request.binds.clone(),
+        engine: request.engine.clone(),
     };
     let host = HostFacts::gather(&loaded.task, &template, &task_dir).with_binds(&options.binds);
     match plan::resolve(&loaded.task, &template, &source, &task_dir, &options, &host) {
@@ -431,13 +463,17 @@ fn mask_template_secrets(mut value: serde_json::Value, template: &Template) -> s
 }
 
 /// `--env-file` values, then `--env` values (which win), as plan overrides (both were
-/// checked while the arguments were parsed).
-fn overrides(args: &RunArgs) -> Vec<Override> {
-    let from_files = args.env_file.iter().flat_map(|file| {
+/// checked while the arguments were parsed; `env_files` are the request's files as read).
+pub(super) fn overrides(request: &RunRequest, env_files: &[EnvFile]) -> Vec<Override> {
+    let from_files = env_files.iter().flat_map(|file| {
         file.entries.iter().map(|entry| Override {
             name: entry.var.name.clone(),
             value: entry.var.value.clone(),
-            source: match args.env_source.iter().find(|s| s.name == entry.var.name) {
+            source: match request
+                .env_sources
+                .iter()
+                .find(|s| s.name == entry.var.name)
+            {
                 Some(real) => EnvSource::Caller(real.value.clone()),
                 None => EnvSource::EnvFile {
                     path: file.path.display().to_string(),
@@ -446,7 +482,7 @@ fn overrides(args: &RunArgs) -> Vec<Override> {
             },
         })
     });
-    let from_flags = args.env.iter().map(|var| Override {
+    let from_flags = request.env.iter().map(|var| Override {
         name: var.name.clone(),
         value: var.value.clone(),
         source: EnvSource::CommandLine,
@@ -521,22 +557,26 @@ fn record_failure(error: &Error, record: &mut RunRecord, run_dir: &Path, p: Prin
 /// output folders, the missing read-write `--bind` folders, Apptainer's scratch folder,
 /// and the first record. When any of it fails nothing starts, and the folder is removed
 /// again (it holds only what was just written): a refused run leaves no folder.
-fn open_run_dir(args: &RunArgs, plan: &RunPlan, job: &Job, record: &RunRecord) -> Result<PathBuf> {
-    if args.adopt_queued {
+fn open_run_dir(
+    request: &RunRequest,
+    adopting: bool,
+    plan: &RunPlan,
+    job: &Job,
+    record: &RunRecord,
+) -> Result<PathBuf> {
+    if adopting {
         // A Slurm job's folder, made and recorded `queued` by its submitter: it stays,
         // whatever happens, and says why the run did not start.
-        let dir = args
-            .runs_dir
-            .join(format!("{}{}", store::RUN_DIR_PREFIX, record.id));
+        let dir = request.run_dir();
         store::reserve_space(&dir)
             .map_err(|e| Error::not_started(format!("cannot write {e}")))
             .and_then(|()| create_folders(plan, job))?;
         execute::try_write_record(&dir, record).map_err(|e| Error::not_started(e.to_string()))?;
         return Ok(dir);
     }
-    let dir = store::create_run_dir(&args.runs_dir, &record.id).map_err(|e| {
+    let dir = store::create_run_dir(&request.runs_dir, &record.id).map_err(|e| {
         Error::io_with_hint(
-            &args.runs_dir,
+            &request.runs_dir,
             e,
             "choose a writable folder with --runs-dir or TAPIR_RUNS_DIR",
         )
@@ -546,7 +586,7 @@ fn open_run_dir(args: &RunArgs, plan: &RunPlan, job: &Job, record: &RunRecord) -
         Error::not_started(format!(
             "{e}\n  the run was not started, and no run folder was kept; free some space \
              in {} or choose another folder with --runs-dir",
-            args.runs_dir.display()
+            request.runs_dir.display()
         ))
     };
     let opened = store::ignore_in_git(&dir)
@@ -708,8 +748,10 @@ fn dry_run_human(
 /// Opens the run folder (with the outputs and the first record), and runs the container:
 /// attached (output echoed, Ctrl-C stops it) or, with `--detach`, under a background
 /// supervisor.
+#[allow(clippy::too_many_arguments)]
 fn execute(
-    args: &RunArgs,
+    request: &RunRequest,
+    (detach_it, adopting): (bool, bool),
     backend: &Backend,
     prepared: Prepared,
     rendered: RenderedRun,
@@ -741,9 +783,9 @@ fn execute(
         secret_env: rendered.secret_env,
         outputs,
         memory_limit: prepared.plan.limits.memory_bytes,
-        grace_seconds: args.grace,
-        keep: args.keep,
-        timeout_seconds: args.timeout,
+        grace_seconds: request.grace,
+        keep: request.keep,
+        timeout_seconds: request.timeout,
     };
     record.argv = job.argv.clone();
     record.mode = backend.mode().into();
@@ -752,22 +794,16 @@ fn execute(
     }
     record.warnings = prepared.plan.warnings.clone();
     record.started_at = Some(jiff::Timestamp::now());
-    let run_dir = match open_run_dir(args, &prepared.plan, &job, &record) {
+    let run_dir = match open_run_dir(request, adopting, &prepared.plan, &job, &record) {
         Ok(dir) => dir,
         Err(e) => {
             clear(spinner.as_ref());
-            return Ok(refused_or_recorded(
-                &e,
-                args.adopt_queued,
-                &mut record,
-                run_dir,
-                p,
-            ));
+            return Ok(refused_or_recorded(&e, adopting, &mut record, run_dir, p));
         }
     };
     let run_dir = run_dir.as_path();
 
-    if args.detach {
+    if detach_it {
         clear(spinner.as_ref());
         // The preparation's handling left these signals ignored (signal-hook keeps its
         // handler installed): while waiting for the background start they end tapir as
@@ -788,7 +824,7 @@ fn execute(
         &mut record,
         Attachment {
             // A Slurm job's output file would only hold a second copy of the logs.
-            echo: !args.adopt_queued,
+            echo: !adopting,
             spinner,
             hangup_cancels: true,
         },

@@ -1,5 +1,5 @@
 //! `tapir run --executor slurm`: the checked plan becomes one batch job (docs/DESIGN.md
-//! decision 12). The run folder is made here with its job script and a `queued` record;
+//! decision 19). The run folder is made here with its job script and a `queued` record;
 //! the job runs `tapir run --adopt-queued` on its node into that folder; this side then
 //! follows the record (and the logs) like `tapir logs --follow`, asking Slurm only while
 //! the record is not final, and turns Ctrl-C into `scancel`.
@@ -30,34 +30,21 @@ pub(crate) fn settings(args: &RunArgs) -> Result<SlurmSettings> {
     SlurmSettings::resolve(args.slurm.flags()).map_err(Error::Usage)
 }
 
-/// The request the node-side tapir gets: `run`'s own options, every path absolute (the
-/// job runs in the run folder).
+/// The request the node-side tapir gets: `run`'s own (the same `RunRequest` a local run
+/// is made from, so no option is lost on the way), every path absolute (the job runs in
+/// the run folder), with the grace cut to Slurm's kill wait.
 fn node_request(args: &RunArgs, id: &str, grace: u32) -> RunRequest {
-    let mut request = RunRequest::new(
-        &absolute(&args.task),
-        &absolute(&args.runs_dir),
-        id.into(),
-        args.mode,
-    );
-    request.env = args.env.clone();
-    request.env_files = args.env_file.iter().map(|f| absolute(&f.path)).collect();
-    request.env_sources = args.env_source.clone();
-    request.binds = args
-        .bind
-        .iter()
-        .map(|b| crate::resolve::plan::PlannedBind {
-            host_path: absolute(&b.host_path),
-            ..b.clone()
-        })
-        .collect();
-    request.container_file = args.container_file.as_deref().map(absolute);
-    request.pull = args.pull;
-    request.user = args.user;
-    request.network = args.network.clone();
-    request.entrypoint = args.entrypoint.clone();
-    request.keep = args.keep;
+    let mut request = RunRequest::from_args(args);
+    request.run_id = id.into();
+    request.task_file = absolute(&request.task_file);
+    request.runs_dir = absolute(&request.runs_dir);
+    request.env_files = request.env_files.iter().map(|f| absolute(f)).collect();
+    for bind in &mut request.binds {
+        bind.host_path = absolute(&bind.host_path);
+    }
+    request.container_file = request.container_file.as_deref().map(absolute);
     request.grace = grace;
-    request.timeout = args.timeout;
+    request.watch_parent = None;
     request
 }
 

@@ -279,6 +279,17 @@ fn render_pipeline(r: &PipelineRunRecord, dir: &std::path::Path, p: Printer) -> 
             ),
         );
     }
+    // Tapis-style image builds, run before the tasks (src/pipeline/build.rs).
+    for build in &r.builds {
+        let mut text = format!("{} → {}: {}", build.id, build.tag, build.status);
+        if let Some(message) = &build.message {
+            text.push_str(&format!(" — {message}"));
+        }
+        if let Some(dir) = &build.run_dir {
+            text.push_str(&format!(" ({dir})"));
+        }
+        row("build", colored(&build.status, under_the_row(&text)));
+    }
     row("tasks", pipeline_runs::ok_count(r));
     for task in &r.tasks {
         let status = task.status.as_str();
@@ -366,6 +377,28 @@ fn render_pipeline(r: &PipelineRunRecord, dir: &std::path::Path, p: Printer) -> 
         for warning in &task.warnings {
             row("", format!("  warning: {warning}"));
         }
+    }
+    // Where the results were copied, and what was cleaned (src/pipeline/archive.rs).
+    for archive in &r.archives {
+        let status = if archive.status == "archived" {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        let text = match &archive.message {
+            Some(message) => format!("{}: {} — {message}", archive.path, archive.status),
+            None => format!(
+                "{}: {} ({}, {})",
+                archive.path,
+                archive.status,
+                output::plural(archive.files as usize, "file"),
+                format_bytes(archive.bytes)
+            ),
+        };
+        row("archive", colored(status, under_the_row(&text)));
+    }
+    if !r.cleaned.is_empty() {
+        row("cleaned", r.cleaned.join(", "));
     }
     out
 }

@@ -1,18 +1,21 @@
-//! The typed request for one `tapir run`: what an executor starts for an attempt. It is
-//! turned into `tapir run` arguments ([`RunRequest::argv`]) and read back from the parsed
-//! ones ([`RunRequest::from_args`]); the round trip is the identity (tested), so a
-//! pipeline attempt gets exactly the settings the request says, through the same parser
-//! and checks as a `tapir run` typed by hand.
+//! The typed request for one `tapir run`: what an executor starts for an attempt, and
+//! what `tapir run` itself works from (`commands/run.rs` reads its settings from this
+//! value, not from the raw flags). It is turned into `tapir run` arguments
+//! ([`RunRequest::argv`]) and read back from the parsed ones ([`RunRequest::from_args`]);
+//! the round trip is the identity (tested), so a pipeline attempt gets exactly the
+//! settings the request says, through the same parser and checks as a `tapir run` typed
+//! by hand, and the two cannot drift apart.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-#[cfg(test)]
-use crate::cli::RunArgs;
-use crate::cli::{Mode, UserChoice};
+use crate::cli::{Mode, RunArgs, UserChoice};
 use crate::record::store;
 use crate::resolve::env_input::EnvOverride;
 use crate::resolve::plan::PlannedBind;
+use crate::resolve::run_options::EngineOptions;
+#[cfg(test)]
+use crate::resolve::run_options::{GpuRequest, parse_publish};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RunRequest {
@@ -34,6 +37,8 @@ pub(crate) struct RunRequest {
     pub user: UserChoice,
     pub network: Option<String>,
     pub entrypoint: Option<String>,
+    /// `--shm-size`, `--gpus`, `--publish`, `--engine-arg`.
+    pub engine: EngineOptions,
     pub keep: bool,
     pub grace: u32,
     pub timeout: Option<u64>,
@@ -93,6 +98,19 @@ impl RunRequest {
         if let Some(entrypoint) = &self.entrypoint {
             pair("--entrypoint", entrypoint.into());
         }
+        if let Some(bytes) = self.engine.shm_size_bytes {
+            pair("--shm-size", bytes.to_string().into());
+        }
+        if let Some(gpus) = &self.engine.gpus {
+            pair("--gpus", gpus.to_string().into());
+        }
+        for port in &self.engine.ports {
+            pair("--publish", port.to_string().into());
+        }
+        for arg in &self.engine.engine_args {
+            // The value may start with `-`: `--engine-arg` takes it all the same.
+            pair("--engine-arg", arg.into());
+        }
         pair("--grace", self.grace.to_string().into());
         if let Some(seconds) = self.timeout {
             pair("--timeout", seconds.to_string().into());
@@ -110,14 +128,15 @@ impl RunRequest {
         argv
     }
 
-    /// The request parsed `tapir run` arguments make (`None` without a run id: only a
-    /// caller that assigns ids makes requests).
-    #[cfg(test)]
-    pub(crate) fn from_args(args: &RunArgs) -> Option<Self> {
-        Some(Self {
+    /// The request parsed `tapir run` arguments make: `tapir run` works from this value
+    /// alone (with the `--env-file` contents read while parsing), whether a user typed
+    /// it or a pipeline rendered it with [`RunRequest::argv`]. Without `--run-id` the run
+    /// gets a new id here.
+    pub(crate) fn from_args(args: &RunArgs) -> Self {
+        Self {
             task_file: args.task.clone(),
             runs_dir: args.runs_dir.clone(),
-            run_id: args.run_id.clone()?,
+            run_id: args.run_id.clone().unwrap_or_else(store::new_run_id),
             mode: args.mode,
             env: args.env.clone(),
             env_files: args.env_file.iter().map(|f| f.path.clone()).collect(),
@@ -128,11 +147,12 @@ impl RunRequest {
             user: args.user,
             network: args.network.clone(),
             entrypoint: args.entrypoint.clone(),
+            engine: args.engine.options(),
             keep: args.keep,
             grace: args.grace,
             timeout: args.timeout,
             watch_parent: args.watch_parent,
-        })
+        }
     }
 
     /// A request for `task_file` into `runs_dir` with every option at `tapir run`'s
@@ -152,6 +172,7 @@ impl RunRequest {
             user: UserChoice::Invoker,
             network: None,
             entrypoint: None,
+            engine: EngineOptions::default(),
             keep: false,
             grace: 10,
             timeout: None,
@@ -173,7 +194,7 @@ mod tests {
             Ok(Cli {
                 command: Command::Run(args),
                 ..
-            }) => RunRequest::from_args(&args),
+            }) => Some(RunRequest::from_args(&args)),
             Ok(_) => None,
             Err(e) => panic!("the request's argv does not parse: {e}"),
         }
@@ -223,6 +244,23 @@ mod tests {
             user: UserChoice::Image,
             network: Some("none".into()),
             entrypoint: Some("/bin/sh".into()),
+            engine: EngineOptions {
+                shm_size_bytes: Some(2 << 30),
+                gpus: Some(GpuRequest::Devices(vec!["0".into(), "GPU-1f2e".into()])),
+                ports: vec![
+                    parse_publish("5000").expect("port"),
+                    parse_publish("[::1]:8080:5000/udp").expect("port"),
+                    parse_publish("0.0.0.0::80").expect("port"),
+                ],
+                engine_args: vec![
+                    "--cap-add=SYS_PTRACE".into(),
+                    "--device".into(),
+                    "/dev/fuse".into(),
+                    "-w".into(),
+                    "--engine-arg".into(),
+                    "a b,c".into(),
+                ],
+            },
             keep: true,
             grace: 3,
             timeout: Some(60),

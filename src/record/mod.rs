@@ -399,7 +399,7 @@ impl RunSummary {
         // A run in an outside scheduler (Slurm) is settled from the scheduler's word,
         // which says more than a gone pid (`executor::slurm::job::look`).
         self.status == Status::Running
-            && self.executor.is_none()
+            && self.executor.as_ref().is_none_or(|e| e.kind != "slurm")
             && supervisor_gone(self.host.as_deref(), self.pid)
     }
 

@@ -394,6 +394,136 @@ fn run_options_given_to_the_pipeline_reach_every_task() {
     assert!(removed.status.success());
 }
 
+/// The attempt's engine argv (from its task run's record, copied into the attempt).
+fn attempt_argv(record: &Value, id: &str) -> Vec<String> {
+    task_record(record, id)["attempts"][0]["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect()
+}
+
+fn has_pair(argv: &[String], flag: &str, value: &str) -> bool {
+    argv.windows(2).any(|w| w[0] == flag && w[1] == value)
+}
+
+/// `run_options` in the pipeline file reach each task's `tapir run`: the pipeline's for
+/// every task (a bind relative to the pipeline file's folder, wherever tapir is started;
+/// the network), a task's own over them (`user`, `entrypoint`, `keep`); flags given to
+/// `pipeline run` win over both.
+#[test]
+fn run_options_in_the_pipeline_file_reach_each_task_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("reference")).unwrap();
+    std::fs::write(project.join("reference/hello"), "from the host\n").unwrap();
+    let pipeline = json!({
+        "name": "file-options",
+        "run_options": {"network": "none", "bind": ["reference:/reference"]},
+        "tasks": [
+            {"id": "plain", "task": task("cat /reference/hello", &[], &[], json!([]))},
+            {
+                "id": "own",
+                "task": task("cat /reference/hello; echo own", &[], &[], json!([])),
+                "run_options": {"user": "image", "entrypoint": "/bin/busybox", "keep": true}
+            }
+        ]
+    });
+    write_json(&project.join("pipeline.json"), &pipeline);
+    // Started from the parent folder: the bind is relative to the pipeline file.
+    let started = |extra: &[&str]| {
+        let mut args = vec![
+            "pipeline",
+            "run",
+            "project/pipeline.json",
+            "--runs-dir",
+            "runs",
+        ];
+        args.extend_from_slice(extra);
+        run(&mut tapir(dir.path(), &args))
+    };
+    let out = started(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run_dir = only_pipeline_run(dir.path());
+    let first = record(&run_dir);
+    for id in ["plain", "own"] {
+        let attempt = &task_record(&first, id)["attempts"][0];
+        let stdout = std::fs::read_to_string(
+            run_dir
+                .join(attempt["run_dir"].as_str().unwrap())
+                .join("stdout.log"),
+        )
+        .unwrap();
+        assert!(stdout.starts_with("from the host\n"), "{id}: {stdout:?}");
+        assert!(
+            has_pair(&attempt_argv(&first, id), "--network", "none"),
+            "{id}"
+        );
+    }
+    let plain = attempt_argv(&first, "plain");
+    let own = attempt_argv(&first, "own");
+    assert!(plain.iter().any(|a| a == "--user"), "{plain:?}");
+    assert!(!own.iter().any(|a| a == "--user"), "user image: {own:?}");
+    assert!(has_pair(&own, "--entrypoint", "/bin/busybox"), "{own:?}");
+    assert!(!plain.iter().any(|a| a == "--entrypoint"), "{plain:?}");
+    let own_id = task_record(&first, "own")["attempts"][0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kept = leftover_containers(&format!("tapir.run-id={own_id}"));
+    assert!(!kept.is_empty(), "keep: true kept the container");
+    let removed = std::process::Command::new("docker")
+        .args(["rm", "-f", kept.trim()])
+        .output()
+        .unwrap();
+    assert!(removed.status.success());
+    let plain_id = task_record(&first, "plain")["attempts"][0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(leftover_containers(&format!("tapir.run-id={plain_id}")), "");
+
+    // Flags win: --user invoker for every task, --network over the file's.
+    std::fs::remove_dir_all(dir.path().join("runs")).unwrap();
+    std::fs::create_dir_all(dir.path().join("other")).unwrap();
+    std::fs::write(dir.path().join("other/hello"), "from the flag\n").unwrap();
+    let out = started(&[
+        "--user",
+        "invoker",
+        "--network",
+        "none",
+        "--bind",
+        "other:/reference",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run_dir = only_pipeline_run(dir.path());
+    let second = record(&run_dir);
+    let own = attempt_argv(&second, "own");
+    assert!(own.iter().any(|a| a == "--user"), "{own:?}");
+    let attempt = &task_record(&second, "plain")["attempts"][0];
+    assert_eq!(
+        std::fs::read_to_string(
+            run_dir
+                .join(attempt["run_dir"].as_str().unwrap())
+                .join("stdout.log")
+        )
+        .unwrap(),
+        "from the flag\n",
+        "a --bind at the same container path replaces the file's"
+    );
+    let own_id = task_record(&second, "own")["attempts"][0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kept = leftover_containers(&format!("tapir.run-id={own_id}"));
+    if !kept.is_empty() {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", kept.trim()])
+            .output();
+    }
+}
+
 #[test]
 fn ctrl_c_stops_every_running_task_and_records_cancelled() {
     let dir = tempfile::tempdir().unwrap();
@@ -1622,6 +1752,13 @@ fn an_attempt_refused_before_it_started_is_recorded_with_its_message() {
     let message = attempt["message"].as_str().unwrap();
     assert!(message.starts_with(missing), "{message}");
     assert!(message.contains("fix:"), "the whole message: {message}");
+    // In a pipeline the fix names the pipeline's key and flag, not `run --pull`.
+    assert!(
+        message.contains("`\"run_options\": {\"pull\": true}` on task `convert`")
+            && message.contains("`pipeline run --pull`")
+            && !message.contains("pass --pull"),
+        "{message}"
+    );
     assert_eq!(task_record(&record, "after")["status"], "skipped");
     let task_runs: Vec<_> = std::fs::read_dir(run_dir.join("runs"))
         .unwrap()

@@ -721,3 +721,58 @@ fn resume_reattaches_to_a_slurm_job_the_killed_pipeline_left_running() {
     ));
     assert_eq!(logs.stdout, "made\n", "{logs:?}");
 }
+
+#[test]
+fn conf_values_reach_a_slurm_task_and_leave_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = pipeline_task(
+        "echo ${#API_TOKEN} > /out/token-length",
+        &[],
+        &[("out", "/out")],
+    );
+    task["taskTemplate"]["env"] =
+        json!([{"name": "API_TOKEN", "value": "none", "type": "string", "adjustable": true}]);
+    let pipeline = json!({"name": "secret", "tasks": [{"id": "a", "task": task}]});
+    std::fs::write(
+        dir.path().join("conf.json"),
+        json!({"task_form": {"a": {"API_TOKEN": "s3cret-value"}}}).to_string(),
+    )
+    .unwrap();
+    let out = run(&mut pipeline_command(
+        dir.path(),
+        &pipeline,
+        &["--conf", "conf.json"],
+    ));
+    assert_eq!(out.code, 0, "{out:?}");
+    let run_dir = the_pipeline_run(dir.path());
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("a/out/token-length")).unwrap(),
+        "12\n"
+    );
+    // The value travelled in the task run's job.env, which the node-side tapir removed;
+    // no file of the run holds it.
+    let attempt = &task_status(&pipeline_record(dir.path()), "a")["attempts"][0];
+    let task_run = run_dir.join(attempt["run_dir"].as_str().unwrap());
+    assert!(!task_run.join("job.env").exists());
+    for entry in walk(&run_dir) {
+        let text = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&text).contains("s3cret-value"),
+            "{} holds the secret",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

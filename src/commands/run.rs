@@ -141,7 +141,13 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         output::stdout(&text);
         return Ok(ExitStatus::Success);
     }
-    if let Backend::Docker(docker) = &backend {
+    // A run whose id its caller assigned is a pipeline's attempt: its runs folder is the
+    // pipeline run's own `runs/`, whose attempts the pipeline settles itself (and whose
+    // children stop with it, --watch-parent), so listing every tapir container of the
+    // engine there would cost an engine call per attempt and could name nothing new.
+    if let Backend::Docker(docker) = &backend
+        && args.run_id.is_none()
+    {
         warn_about_orphans(docker, &request.runs_dir, err);
     }
     // From here on `execute` handles signals itself (it stops the container).

@@ -153,8 +153,7 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     // From here on `execute` handles signals itself (it stops the container).
     disarm(cancel);
     execute(
-        &request,
-        args.detach,
+        (&request, args.detach),
         &backend,
         prepared,
         rendered,
@@ -632,8 +631,7 @@ fn dry_run_human(
 /// attached (output echoed, Ctrl-C stops it) or, with `--detach`, under a background
 /// supervisor.
 fn execute(
-    request: &RunRequest,
-    detach_it: bool,
+    (request, detach_it): (&RunRequest, bool),
     backend: &Backend,
     prepared: Prepared,
     rendered: RenderedRun,

@@ -230,7 +230,14 @@ impl Checker<'_> {
                         Diagnostic::warning(
                             "k8s-only",
                             format!(
-                                "`config.{key}` applies only to k8s configs; it is ignored here"
+                                "`config.{key}` applies only to k8s configs; it is ignored here{}",
+                                if ["registryUrl", "registryUsername", "registryPassword"]
+                                    .contains(&key.as_str())
+                                {
+                                    " by the platform (`tapir run --pull` still logs in with it)"
+                                } else {
+                                    ""
+                                }
                             ),
                         )
                         .at_pointer(pointer.clone())

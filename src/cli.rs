@@ -5,16 +5,21 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::executor::ExecutorKind;
 use crate::record::store;
 use crate::resolve::env_input::{self, EnvFile, EnvOverride};
 use crate::resolve::plan::{self, PlannedBind};
+use crate::resolve::run_options::{self, EngineOptions, GpuRequest, PublishedPort};
 
 /// The README's "Exit codes" table, short: each code and its meaning, in lines as `--help`
 /// shows them (`tapir man` joins them). tests/cli/help.rs checks every code is here.
 pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
     (
         "0",
-        &["success (validate: every file is valid; run --detach: the task started)"],
+        &[
+            "success (validate: every file is valid; run --detach: the task started;",
+            "session: it answered and was ended with Ctrl-C)",
+        ],
     ),
     (
         "1",
@@ -34,7 +39,10 @@ pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
     ),
     (
         "124",
-        &["run --timeout: the task ran too long and was stopped"],
+        &[
+            "run --timeout: the task ran too long and was stopped;",
+            "session: it did not answer HTTP within --wait seconds",
+        ],
     ),
     (
         "125",
@@ -42,7 +50,8 @@ pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
             "run: failed before the task ran (invalid task, image missing, engine down),",
             "or its logs or record could not be written (disk full; the task was stopped);",
             "pipeline run: the pipeline is invalid (nothing started);",
-            "run, inspect, doctor: the engine did not answer within TAPIR_ENGINE_TIMEOUT",
+            "run, inspect, doctor, images, validate --image: the engine (or registry) did",
+            "not answer within TAPIR_ENGINE_TIMEOUT",
             "seconds (default 60; every engine call has this deadline)",
         ],
     ),
@@ -89,10 +98,18 @@ pub(crate) enum Command {
     Validate(ValidateArgs),
     /// Print a bundled JSON Schema (for editors and other tools).
     Schema(SchemaArgs),
-    /// Pipelines of tasks joined by IOMappings: check them, run them.
+    /// Pipelines of tasks joined by IOMappings: check them, run them, export them to
+    /// Kaapana, import Kaapana DAGs.
     Pipeline(PipelineArgs),
     /// Run a task.json in a container, stream its output and record the run.
     Run(RunArgs),
+    /// Start an image (or task) that serves a web UI, on 127.0.0.1 only; print its URL
+    /// once it answers HTTP; Ctrl-C ends it. Logs and record as for any run.
+    Session(SessionArgs),
+    /// Create a new container repository that validates, builds and runs as it is.
+    Init(InitArgs),
+    /// Write a new file from what an image or processing-container.json declares.
+    New(NewArgs),
     /// Show what a run wrote (stdout and stderr interleaved as they arrived).
     Logs(LogsArgs),
     /// List runs, newest first.
@@ -112,6 +129,9 @@ pub(crate) enum Command {
     /// Show an image's /processing-container.json (validated) and its metadata.
     #[command(visible_alias = "processing-container")]
     Inspect(InspectArgs),
+    /// List and search the Task API images (those with a /processing-container.json):
+    /// their templates and descriptions.
+    Images(ImagesArgs),
     /// Check which engines work here, and what will and will not work with them.
     Doctor(DoctorArgs),
     /// Print a shell completion script.
@@ -125,10 +145,60 @@ pub(crate) enum Command {
     /// For example `tapir man > ~/.local/share/man/man1/tapir.1` (then `man tapir`), or
     /// `tapir man validate | man -l -`.
     Man(ManArgs),
+    /// Write a task's Kubernetes manifests to files, for applying with your own tools.
+    Export(ExportArgs),
     /// Internal: the background process of `run --detach` (captures the logs and writes
     /// the final record). Not for direct use.
     #[command(hide = true)]
     Supervise(SuperviseArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    #[command(subcommand)]
+    pub target: ExportTarget,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ExportTarget {
+    /// The Pod Kaapana's task runner would create for the task (as `run --executor k8s
+    /// --dry-run` prints it), or one per task of a pipeline, and a README naming the
+    /// Secrets to create first and the order to apply them in.
+    K8s(ExportK8sArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportK8sArgs {
+    /// The task file, or a pipeline file (one Pod per task).
+    #[arg(value_name = "TASK.JSON|PIPELINE.JSON", value_parser = ExistingFileParser)]
+    pub task: PathBuf,
+
+    /// A pipeline's conf file (`task_form` values), as `pipeline run --conf`.
+    #[arg(long, value_name = "CONF.JSON")]
+    pub conf: Option<PathBuf>,
+
+    /// A pipeline's folders (its channels between tasks) on the node: the hostPath under
+    /// which each task's managed folders are (default: `data/` in the --output folder).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// The folder to write into (created if missing; files of an earlier export of the
+    /// same task are replaced).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// `human` writes YAML, `json` JSON.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+    pub format: PlanFormat,
+
+    /// Read the template from this processing-container.json instead of the image.
+    #[arg(long, value_name = "PATH", value_parser = ExistingFileParser)]
+    pub container_file: Option<PathBuf>,
+
+    /// Set a variable, above the task's and the template's values (repeatable). `--env
+    /// NAME` takes the value from tapir's own environment.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
+    pub env: Vec<EnvOverride>,
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +226,20 @@ pub(crate) struct RunArgs {
     /// The engine to run the container with.
     #[arg(long, value_enum, default_value_t = Mode::Docker)]
     pub mode: Mode,
+
+    /// Where the task runs: `local` (this machine), `slurm` (a batch job whose node runs
+    /// the engine given by --mode) or `k8s` (a Kubernetes object, through kubectl).
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
+
+    /// `--executor k8s`: the kubectl context to use (default: kubectl's current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// `--executor k8s`: the namespace, over the task's `config.namespace` (default: the
+    /// context's).
+    #[arg(long, value_name = "NAME")]
+    pub namespace: Option<String>,
 
     /// Set a variable, above the task's and the template's values (repeatable). `--env
     /// NAME` takes the value from tapir's own environment.
@@ -209,6 +293,9 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "PROGRAM")]
     pub entrypoint: Option<String>,
 
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
     /// Keep the container after it ends (it is removed once its logs are safe otherwise).
     #[arg(long)]
     pub keep: bool,
@@ -244,6 +331,199 @@ pub(crate) struct RunArgs {
     /// record, when the file is only the way it travels (standard input).
     #[arg(long, value_name = "NAME=SOURCE", hide = true, value_parser = EnvOverrideParser)]
     pub env_source: Vec<EnvOverride>,
+
+    #[command(flatten)]
+    pub slurm: Box<SlurmArgs>,
+
+    /// Internal (a Slurm job script gives it): take over the run folder the submitter
+    /// made for --run-id, whose record says `queued`, instead of making a new one.
+    #[arg(long, hide = true, requires = "run_id", conflicts_with_all = ["detach", "dry_run"])]
+    pub adopt_queued: bool,
+}
+
+/// Site settings of `--executor slurm` (src/executor/slurm/settings.rs): each overrides
+/// the `TAPIR_SLURM_*` variable and the settings files.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct SlurmArgs {
+    /// With --executor slurm: the partition to submit to (else TAPIR_SLURM_PARTITION, the
+    /// settings files, or the cluster's default).
+    #[arg(long, value_name = "NAME")]
+    pub partition: Option<String>,
+    /// With --executor slurm: the account the job is charged to.
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// With --executor slurm: the quality of service.
+    #[arg(long, value_name = "NAME")]
+    pub qos: Option<String>,
+    /// With --executor slurm: one more `sbatch` option, e.g. `--sbatch-arg=--constraint=a`
+    /// (repeatable; replaces TAPIR_SLURM_SBATCH_ARGS and the files' `sbatch_args`).
+    #[arg(long = "sbatch-arg", value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+    /// With --executor slurm: the path of tapir on the nodes (default: this binary's).
+    #[arg(long, value_name = "PATH")]
+    pub tapir_on_node: Option<PathBuf>,
+}
+
+impl SlurmArgs {
+    /// The flags as the highest level of the site settings.
+    pub(crate) fn flags(&self) -> crate::executor::slurm::settings::SlurmSettings {
+        crate::executor::slurm::settings::SlurmSettings {
+            partition: self.partition.clone(),
+            account: self.account.clone(),
+            qos: self.qos.clone(),
+            sbatch_args: (!self.sbatch_args.is_empty()).then(|| self.sbatch_args.clone()),
+            tapir_on_node: self.tapir_on_node.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SessionArgs {
+    /// A task file (TASK.JSON), or a local image whose own CMD (or, with --canfar, its
+    /// /skaha/startup.sh) serves the UI.
+    #[arg(value_name = "IMAGE|TASK.JSON")]
+    pub target: String,
+
+    /// The port the UI listens on inside the container (CANFAR's contributed sessions:
+    /// 5000, the default).
+    #[arg(long, value_name = "PORT", default_value_t = 5000, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+
+    /// The port on 127.0.0.1 to publish it on (default: a free one).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub host_port: Option<u16>,
+
+    /// The path asked for to see whether the UI answers (any HTTP answer counts).
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub path: String,
+
+    /// Seconds to wait, once the container is started, for the first HTTP answer; after
+    /// them the session is stopped, its last log lines are shown and tapir exits with 124.
+    #[arg(long = "wait", value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub wait_seconds: u64,
+
+    /// Check the image as a CANFAR "contributed" session: port 5000, started as
+    /// `/skaha/startup.sh SESSION_ID` (IMAGE only), run as your uid rather than root;
+    /// says what CANFAR would need that the image lacks.
+    #[arg(long)]
+    pub canfar: bool,
+
+    /// The session id given to /skaha/startup.sh (default: the run id).
+    #[arg(long, value_name = "ID", requires = "canfar")]
+    pub session_id: Option<String>,
+
+    /// Set a variable in the container (repeatable), as `run --env`.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
+    pub env: Vec<EnvOverride>,
+
+    /// Who runs it: `invoker` (your uid:gid, as CANFAR runs sessions as the user) or
+    /// `image` (the image's own USER).
+    #[arg(long, value_enum, default_value_t = UserChoice::Invoker)]
+    pub user: UserChoice,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// Where run folders (task_run-<id>/) are written.
+    #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]
+    pub runs_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The folder to create the repository in (made if missing; existing files are
+    /// never overwritten).
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// The base image of the Dockerfile (it needs /bin/sh).
+    #[arg(long = "from", value_name = "IMAGE", default_value = crate::commands::scaffold::DEFAULT_BASE)]
+    pub base: String,
+
+    /// The image name (default: the folder's name, made a valid image name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewArgs {
+    #[command(subcommand)]
+    pub what: NewCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NewCommand {
+    /// Write a task.json for a template: every channel bound to a folder beside it,
+    /// every adjustable env entry at its default. Descriptions are printed as notes on
+    /// stderr (task.json has no place for them).
+    Task(NewTaskArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewTaskArgs {
+    /// A local image with /processing-container.json, or a processing-container.json.
+    #[arg(value_name = "IMAGE|PC.JSON")]
+    pub source: String,
+
+    /// The template's identifier.
+    #[arg(value_name = "TEMPLATE")]
+    pub template: String,
+
+    /// Write the task here (never over an existing file) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// The task's image, for a PC.JSON source (default: its `name`, tag `latest`).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+}
+
+/// The engine options no task file carries (`run`, `session`); see
+/// `resolve::run_options`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct EngineArgs {
+    /// Size of the container's /dev/shm, e.g. `2Gi` (PyTorch data loaders, browsers).
+    /// Docker only: apptainer has no such setting.
+    #[arg(long, value_name = "SIZE", value_parser = run_options::parse_shm_size, help_heading = "Engine options")]
+    pub shm_size: Option<u64>,
+
+    /// GPUs for the task: `all`, a number (`2`) or devices (`device=0,1`, indexes or
+    /// UUIDs). Wins over the task's `resources.limits` GPU count. Docker: `--gpus`;
+    /// apptainer: `--nv`/`--rocm` with CUDA_VISIBLE_DEVICES (ROCR_…) and
+    /// NVIDIA_VISIBLE_DEVICES set to the devices.
+    #[arg(long, value_name = "GPUS", value_parser = run_options::parse_gpus, help_heading = "Engine options")]
+    pub gpus: Option<GpuRequest>,
+
+    /// [[ADDRESS:]HOST_PORT:]CONTAINER_PORT[/udp]: publish a container port (repeatable).
+    /// Bound to 127.0.0.1 unless ADDRESS is written (`0.0.0.0:8080:80` opens it to the
+    /// network); without HOST_PORT the engine picks a free one. Under apptainer the
+    /// container shares the host's network: nothing is mapped.
+    #[arg(short = 'p', long = "publish", value_name = "PORT", value_parser = run_options::parse_publish, help_heading = "Engine options")]
+    pub publish: Vec<PublishedPort>,
+
+    /// Pass ARG to the engine verbatim, before the image (repeatable; one word each:
+    /// `--engine-arg=--cap-add=SYS_PTRACE`). Refused: flags that break how tapir runs
+    /// the container (`--rm`, `-d`, `--name`, `-t`, …) and those tapir has an option for
+    /// (`--env`, `-v`, `--user`, `--gpus`, …).
+    #[arg(
+        long = "engine-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        help_heading = "Engine options"
+    )]
+    pub engine_arg: Vec<String>,
+}
+
+impl EngineArgs {
+    /// The typed options the plan carries.
+    pub(crate) fn options(&self) -> EngineOptions {
+        EngineOptions {
+            shm_size_bytes: self.shm_size,
+            gpus: self.gpus.clone(),
+            ports: self.publish.clone(),
+            engine_args: self.engine_arg.clone(),
+        }
+    }
 }
 
 /// Where run folders are; shared by every command that reads them.
@@ -412,11 +692,50 @@ pub(crate) struct ManArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
-    /// A local image (never pulled).
+    /// A local image (never pulled), or `docker://HOST/REPOSITORY:TAG` to read it from
+    /// its registry without pulling it (manifest, config and the layers down to
+    /// /processing-container.json).
     pub image: String,
     /// human or json.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImagesArgs {
+    /// Show only images whose references, title, description, label values or
+    /// templates (identifier, description) hold every one of these words (any case).
+    #[arg(value_name = "KEYWORD")]
+    pub keywords: Vec<String>,
+    /// label=KEY (the label is set) or label=KEY=VALUE (to that value); repeatable,
+    /// all must match.
+    #[arg(long = "filter", value_name = "label=KEY[=VALUE]", value_parser = LabelFilterParser)]
+    pub filters: Vec<crate::backend::catalog::LabelFilter>,
+    /// human or json.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+    pub format: PlanFormat,
+    /// List a registry's Task API images instead of the local ones, through its
+    /// catalogue (`/v2/_catalog`): HOST[:PORT] or a URL (plain http only for loopback).
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
+}
+
+/// `--filter label=KEY[=VALUE]`.
+#[derive(Debug, Clone, Copy)]
+struct LabelFilterParser;
+
+impl clap::builder::TypedValueParser for LabelFilterParser {
+    type Value = crate::backend::catalog::LabelFilter;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        crate::backend::catalog::LabelFilter::parse(&value.to_string_lossy())
+            .map_err(|message| usage_error(cmd, message))
+    }
 }
 
 // The engine is the backend's notion; `--mode` only names it.
@@ -438,8 +757,17 @@ pub(crate) enum UserChoice {
 pub(crate) struct ValidateArgs {
     /// Files or folders to check. Folders are searched recursively for both kinds
     /// (skipping target/, .git/ and node_modules/).
-    #[arg(required = true, value_name = "FILE|DIR")]
+    #[arg(required_unless_present = "images", value_name = "FILE|DIR")]
     pub paths: Vec<PathBuf>,
+
+    /// Check a local image as a platform would (repeatable): its embedded
+    /// /processing-container.json and whether it fits the image (programs present and
+    /// runnable by any uid, no mount over a file), the OCI catalogue labels (with the
+    /// LABEL lines to add), a non-root user, no secrets in ENV. The image is never run.
+    /// `docker://HOST/REPOSITORY:TAG` reads it from its registry instead (every layer's
+    /// file list is streamed; nothing is stored or pulled into the engine).
+    #[arg(long = "image", value_name = "IMAGE")]
+    pub images: Vec<String>,
 
     /// Treat every file as this kind instead of detecting it.
     #[arg(long, value_enum, value_name = "KIND")]
@@ -666,6 +994,89 @@ pub(crate) enum PipelineCommand {
     /// when `can_fail` let the others run); 125 the pipeline is invalid (nothing started);
     /// 130 cancelled by Ctrl-C or SIGTERM; 2 usage error or a refused --resume.
     Run(PipelineRunArgs),
+    /// Write a pipeline as another platform's workflow: `--to kaapana` writes a Kaapana
+    /// workflow chart (KaapanaTaskOperator DAG, workflow.json, derived processing images,
+    /// trigger conf), after checking what Kaapana would run differently.
+    ///
+    /// Exit codes: 0 written (warnings are shown); 1 the pipeline is invalid or cannot be
+    /// expressed on the platform (nothing written); 2 usage error, unreadable input, or an
+    /// output folder that is not empty and not an earlier export (see --force).
+    Export(PipelineExportArgs),
+    /// Read another platform's workflow as a pipeline: `--from kaapana` reads a DAG file
+    /// made of KaapanaTaskOperator, IOMapping and `>>`.
+    ///
+    /// Exit codes: 0 written; 1 the DAG uses something tapir does not read (nothing
+    /// written); 2 usage error or unreadable input.
+    Import(PipelineImportArgs),
+}
+
+/// The platforms `pipeline export` and `pipeline import` know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum WorkflowPlatform {
+    /// Kaapana's "workflow v2": a Helm chart with a KaapanaTaskOperator DAG.
+    Kaapana,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PipelineExportArgs {
+    /// The pipeline file.
+    #[arg(value_name = "PIPELINE.JSON")]
+    pub pipeline: PathBuf,
+
+    /// The platform to write for.
+    #[arg(long, value_enum, value_name = "PLATFORM")]
+    pub to: WorkflowPlatform,
+
+    /// User input for a run, as for `pipeline run`: written as the platform's trigger
+    /// conf (Kaapana: trigger-conf.json with `task_form.<id>.env` lists).
+    #[arg(long, value_name = "CONF.JSON")]
+    pub conf: Option<PathBuf>,
+
+    /// The folder to write (created; an earlier export there is replaced).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// Replace the output folder even when it holds files no export of tapir wrote.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Output format of the findings: human, json, or github (workflow annotations).
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
+    pub format: ValidateFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PipelineImportArgs {
+    /// The workflow file (Kaapana: the DAG's .py file).
+    #[arg(value_name = "DAG.PY")]
+    pub dag: PathBuf,
+
+    /// The platform the file comes from.
+    #[arg(long, value_enum, value_name = "PLATFORM")]
+    pub from: WorkflowPlatform,
+
+    /// Where to write the pipeline (default: standard output). An existing file is
+    /// replaced only with --force.
+    #[arg(short, long, value_name = "PIPELINE.JSON")]
+    pub output: Option<PathBuf>,
+
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
+
+    /// The registry for `{DEFAULT_REGISTRY}` in the DAG's image names.
+    #[arg(long, value_name = "HOST", default_value = "localhost")]
+    pub registry: String,
+
+    /// The tag for `{KAAPANA_BUILD_VERSION}` in the DAG's image names.
+    #[arg(long, value_name = "TAG", default_value = "latest")]
+    pub build_version: String,
+
+    /// The pipeline name when the DAG's id is the workflow-api's `{{ dag_id }}`
+    /// (default: the pipeline a DAG exported by tapir names in its header, else the
+    /// file name without `.py`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -690,6 +1101,14 @@ pub(crate) struct PipelineRunArgs {
     /// The engine every task runs with.
     #[arg(long, value_enum, default_value_t = Mode::Docker)]
     pub mode: Mode,
+
+    /// Where every task runs: `local`, `slurm` (a batch job per attempt) or `k8s` (a
+    /// Kubernetes object per attempt); as `run --executor`.
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
+
+    #[command(flatten)]
+    pub slurm: Box<SlurmArgs>,
 
     /// Where the pipeline run folder (pipeline-run-<id>/) is created.
     #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]
@@ -731,6 +1150,23 @@ pub(crate) struct PipelineRunArgs {
     /// pipeline file's `run_options.keep` says.
     #[arg(long)]
     pub keep: bool,
+
+    /// NAME=VALUE: a run-time parameter the pipeline declares in `params` (repeatable;
+    /// Tapis' submission params). Read by a task's `env` through
+    /// `{"value_from": {"params": "NAME"}}`; never shown when its name looks secret.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
+    pub param: Vec<EnvOverride>,
+
+    /// Copy the results of the tasks that succeeded to DIR/<pipeline run folder name>/
+    /// when the run ends (replaces the pipeline file's `archive.path`; its `include`
+    /// still applies). Every file is verified; nothing is overwritten.
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
+
+    /// When the whole run succeeded, remove its managed output folders at the end (after
+    /// a complete archive, if one is asked for). Records and logs stay.
+    #[arg(long)]
+    pub clean_succeeded: bool,
 }
 
 #[derive(Debug, Args)]
@@ -752,6 +1188,12 @@ pub(crate) struct PipelineValidateArgs {
     /// github (workflow annotations).
     #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
     pub format: ValidateFormat,
+
+    /// NAME=VALUE: check the pipeline's parameters as `pipeline run --param` would
+    /// (undeclared ones, required ones missing, values against the templates); without
+    /// any, parameters show their defaults.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = EnvOverrideParser)]
+    pub param: Vec<EnvOverride>,
 }
 
 /// `--profile` of `pipeline run` and `pipeline validate`.

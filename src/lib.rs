@@ -9,6 +9,7 @@ pub(crate) mod diagnostic;
 pub(crate) mod error;
 pub(crate) mod execute;
 pub(crate) mod executor;
+pub(crate) mod k8s;
 pub(crate) mod model;
 pub(crate) mod output;
 pub(crate) mod pipeline;
@@ -52,6 +53,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Schema(args) => commands::schema::run(args),
         Command::Pipeline(args) => commands::pipeline::run(args, color),
         Command::Run(args) => commands::run::run(args, color),
+        Command::Session(args) => commands::session::run(args, color),
+        Command::Init(args) => commands::scaffold::init(args),
+        Command::New(args) => commands::scaffold::new(args),
         Command::Logs(args) => commands::logs::run(args),
         Command::Ps(args) => commands::ps::run(args, color),
         Command::Show(args) => commands::show::run(args, color),
@@ -60,10 +64,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Rm(args) => commands::rm::rm(args),
         Command::Prune(args) => commands::rm::prune(args),
         Command::Inspect(args) => commands::inspect::run(args, color),
+        Command::Images(args) => commands::images::run(args, color),
         Command::Doctor(args) => commands::doctor::run(args, color),
         Command::Completions(args) => commands::completions::run(args),
         Command::Man(args) => commands::man::run(args),
         Command::Supervise(args) => commands::supervise::run(args),
+        Command::Export(args) => match &args.target {
+            cli::ExportTarget::K8s(args) => commands::k8s::export(args, color),
+        },
     };
     match result {
         Ok(status) => ExitCode::from(status.code()),

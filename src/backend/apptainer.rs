@@ -30,6 +30,7 @@ use crate::backend::deadline::{self, CallError};
 use crate::backend::docker::RenderedRun;
 use crate::error::Error;
 use crate::resolve::plan::{Direction, EnvSource, PlannedUser, RunPlan};
+use crate::resolve::run_options::GpuRequest;
 
 /// A run's scratch space inside its run folder (apptainer's `--workdir`: its /tmp,
 /// /var/tmp and home).
@@ -757,10 +758,10 @@ pub(crate) fn exec_argv(
         ));
     }
     let mut via_environment = Vec::new();
-    if let Some(count) = plan.limits.gpus {
+    if let Some(gpus) = plan.gpu_request() {
         gpu_flags(
             plan,
-            count,
+            &gpus,
             caps,
             &mut argv,
             &mut via_environment,
@@ -842,6 +843,9 @@ pub(crate) fn exec_argv(
         );
     }
     limit_flags(plan, caps, &mut argv, &mut warnings);
+    engine_option_warnings(plan, &mut warnings);
+    // Last before the image, verbatim (refused ones were stopped by `engine_args::check`).
+    argv.extend(plan.engine.engine_args.iter().cloned());
     if plan.user == PlannedUser::Image {
         warnings.push("--user image has no effect: apptainer always runs as you".into());
     }
@@ -868,9 +872,11 @@ pub(crate) fn exec_argv(
 /// host's `CUDA_VISIBLE_DEVICES` (the scheduler's choice) while `--nv` binds every GPU, and
 /// with nvidia-container-cli it exposes only what `NVIDIA_VISIBLE_DEVICES` in its own
 /// environment names (nothing when it is unset).
+/// `--gpus all` keeps the scheduler's selection (all the GPUs this job was given) and
+/// otherwise exposes every GPU; `--gpus device=…` replaces the selection with its own.
 fn gpu_flags(
     plan: &RunPlan,
-    count: u64,
+    gpus: &GpuRequest,
     caps: &Capabilities,
     argv: &mut Vec<String>,
     via_environment: &mut Vec<(String, String)>,
@@ -881,19 +887,57 @@ fn gpu_flags(
         GpuKind::Nvidia => "--nv".into(),
         GpuKind::Amd => "--rocm".into(),
     });
+    let selection_variable = match caps.gpu {
+        GpuKind::Nvidia => "CUDA_VISIBLE_DEVICES",
+        GpuKind::Amd => "ROCR_VISIBLE_DEVICES",
+    };
+    if let GpuRequest::Devices(devices) = gpus {
+        let devices = devices.join(",");
+        for (name, value) in &caps.gpu_selection {
+            if name == selection_variable || name == "NVIDIA_VISIBLE_DEVICES" {
+                warnings.push(format!(
+                    "--gpus device={devices} replaces the host's GPU selection {name}={value}"
+                ));
+            } else if !set_by_task(name) {
+                via_environment.push((format!("APPTAINERENV_{name}"), value.clone()));
+            }
+        }
+        if !set_by_task(selection_variable) {
+            via_environment.push((
+                format!("APPTAINERENV_{selection_variable}"),
+                devices.clone(),
+            ));
+        }
+        if caps.gpu == GpuKind::Nvidia {
+            via_environment.push(("NVIDIA_VISIBLE_DEVICES".into(), devices));
+        }
+        return;
+    }
     for (name, value) in &caps.gpu_selection {
         if !set_by_task(name) {
             via_environment.push((format!("APPTAINERENV_{name}"), value.clone()));
         }
     }
+    let count = match gpus {
+        GpuRequest::Count(count) => *count,
+        _ => {
+            // All: what the scheduler gave, else every GPU (`--nv` binds them all).
+            if caps.gpu == GpuKind::Nvidia {
+                let selected = caps
+                    .gpu_selection
+                    .get("NVIDIA_VISIBLE_DEVICES")
+                    .or_else(|| caps.gpu_selection.get("CUDA_VISIBLE_DEVICES"))
+                    .cloned()
+                    .unwrap_or_else(|| "all".into());
+                via_environment.push(("NVIDIA_VISIBLE_DEVICES".into(), selected));
+            }
+            return;
+        }
+    };
     let first = (0..count)
         .map(|n| n.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let selection_variable = match caps.gpu {
-        GpuKind::Nvidia => "CUDA_VISIBLE_DEVICES",
-        GpuKind::Amd => "ROCR_VISIBLE_DEVICES",
-    };
     let selected = caps
         .gpu_selection
         .get("NVIDIA_VISIBLE_DEVICES")
@@ -914,6 +958,31 @@ fn gpu_flags(
     };
     if caps.gpu == GpuKind::Nvidia {
         via_environment.push(("NVIDIA_VISIBLE_DEVICES".into(), selected));
+    }
+}
+
+/// What apptainer cannot do of `--shm-size` and `--publish`: it has no shm setting, and
+/// without a network namespace the container's ports are the host's own.
+fn engine_option_warnings(plan: &RunPlan, warnings: &mut Vec<String>) {
+    if let Some(bytes) = plan.engine.shm_size_bytes {
+        warnings.push(format!(
+            "--shm-size {} is not applied: apptainer has no such setting (the container uses the host's /dev/shm)",
+            crate::model::quantity::format_bytes(bytes)
+        ));
+    }
+    for port in &plan.engine.ports {
+        let mapped = port
+            .host_port
+            .is_some_and(|host| host != port.container_port);
+        warnings.push(format!(
+            "--publish {port}: apptainer shares the host's network, so the task's port {} is the host's own, on the addresses the program listens on{}",
+            port.container_port,
+            if mapped {
+                " (it cannot be mapped to another host port)"
+            } else {
+                ""
+            }
+        ));
     }
 }
 
@@ -1055,6 +1124,7 @@ mod tests {
                 gid: 1000,
             },
             network: None,
+            engine: Default::default(),
             warnings: Vec::new(),
         }
     }
@@ -1328,6 +1398,26 @@ mod tests {
         let env = environment(&rendered);
         assert_eq!(env.get("APPTAINERENV_ROCR_VISIBLE_DEVICES"), Some(&"1"));
         assert_eq!(env.get("NVIDIA_VISIBLE_DEVICES"), None);
+
+        // `--gpus device=…` replaces the scheduler's selection, and says so.
+        gpu.engine.gpus = Some(GpuRequest::Devices(vec!["1".into(), "2".into()]));
+        let (rendered, warnings) = render(&gpu, &ImageRef::Sandbox("/img".into()), &scheduled);
+        let env = environment(&rendered);
+        assert_eq!(env.get("APPTAINERENV_CUDA_VISIBLE_DEVICES"), Some(&"1,2"));
+        assert_eq!(env.get("NVIDIA_VISIBLE_DEVICES"), Some(&"1,2"));
+        assert!(warnings[0].contains("replaces the host's GPU selection CUDA_VISIBLE_DEVICES=3"));
+
+        // `--gpus all`: the scheduler's selection when there is one, else every GPU.
+        gpu.engine.gpus = Some(GpuRequest::All);
+        let (rendered, warnings) = render(&gpu, &ImageRef::Sandbox("/img".into()), &scheduled);
+        let env = environment(&rendered);
+        assert_eq!(env.get("APPTAINERENV_CUDA_VISIBLE_DEVICES"), Some(&"3"));
+        assert_eq!(env.get("NVIDIA_VISIBLE_DEVICES"), Some(&"3"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (rendered, _) = render(&gpu, &ImageRef::Sandbox("/img".into()), &caps());
+        let env = environment(&rendered);
+        assert_eq!(env.get("APPTAINERENV_CUDA_VISIBLE_DEVICES"), None);
+        assert_eq!(env.get("NVIDIA_VISIBLE_DEVICES"), Some(&"all"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::model::quantity::format_bytes;
 use crate::resolve::plan::{
     EnvSource, EnvValue, HOME_FOR_INVOKER, PlannedEnv, PlannedUser, RunPlan,
 };
+use crate::resolve::run_options::GpuRequest;
 
 /// What tapir needs to know about a local image.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -158,7 +159,7 @@ impl Docker {
     }
 
     /// The message for a call that went unanswered; later calls fail at once.
-    fn no_answer(&self, what: &str, limit: Duration) -> EngineFailure {
+    pub(crate) fn no_answer(&self, what: &str, limit: Duration) -> EngineFailure {
         self.silent.store(true, Ordering::SeqCst);
         EngineFailure::NoAnswer(deadline::no_answer(&self.engine_name(), what, limit))
     }
@@ -191,8 +192,32 @@ impl Docker {
         }
     }
 
+    /// A request with headers or a body on the API socket within `limit`; `Ok(None)`
+    /// when there is no socket or it cannot be reached.
+    pub(crate) fn api_send(
+        &self,
+        request: engine_api::Request,
+        what: &str,
+        limit: Duration,
+    ) -> Result<Option<Response>, EngineFailure> {
+        let Some(socket) = &self.socket else {
+            return Ok(None);
+        };
+        self.still_silent(what)?;
+        match engine_api::send(socket, request, limit) {
+            Ok(response) => Ok(Some(response)),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(self.no_answer(what, limit)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Is the engine's API socket reachable directly (else everything goes through the CLI)?
+    pub(crate) fn has_socket(&self) -> bool {
+        self.socket.is_some()
+    }
+
     /// Runs the `docker` client with `args` within `limit`, output collected.
-    fn cli(&self, args: &[&str], limit: Duration) -> Result<Output, EngineFailure> {
+    pub(crate) fn cli(&self, args: &[&str], limit: Duration) -> Result<Output, EngineFailure> {
         let what = format!("`docker {}`", args.join(" "));
         self.still_silent(&what)?;
         match deadline::output(self.command().args(args), limit) {
@@ -640,8 +665,19 @@ pub(crate) fn run_argv(plan: &RunPlan, run_id: &str, run_dir: &Path) -> Rendered
             format!("{}.{:03}", millis / 1000, millis % 1000),
         ]);
     }
-    if let Some(gpus) = plan.limits.gpus {
-        argv.extend(["--gpus".into(), gpus.to_string()]);
+    match plan.gpu_request() {
+        None => {}
+        // Docker reads `--gpus` as CSV: a list of devices must be quoted to keep its comma.
+        Some(GpuRequest::Devices(devices)) => {
+            argv.extend(["--gpus".into(), format!("\"device={}\"", devices.join(","))]);
+        }
+        Some(gpus) => argv.extend(["--gpus".into(), gpus.to_string()]),
+    }
+    if let Some(bytes) = plan.engine.shm_size_bytes {
+        argv.extend(["--shm-size".into(), bytes.to_string()]);
+    }
+    for port in &plan.engine.ports {
+        argv.extend(["--publish".into(), port.docker_spec()]);
     }
     let channel_mounts = plan
         .mounts
@@ -672,6 +708,8 @@ pub(crate) fn run_argv(plan: &RunPlan, run_id: &str, run_dir: &Path) -> Rendered
     if let Some(entrypoint) = &plan.entrypoint {
         argv.extend(["--entrypoint".into(), entrypoint.clone()]);
     }
+    // Last before the image, verbatim (refused ones were stopped by `engine_args::check`).
+    argv.extend(plan.engine.engine_args.iter().cloned());
     argv.push(plan.image.clone());
     if let Some(command) = &plan.command {
         argv.extend(command.iter().cloned());
@@ -679,7 +717,7 @@ pub(crate) fn run_argv(plan: &RunPlan, run_id: &str, run_dir: &Path) -> Rendered
     RenderedRun { argv, secret_env }
 }
 
-fn engine_error(what: &str, status: u16, body: &[u8]) -> Error {
+pub(crate) fn engine_error(what: &str, status: u16, body: &[u8]) -> Error {
     let message = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v["message"].as_str().map(str::to_string))
@@ -689,7 +727,7 @@ fn engine_error(what: &str, status: u16, body: &[u8]) -> Error {
     ))
 }
 
-fn cli_error(what: &str, stderr: &str) -> Error {
+pub(crate) fn cli_error(what: &str, stderr: &str) -> Error {
     let stderr = stderr.trim();
     if stderr.contains("Cannot connect to the Docker daemon")
         || stderr.contains("Is the docker daemon running")

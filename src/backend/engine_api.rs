@@ -6,7 +6,7 @@
 //! 5 % overhead tapir allows itself against a bare `docker run`. Only simple
 //! request/response calls go through here; anything else uses the CLI.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,10 +51,31 @@ fn context_selected_in_config() -> bool {
         .unwrap_or(false)
 }
 
-/// A response: status code and body.
+/// A response: status code, headers (names lower-cased) and body.
 #[derive(Debug)]
 pub(crate) struct Response {
     pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header of that name (give it lower-cased).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request: method, path (with query), extra headers and a body (JSON when not empty).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Request {
+    pub method: String,
+    pub path: String,
+    /// Extra headers. They may hold credentials (`X-Registry-Auth`): never logged.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
@@ -66,11 +87,24 @@ pub(crate) fn request(
     path: &str,
     limit: Duration,
 ) -> io::Result<Response> {
-    let (socket, method, path) = (socket.to_path_buf(), method.to_string(), path.to_string());
+    send(
+        socket,
+        Request {
+            method: method.to_string(),
+            path: path.to_string(),
+            ..Request::default()
+        },
+        limit,
+    )
+}
+
+/// [`request`] with headers and a body.
+pub(crate) fn send(socket: &Path, request: Request, limit: Duration) -> io::Result<Response> {
+    let socket = socket.to_path_buf();
     // `connect` has no timeout of its own (it blocks while the engine's backlog is full),
     // and each read's timeout restarts with every byte: the whole exchange runs on a
     // helper thread, waited for at most `limit`.
-    match deadline::within(limit, move || exchange(&socket, &method, &path, limit)) {
+    match deadline::within(limit, move || exchange(&socket, &request, limit)) {
         Some(Err(e)) if deadline::is_timeout(&e) => Err(timed_out()),
         Some(result) => result,
         None => Err(timed_out()),
@@ -81,40 +115,61 @@ fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "the engine did not answer in time")
 }
 
-fn exchange(socket: &Path, method: &str, path: &str, limit: Duration) -> io::Result<Response> {
+fn exchange(socket: &Path, request: &Request, limit: Duration) -> io::Result<Response> {
     let mut stream = UnixStream::connect(socket)?;
     deadline::bound_stream(&stream, limit)?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )?;
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Length: {}\r\n",
+        request.method,
+        request.path,
+        request.body.len()
+    );
+    if !request.body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    for (name, value) in &request.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&request.body)?;
     stream.flush()?;
-    let mut reader = BufReader::new(stream);
+    read_response(BufReader::new(stream), request.method == "HEAD")
+}
+
+/// Reads a status line, headers and body (none for a HEAD request, whatever its
+/// Content-Length says).
+pub(crate) fn read_response(mut reader: impl BufRead, head_only: bool) -> io::Result<Response> {
     let mut status_line = String::new();
     reader.read_line(&mut status_line)?;
     let status = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| {
-            io::Error::other(format!("bad response from the engine: {status_line:?}"))
-        })?;
+        .ok_or_else(|| io::Error::other(format!("bad HTTP response: {status_line:?}")))?;
     let mut length = None;
     let mut chunked = false;
+    let mut headers = Vec::new();
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line == "\r\n" {
             break;
         }
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse::<usize>().ok();
-        } else if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_string());
+        if name == "content-length" {
+            length = value.parse::<usize>().ok();
+        } else if name == "transfer-encoding" && value.to_ascii_lowercase().contains("chunked") {
             chunked = true;
         }
+        headers.push((name, value));
     }
     let mut body = Vec::new();
-    if chunked {
+    if head_only || status == 204 || status == 304 {
+        // No body, whatever the headers say.
+    } else if chunked {
         loop {
             let mut size_line = String::new();
             reader.read_line(&mut size_line)?;
@@ -135,7 +190,11 @@ fn exchange(socket: &Path, method: &str, path: &str, limit: Duration) -> io::Res
     } else {
         reader.read_to_end(&mut body)?;
     }
-    Ok(Response { status, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Percent-encodes a path segment or query value (image references hold `/` and `:`,

@@ -12,6 +12,7 @@ use crate::resolve::plan::{
     CommandSource, Direction, EnvSource, EnvValue, HOME_FOR_INVOKER, Limits, PlannedBind,
     PlannedEnv, PlannedMount, PlannedUser, RunPlan,
 };
+use crate::resolve::run_options::{self, EngineOptions, GpuRequest};
 
 fn env(name: &str, value: &str, source: EnvSource) -> PlannedEnv {
     PlannedEnv {
@@ -56,6 +57,7 @@ fn base() -> RunPlan {
             gid: 1000,
         },
         network: None,
+        engine: Default::default(),
         warnings: Vec::new(),
     }
 }
@@ -137,8 +139,28 @@ fn plans() -> Vec<(&'static str, RunPlan)> {
     })
     .collect();
 
+    // `run --shm-size 2Gi --gpus device=0,2 --publish 5000 --publish 0.0.0.0:8080:80
+    // --engine-arg=--cap-add=SYS_PTRACE`, over a task that asks for one GPU.
+    let mut engine_options = base();
+    engine_options.env.truncate(1);
+    engine_options.limits.gpus = Some(1);
+    engine_options.engine = EngineOptions {
+        shm_size_bytes: Some(2 << 30),
+        gpus: Some(GpuRequest::Devices(vec!["0".into(), "2".into()])),
+        ports: ["5000", "0.0.0.0:8080:80"]
+            .iter()
+            .map(|p| run_options::parse_publish(p).expect("port"))
+            .collect(),
+        engine_args: vec!["--cap-add=SYS_PTRACE".into()],
+    };
+    let mut all_gpus = base();
+    all_gpus.env.truncate(1);
+    all_gpus.engine.gpus = Some(GpuRequest::All);
+
     vec![
         ("minimal", minimal),
+        ("engine-options", engine_options),
+        ("all-gpus", all_gpus),
         (
             "bind-paths-apptainer-would-alter",
             bind_paths_apptainer_would_alter,

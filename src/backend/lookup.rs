@@ -10,6 +10,7 @@ use super::docker::{Docker, ImageInfo};
 use super::{Backend, FoundImage};
 use crate::diagnostic::did_you_mean;
 use crate::error::Error;
+use crate::model::registry::RegistryCredentials;
 use crate::model::{self, ProcessingContainer, Template, TemplateRef};
 use crate::resolve::plan::Problem;
 use crate::resolve::task_file::{self, LoadedTask};
@@ -21,15 +22,18 @@ impl Backend {
     /// The task's image: in the local Docker engine (pulled only with `pull`), or for
     /// apptainer a sandbox folder, a SIF file (relative to `task_dir`), an image of the
     /// local Docker engine, or a registry reference (only with `pull`).
+    /// `registry`: the task's credentials, used when Docker pulls (Apptainer's pull does
+    /// not get them: it reads its own `APPTAINER_DOCKER_USERNAME`/`_PASSWORD`).
     pub(crate) fn find_image(
         &self,
         reference: &str,
         pull: bool,
+        registry: &RegistryCredentials,
         task_dir: &Path,
     ) -> Result<FoundImage, Error> {
         match self {
             Backend::Docker(docker) => Ok(FoundImage {
-                info: docker_image(docker, reference, pull)?,
+                info: docker_image(docker, reference, pull, registry)?,
                 image_ref: None,
                 runscript_facts: None,
             }),
@@ -97,11 +101,22 @@ impl Backend {
 pub(crate) const PULL_FIX: &str = "pass --pull";
 
 /// The image in the local Docker engine (pulled only with `--pull`).
-fn docker_image(docker: &Docker, reference: &str, pull: bool) -> Result<ImageInfo, Error> {
+fn docker_image(
+    docker: &Docker,
+    reference: &str,
+    pull: bool,
+    registry: &RegistryCredentials,
+) -> Result<ImageInfo, Error> {
     Ok(match docker.image(reference)? {
         Some(image) => image,
         None if pull => {
-            let pulled = docker.pull(reference)?;
+            let pulled = match registry.login_for(reference).map_err(Error::not_started)? {
+                Some(login) => {
+                    super::registry_pull::pull_with_login(docker, reference, &login)?;
+                    true
+                }
+                None => docker.pull(reference)?,
+            };
             match (pulled, docker.image(reference)?) {
                 (true, Some(image)) => image,
                 _ => {
@@ -362,7 +377,10 @@ pub(crate) fn template_for(
     }
 }
 
-fn read_container(report: &FileReport, name: &str) -> Result<ProcessingContainer, Error> {
+pub(crate) fn read_container(
+    report: &FileReport,
+    name: &str,
+) -> Result<ProcessingContainer, Error> {
     if !report.is_valid() {
         return Err(task_file::report_error(
             report,
@@ -377,7 +395,7 @@ fn read_container(report: &FileReport, name: &str) -> Result<ProcessingContainer
     model::from_value(&value, "processing-container.json").map_err(Error::not_started)
 }
 
-fn container_from_image(
+pub(crate) fn container_from_image(
     read_image_file: &dyn Fn() -> Result<Option<Vec<u8>>, Error>,
     reference: &str,
 ) -> Result<ProcessingContainer, Error> {
@@ -406,18 +424,47 @@ pub(crate) fn processing_container_bytes(
     reference: &str,
     image: &ImageInfo,
 ) -> Result<Option<Vec<u8>>, Error> {
-    let cache = cache_dir().map(|d| {
-        d.join("processing-container")
-            .join(format!("{}.json", image.id.trim_start_matches("sha256:")))
-    });
-    if let Some(bytes) = cache.as_ref().and_then(|p| std::fs::read(p).ok()) {
-        return Ok(Some(bytes));
+    if let Some(known) = cached_processing_container(&image.id) {
+        return Ok(known);
     }
     let bytes = docker.read_file_from_image(reference, "/processing-container.json")?;
-    if let (Some(path), Some(bytes)) = (&cache, &bytes) {
-        write_cache(path, bytes);
-    }
+    remember_processing_container(&image.id, bytes.as_deref());
     Ok(bytes)
+}
+
+/// What the cache knows of an image's `/processing-container.json`, by image id (a
+/// content hash, so an answer never goes stale; a registry image's config digest is the
+/// same id): `Some(Some(bytes))`, `Some(None)` for "has none" (`tapir images` asks every
+/// image), `None` when it does not know.
+pub(crate) fn cached_processing_container(id: &str) -> Option<Option<Vec<u8>>> {
+    let (file, absent) = cache_paths(id)?;
+    if let Ok(bytes) = std::fs::read(&file) {
+        return Some(Some(bytes));
+    }
+    absent.exists().then_some(None)
+}
+
+/// Remembers what an image holds at `/processing-container.json` (best effort).
+pub(crate) fn remember_processing_container(id: &str, bytes: Option<&[u8]>) {
+    if let Some((file, absent)) = cache_paths(id) {
+        match bytes {
+            Some(bytes) => write_cache(&file, bytes),
+            None => write_cache(&absent, b""),
+        }
+    }
+}
+
+/// The cache files for an image id: its copy, and its "has none" marker.
+fn cache_paths(id: &str) -> Option<(PathBuf, PathBuf)> {
+    let hex = id.trim_start_matches("sha256:");
+    if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let dir = cache_dir()?.join("processing-container");
+    Some((
+        dir.join(format!("{hex}.json")),
+        dir.join(format!("{hex}.none")),
+    ))
 }
 
 /// `$XDG_CACHE_HOME/tapir` or `~/.cache/tapir`.

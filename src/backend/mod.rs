@@ -3,10 +3,16 @@
 //! renders a `RunPlan` as the engine's command line.
 
 pub(crate) mod apptainer;
+pub(crate) mod catalog;
 pub(crate) mod deadline;
 pub(crate) mod docker;
 pub(crate) mod engine_api;
+pub(crate) mod engine_args;
+pub(crate) mod image_check;
+pub(crate) mod image_fs;
 pub(crate) mod lookup;
+pub(crate) mod registry;
+pub(crate) mod registry_pull;
 
 #[cfg(test)]
 mod golden;

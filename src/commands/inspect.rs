@@ -22,15 +22,30 @@ use crate::backend::lookup::processing_container_bytes;
 const OCI_PREFIX: &str = "org.opencontainers.image.";
 
 pub(crate) fn run(args: &InspectArgs, color: ColorChoice) -> Result<ExitStatus> {
-    let docker = Docker::locate().map_err(|e| Error::Usage(e.to_string()))?;
-    // An engine that fails or does not answer in time ends with 125, as for `run`.
-    let image = docker.image(&args.image)?.ok_or_else(|| {
+    let (image, bytes) = if args
+        .image
+        .starts_with(crate::backend::registry::REMOTE_PREFIX)
+    {
+        // From its registry: manifest, config, and the layers down to the file.
+        let remote =
+            crate::backend::registry::RemoteRef::parse(&args.image).map_err(Error::Usage)?;
+        let mut registry = crate::backend::registry::Registry::new(&remote.registry);
+        let image = registry.image(&remote)?;
+        let bytes = registry.processing_container(&image)?;
+        (image.info, bytes)
+    } else {
+        let docker = Docker::locate().map_err(|e| Error::Usage(e.to_string()))?;
+        // An engine that fails or does not answer in time ends with 125, as for `run`.
+        let image = docker.image(&args.image)?.ok_or_else(|| {
             Error::Usage(format!(
-                "image {} is not present locally (tapir never pulls)\n  fix: build it, or `docker pull {}` first",
-                args.image, args.image
+                "image {} is not present locally (tapir never pulls)\n  fix: build it, or `docker pull {}` first; or read it from its registry: `tapir inspect docker://{}`",
+                args.image, args.image, args.image
             ))
         })?;
-    let bytes = processing_container_bytes(&docker, &args.image, &image)?;
+        let bytes = processing_container_bytes(&docker, &args.image, &image)?;
+        (image, bytes)
+    };
+    let image = crate::backend::image_check::mask_secret_labels(image);
     let name = format!("{}:/processing-container.json", args.image);
     let report = bytes.map(
         |bytes| match crate::source::decode(Path::new(&name), bytes) {

@@ -3,17 +3,23 @@
 
 pub(crate) mod completions;
 pub(crate) mod doctor;
+pub(crate) mod images;
 pub(crate) mod inspect;
+pub(crate) mod k8s;
 pub(crate) mod logs;
 pub(crate) mod man;
 pub(crate) mod outputs;
 pub(crate) mod pipeline;
+pub(crate) mod pipeline_export;
 pub(crate) mod pipeline_run;
 pub(crate) mod plan_view;
 pub(crate) mod ps;
 pub(crate) mod rm;
 pub(crate) mod run;
+pub(crate) mod run_slurm;
+pub(crate) mod scaffold;
 pub(crate) mod schema;
+pub(crate) mod session;
 pub(crate) mod show;
 pub(crate) mod supervise;
 pub(crate) mod validate;

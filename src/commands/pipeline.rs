@@ -24,14 +24,18 @@ pub(crate) fn run(args: &PipelineArgs, color: ColorChoice) -> Result<ExitStatus>
     match &args.command {
         PipelineCommand::Validate(args) => validate(args, color),
         PipelineCommand::Run(args) => super::pipeline_run::run(args, color),
+        PipelineCommand::Export(args) => super::pipeline_export::export(args, color),
+        PipelineCommand::Import(args) => super::pipeline_export::import(args, color),
     }
 }
 
 fn validate(args: &PipelineValidateArgs, color: ColorChoice) -> Result<ExitStatus> {
-    let checked = plan::check(
+    // With `--param`, the parameters are checked as for a run.
+    let checked = plan::check_with_params(
         &args.pipeline,
         args.conf.as_deref(),
         args.profile.map(ProfileArg::profile),
+        (!args.param.is_empty()).then_some(args.param.as_slice()),
     )?;
     let text = match args.format {
         ValidateFormat::Human => human(&checked, Printer::for_stdout(color)),
@@ -110,6 +114,34 @@ fn human_plan(out: &mut String, plan: &PipelinePlan, p: &Printer) {
     for (i, level) in plan.levels.iter().enumerate() {
         let _ = writeln!(out, "  level {}: {}", i + 1, level.join(", "));
     }
+    if let Some(archive) = &plan.archive {
+        let include = if archive.include.is_empty() {
+            "every output folder".to_string()
+        } else {
+            archive.include.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "  archive: {}/<pipeline run>/ ({include}, of the tasks that succeeded)",
+            archive.path.display()
+        );
+    }
+    for build in &plan.builds {
+        let _ = writeln!(
+            out,
+            "  build {}: docker build {} (file {}) → {}, before any task",
+            build.id,
+            build.context.display(),
+            build.dockerfile.display(),
+            build.tag
+        );
+    }
+    if plan.clean_succeeded {
+        let _ = writeln!(
+            out,
+            "  clean_succeeded: the output folders are removed when every task succeeded"
+        );
+    }
     if let Some(key) = plan.sub_group_key.as_deref().filter(|k| !k.is_empty()) {
         let _ = writeln!(out, "  manifest.json sub_group_key: {key:?}");
     }
@@ -149,6 +181,9 @@ fn human_task(out: &mut String, task: &PlannedTask, p: &Printer) {
         task.image,
         task.template
     );
+    if let Some(build) = &task.image_from {
+        let _ = writeln!(out, "    image built by `{build}` (image_from)");
+    }
     if !task.conf_overrides.is_empty() {
         let _ = writeln!(
             out,
@@ -196,7 +231,18 @@ fn human_task(out: &mut String, task: &PlannedTask, p: &Printer) {
         let _ = writeln!(out, "    manifest.json config: {config}");
     }
     for env in &task.env {
-        let _ = writeln!(out, "    env {}={} ({})", env.name, env.value, env.source);
+        match &env.from {
+            Some(from) => {
+                let _ = writeln!(
+                    out,
+                    "    env {}={} ({}: {from})",
+                    env.name, env.value, env.source
+                );
+            }
+            None => {
+                let _ = writeln!(out, "    env {}={} ({})", env.name, env.value, env.source);
+            }
+        }
     }
     let _ = writeln!(out, "    {}", describe_execution(&task.execution));
     if let Some(options) = describe_run_options(&task.run_options) {

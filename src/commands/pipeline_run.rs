@@ -20,7 +20,10 @@ use super::pipeline::{human as findings_text, human_findings};
 use crate::backend::lookup::PULL_FIX;
 use crate::cli::{ColorChoice, PipelineRunArgs, ProfileArg, UserChoice};
 use crate::error::{Error, ExitStatus, Result};
+use crate::executor::ExecutorKind;
 use crate::executor::local::LocalExecutor;
+use crate::executor::slurm::pipeline::SlurmExecutor;
+use crate::executor::slurm::settings::SlurmSettings;
 use crate::executor::{AttemptRequest, Event, Executor, Reattached, RunRequest, link_task_run};
 use crate::output::{self, Printer, TaskProgress};
 use crate::pipeline::model::{Profile, RunUser};
@@ -30,18 +33,27 @@ use crate::pipeline::record::{
     PipelineTaskRecord, RUNS_SUBDIR, SkipCause, TaskFolder, TaskStatus,
 };
 use crate::pipeline::schedule::{Action, Dependency, End, Schedule, TaskSpec, Why};
-use crate::pipeline::{ccat, derive};
+use crate::pipeline::{archive, ccat, derive, values};
 use crate::record::{self, Status, TaskFile, store};
 use crate::resolve::env_input::EnvOverride;
 use crate::resolve::plan::PlannedBind;
 
 pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
+    crate::executor::refuse_unavailable(args.executor)?;
+    // The Slurm site settings are read (and a broken file refused) before anything.
+    let slurm = match args.executor {
+        ExecutorKind::Slurm => {
+            Some(SlurmSettings::resolve(args.slurm.flags()).map_err(Error::Usage)?)
+        }
+        _ => None,
+    };
     let err = Printer::for_stderr(color);
     // Everything is checked before anything is created.
-    let checked = plan::check(
+    let checked = plan::check_with_params(
         &args.pipeline,
         args.conf.as_deref(),
         args.profile.map(ProfileArg::profile),
+        Some(&args.param),
     )?;
     let Some(plan) = checked.plan.as_ref().filter(|_| checked.is_valid()) else {
         output::stderr(&findings_text(&checked, err));
@@ -50,6 +62,24 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
     };
     // Warnings do not stop the run, but are said first (as `tapir run` does).
     output::stderr(&human_findings(&checked, &err));
+    // Apptainer runs a built image from the local Docker engine (converted to a SIF
+    // once, like any `docker-daemon:` image).
+    let apptainer_plan;
+    let plan = if args.mode == crate::cli::Mode::Apptainer && !plan.builds.is_empty() {
+        let mut converted = plan.clone();
+        for task in converted
+            .tasks
+            .iter_mut()
+            .filter(|t| t.image_from.is_some())
+        {
+            task.image = format!("docker-daemon:{}", task.image);
+            task.runnable.task.image = task.image.clone();
+        }
+        apptainer_plan = converted;
+        &apptainer_plan
+    } else {
+        plan
+    };
     let stdin_env: BTreeMap<String, Vec<derive::StdinVar>> = plan
         .tasks
         .iter()
@@ -68,7 +98,7 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
         |n| n as usize,
     );
     let (run_dir, mut record, adopted) = match &args.resume {
-        Some(resume) => resume_record(resume, &args.runs_dir, &pipeline_sha)?,
+        Some(resume) => resume_record(resume, &args.runs_dir, &pipeline_sha, slurm.as_ref())?,
         None => {
             let (dir, record) = new_record(args, &pipeline_sha)?;
             (dir, record, Vec::new())
@@ -89,6 +119,7 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
     record.mode = args.mode.name().into();
     record.jobs = jobs;
     record.conf_file = conf_file;
+    record.params = plan.params.clone();
     record.status = PipelineStatus::Running;
     record.message = None;
     record.exit_code = None;
@@ -122,7 +153,9 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
         adopted,
         progress: TaskProgress::start(),
         private_configs: BTreeMap::new(),
+        upstream_values: BTreeMap::new(),
         journal,
+        slurm,
     };
     let status = driver.run(&mut record);
     Ok(status)
@@ -192,6 +225,10 @@ fn new_record(args: &PipelineRunArgs, pipeline_sha: &str) -> Result<(PathBuf, Pi
         ended_at: None,
         tasks: Vec::new(),
         journal_seq: 0,
+        archives: Vec::new(),
+        params: BTreeMap::new(),
+        builds: Vec::new(),
+        cleaned: Vec::new(),
     };
     Ok((dir, record))
 }
@@ -202,6 +239,7 @@ fn resume_record(
     resume: &Path,
     runs_dir: &Path,
     pipeline_sha: &str,
+    slurm: Option<&SlurmSettings>,
 ) -> Result<(PathBuf, PipelineRunRecord, Vec<String>)> {
     let candidates = [
         resume.to_path_buf(),
@@ -242,8 +280,10 @@ fn resume_record(
     // A pipeline tapir that was killed leaves its tasks running to their end (each is its
     // own `tapir run`): running them again alongside would mix their outputs.
     let task_runs = store::list_runs(&dir.join(RUNS_SUBDIR)).unwrap_or_default();
+    // (A Slurm job is not this machine's: `reattach` waits for it instead.)
     if let Some(still) = task_runs.iter().find(|run| {
-        record::RunSummary::load(run).is_ok_and(|r| r.status == Status::Running && !r.is_lost())
+        record::RunSummary::load(run)
+            .is_ok_and(|r| r.status == Status::Running && r.executor.is_none() && !r.is_lost())
     }) {
         return Err(Error::Usage(format!(
             "--resume {}: its task run {} is still running\n  fix: wait for it to end (tapir wait --runs-dir {} {}), or stop it",
@@ -253,9 +293,17 @@ fn resume_record(
             store::run_id_of(still).unwrap_or_default()
         )));
     }
-    // Attempts ran locally: nothing else is re-attached to yet.
-    let executor = LocalExecutor::new(&dir, mpsc::channel().0);
-    let adopted = settle_orphaned_attempts(&mut record, &dir, &executor).map_err(|still| {
+    // Attempts are re-attached by the executor they ran on (`--executor`): a Slurm job
+    // still queued or running is waited for, not submitted again.
+    let executor: Box<dyn Executor> = match slurm {
+        Some(settings) => Box::new(SlurmExecutor::new(
+            &dir,
+            settings.clone(),
+            mpsc::channel().0,
+        )),
+        None => Box::new(LocalExecutor::new(&dir, mpsc::channel().0)),
+    };
+    let adopted = settle_orphaned_attempts(&mut record, &dir, executor.as_ref()).map_err(|still| {
         Error::Usage(format!(
             "--resume {}: its task run {} is still running\n  fix: wait for it to end (tapir wait --runs-dir {} {}), or stop it",
             dir.display(),
@@ -444,13 +492,27 @@ struct Driver<'a> {
     private_configs: BTreeMap<usize, tempfile::TempDir>,
     /// Keeps the pipeline record at a cost per event that does not grow with the tasks.
     journal: Journal,
+    /// `--executor slurm`: the site settings (`None`: attempts run locally).
+    slurm: Option<SlurmSettings>,
+    /// Per task: its `value_from` values read from upstream outputs files when it first
+    /// started (name, value, where from), handed to each attempt on standard input.
+    upstream_values: BTreeMap<usize, Vec<(String, String, String)>>,
 }
 
 impl Driver<'_> {
     fn run(mut self, record: &mut PipelineRunRecord) -> ExitStatus {
         let (events, inbox) = mpsc::channel::<Event>();
         let signals = SignalForwarder::install(events.clone());
-        let mut executor = LocalExecutor::new(self.run_dir, events);
+        let mut executor: Box<dyn Executor> = match &self.slurm {
+            Some(settings) => Box::new(SlurmExecutor::new(self.run_dir, settings.clone(), events)),
+            None => Box::new(LocalExecutor::new(self.run_dir, events)),
+        };
+        if let Some(refused) = self.run_builds(record, &inbox) {
+            executor.finish();
+            self.progress.finish();
+            signals.close();
+            return self.finish(record, refused);
+        }
         self.settle_adopted(record);
         // Tasks whose record changed since the journal was last written.
         let mut changed: BTreeSet<usize> = self
@@ -471,8 +533,14 @@ impl Driver<'_> {
                         retry,
                     } => {
                         changed.insert(task);
-                        let more =
-                            self.start(task, number, retry, record, &mut executor, &mut schedule);
+                        let more = self.start(
+                            task,
+                            number,
+                            retry,
+                            record,
+                            executor.as_mut(),
+                            &mut schedule,
+                        );
                         actions.extend(more);
                     }
                     Action::RetryLater {
@@ -618,6 +686,12 @@ impl Driver<'_> {
                 Ok(None) => {}
                 Err(message) => return schedule.refused(task, message),
             }
+            match self.read_upstream_values(task) {
+                Ok(values) => {
+                    self.upstream_values.insert(task, values);
+                }
+                Err(message) => return schedule.refused(task, message),
+            }
         }
         let entry = &mut record.tasks[task];
         entry.status = TaskStatus::Running;
@@ -650,6 +724,14 @@ impl Driver<'_> {
         } else {
             Ok(())
         };
+        // What an earlier attempt wrote for later tasks is not this attempt's word.
+        let cleaned = cleaned.and_then(|()| {
+            if planned.publishes_values {
+                values::reset_outputs(self.run_dir, &planned.id).map(|_| ())
+            } else {
+                Ok(())
+            }
+        });
         let not_started = match cleaned {
             Ok(()) => executor.start(request).err(),
             Err(message) => Some(message),
@@ -681,7 +763,14 @@ impl Driver<'_> {
         // on (SIGKILL): src/execute/parent_watch.rs.
         run.watch_parent = Some(std::process::id());
         let mut private_env = String::new();
-        for var in self.stdin_env.get(&planned.id).into_iter().flatten() {
+        let from_values = &planned.runnable.value_from;
+        for var in self
+            .stdin_env
+            .get(&planned.id)
+            .into_iter()
+            .flatten()
+            .filter(|var| !from_values.iter().any(|v| v.name == var.name))
+        {
             private_env.push_str(&format!("{}={}\n", var.name, var.value));
             // The file on stdin is only how the value travels: the record names where
             // it comes from.
@@ -704,6 +793,25 @@ impl Driver<'_> {
                 value: source,
             });
         }
+        // `value_from`: the plan's values, then what upstream tasks wrote.
+        let known = from_values.iter().filter_map(|v| {
+            v.source
+                .known()
+                .map(|value| (v.name.clone(), value.to_string(), v.source.describe()))
+        });
+        let read = self
+            .upstream_values
+            .get(&task)
+            .into_iter()
+            .flatten()
+            .cloned();
+        for (name, value, source) in known.chain(read) {
+            private_env.push_str(&format!("{name}={value}\n"));
+            run.env_sources.push(EnvOverride {
+                name,
+                value: source,
+            });
+        }
         if !private_env.is_empty() {
             run.env_files.push(PathBuf::from("/dev/stdin"));
         }
@@ -717,6 +825,17 @@ impl Driver<'_> {
         run.binds = binds;
         apply_run_options(&mut run, &planned.run_options, self.args);
         run.env = env;
+        if planned.publishes_values {
+            run.binds.push(PlannedBind {
+                host_path: absolute(&values::outputs_dir(self.run_dir, &planned.id)),
+                container_path: values::OUTPUTS_MOUNT.to_string(),
+                read_only: false,
+            });
+            run.env.push(EnvOverride {
+                name: values::OUTPUTS_FILE_VAR.to_string(),
+                value: values::outputs_file_in_container(),
+            });
+        }
         AttemptRequest {
             task,
             number,
@@ -724,6 +843,34 @@ impl Driver<'_> {
             private_env,
             log: runs_dir.join(format!("{}.tapir.log", planned.id)),
         }
+    }
+
+    /// The values task `task` takes from upstream tasks' outputs files (`value_from:
+    /// {task_output: …}`), with where each comes from. `Err`: an upstream did not
+    /// succeed, did not write the value, or wrote a file tapir will not read.
+    fn read_upstream_values(
+        &self,
+        task: usize,
+    ) -> std::result::Result<Vec<(String, String, String)>, String> {
+        let planned = &self.plan.tasks[task];
+        let mut values = Vec::new();
+        let mut files: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+        for from in &planned.runnable.value_from {
+            let values::ValueSource::TaskOutput { task_id, output_id } = &from.source else {
+                continue;
+            };
+            if !files.contains_key(task_id.as_str()) {
+                files.insert(task_id, values::read_outputs(self.run_dir, task_id)?);
+            }
+            let Some(value) = files.get(task_id.as_str()).and_then(|f| f.get(output_id)) else {
+                return Err(format!(
+                    "`{}` takes `{output_id}` from task `{task_id}`, which did not write it to its $TAPIR_OUTPUTS_FILE (write `{output_id}=VALUE` lines there: `echo \"{output_id}=…\" >> \"$TAPIR_OUTPUTS_FILE\"`)",
+                    from.name
+                ));
+            };
+            values.push((from.name.clone(), value.clone(), from.source.describe()));
+        }
+        Ok(values)
     }
 
     /// Task `task`'s attempt ended: into the record, and to the scheduler.
@@ -918,16 +1065,29 @@ impl Driver<'_> {
 
     /// The final record, the summary line, and the exit status.
     fn finish(&mut self, record: &mut PipelineRunRecord, cancelled: bool) -> ExitStatus {
-        let count = |s: TaskStatus| record.tasks.iter().filter(|t| t.status == s).count();
         // A task that skipped itself (and what was skipped after it) did all it had to.
         let all_succeeded = record.tasks.iter().all(PipelineTaskRecord::ended_well);
-        let (status, exit) = if cancelled {
+        let (mut status, mut exit) = if cancelled {
             (PipelineStatus::Cancelled, ExitStatus::Cancelled)
         } else if all_succeeded {
             (PipelineStatus::Succeeded, ExitStatus::Success)
         } else {
             (PipelineStatus::Failed, ExitStatus::Failed)
         };
+        // A cancelled run keeps everything where it is: it is not over.
+        let kept = if cancelled {
+            Ok(())
+        } else {
+            self.archive_and_clean(record, all_succeeded)
+        };
+        if let Err(message) = &kept {
+            output::stderr(&format!("error: {message}\n"));
+            // The results are not where they were asked to be: the run did not do its
+            // job. `--resume` archives again (into a new folder).
+            status = PipelineStatus::Failed;
+            exit = ExitStatus::Failed;
+        }
+        let count = |s: TaskStatus| record.tasks.iter().filter(|t| t.status == s).count();
         let parts: Vec<String> = [
             TaskStatus::Succeeded,
             TaskStatus::Failed,
@@ -939,7 +1099,10 @@ impl Driver<'_> {
         .filter(|s| count(*s) > 0)
         .map(|s| format!("{} {}", count(s), s.as_str()))
         .collect();
-        let message = parts.join(", ");
+        let mut message = parts.join(", ");
+        if kept.is_err() {
+            message.push_str("; the archive failed");
+        }
         record.status = status;
         record.message = Some(message.clone());
         record.exit_code = Some(exit.code());
@@ -952,6 +1115,154 @@ impl Driver<'_> {
             self.run_dir.display()
         ));
         exit
+    }
+}
+
+impl Driver<'_> {
+    /// Builds the pipeline's images, in file order, before any task starts. `None`: all
+    /// built. `Some(cancelled)`: a build did not succeed (or Ctrl-C came), so no task
+    /// starts; the tasks still to run are recorded skipped (or cancelled) with why.
+    fn run_builds(
+        &mut self,
+        record: &mut PipelineRunRecord,
+        inbox: &mpsc::Receiver<Event>,
+    ) -> Option<bool> {
+        let mut interrupted = false;
+        for build in &self.plan.builds {
+            output::stderr(&format!("build {}: started ({})\n", build.id, build.tag));
+            let made = crate::pipeline::build::run_build(
+                build,
+                &self.run_dir.join(RUNS_SUBDIR),
+                self.run_dir,
+                || {
+                    while let Ok(event) = inbox.try_recv() {
+                        if matches!(event, Event::Interrupted) {
+                            interrupted = true;
+                        }
+                    }
+                    interrupted
+                },
+            );
+            let line = match &made.message {
+                Some(message) => format!("build {}: {} — {message}\n", build.id, made.status),
+                None => format!("build {}: {}\n", build.id, made.status),
+            };
+            output::stderr(&line);
+            let ok = made.status == "succeeded";
+            let why = format!("not started: build `{}` {}", build.id, made.status);
+            record.builds.push(made);
+            if !ok {
+                let cancelled = interrupted;
+                for task in record
+                    .tasks
+                    .iter_mut()
+                    .filter(|t| t.status == TaskStatus::Pending)
+                {
+                    if cancelled {
+                        task.status = TaskStatus::Cancelled;
+                    } else {
+                        task.status = TaskStatus::Skipped;
+                        task.skipped_by = Some(SkipCause::FailedDependency);
+                    }
+                    task.message = Some(why.clone());
+                }
+                return Some(cancelled);
+            }
+        }
+        None
+    }
+
+    /// Archives the results of the tasks that succeeded (the file's `archive` or
+    /// `--archive`), then, when the whole run succeeded and `clean_succeeded` is asked
+    /// for, removes the managed output folders — never after a failed archive.
+    /// `Err`: what failed (the record says it too).
+    fn archive_and_clean(
+        &mut self,
+        record: &mut PipelineRunRecord,
+        all_succeeded: bool,
+    ) -> std::result::Result<(), String> {
+        let planned = match (&self.args.archive, &self.plan.archive) {
+            (Some(dir), planned) => Some(archive::PlannedArchive {
+                path: absolute(dir),
+                include: planned
+                    .as_ref()
+                    .map(|a| a.include.clone())
+                    .unwrap_or_default(),
+            }),
+            (None, planned) => planned.as_ref().map(|a| archive::PlannedArchive {
+                path: absolute(&a.path),
+                include: a.include.clone(),
+            }),
+        };
+        let outputs = |only_succeeded: bool| -> Vec<archive::OutputFolder> {
+            self.plan
+                .tasks
+                .iter()
+                .zip(&record.tasks)
+                .filter(|(_, kept)| !only_succeeded || kept.status == TaskStatus::Succeeded)
+                .flat_map(|(task, _)| {
+                    task.folders
+                        .iter()
+                        .filter(|f| f.managed && f.direction == FolderDirection::Output)
+                        .map(|f| archive::OutputFolder {
+                            label: format!("{}/{}", task.id, f.channel),
+                            path: f.path.clone(),
+                        })
+                })
+                .collect()
+        };
+        if let Some(planned) = &planned {
+            let base = self
+                .run_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // Each invocation archives into its own folder: a resumed run's second
+            // archive must not touch the first.
+            let name = match record.resumed_at.len() {
+                0 => base,
+                n => format!("{base}.resume-{n}"),
+            };
+            let made = archive::archive(self.run_dir, &name, planned, &outputs(true));
+            let line = match &made.message {
+                None => format!(
+                    "tapir: archived {} ({} in {}) to {}\n",
+                    output::plural(made.folders.len(), "folder"),
+                    output::plural(made.files as usize, "file"),
+                    crate::model::quantity::format_bytes(made.bytes),
+                    made.path
+                ),
+                Some(message) => format!("tapir: the archive failed: {message}\n"),
+            };
+            output::stderr(&line);
+            for entry in &made.not_copied {
+                output::stderr(&format!(
+                    "warning: not archived (a link or a special file): {entry}\n"
+                ));
+            }
+            let failed = made.message.clone();
+            record.archives.push(made);
+            if let Some(message) = failed {
+                return Err(format!(
+                    "the archive failed ({message}); nothing was cleaned"
+                ));
+            }
+        }
+        let clean = self.args.clean_succeeded || self.plan.clean_succeeded;
+        if clean && all_succeeded {
+            let mut paths: Vec<String> = outputs(false).into_iter().map(|f| f.path).collect();
+            paths.dedup();
+            let (removed, problems) = archive::clean(self.run_dir, &paths);
+            output::stderr(&format!(
+                "tapir: removed {} of the succeeded run (--clean-succeeded)\n",
+                output::plural(removed.len(), "output folder")
+            ));
+            record.cleaned.extend(removed);
+            if !problems.is_empty() {
+                return Err(format!("cleaning: {}", problems.join("; ")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1156,7 +1467,7 @@ mod tests {
         match Cli::try_parse_from(argv).expect("parses").command {
             Command::Pipeline(p) => match p.command {
                 PipelineCommand::Run(args) => args,
-                PipelineCommand::Validate(_) => unreachable!("a run was parsed"),
+                _ => unreachable!("a run was parsed"),
             },
             _ => unreachable!("a pipeline command was parsed"),
         }

@@ -83,8 +83,13 @@ pub(crate) fn plan_rows(plan: &RunPlan) -> Vec<(&'static str, String)> {
     if let Some(c) = limits.cpu_millis {
         limit_text.push(format!("cpus {}.{:03}", c / 1000, c % 1000));
     }
-    if let Some(g) = limits.gpus {
-        limit_text.push(format!("gpus {g}"));
+    match (&plan.engine.gpus, limits.gpus) {
+        (Some(g), _) => limit_text.push(format!("gpus {g} (--gpus)")),
+        (None, Some(g)) => limit_text.push(format!("gpus {g}")),
+        (None, None) => {}
+    }
+    if let Some(bytes) = plan.engine.shm_size_bytes {
+        limit_text.push(format!("/dev/shm {} (--shm-size)", format_bytes(bytes)));
     }
     rows.push((
         "limits",
@@ -94,5 +99,26 @@ pub(crate) fn plan_rows(plan: &RunPlan) -> Vec<(&'static str, String)> {
             limit_text.join("; ")
         },
     ));
+    for (i, port) in plan.engine.ports.iter().enumerate() {
+        rows.push((
+            if i == 0 { "ports" } else { "" },
+            format!(
+                "{}  (container port {}/{} on {})",
+                port.docker_spec(),
+                port.container_port,
+                port.protocol,
+                port.host_address()
+            ),
+        ));
+    }
+    if !plan.engine.engine_args.is_empty() {
+        rows.push((
+            "engine",
+            format!(
+                "{}  (--engine-arg, verbatim)",
+                command_line(plan.engine.engine_args.iter().cloned())
+            ),
+        ));
+    }
     rows
 }

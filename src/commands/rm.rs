@@ -123,7 +123,7 @@ fn remove_task_run(dir: &Path, force: bool, docker: Option<&Docker>) -> Result<(
             )));
         }
         let summary = RunSummary::load_settled(dir).unwrap_or_else(|_| r.summary());
-        if summary.status == crate::record::Status::Running && !summary.is_lost() {
+        if summary.status.is_active() && !summary.is_lost() {
             if !force {
                 return Err(Error::Usage(format!(
                     "run {} is still running\n  fix: wait for it (`tapir wait {}`), or cancel and remove it with `tapir rm --force`",
@@ -202,8 +202,7 @@ fn remove_pipeline_run(
     let task_runs = pipeline_runs::task_runs(dir);
     if !force
         && let Some(running) = task_runs.iter().find(|d| {
-            RunSummary::load_settled(d)
-                .is_ok_and(|r| r.status == crate::record::Status::Running && !r.is_lost())
+            RunSummary::load_settled(d).is_ok_and(|r| r.status.is_active() && !r.is_lost())
         })
     {
         return Err(Error::Usage(format!(
@@ -315,7 +314,7 @@ fn cancel_pipeline(dir: &Path) -> Result<()> {
 /// what it points to; one of tapir's names that is a folder (a damaged run) goes only with
 /// `force`.
 fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
-    const FILES: [&str; 7] = [
+    const FILES: [&str; 9] = [
         store::RECORD_FILE,
         store::GITIGNORE_FILE,
         store::RESERVE_FILE,
@@ -323,12 +322,15 @@ fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
         crate::record::logs::STDERR_FILE,
         crate::record::logs::INDEX_FILE,
         crate::execute::detach::SUPERVISOR_LOG,
+        crate::executor::slurm::script::SCRIPT_FILE,
+        crate::executor::slurm::job::PRIVATE_ENV_FILE,
     ];
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
         let ours_file = FILES.contains(&name.as_str())
+            || crate::executor::slurm::script::is_job_output(&name)
             || (name.starts_with(".record.json.") && name.ends_with(".tmp"));
         // `file_type` of a directory entry does not follow links.
         let is_folder = entry.file_type().is_ok_and(|t| t.is_dir());
@@ -369,6 +371,13 @@ fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
 /// writes `cancelled`), and waits for that. The pid is read again on every poll: during
 /// the hand-over of `run --detach` it changes from the parent's to the supervisor's.
 fn cancel(dir: &Path) -> Result<()> {
+    use crate::executor::slurm::job;
+    if let Ok(summary) = RunSummary::load(dir)
+        && let Some(job_id) = job::pending_job(summary.status, summary.executor.as_ref())
+    {
+        // A Slurm job: cancelled through Slurm, waited for until it left the queue.
+        return job::cancel_and_wait(dir, &job_id).map_err(Error::Usage);
+    }
     stop_and_wait(dir, "run", |dir| {
         let summary = RunSummary::load_settled(dir).ok()?;
         (!summary.is_over()).then_some(summary.pid)
@@ -503,7 +512,7 @@ fn status_arg(r: &RunSummary) -> Option<StatusArg> {
         Status::TimedOut => StatusArg::TimedOut,
         Status::EngineError => StatusArg::EngineError,
         Status::WriteFailed => StatusArg::WriteFailed,
-        Status::Running | Status::Unknown => return None,
+        Status::Queued | Status::Running | Status::Unknown => return None,
     })
 }
 

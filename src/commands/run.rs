@@ -8,12 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::absolute;
 use super::plan_view::{command_line, plan_rows};
 use crate::backend::docker::{self, Docker, RenderedRun};
-use crate::backend::{Backend, FoundImage, apptainer, lookup};
+use crate::backend::{Backend, FoundImage, apptainer, engine_args, lookup};
 use crate::cli::{ColorChoice, PlanFormat, RunArgs, UserChoice};
 use crate::error::{Error, ExitStatus, Result};
 use crate::execute::detach::{self, Detached};
 use crate::execute::{self, Attachment, Engine, Job};
+use crate::executor::ExecutorKind;
 use crate::executor::RunRequest;
+use crate::executor::slurm::job as slurm_job;
+use crate::executor::slurm::script as slurm_script;
 use crate::model::{Template, TemplateRef};
 use crate::output::{self, Printer, Spinner};
 use crate::record::{self, ImageRecord, RunRecord, RunSummary, Status, TaskFile, store};
@@ -21,6 +24,9 @@ use crate::resolve::env_input::EnvFile;
 use crate::resolve::host::HostFacts;
 use crate::resolve::plan::{self, Direction, EnvSource, Options, Override, PlannedUser, RunPlan};
 use crate::resolve::task_file::{self, LoadError, LoadedTask};
+
+/// The label naming the Slurm job on a container a job's node-side tapir starts.
+pub(crate) const SLURM_JOB_LABEL: &str = "tapir.slurm-job-id";
 
 /// Everything needed to start the container.
 struct Prepared {
@@ -31,6 +37,15 @@ struct Prepared {
 }
 
 pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
+    if args.executor == crate::executor::ExecutorKind::K8s {
+        return super::k8s::run(args, color);
+    }
+    if args.context.is_some() || args.namespace.is_some() {
+        return Err(Error::Usage(
+            "--context and --namespace are for --executor k8s\n  fix: add --executor k8s, or leave them out".into(),
+        ));
+    }
+    crate::executor::refuse_unavailable(args.executor)?;
     let err = Printer::for_stderr(color);
     // The run's settings, as one typed value: the same a pipeline attempt is made from.
     let request = RunRequest::from_args(args);
@@ -64,11 +79,36 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         exit_code: None,
         outputs: Vec::new(),
         warnings: Vec::new(),
+        executor: None,
     };
     // Where the run folder will be. It is made only once the run is about to start
     // (`open_run_dir`): a run refused by the checks before that leaves nothing behind
     // (docs/DESIGN.md decision 9). Its path is part of the argv, so it is known now.
     let run_dir = request.run_dir();
+    // A Slurm job's node side takes over the folder its submitter made (decision 19).
+    let adopting = args.adopt_queued;
+    if adopting {
+        let job_id = std::env::var("SLURM_JOB_ID").ok();
+        // The job's private values were read with the arguments: off the disk now.
+        let _ = std::fs::remove_file(run_dir.join(slurm_job::PRIVATE_ENV_FILE));
+        match slurm_job::adopt_queued(&run_dir, job_id.as_deref()) {
+            Ok(queued) => {
+                record.created_at = queued.created_at;
+                let mut executor = queued.executor.unwrap_or_default();
+                executor.node = Some(record::current_host());
+                // Slurm's own word on the job is the submitter's to record (`job::look`).
+                executor.state = None;
+                if executor.job_id.is_none() {
+                    executor.job_id = job_id;
+                }
+                record.executor = Some(executor);
+            }
+            Err(e) => {
+                output::stderr(&format!("{} {e}\n", err.red("error:")));
+                return Ok(ExitStatus::NotStarted);
+            }
+        }
+    }
 
     let spinner = if args.dry_run {
         None
@@ -80,14 +120,27 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let cancel = CancelWhilePreparing::install(
         &record,
         (!args.dry_run).then_some((request.runs_dir.as_path(), id.as_str())),
+        adopting,
         spinner.clone(),
     );
+    // Checked before the engine is asked anything: the answer does not depend on it.
+    if let Err(message) = engine_args::check(request.mode, &request.engine.engine_args) {
+        disarm(cancel);
+        clear(spinner.as_ref());
+        return Ok(refused(&Error::not_started(message), err));
+    }
     let backend = match Backend::locate(request.mode, args.dry_run) {
         Ok(backend) => backend,
         Err(e) => {
             disarm(cancel);
             clear(spinner.as_ref());
-            return Ok(refused(&e, err));
+            return Ok(refused_or_recorded(
+                &e,
+                adopting,
+                &mut record,
+                &run_dir,
+                err,
+            ));
         }
     };
     let mut prepared = match prepare(
@@ -101,9 +154,20 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         Err(e) => {
             disarm(cancel);
             clear(spinner.as_ref());
-            return Ok(refused(&e, err));
+            return Ok(refused_or_recorded(
+                &e,
+                adopting,
+                &mut record,
+                &run_dir,
+                err,
+            ));
         }
     };
+    if adopting && let Some(job) = record.executor.as_ref().and_then(|e| e.job_id.clone()) {
+        // A container of a Slurm job names its job: a site's epilog finds it by this
+        // label (Docker containers are not children of the job).
+        prepared.plan.labels.insert(SLURM_JOB_LABEL.into(), job);
+    }
     let (rendered, backend_warnings) = backend.render(
         &mut prepared.plan,
         &prepared.image,
@@ -139,12 +203,25 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
             ),
         };
         output::stdout(&text);
+        if args.executor == ExecutorKind::Slurm {
+            let (script, sbatch) = super::run_slurm::dry_run(args, &prepared.plan, &id, &run_dir)?;
+            output::stdout(&format!(
+                "\n# the job script ({}), submitted with:\n# {sbatch}\n{script}",
+                absolute(&run_dir).join(slurm_script::SCRIPT_FILE).display()
+            ));
+        }
         return Ok(ExitStatus::Success);
     }
-    // A run whose id its caller assigned is a pipeline's attempt: its runs folder is the
-    // pipeline run's own `runs/`, whose attempts the pipeline settles itself (and whose
-    // children stop with it, --watch-parent), so listing every tapir container of the
-    // engine there would cost an engine call per attempt and could name nothing new.
+    if args.executor == ExecutorKind::Slurm && !adopting {
+        disarm(cancel);
+        clear(spinner.as_ref());
+        return super::run_slurm::submit_and_follow(args, &prepared.plan, record, &run_dir, color);
+    }
+    // A run whose id its caller assigned is a pipeline's attempt (or a Slurm job's node
+    // side): its runs folder is the pipeline run's own `runs/`, whose attempts the
+    // pipeline settles itself (and whose children stop with it, --watch-parent), so
+    // listing every tapir container of the engine there would cost an engine call per
+    // attempt and could name nothing new.
     if let Backend::Docker(docker) = &backend
         && args.run_id.is_none()
     {
@@ -153,7 +230,8 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     // From here on `execute` handles signals itself (it stops the container).
     disarm(cancel);
     execute(
-        (&request, args.detach),
+        &request,
+        (args.detach, adopting),
         &backend,
         prepared,
         rendered,
@@ -232,6 +310,7 @@ impl CancelWhilePreparing {
     fn install(
         record: &RunRecord,
         runs_dir_and_id: Option<(&Path, &str)>,
+        adopting: bool,
         spinner: Option<Spinner>,
     ) -> Option<Self> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -247,6 +326,10 @@ impl CancelWhilePreparing {
             // The folder is made here: until the run starts it does not exist (a refused
             // run leaves none), but a cancel is the user's act and is kept.
             let made = runs_dir_and_id.as_ref().and_then(|(runs_dir, id)| {
+                if adopting {
+                    // A Slurm job's folder exists already (made by its submitter).
+                    return Some(runs_dir.join(format!("{}{id}", store::RUN_DIR_PREFIX)));
+                }
                 let dir = store::create_run_dir(runs_dir, id).ok()?;
                 let _ = store::ignore_in_git(&dir);
                 Some(dir)
@@ -325,7 +408,12 @@ fn prepare(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let image = backend.find_image(&loaded.task.image, request.pull, &task_dir)?;
+    let image = backend.find_image(
+        &loaded.task.image,
+        request.pull,
+        &loaded.registry,
+        &task_dir,
+    )?;
     record.image = Some(ImageRecord {
         reference: loaded.task.image.clone(),
         id: image.info.id.clone(),
@@ -354,6 +442,7 @@ fn prepare(
         network: request.network.clone(),
         entrypoint: request.entrypoint.clone(),
         binds: request.binds.clone(),
+        engine: request.engine.clone(),
     };
     let host = HostFacts::gather(&loaded.task, &template, &task_dir).with_binds(&options.binds);
     match plan::resolve(&loaded.task, &template, &source, &task_dir, &options, &host) {
@@ -382,7 +471,7 @@ fn mask_template_secrets(mut value: serde_json::Value, template: &Template) -> s
 
 /// `--env-file` values, then `--env` values (which win), as plan overrides (both were
 /// checked while the arguments were parsed; `env_files` are the request's files as read).
-fn overrides(request: &RunRequest, env_files: &[EnvFile]) -> Vec<Override> {
+pub(super) fn overrides(request: &RunRequest, env_files: &[EnvFile]) -> Vec<Override> {
     let from_files = env_files.iter().flat_map(|file| {
         file.entries.iter().map(|entry| Override {
             name: entry.var.name.clone(),
@@ -424,6 +513,31 @@ fn refused(error: &Error, p: Printer) -> ExitStatus {
     ExitStatus::NotStarted
 }
 
+/// A refusal before the start: said, and nothing kept (decision 9) — except for a Slurm
+/// job's run, whose folder and `queued` record exist already: its record says why.
+fn refused_or_recorded(
+    error: &Error,
+    adopting: bool,
+    record: &mut RunRecord,
+    run_dir: &Path,
+    p: Printer,
+) -> ExitStatus {
+    if !adopting {
+        return refused(error, p);
+    }
+    let status = refused(error, p);
+    record.status = Status::EngineError;
+    record.message = Some(error.to_string());
+    record.ended_at = Some(jiff::Timestamp::now());
+    if let Err(e) = store::write_record_atomic(run_dir, &record.to_value()) {
+        output::stderr(&format!(
+            "{} could not write the record: {e}\n",
+            p.red("error:")
+        ));
+    }
+    status
+}
+
 /// Reports and records a run that was handed over to be started but did not start, and
 /// gives exit 125: its folder exists and keeps the record (and the supervisor's log).
 fn record_failure(error: &Error, record: &mut RunRecord, run_dir: &Path, p: Printer) -> ExitStatus {
@@ -452,10 +566,21 @@ fn record_failure(error: &Error, record: &mut RunRecord, run_dir: &Path, p: Prin
 /// again (it holds only what was just written): a refused run leaves no folder.
 fn open_run_dir(
     request: &RunRequest,
+    adopting: bool,
     plan: &RunPlan,
     job: &Job,
     record: &RunRecord,
 ) -> Result<PathBuf> {
+    if adopting {
+        // A Slurm job's folder, made and recorded `queued` by its submitter: it stays,
+        // whatever happens, and says why the run did not start.
+        let dir = request.run_dir();
+        store::reserve_space(&dir)
+            .map_err(|e| Error::not_started(format!("cannot write {e}")))
+            .and_then(|()| create_folders(plan, job))?;
+        execute::try_write_record(&dir, record).map_err(|e| Error::not_started(e.to_string()))?;
+        return Ok(dir);
+    }
     let dir = store::create_run_dir(&request.runs_dir, &record.id).map_err(|e| {
         Error::io_with_hint(
             &request.runs_dir,
@@ -630,8 +755,10 @@ fn dry_run_human(
 /// Opens the run folder (with the outputs and the first record), and runs the container:
 /// attached (output echoed, Ctrl-C stops it) or, with `--detach`, under a background
 /// supervisor.
+#[allow(clippy::too_many_arguments)]
 fn execute(
-    (request, detach_it): (&RunRequest, bool),
+    request: &RunRequest,
+    (detach_it, adopting): (bool, bool),
     backend: &Backend,
     prepared: Prepared,
     rendered: RenderedRun,
@@ -674,11 +801,11 @@ fn execute(
     }
     record.warnings = prepared.plan.warnings.clone();
     record.started_at = Some(jiff::Timestamp::now());
-    let run_dir = match open_run_dir(request, &prepared.plan, &job, &record) {
+    let run_dir = match open_run_dir(request, adopting, &prepared.plan, &job, &record) {
         Ok(dir) => dir,
         Err(e) => {
             clear(spinner.as_ref());
-            return Ok(refused(&e, p));
+            return Ok(refused_or_recorded(&e, adopting, &mut record, run_dir, p));
         }
     };
     let run_dir = run_dir.as_path();
@@ -703,7 +830,8 @@ fn execute(
         run_dir,
         &mut record,
         Attachment {
-            echo: true,
+            // A Slurm job's output file would only hold a second copy of the logs.
+            echo: !adopting,
             spinner,
             hangup_cancels: true,
         },

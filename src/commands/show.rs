@@ -33,6 +33,8 @@ pub(crate) fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> 
             )?,
         },
     };
+    // A Slurm job that ended without its record is settled first (one `squeue`).
+    crate::executor::slurm::job::look(std::slice::from_ref(&run_dir));
     let record = RunRecord::load(&run_dir).map_err(|e| Error::Record(e.to_string()))?;
     if args.format == PlanFormat::Json {
         // The record as written, plus what only a reader can know.
@@ -92,6 +94,31 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
         row("image", format!("{} ({})", image.reference, image.id));
         for digest in &image.repo_digests {
             row("", format!("digest {digest}"));
+        }
+    }
+    if let Some(executor) = &r.executor {
+        let mut text = executor.kind.clone();
+        if let Some(job) = &executor.job_id {
+            text.push_str(&format!(" job {job}"));
+        }
+        if let Some(node) = &executor.node {
+            text.push_str(&format!(" on {node}"));
+        }
+        let place: Vec<String> = [
+            ("partition", &executor.partition),
+            ("account", &executor.account),
+            ("qos", &executor.qos),
+            ("state", &executor.state),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name} {v}")))
+        .collect();
+        if !place.is_empty() {
+            text.push_str(&format!(" ({})", place.join(", ")));
+        }
+        row("executor", text);
+        if let Some(output) = &executor.output {
+            row("", format!("job output {output}"));
         }
     }
     row(
@@ -252,6 +279,17 @@ fn render_pipeline(r: &PipelineRunRecord, dir: &std::path::Path, p: Printer) -> 
             ),
         );
     }
+    // Tapis-style image builds, run before the tasks (src/pipeline/build.rs).
+    for build in &r.builds {
+        let mut text = format!("{} → {}: {}", build.id, build.tag, build.status);
+        if let Some(message) = &build.message {
+            text.push_str(&format!(" — {message}"));
+        }
+        if let Some(dir) = &build.run_dir {
+            text.push_str(&format!(" ({dir})"));
+        }
+        row("build", colored(&build.status, under_the_row(&text)));
+    }
     row("tasks", pipeline_runs::ok_count(r));
     for task in &r.tasks {
         let status = task.status.as_str();
@@ -339,6 +377,28 @@ fn render_pipeline(r: &PipelineRunRecord, dir: &std::path::Path, p: Printer) -> 
         for warning in &task.warnings {
             row("", format!("  warning: {warning}"));
         }
+    }
+    // Where the results were copied, and what was cleaned (src/pipeline/archive.rs).
+    for archive in &r.archives {
+        let status = if archive.status == "archived" {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        let text = match &archive.message {
+            Some(message) => format!("{}: {} — {message}", archive.path, archive.status),
+            None => format!(
+                "{}: {} ({}, {})",
+                archive.path,
+                archive.status,
+                output::plural(archive.files as usize, "file"),
+                format_bytes(archive.bytes)
+            ),
+        };
+        row("archive", colored(status, under_the_row(&text)));
+    }
+    if !r.cleaned.is_empty() {
+        row("cleaned", r.cleaned.join(", "));
     }
     out
 }

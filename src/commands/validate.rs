@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use crate::backend::image_check::{self, ImageCheck};
 use crate::cli::{ColorChoice, KindArg, ValidateArgs, ValidateFormat};
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::error::{Error, ExitStatus, Result};
@@ -32,6 +33,8 @@ enum Outcome {
     /// it: with the task files and processing-container.json files it uses.
     Pipeline(Box<Checked>),
     Unreadable(Error),
+    /// An image (`--image`): its embedded file and the image itself.
+    Image(Box<ImageCheck>),
     Skipped,
     /// A folder given on the command line that holds no Task API file (exit 2): a
     /// wrong path must not pass as "nothing to complain about".
@@ -57,6 +60,7 @@ pub(crate) fn run(args: &ValidateArgs, color: ColorChoice) -> Result<ExitStatus>
     let empty_folders = folders_without_task_api_files(&args.paths, &inputs, &outcomes);
     outcomes.extend(walk_errors.into_iter().map(Outcome::Unreadable));
     outcomes.extend(empty_folders.into_iter().map(Outcome::NothingFound));
+    outcomes.extend(check_images(&args.images, args.strict)?);
 
     let printer = Printer::for_stdout(color);
     let text = match args.format {
@@ -82,6 +86,50 @@ pub(crate) fn run(args: &ValidateArgs, color: ColorChoice) -> Result<ExitStatus>
         }
     }
     Ok(exit_status(&outcomes))
+}
+
+/// `--image`: each image checked on the local engine (an engine that fails or does not
+/// answer in time ends the command with 125, as for `inspect`).
+fn check_images(images: &[String], strict: bool) -> Result<Vec<Outcome>> {
+    if images.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut docker = None;
+    let mut outcomes = Vec::new();
+    for image in images {
+        if image.starts_with(crate::backend::registry::REMOTE_PREFIX) {
+            let mut checked = image_check::check_remote(image)?;
+            if strict {
+                checked.promote_warnings();
+            }
+            outcomes.push(Outcome::Image(Box::new(checked)));
+            continue;
+        }
+        if docker.is_none() {
+            docker = Some(crate::backend::docker::Docker::locate()?);
+        }
+        let Some(docker) = docker.as_ref() else {
+            continue;
+        };
+        outcomes.push(match image_check::check_local(docker, image)? {
+            Some(mut checked) => {
+                if strict {
+                    checked.promote_warnings();
+                }
+                Outcome::Image(Box::new(checked))
+            }
+            None => Outcome::Unreadable(Error::io_with_hint(
+                image,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "image not present locally"),
+                format!("build it, or `docker pull {image}` first (the check never pulls)"),
+            )),
+        });
+    }
+    Ok(outcomes)
+}
+
+fn image_is_valid(check: &ImageCheck) -> bool {
+    check.all_findings().all(|d| d.severity != Severity::Error)
 }
 
 fn nothing_found(folder: &Path) -> String {
@@ -118,6 +166,7 @@ fn exit_status(outcomes: &[Outcome]) -> ExitStatus {
     } else if outcomes.iter().any(|o| match o {
         Outcome::Checked(r) => !r.is_valid(),
         Outcome::Pipeline(c) => !c.is_valid(),
+        Outcome::Image(c) => !image_is_valid(c),
         _ => false,
     }) {
         ExitStatus::Failed
@@ -257,6 +306,18 @@ fn totals(outcomes: &[Outcome]) -> Totals {
                 t.errors += c.count(Severity::Error);
                 t.warnings += c.count(Severity::Warning);
             }
+            Outcome::Image(c) => {
+                t.checked += 1;
+                t.valid += usize::from(image_is_valid(c));
+                t.errors += c
+                    .all_findings()
+                    .filter(|d| d.severity == Severity::Error)
+                    .count();
+                t.warnings += c
+                    .all_findings()
+                    .filter(|d| d.severity == Severity::Warning)
+                    .count();
+            }
             Outcome::Skipped => t.skipped += 1,
             Outcome::Unreadable(_) => t.unreadable += 1,
             Outcome::NothingFound(_) => {}
@@ -288,6 +349,10 @@ fn human(outcomes: &[Outcome], p: Printer, quiet: bool) -> String {
                     warning_note(warnings)
                 ));
             }
+            continue;
+        }
+        if let Outcome::Image(check) = outcome {
+            out.push_str(&human_image(check, &p, quiet));
             continue;
         }
         let Outcome::Checked(report) = outcome else {
@@ -366,6 +431,57 @@ fn human(outcomes: &[Outcome], p: Printer, quiet: bool) -> String {
     out
 }
 
+/// One image's findings (the embedded file's with snippets), the LABEL lines to add,
+/// and its verdict line.
+fn human_image(check: &ImageCheck, p: &Printer, quiet: bool) -> String {
+    let mut out = String::new();
+    if let Some(report) = &check.embedded {
+        let name = image_check::embedded_name(&check.reference);
+        for d in &report.diagnostics {
+            if quiet && d.severity == Severity::Note {
+                continue;
+            }
+            out.push_str(&p.diagnostic(&name, report.source(), d));
+            out.push('\n');
+        }
+    }
+    for d in &check.findings {
+        out.push_str(&p.diagnostic(&check.reference, None, d));
+        out.push('\n');
+    }
+    if !check.label_lines.is_empty() {
+        out.push_str("the catalogue labels to add to the Dockerfile (fill in the <…>):\n");
+        for line in &check.label_lines {
+            out.push_str(&format!("    {line}\n"));
+        }
+        out.push('\n');
+    }
+    let errors = check
+        .all_findings()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = check
+        .all_findings()
+        .filter(|d| d.severity == Severity::Warning)
+        .count();
+    if errors > 0 {
+        out.push_str(&format!(
+            "{} {} (image): {}\n",
+            p.red("invalid"),
+            check.reference,
+            counts(errors, warnings)
+        ));
+    } else if !quiet || warnings > 0 {
+        out.push_str(&format!(
+            "{} {} (image{})\n",
+            p.green("valid"),
+            check.reference,
+            warning_note(warnings)
+        ));
+    }
+    out
+}
+
 /// "2 errors, 1 warning" / "2 errors".
 fn counts(errors: usize, warnings: usize) -> String {
     if warnings > 0 {
@@ -409,6 +525,24 @@ fn json_report(outcomes: &[Outcome]) -> String {
                         "kind": if i == 0 { Some("pipeline") } else { None },
                         "valid": file.diagnostics.iter().all(|d| d.severity != Severity::Error),
                         "findings": file.diagnostics.iter().map(Diagnostic::to_json).collect::<Vec<_>>(),
+                    }));
+                }
+            }
+            Outcome::Image(check) => {
+                files.push(json!({
+                    "file": check.reference,
+                    "kind": "image",
+                    "image_id": check.info.id,
+                    "valid": image_is_valid(check),
+                    "findings": check.findings.iter().map(Diagnostic::to_json).collect::<Vec<_>>(),
+                    "label_lines": check.label_lines,
+                }));
+                if let Some(report) = &check.embedded {
+                    files.push(json!({
+                        "file": image_check::embedded_name(&check.reference),
+                        "kind": report.kind,
+                        "valid": report.is_valid(),
+                        "findings": report.diagnostics.iter().map(Diagnostic::to_json).collect::<Vec<_>>(),
                     }));
                 }
             }
@@ -464,6 +598,17 @@ fn github(outcomes: &[Outcome], base: &Path) -> String {
             }
             Outcome::Pipeline(checked) => {
                 out.push_str(&super::pipeline::github(checked));
+            }
+            Outcome::Image(check) => {
+                let name = image_check::embedded_name(&check.reference);
+                let embedded = check.embedded.iter().flat_map(|r| &r.diagnostics);
+                for (file, d) in embedded
+                    .map(|d| (name.as_str(), d))
+                    .chain(check.findings.iter().map(|d| (check.reference.as_str(), d)))
+                {
+                    out.push_str(&output::github_annotation(file, d));
+                    out.push('\n');
+                }
             }
             Outcome::Unreadable(e) => {
                 let d = crate::diagnostic::Diagnostic::error("io", format!("cannot read {e}"));

@@ -8,15 +8,29 @@
 //!
 //! `local` is the only executor today: each attempt is a child `tapir run` of this binary.
 
+pub(crate) mod kind;
 pub(crate) mod local;
 pub(crate) mod request;
+pub(crate) mod slurm;
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use kind::ExecutorKind;
 pub(crate) use request::RunRequest;
 
 use crate::pipeline::record::Attempt;
 use crate::record::{RunRecord, Status};
+
+/// Refuses an executor this build cannot use yet, before anything is checked or made.
+pub(crate) fn refuse_unavailable(kind: ExecutorKind) -> Result<(), crate::error::Error> {
+    match kind {
+        ExecutorKind::Local | ExecutorKind::Slurm => Ok(()),
+        other => Err(crate::error::Error::Usage(format!(
+            "--executor {} is not available in this tapir yet\n  fix: use --executor local (the default)",
+            other.name()
+        ))),
+    }
+}
 
 /// One attempt to start.
 #[derive(Debug, Clone)]

@@ -13,6 +13,9 @@ use crate::cli::{Mode, RunArgs, UserChoice};
 use crate::record::store;
 use crate::resolve::env_input::EnvOverride;
 use crate::resolve::plan::PlannedBind;
+use crate::resolve::run_options::EngineOptions;
+#[cfg(test)]
+use crate::resolve::run_options::{GpuRequest, parse_publish};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RunRequest {
@@ -34,6 +37,8 @@ pub(crate) struct RunRequest {
     pub user: UserChoice,
     pub network: Option<String>,
     pub entrypoint: Option<String>,
+    /// `--shm-size`, `--gpus`, `--publish`, `--engine-arg`.
+    pub engine: EngineOptions,
     pub keep: bool,
     pub grace: u32,
     pub timeout: Option<u64>,
@@ -93,6 +98,19 @@ impl RunRequest {
         if let Some(entrypoint) = &self.entrypoint {
             pair("--entrypoint", entrypoint.into());
         }
+        if let Some(bytes) = self.engine.shm_size_bytes {
+            pair("--shm-size", bytes.to_string().into());
+        }
+        if let Some(gpus) = &self.engine.gpus {
+            pair("--gpus", gpus.to_string().into());
+        }
+        for port in &self.engine.ports {
+            pair("--publish", port.to_string().into());
+        }
+        for arg in &self.engine.engine_args {
+            // The value may start with `-`: `--engine-arg` takes it all the same.
+            pair("--engine-arg", arg.into());
+        }
         pair("--grace", self.grace.to_string().into());
         if let Some(seconds) = self.timeout {
             pair("--timeout", seconds.to_string().into());
@@ -129,6 +147,7 @@ impl RunRequest {
             user: args.user,
             network: args.network.clone(),
             entrypoint: args.entrypoint.clone(),
+            engine: args.engine.options(),
             keep: args.keep,
             grace: args.grace,
             timeout: args.timeout,
@@ -153,6 +172,7 @@ impl RunRequest {
             user: UserChoice::Invoker,
             network: None,
             entrypoint: None,
+            engine: EngineOptions::default(),
             keep: false,
             grace: 10,
             timeout: None,
@@ -224,6 +244,23 @@ mod tests {
             user: UserChoice::Image,
             network: Some("none".into()),
             entrypoint: Some("/bin/sh".into()),
+            engine: EngineOptions {
+                shm_size_bytes: Some(2 << 30),
+                gpus: Some(GpuRequest::Devices(vec!["0".into(), "GPU-1f2e".into()])),
+                ports: vec![
+                    parse_publish("5000").expect("port"),
+                    parse_publish("[::1]:8080:5000/udp").expect("port"),
+                    parse_publish("0.0.0.0::80").expect("port"),
+                ],
+                engine_args: vec![
+                    "--cap-add=SYS_PTRACE".into(),
+                    "--device".into(),
+                    "/dev/fuse".into(),
+                    "-w".into(),
+                    "--engine-arg".into(),
+                    "a b,c".into(),
+                ],
+            },
             keep: true,
             grace: 3,
             timeout: Some(60),

@@ -4,6 +4,7 @@
 
 pub(crate) mod complexity;
 pub(crate) mod quantity;
+pub(crate) mod registry;
 pub(crate) mod secret;
 pub(crate) mod target;
 
@@ -370,7 +371,8 @@ pub(crate) struct EnvVar {
 }
 
 /// The parts of `config` a local run uses. The k8s-only keys (registry credentials among
-/// them) are deliberately not kept, so they cannot reach a record.
+/// them) are deliberately not kept, so they cannot reach a record; `run --pull` reads the
+/// credentials into `model::registry::RegistryCredentials` instead.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Config {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]

@@ -37,6 +37,21 @@ pub(crate) struct Pipeline {
     pub environment: BTreeMap<String, String>,
     #[serde(default)]
     pub execution_profile: ExecutionProfile,
+    /// Tapis' submission parameters: values given at `pipeline run --param NAME=VALUE`,
+    /// read by a task's `env` through `value_from: {params: NAME}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, Param>,
+    /// Where to copy the results of a run when it ends (Tapis' archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveConf>,
+    /// Remove the managed output folders when the whole run succeeded (after the
+    /// archive, if any, is complete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_succeeded: Option<bool>,
+    /// Images built with `docker build` before any task starts (Tapis' `image_build`
+    /// tasks); a task names one with `image_from`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builds: Vec<BuildStep>,
     /// `tapir run`'s per-run options for every task (a task's own override these, field
     /// by field).
     #[serde(default)]
@@ -87,14 +102,96 @@ pub(crate) struct PipelineTask {
     pub depends_on: Vec<TaskDependency>,
     #[serde(default)]
     pub iochannel_maps: Vec<IoMapping>,
+    /// A literal value, or Tapis' `value_from` (see [`EnvEntry`]).
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvEntry>,
     #[serde(default)]
     pub execution_profile: ExecutionProfile,
     #[serde(default)]
     pub run_options: RunOptions,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_config: Option<Value>,
+    /// The id of a `builds` entry whose image this task runs in (instead of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_from: Option<String>,
+}
+
+/// One entry of a pipeline task's `env`: a literal value, or where the value comes from
+/// (Tapis' `value_from`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum EnvEntry {
+    Literal(String),
+    From { value_from: ValueFrom },
+}
+
+impl EnvEntry {
+    /// The literal value, `None` for a `value_from`.
+    pub(crate) fn literal(&self) -> Option<&str> {
+        match self {
+            EnvEntry::Literal(value) => Some(value),
+            EnvEntry::From { .. } => None,
+        }
+    }
+}
+
+/// Tapis' ValueFrom object: exactly one of its keys (the schema says so).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ValueFrom {
+    /// A variable of the pipeline's `env`.
+    Env(String),
+    /// A run-time parameter (`pipeline run --param`), declared in `params`.
+    Params(String),
+    /// A value an upstream task wrote to its `$TAPIR_OUTPUTS_FILE`.
+    TaskOutput(TaskOutputRef),
+}
+
+/// Tapis' TaskOutput object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TaskOutputRef {
+    pub task_id: String,
+    pub output_id: String,
+}
+
+/// One `builds` entry: `docker build -f <context>/<dockerfile> -t <tag> <context>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BuildStep {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The build context folder, relative to the pipeline file's folder.
+    pub context: String,
+    /// Relative to the context; default `Dockerfile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    pub tag: String,
+    /// Seconds the build may take; default 30 × the engine deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_exec_time: Option<u64>,
+}
+
+/// The pipeline file's `archive`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ArchiveConf {
+    /// Relative to the pipeline file's folder.
+    pub path: String,
+    /// `task/channel` globs; empty or absent: every managed output folder.
+    #[serde(default)]
+    pub include: Vec<String>,
+}
+
+/// A declared run-time parameter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Param {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Used when `--param` does not give the parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// `pipeline run` refuses to start without it (a default satisfies it).
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// A task file (path relative to the pipeline file's folder) or a whole task object.

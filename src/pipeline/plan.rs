@@ -15,11 +15,13 @@ use crate::error::Error;
 use crate::model::{self, EnvBreach, ProcessingContainer, Task, Template, TemplateRef};
 use crate::pipeline::graph::{Edge, find_cycles, levels};
 use crate::pipeline::model::{
-    Conf, ConfVar, Execution, ExecutionDefaults, Pipeline, Profile, RunOptions, RunUser, TaskForm,
-    TaskRef,
+    Conf, ConfVar, EnvEntry, Execution, ExecutionDefaults, Pipeline, Profile, RunOptions, RunUser,
+    TaskForm, TaskRef, ValueFrom,
 };
 use crate::pipeline::record::{JOURNAL_FILE, RUNS_SUBDIR};
+use crate::pipeline::values::{FromValue, ValueSource};
 use crate::record::store::RECORD_FILE;
+use crate::resolve::env_input::EnvOverride;
 use crate::resolve::plan::PlannedBind;
 use crate::schema::{self, Kind};
 use crate::source::{self, Document, LoadFailure, Source, SpanTree};
@@ -91,6 +93,19 @@ pub(crate) struct PipelinePlan {
     /// Profile `ccat`: the manifests' `environment` (serialized masked).
     #[serde(skip_serializing_if = "crate::pipeline::ccat::Environment::is_empty")]
     pub environment: crate::pipeline::ccat::Environment,
+    /// Where the results are copied when the run ends (the file's `archive`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<crate::pipeline::archive::PlannedArchive>,
+    /// Remove the managed output folders when the whole run succeeded.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub clean_succeeded: bool,
+    /// The run's parameters: given, else defaulted (secret-looking names masked); only
+    /// when checked for a run (`--param`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+    /// Images built before any task starts, in file order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub builds: Vec<crate::pipeline::build::PlannedBuild>,
     /// Task ids by level: every task of a level depends only on tasks of earlier levels,
     /// so the tasks of one level can run in parallel.
     pub levels: Vec<Vec<String>>,
@@ -129,6 +144,13 @@ pub(crate) struct PlannedTask {
     /// Profile `ccat`: the `config` of the step's manifest.json.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_config: Option<Value>,
+    /// The `builds` entry whose image the task runs in (`image` is its tag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_from: Option<String>,
+    /// A later task reads values this task writes to `$TAPIR_OUTPUTS_FILE`
+    /// (`value_from: {task_output: …}`): tapir gives it that file.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub publishes_values: bool,
     /// What running the task needs beyond what `validate` shows (values unmasked).
     #[serde(skip)]
     pub runnable: RunnableTask,
@@ -243,6 +265,12 @@ pub(crate) struct RunnableTask {
     /// `task_form` variables (which win over both).
     pub pipeline_env: Vec<(String, String)>,
     pub conf_env: Vec<(String, String)>,
+    /// The template when tapir knows it without the image (inline, or from a
+    /// processing-container.json file): what `pipeline export` puts into a derived image.
+    pub template: Option<Template>,
+    /// The task's `value_from` variables (none of which `pipeline_env` has): they travel
+    /// on the attempt's standard input, after the upstream values are read.
+    pub value_from: Vec<FromValue>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -285,8 +313,12 @@ pub(crate) struct PlannedEnv {
     /// Masked (`***`) when the name looks like a secret.
     pub value: String,
     /// `pipeline-wide` (the pipeline's `env`), `pipeline` (the task's `env` in the
-    /// pipeline file) or `conf` (task_form).
+    /// pipeline file), `conf` (task_form) or `value_from`.
     pub source: &'static str,
+    /// For `value_from`: what the value comes from (`param NAME`, `pipeline env NAME`,
+    /// `task ID output NAME`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 /// A task as loaded for checking.
@@ -335,6 +367,18 @@ pub(crate) fn check(
     pipeline_path: &Path,
     conf_path: Option<&Path>,
     profile: Option<Profile>,
+) -> Result<Checked, Error> {
+    check_with_params(pipeline_path, conf_path, profile, None)
+}
+
+/// [`check`], for a run given `params` (`pipeline run --param`): each must be declared,
+/// every `required` one given (or defaulted), and the values fit where they arrive.
+/// `None`: no run (`validate`): parameters show their defaults.
+pub(crate) fn check_with_params(
+    pipeline_path: &Path,
+    conf_path: Option<&Path>,
+    profile: Option<Profile>,
+    params: Option<&[EnvOverride]>,
 ) -> Result<Checked, Error> {
     let mut checked = Checked {
         pipeline: pipeline_path.to_path_buf(),
@@ -402,6 +446,7 @@ pub(crate) fn check(
         task_files: HashMap::new(),
         containers: HashMap::new(),
         reported: HashSet::new(),
+        params,
     };
     planner.load_tasks();
     planner.check_ids();
@@ -413,6 +458,10 @@ pub(crate) fn check(
     planner.check_mappings();
     planner.check_run_options();
     planner.check_env(conf.as_ref().map(|(d, i, c)| (d, *i, c)));
+    planner.check_params();
+    planner.check_value_from();
+    planner.check_archive();
+    planner.check_builds();
     if pipeline.profile == Profile::Ccat {
         planner.check_ccat(conf.as_ref().map(|(_, _, c)| c));
     } else {
@@ -506,6 +555,8 @@ struct Planner<'a> {
     /// (findings file, what) already reported there: a task file run by many tasks
     /// gets each of its findings once.
     reported: HashSet<(usize, String)>,
+    /// `pipeline run --param` values; `None` when not running.
+    params: Option<&'a [EnvOverride]>,
 }
 
 impl<'a> Planner<'a> {
@@ -905,6 +956,28 @@ impl<'a> Planner<'a> {
                     });
                 }
             }
+            // A value read from a task is a dependency on it, as a mapped channel is.
+            for (name, entry) in &task.env {
+                let EnvEntry::From {
+                    value_from: ValueFrom::TaskOutput(output),
+                } = entry
+                else {
+                    continue;
+                };
+                let pointer = format!(
+                    "{}/value_from/task_output/task_id",
+                    pointer_join(&format!("/tasks/{index}/env"), name)
+                );
+                if let Some(upstream) = self.resolve_id(&output.task_id, &pointer, "task_output") {
+                    self.edges.push(Edge {
+                        task: index,
+                        upstream,
+                        pointer,
+                        can_fail: false,
+                        via: "value_from",
+                    });
+                }
+            }
         }
     }
 
@@ -1175,7 +1248,7 @@ impl<'a> Planner<'a> {
     fn check_env(&mut self, conf: Option<(&Document, usize, &Conf)>) {
         let pipeline = self.pipeline;
         for (index, task) in pipeline.tasks.iter().enumerate() {
-            for (name, value) in &task.env {
+            for (name, value) in task.env.iter().filter_map(|(n, e)| Some((n, e.literal()?))) {
                 let pointer = pointer_join(&format!("/tasks/{index}/env"), name);
                 let at = self.document.value_position(&pointer);
                 if let Some(d) = secret_with_a_line_break(name, value) {
@@ -1568,6 +1641,20 @@ impl<'a> Planner<'a> {
                 }
                 Profile::Kaapana => crate::pipeline::ccat::Environment::default(),
             },
+            archive: pipeline
+                .archive
+                .as_ref()
+                .map(|a| crate::pipeline::archive::PlannedArchive {
+                    path: self.base_dir.join(&a.path),
+                    include: a.include.clone(),
+                }),
+            clean_succeeded: pipeline.clean_succeeded.unwrap_or(false),
+            params: self.masked_params(),
+            builds: pipeline
+                .builds
+                .iter()
+                .map(|b| crate::pipeline::build::PlannedBuild::new(b, &self.base_dir))
+                .collect(),
             levels: by_level,
             tasks,
         })
@@ -1720,7 +1807,7 @@ impl<'a> Planner<'a> {
         let mut env: Vec<PlannedEnv> = Vec::new();
         let form: Option<&TaskForm> = conf.and_then(|c| c.task_form.get(&entry.id));
         let conf_vars: Vec<ConfVar> = form.map(TaskForm::variables).unwrap_or_default();
-        let mut push = |name: &str, value: &str, source: &'static str| {
+        let mut push = |name: &str, value: &str, source: &'static str, from: Option<String>| {
             let value = if crate::resolve::plan::is_secret_name(name) {
                 crate::resolve::plan::MASK.to_string()
             } else {
@@ -1731,24 +1818,67 @@ impl<'a> Planner<'a> {
                 name: name.to_string(),
                 value,
                 source,
+                from,
             });
         };
         // Lowest first: each level replaces what the one below set.
         for (name, value) in &self.pipeline.env {
-            push(name, value, "pipeline-wide");
+            push(name, value, "pipeline-wide", None);
         }
+        let value_from = self.value_from_of(index);
         for (name, value) in &entry.env {
-            push(name, value, "pipeline");
+            if let Some(value) = value.literal() {
+                push(name, value, "pipeline", None);
+            } else if let Some(from) = value_from.iter().find(|v| v.name == *name) {
+                push(
+                    name,
+                    &from.shown(),
+                    "value_from",
+                    Some(from.source.describe()),
+                );
+            } else if let EnvEntry::From {
+                value_from: ValueFrom::Params(param),
+            } = value
+                && self.params.is_none()
+            {
+                // `validate`: a parameter without a default is given only at the run.
+                push(
+                    name,
+                    "<--param>",
+                    "value_from",
+                    Some(format!("param {param}")),
+                );
+            }
         }
         for var in &conf_vars {
-            push(&var.name, &var.value, "conf");
+            push(&var.name, &var.value, "conf", None);
         }
         env.sort_by(|a, b| a.name.cmp(&b.name));
         let mut pipeline_env: BTreeMap<String, String> = self.pipeline.env.clone();
-        pipeline_env.extend(entry.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (name, value) in &entry.env {
+            if let Some(value) = value.literal() {
+                pipeline_env.insert(name.clone(), value.to_string());
+            } else if value_from.iter().any(|v| v.name == *name) {
+                pipeline_env.remove(name);
+            }
+        }
+        // The conf file's value wins over a `value_from` one, as over any other.
+        let value_from: Vec<FromValue> = value_from
+            .into_iter()
+            .filter(|v| !conf_vars.iter().any(|c| c.name == v.name))
+            .collect();
         // Kaapana's task_form replaces these Task fields wholesale; the template's
         // resources still merge under the task's, key by key, as for any task.
         let mut task = loaded.task.clone();
+        // A built image replaces the task's own; the conf file's `image` still wins
+        // (Kaapana's task_form replaces the field whatever it was).
+        if let Some(build) = entry
+            .image_from
+            .as_ref()
+            .and_then(|id| self.pipeline.builds.iter().find(|b| b.id == *id))
+        {
+            task.image = build.tag.clone();
+        }
         if let Some(form) = form {
             if let Some(image) = &form.image {
                 task.image = image.clone();
@@ -1784,6 +1914,12 @@ impl<'a> Planner<'a> {
             ),
             workflow_output_dir,
             step_config: entry.step_config.clone(),
+            image_from: entry.image_from.clone(),
+            publishes_values: self.pipeline.tasks.iter().any(|t| {
+                t.env.values().any(|e| {
+                    matches!(e, EnvEntry::From { value_from: ValueFrom::TaskOutput(o) } if o.task_id == entry.id)
+                })
+            }),
             runnable: RunnableTask {
                 task,
                 base_dir: loaded.base_dir.clone(),
@@ -1793,8 +1929,406 @@ impl<'a> Planner<'a> {
                     .map(|relative| self.base_dir.join(relative)),
                 pipeline_env: pipeline_env.into_iter().collect(),
                 conf_env: conf_vars.into_iter().map(|v| (v.name, v.value)).collect(),
+                template: loaded.template.as_ref().map(|(t, _)| t.clone()),
+                value_from,
             },
         })
+    }
+}
+
+/// Tapis' `params` and `value_from` (src/pipeline/values.rs).
+impl Planner<'_> {
+    /// The run's `--param` values against the declared `params`: each is declared, given
+    /// once, fits an env-file line; every `required` one has a value.
+    fn check_params(&mut self) {
+        let declared = &self.pipeline.params;
+        for (name, param) in declared {
+            let pointer = pointer_join("/params", name);
+            if let Some(default) = &param.default
+                && let Some((code, message, fix)) = unfit_for_an_env_line(name, default)
+            {
+                let at = pointer_join(&pointer, "default");
+                self.error_at(code, &at, message, fix);
+            }
+        }
+        let Some(given) = self.params else {
+            return;
+        };
+        let where_declared = if self.document.value.get("params").is_some() {
+            "/params"
+        } else {
+            ""
+        };
+        let mut seen: HashSet<&str> = HashSet::new();
+        for param in given {
+            let name = param.name.as_str();
+            if !declared.contains_key(name) {
+                let fix = match did_you_mean(name, declared.keys().map(String::as_str)) {
+                    Some(s) => format!("did you mean `--param {s}=…`?"),
+                    None if declared.is_empty() => {
+                        format!("declare it: `\"params\": {{\"{name}\": {{\"description\": …}}}}`")
+                    }
+                    None => format!(
+                        "parameters of this pipeline: {}",
+                        id_list(&declared.keys().map(String::as_str).collect::<Vec<_>>())
+                    ),
+                };
+                self.error_at(
+                    "unknown-param",
+                    where_declared,
+                    format!("--param {name}: the pipeline declares no parameter `{name}`; its value would be silently unused"),
+                    fix,
+                );
+                continue;
+            }
+            let pointer = pointer_join("/params", name);
+            if !seen.insert(name) {
+                self.error_at(
+                    "duplicate-param",
+                    &pointer,
+                    format!("--param {name} is given twice; which one would win is not obvious"),
+                    "give it once".into(),
+                );
+                continue;
+            }
+            if let Some((code, message, fix)) = unfit_for_an_env_line(name, &param.value) {
+                self.error_at(code, &pointer, format!("--param {name}: {message}"), fix);
+            }
+        }
+        for (name, param) in declared {
+            if param.required && param.default.is_none() && !seen.contains(name.as_str()) {
+                let pointer = pointer_join("/params", name);
+                let at = self.document.key_position(&pointer);
+                self.report(
+                    Diagnostic::error(
+                        "missing-param",
+                        format!("parameter `{name}` is required and has no value"),
+                    )
+                    .at_pointer(pointer)
+                    .at(at)
+                    .with_fix(format!(
+                        "pass `--param {name}=VALUE` (or give it a `default`)"
+                    )),
+                );
+            }
+        }
+    }
+
+    /// Every `value_from` of every task's `env`: the pipeline variable or parameter
+    /// exists, a secret-looking source does not land in a plain-looking variable, and a
+    /// value the plan knows fits the template. (A `task_output`'s task is resolved with
+    /// the dependencies, in `collect_edges`.)
+    fn check_value_from(&mut self) {
+        let pipeline = self.pipeline;
+        for (index, task) in pipeline.tasks.iter().enumerate() {
+            for (name, entry) in &task.env {
+                let EnvEntry::From { value_from } = entry else {
+                    continue;
+                };
+                let entry_pointer = pointer_join(&format!("/tasks/{index}/env"), name);
+                let (pointer, source_name, what) = match value_from {
+                    ValueFrom::Env(source) => (
+                        format!("{entry_pointer}/value_from/env"),
+                        source,
+                        "pipeline variable",
+                    ),
+                    ValueFrom::Params(source) => (
+                        format!("{entry_pointer}/value_from/params"),
+                        source,
+                        "parameter",
+                    ),
+                    ValueFrom::TaskOutput(output) => (
+                        format!("{entry_pointer}/value_from/task_output/output_id"),
+                        &output.output_id,
+                        "output",
+                    ),
+                };
+                let known: Vec<&str> = match value_from {
+                    ValueFrom::Env(_) => pipeline.env.keys().map(String::as_str).collect(),
+                    ValueFrom::Params(_) => pipeline.params.keys().map(String::as_str).collect(),
+                    ValueFrom::TaskOutput(_) => Vec::new(),
+                };
+                if !matches!(value_from, ValueFrom::TaskOutput(_))
+                    && !known.contains(&source_name.as_str())
+                {
+                    let (code, key) = match value_from {
+                        ValueFrom::Env(_) => ("unknown-env", "env"),
+                        _ => ("unknown-param", "params"),
+                    };
+                    let fix = match did_you_mean(source_name, known.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None if known.is_empty() => {
+                            format!("declare it in the pipeline's `{key}`")
+                        }
+                        None => format!("the pipeline's `{key}`: {}", id_list(&known)),
+                    };
+                    self.error_at(
+                        code,
+                        &pointer,
+                        format!("task `{}` takes `{name}` from {what} `{source_name}`, which the pipeline's `{key}` does not have", task.id),
+                        fix,
+                    );
+                    continue;
+                }
+                if crate::pipeline::values::secret_into_plain(source_name, name) {
+                    self.error_at(
+                        "secret-into-plain",
+                        &pointer,
+                        format!("the secret-looking {what} `{source_name}` would land in `{name}`, whose name does not look secret: the task's run would record and print its value in clear"),
+                        format!("name the variable like a secret (e.g. `{name}_TOKEN`, `{name}_PASSWORD`), or take a value that is not secret"),
+                    );
+                    continue;
+                }
+            }
+            for from in self.value_from_of(index) {
+                // A secret source in a plain variable is reported above; its value must
+                // not reach a message.
+                let Some(value) = from
+                    .source
+                    .known()
+                    .filter(|_| !from.secret || crate::resolve::plan::is_secret_name(&from.name))
+                else {
+                    continue;
+                };
+                let pointer = pointer_join(&format!("/tasks/{index}/env"), &from.name);
+                if let Some(d) = self.env_fits(index, &from.name, value) {
+                    let at = self.document.value_position(&pointer);
+                    let d = match &from.source {
+                        crate::pipeline::values::ValueSource::Param { name, .. } => Diagnostic {
+                            message: format!("{} (from parameter `{name}`)", d.message),
+                            ..d
+                        },
+                        _ => d,
+                    };
+                    self.report(d.at_pointer(pointer).at(at));
+                }
+            }
+        }
+    }
+
+    /// `builds`: ids unique (also against task ids), the context folder and its
+    /// Dockerfile there, tags unique; every `image_from` names a build.
+    fn check_builds(&mut self) {
+        let pipeline = self.pipeline;
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut tags: BTreeMap<&str, usize> = BTreeMap::new();
+        for (k, build) in pipeline.builds.iter().enumerate() {
+            let pointer = format!("/builds/{k}");
+            if let Some(first) = seen.insert(&build.id, k) {
+                let related = self.document.value_position(&format!("/builds/{first}/id"));
+                let at = self.document.value_position(&format!("{pointer}/id"));
+                self.report(
+                    Diagnostic::error(
+                        "duplicate-build-id",
+                        format!("build id `{}` is used twice", build.id),
+                    )
+                    .at_pointer(format!("{pointer}/id"))
+                    .at(at)
+                    .with_related("first used here", related)
+                    .with_fix("rename one of the two"),
+                );
+            } else if self.ids.contains_key(build.id.as_str()) {
+                self.error_at(
+                    "duplicate-build-id",
+                    &format!("{pointer}/id"),
+                    format!("build id `{}` is also a task id; progress lines and records would mix them up", build.id),
+                    "rename the build (e.g. `build-…`)".into(),
+                );
+            }
+            if let Some(first) = tags.insert(&build.tag, k) {
+                self.error_at(
+                    "duplicate-build-tag",
+                    &format!("{pointer}/tag"),
+                    format!("tag `{}` is built twice (also by `{}`): the second build would replace the first image", build.tag, pipeline.builds[first].id),
+                    "give each build its own tag".into(),
+                );
+            }
+            let planned = crate::pipeline::build::PlannedBuild::new(build, &self.base_dir);
+            if !planned.context.is_dir() {
+                self.error_at(
+                    "build-context",
+                    &format!("{pointer}/context"),
+                    format!(
+                        "the build context {} is not a folder",
+                        display_path(&planned.context)
+                    ),
+                    "name a folder, relative to the pipeline file's folder".into(),
+                );
+            } else if !planned.dockerfile.is_file() {
+                let at = if build.dockerfile.is_some() {
+                    format!("{pointer}/dockerfile")
+                } else {
+                    format!("{pointer}/context")
+                };
+                self.error_at(
+                    "build-dockerfile",
+                    &at,
+                    format!(
+                        "there is no Dockerfile at {}",
+                        display_path(&planned.dockerfile)
+                    ),
+                    "add it, or name it with `dockerfile` (relative to the context)".into(),
+                );
+            }
+        }
+        let ids: Vec<&str> = pipeline.builds.iter().map(|b| b.id.as_str()).collect();
+        for (index, task) in pipeline.tasks.iter().enumerate() {
+            let Some(id) = &task.image_from else {
+                continue;
+            };
+            if ids.contains(&id.as_str()) {
+                continue;
+            }
+            let fix = match did_you_mean(id, ids.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if ids.is_empty() => {
+                    "add a `builds` entry with this id (`{\"id\", \"context\", \"tag\"}`)"
+                        .to_string()
+                }
+                None => format!("builds in this pipeline: {}", id_list(&ids)),
+            };
+            self.error_at(
+                "unknown-build",
+                &format!("/tasks/{index}/image_from"),
+                format!("image_from `{id}` is not a build of this pipeline"),
+                fix,
+            );
+        }
+    }
+
+    /// The archive's `include` globs compile, and each selects some output folder.
+    fn check_archive(&mut self) {
+        let Some(archive) = &self.pipeline.archive else {
+            return;
+        };
+        let labels: Vec<String> = self
+            .pipeline
+            .tasks
+            .iter()
+            .zip(&self.loaded)
+            .flat_map(|(task, loaded)| {
+                let channels = match (self.pipeline.profile, loaded) {
+                    (Profile::Kaapana, Some(loaded)) => loaded.channels(false).0,
+                    (Profile::Ccat, _) => {
+                        ["workspace", "output", "logs"].map(String::from).to_vec()
+                    }
+                    (Profile::Kaapana, None) => Vec::new(),
+                };
+                channels
+                    .into_iter()
+                    .map(move |channel| format!("{}/{channel}", task.id))
+            })
+            .collect();
+        for (k, pattern) in archive.include.iter().enumerate() {
+            let set = match crate::pipeline::archive::compile(std::slice::from_ref(pattern)) {
+                Ok(set) => set,
+                Err((_, why)) => {
+                    self.error_at(
+                        "archive-include",
+                        &format!("/archive/include/{k}"),
+                        format!("not a valid glob: {why}"),
+                        "write `task/channel` with `*` for any part, e.g. `*/results`".into(),
+                    );
+                    continue;
+                }
+            };
+            if !labels.iter().any(|label| set.is_match(label)) {
+                self.warning_at(
+                    "archive-include-unmatched",
+                    &format!("/archive/include/{k}"),
+                    format!("`{pattern}` selects no output folder of this pipeline"),
+                    format!(
+                        "output folders: {}",
+                        labels
+                            .iter()
+                            .take(8)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The parameters a run gets (given, else their defaults), masked where secret.
+    fn masked_params(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Some(given) = self.params else {
+            return out;
+        };
+        for (name, param) in &self.pipeline.params {
+            let value = given
+                .iter()
+                .rev()
+                .find(|p| p.name == *name)
+                .map(|p| p.value.clone())
+                .or_else(|| param.default.clone());
+            if let Some(value) = value {
+                let shown = if crate::resolve::plan::is_secret_name(name) {
+                    crate::resolve::plan::MASK.to_string()
+                } else {
+                    value
+                };
+                out.insert(name.clone(), shown);
+            }
+        }
+        out
+    }
+
+    /// Task `index`'s `value_from` variables with what the plan knows of their values;
+    /// a parameter without a value (not given, no default) sets nothing.
+    fn value_from_of(&self, index: usize) -> Vec<FromValue> {
+        let pipeline = self.pipeline;
+        let mut out = Vec::new();
+        for (name, entry) in &pipeline.tasks[index].env {
+            let EnvEntry::From { value_from } = entry else {
+                continue;
+            };
+            let source = match value_from {
+                ValueFrom::Env(source) => match pipeline.env.get(source) {
+                    Some(value) => ValueSource::Env {
+                        name: source.clone(),
+                        value: value.clone(),
+                    },
+                    None => continue,
+                },
+                ValueFrom::Params(source) => {
+                    let given = self
+                        .params
+                        .and_then(|params| params.iter().rev().find(|p| p.name == *source));
+                    let default = pipeline.params.get(source).and_then(|p| p.default.as_ref());
+                    match (given, default) {
+                        (Some(given), _) => ValueSource::Param {
+                            name: source.clone(),
+                            value: given.value.clone(),
+                            defaulted: false,
+                        },
+                        (None, Some(default)) => ValueSource::Param {
+                            name: source.clone(),
+                            value: default.clone(),
+                            defaulted: true,
+                        },
+                        (None, None) => continue,
+                    }
+                }
+                ValueFrom::TaskOutput(output) => ValueSource::TaskOutput {
+                    task_id: output.task_id.clone(),
+                    output_id: output.output_id.clone(),
+                },
+            };
+            let source_name = match &source {
+                ValueSource::Env { name, .. } | ValueSource::Param { name, .. } => name,
+                ValueSource::TaskOutput { output_id, .. } => output_id,
+            };
+            out.push(FromValue {
+                secret: crate::resolve::plan::is_secret_name(name)
+                    || crate::resolve::plan::is_secret_name(source_name),
+                name: name.clone(),
+                source,
+            });
+        }
+        out
     }
 }
 

@@ -81,6 +81,19 @@ pub(crate) struct PipelineRunRecord {
     /// entries after it (see [`Journal`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub journal_seq: u64,
+    /// Every archive made at the end of this run (one per invocation that asked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub archives: Vec<crate::pipeline::archive::ArchiveRecord>,
+    /// The `--param` values of the latest invocation, and the defaults it used; a
+    /// secret-looking name's value is masked.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub params: std::collections::BTreeMap<String, String>,
+    /// The image builds of each invocation, in order (`builds` in the pipeline file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builds: Vec<crate::pipeline::build::BuildRecord>,
+    /// The managed output folders removed by `--clean-succeeded` (relative).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cleaned: Vec<String>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -17,6 +17,8 @@ pub(crate) const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Status {
+    /// Handed to a scheduler (a Slurm job, a Kubernetes object) that has not started it.
+    Queued,
     /// Preparing or running.
     Running,
     Succeeded,
@@ -39,6 +41,7 @@ pub(crate) enum Status {
 impl Status {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
+            Status::Queued => "queued",
             Status::Running => "running",
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
@@ -49,6 +52,11 @@ impl Status {
             Status::WriteFailed => "write-failed",
             Status::Unknown => "unknown",
         }
+    }
+
+    /// Not ended yet: queued at a scheduler, or preparing or running.
+    pub(crate) fn is_active(self) -> bool {
+        matches!(self, Status::Queued | Status::Running)
     }
 }
 
@@ -109,6 +117,44 @@ pub(crate) struct RunRecord {
     pub outputs: Vec<OutputChannel>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Where the run executes when not on this machine (`--executor slurm|k8s`): the
+    /// scheduler's handle on it. Absent for local runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<ExecutorRecord>,
+}
+
+/// A run's place in an outside scheduler. Every field but `kind` is optional: each
+/// executor fills what it has, and a reader shows what is there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ExecutorRecord {
+    /// `slurm` or `k8s` (as `--executor` spells it).
+    pub kind: String,
+    /// Slurm's job id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos: Option<String>,
+    /// The node (Slurm) the run landed on, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The kubectl context and namespace (Kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The object made for the run, as `kind/name` (Kubernetes: `job/…`, `pod/…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// The scheduler's own last word on the run (`PENDING`, `RUNNING`, `NODE_FAIL`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Where the scheduler writes the job's own output (Slurm's `--output`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 fn readable_plan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<RunPlan>, D::Error> {
@@ -268,6 +314,7 @@ impl RunRecord {
             started_at: self.started_at,
             ended_at: self.ended_at,
             exit_code: self.exit_code,
+            executor: self.executor.clone(),
         }
     }
 }
@@ -302,6 +349,8 @@ pub(crate) struct RunSummary {
     pub ended_at: Option<jiff::Timestamp>,
     #[serde(default)]
     pub exit_code: Option<i64>,
+    #[serde(default)]
+    pub executor: Option<ExecutorRecord>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -347,7 +396,11 @@ impl RunSummary {
     /// Recorded as running, but the process that supervised it is gone: nothing will
     /// ever write its end.
     pub(crate) fn is_lost(&self) -> bool {
-        self.status == Status::Running && supervisor_gone(self.host.as_deref(), self.pid)
+        // A run in an outside scheduler (Slurm) is settled from the scheduler's word,
+        // which says more than a gone pid (`executor::slurm::job::look`).
+        self.status == Status::Running
+            && self.executor.as_ref().is_none_or(|e| e.kind != "slurm")
+            && supervisor_gone(self.host.as_deref(), self.pid)
     }
 
     /// Like [`RunSummary::load`], but a run that looks lost is read once more: its
@@ -372,7 +425,7 @@ impl RunSummary {
 
     /// Has it ended (or can it never end, being lost)?
     pub(crate) fn is_over(&self) -> bool {
-        self.status != Status::Running || self.is_lost()
+        !self.status.is_active() || self.is_lost()
     }
 
     /// How `tapir run` ended (or would end) for this run: the task's own code, 125 when
@@ -390,7 +443,7 @@ impl RunSummary {
             Status::Cancelled => ExitStatus::Cancelled,
             Status::TimedOut => ExitStatus::TimedOut,
             Status::EngineError | Status::WriteFailed => ExitStatus::NotStarted,
-            Status::Running | Status::Unknown => ExitStatus::Failed,
+            Status::Queued | Status::Running | Status::Unknown => ExitStatus::Failed,
         }
     }
 
@@ -418,7 +471,7 @@ impl RunSummary {
     /// The exit code `tapir run` gave (or `wait` gives) for this run, once it has ended;
     /// a cancelled run is 130 there, whatever its container's own code (143).
     pub(crate) fn tapir_exit_code(&self) -> Option<u8> {
-        (self.status != Status::Running && !self.is_lost() && self.status != Status::Unknown)
+        (!self.status.is_active() && !self.is_lost() && self.status != Status::Unknown)
             .then(|| self.exit_status().code())
     }
 }
@@ -429,6 +482,40 @@ mod tests {
 
     use super::*;
     use crate::model::ScaleKind;
+
+    fn text_of(r: &RunRecord) -> serde_json::Value {
+        serde_json::to_value(r).unwrap()
+    }
+
+    #[test]
+    fn a_queued_run_with_its_scheduler_handle_reads_back_and_is_not_over() {
+        let text = json!({
+            "format_version": 1, "id": "x", "status": "queued",
+            "executor": {"kind": "slurm", "job_id": "42", "partition": "debug"}
+        });
+        let r: RunRecord = serde_json::from_value(text).unwrap();
+        assert_eq!(r.status, Status::Queued);
+        let executor = r.executor.as_ref().unwrap();
+        assert_eq!(
+            (executor.kind.as_str(), executor.job_id.as_deref()),
+            ("slurm", Some("42"))
+        );
+        assert!(r.status.is_active());
+        let summary: RunSummary = serde_json::from_value(text_of(&r)).unwrap();
+        assert!(!summary.is_over());
+        assert_eq!(summary.tapir_exit_code(), None);
+        assert_eq!(summary.executor, r.executor);
+        let again: RunRecord = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        assert_eq!(again.executor, r.executor);
+        // A local run's record has no `executor` at all, as before.
+        let local: RunRecord = serde_json::from_value(json!({"id": "y"})).unwrap();
+        assert!(
+            serde_json::to_value(&local)
+                .unwrap()
+                .get("executor")
+                .is_none()
+        );
+    }
 
     #[test]
     fn only_a_dead_pid_on_this_machine_counts_as_gone() {

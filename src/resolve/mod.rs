@@ -3,5 +3,6 @@
 pub(crate) mod env_input;
 pub(crate) mod host;
 pub(crate) mod plan;
+pub(crate) mod run_options;
 pub(crate) mod sizing;
 pub(crate) mod task_file;

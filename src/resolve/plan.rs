@@ -17,6 +17,7 @@ use crate::model::{
     normalize_container_path,
 };
 use crate::resolve::host::{HostFacts, PathFact};
+use crate::resolve::run_options::{EngineOptions, GpuRequest};
 
 /// The plan of a run. It is recorded (`record.json`'s `plan`) and read back typed by the
 /// commands that look at runs; every field has a default, so records of older versions,
@@ -54,9 +55,23 @@ pub(crate) struct RunPlan {
     pub user: PlannedUser,
     #[serde(default)]
     pub network: Option<String>,
+    /// `--shm-size`, `--gpus`, `--publish`, `--engine-arg` (left out of records without
+    /// any).
+    #[serde(default, skip_serializing_if = "EngineOptions::is_empty")]
+    pub engine: EngineOptions,
     /// Things the user should know before the run starts (unbound channels, raised limits).
     #[serde(default)]
     pub warnings: Vec<String>,
+}
+
+impl RunPlan {
+    /// The GPUs the run gets: `--gpus` wins over the task's `resources.limits` count.
+    pub(crate) fn gpu_request(&self) -> Option<GpuRequest> {
+        self.engine
+            .gpus
+            .clone()
+            .or_else(|| self.limits.gpus.map(GpuRequest::Count))
+    }
 }
 
 /// Where the command comes from (the task's `command` wins over the template's).
@@ -365,6 +380,8 @@ pub(crate) struct Options {
     pub entrypoint: Option<String>,
     /// `--bind` mounts, already read (`parse_bind`).
     pub binds: Vec<PlannedBind>,
+    /// `--shm-size`, `--gpus`, `--publish`, `--engine-arg`.
+    pub engine: EngineOptions,
 }
 
 /// A reason the task cannot run, with the task-file place it concerns.
@@ -447,6 +464,7 @@ pub(crate) fn resolve(
     labels.insert("tapir.task".into(), task.name.clone());
     labels.insert("tapir.template".into(), template.identifier.clone());
 
+    engine_option_findings(options, &mut problems, &mut warnings);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -465,8 +483,35 @@ pub(crate) fn resolve(
         labels,
         user: options.user,
         network: options.network.clone(),
+        engine: options.engine.clone(),
         warnings,
     })
+}
+
+/// What the engine options of the command line cannot do together, and what the user
+/// should know about them.
+fn engine_option_findings(
+    options: &Options,
+    problems: &mut Vec<Problem>,
+    warnings: &mut Vec<String>,
+) {
+    let engine = &options.engine;
+    if !engine.ports.is_empty() && options.network.as_deref() == Some("none") {
+        problems.push(Problem::new(
+            "--publish needs a network, and --network none gives the container none",
+            "leave out --network none, or --publish",
+            None,
+        ));
+    }
+    for port in &engine.ports {
+        if !port.host_address().is_loopback() {
+            warnings.push(format!(
+                "port {} is published on {}, which other machines may reach (without an address tapir binds to 127.0.0.1 only)",
+                port.container_port,
+                port.host_address()
+            ));
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1367,6 +1412,7 @@ mod tests {
                         read_only: *read_only,
                     })
                     .collect(),
+                engine: EngineOptions::default(),
             };
             let result = resolve(
                 &task,

@@ -23,6 +23,14 @@ pub(crate) struct LoadedTask {
     pub sha256: String,
     /// Warnings from the checks (shown, not fatal).
     pub warnings: Vec<Diagnostic>,
+    /// `config` as rendered (`Null` when absent): its Kubernetes keys, which `Task`
+    /// leaves out, are read from here for a manifest (`k8s::config`).
+    pub config: Value,
+    /// Pointers of `config` strings left unrendered because a variable is not set (a
+    /// local run does not need them; a Kubernetes manifest does).
+    pub unrendered_config: Vec<String>,
+    /// `config.registryUsername`/`registryPassword` (rendered), for `run --pull`.
+    pub registry: crate::model::registry::RegistryCredentials,
 }
 
 /// Why a task cannot be loaded: the report to show (exit 125).
@@ -50,6 +58,7 @@ pub(crate) fn load(path: &Path) -> Result<LoadedTask, LoadError> {
     };
     let mut value = document.value.clone();
     let mut errors = Vec::new();
+    let mut unrendered_config = Vec::new();
     // Which strings read which variables, by pointer: a value built from a secret is one.
     let mut reads: Vec<(String, Vec<String>)> = Vec::new();
     let whole_text = template::needs_whole_text(&document.source.text);
@@ -59,6 +68,7 @@ pub(crate) fn load(path: &Path) -> Result<LoadedTask, LoadError> {
             variables: &variables,
             errors: &mut errors,
             reads: &mut reads,
+            unrendered: &mut unrendered_config,
         };
         renderer.render(&mut value, "");
     }
@@ -96,11 +106,16 @@ pub(crate) fn load(path: &Path) -> Result<LoadedTask, LoadError> {
         }
     }
     let sha256 = format!("{:x}", Sha256::digest(document.source.text.as_bytes()));
+    let config = value.get("config").cloned().unwrap_or(Value::Null);
+    let registry = crate::model::registry::RegistryCredentials::from_config(&value["config"]);
     Ok(LoadedTask {
         task,
         document,
         sha256,
         warnings,
+        config,
+        unrendered_config,
+        registry,
     })
 }
 
@@ -185,6 +200,8 @@ struct PerString<'a> {
     variables: &'a Variables,
     errors: &'a mut Vec<Diagnostic>,
     reads: &'a mut Vec<(String, Vec<String>)>,
+    /// Config strings left as written because a variable is not set.
+    unrendered: &'a mut Vec<String>,
 }
 
 impl PerString<'_> {
@@ -202,7 +219,10 @@ impl PerString<'_> {
                     Err(e)
                         if e.undefined.is_some()
                             && UNUSED_LOCALLY.iter().any(|p| pointer.starts_with(p))
-                            && !pointer.starts_with("/config/labels") => {}
+                            && !pointer.starts_with("/config/labels") =>
+                    {
+                        self.unrendered.push(pointer.to_string());
+                    }
                     Err(e) => self.errors.push(
                         Diagnostic::error(
                             if e.undefined.is_some() {

@@ -577,6 +577,21 @@ impl Translator<'_> {
                     }
                 }
             }
+            // A pipeline task's `value_from` (Tapis' ValueFrom) names exactly one source.
+            ValidationErrorKind::MinProperties { .. }
+            | ValidationErrorKind::MaxProperties { .. }
+                if field == Some("value_from") =>
+            {
+                push(
+                    self,
+                    Diagnostic::error(
+                        "value-from-source",
+                        "`value_from` must name exactly one source: `env`, `params` or `task_output`",
+                    )
+                    .at(here)
+                    .with_fix("keep one, e.g. `{\"params\": \"NAME\"}`"),
+                );
+            }
             _ => {
                 push(
                     self,

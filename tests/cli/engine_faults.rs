@@ -165,6 +165,8 @@ fn dry_run_and_inspect_against_a_silent_engine_give_125() {
     for args in [
         &["run", "--dry-run", "task.json"][..],
         &["inspect", example_image()][..],
+        &["validate", "--image", example_image()][..],
+        &["images"][..],
     ] {
         let (out, took) = run_within(&mut engine.tapir(dir.path(), args, 2), LIMIT);
         assert_eq!(out.code, 125, "{args:?}: {}", out.stderr);

@@ -217,7 +217,14 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         clear(spinner.as_ref());
         return super::run_slurm::submit_and_follow(args, &prepared.plan, record, &run_dir, color);
     }
-    if let Backend::Docker(docker) = &backend {
+    // A run whose id its caller assigned is a pipeline's attempt (or a Slurm job's node
+    // side): its runs folder is the pipeline run's own `runs/`, whose attempts the
+    // pipeline settles itself (and whose children stop with it, --watch-parent), so
+    // listing every tapir container of the engine there would cost an engine call per
+    // attempt and could name nothing new.
+    if let Backend::Docker(docker) = &backend
+        && args.run_id.is_none()
+    {
         warn_about_orphans(docker, &request.runs_dir, err);
     }
     // From here on `execute` handles signals itself (it stops the container).

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{example_image, interrupt, leftover_containers, repo_root, run, tapir};
+use crate::support::{
+    example_image, files_under, interrupt, leftover_containers, repo_root, run, tapir,
+};
 
 /// An inline task: `script` under `sh -c`, with the given channels (`(name, mounted
 /// path)`) and template env declarations.
@@ -62,14 +64,14 @@ fn started_task_logs(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir.join("runs"))
         .into_iter()
         .flatten()
-        .flat_map(|e| walk(&e.unwrap().path().join("runs")))
+        .flat_map(|e| files_under(&e.unwrap().path().join("runs")))
         .filter(|p| p.ends_with("stdout.log"))
         .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("started")))
         .collect()
 }
 
 /// The one pipeline run folder under `dir/runs`.
-fn only_pipeline_run(dir: &Path) -> PathBuf {
+pub(crate) fn only_pipeline_run(dir: &Path) -> PathBuf {
     let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
         .expect("runs folder")
         .map(|e| e.unwrap().path())
@@ -86,7 +88,7 @@ fn only_pipeline_run(dir: &Path) -> PathBuf {
 
 /// The pipeline record as a reader sees it: `record.json`, with the entries of
 /// `journal.jsonl` numbered after its `journal_seq` applied (each a task's new state).
-fn record(run_dir: &Path) -> Value {
+pub(crate) fn record(run_dir: &Path) -> Value {
     let mut record: Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("record.json")).unwrap())
             .unwrap();
@@ -208,7 +210,7 @@ fn fan_out_fan_in_passes_data_through_the_mapped_channels() {
     assert!(ended("b") <= started("d") && ended("c") <= started("d"));
     assert!(out.stderr.contains("task d: succeeded"), "{}", out.stderr);
     // The conf's secret reached the task but no file of the pipeline run.
-    let leaked: Vec<_> = walk(&run_dir)
+    let leaked: Vec<_> = files_under(&run_dir)
         .into_iter()
         .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("s3cret-value")))
         .collect();
@@ -216,19 +218,6 @@ fn fan_out_fan_in_passes_data_through_the_mapped_channels() {
     assert!(!out.stderr.contains("s3cret-value"), "{}", out.stderr);
     assert!(!out.stdout.contains("s3cret-value"), "{}", out.stdout);
     assert_no_containers_left(&record);
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[test]
@@ -980,7 +969,7 @@ fn the_ccat_example_reduction_runs_end_to_end_with_products_in_the_record() {
     );
     assert!(run_dir.join("logs/calibrate/stderr.log").is_file());
     assert!(run_dir.join("logs/baseline/stdout.log").is_file());
-    let leaked: Vec<_> = walk(&run_dir)
+    let leaked: Vec<_> = files_under(&run_dir)
         .into_iter()
         .filter(|p| {
             std::fs::read_to_string(p).is_ok_and(|t| t.contains("example-token-not-for-records"))
@@ -1481,7 +1470,7 @@ fn secrets_of_the_pipeline_and_task_env_stay_out_of_the_run_folder() {
         "40"
     );
     for secret in ["tok-of-the-pipeline", "pw-of-the-task-file"] {
-        let leaked: Vec<_> = walk(&run_dir)
+        let leaked: Vec<_> = files_under(&run_dir)
             .into_iter()
             .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(secret)))
             .collect();

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::support::{example_image, run, tapir};
+use crate::pipeline_run::{only_pipeline_run, record};
+use crate::support::{example_image, files_under, run, tapir};
 
 /// An inline task running `script` under `sh -c` on the example image, with the given
 /// template env declarations.
@@ -45,27 +46,6 @@ fn pipeline_run(dir: &Path, extra: &[&str]) -> crate::support::Run {
     run(&mut tapir(dir, &args))
 }
 
-/// The one pipeline run folder under `dir/runs`.
-fn only_pipeline_run(dir: &Path) -> PathBuf {
-    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
-        .expect("runs folder")
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("pipeline-run-")
-        })
-        .collect();
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    runs[0].clone()
-}
-
-/// The compacted pipeline record (`record.json`, written whole when the run ends).
-fn record(run_dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(run_dir.join("record.json")).unwrap()).unwrap()
-}
-
 /// The task run folder of task `id`'s last attempt.
 fn last_task_run(run_dir: &Path, record: &Value, id: &str) -> PathBuf {
     let task = record["tasks"]
@@ -80,23 +60,10 @@ fn last_task_run(run_dir: &Path, record: &Value, id: &str) -> PathBuf {
 
 /// Every file under `dir` whose text contains `needle`.
 fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    walkdir(dir)
+    files_under(dir)
         .into_iter()
         .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(needle)))
         .collect()
-}
-
-fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-            out.extend(walkdir(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    example_image, interrupt, leftover_containers, only_record, repo_root, run, tapir,
+    example_image, files_under, interrupt, leftover_containers, only_record, repo_root, run, tapir,
 };
 
 /// The test cluster's slurm.conf (the tests' clients find the cluster through it).
@@ -754,7 +754,7 @@ fn conf_values_reach_a_slurm_task_and_leave_no_file_behind() {
     let attempt = &task_status(&pipeline_record(dir.path()), "a")["attempts"][0];
     let task_run = run_dir.join(attempt["run_dir"].as_str().unwrap());
     assert!(!task_run.join("job.env").exists());
-    for entry in walk(&run_dir) {
+    for entry in files_under(&run_dir) {
         let text = std::fs::read(&entry).unwrap_or_default();
         assert!(
             !String::from_utf8_lossy(&text).contains("s3cret-value"),
@@ -762,17 +762,4 @@ fn conf_values_reach_a_slurm_task_and_leave_no_file_behind() {
             entry.display()
         );
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }

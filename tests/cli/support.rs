@@ -155,3 +155,18 @@ pub(crate) fn interrupt(child: &std::process::Child) {
         .expect("kill runs");
     assert!(sent.success());
 }
+
+/// Every file below `dir` (not the folders; links as links, never followed). An entry
+/// that vanishes while it is read (a run still cleaning up) is passed over, not a panic.
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -2,28 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{check_snapshot, fixtures, repo_root, run, tapir};
+use crate::support::{check_snapshot, files_under, fixtures, repo_root, run, tapir};
 
 fn fixture_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = walk(dir)
+    let mut files: Vec<PathBuf> = files_under(dir)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
+    assert!(!files.is_empty(), "no fixtures under {}", dir.display());
     files.sort();
     files
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("fixture folder") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// Every fixture's report is a reviewed snapshot (`<file>.snap`): the exit code and
@@ -83,7 +71,7 @@ fn fixture_reports_match_their_snapshots() {
 /// No snapshot without its fixture (a renamed fixture must not leave a stale report).
 #[test]
 fn every_snapshot_has_a_fixture() {
-    let orphans: Vec<_> = walk(&fixtures())
+    let orphans: Vec<_> = files_under(&fixtures())
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "snap") && !p.with_extension("").exists())
         .collect();

@@ -1,0 +1,576 @@
+//! `run --executor k8s` without `--dry-run`: the checked manifests go to the cluster
+//! through `kubectl` (DESIGN.md decision 18, "Submission"). The run has a folder and a
+//! record like every other run; the record's `executor` object names the context, the
+//! namespace and `pod/<name>`, and its status follows the Pod: `queued` while Pending,
+//! `running`, then the end read from the container's state.
+//!
+//! Every kubectl call but `logs --follow` has a deadline (`TAPIR_ENGINE_TIMEOUT`); the
+//! follower is killed a bounded time after the Pod has ended. Secrets reach kubectl only
+//! on its standard input.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::backend::deadline::{self, CallError};
+use crate::cli::RunArgs;
+use crate::error::{ExitStatus, Result};
+use crate::k8s::Manifests;
+use crate::k8s::kubectl::{self, KubectlCall, PodState, Target};
+use crate::output::{self, Printer};
+use crate::record::logs::{self, LogSink, Stream};
+use crate::record::{self, ExecutorRecord, RunRecord, Status, TaskFile, store};
+use crate::resolve::plan::{Direction, RunPlan};
+
+/// The client tapir runs, found on PATH (tests put the Docker stand-in first).
+const KUBECTL: &str = "kubectl";
+/// How often the Pod's state is asked while it runs.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// Failed state queries in a row after which tapir gives up on the cluster.
+const MAX_FAILED_QUERIES: u32 = 3;
+/// The masked manifests kept in the run folder (Secrets as `****`).
+pub(crate) const MANIFEST_FILE: &str = "manifests.yaml";
+
+/// What the submission needs besides the manifests.
+pub(crate) struct Submission<'a> {
+    pub args: &'a RunArgs,
+    pub id: &'a str,
+    pub manifests: &'a Manifests,
+    pub plan: RunPlan,
+    pub warnings: Vec<String>,
+    pub target: Target,
+}
+
+/// How one kubectl call went.
+enum Answer {
+    Ok(String),
+    /// kubectl ran and refused; its standard error.
+    Refused(String),
+    /// kubectl could not be started, or did not answer in time.
+    NoAnswer(String),
+}
+
+/// Runs one bounded kubectl call; the standard input (the manifests) goes through a
+/// pipe, never a file or the argv.
+fn ask(call: &KubectlCall) -> Answer {
+    let limit = call.deadline.unwrap_or_else(deadline::limit);
+    let mut command = Command::new(KUBECTL);
+    command
+        .args(&call.args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let writer = match call.stdin() {
+        Some(text) => match std::io::pipe() {
+            Ok((reader, mut writer)) => {
+                command.stdin(Stdio::from(reader));
+                let text = text.to_string();
+                // Written on a helper thread: manifests larger than the pipe's buffer
+                // must not block tapir before kubectl reads them.
+                Some(std::thread::spawn(move || {
+                    let _ = writer.write_all(text.as_bytes());
+                }))
+            }
+            Err(e) => return Answer::NoAnswer(format!("cannot make a pipe for kubectl: {e}")),
+        },
+        None => {
+            command.stdin(Stdio::null());
+            None
+        }
+    };
+    let result = deadline::status(&mut command, limit);
+    // The command (holding the pipe's read end) is dropped here, so a writer blocked on
+    // a kubectl that never read ends with a broken pipe.
+    drop(command);
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
+    let verb = call
+        .args
+        .iter()
+        .find(|a| !a.starts_with("--") && !a.contains('='))
+        .map(String::as_str);
+    let what = call.shown();
+    match result {
+        Ok(out) if out.status.success() => {
+            Answer::Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+        Ok(out) => Answer::Refused(
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .lines()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        Err(CallError::Spawn(e)) => Answer::NoAnswer(format!(
+            "cannot start kubectl ({e})\n  fix: install kubectl and make sure it is on PATH, with a context for your cluster (`kubectl config current-context`)"
+        )),
+        Err(CallError::TimedOut(limit)) => Answer::NoAnswer(format!(
+            "kubectl did not answer within {} s ({what}{})\n  fix: check that the cluster answers (`kubectl{} cluster-info`); if it is only slow, give it longer with {}=<seconds> (now {} s)",
+            limit.as_secs(),
+            verb.map(|v| format!("; {v}")).unwrap_or_default(),
+            call.args
+                .iter()
+                .position(|a| a == "--context")
+                .and_then(|i| call.args.get(i + 1))
+                .map(|c| format!(" --context {c}"))
+                .unwrap_or_default(),
+            deadline::TIMEOUT_ENV,
+            deadline::seconds()
+        )),
+    }
+}
+
+/// `run --executor k8s`: creates the Secrets and the Pod, follows the Pod to its end (or
+/// returns at once with `--detach`), and deletes what it created unless `--keep`.
+pub(crate) fn submit(sub: Submission<'_>, p: Printer) -> Result<ExitStatus> {
+    let args = sub.args;
+    let manifests = sub.manifests;
+    let pod = manifests.pod_name().to_string();
+    let secrets: Vec<String> = manifests.secrets.iter().map(|s| s.name.clone()).collect();
+    let limit = deadline::limit();
+    for warning in &sub.warnings {
+        output::stderr(&format!("{} {warning}\n", p.yellow("warning:")));
+    }
+    let run_dir = store::create_run_dir(&args.runs_dir, sub.id).map_err(|e| {
+        crate::error::Error::io_with_hint(
+            &args.runs_dir,
+            e,
+            "choose a writable folder with --runs-dir or TAPIR_RUNS_DIR",
+        )
+    })?;
+    let _ = store::ignore_in_git(&run_dir);
+    let mut record = RunRecord {
+        format_version: record::FORMAT_VERSION,
+        id: sub.id.to_string(),
+        tapir_version: env!("CARGO_PKG_VERSION").to_string(),
+        mode: "k8s".into(),
+        status: Status::Queued,
+        message: None,
+        task_file: TaskFile {
+            path: super::absolute(&args.task).display().to_string(),
+            sha256: None,
+        },
+        task_name: Some(sub.plan.task_name.clone()),
+        template: None,
+        plan: Some(sub.plan.clone()),
+        argv: kubectl::create(&sub.target, manifests, limit)
+            .shown()
+            .split(' ')
+            .map(str::to_string)
+            .collect(),
+        image: None,
+        container: None,
+        pid: (!args.detach).then(std::process::id),
+        host: Some(record::current_host()),
+        created_at: jiff::Timestamp::now(),
+        started_at: None,
+        ended_at: None,
+        exit_code: None,
+        outputs: Vec::new(),
+        warnings: sub.warnings.clone(),
+        executor: Some(ExecutorRecord {
+            kind: "k8s".into(),
+            context: sub.target.context.clone(),
+            namespace: sub.target.namespace.clone(),
+            object: Some(format!("pod/{pod}")),
+            state: Some("Creating".into()),
+            ..Default::default()
+        }),
+    };
+    let manifest_text = crate::k8s::render_masked(manifests, crate::k8s::ManifestFormat::Yaml);
+    let _ = store::write_run_file(&run_dir.join(MANIFEST_FILE), manifest_text.as_bytes());
+    crate::execute::write_record(&run_dir, &record);
+
+    let cancelled = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let _ = signal_hook::flag::register(signal, cancelled.clone());
+    }
+
+    let remove = |record: &mut RunRecord| {
+        if args.keep {
+            return;
+        }
+        let call = kubectl::delete(&sub.target, &pod, &secrets, args.grace, limit);
+        if let Answer::Refused(why) | Answer::NoAnswer(why) = ask(&call) {
+            let note = format!(
+                "could not delete pod/{pod} and its Secrets: {why}\n  fix: delete them yourself: {}",
+                call.shown()
+            );
+            output::stderr(&format!("{} {note}\n", p.yellow("warning:")));
+            record.warnings.push(note);
+        }
+    };
+
+    match ask(&kubectl::create(&sub.target, manifests, limit)) {
+        Answer::Ok(_) => {}
+        Answer::Refused(why) | Answer::NoAnswer(why) => {
+            // A create that timed out may still have made some objects.
+            remove(&mut record);
+            return Ok(not_started(
+                &mut record,
+                &run_dir,
+                &format!("kubectl could not create pod/{pod}: {why}"),
+                p,
+            ));
+        }
+    }
+    set_state(&mut record, "Pending");
+    crate::execute::write_record(&run_dir, &record);
+    if args.detach {
+        output::stderr(&format!(
+            "tapir: created pod/{pod}; follow it with `tapir logs -f {id}`, wait for it with `tapir wait {id}`\n",
+            id = sub.id
+        ));
+        output::stdout(&format!("{}\n", sub.id));
+        return Ok(ExitStatus::Success);
+    }
+    output::stderr(&format!(
+        "tapir: created pod/{pod}{}; record: {}\n",
+        sub.target
+            .namespace
+            .as_deref()
+            .map(|n| format!(" in namespace {n}"))
+            .unwrap_or_default(),
+        run_dir.display()
+    ));
+    let sink = match LogSink::create(&run_dir) {
+        Ok(sink) => Arc::new(sink),
+        Err(e) => {
+            remove(&mut record);
+            return Ok(not_started(
+                &mut record,
+                &run_dir,
+                &format!("cannot write the run's logs: {e}"),
+                p,
+            ));
+        }
+    };
+    let ending = follow(&sub.target, &pod, &sink, &cancelled, &mut record, &run_dir);
+    let _ = sink.finish();
+    match ending {
+        Ending::Cancelled => {
+            return Ok(cancel(&sub.target, &pod, &secrets, args, &mut record, &run_dir, p));
+        }
+        Ending::Ended(status, exit_code, message) => {
+            record.status = status;
+            record.exit_code = exit_code;
+            record.message = message;
+        }
+        Ending::NoCluster(why) => {
+            record.status = Status::EngineError;
+            record.message = Some(why);
+        }
+    }
+    remove(&mut record);
+    record.ended_at = Some(jiff::Timestamp::now());
+    record.outputs = sub
+        .plan
+        .mounts
+        .iter()
+        .filter(|m| m.direction == Direction::Output)
+        .map(|m| record::list_output(&m.channel, &m.host_path))
+        .collect();
+    crate::execute::write_record(&run_dir, &record);
+    announce(&record, &pod, &run_dir, p);
+    Ok(record.summary().exit_status())
+}
+
+/// Sets the Kubernetes state word in the record's `executor` object.
+fn set_state(record: &mut RunRecord, state: &str) {
+    if let Some(executor) = record.executor.as_mut() {
+        executor.state = Some(state.to_string());
+    }
+}
+
+/// How following a Pod ended.
+enum Ending {
+    /// The Pod ended: the run's status, the container's exit code, a message.
+    Ended(Status, Option<i64>, Option<String>),
+    /// A signal asked tapir to stop.
+    Cancelled,
+    /// The cluster stopped answering, or the Pod went away.
+    NoCluster(String),
+}
+
+/// Asks for the Pod's state until it ends, recording each change, and streams its logs
+/// into the run folder once it runs.
+fn follow(
+    target: &Target,
+    pod: &str,
+    sink: &Arc<LogSink>,
+    cancelled: &AtomicBool,
+    record: &mut RunRecord,
+    run_dir: &Path,
+) -> Ending {
+    let limit = deadline::limit();
+    let mut follower: Option<Follower> = None;
+    let mut failures = 0;
+    let mut last_state = String::new();
+    let ending = loop {
+        if cancelled.load(Ordering::SeqCst) {
+            break Ending::Cancelled;
+        }
+        let state = match ask(&kubectl::status(target, pod, limit)) {
+            Answer::Ok(json) => match serde_json::from_str(&json) {
+                Ok(value) => {
+                    failures = 0;
+                    kubectl::pod_state(&value)
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures >= MAX_FAILED_QUERIES {
+                        break Ending::NoCluster(format!(
+                            "kubectl's answer about pod/{pod} is not JSON: {e}"
+                        ));
+                    }
+                    continue;
+                }
+            },
+            Answer::Refused(why) if why.contains("NotFound") || why.contains("not found") => {
+                break Ending::NoCluster(format!(
+                    "pod/{pod} is gone: it was deleted outside tapir ({why})"
+                ));
+            }
+            Answer::Refused(why) | Answer::NoAnswer(why) => {
+                failures += 1;
+                if failures >= MAX_FAILED_QUERIES || cancelled.load(Ordering::SeqCst) {
+                    break Ending::NoCluster(format!(
+                        "tapir lost track of pod/{pod} ({MAX_FAILED_QUERIES} state queries failed): {why}"
+                    ));
+                }
+                continue;
+            }
+        };
+        let word = match &state {
+            PodState::Pending(Some(reason)) => format!("Pending: {reason}"),
+            PodState::Pending(None) => "Pending".to_string(),
+            PodState::Running => "Running".to_string(),
+            PodState::Ended { reason, .. } => {
+                format!("Terminated: {}", reason.as_deref().unwrap_or("-"))
+            }
+            PodState::Lost(reason) => format!("Failed: {reason}"),
+        };
+        if word != last_state {
+            set_state(record, &word);
+            if matches!(state, PodState::Running | PodState::Ended { .. })
+                && record.status == Status::Queued
+            {
+                record.status = Status::Running;
+                record.started_at = Some(jiff::Timestamp::now());
+            }
+            crate::execute::write_record(run_dir, record);
+            last_state = word;
+        }
+        if follower.is_none() && matches!(state, PodState::Running | PodState::Ended { .. }) {
+            follower = Follower::start(target, pod, sink.clone());
+        }
+        match state {
+            PodState::Ended { exit_code, reason } => {
+                let status = match (exit_code, reason.as_deref()) {
+                    (_, Some("OOMKilled")) => Status::OomKilled,
+                    (0, _) => Status::Succeeded,
+                    _ => Status::Failed,
+                };
+                let message = (status == Status::OomKilled).then(|| {
+                    "the container went over its memory limit (Kubernetes: OOMKilled)".to_string()
+                });
+                break Ending::Ended(status, Some(i64::from(exit_code)), message);
+            }
+            PodState::Lost(reason) if reason.contains("DeadlineExceeded") => {
+                break Ending::Ended(
+                    Status::TimedOut,
+                    None,
+                    Some(format!(
+                        "the pod ran longer than its activeDeadlineSeconds ({reason})"
+                    )),
+                );
+            }
+            PodState::Lost(reason) => {
+                break Ending::Ended(
+                    Status::Failed,
+                    None,
+                    Some(format!("the pod failed: {reason}")),
+                );
+            }
+            PodState::Pending(Some(reason)) if is_stuck(&reason) => {
+                break Ending::NoCluster(format!(
+                    "pod/{pod} cannot start: {reason}\n  fix: see `kubectl describe pod/{pod}`"
+                ));
+            }
+            _ => {}
+        }
+        sleep_unless(cancelled, POLL_EVERY);
+    };
+    if let Some(follower) = follower {
+        // The logs end with the container; a follower that hangs is stopped.
+        let bound = if matches!(ending, Ending::Ended(..)) {
+            limit
+        } else {
+            Duration::ZERO
+        };
+        follower.finish(bound);
+    }
+    ending
+}
+
+/// A waiting reason that Kubernetes retries for ever but that needs a person.
+fn is_stuck(reason: &str) -> bool {
+    matches!(
+        reason,
+        "InvalidImageName" | "CreateContainerConfigError" | "ErrImageNeverPull"
+    )
+}
+
+/// Sleeps `span`, waking early for a cancel.
+fn sleep_unless(cancelled: &AtomicBool, span: Duration) {
+    let until = Instant::now() + span;
+    while Instant::now() < until && !cancelled.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `kubectl logs --follow` into the run folder's stdout.log (Kubernetes gives stdout and
+/// stderr as one stream), echoed to the terminal.
+struct Follower {
+    pid: u32,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl Follower {
+    fn start(target: &Target, pod: &str, sink: Arc<LogSink>) -> Option<Self> {
+        let limit = deadline::limit();
+        let call = kubectl::logs(target, pod, true, limit, limit);
+        let mut child = Command::new(KUBECTL)
+            .args(&call.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let pid = child.id();
+        let stdout = child.stdout.take()?;
+        let (tell, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut echo = std::io::stdout();
+            let _ = logs::pump(stdout, Stream::Stdout, &sink, Some(&mut echo), |_| {});
+            let _ = child.wait();
+            let _ = tell.send(());
+        });
+        Some(Follower { pid, done })
+    }
+
+    /// Waits up to `bound` for the logs to end, then stops the client.
+    fn finish(self, bound: Duration) {
+        if self.done.recv_timeout(bound).is_err() {
+            if let Ok(raw) = i32::try_from(self.pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(raw),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = self.done.recv_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Ctrl-C: the Pod (and its Secrets) are deleted, and tapir waits, bounded, until the Pod
+/// is gone, so that nothing of the run goes on after `cancelled` is recorded.
+fn cancel(
+    target: &Target,
+    pod: &str,
+    secrets: &[String],
+    args: &RunArgs,
+    record: &mut RunRecord,
+    run_dir: &Path,
+    p: Printer,
+) -> ExitStatus {
+    output::stderr("\ntapir: cancelling: deleting the pod\n");
+    let limit = deadline::limit();
+    let call = kubectl::delete(target, pod, secrets, args.grace, limit);
+    let mut message = "cancelled by a signal; the pod was deleted".to_string();
+    match ask(&call) {
+        Answer::Ok(_) => {
+            let until = Instant::now() + limit + Duration::from_secs(u64::from(args.grace));
+            let mut gone = false;
+            while Instant::now() < until {
+                if let Answer::Refused(why) = ask(&kubectl::status(target, pod, limit))
+                    && (why.contains("NotFound") || why.contains("not found"))
+                {
+                    gone = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            if !gone {
+                message = format!(
+                    "cancelled by a signal; pod/{pod} was asked to go but was still there after {} s",
+                    (limit + Duration::from_secs(u64::from(args.grace))).as_secs()
+                );
+            }
+        }
+        Answer::Refused(why) | Answer::NoAnswer(why) => {
+            message = format!(
+                "cancelled by a signal, but pod/{pod} could not be deleted: {why}\n  fix: {}",
+                call.shown()
+            );
+            output::stderr(&format!("{} {message}\n", p.red("error:")));
+        }
+    }
+    record.status = Status::Cancelled;
+    set_state(record, "Deleted");
+    record.message = Some(message);
+    record.ended_at = Some(jiff::Timestamp::now());
+    crate::execute::write_record(run_dir, record);
+    output::stderr(&format!(
+        "tapir: cancelled; record: {}\n",
+        run_dir.display()
+    ));
+    ExitStatus::Cancelled
+}
+
+/// Records a run whose objects could not be created (exit 125).
+fn not_started(record: &mut RunRecord, run_dir: &PathBuf, why: &str, p: Printer) -> ExitStatus {
+    output::stderr(&format!("{} {why}\n", p.red("error:")));
+    record.status = Status::EngineError;
+    record.message = Some(why.to_string());
+    record.ended_at = Some(jiff::Timestamp::now());
+    crate::execute::write_record(run_dir, record);
+    output::stderr(&format!(
+        "tapir: the task did not start; record: {}\n",
+        run_dir.display()
+    ));
+    ExitStatus::NotStarted
+}
+
+/// The last line of a run: how the Pod ended.
+fn announce(record: &RunRecord, pod: &str, run_dir: &Path, p: Printer) {
+    let line = match record.status {
+        Status::Succeeded => p.green(&format!("pod/{pod} succeeded")),
+        Status::EngineError => p.red(&format!(
+            "pod/{pod}: {}",
+            record.message.as_deref().unwrap_or("engine error")
+        )),
+        status => p.red(&format!(
+            "pod/{pod} {}{}{}",
+            status.as_str(),
+            record
+                .exit_code
+                .map(|c| format!(" (exit code {c})"))
+                .unwrap_or_default(),
+            record
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        )),
+    };
+    output::stderr(&format!("{line}; record: {}\n", run_dir.display()));
+}

@@ -97,14 +97,19 @@ fn ask(call: &KubectlCall) -> Answer {
         Ok(out) if out.status.success() => {
             Answer::Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         }
-        Ok(out) => Answer::Refused(
-            String::from_utf8_lossy(&out.stderr)
+        Ok(out) => {
+            let said = String::from_utf8_lossy(&out.stderr)
                 .trim()
                 .lines()
                 .take(20)
                 .collect::<Vec<_>>()
-                .join("\n"),
-        ),
+                .join("\n");
+            Answer::Refused(if said.is_empty() {
+                format!("kubectl ended with {} and said nothing", out.status)
+            } else {
+                said
+            })
+        }
         Err(CallError::Spawn(e)) => Answer::NoAnswer(format!(
             "cannot start kubectl ({e})\n  fix: install kubectl and make sure it is on PATH, with a context for your cluster (`kubectl config current-context`)"
         )),
@@ -257,7 +262,15 @@ pub(crate) fn submit(sub: Submission<'_>, p: Printer) -> Result<ExitStatus> {
     let _ = sink.finish();
     match ending {
         Ending::Cancelled => {
-            return Ok(cancel(&sub.target, &pod, &secrets, args, &mut record, &run_dir, p));
+            return Ok(cancel(
+                &sub.target,
+                &pod,
+                &secrets,
+                args,
+                &mut record,
+                &run_dir,
+                p,
+            ));
         }
         Ending::Ended(status, exit_code, message) => {
             record.status = status;

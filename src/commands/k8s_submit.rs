@@ -162,10 +162,9 @@ pub(crate) fn submit(sub: Submission<'_>, p: Printer) -> Result<ExitStatus> {
         task_name: Some(sub.plan.task_name.clone()),
         template: None,
         plan: Some(sub.plan.clone()),
-        argv: kubectl::create(&sub.target, manifests, limit)
-            .shown()
-            .split(' ')
-            .map(str::to_string)
+        // The create call, without its standard input (the manifests, Secrets included).
+        argv: std::iter::once(KUBECTL.to_string())
+            .chain(kubectl::create(&sub.target, manifests, limit).args)
             .collect(),
         image: None,
         container: None,
@@ -189,6 +188,15 @@ pub(crate) fn submit(sub: Submission<'_>, p: Printer) -> Result<ExitStatus> {
     let manifest_text = crate::k8s::render_masked(manifests, crate::k8s::ManifestFormat::Yaml);
     let _ = store::write_run_file(&run_dir.join(MANIFEST_FILE), manifest_text.as_bytes());
     crate::execute::write_record(&run_dir, &record);
+    write_handle(
+        &run_dir,
+        &Handle {
+            pod: pod.clone(),
+            secrets: secrets.clone(),
+            keep: args.keep,
+            grace: args.grace,
+        },
+    );
 
     let cancelled = Arc::new(AtomicBool::new(false));
     for signal in [
@@ -262,11 +270,12 @@ pub(crate) fn submit(sub: Submission<'_>, p: Printer) -> Result<ExitStatus> {
     let _ = sink.finish();
     match ending {
         Ending::Cancelled => {
-            return Ok(cancel(
+            let how = CancelArgs { grace: args.grace };
+            return Ok(cancel_pod(
                 &sub.target,
                 &pod,
                 &secrets,
-                args,
+                how,
                 &mut record,
                 &run_dir,
                 p,
@@ -347,7 +356,7 @@ fn follow(
                     continue;
                 }
             },
-            Answer::Refused(why) if why.contains("NotFound") || why.contains("not found") => {
+            Answer::Refused(why) if is_not_found(&why) => {
                 break Ending::NoCluster(format!(
                     "pod/{pod} is gone: it was deleted outside tapir ({why})"
                 ));
@@ -362,15 +371,7 @@ fn follow(
                 continue;
             }
         };
-        let word = match &state {
-            PodState::Pending(Some(reason)) => format!("Pending: {reason}"),
-            PodState::Pending(None) => "Pending".to_string(),
-            PodState::Running => "Running".to_string(),
-            PodState::Ended { reason, .. } => {
-                format!("Terminated: {}", reason.as_deref().unwrap_or("-"))
-            }
-            PodState::Lost(reason) => format!("Failed: {reason}"),
-        };
+        let word = state_word(&state);
         if word != last_state {
             set_state(record, &word);
             if matches!(state, PodState::Running | PodState::Ended { .. })
@@ -385,40 +386,8 @@ fn follow(
         if follower.is_none() && matches!(state, PodState::Running | PodState::Ended { .. }) {
             follower = Follower::start(target, pod, sink.clone());
         }
-        match state {
-            PodState::Ended { exit_code, reason } => {
-                let status = match (exit_code, reason.as_deref()) {
-                    (_, Some("OOMKilled")) => Status::OomKilled,
-                    (0, _) => Status::Succeeded,
-                    _ => Status::Failed,
-                };
-                let message = (status == Status::OomKilled).then(|| {
-                    "the container went over its memory limit (Kubernetes: OOMKilled)".to_string()
-                });
-                break Ending::Ended(status, Some(i64::from(exit_code)), message);
-            }
-            PodState::Lost(reason) if reason.contains("DeadlineExceeded") => {
-                break Ending::Ended(
-                    Status::TimedOut,
-                    None,
-                    Some(format!(
-                        "the pod ran longer than its activeDeadlineSeconds ({reason})"
-                    )),
-                );
-            }
-            PodState::Lost(reason) => {
-                break Ending::Ended(
-                    Status::Failed,
-                    None,
-                    Some(format!("the pod failed: {reason}")),
-                );
-            }
-            PodState::Pending(Some(reason)) if is_stuck(&reason) => {
-                break Ending::NoCluster(format!(
-                    "pod/{pod} cannot start: {reason}\n  fix: see `kubectl describe pod/{pod}`"
-                ));
-            }
-            _ => {}
+        if let Some((status, exit_code, message)) = ending_of(&state, pod) {
+            break Ending::Ended(status, exit_code, message);
         }
         sleep_unless(cancelled, POLL_EVERY);
     };
@@ -496,11 +465,11 @@ impl Follower {
 
 /// Ctrl-C: the Pod (and its Secrets) are deleted, and tapir waits, bounded, until the Pod
 /// is gone, so that nothing of the run goes on after `cancelled` is recorded.
-fn cancel(
+fn cancel_pod(
     target: &Target,
     pod: &str,
     secrets: &[String],
-    args: &RunArgs,
+    args: CancelArgs,
     record: &mut RunRecord,
     run_dir: &Path,
     p: Printer,
@@ -515,7 +484,7 @@ fn cancel(
             let mut gone = false;
             while Instant::now() < until {
                 if let Answer::Refused(why) = ask(&kubectl::status(target, pod, limit))
-                    && (why.contains("NotFound") || why.contains("not found"))
+                    && is_not_found(&why)
                 {
                     gone = true;
                     break;
@@ -586,4 +555,225 @@ fn announce(record: &RunRecord, pod: &str, run_dir: &Path, p: Printer) {
         )),
     };
     output::stderr(&format!("{line}; record: {}\n", run_dir.display()));
+}
+
+/// What a later tapir (`ps`, `show`, `wait`, `logs`, `rm`) needs to finish a run nobody
+/// follows (`--detach`, or a follower that was killed): kept beside the record, 0600.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Handle {
+    pod: String,
+    secrets: Vec<String>,
+    keep: bool,
+    grace: u32,
+}
+
+/// The run folder file that holds the [`Handle`].
+pub(crate) const HANDLE_FILE: &str = "k8s.json";
+/// A run nobody follows is asked about at most this often per run by one tapir.
+const SETTLE_EVERY: Duration = Duration::from_secs(2);
+
+fn write_handle(run_dir: &Path, handle: &Handle) {
+    let text = serde_json::to_string_pretty(handle).unwrap_or_default();
+    let _ = store::write_run_file(&run_dir.join(HANDLE_FILE), text.as_bytes());
+}
+
+fn read_handle(run_dir: &Path) -> Option<Handle> {
+    let bytes = store::read_run_file(&run_dir.join(HANDLE_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// A Kubernetes run whose record is not final and that no living tapir follows: its
+/// record, target and handle.
+fn unfollowed(run_dir: &Path) -> Option<(RunRecord, Target, Handle)> {
+    let record = RunRecord::load(run_dir).ok()?;
+    let executor = record.executor.as_ref()?;
+    let followed =
+        record.pid.is_some() && !record::supervisor_gone(record.host.as_deref(), record.pid);
+    if executor.kind != "k8s" || !record.status.is_active() || followed {
+        return None;
+    }
+    let target = Target {
+        context: executor.context.clone(),
+        namespace: executor.namespace.clone(),
+    };
+    let handle = read_handle(run_dir)?;
+    Some((record, target, handle))
+}
+
+/// For `ps`, `show`, `wait`, `logs` and `rm`: a Kubernetes run that nobody follows is
+/// brought up to date from the Pod's state (one `kubectl get`, at most every
+/// [`SETTLE_EVERY`]); a Pod that has ended gets its logs fetched into the run folder, its
+/// objects deleted (unless `--keep`) and a final record. Returns a warning when the
+/// cluster could not be asked.
+pub(crate) fn settle(run_dir: &Path) -> Option<String> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static ASKED: Mutex<Option<HashMap<PathBuf, Instant>>> = Mutex::new(None);
+    let (mut record, target, handle) = unfollowed(run_dir)?;
+    {
+        let mut asked = ASKED.lock().ok()?;
+        let asked = asked.get_or_insert_with(HashMap::new);
+        if asked
+            .get(run_dir)
+            .is_some_and(|at| at.elapsed() < SETTLE_EVERY)
+        {
+            return None;
+        }
+        asked.insert(run_dir.to_path_buf(), Instant::now());
+    }
+    let limit = deadline::limit();
+    let state = match ask(&kubectl::status(&target, &handle.pod, limit)) {
+        Answer::Ok(json) => match serde_json::from_str(&json) {
+            Ok(value) => kubectl::pod_state(&value),
+            Err(e) => return Some(format!("kubectl's answer is not JSON: {e}")),
+        },
+        Answer::Refused(why) if is_not_found(&why) => {
+            record.status = Status::Failed;
+            record.message = Some(format!(
+                "pod/{} is gone: it was deleted outside tapir before its end was recorded",
+                handle.pod
+            ));
+            record.ended_at = Some(jiff::Timestamp::now());
+            crate::execute::write_record(run_dir, &record);
+            return None;
+        }
+        Answer::Refused(why) | Answer::NoAnswer(why) => {
+            return Some(format!(
+                "cannot ask the cluster about run {}; it is shown as its record says: {why}",
+                record.id
+            ));
+        }
+    };
+    set_state(&mut record, &state_word(&state));
+    if matches!(state, PodState::Running | PodState::Ended { .. })
+        && record.status == Status::Queued
+    {
+        record.status = Status::Running;
+        record.started_at = Some(jiff::Timestamp::now());
+    }
+    if let Some((status, exit_code, message)) = ending_of(&state, &handle.pod) {
+        if let Ok(sink) = LogSink::create(run_dir) {
+            fetch_logs(&target, &handle.pod, &sink);
+            let _ = sink.finish();
+        }
+        if !handle.keep {
+            let call = kubectl::delete(&target, &handle.pod, &handle.secrets, handle.grace, limit);
+            if let Answer::Refused(why) | Answer::NoAnswer(why) = ask(&call) {
+                record.warnings.push(format!(
+                    "could not delete pod/{} and its Secrets: {why}",
+                    handle.pod
+                ));
+            }
+        }
+        record.status = status;
+        record.exit_code = exit_code;
+        record.message = message;
+        record.ended_at = Some(jiff::Timestamp::now());
+        if let Some(plan) = &record.plan {
+            record.outputs = plan
+                .mounts
+                .iter()
+                .filter(|m| m.direction == Direction::Output)
+                .map(|m| record::list_output(&m.channel, &m.host_path))
+                .collect();
+        }
+    }
+    crate::execute::write_record(run_dir, &record);
+    None
+}
+
+/// `rm` of a Kubernetes run nobody follows: the Pod and its Secrets are deleted, tapir
+/// waits (bounded) until the Pod is gone, and the record says `cancelled`. `None`: not
+/// such a run (a following tapir is signalled instead).
+pub(crate) fn cancel_unfollowed(run_dir: &Path) -> Option<ExitStatus> {
+    let p = Printer::new(crate::cli::ColorChoice::Never, false);
+    let (mut record, target, handle) = unfollowed(run_dir)?;
+    let grace = handle.grace;
+    let how = CancelArgs { grace };
+    Some(cancel_pod(
+        &target,
+        &handle.pod,
+        &handle.secrets,
+        how,
+        &mut record,
+        run_dir,
+        p,
+    ))
+}
+
+/// What a cancel needs from the run's settings.
+struct CancelArgs {
+    grace: u32,
+}
+
+/// The whole output of an ended Pod's container (one bounded `kubectl logs`).
+fn fetch_logs(target: &Target, pod: &str, sink: &LogSink) {
+    let limit = deadline::limit();
+    if let Answer::Ok(text) = ask(&kubectl::logs(target, pod, false, limit, limit)) {
+        let _ = logs::pump(text.as_bytes(), Stream::Stdout, sink, None, |_| {});
+    }
+}
+
+fn is_not_found(why: &str) -> bool {
+    why.contains("NotFound") || why.contains("not found")
+}
+
+/// The record's word for a Pod state.
+fn state_word(state: &PodState) -> String {
+    match state {
+        PodState::Pending(Some(reason)) => format!("Pending: {reason}"),
+        PodState::Pending(None) => "Pending".to_string(),
+        PodState::Running => "Running".to_string(),
+        PodState::Ended { reason, .. } => {
+            format!("Terminated: {}", reason.as_deref().unwrap_or("-"))
+        }
+        PodState::Lost(reason) => format!("Failed: {reason}"),
+    }
+}
+
+/// How the run ends in this state, if it does: status, exit code, message.
+fn ending_of(state: &PodState, pod: &str) -> Option<(Status, Option<i64>, Option<String>)> {
+    match state {
+        PodState::Ended { exit_code, reason } => {
+            let status = match (exit_code, reason.as_deref()) {
+                (_, Some("OOMKilled")) => Status::OomKilled,
+                (0, _) => Status::Succeeded,
+                _ => Status::Failed,
+            };
+            let message = (status == Status::OomKilled).then(|| {
+                "the container went over its memory limit (Kubernetes: OOMKilled)".to_string()
+            });
+            Some((status, Some(i64::from(*exit_code)), message))
+        }
+        PodState::Lost(reason) if reason.contains("DeadlineExceeded") => Some((
+            Status::TimedOut,
+            None,
+            Some(format!(
+                "the pod ran longer than its activeDeadlineSeconds ({reason})"
+            )),
+        )),
+        PodState::Lost(reason) => Some((
+            Status::Failed,
+            None,
+            Some(format!("the pod failed: {reason}")),
+        )),
+        PodState::Pending(Some(reason)) if is_stuck(reason) => Some((
+            Status::EngineError,
+            None,
+            Some(format!(
+                "pod/{pod} cannot start: {reason}\n  fix: see `kubectl describe pod/{pod}`"
+            )),
+        )),
+        _ => None,
+    }
+}
+
+/// [`settle`] for the commands that read records: a warning is said once per command.
+pub(crate) fn look(run_dir: &Path) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if let Some(warning) = settle(run_dir)
+        && !WARNED.swap(true, Ordering::SeqCst)
+    {
+        output::stderr(&format!("warning: {warning}\n"));
+    }
 }

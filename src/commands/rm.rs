@@ -314,7 +314,7 @@ fn cancel_pipeline(dir: &Path) -> Result<()> {
 /// what it points to; one of tapir's names that is a folder (a damaged run) goes only with
 /// `force`.
 fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
-    const FILES: [&str; 7] = [
+    const FILES: [&str; 9] = [
         store::RECORD_FILE,
         store::GITIGNORE_FILE,
         store::RESERVE_FILE,
@@ -322,6 +322,8 @@ fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
         crate::record::logs::STDERR_FILE,
         crate::record::logs::INDEX_FILE,
         crate::execute::detach::SUPERVISOR_LOG,
+        super::k8s_submit::HANDLE_FILE,
+        super::k8s_submit::MANIFEST_FILE,
     ];
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries.flatten() {
@@ -368,6 +370,10 @@ fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
 /// writes `cancelled`), and waits for that. The pid is read again on every poll: during
 /// the hand-over of `run --detach` it changes from the parent's to the supervisor's.
 fn cancel(dir: &Path) -> Result<()> {
+    // A Kubernetes run nobody follows: its Pod is deleted through kubectl.
+    if super::k8s_submit::cancel_unfollowed(dir).is_some() {
+        return Ok(());
+    }
     stop_and_wait(dir, "run", |dir| {
         let summary = RunSummary::load_settled(dir).ok()?;
         (!summary.is_over()).then_some(summary.pid)

@@ -33,6 +33,7 @@ pub(crate) fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> 
             )?,
         },
     };
+    super::k8s_submit::look(&run_dir);
     let record = RunRecord::load(&run_dir).map_err(|e| Error::Record(e.to_string()))?;
     if args.format == PlanFormat::Json {
         // The record as written, plus what only a reader can know.

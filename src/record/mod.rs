@@ -396,7 +396,11 @@ impl RunSummary {
     /// Recorded as running, but the process that supervised it is gone: nothing will
     /// ever write its end.
     pub(crate) fn is_lost(&self) -> bool {
-        self.status == Status::Running && supervisor_gone(self.host.as_deref(), self.pid)
+        // A run in an outside scheduler (Kubernetes) is settled from the scheduler's
+        // word, which says more than a gone pid (`commands::k8s_submit::settle`).
+        self.status == Status::Running
+            && self.executor.is_none()
+            && supervisor_gone(self.host.as_deref(), self.pid)
     }
 
     /// Like [`RunSummary::load`], but a run that looks lost is read once more: its

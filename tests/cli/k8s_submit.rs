@@ -257,3 +257,65 @@ fn the_kubectl_stand_in_refuses_what_it_does_not_implement() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("verb `apply` is not implemented"), "{said}");
 }
+
+/// `--detach` returns once the Pod is created; `wait` asks the cluster (nobody follows the
+/// Pod) and settles the run: its end, its logs fetched into the run folder, its objects
+/// deleted. `ps` then shows the end.
+#[test]
+fn k8s_detached_run_is_settled_by_wait_and_shown_by_ps_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = k8s_run(dir.path(), "echo started; sleep 2; echo done; exit 4");
+    let done = run(cmd.arg("--detach"));
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let id = done.stdout.trim().to_string();
+    let (_, record) = only_record(&dir.path().join("runs"));
+    assert!(
+        ["queued", "running"].contains(&record["status"].as_str().unwrap()),
+        "{record}"
+    );
+    assert!(
+        record.get("pid").is_none(),
+        "no tapir follows a detached pod"
+    );
+    let pod = pod_of(&record);
+    let tapir_here = |args: &[&str]| {
+        let mut cmd = tapir(dir.path(), args);
+        cmd.args(["--runs-dir", "runs"])
+            .env("PATH", stand_in_path())
+            .env("TAPIR_KUBECTL_STATE", dir.path().join("state"));
+        cmd
+    };
+    let waited = run(&mut tapir_here(&["wait", &id]));
+    assert_eq!(waited.code, 4, "{}", waited.stderr);
+    let (_, record) = only_record(&dir.path().join("runs"));
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["exit_code"], 4);
+    let logs = run(&mut tapir_here(&["logs", &id]));
+    assert_eq!(logs.stdout, "started\ndone\n", "{}", logs.stderr);
+    let ps = run(&mut tapir_here(&["ps"]));
+    assert!(ps.stdout.contains("failed"), "{}", ps.stdout);
+    assert_eq!(leftover(&pod), "");
+    assert!(all_text(&dir.path().join("state")).is_empty());
+}
+
+/// `rm --force` of a detached run deletes its Pod and Secrets through kubectl, then the
+/// run folder.
+#[test]
+fn k8s_rm_force_of_a_detached_run_deletes_the_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = k8s_run(dir.path(), "echo started; exec sleep 120");
+    let done = run(cmd.args(["--detach", "--grace", "1"]));
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let id = done.stdout.trim().to_string();
+    let (run_dir, record) = only_record(&dir.path().join("runs"));
+    let pod = pod_of(&record);
+    assert_ne!(leftover(&pod), "");
+    let mut rm = tapir(dir.path(), ["rm", "--force", "--runs-dir", "runs", &id]);
+    rm.env("PATH", stand_in_path())
+        .env("TAPIR_KUBECTL_STATE", dir.path().join("state"));
+    let removed = run(&mut rm);
+    assert_eq!(removed.code, 0, "{}", removed.stderr);
+    assert!(!run_dir.exists());
+    assert_eq!(leftover(&pod), "");
+    assert!(all_text(&dir.path().join("state")).is_empty());
+}

@@ -50,7 +50,7 @@ enum Answer {
     /// kubectl ran and refused; its standard error.
     Refused(String),
     /// kubectl could not be started, or did not answer in time.
-    NoAnswer(String),
+    Silent(String),
 }
 
 /// Runs one bounded kubectl call; the standard input (the manifests) goes through a
@@ -73,7 +73,7 @@ fn ask(call: &KubectlCall) -> Answer {
                     let _ = writer.write_all(text.as_bytes());
                 }))
             }
-            Err(e) => return Answer::NoAnswer(format!("cannot make a pipe for kubectl: {e}")),
+            Err(e) => return Answer::Silent(format!("cannot make a pipe for kubectl: {e}")),
         },
         None => {
             command.stdin(Stdio::null());
@@ -110,10 +110,10 @@ fn ask(call: &KubectlCall) -> Answer {
                 said
             })
         }
-        Err(CallError::Spawn(e)) => Answer::NoAnswer(format!(
+        Err(CallError::Spawn(e)) => Answer::Silent(format!(
             "cannot start kubectl ({e})\n  fix: install kubectl and make sure it is on PATH, with a context for your cluster (`kubectl config current-context`)"
         )),
-        Err(CallError::TimedOut(limit)) => Answer::NoAnswer(format!(
+        Err(CallError::TimedOut(limit)) => Answer::Silent(format!(
             "kubectl did not answer within {} s ({what}{})\n  fix: check that the cluster answers (`kubectl{} cluster-info`); if it is only slow, give it longer with {}=<seconds> (now {} s)",
             limit.as_secs(),
             verb.map(|v| format!("; {v}")).unwrap_or_default(),
@@ -212,7 +212,7 @@ pub(crate) fn submit(sub: Submission<'_>, p: Printer) -> Result<ExitStatus> {
             return;
         }
         let call = kubectl::delete(&sub.target, &pod, &secrets, args.grace, limit);
-        if let Answer::Refused(why) | Answer::NoAnswer(why) = ask(&call) {
+        if let Answer::Refused(why) | Answer::Silent(why) = ask(&call) {
             let note = format!(
                 "could not delete pod/{pod} and its Secrets: {why}\n  fix: delete them yourself: {}",
                 call.shown()
@@ -224,7 +224,7 @@ pub(crate) fn submit(sub: Submission<'_>, p: Printer) -> Result<ExitStatus> {
 
     match ask(&kubectl::create(&sub.target, manifests, limit)) {
         Answer::Ok(_) => {}
-        Answer::Refused(why) | Answer::NoAnswer(why) => {
+        Answer::Refused(why) | Answer::Silent(why) => {
             // A create that timed out may still have made some objects.
             remove(&mut record);
             return Ok(not_started(
@@ -361,7 +361,7 @@ fn follow(
                     "pod/{pod} is gone: it was deleted outside tapir ({why})"
                 ));
             }
-            Answer::Refused(why) | Answer::NoAnswer(why) => {
+            Answer::Refused(why) | Answer::Silent(why) => {
                 failures += 1;
                 if failures >= MAX_FAILED_QUERIES || cancelled.load(Ordering::SeqCst) {
                     break Ending::NoCluster(format!(
@@ -498,7 +498,7 @@ fn cancel_pod(
                 );
             }
         }
-        Answer::Refused(why) | Answer::NoAnswer(why) => {
+        Answer::Refused(why) | Answer::Silent(why) => {
             message = format!(
                 "cancelled by a signal, but pod/{pod} could not be deleted: {why}\n  fix: {}",
                 call.shown()
@@ -519,7 +519,7 @@ fn cancel_pod(
 }
 
 /// Records a run whose objects could not be created (exit 125).
-fn not_started(record: &mut RunRecord, run_dir: &PathBuf, why: &str, p: Printer) -> ExitStatus {
+fn not_started(record: &mut RunRecord, run_dir: &Path, why: &str, p: Printer) -> ExitStatus {
     output::stderr(&format!("{} {why}\n", p.red("error:")));
     record.status = Status::EngineError;
     record.message = Some(why.to_string());
@@ -637,7 +637,7 @@ pub(crate) fn settle(run_dir: &Path) -> Option<String> {
             crate::execute::write_record(run_dir, &record);
             return None;
         }
-        Answer::Refused(why) | Answer::NoAnswer(why) => {
+        Answer::Refused(why) | Answer::Silent(why) => {
             return Some(format!(
                 "cannot ask the cluster about run {}; it is shown as its record says: {why}",
                 record.id
@@ -658,7 +658,7 @@ pub(crate) fn settle(run_dir: &Path) -> Option<String> {
         }
         if !handle.keep {
             let call = kubectl::delete(&target, &handle.pod, &handle.secrets, handle.grace, limit);
-            if let Answer::Refused(why) | Answer::NoAnswer(why) = ask(&call) {
+            if let Answer::Refused(why) | Answer::Silent(why) = ask(&call) {
                 record.warnings.push(format!(
                     "could not delete pod/{} and its Secrets: {why}",
                     handle.pod

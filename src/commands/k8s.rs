@@ -143,7 +143,7 @@ fn submission_note(target: &Target, manifests: &Manifests) -> String {
         kubectl::delete(target, pod, &secrets, 10, limit),
     ];
     let mut text = String::from(
-        "note: tapir does not submit to a cluster yet (README, \"Kubernetes\"); a run would call, in this order (create: the real Secrets on standard input, never in a file or the argv):\n",
+        "note: a run without --dry-run would call, in this order (create: the real Secrets on standard input, never in a file or the argv):\n",
     );
     for call in calls {
         text.push_str(&format!("  {}\n", call.shown()));

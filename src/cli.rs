@@ -52,7 +52,9 @@ pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
             "pipeline run: the pipeline is invalid (nothing started);",
             "run, inspect, doctor, images, validate --image: the engine (or registry) did",
             "not answer within TAPIR_ENGINE_TIMEOUT",
-            "seconds (default 60; every engine call has this deadline)",
+            "seconds (default 60; every engine call has this deadline);",
+            "run --executor k8s: kubectl refused the objects or did not answer, or the",
+            "Pod vanished or cannot start",
         ],
     ),
     (

@@ -2,7 +2,8 @@
 //! baseline measured in the same run, never compared with fixed times in a test.
 //!
 //! `cargo bench --bench bench -- GROUP` runs one group: `validate`, `run`, `ps`, `logs`,
-//! `pipeline`, `pipeline-validate` or `scale` (names match exactly); without one, all run.
+//! `pipeline`, `pipeline-validate`, `scale` or `slurm` (names match exactly); without
+//! one, all run (`slurm` needs the test cluster of tests/setup/slurm.sh).
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
@@ -1011,4 +1012,149 @@ fn main() {
     if wants("pipeline-validate") {
         bench_pipeline_validate();
     }
+    if wants("slurm") {
+        bench_slurm();
+    }
+}
+
+/// The test cluster's slurm.conf (tests/setup/slurm.sh).
+fn slurm_conf() -> PathBuf {
+    let root = std::env::var_os("TAPIR_SLURM_ROOT")
+        .map_or_else(|| PathBuf::from("/tmp/tapir-slurm"), PathBuf::from);
+    let conf = root.join("slurm.conf");
+    assert!(
+        conf.is_file(),
+        "no Slurm test cluster at {}: start it with tests/setup/slurm.sh",
+        conf.display()
+    );
+    conf
+}
+
+/// Submits `count` jobs of `engine_command` with `sbatch --wrap` and polls `squeue` (one
+/// call for all, every 250 ms, as a hand-written script would) until every job ended.
+fn sbatch_wrap_and_poll(conf: &Path, engine_command: &str, count: usize) -> Duration {
+    let start = Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let out = Command::new("sbatch")
+            .args(["--parsable", "--output=/dev/null", "--wrap", engine_command])
+            .env("SLURM_CONF", conf)
+            .output()
+            .expect("sbatch runs");
+        assert!(out.status.success(), "sbatch failed: {out:?}");
+        ids.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let jobs = ids.join(",");
+    loop {
+        let out = Command::new("squeue")
+            .args(["-h", "-t", "all", "-j", &jobs, "-o", "%T"])
+            .env("SLURM_CONF", conf)
+            .output()
+            .expect("squeue runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let states: Vec<&str> = text.lines().collect();
+        if out.status.success()
+            && states.len() == count
+            && states
+                .iter()
+                .all(|s| matches!(*s, "COMPLETED" | "FAILED" | "CANCELLED" | "TIMEOUT"))
+        {
+            assert!(
+                states.iter().all(|s| *s == "COMPLETED"),
+                "baseline jobs failed: {states:?}"
+            );
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `pipeline run --executor slurm` against the same engine command submitted by hand with
+/// `sbatch --wrap` and waited for with a polling loop, several sizes, interleaved; and
+/// one `run --executor slurm` against one such job, for the latency tapir adds.
+/// TAPIR_BENCH_SLURM_SIZES (default `10,50`), TAPIR_BENCH_ROUNDS (default 3).
+fn bench_slurm() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    build_example_image(&root);
+    let conf = slurm_conf();
+    let image = "tapir-example/dummy:latest";
+    let uid = nix_id("-u");
+    let gid = nix_id("-g");
+    // What tapir's node side asks the engine for (minus its labels and name).
+    let engine_command = format!(
+        "docker run --rm --init --security-opt no-new-privileges --pull never --network none --user {uid}:{gid} {image} true"
+    );
+    let rounds: usize = std::env::var("TAPIR_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let dir = tempfile::tempdir().expect("tmp");
+    println!(
+        "slurm: tapir --executor slurm vs sbatch --wrap + a squeue polling loop (same engine command), {rounds} rounds, medians"
+    );
+    let single_task = dir.path().join("single.json");
+    std::fs::write(&single_task, noop_task(image, 0).to_string()).expect("write");
+    let (mut mine, mut others) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        others.push(sbatch_wrap_and_poll(&conf, &engine_command, 1));
+        let mut cmd = Command::new(tapir());
+        cmd.args([
+            "run",
+            "--executor",
+            "slurm",
+            "--network",
+            "none",
+            "--runs-dir",
+        ])
+        .arg(dir.path().join("runs"))
+        .arg(&single_task)
+        .env("SLURM_CONF", &conf);
+        mine.push(time(&mut cmd));
+    }
+    let (ours, theirs) = (median(mine), median(others));
+    println!(
+        "  1 task (run):        tapir {}  sbatch --wrap {}  latency tapir adds {}",
+        ms(ours),
+        ms(theirs),
+        ms(ours.saturating_sub(theirs))
+    );
+    for size in env_list("TAPIR_BENCH_SLURM_SIZES", "10,50") {
+        let tasks: usize = size.parse().expect("a size is a number");
+        let pipeline = dir.path().join(format!("p{tasks}.json"));
+        std::fs::write(&pipeline, noop_pipeline(image, tasks, false).to_string()).expect("write");
+        let (mut mine, mut others) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            others.push(sbatch_wrap_and_poll(&conf, &engine_command, tasks));
+            let mut cmd = Command::new(tapir());
+            cmd.args([
+                "pipeline",
+                "run",
+                "--executor",
+                "slurm",
+                "--network",
+                "none",
+                "--jobs",
+            ])
+            .arg(tasks.to_string())
+            .arg("--runs-dir")
+            .arg(dir.path().join("runs"))
+            .arg(&pipeline)
+            .env("SLURM_CONF", &conf);
+            mine.push(time(&mut cmd));
+        }
+        let (mine, others) = (median(mine), median(others));
+        println!(
+            "  {tasks} tasks (pipeline): tapir {}  sbatch --wrap {}  ratio {:.2} (goal <= 1.1)  load {}",
+            ms(mine),
+            ms(others),
+            mine.as_secs_f64() / others.as_secs_f64(),
+            load_average()
+        );
+    }
+}
+
+/// `id -u` / `id -g`.
+fn nix_id(flag: &str) -> String {
+    let out = Command::new("id").arg(flag).output().expect("id runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -333,6 +333,50 @@ pub(crate) struct RunArgs {
     /// record, when the file is only the way it travels (standard input).
     #[arg(long, value_name = "NAME=SOURCE", hide = true, value_parser = EnvOverrideParser)]
     pub env_source: Vec<EnvOverride>,
+
+    #[command(flatten)]
+    pub slurm: Box<SlurmArgs>,
+
+    /// Internal (a Slurm job script gives it): take over the run folder the submitter
+    /// made for --run-id, whose record says `queued`, instead of making a new one.
+    #[arg(long, hide = true, requires = "run_id", conflicts_with_all = ["detach", "dry_run"])]
+    pub adopt_queued: bool,
+}
+
+/// Site settings of `--executor slurm` (src/executor/slurm/settings.rs): each overrides
+/// the `TAPIR_SLURM_*` variable and the settings files.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct SlurmArgs {
+    /// With --executor slurm: the partition to submit to (else TAPIR_SLURM_PARTITION, the
+    /// settings files, or the cluster's default).
+    #[arg(long, value_name = "NAME")]
+    pub partition: Option<String>,
+    /// With --executor slurm: the account the job is charged to.
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// With --executor slurm: the quality of service.
+    #[arg(long, value_name = "NAME")]
+    pub qos: Option<String>,
+    /// With --executor slurm: one more `sbatch` option, e.g. `--sbatch-arg=--constraint=a`
+    /// (repeatable; replaces TAPIR_SLURM_SBATCH_ARGS and the files' `sbatch_args`).
+    #[arg(long = "sbatch-arg", value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+    /// With --executor slurm: the path of tapir on the nodes (default: this binary's).
+    #[arg(long, value_name = "PATH")]
+    pub tapir_on_node: Option<PathBuf>,
+}
+
+impl SlurmArgs {
+    /// The flags as the highest level of the site settings.
+    pub(crate) fn flags(&self) -> crate::executor::slurm::settings::SlurmSettings {
+        crate::executor::slurm::settings::SlurmSettings {
+            partition: self.partition.clone(),
+            account: self.account.clone(),
+            qos: self.qos.clone(),
+            sbatch_args: (!self.sbatch_args.is_empty()).then(|| self.sbatch_args.clone()),
+            tapir_on_node: self.tapir_on_node.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -1064,6 +1108,9 @@ pub(crate) struct PipelineRunArgs {
     /// Kubernetes object per attempt); as `run --executor`.
     #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
     pub executor: ExecutorKind,
+
+    #[command(flatten)]
+    pub slurm: Box<SlurmArgs>,
 
     /// Where the pipeline run folder (pipeline-run-<id>/) is created.
     #[arg(long, env = "TAPIR_RUNS_DIR", value_name = "DIR", default_value = ".")]

@@ -53,3 +53,4 @@ docker version --format 'prepare.sh: docker engine {{.Server.Version}}' >&2 || {
 bash "$(dirname "${BASH_SOURCE[0]}")/setup/registry.sh"  # loopback registries for the registry tests
 bash "$(dirname "${BASH_SOURCE[0]}")/setup/python3.sh"  # python3 + Jinja2 for the export tests
 bash "$(dirname "${BASH_SOURCE[0]}")/setup/k8s.sh"  # kubectl + kubernetes-validate for the Kubernetes tests
+bash "$(dirname "${BASH_SOURCE[0]}")/setup/slurm.sh"  # the single-node Slurm cluster of tests/cli/slurm.rs

@@ -76,7 +76,9 @@ pub(crate) fn run(args: &LogsArgs) -> Result<ExitStatus> {
         if !args.follow {
             return Ok(());
         }
+        let mut slurm = SlurmAsker::new(&run_dir);
         loop {
+            slurm.ask_when_due();
             // Read the record before the logs: once it says the run is over, everything
             // was captured, so one more pass gets the rest.
             super::k8s_submit::look(&run_dir);
@@ -188,7 +190,12 @@ fn finished_code(run_dir: &Path, follow: bool) -> Result<ExitStatus> {
 /// Opens the logs; when following a run that has not started capturing yet, waits for
 /// them (or for the run to end without any).
 fn open_reader(run_dir: &Path, follow: bool) -> Result<Option<LogReader>> {
+    let mut slurm = SlurmAsker::new(run_dir);
     loop {
+        if follow {
+            // A queued Slurm job: waited for; one that ended without starting, settled.
+            slurm.ask_when_due();
+        }
         // The index is created after both logs: once it exists, all three do (a reader
         // opened in between would miss a stream for good).
         let ready = !follow || run_dir.join(crate::record::logs::INDEX_FILE).exists();
@@ -224,6 +231,33 @@ fn open_reader(run_dir: &Path, follow: bool) -> Result<Option<LogReader>> {
             }
             Err(e) => return Err(Error::io(run_dir, e)),
         }
+    }
+}
+
+/// Asks Slurm about a followed Slurm run, backing off, so a job that ended without its
+/// record is settled (and the follow ends) rather than waited for forever.
+struct SlurmAsker {
+    dir: std::path::PathBuf,
+    poll: Duration,
+    next: std::time::Instant,
+}
+
+impl SlurmAsker {
+    fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            poll: crate::executor::slurm::job::FIRST_POLL,
+            next: std::time::Instant::now(),
+        }
+    }
+
+    fn ask_when_due(&mut self) {
+        if std::time::Instant::now() < self.next {
+            return;
+        }
+        crate::executor::slurm::job::look(std::slice::from_ref(&self.dir));
+        self.poll = crate::executor::slurm::job::next_poll(self.poll);
+        self.next = std::time::Instant::now() + self.poll;
     }
 }
 

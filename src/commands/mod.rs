@@ -17,6 +17,7 @@ pub(crate) mod plan_view;
 pub(crate) mod ps;
 pub(crate) mod rm;
 pub(crate) mod run;
+pub(crate) mod run_slurm;
 pub(crate) mod scaffold;
 pub(crate) mod schema;
 pub(crate) mod session;

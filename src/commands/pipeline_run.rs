@@ -20,7 +20,10 @@ use super::pipeline::{human as findings_text, human_findings};
 use crate::backend::lookup::PULL_FIX;
 use crate::cli::{ColorChoice, PipelineRunArgs, ProfileArg, UserChoice};
 use crate::error::{Error, ExitStatus, Result};
+use crate::executor::ExecutorKind;
 use crate::executor::local::LocalExecutor;
+use crate::executor::slurm::pipeline::SlurmExecutor;
+use crate::executor::slurm::settings::SlurmSettings;
 use crate::executor::{AttemptRequest, Event, Executor, Reattached, RunRequest, link_task_run};
 use crate::output::{self, Printer, TaskProgress};
 use crate::pipeline::model::{Profile, RunUser};
@@ -37,6 +40,13 @@ use crate::resolve::plan::PlannedBind;
 
 pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     crate::executor::refuse_unavailable(args.executor)?;
+    // The Slurm site settings are read (and a broken file refused) before anything.
+    let slurm = match args.executor {
+        ExecutorKind::Slurm => {
+            Some(SlurmSettings::resolve(args.slurm.flags()).map_err(Error::Usage)?)
+        }
+        _ => None,
+    };
     let err = Printer::for_stderr(color);
     // Everything is checked before anything is created.
     let checked = plan::check_with_params(
@@ -88,7 +98,7 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
         |n| n as usize,
     );
     let (run_dir, mut record, adopted) = match &args.resume {
-        Some(resume) => resume_record(resume, &args.runs_dir, &pipeline_sha)?,
+        Some(resume) => resume_record(resume, &args.runs_dir, &pipeline_sha, slurm.as_ref())?,
         None => {
             let (dir, record) = new_record(args, &pipeline_sha)?;
             (dir, record, Vec::new())
@@ -145,6 +155,7 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
         private_configs: BTreeMap::new(),
         upstream_values: BTreeMap::new(),
         journal,
+        slurm,
     };
     let status = driver.run(&mut record);
     Ok(status)
@@ -228,6 +239,7 @@ fn resume_record(
     resume: &Path,
     runs_dir: &Path,
     pipeline_sha: &str,
+    slurm: Option<&SlurmSettings>,
 ) -> Result<(PathBuf, PipelineRunRecord, Vec<String>)> {
     let candidates = [
         resume.to_path_buf(),
@@ -268,8 +280,10 @@ fn resume_record(
     // A pipeline tapir that was killed leaves its tasks running to their end (each is its
     // own `tapir run`): running them again alongside would mix their outputs.
     let task_runs = store::list_runs(&dir.join(RUNS_SUBDIR)).unwrap_or_default();
+    // (A Slurm job is not this machine's: `reattach` waits for it instead.)
     if let Some(still) = task_runs.iter().find(|run| {
-        record::RunSummary::load(run).is_ok_and(|r| r.status == Status::Running && !r.is_lost())
+        record::RunSummary::load(run)
+            .is_ok_and(|r| r.status == Status::Running && r.executor.is_none() && !r.is_lost())
     }) {
         return Err(Error::Usage(format!(
             "--resume {}: its task run {} is still running\n  fix: wait for it to end (tapir wait --runs-dir {} {}), or stop it",
@@ -279,9 +293,17 @@ fn resume_record(
             store::run_id_of(still).unwrap_or_default()
         )));
     }
-    // Attempts ran locally: nothing else is re-attached to yet.
-    let executor = LocalExecutor::new(&dir, mpsc::channel().0);
-    let adopted = settle_orphaned_attempts(&mut record, &dir, &executor).map_err(|still| {
+    // Attempts are re-attached by the executor they ran on (`--executor`): a Slurm job
+    // still queued or running is waited for, not submitted again.
+    let executor: Box<dyn Executor> = match slurm {
+        Some(settings) => Box::new(SlurmExecutor::new(
+            &dir,
+            settings.clone(),
+            mpsc::channel().0,
+        )),
+        None => Box::new(LocalExecutor::new(&dir, mpsc::channel().0)),
+    };
+    let adopted = settle_orphaned_attempts(&mut record, &dir, executor.as_ref()).map_err(|still| {
         Error::Usage(format!(
             "--resume {}: its task run {} is still running\n  fix: wait for it to end (tapir wait --runs-dir {} {}), or stop it",
             dir.display(),
@@ -470,6 +492,8 @@ struct Driver<'a> {
     private_configs: BTreeMap<usize, tempfile::TempDir>,
     /// Keeps the pipeline record at a cost per event that does not grow with the tasks.
     journal: Journal,
+    /// `--executor slurm`: the site settings (`None`: attempts run locally).
+    slurm: Option<SlurmSettings>,
     /// Per task: its `value_from` values read from upstream outputs files when it first
     /// started (name, value, where from), handed to each attempt on standard input.
     upstream_values: BTreeMap<usize, Vec<(String, String, String)>>,
@@ -479,7 +503,10 @@ impl Driver<'_> {
     fn run(mut self, record: &mut PipelineRunRecord) -> ExitStatus {
         let (events, inbox) = mpsc::channel::<Event>();
         let signals = SignalForwarder::install(events.clone());
-        let mut executor = LocalExecutor::new(self.run_dir, events);
+        let mut executor: Box<dyn Executor> = match &self.slurm {
+            Some(settings) => Box::new(SlurmExecutor::new(self.run_dir, settings.clone(), events)),
+            None => Box::new(LocalExecutor::new(self.run_dir, events)),
+        };
         if let Some(refused) = self.run_builds(record, &inbox) {
             executor.finish();
             self.progress.finish();
@@ -506,8 +533,14 @@ impl Driver<'_> {
                         retry,
                     } => {
                         changed.insert(task);
-                        let more =
-                            self.start(task, number, retry, record, &mut executor, &mut schedule);
+                        let more = self.start(
+                            task,
+                            number,
+                            retry,
+                            record,
+                            executor.as_mut(),
+                            &mut schedule,
+                        );
                         actions.extend(more);
                     }
                     Action::RetryLater {

@@ -99,6 +99,34 @@ fn read_listed(dir: PathBuf, pipelines: bool) -> (PathBuf, Listed) {
     (dir, listed)
 }
 
+/// Slurm runs whose records are not final: one `squeue` for all of them; those whose job
+/// ended without a final record are settled and read again. A failing `squeue` is said,
+/// and their rows stay as their records say.
+fn ask_slurm(runs: &mut [(PathBuf, Listed)]) {
+    use crate::executor::slurm::job::{self, Seen};
+    let asking: Vec<PathBuf> = runs
+        .iter()
+        .filter(|(_, listed)| {
+            matches!(listed, Listed::Run(r) if job::pending_job(r.status, r.executor.as_ref()).is_some())
+        })
+        .map(|(dir, _)| dir.clone())
+        .collect();
+    if asking.is_empty() {
+        return;
+    }
+    let seen = job::look(&asking);
+    if let Some(Seen::Unknown(why)) = seen.values().find(|s| matches!(s, Seen::Unknown(_))) {
+        crate::output::stderr(&format!(
+            "warning: cannot ask Slurm about the queued and running Slurm runs; they are shown as their records say: {why}\n"
+        ));
+    }
+    for (dir, listed) in runs.iter_mut() {
+        if matches!(seen.get(dir), Some(Seen::Ended)) {
+            *listed = read_listed(dir.clone(), false).1;
+        }
+    }
+}
+
 /// `ps --quiet`: the folder names alone, newest first. No record is read, so it is as fast
 /// as listing the folder, and a broken record cannot hide a run from completion.
 fn print_names(args: &PsArgs) -> Result<ExitStatus> {
@@ -134,7 +162,8 @@ pub(crate) fn run(args: &PsArgs, color: ColorChoice) -> Result<ExitStatus> {
     if args.quiet {
         return print_names(args);
     }
-    let runs = list(&args.runs.runs_dir, args.last)?;
+    let mut runs = list(&args.runs.runs_dir, args.last)?;
+    ask_slurm(&mut runs);
     let mut rows = Vec::new();
     for (dir, listed) in runs {
         // The task runs of a pipeline run go under it, and only with --all: they are its

@@ -314,7 +314,7 @@ fn cancel_pipeline(dir: &Path) -> Result<()> {
 /// what it points to; one of tapir's names that is a folder (a damaged run) goes only with
 /// `force`.
 fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
-    const FILES: [&str; 9] = [
+    const FILES: [&str; 11] = [
         store::RECORD_FILE,
         store::GITIGNORE_FILE,
         store::RESERVE_FILE,
@@ -322,6 +322,8 @@ fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
         crate::record::logs::STDERR_FILE,
         crate::record::logs::INDEX_FILE,
         crate::execute::detach::SUPERVISOR_LOG,
+        crate::executor::slurm::script::SCRIPT_FILE,
+        crate::executor::slurm::job::PRIVATE_ENV_FILE,
         super::k8s_submit::HANDLE_FILE,
         super::k8s_submit::MANIFEST_FILE,
     ];
@@ -330,6 +332,7 @@ fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
         let ours_file = FILES.contains(&name.as_str())
+            || crate::executor::slurm::script::is_job_output(&name)
             || (name.starts_with(".record.json.") && name.ends_with(".tmp"));
         // `file_type` of a directory entry does not follow links.
         let is_folder = entry.file_type().is_ok_and(|t| t.is_dir());
@@ -373,6 +376,13 @@ fn cancel(dir: &Path) -> Result<()> {
     // A Kubernetes run nobody follows: its Pod is deleted through kubectl.
     if super::k8s_submit::cancel_unfollowed(dir).is_some() {
         return Ok(());
+    }
+    use crate::executor::slurm::job;
+    if let Ok(summary) = RunSummary::load(dir)
+        && let Some(job_id) = job::pending_job(summary.status, summary.executor.as_ref())
+    {
+        // A Slurm job: cancelled through Slurm, waited for until it left the queue.
+        return job::cancel_and_wait(dir, &job_id).map_err(Error::Usage);
     }
     stop_and_wait(dir, "run", |dir| {
         let summary = RunSummary::load_settled(dir).ok()?;

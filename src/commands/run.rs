@@ -13,7 +13,10 @@ use crate::cli::{ColorChoice, PlanFormat, RunArgs, UserChoice};
 use crate::error::{Error, ExitStatus, Result};
 use crate::execute::detach::{self, Detached};
 use crate::execute::{self, Attachment, Engine, Job};
+use crate::executor::ExecutorKind;
 use crate::executor::RunRequest;
+use crate::executor::slurm::job as slurm_job;
+use crate::executor::slurm::script as slurm_script;
 use crate::model::{Template, TemplateRef};
 use crate::output::{self, Printer, Spinner};
 use crate::record::{self, ImageRecord, RunRecord, RunSummary, Status, TaskFile, store};
@@ -21,6 +24,9 @@ use crate::resolve::env_input::EnvFile;
 use crate::resolve::host::HostFacts;
 use crate::resolve::plan::{self, Direction, EnvSource, Options, Override, PlannedUser, RunPlan};
 use crate::resolve::task_file::{self, LoadError, LoadedTask};
+
+/// The label naming the Slurm job on a container a job's node-side tapir starts.
+pub(crate) const SLURM_JOB_LABEL: &str = "tapir.slurm-job-id";
 
 /// Everything needed to start the container.
 struct Prepared {
@@ -79,6 +85,30 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     // (`open_run_dir`): a run refused by the checks before that leaves nothing behind
     // (docs/DESIGN.md decision 9). Its path is part of the argv, so it is known now.
     let run_dir = request.run_dir();
+    // A Slurm job's node side takes over the folder its submitter made (decision 19).
+    let adopting = args.adopt_queued;
+    if adopting {
+        let job_id = std::env::var("SLURM_JOB_ID").ok();
+        // The job's private values were read with the arguments: off the disk now.
+        let _ = std::fs::remove_file(run_dir.join(slurm_job::PRIVATE_ENV_FILE));
+        match slurm_job::adopt_queued(&run_dir, job_id.as_deref()) {
+            Ok(queued) => {
+                record.created_at = queued.created_at;
+                let mut executor = queued.executor.unwrap_or_default();
+                executor.node = Some(record::current_host());
+                // Slurm's own word on the job is the submitter's to record (`job::look`).
+                executor.state = None;
+                if executor.job_id.is_none() {
+                    executor.job_id = job_id;
+                }
+                record.executor = Some(executor);
+            }
+            Err(e) => {
+                output::stderr(&format!("{} {e}\n", err.red("error:")));
+                return Ok(ExitStatus::NotStarted);
+            }
+        }
+    }
 
     let spinner = if args.dry_run {
         None
@@ -90,6 +120,7 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let cancel = CancelWhilePreparing::install(
         &record,
         (!args.dry_run).then_some((request.runs_dir.as_path(), id.as_str())),
+        adopting,
         spinner.clone(),
     );
     // Checked before the engine is asked anything: the answer does not depend on it.
@@ -103,7 +134,13 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         Err(e) => {
             disarm(cancel);
             clear(spinner.as_ref());
-            return Ok(refused(&e, err));
+            return Ok(refused_or_recorded(
+                &e,
+                adopting,
+                &mut record,
+                &run_dir,
+                err,
+            ));
         }
     };
     let mut prepared = match prepare(
@@ -117,9 +154,20 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         Err(e) => {
             disarm(cancel);
             clear(spinner.as_ref());
-            return Ok(refused(&e, err));
+            return Ok(refused_or_recorded(
+                &e,
+                adopting,
+                &mut record,
+                &run_dir,
+                err,
+            ));
         }
     };
+    if adopting && let Some(job) = record.executor.as_ref().and_then(|e| e.job_id.clone()) {
+        // A container of a Slurm job names its job: a site's epilog finds it by this
+        // label (Docker containers are not children of the job).
+        prepared.plan.labels.insert(SLURM_JOB_LABEL.into(), job);
+    }
     let (rendered, backend_warnings) = backend.render(
         &mut prepared.plan,
         &prepared.image,
@@ -155,7 +203,19 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
             ),
         };
         output::stdout(&text);
+        if args.executor == ExecutorKind::Slurm {
+            let (script, sbatch) = super::run_slurm::dry_run(args, &prepared.plan, &id, &run_dir)?;
+            output::stdout(&format!(
+                "\n# the job script ({}), submitted with:\n# {sbatch}\n{script}",
+                absolute(&run_dir).join(slurm_script::SCRIPT_FILE).display()
+            ));
+        }
         return Ok(ExitStatus::Success);
+    }
+    if args.executor == ExecutorKind::Slurm && !adopting {
+        disarm(cancel);
+        clear(spinner.as_ref());
+        return super::run_slurm::submit_and_follow(args, &prepared.plan, record, &run_dir, color);
     }
     if let Backend::Docker(docker) = &backend {
         warn_about_orphans(docker, &request.runs_dir, err);
@@ -164,7 +224,7 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     disarm(cancel);
     execute(
         &request,
-        args.detach,
+        (args.detach, adopting),
         &backend,
         prepared,
         rendered,
@@ -243,6 +303,7 @@ impl CancelWhilePreparing {
     fn install(
         record: &RunRecord,
         runs_dir_and_id: Option<(&Path, &str)>,
+        adopting: bool,
         spinner: Option<Spinner>,
     ) -> Option<Self> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -258,6 +319,10 @@ impl CancelWhilePreparing {
             // The folder is made here: until the run starts it does not exist (a refused
             // run leaves none), but a cancel is the user's act and is kept.
             let made = runs_dir_and_id.as_ref().and_then(|(runs_dir, id)| {
+                if adopting {
+                    // A Slurm job's folder exists already (made by its submitter).
+                    return Some(runs_dir.join(format!("{}{id}", store::RUN_DIR_PREFIX)));
+                }
                 let dir = store::create_run_dir(runs_dir, id).ok()?;
                 let _ = store::ignore_in_git(&dir);
                 Some(dir)
@@ -441,6 +506,31 @@ fn refused(error: &Error, p: Printer) -> ExitStatus {
     ExitStatus::NotStarted
 }
 
+/// A refusal before the start: said, and nothing kept (decision 9) — except for a Slurm
+/// job's run, whose folder and `queued` record exist already: its record says why.
+fn refused_or_recorded(
+    error: &Error,
+    adopting: bool,
+    record: &mut RunRecord,
+    run_dir: &Path,
+    p: Printer,
+) -> ExitStatus {
+    if !adopting {
+        return refused(error, p);
+    }
+    let status = refused(error, p);
+    record.status = Status::EngineError;
+    record.message = Some(error.to_string());
+    record.ended_at = Some(jiff::Timestamp::now());
+    if let Err(e) = store::write_record_atomic(run_dir, &record.to_value()) {
+        output::stderr(&format!(
+            "{} could not write the record: {e}\n",
+            p.red("error:")
+        ));
+    }
+    status
+}
+
 /// Reports and records a run that was handed over to be started but did not start, and
 /// gives exit 125: its folder exists and keeps the record (and the supervisor's log).
 fn record_failure(error: &Error, record: &mut RunRecord, run_dir: &Path, p: Printer) -> ExitStatus {
@@ -469,10 +559,21 @@ fn record_failure(error: &Error, record: &mut RunRecord, run_dir: &Path, p: Prin
 /// again (it holds only what was just written): a refused run leaves no folder.
 fn open_run_dir(
     request: &RunRequest,
+    adopting: bool,
     plan: &RunPlan,
     job: &Job,
     record: &RunRecord,
 ) -> Result<PathBuf> {
+    if adopting {
+        // A Slurm job's folder, made and recorded `queued` by its submitter: it stays,
+        // whatever happens, and says why the run did not start.
+        let dir = request.run_dir();
+        store::reserve_space(&dir)
+            .map_err(|e| Error::not_started(format!("cannot write {e}")))
+            .and_then(|()| create_folders(plan, job))?;
+        execute::try_write_record(&dir, record).map_err(|e| Error::not_started(e.to_string()))?;
+        return Ok(dir);
+    }
     let dir = store::create_run_dir(&request.runs_dir, &record.id).map_err(|e| {
         Error::io_with_hint(
             &request.runs_dir,
@@ -650,7 +751,7 @@ fn dry_run_human(
 #[allow(clippy::too_many_arguments)]
 fn execute(
     request: &RunRequest,
-    detach_it: bool,
+    (detach_it, adopting): (bool, bool),
     backend: &Backend,
     prepared: Prepared,
     rendered: RenderedRun,
@@ -693,11 +794,11 @@ fn execute(
     }
     record.warnings = prepared.plan.warnings.clone();
     record.started_at = Some(jiff::Timestamp::now());
-    let run_dir = match open_run_dir(request, &prepared.plan, &job, &record) {
+    let run_dir = match open_run_dir(request, adopting, &prepared.plan, &job, &record) {
         Ok(dir) => dir,
         Err(e) => {
             clear(spinner.as_ref());
-            return Ok(refused(&e, p));
+            return Ok(refused_or_recorded(&e, adopting, &mut record, run_dir, p));
         }
     };
     let run_dir = run_dir.as_path();
@@ -722,7 +823,8 @@ fn execute(
         run_dir,
         &mut record,
         Attachment {
-            echo: true,
+            // A Slurm job's output file would only hold a second copy of the logs.
+            echo: !adopting,
             spinner,
             hangup_cancels: true,
         },

@@ -33,6 +33,9 @@ pub(crate) fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> 
             )?,
         },
     };
+    // A Slurm job that ended without its record is settled first (one `squeue`).
+    crate::executor::slurm::job::look(std::slice::from_ref(&run_dir));
+    // A Kubernetes run nobody follows is asked about (one `kubectl get`).
     super::k8s_submit::look(&run_dir);
     let record = RunRecord::load(&run_dir).map_err(|e| Error::Record(e.to_string()))?;
     if args.format == PlanFormat::Json {
@@ -93,6 +96,31 @@ fn render(r: &RunRecord, run_dir: &std::path::Path, p: Printer) -> String {
         row("image", format!("{} ({})", image.reference, image.id));
         for digest in &image.repo_digests {
             row("", format!("digest {digest}"));
+        }
+    }
+    if let Some(executor) = &r.executor {
+        let mut text = executor.kind.clone();
+        if let Some(job) = &executor.job_id {
+            text.push_str(&format!(" job {job}"));
+        }
+        if let Some(node) = &executor.node {
+            text.push_str(&format!(" on {node}"));
+        }
+        let place: Vec<String> = [
+            ("partition", &executor.partition),
+            ("account", &executor.account),
+            ("qos", &executor.qos),
+            ("state", &executor.state),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name} {v}")))
+        .collect();
+        if !place.is_empty() {
+            text.push_str(&format!(" ({})", place.join(", ")));
+        }
+        row("executor", text);
+        if let Some(output) = &executor.output {
+            row("", format!("job output {output}"));
         }
     }
     row(

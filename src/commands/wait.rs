@@ -21,7 +21,23 @@ pub(crate) fn run(args: &WaitArgs) -> Result<ExitStatus> {
         .map(|query| locate(&args.runs.runs_dir, query))
         .collect::<Result<Vec<_>>>()?;
     let mut ended: Vec<Option<ExitStatus>> = vec![None; located.len()];
+    // Slurm is asked (one `squeue` for all) backing off, not at every look at a record.
+    let mut slurm_poll = crate::executor::slurm::job::FIRST_POLL;
+    let mut next_slurm_ask = std::time::Instant::now();
     while ended.iter().any(Option::is_none) {
+        if std::time::Instant::now() >= next_slurm_ask {
+            let waiting: Vec<std::path::PathBuf> = located
+                .iter()
+                .zip(&ended)
+                .filter_map(|(run, end)| match (run, end) {
+                    (Located::Task(dir), None) => Some(dir.clone()),
+                    _ => None,
+                })
+                .collect();
+            crate::executor::slurm::job::look(&waiting);
+            slurm_poll = crate::executor::slurm::job::next_poll(slurm_poll);
+            next_slurm_ask = std::time::Instant::now() + slurm_poll;
+        }
         for (run, slot) in located.iter().zip(ended.iter_mut()) {
             if slot.is_some() {
                 continue;

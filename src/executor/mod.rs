@@ -11,6 +11,7 @@
 pub(crate) mod kind;
 pub(crate) mod local;
 pub(crate) mod request;
+pub(crate) mod slurm;
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +24,7 @@ use crate::record::{RunRecord, Status};
 /// Refuses an executor this build cannot use yet, before anything is checked or made.
 pub(crate) fn refuse_unavailable(kind: ExecutorKind) -> Result<(), crate::error::Error> {
     match kind {
-        ExecutorKind::Local => Ok(()),
+        ExecutorKind::Local | ExecutorKind::Slurm => Ok(()),
         other => Err(crate::error::Error::Usage(format!(
             "--executor {} is not available in this tapir yet\n  fix: use --executor local (the default)",
             other.name()

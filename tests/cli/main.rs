@@ -23,5 +23,6 @@ mod run;
 mod run_folder;
 mod scaffold;
 mod session;
+mod slurm;
 mod templating;
 mod validate;

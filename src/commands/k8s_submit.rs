@@ -571,6 +571,8 @@ struct Handle {
 pub(crate) const HANDLE_FILE: &str = "k8s.json";
 /// A run nobody follows is asked about at most this often per run by one tapir.
 const SETTLE_EVERY: Duration = Duration::from_secs(2);
+/// After a failed question, one tapir asks about no run for this long.
+const QUIET_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
 fn write_handle(run_dir: &Path, handle: &Handle) {
     let text = serde_json::to_string_pretty(handle).unwrap_or_default();
@@ -609,6 +611,17 @@ pub(crate) fn settle(run_dir: &Path) -> Option<String> {
     use std::collections::HashMap;
     use std::sync::Mutex;
     static ASKED: Mutex<Option<HashMap<PathBuf, Instant>>> = Mutex::new(None);
+    // Once kubectl failed, this command does not ask again for a while: `ps` over many
+    // runs must not wait a deadline for each of them (`wait` asks again later).
+    static QUIET_UNTIL: Mutex<Option<Instant>> = Mutex::new(None);
+    if QUIET_UNTIL
+        .lock()
+        .ok()
+        .and_then(|until| *until)
+        .is_some_and(|until| Instant::now() < until)
+    {
+        return None;
+    }
     let (mut record, target, handle) = unfollowed(run_dir)?;
     {
         let mut asked = ASKED.lock().ok()?;
@@ -638,6 +651,9 @@ pub(crate) fn settle(run_dir: &Path) -> Option<String> {
             return None;
         }
         Answer::Refused(why) | Answer::Silent(why) => {
+            if let Ok(mut until) = QUIET_UNTIL.lock() {
+                *until = Some(Instant::now() + QUIET_AFTER_FAILURE);
+            }
             return Some(format!(
                 "cannot ask the cluster about run {}; it is shown as its record says: {why}",
                 record.id
@@ -775,5 +791,58 @@ pub(crate) fn look(run_dir: &Path) {
         && !WARNED.swap(true, Ordering::SeqCst)
     {
         output::stderr(&format!("warning: {warning}\n"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(code: i32, reason: &str) -> PodState {
+        PodState::Ended {
+            exit_code: code,
+            reason: Some(reason.to_string()),
+        }
+    }
+
+    /// Each Pod state maps to the run's end as README's table says; a state that is not
+    /// an end (Pending, Running, a pull that Kubernetes retries) is none.
+    #[test]
+    fn pod_states_end_runs_as_the_readme_says() {
+        let cases = [
+            (ended(0, "Completed"), Some((Status::Succeeded, Some(0)))),
+            (ended(3, "Error"), Some((Status::Failed, Some(3)))),
+            (
+                ended(137, "OOMKilled"),
+                Some((Status::OomKilled, Some(137))),
+            ),
+            (
+                PodState::Lost("DeadlineExceeded".into()),
+                Some((Status::TimedOut, None)),
+            ),
+            (
+                PodState::Lost("Evicted".into()),
+                Some((Status::Failed, None)),
+            ),
+            (
+                PodState::Pending(Some("InvalidImageName".into())),
+                Some((Status::EngineError, None)),
+            ),
+            (PodState::Pending(Some("ImagePullBackOff".into())), None),
+            (PodState::Pending(None), None),
+            (PodState::Running, None),
+        ];
+        for (state, expected) in cases {
+            let got = ending_of(&state, "p").map(|(status, code, _)| (status, code));
+            assert_eq!(got, expected, "{state:?}");
+        }
+        assert_eq!(
+            state_word(&ended(137, "OOMKilled")),
+            "Terminated: OOMKilled"
+        );
+        assert_eq!(
+            state_word(&PodState::Pending(Some("ContainerCreating".into()))),
+            "Pending: ContainerCreating"
+        );
     }
 }

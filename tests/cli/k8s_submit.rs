@@ -319,3 +319,53 @@ fn k8s_rm_force_of_a_detached_run_deletes_the_pod() {
     assert_eq!(leftover(&pod), "");
     assert!(all_text(&dir.path().join("state")).is_empty());
 }
+
+/// A detached run whose cluster stops answering: `ps` says so once and shows the run as
+/// its record says, in bounded time (one deadline, not one per run).
+#[test]
+fn k8s_ps_with_a_silent_kubectl_warns_once_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let mut cmd = k8s_run(dir.path(), "exec sleep 120");
+        let done = run(cmd.args(["--detach", "--grace", "1"]));
+        assert_eq!(done.code, 0, "{}", done.stderr);
+    }
+    let stub = dir.path().join("bin");
+    std::fs::create_dir(&stub).unwrap();
+    let kubectl = stub.join("kubectl");
+    std::fs::write(&kubectl, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(
+        &kubectl,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut ps = tapir(dir.path(), ["ps", "--runs-dir", "runs"]);
+    ps.env("PATH", format!("{}:{}", stub.display(), stand_in_path()))
+        .env("TAPIR_ENGINE_TIMEOUT", "2");
+    let started = Instant::now();
+    let listed = run(&mut ps);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(
+        listed.stderr.matches("cannot ask the cluster").count(),
+        1,
+        "{}",
+        listed.stderr
+    );
+    assert_eq!(listed.stdout.lines().count(), 3, "{}", listed.stdout);
+    // Clean up through the stand-in.
+    for id in std::fs::read_dir(dir.path().join("runs")).unwrap() {
+        let name = id.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_prefix("task_run-") else {
+            continue;
+        };
+        let mut rm = tapir(dir.path(), ["rm", "--force", "--runs-dir", "runs", id]);
+        rm.env("PATH", stand_in_path())
+            .env("TAPIR_KUBECTL_STATE", dir.path().join("state"));
+        assert_eq!(run(&mut rm).code, 0);
+    }
+}

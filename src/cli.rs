@@ -1109,6 +1109,15 @@ pub(crate) struct PipelineRunArgs {
     #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
     pub executor: ExecutorKind,
 
+    /// `--executor k8s`: the kubectl context every task's Pod goes to (default: kubectl's
+    /// current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// `--executor k8s`: the namespace of every task's Pod (default: the context's).
+    #[arg(long, value_name = "NAME")]
+    pub namespace: Option<String>,
+
     #[command(flatten)]
     pub slurm: Box<SlurmArgs>,
 

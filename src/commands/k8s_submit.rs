@@ -206,6 +206,12 @@ pub(crate) fn submit(sub: Submission<'_>, p: Printer) -> Result<ExitStatus> {
     ] {
         let _ = signal_hook::flag::register(signal, cancelled.clone());
     }
+    // A run a pipeline started stops (deleting its Pod) when the pipeline is gone: the
+    // watcher raises SIGTERM, which the flag above turns into a cancel.
+    let _armed = args.watch_parent.map(|parent| {
+        crate::execute::parent_watch::watch(parent);
+        crate::execute::parent_watch::arm()
+    });
 
     let remove = |record: &mut RunRecord| {
         if args.keep {

@@ -369,3 +369,80 @@ fn k8s_ps_with_a_silent_kubectl_warns_once_in_bounded_time() {
         assert_eq!(run(&mut rm).code, 0);
     }
 }
+
+/// `pipeline run --executor k8s`: each task is submitted as a Pod when its upstream tasks
+/// have succeeded (each attempt a `tapir run --executor k8s` child of the pipeline), the
+/// data flowing through the pipeline's folders; every task run's record names its Pod,
+/// and no Pod is left.
+#[test]
+fn k8s_pipeline_runs_each_task_as_a_pod_in_dependency_order() {
+    example_image();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("pipeline");
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(repo_root().join("examples/pipeline"))
+        .arg(&pipeline)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let mut cmd = tapir(
+        &pipeline,
+        [
+            "pipeline",
+            "run",
+            "--executor",
+            "k8s",
+            "--namespace",
+            "team-a",
+            "pipeline.json",
+            "--conf",
+            "conf.json",
+            "--runs-dir",
+            "runs",
+        ],
+    );
+    cmd.env("PATH", stand_in_path())
+        .env("TAPIR_KUBECTL_STATE", dir.path().join("state"));
+    let done = run(&mut cmd);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let mut records = Vec::new();
+    let mut stack = vec![pipeline.join("runs")];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.ends_with("record.json")
+                && path
+                    .parent()
+                    .unwrap()
+                    .to_string_lossy()
+                    .contains("task_run-")
+            {
+                let text = std::fs::read_to_string(&path).unwrap();
+                records.push(serde_json::from_str::<Value>(&text).unwrap());
+            }
+        }
+    }
+    assert_eq!(records.len(), 3, "one task run per task");
+    let mut order: Vec<(String, String)> = Vec::new();
+    for record in &records {
+        assert_eq!(record["status"], "succeeded", "{record}");
+        assert_eq!(record["executor"]["kind"], "k8s");
+        assert_eq!(record["executor"]["namespace"], "team-a");
+        assert_eq!(leftover(&pod_of(record)), "");
+        order.push((
+            record["started_at"].as_str().unwrap().to_string(),
+            record["task_name"].as_str().unwrap().to_string(),
+        ));
+    }
+    // Each level starts after the one before has ended.
+    order.sort();
+    let names: Vec<&str> = order.iter().map(|(_, n)| n.as_str()).collect();
+    assert!(
+        names[0].contains("get") && names[1].contains("process") && names[2].contains("upload"),
+        "{names:?}"
+    );
+    assert!(all_text(&dir.path().join("state")).is_empty());
+}

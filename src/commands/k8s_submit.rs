@@ -359,6 +359,7 @@ fn follow(
                             "kubectl's answer about pod/{pod} is not JSON: {e}"
                         ));
                     }
+                    sleep_unless(cancelled, POLL_EVERY);
                     continue;
                 }
             },
@@ -374,6 +375,7 @@ fn follow(
                         "tapir lost track of pod/{pod} ({MAX_FAILED_QUERIES} state queries failed): {why}"
                     ));
                 }
+                sleep_unless(cancelled, POLL_EVERY);
                 continue;
             }
         };

@@ -240,6 +240,30 @@ pub(crate) fn output_within(command: &mut Command, limit: Duration) -> std::io::
     })
 }
 
+/// Where `exec --help` of `binary` is cached under `cache_dir`: named by a hash of the
+/// binary's identity (see [`Apptainer::exec_help`]). `None` when the binary cannot be
+/// looked at.
+fn help_cache_path(binary: &Path, cache_dir: &Path) -> Option<PathBuf> {
+    use sha2::{Digest as _, Sha256};
+    use std::os::unix::fs::MetadataExt as _;
+    let resolved = std::fs::canonicalize(binary).ok()?;
+    let meta = std::fs::metadata(&resolved).ok()?;
+    let identity = format!(
+        "{}\0{}\0{}\0{}\0{}.{}\0{}.{}",
+        resolved.display(),
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    );
+    let digest = Sha256::digest(identity.as_bytes());
+    let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    Some(cache_dir.join("apptainer-help").join(format!("{name}.txt")))
+}
+
 impl Apptainer {
     /// `TAPIR_APPTAINER`, else `apptainer` on PATH.
     pub(crate) fn locate() -> Result<Self, Error> {
@@ -276,15 +300,44 @@ impl Apptainer {
     /// Reads `exec --help` for the flags that vary between versions, and the host for
     /// what apptainer checks before it applies limits.
     pub(crate) fn capabilities(&self) -> Capabilities {
-        let help = deadline::output(self.command().args(["exec", "--help"]), deadline::limit())
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+        let help = self.exec_help();
         let has_limit_flags = help.contains("--memory") && help.contains("--cpus");
         let host = CgroupHost::gather(&ApptainerConf::of(&self.binary));
         Capabilities {
             limits_blocked: limits_blocker(has_limit_flags, &host),
             no_eval: help.contains("--no-eval"),
             ..Capabilities::newest()
+        }
+    }
+
+    /// `apptainer exec --help`, from tapir's cache when this very binary answered before.
+    /// Every run needs it, and asking costs a process per run (the stand-in's bash alone
+    /// costs ~5 ms of CPU, a pipeline pays it per attempt). The cache is keyed by the
+    /// binary's identity (path, device, inode, size, modification and change times), so
+    /// an apptainer installed or upgraded in its place is asked again; only a successful
+    /// answer is kept.
+    fn exec_help(&self) -> String {
+        self.exec_help_cached_in(super::lookup::cache_dir().as_deref())
+    }
+
+    /// [`Apptainer::exec_help`] with its cache under `cache_dir` (none: always asked).
+    fn exec_help_cached_in(&self, cache_dir: Option<&Path>) -> String {
+        let cached = cache_dir.and_then(|dir| help_cache_path(&self.binary, dir));
+        if let Some(help) = cached
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+        {
+            return help;
+        }
+        match deadline::output(self.command().args(["exec", "--help"]), deadline::limit()) {
+            Ok(out) if out.status.success() && !out.stdout.is_empty() => {
+                if let Some(path) = &cached {
+                    super::lookup::write_cache(path, &out.stdout);
+                }
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+            Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+            Err(_) => String::new(),
         }
     }
 
@@ -990,6 +1043,67 @@ fn limit_flags(
 mod tests {
     use super::*;
     use crate::resolve::plan::{CommandSource, EnvValue, Limits, PlannedEnv};
+
+    /// A fake apptainer that prints `help` for `exec --help` and counts its calls.
+    fn counting_apptainer(dir: &Path, help: &str) -> (Apptainer, PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let calls = dir.join("calls");
+        let binary = dir.join("apptainer");
+        std::fs::write(
+            &binary,
+            format!(
+                "#!/bin/sh\necho x >> '{}'\n[ \"$1 $2\" = 'exec --help' ] && printf '%s\\n' '{help}'\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (Apptainer { binary }, calls)
+    }
+
+    fn calls(path: &Path) -> usize {
+        std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+    }
+
+    #[test]
+    fn exec_help_is_asked_once_per_binary_and_again_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let (apptainer, counted) = counting_apptainer(dir.path(), "--memory --cpus --no-eval");
+        let first = apptainer.exec_help_cached_in(Some(&cache));
+        assert!(first.contains("--no-eval"), "{first:?}");
+        assert_eq!(apptainer.exec_help_cached_in(Some(&cache)), first);
+        assert_eq!(calls(&counted), 1, "the second answer came from the cache");
+        // No cache folder: asked every time.
+        apptainer.exec_help_cached_in(None);
+        assert_eq!(calls(&counted), 2);
+        // The binary replaced (another version): asked again, its own answer.
+        std::fs::remove_file(&apptainer.binary).unwrap();
+        let (apptainer, counted) = counting_apptainer(dir.path(), "--memory");
+        std::fs::remove_file(&counted).unwrap();
+        let second = apptainer.exec_help_cached_in(Some(&cache));
+        assert!(!second.contains("--no-eval"), "{second:?}");
+        assert_eq!(calls(&counted), 1);
+    }
+
+    #[test]
+    fn a_failed_exec_help_is_not_cached() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let binary = dir.path().join("apptainer");
+        std::fs::write(&binary, "#!/bin/sh\necho partial; exit 3\n").unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let apptainer = Apptainer { binary };
+        apptainer.exec_help_cached_in(Some(&cache));
+        assert!(
+            !cache.join("apptainer-help").exists()
+                || std::fs::read_dir(cache.join("apptainer-help"))
+                    .unwrap()
+                    .next()
+                    .is_none()
+        );
+    }
 
     fn plan() -> RunPlan {
         RunPlan {

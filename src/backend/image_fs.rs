@@ -231,7 +231,7 @@ const GO_MODE_CHAR_DEVICE: u64 = 1 << 21;
 
 /// The engine's `X-Docker-Container-Path-Stat` header (base64 of a JSON object).
 fn entry_from_path_stat(header: &str) -> Option<Entry> {
-    let json = base64_decode(header.trim())?;
+    let json = crate::model::base64::decode(header.trim())?;
     let v: Value = serde_json::from_slice(&json).ok()?;
     let mode = v["mode"].as_u64()?;
     let kind = if mode & GO_MODE_DIR != 0 {
@@ -248,30 +248,6 @@ fn entry_from_path_stat(header: &str) -> Option<Entry> {
         mode: u32::try_from(mode & 0o777).unwrap_or(0),
         link_target: v["linkTarget"].as_str().unwrap_or_default().to_string(),
     })
-}
-
-/// Standard base64 (with or without padding); `None` for anything else.
-pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for c in text.bytes().filter(|c| *c != b'=') {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        buffer = (buffer << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((buffer >> bits) & 0xff).unwrap_or(0));
-        }
-    }
-    Some(out)
 }
 
 /// An image's files, seen through a container created from it and never started
@@ -584,7 +560,7 @@ mod tests {
         let entry = entry_from_path_stat(tmp).unwrap();
         assert_eq!((entry.kind, entry.mode), (EntryKind::Dir, 0o777));
         assert!(entry_from_path_stat("not base64!").is_none());
-        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
+        assert_eq!(crate::model::base64::decode("aGk=").unwrap(), b"hi");
     }
 
     #[test]

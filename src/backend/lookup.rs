@@ -468,7 +468,7 @@ fn cache_paths(id: &str) -> Option<(PathBuf, PathBuf)> {
 }
 
 /// `$XDG_CACHE_HOME/tapir` or `~/.cache/tapir`.
-fn cache_dir() -> Option<PathBuf> {
+pub(crate) fn cache_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -477,7 +477,7 @@ fn cache_dir() -> Option<PathBuf> {
 }
 
 /// Best effort: a cache that cannot be written only costs time on the next run.
-fn write_cache(path: &Path, bytes: &[u8]) {
+pub(crate) fn write_cache(path: &Path, bytes: &[u8]) {
     let Some(dir) = path.parent() else { return };
     if std::fs::create_dir_all(dir).is_err() {
         return;

@@ -32,8 +32,7 @@ use serde_json::Value;
 
 use super::deadline;
 use super::docker::ImageInfo;
-use super::image_fs::{Entry, EntryKind, IndexFs, base64_decode};
-use super::registry_pull::base64url;
+use super::image_fs::{Entry, EntryKind, IndexFs};
 use crate::error::Error;
 
 /// Manifests tapir reads, most wanted first.
@@ -281,10 +280,12 @@ impl Registry {
                 self.registry, self.registry
             ))
         };
-        let basic = self
-            .credentials
-            .as_ref()
-            .map(|(u, p)| format!("Basic {}", base64_standard(format!("{u}:{p}").as_bytes())));
+        let basic = self.credentials.as_ref().map(|(u, p)| {
+            format!(
+                "Basic {}",
+                crate::model::base64::standard(format!("{u}:{p}").as_bytes())
+            )
+        });
         let lower = challenge.to_ascii_lowercase();
         if lower.starts_with("basic") {
             return basic.ok_or_else(no_credentials);
@@ -791,11 +792,6 @@ fn challenge_params(challenge: &str) -> HashMap<String, String> {
     out
 }
 
-/// Standard base64 with padding (HTTP Basic auth).
-fn base64_standard(bytes: &[u8]) -> String {
-    base64url(bytes).replace('-', "+").replace('_', "/")
-}
-
 /// The credentials for `registry`: `TAPIR_REGISTRY_USERNAME`/`_PASSWORD`, else an
 /// `auths` entry of Docker's config.json (`$DOCKER_CONFIG` or `~/.docker`).
 fn credentials_for(registry: &str) -> Option<(String, String)> {
@@ -818,7 +814,7 @@ fn credentials_for(registry: &str) -> Option<(String, String)> {
             .then(|| v["auth"].as_str())
             .flatten()
     })?;
-    let decoded = String::from_utf8(base64_decode(auth)?).ok()?;
+    let decoded = String::from_utf8(crate::model::base64::decode(auth)?).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_string(), password.to_string()))
 }
@@ -1095,7 +1091,7 @@ mod tests {
         assert_eq!(p["realm"], "https://auth.example.org/token");
         assert_eq!(p["service"], "registry.example.org");
         assert_eq!(p["scope"], "repository:a/b:pull");
-        assert_eq!(base64_standard(b"u:p?>"), "dTpwPz4=");
+        assert_eq!(crate::model::base64::standard(b"u:p?>"), "dTpwPz4=");
     }
 
     #[test]

@@ -80,29 +80,7 @@ fn registry_auth_header(login: &RegistryLogin) -> String {
         "password": login.password(),
         "serveraddress": login.server,
     });
-    base64url(json.to_string().as_bytes())
-}
-
-/// URL-safe base64 with padding (Go's `base64.URLEncoding`, which the engine decodes).
-pub(crate) fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    crate::model::base64::url_safe(json.to_string().as_bytes())
 }
 
 /// The error for a pull the registry or the engine refused: said plainly when it is the
@@ -221,18 +199,6 @@ fn run_with_input(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64url_matches_the_reference_encoding() {
-        assert_eq!(base64url(b""), "");
-        assert_eq!(base64url(b"f"), "Zg==");
-        assert_eq!(base64url(b"fo"), "Zm8=");
-        assert_eq!(base64url(b"foo"), "Zm9v");
-        assert_eq!(base64url(&[0xfb, 0xff]), "-_8=");
-        let decoded =
-            super::super::image_fs::base64_decode(&base64url(b"{\"a\": \"\xc3\xa9\"}")).unwrap();
-        assert_eq!(decoded, b"{\"a\": \"\xc3\xa9\"}");
-    }
 
     #[test]
     fn a_reference_without_tag_pulls_latest_only() {

@@ -283,6 +283,15 @@ fn describe_run_options(options: &PlannedRunOptions) -> Option<String> {
     if options.grace != defaults.grace {
         parts.push(format!("--grace {}", options.grace));
     }
+    if let Some(bytes) = options.shm_size_bytes {
+        parts.push(format!("--shm-size {bytes}"));
+    }
+    if let Some(gpus) = &options.gpus {
+        parts.push(format!("--gpus {gpus}"));
+    }
+    for arg in &options.engine_args {
+        parts.push(format!("--engine-arg {arg}"));
+    }
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 

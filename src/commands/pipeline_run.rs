@@ -411,6 +411,9 @@ fn apply_run_options(run: &mut RunRequest, options: &PlannedRunOptions, args: &P
     });
     run.keep = args.keep || options.keep;
     run.entrypoint = options.entrypoint.clone();
+    run.engine.shm_size_bytes = options.shm_size_bytes;
+    run.engine.gpus = options.gpus.clone();
+    run.engine.engine_args = options.engine_args.clone();
     run.binds.extend(
         options
             .binds
@@ -1513,6 +1516,9 @@ mod tests {
             entrypoint: Some("/bin/busybox".into()),
             network: Some("none".into()),
             grace: 3,
+            shm_size_bytes: Some(1 << 30),
+            gpus: Some(crate::resolve::run_options::GpuRequest::Count(2)),
+            engine_args: vec!["--cap-drop".into(), "ALL".into()],
         };
         let fresh = || {
             RunRequest::new(
@@ -1531,6 +1537,9 @@ mod tests {
         assert_eq!(run.network.as_deref(), Some("none"));
         assert_eq!(run.entrypoint.as_deref(), Some("/bin/busybox"));
         assert_eq!(run.grace, 3);
+        assert_eq!(run.engine.shm_size_bytes, Some(1 << 30));
+        assert_eq!(run.engine.gpus, from_file.gpus);
+        assert_eq!(run.engine.engine_args, ["--cap-drop", "ALL"]);
         assert_eq!(
             run.binds,
             vec![

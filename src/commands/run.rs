@@ -19,7 +19,7 @@ use crate::executor::slurm::job as slurm_job;
 use crate::executor::slurm::script as slurm_script;
 use crate::model::{Template, TemplateRef};
 use crate::output::{self, Printer, Spinner};
-use crate::record::{self, ImageRecord, RunRecord, RunSummary, Status, TaskFile, store};
+use crate::record::{self, ImageRecord, RunRecord, RunSummary, Status, store};
 use crate::resolve::env_input::EnvFile;
 use crate::resolve::host::HostFacts;
 use crate::resolve::plan::{self, Direction, EnvSource, Options, Override, PlannedUser, RunPlan};
@@ -54,33 +54,13 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         execute::parent_watch::watch(parent);
     }
     let id = request.run_id.clone();
-    let mut record = RunRecord {
-        format_version: record::FORMAT_VERSION,
-        id: id.clone(),
-        tapir_version: env!("CARGO_PKG_VERSION").to_string(),
-        mode: request.mode.name().into(),
-        status: Status::Running,
-        message: None,
-        task_file: TaskFile {
-            path: absolute(&request.task_file).display().to_string(),
-            sha256: None,
-        },
-        task_name: None,
-        template: None,
-        plan: None,
-        argv: Vec::new(),
-        image: None,
-        container: None,
-        pid: Some(std::process::id()),
-        host: Some(record::current_host()),
-        created_at: jiff::Timestamp::now(),
-        started_at: None,
-        ended_at: None,
-        exit_code: None,
-        outputs: Vec::new(),
-        warnings: Vec::new(),
-        executor: None,
-    };
+    let mut record = RunRecord::new(
+        &id,
+        request.mode.name(),
+        Status::Running,
+        absolute(&request.task_file).display().to_string(),
+    );
+    record.pid = Some(std::process::id());
     // Where the run folder will be. It is made only once the run is about to start
     // (`open_run_dir`): a run refused by the checks before that leaves nothing behind
     // (docs/DESIGN.md decision 9). Its path is part of the argv, so it is known now.
@@ -217,7 +197,14 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
         clear(spinner.as_ref());
         return super::run_slurm::submit_and_follow(args, &prepared.plan, record, &run_dir, color);
     }
-    if let Backend::Docker(docker) = &backend {
+    // A run whose id its caller assigned is a pipeline's attempt (or a Slurm job's node
+    // side): its runs folder is the pipeline run's own `runs/`, whose attempts the
+    // pipeline settles itself (and whose children stop with it, --watch-parent), so
+    // listing every tapir container of the engine there would cost an engine call per
+    // attempt and could name nothing new.
+    if let Backend::Docker(docker) = &backend
+        && args.run_id.is_none()
+    {
         warn_about_orphans(docker, &request.runs_dir, err);
     }
     // From here on `execute` handles signals itself (it stops the container).

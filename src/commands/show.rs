@@ -189,7 +189,8 @@ fn show_pipeline(
 ) -> Result<ExitStatus> {
     let record = pipeline_runs::load(dir)?;
     if format == PlanFormat::Json {
-        let mut value = store::read_record(dir).map_err(|e| Error::Record(e.to_string()))?;
+        let mut value = crate::pipeline::record::PipelineRunRecord::read_value(dir)
+            .map_err(|e| Error::Record(e.to_string()))?;
         value["observed_status"] = Value::from(pipeline_runs::status_label(&record));
         value["dir"] = Value::from(dir.display().to_string());
         output::stdout_json(&value);

@@ -240,27 +240,6 @@ fn secret_key(name: &str, index: usize) -> String {
     }
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 fn secret_object(
     name: &str,
     namespace: Option<&str>,
@@ -277,7 +256,9 @@ fn secret_object(
 }
 
 fn registry_secret(name: &str, namespace: Option<&str>, registry: &Registry) -> SecretManifest {
-    let auth = base64(format!("{}:{}", registry.username, registry.password).as_bytes());
+    let auth = crate::model::base64::standard(
+        format!("{}:{}", registry.username, registry.password).as_bytes(),
+    );
     let config = json!({"auths": {registry.url.clone(): {
         "username": registry.username, "password": registry.password, "auth": auth}}});
     let kind = "kubernetes.io/dockerconfigjson";
@@ -748,20 +729,6 @@ mod tests {
         assert_eq!(memory_quantity(1_000_000_000), "1G");
         assert_eq!(memory_quantity(1001), "1001");
         assert_eq!(memory_quantity(3 << 10), "3Ki");
-    }
-
-    #[test]
-    fn base64_matches_rfc4648() {
-        for (input, output) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("user:pass", "dXNlcjpwYXNz"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), output);
-        }
     }
 
     #[test]

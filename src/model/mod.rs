@@ -2,6 +2,7 @@
 //! (DESIGN.md decision 2) normalised into one shape. Reading happens only after the
 //! schema check passed, so shapes are known; what remains is meaning.
 
+pub(crate) mod base64;
 pub(crate) mod complexity;
 pub(crate) mod quantity;
 pub(crate) mod registry;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::deadline;
 use crate::pipeline::model::BuildStep;
-use crate::record::{ImageRecord, RunRecord, Status, TaskFile, store};
+use crate::record::{ImageRecord, RunRecord, Status, store};
 
 /// A build may take this many engine deadlines (`TAPIR_ENGINE_TIMEOUT`, 60 s by default:
 /// 30 minutes) unless its `max_exec_time` says otherwise.
@@ -122,28 +122,18 @@ pub(crate) fn run_build(
             .display()
             .to_string(),
     );
-    // Every field of a run record has a default: start from an empty one.
-    let Ok(mut run) = serde_json::from_value::<RunRecord>(serde_json::json!({})) else {
-        record.message = Some("internal: an empty run record did not read".into());
-        record.ended_at = Some(jiff::Timestamp::now());
-        return record;
-    };
-    run.format_version = crate::record::FORMAT_VERSION;
-    run.id = id;
-    run.tapir_version = env!("CARGO_PKG_VERSION").to_string();
-    run.mode = "docker-build".into();
-    run.task_file = TaskFile {
-        path: absolute(&build.dockerfile),
-        sha256: None,
-    };
+    let mut run = RunRecord::new(
+        &id,
+        "docker-build",
+        Status::Running,
+        absolute(&build.dockerfile),
+    );
     run.task_name = Some(format!("build {}", build.id));
     run.argv = std::iter::once("docker".to_string())
         .chain(build.argv())
         .collect();
-    run.host = Some(crate::record::current_host());
     run.created_at = started_at;
     run.started_at = Some(started_at);
-    run.status = Status::Running;
     let _ = write(&dir, &run);
 
     let (status, exit_code, message) = docker_build(build, &dir, &mut interrupted);

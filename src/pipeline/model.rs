@@ -268,6 +268,16 @@ pub(crate) struct RunOptions {
     /// Seconds a cancelled task gets to stop before it is killed (`run --grace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace: Option<u32>,
+    /// Size of the container's /dev/shm, a quantity such as `2Gi` (`run --shm-size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<String>,
+    /// Which GPUs: `all`, a count, or `device=0,1` (`run --gpus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<String>,
+    /// Engine flags passed verbatim (`run --engine-arg`, each entry one argument). A
+    /// task's list replaces the pipeline's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_args: Option<Vec<String>>,
 }
 
 /// `run_options.user`: as `tapir run --user`.

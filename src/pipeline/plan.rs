@@ -10,6 +10,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::backend::{Mode, engine_args};
 use crate::diagnostic::{Diagnostic, Severity, did_you_mean, pointer_join};
 use crate::error::Error;
 use crate::model::{self, EnvBreach, ProcessingContainer, Task, Template, TemplateRef};
@@ -23,6 +24,7 @@ use crate::pipeline::values::{FromValue, ValueSource};
 use crate::record::store::RECORD_FILE;
 use crate::resolve::env_input::EnvOverride;
 use crate::resolve::plan::PlannedBind;
+use crate::resolve::run_options::{GpuRequest, parse_gpus, parse_shm_size};
 use crate::schema::{self, Kind};
 use crate::source::{self, Document, LoadFailure, Source, SpanTree};
 use crate::validation::{FileReport, KindRule, check_file};
@@ -172,6 +174,12 @@ pub(crate) struct PlannedRunOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
     pub grace: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<GpuRequest>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub engine_args: Vec<String>,
 }
 
 /// `tapir run --grace`'s default.
@@ -187,6 +195,9 @@ impl Default for PlannedRunOptions {
             entrypoint: None,
             network: None,
             grace: DEFAULT_GRACE_SECONDS,
+            shm_size_bytes: None,
+            gpus: None,
+            engine_args: Vec::new(),
         }
     }
 }
@@ -221,6 +232,22 @@ impl PlannedRunOptions {
                 .or_else(|| pipeline.entrypoint.clone()),
             network: task.network.clone().or_else(|| pipeline.network.clone()),
             grace: task.grace.or(pipeline.grace).unwrap_or(defaults.grace),
+            // Only values that read well: the check reports the others.
+            shm_size_bytes: task
+                .shm_size
+                .as_ref()
+                .or(pipeline.shm_size.as_ref())
+                .and_then(|text| parse_shm_size(text).ok()),
+            gpus: task
+                .gpus
+                .as_ref()
+                .or(pipeline.gpus.as_ref())
+                .and_then(|text| parse_gpus(text).ok()),
+            engine_args: task
+                .engine_args
+                .clone()
+                .or_else(|| pipeline.engine_args.clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -1115,6 +1142,10 @@ impl<'a> Planner<'a> {
     /// replaces it.
     fn check_run_options(&mut self) {
         let pipeline = self.pipeline;
+        self.check_engine_options("/run_options", &pipeline.run_options);
+        for (index, task) in pipeline.tasks.iter().enumerate() {
+            self.check_engine_options(&format!("/tasks/{index}/run_options"), &task.run_options);
+        }
         let pipeline_binds = self.checked_binds("/run_options/bind", &pipeline.run_options);
         for (index, task) in pipeline.tasks.iter().enumerate() {
             let task_binds = self.checked_binds(
@@ -1184,6 +1215,54 @@ impl<'a> Planner<'a> {
             }
             for (pointer, message, fix) in problems {
                 self.error_at("bind-overlap", &pointer, message, fix);
+            }
+        }
+    }
+
+    /// `shm_size` and `gpus` read as `run --shm-size` and `--gpus` read them, and no
+    /// `engine_args` entry is one `run --engine-arg` refuses — for either engine, since
+    /// the same pipeline file runs with `--mode docker` and `--mode apptainer` (on a
+    /// laptop and on an HPC node) and a refusal found only there would come mid-run.
+    fn check_engine_options(&mut self, base: &str, options: &RunOptions) {
+        let split = |e: &str| {
+            let (message, fix) = e.split_once("\n  fix: ").unwrap_or((e, ""));
+            (message.to_string(), fix.to_string())
+        };
+        if let Some(Err(e)) = options.shm_size.as_deref().map(parse_shm_size) {
+            let (message, fix) = split(&e);
+            self.error_at(
+                "bad-run-option",
+                &format!("{base}/shm_size"),
+                format!("`shm_size`: {message}"),
+                fix,
+            );
+        }
+        if let Some(Err(e)) = options.gpus.as_deref().map(parse_gpus) {
+            let (message, fix) = split(&e);
+            self.error_at(
+                "bad-run-option",
+                &format!("{base}/gpus"),
+                format!("`gpus`: {message}"),
+                fix,
+            );
+        }
+        if let Some(args) = &options.engine_args {
+            // The first refused entry, found as the shortest refused prefix (a flag's
+            // value is its own entry, and `--label` is judged with the one after it).
+            let refusal = (1..=args.len()).find_map(|end| {
+                [Mode::Docker, Mode::Apptainer]
+                    .into_iter()
+                    .find_map(|mode| engine_args::check(mode, &args[..end]).err())
+                    .map(|e| (end - 1, e))
+            });
+            if let Some((index, e)) = refusal {
+                let (message, fix) = split(&e);
+                self.error_at(
+                    "bad-run-option",
+                    &format!("{base}/engine_args/{index}"),
+                    message.replacen("--engine-arg ", "engine_args entry ", 1),
+                    fix,
+                );
             }
         }
     }

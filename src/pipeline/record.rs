@@ -357,6 +357,40 @@ impl PipelineRunRecord {
         }
     }
 
+    /// `dir/record.json` as written, with the journal's newer entries applied — as JSON
+    /// values, so fields this tapir does not know (a newer one wrote them) are kept, in
+    /// the record and in the journal's task states alike. What `show --format json`
+    /// prints: the record alone would miss every change since the last rewrite.
+    pub(crate) fn read_value(dir: &Path) -> Result<serde_json::Value, store::RecordError> {
+        let mut value = store::read_record(dir)?;
+        let Ok(text) = store::read_run_file(&dir.join(JOURNAL_FILE)) else {
+            return Ok(value);
+        };
+        let mut seq = value["journal_seq"].as_u64().unwrap_or(0);
+        for line in String::from_utf8_lossy(&text).lines() {
+            // As in `apply_journal`: a line that does not parse can only be the last.
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+                break;
+            };
+            let (Some(entry_seq), Some(task)) = (entry["seq"].as_u64(), entry.get("task")) else {
+                break;
+            };
+            if entry_seq <= seq {
+                continue;
+            }
+            seq = entry_seq;
+            let Some(tasks) = value["tasks"].as_array_mut() else {
+                break;
+            };
+            match tasks.iter_mut().find(|t| t["id"] == task["id"]) {
+                Some(slot) => *slot = task.clone(),
+                None => tasks.push(task.clone()),
+            }
+        }
+        value["journal_seq"] = serde_json::Value::from(seq);
+        Ok(value)
+    }
+
     /// Reads `dir/record.json` alone.
     fn load_compacted(dir: &Path) -> Result<Self, store::RecordError> {
         let value = store::read_record(dir)?;
@@ -572,6 +606,35 @@ mod tests {
         let read = PipelineRunRecord::load(dir.path()).unwrap();
         assert_eq!(read.tasks[2].status, TaskStatus::Running);
         assert_eq!(read.journal_seq, 3);
+    }
+
+    #[test]
+    fn the_record_as_json_has_the_journal_applied_and_keeps_fields_it_does_not_know() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut record = three_tasks();
+        let mut journal = Journal::new(dir.path());
+        journal.compact(&record).unwrap();
+        record.tasks[0].status = TaskStatus::Succeeded;
+        journal.append(&mut record, [0]).unwrap();
+        // A newer tapir's field, in the record and in a journal line.
+        let mut raw = store::read_record(dir.path()).unwrap();
+        raw["from_the_future"] = serde_json::json!(1);
+        std::fs::write(dir.path().join(store::RECORD_FILE), raw.to_string()).unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"seq\": 9, \"task\": {\"id\": \"d\", \"new_field\": true}}\n");
+        text.push_str("{\"seq\": 10, \"task\": {\"id\": \"b\", \"sta");
+        std::fs::write(&path, text).unwrap();
+
+        let value = PipelineRunRecord::read_value(dir.path()).unwrap();
+        assert_eq!(value["tasks"][0]["status"], "succeeded", "{value}");
+        assert_eq!(
+            value["tasks"][1]["status"], "pending",
+            "a torn line is ignored"
+        );
+        assert_eq!(value["tasks"][3]["new_field"], true);
+        assert_eq!(value["from_the_future"], 1);
+        assert_eq!(value["journal_seq"], 9);
     }
 
     #[test]

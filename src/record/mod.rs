@@ -264,6 +264,38 @@ pub(crate) fn supervisor_gone(host: Option<&str>, pid: Option<u32>) -> bool {
 }
 
 impl RunRecord {
+    /// A new run's first record: its id, engine, status and task file, on this machine,
+    /// created now; everything the run learns later is empty.
+    pub(crate) fn new(id: &str, mode: &str, status: Status, task_file: String) -> Self {
+        RunRecord {
+            format_version: FORMAT_VERSION,
+            id: id.to_string(),
+            tapir_version: env!("CARGO_PKG_VERSION").to_string(),
+            mode: mode.to_string(),
+            status,
+            message: None,
+            task_file: TaskFile {
+                path: task_file,
+                sha256: None,
+            },
+            task_name: None,
+            template: None,
+            plan: None,
+            argv: Vec::new(),
+            image: None,
+            container: None,
+            pid: None,
+            host: Some(current_host()),
+            created_at: jiff::Timestamp::now(),
+            started_at: None,
+            ended_at: None,
+            exit_code: None,
+            outputs: Vec::new(),
+            warnings: Vec::new(),
+            executor: None,
+        }
+    }
+
     pub(crate) fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }

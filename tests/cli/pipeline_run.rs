@@ -420,9 +420,13 @@ fn run_options_in_the_pipeline_file_reach_each_task_and_flags_win() {
     std::fs::write(project.join("reference/hello"), "from the host\n").unwrap();
     let pipeline = json!({
         "name": "file-options",
-        "run_options": {"network": "none", "bind": ["reference:/reference"]},
+        "run_options": {"network": "none", "bind": ["reference:/reference"], "shm_size": "64Mi"},
         "tasks": [
-            {"id": "plain", "task": task("cat /reference/hello", &[], &[], json!([]))},
+            {
+                "id": "plain",
+                "task": task("cat /reference/hello; df -k /dev/shm | tail -n 1; hostname", &[], &[], json!([])),
+                "run_options": {"engine_args": ["--hostname", "from-the-file"]}
+            },
             {
                 "id": "own",
                 "task": task("cat /reference/hello; echo own", &[], &[], json!([])),
@@ -463,6 +467,22 @@ fn run_options_in_the_pipeline_file_reach_each_task_and_flags_win() {
     }
     let plain = attempt_argv(&first, "plain");
     let own = attempt_argv(&first, "own");
+    // The engine options: the pipeline's shm size for both, the task's engine argument.
+    for argv in [&plain, &own] {
+        assert!(has_pair(argv, "--shm-size", "67108864"), "{argv:?}");
+    }
+    let plain_attempt = &task_record(&first, "plain")["attempts"][0];
+    let plain_out = std::fs::read_to_string(
+        run_dir
+            .join(plain_attempt["run_dir"].as_str().unwrap())
+            .join("stdout.log"),
+    )
+    .unwrap();
+    assert!(
+        plain_out.contains(" 65536 ") && plain_out.ends_with("from-the-file\n"),
+        "a 64 MiB /dev/shm and the hostname from engine_args: {plain_out:?}"
+    );
+    assert!(!own.iter().any(|a| a == "from-the-file"), "{own:?}");
     assert!(plain.iter().any(|a| a == "--user"), "{plain:?}");
     assert!(!own.iter().any(|a| a == "--user"), "user image: {own:?}");
     assert!(has_pair(&own, "--entrypoint", "/bin/busybox"), "{own:?}");
@@ -502,15 +522,15 @@ fn run_options_in_the_pipeline_file_reach_each_task_and_flags_win() {
     let own = attempt_argv(&second, "own");
     assert!(own.iter().any(|a| a == "--user"), "{own:?}");
     let attempt = &task_record(&second, "plain")["attempts"][0];
-    assert_eq!(
-        std::fs::read_to_string(
-            run_dir
-                .join(attempt["run_dir"].as_str().unwrap())
-                .join("stdout.log")
-        )
-        .unwrap(),
-        "from the flag\n",
-        "a --bind at the same container path replaces the file's"
+    let second_out = std::fs::read_to_string(
+        run_dir
+            .join(attempt["run_dir"].as_str().unwrap())
+            .join("stdout.log"),
+    )
+    .unwrap();
+    assert!(
+        second_out.starts_with("from the flag\n"),
+        "a --bind at the same container path replaces the file's: {second_out:?}"
     );
     let own_id = task_record(&second, "own")["attempts"][0]["run_id"]
         .as_str()

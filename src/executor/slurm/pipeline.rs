@@ -18,7 +18,7 @@ use crate::executor::{
     AttemptRequest, Event, Executor, Reattached, link_task_run, unsettled_status,
 };
 use crate::pipeline::record::Attempt;
-use crate::record::{RunRecord, Status, TaskFile, store};
+use crate::record::{RunRecord, Status, store};
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
@@ -113,33 +113,7 @@ fn task_limits(task_file: &Path) -> (Option<u64>, Option<u64>, Option<u64>) {
 
 /// The record of a run handed to Slurm, before its node-side tapir has it.
 pub(crate) fn queued_record(id: &str, task_file: &Path, mode: &str) -> RunRecord {
-    RunRecord {
-        format_version: crate::record::FORMAT_VERSION,
-        id: id.to_string(),
-        tapir_version: env!("CARGO_PKG_VERSION").to_string(),
-        mode: mode.to_string(),
-        status: Status::Queued,
-        message: None,
-        task_file: TaskFile {
-            path: task_file.display().to_string(),
-            sha256: None,
-        },
-        task_name: None,
-        template: None,
-        plan: None,
-        argv: Vec::new(),
-        image: None,
-        container: None,
-        pid: None,
-        host: Some(crate::record::current_host()),
-        created_at: jiff::Timestamp::now(),
-        started_at: None,
-        ended_at: None,
-        exit_code: None,
-        outputs: Vec::new(),
-        warnings: Vec::new(),
-        executor: None,
-    }
+    RunRecord::new(id, mode, Status::Queued, task_file.display().to_string())
 }
 
 impl Executor for SlurmExecutor {

@@ -365,6 +365,9 @@ impl Exporter<'_> {
             ("keep", options.keep.is_some()),
             ("network", options.network.is_some()),
             ("grace", options.grace.is_some()),
+            ("shm_size", options.shm_size.is_some()),
+            ("gpus", options.gpus.is_some()),
+            ("engine_args", options.engine_args.is_some()),
         ]
         .into_iter()
         .filter_map(|(key, set)| set.then_some(key))

@@ -22,7 +22,7 @@ use crate::k8s::Manifests;
 use crate::k8s::kubectl::{self, KubectlCall, PodState, Target};
 use crate::output::{self, Printer};
 use crate::record::logs::{self, LogSink, Stream};
-use crate::record::{self, ExecutorRecord, RunRecord, Status, TaskFile, store};
+use crate::record::{self, ExecutorRecord, RunRecord, Status, store};
 use crate::resolve::plan::{Direction, RunPlan};
 
 /// The client tapir runs, found on PATH (tests put the Docker stand-in first).
@@ -148,43 +148,29 @@ pub(crate) fn submit(sub: Submission<'_>, p: Printer) -> Result<ExitStatus> {
         )
     })?;
     let _ = store::ignore_in_git(&run_dir);
-    let mut record = RunRecord {
-        format_version: record::FORMAT_VERSION,
-        id: sub.id.to_string(),
-        tapir_version: env!("CARGO_PKG_VERSION").to_string(),
-        mode: "k8s".into(),
-        status: Status::Queued,
-        message: None,
-        task_file: TaskFile {
-            path: super::absolute(&args.task).display().to_string(),
-            sha256: None,
-        },
-        task_name: Some(sub.plan.task_name.clone()),
-        template: None,
-        plan: Some(sub.plan.clone()),
-        // The create call, without its standard input (the manifests, Secrets included).
-        argv: std::iter::once(KUBECTL.to_string())
-            .chain(kubectl::create(&sub.target, manifests, limit).args)
-            .collect(),
-        image: None,
-        container: None,
-        pid: (!args.detach).then(std::process::id),
-        host: Some(record::current_host()),
-        created_at: jiff::Timestamp::now(),
-        started_at: None,
-        ended_at: None,
-        exit_code: None,
-        outputs: Vec::new(),
-        warnings: sub.warnings.clone(),
-        executor: Some(ExecutorRecord {
-            kind: "k8s".into(),
-            context: sub.target.context.clone(),
-            namespace: sub.target.namespace.clone(),
-            object: Some(format!("pod/{pod}")),
-            state: Some("Creating".into()),
-            ..Default::default()
-        }),
-    };
+    let mut record = RunRecord::new(
+        sub.id,
+        "k8s",
+        Status::Queued,
+        super::absolute(&args.task).display().to_string(),
+    );
+    record.task_name = Some(sub.plan.task_name.clone());
+    record.plan = Some(sub.plan.clone());
+    // The create call, without its standard input (the manifests, Secrets included).
+    record.argv = std::iter::once(KUBECTL.to_string())
+        .chain(kubectl::create(&sub.target, manifests, limit).args)
+        .collect();
+    // A detached run has no follower: later commands ask the cluster instead.
+    record.pid = (!args.detach).then(std::process::id);
+    record.warnings = sub.warnings.clone();
+    record.executor = Some(ExecutorRecord {
+        kind: "k8s".into(),
+        context: sub.target.context.clone(),
+        namespace: sub.target.namespace.clone(),
+        object: Some(format!("pod/{pod}")),
+        state: Some("Creating".into()),
+        ..Default::default()
+    });
     let manifest_text = crate::k8s::render_masked(manifests, crate::k8s::ManifestFormat::Yaml);
     let _ = store::write_run_file(&run_dir.join(MANIFEST_FILE), manifest_text.as_bytes());
     crate::execute::write_record(&run_dir, &record);

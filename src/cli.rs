@@ -52,7 +52,9 @@ pub(crate) const EXIT_CODES: &[(&str, &[&str])] = &[
             "pipeline run: the pipeline is invalid (nothing started);",
             "run, inspect, doctor, images, validate --image: the engine (or registry) did",
             "not answer within TAPIR_ENGINE_TIMEOUT",
-            "seconds (default 60; every engine call has this deadline)",
+            "seconds (default 60; every engine call has this deadline);",
+            "run --executor k8s: kubectl refused the objects or did not answer, or the",
+            "Pod vanished or cannot start",
         ],
     ),
     (
@@ -1106,6 +1108,15 @@ pub(crate) struct PipelineRunArgs {
     /// Kubernetes object per attempt); as `run --executor`.
     #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
     pub executor: ExecutorKind,
+
+    /// `--executor k8s`: the kubectl context every task's Pod goes to (default: kubectl's
+    /// current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// `--executor k8s`: the namespace of every task's Pod (default: the context's).
+    #[arg(long, value_name = "NAME")]
+    pub namespace: Option<String>,
 
     #[command(flatten)]
     pub slurm: Box<SlurmArgs>,

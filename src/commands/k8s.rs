@@ -36,7 +36,7 @@ fn prepare(
     inputs: &Inputs<'_>,
     run_id: Option<&str>,
     namespace: Option<&str>,
-) -> Result<(Manifests, Vec<String>)> {
+) -> Result<(Manifests, Vec<String>, plan::RunPlan)> {
     let loaded = match task_file::load(inputs.task) {
         Ok(loaded) => loaded,
         Err(LoadError::Unreadable(e)) => return Err(e),
@@ -95,7 +95,7 @@ fn prepare(
     let mut warnings = node_paths;
     warnings.extend(plan.warnings.iter().cloned());
     warnings.extend(manifests.warnings.iter().cloned());
-    Ok((manifests, warnings))
+    Ok((manifests, warnings, plan))
 }
 
 /// A pod's host paths are on its node, not necessarily here: a folder this machine cannot
@@ -143,7 +143,7 @@ fn submission_note(target: &Target, manifests: &Manifests) -> String {
         kubectl::delete(target, pod, &secrets, 10, limit),
     ];
     let mut text = String::from(
-        "note: tapir does not submit to a cluster yet (README, \"Kubernetes\"); a run would call, in this order (create: the real Secrets on standard input, never in a file or the argv):\n",
+        "note: a run without --dry-run would call, in this order (create: the real Secrets on standard input, never in a file or the argv):\n",
     );
     for call in calls {
         text.push_str(&format!("  {}\n", call.shown()));
@@ -174,11 +174,6 @@ fn show_refusal(error: &Error, p: Printer) -> ExitStatus {
 /// `List` with `--format json`), Secrets masked.
 pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
     let p = Printer::for_stderr(color);
-    if !args.dry_run {
-        return Err(Error::Usage(
-            "--executor k8s submits nothing yet: this tapir makes Kubernetes manifests but has no kubectl submission\n  fix: print them with --dry-run, or write them with `tapir export k8s TASK -o DIR` and apply them with kubectl".into(),
-        ));
-    }
     let inputs = Inputs {
         task: &args.task,
         container_file: args.container_file.as_deref(),
@@ -205,10 +200,31 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
             "--namespace `{ns}`: {why}\n  fix: give a namespace name like `my-project`"
         )));
     }
-    let (manifests, warnings) = match prepare(&inputs, Some(&id), args.namespace.as_deref()) {
-        Ok(prepared) => prepared,
-        Err(e) => return Ok(show_refusal(&e, p)),
-    };
+    let (manifests, mut warnings, plan) =
+        match prepare(&inputs, Some(&id), args.namespace.as_deref()) {
+            Ok(prepared) => prepared,
+            Err(e) => return Ok(show_refusal(&e, p)),
+        };
+    if !args.dry_run {
+        if !crate::executor::RunRequest::from_args(args)
+            .engine
+            .is_empty()
+        {
+            warnings.push("--shm-size, --gpus, --publish and --engine-arg are engine options; they are not in the manifest".to_string());
+        }
+        let target = Target::for_manifests(args.context.clone(), None, &manifests);
+        return super::k8s_submit::submit(
+            super::k8s_submit::Submission {
+                args,
+                id: &id,
+                manifests: &manifests,
+                plan,
+                warnings,
+                target,
+            },
+            p,
+        );
+    }
     show_warnings(&warnings, p);
     if !crate::executor::RunRequest::from_args(args)
         .engine
@@ -256,7 +272,7 @@ pub(crate) fn export(args: &ExportK8sArgs, color: ColorChoice) -> Result<ExitSta
         pull: false,
         timeout: None,
     };
-    let (manifests, warnings) = match prepare(&inputs, None, None) {
+    let (manifests, warnings, _) = match prepare(&inputs, None, None) {
         Ok(prepared) => prepared,
         Err(e) => return Ok(show_refusal(&e, p)),
     };
@@ -353,7 +369,7 @@ fn export_pipeline(args: &ExportK8sArgs, color: ColorChoice) -> Result<ExitStatu
             pull: false,
             timeout: None,
         };
-        let (manifests, warnings) = match prepare(&inputs, None, None) {
+        let (manifests, warnings, _) = match prepare(&inputs, None, None) {
             Ok(prepared) => prepared,
             Err(e) => {
                 output::stderr(&format!("tapir: pipeline task `{}`:\n", planned.id));

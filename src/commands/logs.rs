@@ -81,6 +81,7 @@ pub(crate) fn run(args: &LogsArgs) -> Result<ExitStatus> {
             slurm.ask_when_due();
             // Read the record before the logs: once it says the run is over, everything
             // was captured, so one more pass gets the rest.
+            super::k8s_submit::look(&run_dir);
             let over = RunSummary::load_settled(&run_dir).map_or(true, |r| r.is_over());
             reader.replay_indexed(&mut cursor, filter, &mut |s, t, b| out.write(s, t, b))?;
             if over {
@@ -206,6 +207,8 @@ fn open_reader(run_dir: &Path, follow: bool) -> Result<Option<LogReader>> {
         match opened {
             Ok(reader) => return Ok(Some(reader)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // A detached Kubernetes run gets its logs when its Pod has ended.
+                super::k8s_submit::look(run_dir);
                 let record = RunSummary::load_settled(run_dir).ok();
                 let waiting = follow && record.as_ref().is_some_and(|r| !r.is_over());
                 if !waiting {

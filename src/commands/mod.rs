@@ -6,6 +6,7 @@ pub(crate) mod doctor;
 pub(crate) mod images;
 pub(crate) mod inspect;
 pub(crate) mod k8s;
+pub(crate) mod k8s_submit;
 pub(crate) mod logs;
 pub(crate) mod man;
 pub(crate) mod outputs;

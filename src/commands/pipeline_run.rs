@@ -40,6 +40,11 @@ use crate::resolve::plan::PlannedBind;
 
 pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     crate::executor::refuse_unavailable(args.executor)?;
+    if args.executor != ExecutorKind::K8s && (args.context.is_some() || args.namespace.is_some()) {
+        return Err(Error::Usage(
+            "--context and --namespace are for --executor k8s\n  fix: add --executor k8s, or leave them out".into(),
+        ));
+    }
     // The Slurm site settings are read (and a broken file refused) before anything.
     let slurm = match args.executor {
         ExecutorKind::Slurm => {
@@ -761,6 +766,14 @@ impl Driver<'_> {
             self.args.mode,
         );
         run.timeout = planned.execution.max_exec_time;
+        // `--executor k8s`: each attempt is a `tapir run --executor k8s` child on this
+        // machine that creates, follows and deletes its Pod (the local executor runs it).
+        if self.args.executor == ExecutorKind::K8s {
+            run.kubernetes = Some(crate::executor::request::KubernetesPlace {
+                context: self.args.context.clone(),
+                namespace: self.args.namespace.clone(),
+            });
+        }
         run.container_file = planned.runnable.container_file.as_deref().map(absolute);
         // The child stops its container if this process dies without passing a cancel
         // on (SIGKILL): src/execute/parent_watch.rs.

@@ -90,6 +90,7 @@ fn read_listed(dir: PathBuf, pipelines: bool) -> (PathBuf, Listed) {
             Err(e) => unreadable(e.to_string()),
         }
     } else {
+        super::k8s_submit::look(&dir);
         match RunSummary::load_settled(&dir) {
             Ok(record) => Listed::Run(Box::new(record)),
             Err(e) => unreadable(e.to_string()),

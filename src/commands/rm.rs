@@ -314,7 +314,7 @@ fn cancel_pipeline(dir: &Path) -> Result<()> {
 /// what it points to; one of tapir's names that is a folder (a damaged run) goes only with
 /// `force`.
 fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
-    const FILES: [&str; 9] = [
+    const FILES: [&str; 11] = [
         store::RECORD_FILE,
         store::GITIGNORE_FILE,
         store::RESERVE_FILE,
@@ -324,6 +324,8 @@ fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
         crate::execute::detach::SUPERVISOR_LOG,
         crate::executor::slurm::script::SCRIPT_FILE,
         crate::executor::slurm::job::PRIVATE_ENV_FILE,
+        super::k8s_submit::HANDLE_FILE,
+        super::k8s_submit::MANIFEST_FILE,
     ];
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries.flatten() {
@@ -371,6 +373,10 @@ fn remove_tapir_files(dir: &Path, force: bool) -> Result<()> {
 /// writes `cancelled`), and waits for that. The pid is read again on every poll: during
 /// the hand-over of `run --detach` it changes from the parent's to the supervisor's.
 fn cancel(dir: &Path) -> Result<()> {
+    // A Kubernetes run nobody follows: its Pod is deleted through kubectl.
+    if super::k8s_submit::cancel_unfollowed(dir).is_some() {
+        return Ok(());
+    }
     use crate::executor::slurm::job;
     if let Ok(summary) = RunSummary::load(dir)
         && let Some(job_id) = job::pending_job(summary.status, summary.executor.as_ref())

@@ -35,6 +35,8 @@ pub(crate) fn run(args: &RunViewArgs, color: ColorChoice) -> Result<ExitStatus> 
     };
     // A Slurm job that ended without its record is settled first (one `squeue`).
     crate::executor::slurm::job::look(std::slice::from_ref(&run_dir));
+    // A Kubernetes run nobody follows is asked about (one `kubectl get`).
+    super::k8s_submit::look(&run_dir);
     let record = RunRecord::load(&run_dir).map_err(|e| Error::Record(e.to_string()))?;
     if args.format == PlanFormat::Json {
         // The record as written, plus what only a reader can know.

@@ -66,6 +66,8 @@ pub(crate) fn run(args: &WaitArgs) -> Result<ExitStatus> {
 type End = Option<(String, String, ExitStatus)>;
 
 fn task_end(dir: &Path) -> Result<End> {
+    // A Kubernetes run nobody follows is asked about (bounded, at most every 2 s).
+    super::k8s_submit::look(dir);
     let record = RunSummary::load_settled(dir).map_err(|e| Error::Record(e.to_string()))?;
     if !record.is_over() {
         return Ok(None);

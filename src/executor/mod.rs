@@ -24,11 +24,7 @@ use crate::record::{RunRecord, Status};
 /// Refuses an executor this build cannot use yet, before anything is checked or made.
 pub(crate) fn refuse_unavailable(kind: ExecutorKind) -> Result<(), crate::error::Error> {
     match kind {
-        ExecutorKind::Local | ExecutorKind::Slurm => Ok(()),
-        other => Err(crate::error::Error::Usage(format!(
-            "--executor {} is not available in this tapir yet\n  fix: use --executor local (the default)",
-            other.name()
-        ))),
+        ExecutorKind::Local | ExecutorKind::Slurm | ExecutorKind::K8s => Ok(()),
     }
 }
 

@@ -44,6 +44,16 @@ pub(crate) struct RunRequest {
     pub timeout: Option<u64>,
     /// The run is cancelled when this process is gone.
     pub watch_parent: Option<u32>,
+    /// `--executor k8s`: the run is a Kubernetes Pod, in this kubectl context and
+    /// namespace (each `None`: kubectl's default).
+    pub kubernetes: Option<KubernetesPlace>,
+}
+
+/// Where a Kubernetes run goes (`--context`, `--namespace`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct KubernetesPlace {
+    pub context: Option<String>,
+    pub namespace: Option<String>,
 }
 
 impl RunRequest {
@@ -118,6 +128,15 @@ impl RunRequest {
         if let Some(pid) = self.watch_parent {
             pair("--watch-parent", pid.to_string().into());
         }
+        if let Some(place) = &self.kubernetes {
+            pair("--executor", "k8s".into());
+            if let Some(context) = &place.context {
+                pair("--context", context.into());
+            }
+            if let Some(namespace) = &place.namespace {
+                pair("--namespace", namespace.into());
+            }
+        }
         if self.pull {
             argv.push("--pull".into());
         }
@@ -152,6 +171,12 @@ impl RunRequest {
             grace: args.grace,
             timeout: args.timeout,
             watch_parent: args.watch_parent,
+            kubernetes: (args.executor == crate::executor::ExecutorKind::K8s).then(|| {
+                KubernetesPlace {
+                    context: args.context.clone(),
+                    namespace: args.namespace.clone(),
+                }
+            }),
         }
     }
 
@@ -177,6 +202,7 @@ impl RunRequest {
             grace: 10,
             timeout: None,
             watch_parent: None,
+            kubernetes: None,
         }
     }
 }
@@ -265,6 +291,10 @@ mod tests {
             grace: 3,
             timeout: Some(60),
             watch_parent: Some(4242),
+            kubernetes: Some(KubernetesPlace {
+                context: Some("kind-dev".into()),
+                namespace: Some("team-a".into()),
+            }),
             ..RunRequest::new(&task, dir.path(), "01abd".into(), Mode::Apptainer)
         };
         assert_eq!(parsed(&full).as_ref(), Some(&full));

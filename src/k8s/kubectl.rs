@@ -61,7 +61,6 @@ impl std::fmt::Debug for KubectlCall {
 
 impl KubectlCall {
     /// The standard input to write (the manifests with their Secrets).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn stdin(&self) -> Option<&str> {
         self.stdin.as_deref()
     }
@@ -176,9 +175,8 @@ pub(crate) fn delete(
     }
 }
 
-/// Where a Pod is, read from `kubectl get pod -o json`. For the submission to come (not
-/// built yet: README, "Kubernetes"); tested on its own meanwhile.
-#[allow(dead_code)]
+/// Where a Pod is, read from `kubectl get pod -o json` (the submission asks it every
+/// second while the Pod runs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PodState {
     /// Not yet running; the waiting reason when there is one (`ErrImagePull`,
@@ -196,8 +194,12 @@ pub(crate) enum PodState {
 }
 
 /// Reads the state of container `main` of a Pod object.
-#[allow(dead_code)]
 pub(crate) fn pod_state(pod: &Value) -> PodState {
+    // A Pod stopped at its activeDeadlineSeconds has a killed container too; the Pod's
+    // reason is the one that says why.
+    if pod["status"]["reason"] == "DeadlineExceeded" {
+        return PodState::Lost("DeadlineExceeded".to_string());
+    }
     let main = pod["status"]["containerStatuses"]
         .as_array()
         .into_iter()

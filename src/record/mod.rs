@@ -428,10 +428,14 @@ impl RunSummary {
     /// Recorded as running, but the process that supervised it is gone: nothing will
     /// ever write its end.
     pub(crate) fn is_lost(&self) -> bool {
-        // A run in an outside scheduler (Slurm) is settled from the scheduler's word,
-        // which says more than a gone pid (`executor::slurm::job::look`).
+        // A run in an outside scheduler (Slurm, Kubernetes) is settled from the
+        // scheduler's word, which says more than a gone pid (`executor::slurm::job::look`,
+        // `commands::k8s_submit::settle`).
         self.status == Status::Running
-            && self.executor.as_ref().is_none_or(|e| e.kind != "slurm")
+            && self
+                .executor
+                .as_ref()
+                .is_none_or(|e| e.kind != "slurm" && e.kind != "k8s")
             && supervisor_gone(self.host.as_deref(), self.pid)
     }
 

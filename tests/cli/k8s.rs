@@ -519,15 +519,6 @@ fn k8s_refusals_point_into_the_task_file() {
     );
 }
 
-#[test]
-fn k8s_run_without_dry_run_says_submission_is_not_built() {
-    let task = repo_root().join("examples/inline-task.json");
-    let mut cmd = tapir(&repo_root(), ["run", "--executor", "k8s"]);
-    let done = run(cmd.arg(&task));
-    assert_eq!(done.code, 2, "{}", done.stderr);
-    assert!(done.stderr.contains("tapir export k8s"), "{}", done.stderr);
-}
-
 /// A pipeline exports one Pod per task, named after the task id, with the channel an
 /// upstream task writes bound as its downstream's input under `--data-dir`, and a README
 /// giving the order (Kubernetes has none).

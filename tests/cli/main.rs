@@ -12,6 +12,7 @@ mod images;
 mod inspect_pipelines;
 mod inspect_runs;
 mod k8s;
+mod k8s_submit;
 mod pipeline;
 mod pipeline_export;
 mod pipeline_run;

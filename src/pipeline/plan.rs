@@ -1698,9 +1698,33 @@ impl<'a> Planner<'a> {
         for edge in &self.edges {
             edges_of[edge.task].push(edge);
         }
+        // The tasks whose output values another task reads, found once (asking every
+        // task about every other was quadratic).
+        let read_outputs: HashSet<&str> = pipeline
+            .tasks
+            .iter()
+            .flat_map(|t| t.env.values())
+            .filter_map(|e| match e {
+                EnvEntry::From {
+                    value_from: ValueFrom::TaskOutput(o),
+                } => Some(o.task_id.as_str()),
+                _ => None,
+            })
+            .collect();
         let tasks = order
             .iter()
-            .map(|&i| self.plan_task(i, levels[i] + 1, conf, final_step == Some(i), &edges_of[i]))
+            .map(|&i| {
+                let publishes_values = read_outputs.contains(pipeline.tasks[i].id.as_str());
+                let is_final = final_step == Some(i);
+                self.plan_task(
+                    i,
+                    levels[i] + 1,
+                    conf,
+                    is_final,
+                    &edges_of[i],
+                    publishes_values,
+                )
+            })
             .collect::<Option<Vec<_>>>()?;
         Some(PipelinePlan {
             name: pipeline.name.clone(),
@@ -1746,6 +1770,7 @@ impl<'a> Planner<'a> {
         conf: Option<&Conf>,
         is_final: bool,
         edges: &[&Edge],
+        publishes_values: bool,
     ) -> Option<PlannedTask> {
         let entry = &self.pipeline.tasks[index];
         // Every task of a valid pipeline is loaded; `None` only if that ever broke.
@@ -1994,11 +2019,7 @@ impl<'a> Planner<'a> {
             workflow_output_dir,
             step_config: entry.step_config.clone(),
             image_from: entry.image_from.clone(),
-            publishes_values: self.pipeline.tasks.iter().any(|t| {
-                t.env.values().any(|e| {
-                    matches!(e, EnvEntry::From { value_from: ValueFrom::TaskOutput(o) } if o.task_id == entry.id)
-                })
-            }),
+            publishes_values,
             runnable: RunnableTask {
                 task,
                 base_dir: loaded.base_dir.clone(),

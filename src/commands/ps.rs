@@ -90,8 +90,19 @@ fn read_listed(dir: PathBuf, pipelines: bool) -> (PathBuf, Listed) {
             Err(e) => unreadable(e.to_string()),
         }
     } else {
-        super::k8s_submit::look(&dir);
+        // Only a Kubernetes run not yet final needs kubectl (and then a second read):
+        // the record is read once for every other run (`ps` over 10,000 runs).
+        let unsettled_k8s = |r: &RunSummary| {
+            r.status.is_active() && r.executor.as_ref().is_some_and(|e| e.kind == "k8s")
+        };
         match RunSummary::load_settled(&dir) {
+            Ok(record) if unsettled_k8s(&record) => {
+                super::k8s_submit::look(&dir);
+                match RunSummary::load_settled(&dir) {
+                    Ok(record) => Listed::Run(Box::new(record)),
+                    Err(e) => unreadable(e.to_string()),
+                }
+            }
             Ok(record) => Listed::Run(Box::new(record)),
             Err(e) => unreadable(e.to_string()),
         }

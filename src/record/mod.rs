@@ -401,7 +401,7 @@ impl RunSummary {
     /// Reads the summary of `run_dir/record.json`; the error names the file.
     pub(crate) fn load(run_dir: &std::path::Path) -> Result<Self, store::RecordError> {
         let path = run_dir.join(store::RECORD_FILE);
-        let bytes = store::read_run_file(&path).map_err(|_| {
+        let bytes = store::read_replaced_run_file(&path).map_err(|_| {
             // Let the full reader explain (missing, unreadable…) in its words.
             store::read_record(run_dir).err().unwrap_or_else(|| {
                 store::RecordError::new(format!("cannot read {}", path.display()))

@@ -3,6 +3,7 @@
 //! preparation: task file → template → the same `RunPlan` a local run makes → manifests,
 //! checked. No cluster is contacted.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::absolute;
@@ -309,6 +310,41 @@ fn is_pipeline(path: &Path) -> bool {
         .is_some_and(|v| v.get("tasks").is_some_and(serde_json::Value::is_array))
 }
 
+/// The `config` of each inline task of the pipeline file `pipeline`, by task id. The
+/// model keeps no Kubernetes config keys (namespace, annotations, volumes…), so they are
+/// read from the file: without this an inline task's keys were silently left out.
+pub(crate) fn inline_task_configs(pipeline: &Path) -> HashMap<String, serde_json::Value> {
+    std::fs::read_to_string(pipeline)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|pipeline| pipeline.get("tasks").cloned())
+        .and_then(|tasks| tasks.as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|entry| {
+            let id = entry.get("id")?.as_str()?.to_string();
+            let config = entry.get("task")?.as_object()?.get("config")?.clone();
+            Some((id, config))
+        })
+        .collect()
+}
+
+/// A pipeline task's Kubernetes `config`: from its task file, or for an inline task from
+/// `inline` ([`inline_task_configs`]).
+pub(crate) fn task_config(
+    planned: &crate::pipeline::plan::PlannedTask,
+    inline: &HashMap<String, serde_json::Value>,
+) -> Option<serde_json::Value> {
+    if planned.task == "inline" {
+        inline.get(&planned.id).cloned()
+    } else {
+        task_file::load(Path::new(&planned.task))
+            .ok()
+            .map(|original| original.config)
+            .filter(|config| !config.is_null())
+    }
+}
+
 /// `export k8s PIPELINE -o DIR`: one Pod per task, named after the task id, each task as
 /// the pipeline would run it (its channels bound to the pipeline's folders under
 /// `--data-dir` on the node, the pipeline's and the conf file's variables), and a README
@@ -331,17 +367,14 @@ fn export_pipeline(args: &ExportK8sArgs, color: ColorChoice) -> Result<ExitStatu
         PlanFormat::Json => (ManifestFormat::Json, "json"),
         PlanFormat::Human => (ManifestFormat::Yaml, "yaml"),
     };
+    let inline_configs = inline_task_configs(&args.task);
     // (level, task id, pod, file name, manifests)
     let mut made = Vec::new();
     for planned in &plan.tasks {
         let mut derived = derive::derived_task(planned, &data_dir);
         derived["name"] = planned.id.clone().into();
-        // The model keeps no Kubernetes config keys: they come from the task file itself.
-        if planned.task != "inline"
-            && let Ok(original) = task_file::load(Path::new(&planned.task))
-            && !original.config.is_null()
-        {
-            derived["config"] = original.config;
+        if let Some(config) = task_config(planned, &inline_configs) {
+            derived["config"] = config;
         }
         let task_path = scratch.path().join(format!("{}.task.json", made.len()));
         crate::record::store::write_run_file(

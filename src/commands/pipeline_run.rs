@@ -38,6 +38,40 @@ use crate::record::{self, Status, TaskFile, store};
 use crate::resolve::env_input::EnvOverride;
 use crate::resolve::plan::PlannedBind;
 
+/// A task's Kubernetes `config` beyond its labels does not reach the Pods of `pipeline
+/// run --executor k8s` (the derived task file keeps what the model keeps, and a literal
+/// registry password must not be copied into the run folder): said for each task, never
+/// dropped silently. `tapir export k8s` keeps them all.
+fn warn_uncarried_k8s_config(pipeline_file: &std::path::Path, plan: &plan::PipelinePlan) {
+    let inline = super::k8s::inline_task_configs(pipeline_file);
+    for planned in &plan.tasks {
+        let Some(config) = super::k8s::task_config(planned, &inline) else {
+            continue;
+        };
+        let left: Vec<&str> = config
+            .as_object()
+            .map(|keys| {
+                keys.keys()
+                    .map(String::as_str)
+                    .filter(|k| !matches!(*k, "labels" | "type"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !left.is_empty() {
+            output::stderr(&format!(
+                "warning: task `{}`: config {} {} not carried into its Pod by `pipeline run --executor k8s`\n  fix: pass --namespace for the namespace; `tapir export k8s {}` writes Pods with every key\n",
+                planned.id,
+                left.iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if left.len() == 1 { "is" } else { "are" },
+                pipeline_file.display()
+            ));
+        }
+    }
+}
+
 pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
     crate::executor::refuse_unavailable(args.executor)?;
     if args.executor != ExecutorKind::K8s && (args.context.is_some() || args.namespace.is_some()) {
@@ -67,6 +101,9 @@ pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStat
     };
     // Warnings do not stop the run, but are said first (as `tapir run` does).
     output::stderr(&human_findings(&checked, &err));
+    if args.executor == ExecutorKind::K8s {
+        warn_uncarried_k8s_config(&args.pipeline, plan);
+    }
     // Apptainer runs a built image from the local Docker engine (converted to a SIF
     // once, like any `docker-daemon:` image).
     let apptainer_plan;

@@ -574,3 +574,43 @@ fn k8s_export_of_a_pipeline_writes_one_pod_per_task_in_level_order() {
     .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{readme}");
 }
+
+/// An inline task's Kubernetes `config` (namespace, annotations, labels) reaches its Pod
+/// as a task file's does; the model keeps none of those keys, and they were once left
+/// out without a word.
+#[test]
+fn k8s_export_of_a_pipeline_keeps_an_inline_tasks_kubernetes_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = json!({
+        "name": "inline-config",
+        "tasks": [{"id": "a", "task": {
+            "name": "a", "image": "busybox:1",
+            "taskTemplate": {"identifier": "t", "description": "d", "inputs": [],
+                "outputs": [], "env": [], "command": ["true"]},
+            "config": {"namespace": "science", "labels": {"team": "imaging"},
+                "annotations": {"owner": "lab-3"}}
+        }}]
+    });
+    std::fs::write(dir.path().join("p.json"), pipeline.to_string()).unwrap();
+    let done = run(&mut tapir(
+        dir.path(),
+        ["export", "k8s", "p.json", "--format", "json", "-o", "out"],
+    ));
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let text = std::fs::read_to_string(dir.path().join("out/01-a.json")).unwrap();
+    let pod: Value = serde_json::from_str(&text).unwrap();
+    let pod = if pod["kind"] == "List" {
+        pod["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["kind"] == "Pod")
+            .cloned()
+            .unwrap()
+    } else {
+        pod
+    };
+    assert_eq!(pod["metadata"]["namespace"], "science", "{pod:#}");
+    assert_eq!(pod["metadata"]["labels"]["team"], "imaging", "{pod:#}");
+    assert_eq!(pod["metadata"]["annotations"]["owner"], "lab-3", "{pod:#}");
+}

@@ -446,3 +446,49 @@ fn k8s_pipeline_runs_each_task_as_a_pod_in_dependency_order() {
     );
     assert!(all_text(&dir.path().join("state")).is_empty());
 }
+
+/// `pipeline run --executor k8s` does not carry a task's Kubernetes `config` beyond its
+/// labels into the Pods; it says so for each such task instead of dropping the keys
+/// without a word (`export k8s` keeps them).
+#[test]
+fn k8s_pipeline_says_which_config_keys_its_pods_do_not_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = serde_json::json!({
+        "name": "config-said",
+        "tasks": [{"id": "a", "task": {
+            "name": "a", "image": example_image(),
+            "taskTemplate": {"identifier": "t", "description": "d", "inputs": [],
+                "outputs": [], "env": [], "command": ["true"]},
+            "config": {"namespace": "science", "labels": {"team": "imaging"},
+                "annotations": {"owner": "lab-3"}}
+        }}]
+    });
+    std::fs::write(dir.path().join("p.json"), pipeline.to_string()).unwrap();
+    let mut cmd = tapir(
+        dir.path(),
+        [
+            "pipeline",
+            "run",
+            "--executor",
+            "k8s",
+            "p.json",
+            "--runs-dir",
+            "runs",
+        ],
+    );
+    cmd.env("PATH", stand_in_path())
+        .env("TAPIR_KUBECTL_STATE", dir.path().join("state"));
+    let done = run(&mut cmd);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("task `a`: config `namespace`, `annotations` are not carried into its Pod"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        !done.stderr.contains("`labels`"),
+        "labels are carried: {}",
+        done.stderr
+    );
+}

@@ -548,21 +548,7 @@ mod tests {
     use crate::diagnostic::Severity;
 
     fn fs(entries: &[(&str, EntryKind, u32, &str)]) -> IndexFs {
-        IndexFs(
-            entries
-                .iter()
-                .map(|(p, k, m, l)| {
-                    (
-                        (*p).to_string(),
-                        Entry {
-                            kind: *k,
-                            mode: *m,
-                            link_target: (*l).to_string(),
-                        },
-                    )
-                })
-                .collect(),
-        )
+        crate::backend::image_fs::index_of(entries)
     }
 
     fn busybox() -> IndexFs {

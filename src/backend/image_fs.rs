@@ -468,26 +468,32 @@ impl ImageFs for IndexFs {
     }
 }
 
+/// An image's file index from `(path, kind, mode, link target)` rows, for unit tests.
+#[cfg(test)]
+pub(crate) fn index_of(entries: &[(&str, EntryKind, u32, &str)]) -> IndexFs {
+    IndexFs(
+        entries
+            .iter()
+            .map(|(p, k, m, l)| {
+                (
+                    (*p).to_string(),
+                    Entry {
+                        kind: *k,
+                        mode: *m,
+                        link_target: (*l).to_string(),
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn fs(entries: &[(&str, EntryKind, u32, &str)]) -> IndexFs {
-        IndexFs(
-            entries
-                .iter()
-                .map(|(p, k, m, l)| {
-                    (
-                        (*p).to_string(),
-                        Entry {
-                            kind: *k,
-                            mode: *m,
-                            link_target: (*l).to_string(),
-                        },
-                    )
-                })
-                .collect(),
-        )
+        index_of(entries)
     }
 
     fn image() -> IndexFs {

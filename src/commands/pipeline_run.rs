@@ -73,7 +73,6 @@ fn warn_uncarried_k8s_config(pipeline_file: &std::path::Path, plan: &plan::Pipel
 }
 
 pub(crate) fn run(args: &PipelineRunArgs, color: ColorChoice) -> Result<ExitStatus> {
-    crate::executor::refuse_unavailable(args.executor)?;
     if args.executor != ExecutorKind::K8s && (args.context.is_some() || args.namespace.is_some()) {
         return Err(Error::Usage(
             "--context and --namespace are for --executor k8s\n  fix: add --executor k8s, or leave them out".into(),

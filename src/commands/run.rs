@@ -45,7 +45,6 @@ pub(crate) fn run(args: &RunArgs, color: ColorChoice) -> Result<ExitStatus> {
             "--context and --namespace are for --executor k8s\n  fix: add --executor k8s, or leave them out".into(),
         ));
     }
-    crate::executor::refuse_unavailable(args.executor)?;
     let err = Printer::for_stderr(color);
     // The run's settings, as one typed value: the same a pipeline attempt is made from.
     let request = RunRequest::from_args(args);

@@ -21,13 +21,6 @@ pub(crate) use request::RunRequest;
 use crate::pipeline::record::Attempt;
 use crate::record::{RunRecord, Status};
 
-/// Refuses an executor this build cannot use yet, before anything is checked or made.
-pub(crate) fn refuse_unavailable(kind: ExecutorKind) -> Result<(), crate::error::Error> {
-    match kind {
-        ExecutorKind::Local | ExecutorKind::Slurm | ExecutorKind::K8s => Ok(()),
-    }
-}
-
 /// One attempt to start.
 #[derive(Debug, Clone)]
 pub(crate) struct AttemptRequest {
